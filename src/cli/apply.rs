@@ -1,0 +1,102 @@
+//! `git machine apply`: put a run's code changes on the user's current branch.
+//!
+//! Each step's change (its tree minus the run's own `.codemachine/runs/<run>/`) is merged onto
+//! HEAD three-way, in memory; only when every step applied cleanly are the user's files, index
+//! and branch updated. A conflict or a dirty checkout changes nothing.
+
+use clap::Args;
+
+use super::error::{CliError, CliResult};
+use super::{find_run, Ctx};
+use crate::git::{Oid, RefUpdate, Worktree};
+use crate::store::{self, StepStatus};
+
+/// Put a run's code changes on the current branch, one commit per step or squashed
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Run id or a unique prefix of it (default: the most recent run)
+    pub run: Option<String>,
+    /// Make one commit of the whole run
+    #[arg(long)]
+    pub squash: bool,
+}
+
+pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| CliError::usage("`apply` needs a checkout; this repository is bare"))?
+        .to_path_buf();
+    let (id, tip) = find_run(&repo, args.run.as_deref())?;
+    let info = store::read_run_at(&repo, &id, tip)?;
+    let (start, commits) = store::step_commits(&repo, &info)?;
+    let user = Worktree::new(workdir);
+    let changed = user.git(&["status", "--porcelain", "--untracked-files=no"])?;
+    if !changed.trim().is_empty() {
+        return Err(CliError::usage("your checkout has uncommitted changes; `apply` would mix them with the run's")
+            .caused_by(changed.lines().take(5).collect::<Vec<_>>().join("\n"))
+            .with_hint("commit or stash them first (`git stash`), then apply again"));
+    }
+    let branch = repo.head_branch().ok_or_else(|| {
+        CliError::usage("HEAD is detached").with_hint("check out the branch to apply the run to")
+    })?;
+    let head = repo.head_commit().ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
+    let strip = |commit: Oid| -> CliResult<Oid> { Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?) };
+    let done: Vec<_> = commits.iter().filter(|c| c.record.status == StepStatus::Succeeded).collect();
+    let mut prev = strip(start)?;
+    let mut cur = head;
+    let mut made = Vec::new();
+    let merge = |prev: Oid, cur: Oid, next: Oid, what: &str| -> CliResult<Oid> {
+        match repo.merge_trees(prev, repo.tree_of(cur)?, next)? {
+            Ok(tree) => Ok(tree),
+            Err(paths) => Err(CliError::failed(format!("{what} conflicts with your branch in: {}", paths.join(", ")))
+                .with_hint(format!("nothing was changed; rebase the run instead: `git rebase {} machine/{id}`", branch.as_str().trim_start_matches("refs/heads/")))),
+        }
+    };
+    if args.squash {
+        if let Some(last) = done.last() {
+            let next = strip(last.commit)?;
+            if next != prev {
+                let tree = merge(prev, cur, next, &format!("run {id}"))?;
+                let mut msg = format!("{}: run {id}\n\n", info.record.workflow);
+                for c in &done {
+                    msg.push_str(&format!("- {}: {}\n", c.record.step, c.record.summary));
+                }
+                msg.push_str(&format!("\nMachine-Run: {id}\n"));
+                cur = repo.commit(tree, &[cur], &msg, None)?;
+                made.push(("squashed".to_string(), cur));
+            }
+        }
+    } else {
+        for c in &done {
+            let next = strip(c.commit)?;
+            if next == prev {
+                continue;
+            }
+            let tree = merge(prev, cur, next, &format!("step `{}`", c.record.step))?;
+            let msg = format!(
+                "{}: {}\n\nMachine-Run: {id}\nMachine-Step: {}\nMachine-Engine: {}\n",
+                c.record.step, c.record.summary, c.record.step, c.record.engine
+            );
+            let author = format!("git machine ({})", c.record.engine);
+            cur = repo.commit(tree, &[cur], &msg, Some((&author, "git-machine@localhost")))?;
+            made.push((c.record.step.clone(), cur));
+            prev = next;
+        }
+    }
+    if made.is_empty() {
+        ctx.ui.out(&format!("nothing to apply: run {id} changed no files"));
+        return Ok(());
+    }
+    // Update files and index first (refusing to overwrite anything), then move the branch.
+    user.git(&["read-tree", "-m", "-u", &head.to_string(), &cur.to_string()])?;
+    if let Err(e) = repo.update_refs(&[RefUpdate { name: branch.clone(), old: Some(head), new: Some(cur) }], &format!("git machine: apply run {id}")) {
+        let _ = user.git(&["read-tree", "-m", "-u", &cur.to_string(), &head.to_string()]);
+        return Err(e.into());
+    }
+    for (step, oid) in &made {
+        ctx.ui.out(&format!("{} {step}", oid.short()));
+    }
+    ctx.ui.out(&format!("applied run {id} to {} ({} commit{})", branch.as_str().trim_start_matches("refs/heads/"), made.len(), if made.len() == 1 { "" } else { "s" }));
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! `git machine demo`: a scratch repository, the built-in `demo` workflow, its log.
+
+use clap::Args;
+
+use super::error::{CliError, CliResult};
+use super::Ctx;
+use crate::git::{self, Repo};
+use crate::runner::{Runner, StartRequest};
+use crate::store::Paths;
+use crate::workflow;
+
+/// Run the built-in demo workflow in a scratch repository (no network, no API key)
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Print the steps' output as it arrives
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
+    let dir = tempfile::Builder::new().prefix("git-machine-demo-").tempdir()?.keep();
+    git::init_scratch_repo(&dir)?;
+    let repo = Repo::open(&dir)?;
+    let source = workflow::builtin("demo").expect("the demo workflow is built in");
+    let wf = workflow::parse("builtin:demo", source)?;
+    let vars = wf.bind_vars(&[])?;
+    let base = repo.head_commit().ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
+    ctx.ui.note(&format!("scratch repository: {}", dir.display()));
+    let mut runner = Runner {
+        repo: &repo,
+        paths: Paths::new(repo.common_dir()),
+        ui: &mut ctx.ui,
+        env: &ctx.env,
+        cancel: &ctx.cancel,
+        echo: args.verbose,
+    };
+    let (id, end) = runner.start(StartRequest {
+        workflow: &wf,
+        vars,
+        base,
+        overrides: Default::default(),
+    })?;
+    ctx.ui.out("");
+    super::log::print(ctx, &repo, &id, false)?;
+    ctx.ui.out("");
+    ctx.ui.out(&format!("Look around: cd {} && git log --stat machine/{id}", dir.display()));
+    ctx.ui.out(&format!("             git machine show {id} implement"));
+    end.into_result(&id)
+}

@@ -1,0 +1,167 @@
+//! The command line: one module per subcommand, each an `XArgs` (clap derive) and a
+//! `run(ctx, &XArgs)`, dispatched by one `match`.
+
+mod apply;
+mod demo;
+pub mod error;
+mod log;
+mod resume;
+mod rewind;
+mod rm;
+mod run;
+mod show;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::git::Repo;
+use crate::store::{self, Lookup, RunId};
+use crate::ui::{ColorChoice, Ui};
+use error::{CliError, CliResult};
+
+/// Run multi-step AI coding-agent workflows as git branches: one commit per step
+#[derive(Parser, Debug)]
+#[command(name = "git machine", bin_name = "git machine", version, disable_help_subcommand = true)]
+pub struct Cli {
+    /// When to colour output
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Run(run::RunArgs),
+    Resume(resume::ResumeArgs),
+    Status(status::StatusArgs),
+    Log(log::LogArgs),
+    Show(show::ShowArgs),
+    Rewind(rewind::RewindArgs),
+    Apply(apply::ApplyArgs),
+    Rm(rm::RmArgs),
+    Validate(validate::ValidateArgs),
+    Demo(demo::DemoArgs),
+}
+
+/// The environment as read once at start: what commands may consult.
+pub struct Env {
+    pub cwd: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub no_color: bool,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            vars: std::env::vars().collect(),
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        }
+    }
+}
+
+pub struct Ctx {
+    pub env: Env,
+    pub ui: Ui,
+    /// Set by SIGINT/SIGTERM/SIGHUP: stop the step, leave the run resumable.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    pub fn repo(&self) -> CliResult<Repo> {
+        Ok(Repo::discover(&self.env.cwd)?)
+    }
+}
+
+/// Find a run by a unique prefix of its id (or the most recent one).
+pub fn find_run(repo: &Repo, given: Option<&str>) -> CliResult<(RunId, crate::git::Oid)> {
+    match store::find_run(repo, given)? {
+        Lookup::Found(id, tip) => Ok((id, tip)),
+        Lookup::NotFound => Err(match given {
+            Some(g) => CliError::usage(format!("no run matches `{g}`"))
+                .with_hint("`git machine status` lists the runs of this repository"),
+            None => CliError::usage("this repository has no runs yet")
+                .with_hint("start one with `git machine run <workflow>`"),
+        }),
+        Lookup::Ambiguous(ids) => Err(CliError::usage(format!(
+            "`{}` matches {} runs: {}",
+            given.unwrap_or_default(),
+            ids.len(),
+            ids.iter().map(RunId::as_str).collect::<Vec<_>>().join(", ")
+        ))
+        .with_hint("give more characters of the run id")),
+    }
+}
+
+fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
+    match &cli.command {
+        Command::Run(a) => run::run(ctx, a),
+        Command::Resume(a) => resume::run(ctx, a),
+        Command::Status(a) => status::run(ctx, a),
+        Command::Log(a) => log::run(ctx, a),
+        Command::Show(a) => show::run(ctx, a),
+        Command::Rewind(a) => rewind::run(ctx, a),
+        Command::Apply(a) => apply::run(ctx, a),
+        Command::Rm(a) => rm::run(ctx, a),
+        Command::Validate(a) => validate::run(ctx, a),
+        Command::Demo(a) => demo::run(ctx, a),
+    }
+}
+
+fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        // A second signal while already stopping ends the process at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(cancel));
+        let _ = signal_hook::flag::register(sig, Arc::clone(cancel));
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => error::EXIT_USAGE,
+            };
+        }
+    };
+    let env = Env::from_process();
+    let (machine, ui_color) = match Repo::discover(&env.cwd) {
+        Ok(repo) => (repo.config_str("color.machine"), repo.config_str("color.ui")),
+        Err(_) => (None, None),
+    };
+    let color = crate::ui::use_color(cli.color, machine.as_deref(), ui_color.as_deref(), env.no_color);
+    let cancel = Arc::new(AtomicBool::new(false));
+    install_signal_handlers(&cancel);
+    let mut ctx = Ctx {
+        env,
+        ui: Ui::new(color),
+        cancel,
+    };
+    match dispatch(&mut ctx, &cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            e.render(&mut ctx.ui);
+            e.code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,106 @@
+//! `git machine rewind`: make a step the next to run again, keeping the abandoned tip.
+
+use clap::Args;
+
+use super::error::{CliError, CliResult};
+use super::{find_run, Ctx};
+use crate::git::{RefName, RefUpdate, Worktree};
+use crate::runner::Runner;
+use crate::store::lock::RunLock;
+use crate::store::{self, Paths};
+
+/// Make a step the next to run; the abandoned tip stays under refs/machine/attic
+#[derive(Args, Debug)]
+pub struct RewindArgs {
+    /// Run id or a unique prefix of it
+    pub run: String,
+    /// Step to run next (its latest execution is undone, with everything after it)
+    #[arg(required_unless_present = "undo", conflicts_with = "undo")]
+    pub step: Option<String>,
+    /// Restore the tip the last rewind abandoned
+    #[arg(long)]
+    pub undo: bool,
+}
+
+pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let (id, tip) = find_run(&repo, Some(&args.run))?;
+    let paths = Paths::new(repo.common_dir());
+    let _lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
+    let attic = repo.refs_under(&id.attic_prefix())?;
+    let number = |name: &RefName| {
+        name.as_str()
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let mut runner = Runner {
+        repo: &repo,
+        paths: paths.clone(),
+        ui: &mut ctx.ui,
+        env: &ctx.env,
+        cancel: &ctx.cancel,
+        echo: false,
+    };
+    let checkpoint = runner.last_machine_commit(&id, tip)?;
+    let info = store::read_run_at(&repo, &id, checkpoint)?;
+    let (target, updates, message) = if args.undo {
+        let Some((name, restored)) = attic.iter().max_by_key(|(n, _)| number(n)).cloned() else {
+            return Err(CliError::usage(format!("run {id} has no rewind to undo")));
+        };
+        // The tip being left is kept in the same attic slot unless the restored one contains it,
+        // so undoing an undo works and nothing becomes unreachable.
+        let keep = if repo.is_ancestor(tip, restored)? { None } else { Some(tip) };
+        let updates = vec![
+            RefUpdate { name: id.branch(), old: Some(tip), new: Some(restored) },
+            RefUpdate { name: name.clone(), old: Some(restored), new: keep },
+        ];
+        (restored, updates, format!("restored run {id} to {}", restored.short()))
+    } else {
+        let step = args.step.as_deref().expect("clap requires a step without --undo");
+        let (_, commits) = store::step_commits(&repo, &info)?;
+        let Some(found) = commits
+            .iter()
+            .rev()
+            .find(|c| c.record.step == step || c.record_name == step)
+        else {
+            let executed: Vec<&str> = commits.iter().map(|c| c.record.step.as_str()).collect();
+            return Err(CliError::usage(format!("step `{step}` of run {id} has not run yet")).with_hint(
+                if executed.is_empty() {
+                    "no step of this run has run yet; nothing to rewind".to_string()
+                } else {
+                    format!("steps that have run: {}", executed.join(", "))
+                },
+            ));
+        };
+        let n = attic.iter().map(|(n, _)| number(n)).max().unwrap_or(0) + 1;
+        let attic_ref = RefName::new(format!("{}{n}", id.attic_prefix()));
+        let updates = vec![
+            RefUpdate { name: id.branch(), old: Some(tip), new: Some(found.previous) },
+            RefUpdate { name: attic_ref.clone(), old: None, new: Some(tip) },
+        ];
+        (
+            found.previous,
+            updates,
+            format!(
+                "rewound run {id}: `{step}` runs next; the old tip {} is kept as {attic_ref}",
+                tip.short()
+            ),
+        )
+    };
+    let wt = Worktree::new(paths.worktree(&id));
+    if wt.is_valid() {
+        runner.set_aside(&id, &wt, &info, checkpoint, "rewound")?;
+    }
+    repo.update_refs(&updates, &format!("git machine: rewind run {id}"))?;
+    if wt.is_valid() {
+        wt.reset_hard(target)?;
+    }
+    ctx.ui.out(&message);
+    ctx.ui.out(&format!(
+        "continue with `git machine resume {id}`{}",
+        if args.undo { String::new() } else { format!(", or undo with `git machine rewind --undo {id}`") }
+    ));
+    Ok(())
+}

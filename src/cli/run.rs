@@ -1,0 +1,66 @@
+//! `git machine run`: start a workflow as a new run and execute it.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+
+use super::error::{CliError, CliResult};
+use super::Ctx;
+use crate::runner::{Runner, StartRequest};
+use crate::store::Paths;
+use crate::workflow;
+
+/// Start a workflow as a new run on its own branch
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Workflow name (.codemachine/workflows/<name>.toml or a built-in) or path to a .toml file
+    pub workflow: String,
+    /// Set a workflow variable
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Start from this revision instead of HEAD
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// Print the steps' output as it arrives
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let (origin, source) = workflow::find(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
+    let wf = workflow::parse(&origin, &source)?;
+    let vars = wf.bind_vars(&args.vars)?;
+    let base = match &args.base {
+        Some(rev) => repo.resolve_commit(rev).ok_or_else(|| {
+            CliError::usage(format!("--base `{rev}` names no commit"))
+                .with_hint("give a branch, tag or commit id, e.g. --base main")
+        })?,
+        None => repo.head_commit().ok_or_else(|| {
+            CliError::usage("this repository has no commits yet")
+                .with_hint("make a first commit, or give --base <rev>")
+        })?,
+    };
+    let mut runner = Runner {
+        repo: &repo,
+        paths: Paths::new(repo.common_dir()),
+        ui: &mut ctx.ui,
+        env: &ctx.env,
+        cancel: &ctx.cancel,
+        echo: args.verbose,
+    };
+    let (id, end) = runner.start(StartRequest {
+        workflow: &wf,
+        vars,
+        base,
+        overrides: BTreeMap::new(),
+    })?;
+    end.into_result(&id)
+}

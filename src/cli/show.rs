@@ -1,0 +1,60 @@
+//! `git machine show`: one step's diff, through git's own pager and colours.
+
+use clap::Args;
+
+use super::error::{CliError, CliResult};
+use super::{find_run, Ctx};
+use crate::git;
+use crate::store;
+
+/// Show the diff of one step, through git's pager
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Run id or a unique prefix of it
+    pub run: String,
+    /// Step id (its latest execution) or record number such as 3 or 03-test
+    pub step: String,
+    /// Include the run's own files under .codemachine/
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let (id, tip) = find_run(&repo, Some(&args.run))?;
+    let info = store::read_run_at(&repo, &id, tip)?;
+    let (_, commits) = store::step_commits(&repo, &info)?;
+    let wanted = args.step.as_str();
+    let found = commits.iter().rev().find(|c| {
+        c.record.step == wanted
+            || c.record_name == wanted
+            || wanted.parse::<u32>().is_ok_and(|n| n == c.record.seq)
+    });
+    let Some(c) = found else {
+        let known: Vec<String> = commits.iter().map(|c| c.record_name.clone()).collect();
+        return Err(CliError::usage(format!("run {id} has no executed step `{wanted}`")).with_hint(
+            if known.is_empty() {
+                "no step of this run has run yet".to_string()
+            } else {
+                format!("executed steps: {}", known.join(", "))
+            },
+        ));
+    };
+    // `git show` of each commit (the step's own and any its program made) keeps every header
+    // even when the pathspec hides a commit's whole diff.
+    let mut git_args = vec!["show".to_string(), "--patch".to_string(), "--stat".to_string()];
+    git_args.extend(repo.commits_between(c.previous, c.commit)?.iter().map(|o| o.to_string()));
+    if ctx.ui.color {
+        git_args.insert(0, "color.ui=always".to_string());
+        git_args.insert(0, "-c".to_string());
+    }
+    if !args.all {
+        git_args.extend(["--".to_string(), ".".to_string(), ":(exclude).codemachine".to_string()]);
+    }
+    let dir = repo.workdir().unwrap_or(repo.common_dir()).to_path_buf();
+    let code = git::git_interactive(&dir, &git_args)?;
+    if code != 0 {
+        return Err(CliError::failed(format!("git log exited with code {code}")));
+    }
+    Ok(())
+}

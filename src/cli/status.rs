@@ -1,0 +1,179 @@
+//! `git machine status`: the runs of this repository, or one run's steps.
+
+use clap::Args;
+use serde_json::json;
+
+use super::error::CliResult;
+use super::{find_run, Ctx};
+use crate::git::Repo;
+use crate::store::lock;
+use crate::store::{self, Paths, RunId, RunInfo, Status, StepStatus};
+use crate::workflow;
+
+/// List runs with their state, or show one run's steps
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Run id or a unique prefix of it; without it, all runs are listed
+    pub run: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The state a user sees: the stored status, with `running` split by whether anyone runs it.
+pub fn shown_state(repo: &Repo, info: &RunInfo) -> &'static str {
+    match info.state.status {
+        Status::Running => {
+            let path = Paths::new(repo.common_dir()).lock(&info.id);
+            match lock::read(&path) {
+                Some(holder) if lock::holder_alive(&holder) => "running",
+                _ => "interrupted",
+            }
+        }
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+        Status::Paused => "paused",
+        Status::Conflict => "conflict",
+    }
+}
+
+pub fn run(ctx: &mut Ctx, args: &StatusArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    match &args.run {
+        None => list(ctx, &repo, args.json),
+        Some(given) => {
+            let (id, tip) = find_run(&repo, Some(given))?;
+            one(ctx, &repo, &id, tip, args.json)
+        }
+    }
+}
+
+fn list(ctx: &mut Ctx, repo: &Repo, as_json: bool) -> CliResult {
+    let mut rows = Vec::new();
+    for (id, tip) in store::list_runs(repo)? {
+        match store::read_run_at(repo, &id, tip) {
+            Ok(info) => {
+                let state = shown_state(repo, &info);
+                rows.push((
+                    id.to_string(),
+                    info.record.workflow.clone(),
+                    state.to_string(),
+                    info.state.next.clone().unwrap_or_default(),
+                    info.record.started.clone(),
+                ));
+            }
+            Err(e) => rows.push((id.to_string(), "?".into(), format!("unreadable: {e}"), String::new(), String::new())),
+        }
+    }
+    if as_json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(id, wf, state, step, started)| {
+                json!({"id": id, "workflow": wf, "state": state, "step": step, "started": started})
+            })
+            .collect();
+        ctx.ui.out(&serde_json::to_string_pretty(&list).expect("plain JSON values"));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        ctx.ui.out("no runs yet; start one with `git machine run <workflow>` (or try `git machine demo`)");
+        return Ok(());
+    }
+    ctx.ui.out(&format!("{:<18} {:<20} {:<12} {:<16} {}", "RUN", "WORKFLOW", "STATE", "STEP", "STARTED"));
+    for (id, wf, state, step, started) in rows {
+        let painted = paint_state(ctx, &state);
+        ctx.ui.out(&format!(
+            "{:<18} {:<20} {}{} {:<16} {}",
+            id,
+            wf,
+            painted,
+            " ".repeat(12usize.saturating_sub(state.len())),
+            if step.is_empty() { "-" } else { &step },
+            started
+        ));
+    }
+    Ok(())
+}
+
+fn paint_state(ctx: &Ctx, state: &str) -> String {
+    match state {
+        "completed" => ctx.ui.green(state),
+        "failed" | "conflict" => ctx.ui.red(state),
+        "running" => ctx.ui.cyan(state),
+        _ => ctx.ui.yellow(state),
+    }
+}
+
+fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bool) -> CliResult {
+    let info = store::read_run_at(repo, id, tip)?;
+    let state = shown_state(repo, &info);
+    let (_, commits) = store::step_commits(repo, &info)?;
+    let step_ids: Vec<String> = match workflow::parse(&info.record.origin, &info.workflow_source) {
+        Ok(wf) => wf.steps.iter().map(|s| s.id.clone()).collect(),
+        Err(_) => commits.iter().map(|c| c.record.step.clone()).collect(),
+    };
+    let mut steps = Vec::new();
+    for step in &step_ids {
+        let last = commits.iter().rev().find(|c| &c.record.step == step);
+        let runs = commits.iter().filter(|c| &c.record.step == step).count();
+        let step_state = if info.state.next.as_deref() == Some(step.as_str()) {
+            match state {
+                "running" => "running",
+                "failed" => "failed",
+                _ => "next",
+            }
+        } else {
+            match last.map(|c| c.record.status) {
+                Some(StepStatus::Succeeded) => "done",
+                Some(StepStatus::Failed) => "failed",
+                None => "pending",
+            }
+        };
+        steps.push((step.clone(), step_state, last.map(|c| c.commit.short()), runs));
+    }
+    if as_json {
+        let v = json!({
+            "id": id.as_str(),
+            "workflow": info.record.workflow,
+            "state": state,
+            "next": info.state.next,
+            "reason": info.state.reason,
+            "base": info.record.base,
+            "started": info.record.started,
+            "branch": format!("machine/{id}"),
+            "tip": tip.to_string(),
+            "vars": info.record.vars,
+            "steps": steps.iter().map(|(s, st, c, n)| json!({"id": s, "state": st, "commit": c, "executions": n})).collect::<Vec<_>>(),
+        });
+        ctx.ui.out(&serde_json::to_string_pretty(&v).expect("plain JSON values"));
+        return Ok(());
+    }
+    let painted = paint_state(ctx, state);
+    ctx.ui.out(&format!("run {}  {}  {}", ctx.ui.bold(id.as_str()), info.record.workflow, painted));
+    ctx.ui.out(&format!("  branch machine/{id}, base {}, started {}", &info.record.base[..10], info.record.started));
+    if let Some(reason) = &info.state.reason {
+        ctx.ui.out(&format!("  {reason}"));
+    }
+    for (step, st, commit, _) in steps {
+        let label = match st {
+            "done" => ctx.ui.green(st),
+            "failed" => ctx.ui.red(st),
+            "running" => ctx.ui.cyan(st),
+            "next" => ctx.ui.yellow(st),
+            _ => ctx.ui.dim(st),
+        };
+        ctx.ui.out(&format!(
+            "  {:<20} {}{} {}",
+            step,
+            label,
+            " ".repeat(8usize.saturating_sub(st.len())),
+            commit.unwrap_or_default()
+        ));
+    }
+    match state {
+        "interrupted" | "failed" => ctx.ui.out(&format!("  continue with `git machine resume {id}`")),
+        "completed" => ctx.ui.out(&format!("  review with `git machine log {id}`, land with `git machine apply {id}`")),
+        _ => {}
+    }
+    Ok(())
+}

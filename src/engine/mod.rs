@@ -1,0 +1,122 @@
+//! Engines: how a step's program is started and how its output is read.
+//!
+//! An engine turns a resolved step into an [`Invocation`] (program, arguments, extra
+//! environment, stdin bytes) and supplies an [`EventParser`] that reads the program's output as
+//! it arrives into an [`Outcome`] (success, summary, session id, usage, error). Engines never
+//! touch git and never spawn anything themselves: [`process::run`] does that the same way for
+//! all of them (own process group, timeouts, Ctrl-C, bounded log).
+
+pub mod command;
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::workflow::ResolvedStep;
+
+/// What a step's program is started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Added to (or replacing in) the user's environment.
+    pub env: Vec<(String, String)>,
+    /// Removed from the user's environment.
+    pub env_remove: Vec<String>,
+    /// Written to the program's stdin, which is then closed.
+    pub stdin: Vec<u8>,
+}
+
+/// Everything an engine may use to build its command line.
+pub struct StepInput<'a> {
+    pub step: &'a ResolvedStep,
+    /// The prompt exactly as it is sent.
+    pub prompt: &'a str,
+    pub workdir: &'a Path,
+    /// A session to continue instead of starting a new one.
+    pub resume_session: Option<&'a str>,
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut(std::time::Duration),
+    IdleTimedOut(std::time::Duration),
+    Cancelled,
+}
+
+impl Ending {
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Exited(code) => format!("exit code {code}"),
+            Ending::Signaled(sig) => format!("killed by signal {sig}"),
+            Ending::TimedOut(d) => format!("timed out after {}", humantime::format_duration(*d)),
+            Ending::IdleTimedOut(d) => {
+                format!("no output for {}; stopped", humantime::format_duration(*d))
+            }
+            Ending::Cancelled => "interrupted".to_string(),
+        }
+    }
+}
+
+/// What the engine made of the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub success: bool,
+    /// One line for the commit message.
+    pub summary: Option<String>,
+    /// The agent's final message (or the command's output tail), kept in the record.
+    pub final_message: Option<String>,
+    pub session: Option<String>,
+    pub usage: BTreeMap<String, u64>,
+    /// The error as the program reported it.
+    pub error: Option<String>,
+}
+
+/// Reads a program's output line by line as it arrives.
+pub trait EventParser: Send {
+    fn line(&mut self, stream: Stream, line: &str);
+    fn finish(self: Box<Self>, ending: &Ending) -> Outcome;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine `{engine}` is not available: {reason}")]
+    Unavailable { engine: String, reason: String },
+    #[error("step `{step}`: {message}")]
+    Invalid { step: String, message: String },
+}
+
+pub trait Engine {
+    fn name(&self) -> &'static str;
+    fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError>;
+    fn parser(&self) -> Box<dyn EventParser>;
+}
+
+/// The engine called `name`, if this build has it.
+pub fn by_name(name: &str) -> Option<Box<dyn Engine>> {
+    match name {
+        "command" => Some(Box::new(command::CommandEngine)),
+        _ => None,
+    }
+}
+
+/// First line of `text` that has something in it, trimmed to a commit-summary length.
+pub fn summary_line(text: &str) -> Option<String> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut s: String = line.chars().take(72).collect();
+    if line.chars().count() > 72 {
+        s.pop();
+        s.push('…');
+    }
+    Some(s)
+}

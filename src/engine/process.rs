@@ -1,0 +1,245 @@
+//! Running a step's program: one place for process groups, limits, cancellation and logs.
+//!
+//! Invariants:
+//! - the program runs in a process group of its own, so a timeout, an idle timeout or Ctrl-C
+//!   ends it and everything it started (SIGTERM to the group, SIGKILL after a grace period); on
+//!   Linux it also dies with git machine itself (`PR_SET_PDEATHSIG`), and the group id is
+//!   reported through `on_spawn` so a later resume can kill an orphaned group;
+//! - stdin is a pipe that gets the invocation's bytes and is then closed;
+//! - whatever the program leaves running when it exits is killed with its group;
+//! - the log is bounded: the first [`LOG_HEAD`] bytes and the last [`LOG_TAIL`] bytes are kept.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{Ending, EventParser, Invocation, Stream};
+
+pub const LOG_HEAD: u64 = 8 << 20;
+pub const LOG_TAIL: usize = 256 << 10;
+/// Time between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// Variables never passed to a step: they would point its git at the user's checkout.
+pub const REMOVED_ENV: &[&str] = &["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"];
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+enum Event {
+    Line(Stream, Vec<u8>),
+    Eof,
+    Exited(ExitStatus),
+}
+
+/// Bounded log file: head kept in the file as it comes, tail kept in memory and appended.
+struct Log {
+    file: File,
+    written: u64,
+    dropped: u64,
+    tail: VecDeque<u8>,
+}
+
+impl Log {
+    fn write(&mut self, stream: Stream, line: &[u8]) {
+        let prefix: &[u8] = if stream == Stream::Stderr { b"[stderr] " } else { b"" };
+        let len = (prefix.len() + line.len() + 1) as u64;
+        if self.written + len <= LOG_HEAD {
+            let _ = self.file.write_all(prefix);
+            let _ = self.file.write_all(line);
+            let _ = self.file.write_all(b"\n");
+            self.written += len;
+            return;
+        }
+        self.dropped += len;
+        self.tail.extend(prefix.iter().chain(line).chain(b"\n"));
+        while self.tail.len() > LOG_TAIL {
+            self.tail.pop_front();
+        }
+    }
+
+    fn finish(mut self) {
+        if self.dropped > 0 {
+            let cut = self.dropped - self.tail.len() as u64;
+            let _ = writeln!(self.file, "[git machine: {cut} bytes of output not kept]");
+            let (a, b) = self.tail.as_slices();
+            let _ = self.file.write_all(a);
+            let _ = self.file.write_all(b);
+        }
+        let _ = self.file.flush();
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: killpg only sends a signal; the group is our own child's.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+fn pump(stream: Stream, reader: impl Read, tx: mpsc::Sender<Event>) {
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                if tx.send(Event::Line(stream, buf.clone())).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Event::Eof);
+}
+
+/// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
+/// and `parser` (and `echo`, if given). `cancel` is polled: once set, the program is stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    inv: &Invocation,
+    cwd: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    limits: Limits,
+    cancel: &AtomicBool,
+    on_spawn: &mut dyn FnMut(i32),
+    parser: &mut dyn EventParser,
+    mut echo: Option<&mut dyn FnMut(Stream, &str)>,
+) -> std::io::Result<Ending> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut log = Log {
+        file: File::create(log)?,
+        written: 0,
+        dropped: 0,
+        tail: VecDeque::new(),
+    };
+    let mut cmd = Command::new(&inv.program);
+    cmd.args(&inv.args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for var in REMOVED_ENV.iter().copied().chain(inv.env_remove.iter().map(String::as_str)) {
+        cmd.env_remove(var);
+    }
+    cmd.envs(inv.env.iter().map(|(k, v)| (k, v)));
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pgid = child.id() as i32;
+    on_spawn(pgid);
+
+    let (tx, rx) = mpsc::channel();
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let input = inv.stdin.clone();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+        // Dropping closes the pipe: programs that read stdin see EOF.
+    });
+    let out = child.stdout.take().expect("stdout was piped");
+    let err = child.stderr.take().expect("stderr was piped");
+    let (t1, t2, t3) = (tx.clone(), tx.clone(), tx);
+    std::thread::spawn(move || pump(Stream::Stdout, out, t1));
+    std::thread::spawn(move || pump(Stream::Stderr, err, t2));
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            let _ = t3.send(Event::Exited(status));
+        }
+    });
+
+    let started = Instant::now();
+    let mut last_output = started;
+    let mut eofs = 0;
+    let mut exit: Option<ExitStatus> = None;
+    let mut stopping: Option<(Ending, Instant, bool)> = None;
+    loop {
+        if exit.is_some() && eofs == 2 {
+            break;
+        }
+        let now = Instant::now();
+        if stopping.is_none() {
+            let reason = if cancel.load(Ordering::SeqCst) {
+                Some(Ending::Cancelled)
+            } else if limits.timeout.is_some_and(|t| now >= started + t) {
+                limits.timeout.map(Ending::TimedOut)
+            } else if limits
+                .idle_timeout
+                .is_some_and(|t| now >= last_output + t && exit.is_none())
+            {
+                limits.idle_timeout.map(Ending::IdleTimedOut)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                signal_group(pgid, libc::SIGTERM);
+                stopping = Some((reason, now, false));
+            }
+        } else if let Some((_, since, killed)) = &mut stopping {
+            if !*killed && now >= *since + KILL_GRACE {
+                signal_group(pgid, libc::SIGKILL);
+                *killed = true;
+            }
+        }
+        let mut wait = Duration::from_millis(100);
+        if let Some(t) = limits.timeout {
+            wait = wait.min((started + t).saturating_duration_since(now));
+        }
+        if let Some(t) = limits.idle_timeout {
+            wait = wait.min((last_output + t).saturating_duration_since(now));
+        }
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(Event::Line(stream, bytes)) => {
+                last_output = Instant::now();
+                let text = String::from_utf8_lossy(&bytes);
+                log.write(stream, &bytes);
+                parser.line(stream, &text);
+                if let Some(echo) = echo.as_mut() {
+                    echo(stream, &text);
+                }
+            }
+            Ok(Event::Eof) => eofs += 1,
+            Ok(Event::Exited(status)) => {
+                exit = Some(status);
+                // Whatever the program left behind goes with it; it also releases the pipes.
+                signal_group(pgid, libc::SIGKILL);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    log.finish();
+    let status = exit.expect("the loop ends only after the program exited");
+    Ok(match stopping {
+        Some((reason, _, _)) => reason,
+        None => match (status.code(), status.signal()) {
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(sig)) => Ending::Signaled(sig),
+            (None, None) => Ending::Exited(1),
+        },
+    })
+}

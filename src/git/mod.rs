@@ -1,0 +1,792 @@
+//! All access to git: the only module that uses git2 or spawns the `git` binary.
+//!
+//! Why one module: every ref update must be compare-and-swap, every spawned `git` must get the
+//! same sanitised environment, and the choice between libgit2 (fast, in-process: reading trees,
+//! creating commits, ref transactions) and the git CLI (worktrees, staging a worktree with the
+//! user's ignore rules, pager and colours) is made here once.
+//!
+//! Invariants:
+//! - a ref is only ever changed through [`Repo::update_refs`], which locks every ref of the
+//!   operation, checks each one's current value against what the caller saw, and writes them all
+//!   or none;
+//! - `git` children never inherit `GIT_DIR`, `GIT_WORK_TREE` or `GIT_INDEX_FILE` from our caller
+//!   (they are set explicitly where needed).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use thiserror::Error;
+
+/// A commit (or tree, or blob) id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Oid(git2::Oid);
+
+impl Oid {
+    pub fn parse(hex: &str) -> Option<Oid> {
+        git2::Oid::from_str(hex).ok().map(Oid)
+    }
+    pub fn short(&self) -> String {
+        self.0.to_string()[..10].to_string()
+    }
+}
+
+impl fmt::Display for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Oid({})", self.short())
+    }
+}
+
+/// A full ref name such as `refs/heads/machine/<run-id>`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RefName(String);
+
+impl RefName {
+    pub fn new(name: impl Into<String>) -> RefName {
+        let name = name.into();
+        debug_assert!(name.starts_with("refs/"), "ref names are full: {name}");
+        RefName(name)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RefName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum GitError {
+    #[error("not inside a git repository ({0})")]
+    NotARepo(String),
+    #[error("ref {name} moved: expected {expected}, found {found}")]
+    RefMoved {
+        name: RefName,
+        expected: String,
+        found: String,
+    },
+    #[error("`git {args}` failed: {stderr}")]
+    Cli { args: String, stderr: String },
+    #[error("could not run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error(transparent)]
+    Lib(#[from] git2::Error),
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T, E = GitError> = std::result::Result<T, E>;
+
+/// One ref change of a transaction: `old` is what the caller saw (`None` = must not exist),
+/// `new` what it becomes (`None` = delete).
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    pub name: RefName,
+    pub old: Option<Oid>,
+    pub new: Option<Oid>,
+}
+
+/// A commit's facts as the runner and the views need them.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub oid: Oid,
+    pub parents: Vec<Oid>,
+    pub summary: String,
+    pub message: String,
+    /// Seconds since the epoch of the committer date.
+    pub time: i64,
+    pub trailers: BTreeMap<String, String>,
+}
+
+impl CommitInfo {
+    pub fn trailer(&self, key: &str) -> Option<&str> {
+        self.trailers.get(key).map(String::as_str)
+    }
+}
+
+/// Who commits: read once per process from git's own rules (`git var`), so config given with
+/// `git -c`, `GIT_COMMITTER_*` and `GIT_*_DATE` are honoured exactly as git honours them.
+#[derive(Debug, Clone)]
+struct Ident {
+    name: String,
+    email: String,
+    /// Fixed date from the environment, if any: (seconds, offset minutes).
+    fixed_time: Option<(i64, i32)>,
+}
+
+pub struct Repo {
+    repo: git2::Repository,
+    common_dir: PathBuf,
+    workdir: Option<PathBuf>,
+}
+
+/// Environment variables that would point a `git` child at another repository or index.
+const GIT_LOCATION_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_PREFIX",
+];
+
+/// A `git` command with the location variables removed.
+pub fn git_command() -> Command {
+    let mut cmd = Command::new("git");
+    for var in GIT_LOCATION_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run_git<I, S>(dir: &Path, args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let out = git_command()
+        .current_dir(dir)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(GitError::Spawn)?;
+    if !out.status.success() {
+        return Err(GitError::Cli {
+            args: args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Repo {
+    /// Find the repository containing `cwd`, as git would (honouring `GIT_DIR` if the user set it).
+    pub fn discover(cwd: &Path) -> Result<Repo> {
+        let repo = match std::env::var_os("GIT_DIR") {
+            Some(_) => git2::Repository::open_from_env(),
+            None => git2::Repository::discover(cwd),
+        }
+        .map_err(|e| GitError::NotARepo(e.message().to_string()))?;
+        Self::from_git2(repo)
+    }
+
+    pub fn open(path: &Path) -> Result<Repo> {
+        Self::from_git2(git2::Repository::open(path)?)
+    }
+
+    fn from_git2(repo: git2::Repository) -> Result<Repo> {
+        let common_dir = repo.commondir().to_path_buf();
+        let workdir = repo.workdir().map(Path::to_path_buf);
+        Ok(Repo {
+            repo,
+            common_dir,
+            workdir,
+        })
+    }
+
+    /// The git dir shared by all worktrees (`.git` of the main checkout).
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
+    }
+
+    /// The working tree of the checkout we were started in, if it has one.
+    pub fn workdir(&self) -> Option<&Path> {
+        self.workdir.as_deref()
+    }
+
+    /// Directory `git` commands about the repository as a whole run in.
+    fn cli_dir(&self) -> &Path {
+        self.workdir.as_deref().unwrap_or(&self.common_dir)
+    }
+
+    /// Resolve a revision to a commit; `None` when it names nothing.
+    pub fn resolve_commit(&self, rev: &str) -> Option<Oid> {
+        let obj = self.repo.revparse_single(rev).ok()?;
+        obj.peel_to_commit().ok().map(|c| Oid(c.id()))
+    }
+
+    /// The commit HEAD points at; `None` in a repository without commits.
+    pub fn head_commit(&self) -> Option<Oid> {
+        self.repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .map(|c| Oid(c.id()))
+    }
+
+    /// The full name of the branch HEAD is on (`None` when detached or unborn).
+    pub fn head_branch(&self) -> Option<RefName> {
+        let head = self.repo.find_reference("HEAD").ok()?;
+        let target = head.symbolic_target()?;
+        Some(RefName::new(target))
+    }
+
+    pub fn ref_target(&self, name: &RefName) -> Option<Oid> {
+        self.repo
+            .find_reference(name.as_str())
+            .ok()
+            .and_then(|r| r.target())
+            .map(Oid)
+    }
+
+    /// All refs under `prefix` (e.g. `refs/heads/machine/`) with their targets, sorted by name.
+    pub fn refs_under(&self, prefix: &str) -> Result<Vec<(RefName, Oid)>> {
+        let mut out = Vec::new();
+        for r in self.repo.references_glob(&format!("{prefix}*"))? {
+            let r = r?;
+            if let (Some(name), Some(target)) = (r.name(), r.target()) {
+                out.push((RefName::new(name), Oid(target)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Apply ref updates atomically, each compared against the value its caller saw.
+    pub fn update_refs(&self, updates: &[RefUpdate], reflog: &str) -> Result<()> {
+        let mut tx = self.repo.transaction()?;
+        for u in updates {
+            tx.lock_ref(u.name.as_str())?;
+        }
+        for u in updates {
+            let found = self.ref_target(&u.name);
+            if found != u.old {
+                let show = |o: Option<Oid>| o.map_or("nothing".to_string(), |o| o.short());
+                return Err(GitError::RefMoved {
+                    name: u.name.clone(),
+                    expected: show(u.old),
+                    found: show(found),
+                });
+            }
+        }
+        let sig = self.signature()?;
+        for u in updates {
+            match u.new {
+                Some(new) => tx.set_target(u.name.as_str(), new.0, Some(&sig), reflog)?,
+                None => tx.remove(u.name.as_str())?,
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn ident(&self) -> Result<&'static Ident> {
+        static IDENT: OnceLock<Ident> = OnceLock::new();
+        if let Some(i) = IDENT.get() {
+            return Ok(i);
+        }
+        let ident = match run_git(self.cli_dir(), ["var", "GIT_COMMITTER_IDENT"]) {
+            Ok(line) => parse_ident(line.trim()),
+            // No identity configured: commits still need one; git machine names itself.
+            Err(_) => Ident {
+                name: "git machine".to_string(),
+                email: "git-machine@localhost".to_string(),
+                fixed_time: None,
+            },
+        };
+        let ident = Ident {
+            fixed_time: std::env::var("GIT_COMMITTER_DATE")
+                .ok()
+                .and(ident.fixed_time),
+            ..ident
+        };
+        Ok(IDENT.get_or_init(|| ident))
+    }
+
+    fn signature(&self) -> Result<git2::Signature<'static>> {
+        let ident = self.ident()?;
+        self.signature_as(&ident.name, &ident.email)
+    }
+
+    fn signature_as(&self, name: &str, email: &str) -> Result<git2::Signature<'static>> {
+        let ident = self.ident()?;
+        Ok(match ident.fixed_time {
+            Some((secs, offset)) => git2::Signature::new(name, email, &git2::Time::new(secs, offset))?,
+            None => git2::Signature::now(name, email)?,
+        })
+    }
+
+    /// The committer's name and email (for commits authored by the user).
+    pub fn user_ident(&self) -> Result<(String, String)> {
+        let i = self.ident()?;
+        Ok((i.name.clone(), i.email.clone()))
+    }
+
+    /// Create a commit object (no ref is moved). `author` = (name, email), default the user.
+    pub fn commit(
+        &self,
+        tree: Oid,
+        parents: &[Oid],
+        message: &str,
+        author: Option<(&str, &str)>,
+    ) -> Result<Oid> {
+        let committer = self.signature()?;
+        let author = match author {
+            Some((n, e)) => self.signature_as(n, e)?,
+            None => committer.clone(),
+        };
+        let tree = self.repo.find_tree(tree.0)?;
+        let parents = parents
+            .iter()
+            .map(|p| self.repo.find_commit(p.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
+        let oid = self
+            .repo
+            .commit(None, &author, &committer, message, &tree, &parent_refs)?;
+        Ok(Oid(oid))
+    }
+
+    pub fn tree_of(&self, commit: Oid) -> Result<Oid> {
+        Ok(Oid(self.repo.find_commit(commit.0)?.tree_id()))
+    }
+
+    /// A new tree: `base` with `files` (path → contents) written into it.
+    pub fn tree_with_files(&self, base: Oid, files: &[(String, Vec<u8>)]) -> Result<Oid> {
+        let base_tree = self.repo.find_tree(base.0)?;
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        for (path, bytes) in files {
+            let blob = self.repo.blob(bytes)?;
+            builder.upsert(path.as_str(), blob, git2::FileMode::Blob);
+        }
+        Ok(Oid(builder.create_updated(&self.repo, &base_tree)?))
+    }
+
+    /// `tree` with the entry at `path` removed (no change if absent).
+    pub fn tree_without(&self, tree: Oid, path: &str) -> Result<Oid> {
+        let t = self.repo.find_tree(tree.0)?;
+        if t.get_path(Path::new(path)).is_err() {
+            return Ok(tree);
+        }
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        builder.remove(path);
+        Ok(Oid(builder.create_updated(&self.repo, &t)?))
+    }
+
+    /// The contents of `path` in `commit`'s tree, `None` if absent.
+    pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>> {
+        let tree = self.repo.find_commit(commit.0)?.tree()?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(e) => e,
+            Err(_) => return Ok(None),
+        };
+        let blob = match entry.to_object(&self.repo)?.into_blob() {
+            Ok(b) => b,
+            Err(_) => return Ok(None),
+        };
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// Names of the entries of the directory `path` in `commit` (empty if absent).
+    pub fn list_dir(&self, commit: Oid, path: &str) -> Result<Vec<String>> {
+        let tree = self.repo.find_commit(commit.0)?.tree()?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(Vec::new());
+        };
+        let Ok(sub) = entry.to_object(&self.repo)?.into_tree() else {
+            return Ok(Vec::new());
+        };
+        Ok(sub
+            .iter()
+            .filter_map(|e| e.name().map(str::to_string))
+            .collect())
+    }
+
+    pub fn commit_info(&self, oid: Oid) -> Result<CommitInfo> {
+        let c = self.repo.find_commit(oid.0)?;
+        let message = c.message().unwrap_or("").to_string();
+        Ok(CommitInfo {
+            oid,
+            parents: c.parent_ids().map(Oid).collect(),
+            summary: c.summary().unwrap_or("").to_string(),
+            trailers: parse_trailers(&message),
+            message,
+            time: c.time().seconds(),
+        })
+    }
+
+    /// Commits reachable from `to` but not `from`, oldest first.
+    pub fn commits_between(&self, from: Oid, to: Oid) -> Result<Vec<Oid>> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(to.0)?;
+        walk.hide(from.0)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+        Ok(walk.map(|o| o.map(Oid)).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: Oid, descendant: Oid) -> Result<bool> {
+        Ok(ancestor == descendant || self.repo.graph_descendant_of(descendant.0, ancestor.0)?)
+    }
+
+    /// Files changed between two trees, `.codemachine/` excluded unless `all`:
+    /// (path, lines added, lines removed); binary files count 0/0.
+    pub fn diffstat(&self, old: Oid, new: Oid, all: bool) -> Result<Vec<(String, usize, usize)>> {
+        let old_tree = self.repo.find_commit(old.0)?.tree()?;
+        let new_tree = self.repo.find_commit(new.0)?.tree()?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None)?;
+        let mut out = Vec::new();
+        for (i, delta) in diff.deltas().enumerate() {
+            let path = delta
+                .new_file()
+                .path()
+                .or(delta.old_file().path())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !all && path.starts_with(".codemachine/") {
+                continue;
+            }
+            let (mut add, mut del) = (0, 0);
+            if let Ok(Some(patch)) = git2::Patch::from_diff(&diff, i) {
+                if let Ok((_, a, d)) = patch.line_stats() {
+                    add = a;
+                    del = d;
+                }
+            }
+            out.push((path, add, del));
+        }
+        Ok(out)
+    }
+
+    /// Three-way merge of trees; `Ok(Err(paths))` lists conflicting paths.
+    pub fn merge_trees(
+        &self,
+        ancestor: Oid,
+        ours: Oid,
+        theirs: Oid,
+    ) -> Result<std::result::Result<Oid, Vec<String>>> {
+        let a = self.repo.find_tree(ancestor.0)?;
+        let o = self.repo.find_tree(ours.0)?;
+        let t = self.repo.find_tree(theirs.0)?;
+        let mut index = self.repo.merge_trees(&a, &o, &t, None)?;
+        if index.has_conflicts() {
+            let mut paths = Vec::new();
+            for c in index.conflicts()? {
+                let c = c?;
+                let entry = c.our.or(c.their).or(c.ancestor);
+                if let Some(e) = entry {
+                    paths.push(String::from_utf8_lossy(&e.path).into_owned());
+                }
+            }
+            return Ok(Err(paths));
+        }
+        Ok(Ok(Oid(index.write_tree_to(&self.repo)?)))
+    }
+
+    // ---- worktrees (git CLI: it owns the worktree admin files and their locking) ----
+
+    /// `git worktree add --force <path> <branch>`: force so that a registered worktree whose
+    /// folder was deleted is re-created in place.
+    pub fn worktree_add(&self, path: &Path, branch: &RefName) -> Result<()> {
+        let short = branch
+            .as_str()
+            .strip_prefix("refs/heads/")
+            .expect("worktrees are made for branches");
+        run_git(
+            self.cli_dir(),
+            [
+                OsStr::new("worktree"),
+                OsStr::new("add"),
+                OsStr::new("--force"),
+                OsStr::new("--quiet"),
+                path.as_os_str(),
+                OsStr::new(short),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Remove the worktree at `path` (by path; never a global prune).
+    pub fn worktree_remove(&self, path: &Path) -> Result<()> {
+        let listed = self.worktree_paths()?.iter().any(|p| same_path(p, path));
+        if listed {
+            run_git(
+                self.cli_dir(),
+                [
+                    OsStr::new("worktree"),
+                    OsStr::new("remove"),
+                    OsStr::new("--force"),
+                    OsStr::new("--force"),
+                    path.as_os_str(),
+                ],
+            )
+            .map(|_| ())
+            .or_else(|e| {
+                // A folder deleted by hand leaves only git's admin entry; remove that one.
+                if path.exists() {
+                    Err(e)
+                } else {
+                    self.remove_worktree_admin(path)
+                }
+            })?;
+        } else if path.exists() {
+            std::fs::remove_dir_all(path).map_err(|e| GitError::Io(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn remove_worktree_admin(&self, path: &Path) -> Result<()> {
+        let admin = self.common_dir.join("worktrees");
+        let Ok(entries) = std::fs::read_dir(&admin) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let gitdir = e.path().join("gitdir");
+            if let Ok(text) = std::fs::read_to_string(&gitdir) {
+                let wt = Path::new(text.trim()).parent().map(Path::to_path_buf);
+                if wt.is_some_and(|wt| same_path(&wt, path)) {
+                    std::fs::remove_dir_all(e.path()).map_err(|e| GitError::Io(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Paths of all worktrees git knows, with the branch each has checked out.
+    pub fn worktrees(&self) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let out = run_git(self.cli_dir(), ["worktree", "list", "--porcelain"])?;
+        let mut list = Vec::new();
+        for block in out.split("\n\n") {
+            let mut path = None;
+            let mut branch = None;
+            for line in block.lines() {
+                if let Some(p) = line.strip_prefix("worktree ") {
+                    path = Some(PathBuf::from(p));
+                } else if let Some(b) = line.strip_prefix("branch ") {
+                    branch = Some(b.to_string());
+                }
+            }
+            if let Some(p) = path {
+                list.push((p, branch));
+            }
+        }
+        Ok(list)
+    }
+
+    fn worktree_paths(&self) -> Result<Vec<PathBuf>> {
+        Ok(self.worktrees()?.into_iter().map(|(p, _)| p).collect())
+    }
+}
+
+/// Operations inside one worktree (a run's), through the git CLI so the user's ignore rules,
+/// attributes and filters apply exactly as in their own `git add`.
+pub struct Worktree {
+    pub path: PathBuf,
+}
+
+impl Worktree {
+    pub fn new(path: PathBuf) -> Worktree {
+        Worktree { path }
+    }
+
+    pub fn git(&self, args: &[&str]) -> Result<String> {
+        run_git(&self.path, args)
+    }
+
+    /// Whether this folder is a live checkout git recognises.
+    pub fn is_valid(&self) -> bool {
+        self.path.join(".git").exists() && self.git(&["rev-parse", "--git-dir"]).is_ok()
+    }
+
+    /// The branch checked out here (full name), `None` if detached.
+    pub fn branch(&self) -> Option<String> {
+        self.git(&["symbolic-ref", "-q", "HEAD"])
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Stage everything (ignored files excluded, except `force` paths) and write the index as a
+    /// tree. Staging uses the untracked cache: the worktree is scanned every step.
+    pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
+        self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
+        if !force.is_empty() {
+            let mut args = vec!["add", "-f", "--"];
+            args.extend_from_slice(force);
+            self.git(&args)?;
+        }
+        let tree = self.git(&["write-tree"])?;
+        Oid::parse(tree.trim()).ok_or_else(|| GitError::Io(format!("bad tree id {tree:?}")))
+    }
+
+    /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
+    pub fn is_dirty(&self) -> Result<bool> {
+        Ok(!self
+            .git(&["status", "--porcelain", "--untracked-files=all"])?
+            .trim()
+            .is_empty())
+    }
+
+    /// Make the worktree's index and files exactly `commit` (untracked, non-ignored files
+    /// removed). No ref moves: the caller moves the branch by compare-and-swap.
+    pub fn reset_hard(&self, commit: Oid) -> Result<()> {
+        self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
+        self.git(&["clean", "-fdq"])?;
+        Ok(())
+    }
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    let ca = std::fs::canonicalize(a).unwrap_or_else(|_| a.to_path_buf());
+    let cb = std::fs::canonicalize(b).unwrap_or_else(|_| b.to_path_buf());
+    ca == cb || a == b
+}
+
+/// Parse `Name <email> 1234567890 +0100` as printed by `git var GIT_COMMITTER_IDENT`.
+fn parse_ident(line: &str) -> Ident {
+    let (name, rest) = line.split_once(" <").unwrap_or((line, ""));
+    let (email, date) = rest.split_once("> ").unwrap_or((rest.trim_end_matches('>'), ""));
+    let mut parts = date.split_whitespace();
+    let secs = parts.next().and_then(|s| s.parse::<i64>().ok());
+    let offset = parts.next().and_then(|tz| {
+        let sign = if tz.starts_with('-') { -1 } else { 1 };
+        let digits = tz.trim_start_matches(['+', '-']);
+        let h: i32 = digits.get(..2)?.parse().ok()?;
+        let m: i32 = digits.get(2..4)?.parse().ok()?;
+        Some(sign * (h * 60 + m))
+    });
+    Ident {
+        name: name.to_string(),
+        email: email.to_string(),
+        fixed_time: secs.zip(offset),
+    }
+}
+
+/// `Key: value` lines of the message's last paragraph.
+pub fn parse_trailers(message: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let last = message.trim_end().rsplit("\n\n").next().unwrap_or("");
+    for line in last.lines() {
+        if let Some((k, v)) = line.split_once(": ") {
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                map.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+    }
+    map
+}
+
+/// Make `dir` a repository with one commit and a local identity (for `git machine demo`).
+pub fn init_scratch_repo(dir: &Path) -> Result<()> {
+    run_git(dir, ["init", "-q", "-b", "main"])?;
+    run_git(dir, ["config", "user.name", "Demo User"])?;
+    run_git(dir, ["config", "user.email", "demo@example.com"])?;
+    std::fs::write(dir.join("README.md"), "# Demo project\n\nA scratch repository made by `git machine demo`.\n")
+        .map_err(|e| GitError::Io(e.to_string()))?;
+    run_git(dir, ["add", "README.md"])?;
+    run_git(dir, ["commit", "-q", "-m", "initial commit"])?;
+    Ok(())
+}
+
+/// Run `git` with the user's terminal (pager, colours), in `dir`; returns its exit code.
+pub fn git_interactive(dir: &Path, args: &[String]) -> Result<i32> {
+    let status = git_command()
+        .current_dir(dir)
+        .args(args)
+        .status()
+        .map_err(GitError::Spawn)?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// Read one config value through git's own rules (includes `git -c`), `None` if unset.
+pub fn config_get(dir: &Path, key: &str) -> Option<String> {
+    run_git(dir, ["config", "--get", key])
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_come_from_the_last_paragraph() {
+        let t = parse_trailers("design: wrote it\n\nbody: not a trailer? yes\n\nMachine-Run: abc\nMachine-Step: design\n");
+        assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
+        assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
+        assert!(!t.contains_key("body"));
+    }
+
+    #[test]
+    fn ident_line_is_parsed() {
+        let i = parse_ident("A U Thor <a@example.com> 1112911993 -0130");
+        assert_eq!(i.name, "A U Thor");
+        assert_eq!(i.email, "a@example.com");
+        assert_eq!(i.fixed_time, Some((1112911993, -90)));
+    }
+}
+
+impl Worktree {
+    /// The ref the worktree's HEAD points at, read from its admin files without spawning git.
+    pub fn head_ref(&self) -> Option<String> {
+        let dotgit = std::fs::read_to_string(self.path.join(".git")).ok()?;
+        let admin = PathBuf::from(dotgit.trim().strip_prefix("gitdir: ")?);
+        let head = std::fs::read_to_string(admin.join("HEAD")).ok()?;
+        head.trim().strip_prefix("ref: ").map(str::to_string)
+    }
+}
+
+impl Repo {
+    /// A config value, honouring `git -c` (`GIT_CONFIG_PARAMETERS`, which libgit2 ignores) first.
+    pub fn config_str(&self, key: &str) -> Option<String> {
+        if let Some(v) = config_from_parameters(key) {
+            return Some(v);
+        }
+        self.repo.config().ok()?.get_string(key).ok()
+    }
+}
+
+/// Look `key` up in `GIT_CONFIG_PARAMETERS` (`'k'='v' 'k2'='v2'`, as `git -c` passes it).
+pub fn config_from_parameters(key: &str) -> Option<String> {
+    let params = std::env::var("GIT_CONFIG_PARAMETERS").ok()?;
+    let mut found = None;
+    let mut chars = params.chars().peekable();
+    let mut words: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => in_quote = !in_quote,
+            '\\' if !in_quote => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ' ' if !in_quote => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    for w in words {
+        if let Some((k, v)) = w.split_once('=') {
+            if k.eq_ignore_ascii_case(key) {
+                found = Some(v.to_string());
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,13 @@
+//! `git-machine`: parse the command line, run it, map the result to an exit code.
+
+mod cli;
+mod engine;
+mod git;
+mod runner;
+mod store;
+mod ui;
+mod workflow;
+
+fn main() {
+    std::process::exit(cli::main());
+}

@@ -1,0 +1,435 @@
+//! Run state: what is stored where, in which format, and how to find runs.
+//!
+//! Everything a resume needs is in the run branch's tip commit: `run.toml` (the resolved run:
+//! workflow text, vars, base), `state.toml` (the checkpoint: what runs next, status, counters,
+//! sessions) and one record folder per executed step. Files outside git (worktrees, locks, logs)
+//! are disposable and rebuilt on demand. Stored files carry `version`; [`upgrade`] runs on read,
+//! and the serde forms here are the only place the on-disk shape is spelled out.
+
+pub mod lock;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::git::{Oid, RefName, Repo};
+
+/// Version of `run.toml`, `state.toml` and `step.toml` this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const BRANCH_PREFIX: &str = "refs/heads/machine/";
+pub const ATTIC_PREFIX: &str = "refs/machine/attic/";
+pub const ATTEMPTS_PREFIX: &str = "refs/machine/attempts/";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{what} of run {run} is unreadable: {detail}")]
+    Corrupt {
+        run: String,
+        what: String,
+        detail: String,
+    },
+    #[error("{what} of run {run} was written by a newer git machine (format {found}, this one reads up to {FORMAT_VERSION})")]
+    TooNew { run: String, what: String, found: u32 },
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+}
+
+/// A run's id: `YYMMDD-HHMMSS-xxx`, sortable by start time, unique by its random tail.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(String);
+
+impl RunId {
+    pub fn generate(now: SystemTime) -> RunId {
+        let stamp = humantime::format_rfc3339_seconds(now).to_string(); // 2026-11-21T12:35:03Z
+        let digits: String = stamp.chars().filter(char::is_ascii_digit).collect(); // 20261121123503
+        const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+        let tail: String = (0..3)
+            .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+            .collect();
+        RunId(format!("{}-{}-{}", &digits[2..8], &digits[8..14], tail))
+    }
+
+    /// Accept a full id read from a ref name or a record.
+    pub fn from_stored(s: &str) -> RunId {
+        RunId(s.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn branch(&self) -> RefName {
+        RefName::new(format!("{BRANCH_PREFIX}{}", self.0))
+    }
+
+    /// `.codemachine/runs/<id>` inside the tree.
+    pub fn dir(&self) -> String {
+        format!(".codemachine/runs/{}", self.0)
+    }
+
+    pub fn attic_prefix(&self) -> String {
+        format!("{ATTIC_PREFIX}{}/", self.0)
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where git machine keeps its disposable files: `<common git dir>/machine/`.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    pub fn new(common_dir: &Path) -> Paths {
+        Paths {
+            root: common_dir.join("machine"),
+        }
+    }
+    pub fn worktree(&self, run: &RunId) -> PathBuf {
+        self.root.join("worktrees").join(run.as_str())
+    }
+    pub fn lock(&self, run: &RunId) -> PathBuf {
+        self.root.join("locks").join(run.as_str())
+    }
+    pub fn log(&self, run: &RunId, record: &str) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(run.as_str())
+            .join(format!("{record}.log"))
+    }
+}
+
+/// `run.toml`: the run as started. Never changes after the start commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    pub version: u32,
+    pub run_id: String,
+    pub workflow: String,
+    /// Where the workflow was read from (path or `builtin:<name>`).
+    pub origin: String,
+    pub base: String,
+    pub started: String,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Run-level overrides given on the command line (`engine`, `model`).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+    Paused,
+    Conflict,
+}
+
+/// `state.toml`: the checkpoint written into every commit of the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub status: Status,
+    /// Id of the step that runs next; `None` once the run is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Number of step records written so far (records are numbered from 1).
+    pub seq: u32,
+    /// Why the run stopped, when it is failed or paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Times each loop has sent the run back, by the id of the step that loops.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loops: BTreeMap<String, u32>,
+    /// Agent session id of each step that reported one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sessions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+}
+
+/// `step.toml`: one execution of one step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    pub version: u32,
+    pub step: String,
+    pub seq: u32,
+    pub engine: String,
+    pub status: StepStatus,
+    pub summary: String,
+    pub started: String,
+    pub ended: String,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Commit holding what a failed attempt left in the worktree (kept under
+    /// `refs/machine/attempts/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_commit: Option<String>,
+    /// Engines tried before the one that ran, with the reason each was skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_engines: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, u64>,
+}
+
+/// Folder name of a step record: `NN-<id>`.
+pub fn record_name(seq: u32, step: &str) -> String {
+    format!("{seq:02}-{step}")
+}
+
+fn version_of(value: &toml::Value) -> u32 {
+    value
+        .get("version")
+        .and_then(toml::Value::as_integer)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0)
+}
+
+/// Read a stored file: check its version, upgrade older shapes, then deserialize.
+pub fn upgrade<T: serde::de::DeserializeOwned>(
+    run: &RunId,
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        run: run.to_string(),
+        what: what.to_string(),
+        detail,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let value: toml::Value = toml::from_str(text).map_err(|e| corrupt(e.message().to_string()))?;
+    let version = version_of(&value);
+    if version > FORMAT_VERSION {
+        return Err(StoreError::TooNew {
+            run: run.to_string(),
+            what: what.to_string(),
+            found: version,
+        });
+    }
+    // Format 1 is the first: nothing to upgrade yet. Later formats rewrite `value` here.
+    value
+        .try_into()
+        .map_err(|e: toml::de::Error| corrupt(e.message().to_string()))
+}
+
+pub fn to_toml<T: Serialize>(value: &T) -> String {
+    toml::to_string(value).expect("records are plain tables of strings and numbers")
+}
+
+/// A run as found in the repository: its branch tip and the files of the tip commit.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: RunId,
+    pub tip: Oid,
+    pub record: RunRecord,
+    pub state: State,
+    /// The workflow file text the run was started with.
+    pub workflow_source: String,
+}
+
+/// Read a run's record and checkpoint from `commit`.
+pub fn read_run_at(repo: &Repo, id: &RunId, commit: Oid) -> Result<RunInfo, StoreError> {
+    let dir = id.dir();
+    let read = |name: &str| -> Result<Vec<u8>, StoreError> {
+        repo.read_file(commit, &format!("{dir}/{name}"))?
+            .ok_or_else(|| StoreError::Corrupt {
+                run: id.to_string(),
+                what: name.to_string(),
+                detail: format!("missing from commit {}", commit.short()),
+            })
+    };
+    let record: RunRecord = upgrade(id, "run.toml", &read("run.toml")?)?;
+    let state: State = upgrade(id, "state.toml", &read("state.toml")?)?;
+    let workflow_source = String::from_utf8_lossy(&read("workflow.toml")?).into_owned();
+    Ok(RunInfo {
+        id: id.clone(),
+        tip: commit,
+        record,
+        state,
+        workflow_source,
+    })
+}
+
+/// Every run in the repository (by its branch), oldest first.
+pub fn list_runs(repo: &Repo) -> Result<Vec<(RunId, Oid)>, StoreError> {
+    Ok(repo
+        .refs_under(BRANCH_PREFIX)?
+        .into_iter()
+        .map(|(name, oid)| {
+            let id = name
+                .as_str()
+                .strip_prefix(BRANCH_PREFIX)
+                .expect("refs_under returns refs under the prefix");
+            (RunId::from_stored(id), oid)
+        })
+        .collect())
+}
+
+/// How a run id given by the user matched.
+pub enum Lookup {
+    Found(RunId, Oid),
+    NotFound,
+    Ambiguous(Vec<RunId>),
+}
+
+/// Find a run by any unique prefix of its id; with `None`, the most recent run.
+pub fn find_run(repo: &Repo, given: Option<&str>) -> Result<Lookup, StoreError> {
+    let runs = list_runs(repo)?;
+    let Some(given) = given else {
+        return Ok(match runs.into_iter().last() {
+            Some((id, tip)) => Lookup::Found(id, tip),
+            None => Lookup::NotFound,
+        });
+    };
+    let given = given.strip_prefix("machine/").unwrap_or(given);
+    if let Some((id, tip)) = runs.iter().find(|(id, _)| id.as_str() == given) {
+        return Ok(Lookup::Found(id.clone(), *tip));
+    }
+    let matches: Vec<_> = runs
+        .into_iter()
+        .filter(|(id, _)| id.as_str().starts_with(given))
+        .collect();
+    Ok(match matches.len() {
+        0 => Lookup::NotFound,
+        1 => {
+            let (id, tip) = matches.into_iter().next().expect("one match");
+            Lookup::Found(id, tip)
+        }
+        _ => Lookup::Ambiguous(matches.into_iter().map(|(id, _)| id).collect()),
+    })
+}
+
+/// One step commit (or failure record) on a run's first-parent chain.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    pub commit: Oid,
+    /// The step commit before it (or the run's start commit).
+    pub previous: Oid,
+    pub record_name: String,
+    pub record: StepRecord,
+}
+
+/// The run's start commit and its step commits in order, read from trailers and records.
+pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>), StoreError> {
+    let mut found = Vec::new();
+    let mut cursor = Some(run.tip);
+    let mut start = None;
+    while let Some(oid) = cursor {
+        let info = repo.commit_info(oid)?;
+        if info.trailer("Machine-Run") == Some(run.id.as_str()) {
+            match info.trailer("Machine-Step") {
+                Some(_) => found.push(oid),
+                None => {
+                    start = Some(oid);
+                    break;
+                }
+            }
+        }
+        cursor = info.parents.first().copied();
+    }
+    let start = start.ok_or_else(|| StoreError::Corrupt {
+        run: run.id.to_string(),
+        what: "branch".to_string(),
+        detail: "no start commit found on its first-parent chain".to_string(),
+    })?;
+    found.reverse();
+    let mut out = Vec::new();
+    let mut previous = start;
+    for oid in found {
+        let info = repo.commit_info(oid)?;
+        let name = info
+            .trailer("Machine-Record")
+            .unwrap_or_default()
+            .to_string();
+        let bytes = repo
+            .read_file(oid, &format!("{}/steps/{name}/step.toml", run.id.dir()))?
+            .ok_or_else(|| StoreError::Corrupt {
+                run: run.id.to_string(),
+                what: format!("step record {name}"),
+                detail: format!("missing from commit {}", oid.short()),
+            })?;
+        let record: StepRecord = upgrade(&run.id, "step.toml", &bytes)?;
+        out.push(StepCommit {
+            commit: oid,
+            previous,
+            record_name: name,
+            record,
+        });
+        previous = oid;
+    }
+    Ok((start, out))
+}
+
+/// Current time as RFC 3339, UTC, whole seconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time_and_have_a_random_tail() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        let a = RunId::generate(t0);
+        let b = RunId::generate(t1);
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(a.as_str().len(), 17);
+        assert!(a.as_str().starts_with("270115-"), "{a}");
+    }
+
+    #[test]
+    fn newer_formats_are_refused() {
+        let id = RunId::from_stored("x");
+        let err = upgrade::<State>(&id, "state.toml", b"version = 9\nstatus = \"running\"\nseq = 0\n")
+            .expect_err("version 9 is newer");
+        assert!(err.to_string().contains("newer git machine"), "{err}");
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let s = State {
+            version: 1,
+            status: Status::Running,
+            next: Some("design".into()),
+            seq: 0,
+            reason: None,
+            loops: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+        };
+        let back: State = upgrade(&RunId::from_stored("x"), "state.toml", to_toml(&s).as_bytes())
+            .expect("round trip");
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,121 @@
+//! Output: where messages go and how they look, decided once.
+//!
+//! Commands get a [`Ui`] and write through it; nothing deeper prints. Colour is chosen from
+//! `--color`, then `color.machine`, `color.ui`, `NO_COLOR`, then whether stdout is a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+pub struct Ui {
+    pub color: bool,
+    out: Box<dyn Write>,
+    err: Box<dyn Write>,
+}
+
+/// Decide colour from the flag, git config values (already looked up), `NO_COLOR` and the tty.
+pub fn use_color(flag: ColorChoice, machine: Option<&str>, ui: Option<&str>, no_color: bool) -> bool {
+    match flag {
+        ColorChoice::Always => return true,
+        ColorChoice::Never => return false,
+        ColorChoice::Auto => {}
+    }
+    for value in [machine, ui].into_iter().flatten() {
+        match value.to_ascii_lowercase().as_str() {
+            "always" => return true,
+            "never" | "false" | "off" | "no" | "0" => return false,
+            "true" | "auto" | "on" | "yes" | "1" => break,
+            _ => {}
+        }
+    }
+    !no_color && std::io::stdout().is_terminal()
+}
+
+impl Ui {
+    pub fn new(color: bool) -> Ui {
+        Ui {
+            color,
+            out: Box::new(std::io::stdout()),
+            err: Box::new(std::io::stderr()),
+        }
+    }
+
+    /// A line of the command's result, on stdout.
+    pub fn out(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// A progress or diagnostic line, on stderr.
+    pub fn note(&mut self, text: &str) {
+        let _ = writeln!(self.err, "{text}");
+        let _ = self.err.flush();
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn cyan(&self, t: &str) -> String {
+        self.paint("36", t)
+    }
+}
+
+/// `1.2s`, `3m04s`, `1h02m`.
+pub fn elapsed(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 60_000 {
+        format!("{}s", ms / 1000)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_follows_flag_then_config_then_no_color() {
+        assert!(use_color(ColorChoice::Always, Some("never"), None, true));
+        assert!(!use_color(ColorChoice::Never, Some("always"), None, false));
+        assert!(use_color(ColorChoice::Auto, Some("always"), Some("never"), true));
+        assert!(!use_color(ColorChoice::Auto, None, Some("never"), false));
+        assert!(use_color(ColorChoice::Auto, None, Some("always"), true));
+    }
+
+    #[test]
+    fn elapsed_is_short() {
+        assert_eq!(elapsed(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(elapsed(Duration::from_secs(184)), "3m04s");
+    }
+}

@@ -1,0 +1,43 @@
+//! Workflows compiled into the binary, usable by name from any repository.
+//!
+//! Each is a normal workflow file under `workflows/` at the crate root; a test parses every one
+//! and checks that its `name` is the name it is listed under. Adding one is one line here.
+
+/// (name, file text) of every built-in workflow, in the order `list` shows them.
+const BUILTINS: &[(&str, &str)] = &[("demo", include_str!("../../workflows/demo.toml"))];
+
+/// Built-in workflow text by name.
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+}
+
+/// Names of the built-in workflows.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(name, _)| *name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_parses_under_its_own_name() {
+        for (name, text) in BUILTINS {
+            let origin = format!("builtin:{name}");
+            let wf = crate::workflow::parse(&origin, text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(wf.name, *name);
+            assert!(!wf.description.is_empty(), "{name} needs a description");
+        }
+    }
+
+    #[test]
+    fn demo_is_three_command_steps() {
+        let wf = crate::workflow::parse("builtin:demo", builtin("demo").expect("demo is built in"))
+            .expect("demo parses");
+        let ids: Vec<_> = wf.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["design", "implement", "test"]);
+        assert!(wf.steps.iter().all(|s| s.engines == ["command"]));
+        assert_eq!(wf.vars[0].name, "feature_name");
+        assert!(builtin("nope").is_none());
+    }
+}

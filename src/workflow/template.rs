@@ -1,0 +1,150 @@
+//! Placeholders: `{name}` in `run`, `prompt`, `outputs`, `env` values and `args`.
+//!
+//! `{{` and `}}` are literal braces. Expansion is a single pass over the template: a value is
+//! inserted as-is and never scanned again, so a value containing `{other}` or shell syntax such
+//! as `$(rm -rf ~)` stays literal text (and `run` is an argv, never a shell line, so it stays
+//! one argument). [`check`] is what `parse` uses to reject unknown names and unbalanced braces;
+//! [`expand`] is lenient because it only ever sees checked templates.
+
+use std::collections::BTreeMap;
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Text to copy (with `{{`/`}}` already collapsed to one brace).
+    Text(&'a str),
+    /// `{name}`; `start` is the byte offset of the `{` in the template.
+    Placeholder { name: &'a str, start: usize },
+}
+
+/// A brace that does not belong to a placeholder or a `{{`/`}}` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BraceError {
+    /// A `{` with no `}` after it (before the next `{`); byte offset of the `{`.
+    Unclosed(usize),
+    /// A lone `}`; its byte offset.
+    Unmatched(usize),
+}
+
+/// Splits a template into pieces, or reports the first stray brace.
+pub fn scan(template: &str) -> Result<Vec<Piece<'_>>, BraceError> {
+    let bytes = template.as_bytes();
+    let mut pieces = Vec::new();
+    let mut text_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'}' if bytes.get(i + 1) == Some(&bytes[i]) => {
+                // Keep the first brace of the pair as text, skip the second.
+                pieces.push(Piece::Text(&template[text_start..=i]));
+                i += 2;
+                text_start = i;
+            }
+            b'{' => {
+                let rest = &template[i + 1..];
+                let close = rest.find('}').ok_or(BraceError::Unclosed(i))?;
+                if rest[..close].contains('{') {
+                    return Err(BraceError::Unclosed(i));
+                }
+                pieces.push(Piece::Text(&template[text_start..i]));
+                pieces.push(Piece::Placeholder {
+                    name: &rest[..close],
+                    start: i,
+                });
+                i += close + 2;
+                text_start = i;
+            }
+            b'}' => return Err(BraceError::Unmatched(i)),
+            _ => i += 1,
+        }
+    }
+    pieces.push(Piece::Text(&template[text_start..]));
+    pieces.retain(|p| !matches!(p, Piece::Text("")));
+    Ok(pieces)
+}
+
+/// Expand `{name}` placeholders in one template; `{{` and `}}` are literal braces. Unknown names
+/// are left as written (parse() already rejected them), and so is a template with stray braces.
+pub fn expand(template: &str, values: &BTreeMap<String, String>) -> String {
+    let Ok(pieces) = scan(template) else {
+        return template.to_string();
+    };
+    let mut out = String::with_capacity(template.len());
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Placeholder { name, .. } => match values.get(name) {
+                Some(v) => out.push_str(v),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+        }
+    }
+    out
+}
+
+/// The placeholders of a template as (name, byte offset of its `{`).
+pub fn placeholders(template: &str) -> Result<Vec<(&str, usize)>, BraceError> {
+    Ok(scan(template)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Placeholder { name, start } => Some((name, start)),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn expands_names_and_literal_braces() {
+        let v = values(&[("x", "1"), ("name", "greeting")]);
+        assert_eq!(expand("a {x} b", &v), "a 1 b");
+        assert_eq!(expand("{{x}}", &v), "{x}");
+        assert_eq!(expand("{{{x}}}", &v), "{1}");
+        assert_eq!(expand("src/{name}.sh", &v), "src/greeting.sh");
+        assert_eq!(expand("{x}{x}", &v), "11");
+        assert_eq!(expand("", &v), "");
+        assert_eq!(expand("no braces", &v), "no braces");
+    }
+
+    #[test]
+    fn values_are_not_expanded_again() {
+        let v = values(&[("a", "{b}"), ("b", "B"), ("evil", "$(rm -rf ~)"), ("q", "'; reboot")]);
+        assert_eq!(expand("{a}", &v), "{b}");
+        assert_eq!(expand("{evil}", &v), "$(rm -rf ~)");
+        assert_eq!(expand("echo '{q}'", &v), "echo ''; reboot'");
+    }
+
+    #[test]
+    fn unknown_names_and_stray_braces_are_left_alone() {
+        let v = values(&[]);
+        assert_eq!(expand("{nope}", &v), "{nope}");
+        assert_eq!(expand("a { b", &v), "a { b");
+        assert_eq!(expand("a } b", &v), "a } b");
+    }
+
+    #[test]
+    fn scan_reports_stray_braces() {
+        assert_eq!(scan("ab{c"), Err(BraceError::Unclosed(2)));
+        assert_eq!(scan("{a{b}"), Err(BraceError::Unclosed(0)));
+        assert_eq!(scan("ab}"), Err(BraceError::Unmatched(2)));
+        assert_eq!(scan("{{ }}"), Ok(vec![Piece::Text("{"), Piece::Text(" }")]));
+        assert_eq!(
+            placeholders("x {a} {{b}} {c}"),
+            Ok(vec![("a", 2), ("c", 12)])
+        );
+    }
+}

@@ -33,24 +33,39 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let user = Worktree::new(workdir);
     let changed = user.git(&["status", "--porcelain", "--untracked-files=no"])?;
     if !changed.trim().is_empty() {
-        return Err(CliError::usage("your checkout has uncommitted changes; `apply` would mix them with the run's")
-            .caused_by(changed.lines().take(5).collect::<Vec<_>>().join("\n"))
-            .with_hint("commit or stash them first (`git stash`), then apply again"));
+        return Err(CliError::usage(
+            "your checkout has uncommitted changes; `apply` would mix them with the run's",
+        )
+        .caused_by(changed.lines().take(5).collect::<Vec<_>>().join("\n"))
+        .with_hint("commit or stash them first (`git stash`), then apply again"));
     }
     let branch = repo.head_branch().ok_or_else(|| {
         CliError::usage("HEAD is detached").with_hint("check out the branch to apply the run to")
     })?;
-    let head = repo.head_commit().ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
-    let strip = |commit: Oid| -> CliResult<Oid> { Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?) };
-    let done: Vec<_> = commits.iter().filter(|c| c.record.status == StepStatus::Succeeded).collect();
+    let head = repo
+        .head_commit()
+        .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
+    let strip = |commit: Oid| -> CliResult<Oid> {
+        Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?)
+    };
+    let done: Vec<_> = commits
+        .iter()
+        .filter(|c| c.record.status == StepStatus::Succeeded)
+        .collect();
     let mut prev = strip(start)?;
     let mut cur = head;
     let mut made = Vec::new();
     let merge = |prev: Oid, cur: Oid, next: Oid, what: &str| -> CliResult<Oid> {
         match repo.merge_trees(prev, repo.tree_of(cur)?, next)? {
             Ok(tree) => Ok(tree),
-            Err(paths) => Err(CliError::failed(format!("{what} conflicts with your branch in: {}", paths.join(", ")))
-                .with_hint(format!("nothing was changed; rebase the run instead: `git rebase {} machine/{id}`", branch.as_str().trim_start_matches("refs/heads/")))),
+            Err(paths) => Err(CliError::failed(format!(
+                "{what} conflicts with your branch in: {}",
+                paths.join(", ")
+            ))
+            .with_hint(format!(
+                "nothing was changed; rebase the run instead: `git rebase {} machine/{id}`",
+                branch.as_str().trim_start_matches("refs/heads/")
+            ))),
         }
     };
     if args.squash {
@@ -85,18 +100,31 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         }
     }
     if made.is_empty() {
-        ctx.ui.out(&format!("nothing to apply: run {id} changed no files"));
+        ctx.ui
+            .out(&format!("nothing to apply: run {id} changed no files"));
         return Ok(());
     }
     // Update files and index first (refusing to overwrite anything), then move the branch.
     user.git(&["read-tree", "-m", "-u", &head.to_string(), &cur.to_string()])?;
-    if let Err(e) = repo.update_refs(&[RefUpdate { name: branch.clone(), old: Some(head), new: Some(cur) }], &format!("git machine: apply run {id}")) {
+    if let Err(e) = repo.update_refs(
+        &[RefUpdate {
+            name: branch.clone(),
+            old: Some(head),
+            new: Some(cur),
+        }],
+        &format!("git machine: apply run {id}"),
+    ) {
         let _ = user.git(&["read-tree", "-m", "-u", &cur.to_string(), &head.to_string()]);
         return Err(e.into());
     }
     for (step, oid) in &made {
         ctx.ui.out(&format!("{} {step}", oid.short()));
     }
-    ctx.ui.out(&format!("applied run {id} to {} ({} commit{})", branch.as_str().trim_start_matches("refs/heads/"), made.len(), if made.len() == 1 { "" } else { "s" }));
+    ctx.ui.out(&format!(
+        "applied run {id} to {} ({} commit{})",
+        branch.as_str().trim_start_matches("refs/heads/"),
+        made.len(),
+        if made.len() == 1 { "" } else { "s" }
+    ));
     Ok(())
 }

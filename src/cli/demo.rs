@@ -18,14 +18,20 @@ pub struct DemoArgs {
 }
 
 pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
-    let dir = tempfile::Builder::new().prefix("git-machine-demo-").tempdir()?.keep();
+    let dir = tempfile::Builder::new()
+        .prefix("git-machine-demo-")
+        .tempdir()?
+        .keep();
     git::init_scratch_repo(&dir)?;
     let repo = Repo::open(&dir)?;
     let source = workflow::builtin("demo").expect("the demo workflow is built in");
     let wf = workflow::parse("builtin:demo", source)?;
     let vars = wf.bind_vars(&[])?;
-    let base = repo.head_commit().ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
-    ctx.ui.note(&format!("scratch repository: {}", dir.display()));
+    let base = repo
+        .head_commit()
+        .ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
+    ctx.ui
+        .note(&format!("scratch repository: {}", dir.display()));
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(repo.common_dir()),
@@ -43,7 +49,11 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
     ctx.ui.out("");
     super::log::print(ctx, &repo, &id, false)?;
     ctx.ui.out("");
-    ctx.ui.out(&format!("Look around: cd {} && git log --stat machine/{id}", dir.display()));
-    ctx.ui.out(&format!("             git machine show {id} implement"));
+    ctx.ui.out(&format!(
+        "Look around: cd {} && git log --stat machine/{id}",
+        dir.display()
+    ));
+    ctx.ui
+        .out(&format!("             git machine show {id} implement"));
     end.into_result(&id)
 }

@@ -54,7 +54,8 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             })
             .collect();
         let v = json!({"id": id.as_str(), "workflow": info.record.workflow, "start": start.to_string(), "steps": list});
-        ctx.ui.out(&serde_json::to_string_pretty(&v).expect("plain JSON values"));
+        ctx.ui
+            .out(&serde_json::to_string_pretty(&v).expect("plain JSON values"));
         return Ok(());
     }
     ctx.ui.out(&format!(
@@ -73,7 +74,11 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             StepStatus::Succeeded => ctx.ui.green("ok"),
             StepStatus::Failed => ctx.ui.red("failed"),
         };
-        let session = r.session.as_deref().map(|s| format!("  session {s}")).unwrap_or_default();
+        let session = r
+            .session
+            .as_deref()
+            .map(|s| format!("  session {s}"))
+            .unwrap_or_default();
         ctx.ui.out(&format!(
             "{} {:>2} {:<16} {} {}  {}  {}{}",
             ctx.ui.yellow(&c.commit.short()),
@@ -89,13 +94,20 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             .iter()
             .fold((0, 0, 0), |(f, a, d), (_, x, y)| (f + 1, a + x, d + y));
         for (path, a, d) in stat.iter().take(8) {
-            ctx.ui.out(&format!("      {path} {} {}", ctx.ui.green(&format!("+{a}")), ctx.ui.red(&format!("-{d}"))));
+            ctx.ui.out(&format!(
+                "      {path} {} {}",
+                ctx.ui.green(&format!("+{a}")),
+                ctx.ui.red(&format!("-{d}"))
+            ));
         }
         if files > 8 {
             ctx.ui.out(&format!("      … {} more files", files - 8));
         }
         if files > 0 {
-            ctx.ui.out(&ctx.ui.dim(&format!("      {files} file{} changed, +{added} -{removed}", if files == 1 { "" } else { "s" })));
+            ctx.ui.out(&ctx.ui.dim(&format!(
+                "      {files} file{} changed, +{added} -{removed}",
+                if files == 1 { "" } else { "s" }
+            )));
         }
     }
     Ok(())

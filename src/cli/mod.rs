@@ -26,7 +26,12 @@ use error::{CliError, CliResult};
 
 /// Run multi-step AI coding-agent workflows as git branches: one commit per step
 #[derive(Parser, Debug)]
-#[command(name = "git machine", bin_name = "git machine", version, disable_help_subcommand = true)]
+#[command(
+    name = "git machine",
+    bin_name = "git machine",
+    version,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// When to colour output
     #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
@@ -115,7 +120,11 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
 }
 
 fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         // A second signal while already stopping ends the process at once.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(cancel));
         let _ = signal_hook::flag::register(sig, Arc::clone(cancel));
@@ -135,10 +144,18 @@ pub fn main() -> i32 {
     };
     let env = Env::from_process();
     let (machine, ui_color) = match Repo::discover(&env.cwd) {
-        Ok(repo) => (repo.config_str("color.machine"), repo.config_str("color.ui")),
+        Ok(repo) => (
+            repo.config_str("color.machine"),
+            repo.config_str("color.ui"),
+        ),
         Err(_) => (None, None),
     };
-    let color = crate::ui::use_color(cli.color, machine.as_deref(), ui_color.as_deref(), env.no_color);
+    let color = crate::ui::use_color(
+        cli.color,
+        machine.as_deref(),
+        ui_color.as_deref(),
+        env.no_color,
+    );
     let cancel = Arc::new(AtomicBool::new(false));
     install_signal_handlers(&cancel);
     let mut ctx = Ctx {

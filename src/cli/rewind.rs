@@ -51,14 +51,33 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         };
         // The tip being left is kept in the same attic slot unless the restored one contains it,
         // so undoing an undo works and nothing becomes unreachable.
-        let keep = if repo.is_ancestor(tip, restored)? { None } else { Some(tip) };
+        let keep = if repo.is_ancestor(tip, restored)? {
+            None
+        } else {
+            Some(tip)
+        };
         let updates = vec![
-            RefUpdate { name: id.branch(), old: Some(tip), new: Some(restored) },
-            RefUpdate { name: name.clone(), old: Some(restored), new: keep },
+            RefUpdate {
+                name: id.branch(),
+                old: Some(tip),
+                new: Some(restored),
+            },
+            RefUpdate {
+                name: name.clone(),
+                old: Some(restored),
+                new: keep,
+            },
         ];
-        (restored, updates, format!("restored run {id} to {}", restored.short()))
+        (
+            restored,
+            updates,
+            format!("restored run {id} to {}", restored.short()),
+        )
     } else {
-        let step = args.step.as_deref().expect("clap requires a step without --undo");
+        let step = args
+            .step
+            .as_deref()
+            .expect("clap requires a step without --undo");
         let (_, commits) = store::step_commits(&repo, &info)?;
         let Some(found) = commits
             .iter()
@@ -66,19 +85,29 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             .find(|c| c.record.step == step || c.record_name == step)
         else {
             let executed: Vec<&str> = commits.iter().map(|c| c.record.step.as_str()).collect();
-            return Err(CliError::usage(format!("step `{step}` of run {id} has not run yet")).with_hint(
-                if executed.is_empty() {
-                    "no step of this run has run yet; nothing to rewind".to_string()
-                } else {
-                    format!("steps that have run: {}", executed.join(", "))
-                },
-            ));
+            return Err(
+                CliError::usage(format!("step `{step}` of run {id} has not run yet")).with_hint(
+                    if executed.is_empty() {
+                        "no step of this run has run yet; nothing to rewind".to_string()
+                    } else {
+                        format!("steps that have run: {}", executed.join(", "))
+                    },
+                ),
+            );
         };
         let n = attic.iter().map(|(n, _)| number(n)).max().unwrap_or(0) + 1;
         let attic_ref = RefName::new(format!("{}{n}", id.attic_prefix()));
         let updates = vec![
-            RefUpdate { name: id.branch(), old: Some(tip), new: Some(found.previous) },
-            RefUpdate { name: attic_ref.clone(), old: None, new: Some(tip) },
+            RefUpdate {
+                name: id.branch(),
+                old: Some(tip),
+                new: Some(found.previous),
+            },
+            RefUpdate {
+                name: attic_ref.clone(),
+                old: None,
+                new: Some(tip),
+            },
         ];
         (
             found.previous,
@@ -100,7 +129,11 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     ctx.ui.out(&message);
     ctx.ui.out(&format!(
         "continue with `git machine resume {id}`{}",
-        if args.undo { String::new() } else { format!(", or undo with `git machine rewind --undo {id}`") }
+        if args.undo {
+            String::new()
+        } else {
+            format!(", or undo with `git machine rewind --undo {id}`")
+        }
     ));
     Ok(())
 }

@@ -28,18 +28,34 @@ pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
     if let Some(logs) = paths.log(&id, "x").parent() {
         let _ = std::fs::remove_dir_all(logs);
     }
-    ctx.ui.out(&format!("removed the worktree of run {id} ({})", wt.display()));
+    ctx.ui.out(&format!(
+        "removed the worktree of run {id} ({})",
+        wt.display()
+    ));
     if args.branch {
-        let mut updates = vec![RefUpdate { name: id.branch(), old: Some(tip), new: None }];
+        let mut updates = vec![RefUpdate {
+            name: id.branch(),
+            old: Some(tip),
+            new: None,
+        }];
         for prefix in [id.attic_prefix(), format!("{ATTEMPTS_PREFIX}{id}/")] {
             for (name, oid) in repo.refs_under(&prefix)? {
-                updates.push(RefUpdate { name, old: Some(oid), new: None });
+                updates.push(RefUpdate {
+                    name,
+                    old: Some(oid),
+                    new: None,
+                });
             }
         }
         repo.update_refs(&updates, &format!("git machine: remove run {id}"))?;
-        ctx.ui.out(&format!("deleted branch machine/{id} (was {})", tip.short()));
+        ctx.ui.out(&format!(
+            "deleted branch machine/{id} (was {})",
+            tip.short()
+        ));
     } else {
-        ctx.ui.out(&format!("branch machine/{id} is kept; `git machine rm --branch {id}` deletes it"));
+        ctx.ui.out(&format!(
+            "branch machine/{id} is kept; `git machine rm --branch {id}` deletes it"
+        ));
     }
     drop(lock);
     Ok(())

@@ -32,24 +32,38 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
     });
     let Some(c) = found else {
         let known: Vec<String> = commits.iter().map(|c| c.record_name.clone()).collect();
-        return Err(CliError::usage(format!("run {id} has no executed step `{wanted}`")).with_hint(
-            if known.is_empty() {
-                "no step of this run has run yet".to_string()
-            } else {
-                format!("executed steps: {}", known.join(", "))
-            },
-        ));
+        return Err(
+            CliError::usage(format!("run {id} has no executed step `{wanted}`")).with_hint(
+                if known.is_empty() {
+                    "no step of this run has run yet".to_string()
+                } else {
+                    format!("executed steps: {}", known.join(", "))
+                },
+            ),
+        );
     };
     // `git show` of each commit (the step's own and any its program made) keeps every header
     // even when the pathspec hides a commit's whole diff.
-    let mut git_args = vec!["show".to_string(), "--patch".to_string(), "--stat".to_string()];
-    git_args.extend(repo.commits_between(c.previous, c.commit)?.iter().map(|o| o.to_string()));
+    let mut git_args = vec![
+        "show".to_string(),
+        "--patch".to_string(),
+        "--stat".to_string(),
+    ];
+    git_args.extend(
+        repo.commits_between(c.previous, c.commit)?
+            .iter()
+            .map(|o| o.to_string()),
+    );
     if ctx.ui.color {
         git_args.insert(0, "color.ui=always".to_string());
         git_args.insert(0, "-c".to_string());
     }
     if !args.all {
-        git_args.extend(["--".to_string(), ".".to_string(), ":(exclude).codemachine".to_string()]);
+        git_args.extend([
+            "--".to_string(),
+            ".".to_string(),
+            ":(exclude).codemachine".to_string(),
+        ]);
     }
     let dir = repo.workdir().unwrap_or(repo.common_dir()).to_path_buf();
     let code = git::git_interactive(&dir, &git_args)?;

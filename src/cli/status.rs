@@ -62,7 +62,13 @@ fn list(ctx: &mut Ctx, repo: &Repo, as_json: bool) -> CliResult {
                     info.record.started.clone(),
                 ));
             }
-            Err(e) => rows.push((id.to_string(), "?".into(), format!("unreadable: {e}"), String::new(), String::new())),
+            Err(e) => rows.push((
+                id.to_string(),
+                "?".into(),
+                format!("unreadable: {e}"),
+                String::new(),
+                String::new(),
+            )),
         }
     }
     if as_json {
@@ -72,14 +78,20 @@ fn list(ctx: &mut Ctx, repo: &Repo, as_json: bool) -> CliResult {
                 json!({"id": id, "workflow": wf, "state": state, "step": step, "started": started})
             })
             .collect();
-        ctx.ui.out(&serde_json::to_string_pretty(&list).expect("plain JSON values"));
+        ctx.ui
+            .out(&serde_json::to_string_pretty(&list).expect("plain JSON values"));
         return Ok(());
     }
     if rows.is_empty() {
-        ctx.ui.out("no runs yet; start one with `git machine run <workflow>` (or try `git machine demo`)");
+        ctx.ui.out(
+            "no runs yet; start one with `git machine run <workflow>` (or try `git machine demo`)",
+        );
         return Ok(());
     }
-    ctx.ui.out(&format!("{:<18} {:<20} {:<12} {:<16} {}", "RUN", "WORKFLOW", "STATE", "STEP", "STARTED"));
+    ctx.ui.out(&format!(
+        "{:<18} {:<20} {:<12} {:<16} {}",
+        "RUN", "WORKFLOW", "STATE", "STEP", "STARTED"
+    ));
     for (id, wf, state, step, started) in rows {
         let painted = paint_state(ctx, &state);
         ctx.ui.out(&format!(
@@ -129,7 +141,12 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
                 None => "pending",
             }
         };
-        steps.push((step.clone(), step_state, last.map(|c| c.commit.short()), runs));
+        steps.push((
+            step.clone(),
+            step_state,
+            last.map(|c| c.commit.short()),
+            runs,
+        ));
     }
     if as_json {
         let v = json!({
@@ -145,12 +162,22 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
             "vars": info.record.vars,
             "steps": steps.iter().map(|(s, st, c, n)| json!({"id": s, "state": st, "commit": c, "executions": n})).collect::<Vec<_>>(),
         });
-        ctx.ui.out(&serde_json::to_string_pretty(&v).expect("plain JSON values"));
+        ctx.ui
+            .out(&serde_json::to_string_pretty(&v).expect("plain JSON values"));
         return Ok(());
     }
     let painted = paint_state(ctx, state);
-    ctx.ui.out(&format!("run {}  {}  {}", ctx.ui.bold(id.as_str()), info.record.workflow, painted));
-    ctx.ui.out(&format!("  branch machine/{id}, base {}, started {}", &info.record.base[..10], info.record.started));
+    ctx.ui.out(&format!(
+        "run {}  {}  {}",
+        ctx.ui.bold(id.as_str()),
+        info.record.workflow,
+        painted
+    ));
+    ctx.ui.out(&format!(
+        "  branch machine/{id}, base {}, started {}",
+        &info.record.base[..10],
+        info.record.started
+    ));
     if let Some(reason) = &info.state.reason {
         ctx.ui.out(&format!("  {reason}"));
     }
@@ -171,8 +198,12 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
         ));
     }
     match state {
-        "interrupted" | "failed" => ctx.ui.out(&format!("  continue with `git machine resume {id}`")),
-        "completed" => ctx.ui.out(&format!("  review with `git machine log {id}`, land with `git machine apply {id}`")),
+        "interrupted" | "failed" => ctx
+            .ui
+            .out(&format!("  continue with `git machine resume {id}`")),
+        "completed" => ctx.ui.out(&format!(
+            "  review with `git machine log {id}`, land with `git machine apply {id}`"
+        )),
         _ => {}
     }
     Ok(())

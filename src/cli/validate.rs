@@ -16,7 +16,11 @@ pub struct ValidateArgs {
 
 pub fn run(ctx: &mut Ctx, args: &ValidateArgs) -> CliResult {
     let repo = Repo::discover(&ctx.env.cwd).ok();
-    let (origin, source) = workflow::find(&ctx.env.cwd, repo.as_ref().and_then(|r| r.workdir()), &args.workflow)?;
+    let (origin, source) = workflow::find(
+        &ctx.env.cwd,
+        repo.as_ref().and_then(|r| r.workdir()),
+        &args.workflow,
+    )?;
     let wf = workflow::parse(&origin, &source)?;
     ctx.ui.out(&format!(
         "{origin}: ok — workflow `{}`, {} step{}, {} var{}",

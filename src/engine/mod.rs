@@ -80,6 +80,9 @@ pub struct Outcome {
     pub usage: BTreeMap<String, u64>,
     /// The error as the program reported it.
     pub error: Option<String>,
+    /// Set when the failure means "this engine cannot serve now" (not installed, not logged
+    /// in, rate-limited, failed to start): the runner then tries the step's next engine.
+    pub fallback_reason: Option<String>,
 }
 
 /// Reads a program's output line by line as it arrives.
@@ -98,8 +101,18 @@ pub enum EngineError {
 
 pub trait Engine {
     fn name(&self) -> &'static str;
+    /// Check that the engine can run here (its program found on `path`), before anything
+    /// starts. `Err(Unavailable)` makes the runner try the next engine of the step.
+    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
+        let _ = path;
+        Ok(())
+    }
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError>;
     fn parser(&self) -> Box<dyn EventParser>;
+    /// Whether the CLI can continue an earlier session (`resume_session`).
+    fn can_resume(&self) -> bool {
+        false
+    }
 }
 
 /// The engine called `name`, if this build has it.

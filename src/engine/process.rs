@@ -51,7 +51,11 @@ struct Log {
 
 impl Log {
     fn write(&mut self, stream: Stream, line: &[u8]) {
-        let prefix: &[u8] = if stream == Stream::Stderr { b"[stderr] " } else { b"" };
+        let prefix: &[u8] = if stream == Stream::Stderr {
+            b"[stderr] "
+        } else {
+            b""
+        };
         let len = (prefix.len() + line.len() + 1) as u64;
         if self.written + len <= LOG_HEAD {
             let _ = self.file.write_all(prefix);
@@ -138,7 +142,11 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for var in REMOVED_ENV.iter().copied().chain(inv.env_remove.iter().map(String::as_str)) {
+    for var in REMOVED_ENV
+        .iter()
+        .copied()
+        .chain(inv.env_remove.iter().map(String::as_str))
+    {
         cmd.env_remove(var);
     }
     cmd.envs(inv.env.iter().map(|(k, v)| (k, v)));

@@ -318,7 +318,9 @@ impl Repo {
     fn signature_as(&self, name: &str, email: &str) -> Result<git2::Signature<'static>> {
         let ident = self.ident()?;
         Ok(match ident.fixed_time {
-            Some((secs, offset)) => git2::Signature::new(name, email, &git2::Time::new(secs, offset))?,
+            Some((secs, offset)) => {
+                git2::Signature::new(name, email, &git2::Time::new(secs, offset))?
+            }
             None => git2::Signature::now(name, email)?,
         })
     }
@@ -428,7 +430,9 @@ impl Repo {
         walk.push(to.0)?;
         walk.hide(from.0)?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-        Ok(walk.map(|o| o.map(Oid)).collect::<std::result::Result<_, _>>()?)
+        Ok(walk
+            .map(|o| o.map(Oid))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Whether `ancestor` is `descendant` or one of its ancestors.
@@ -653,7 +657,9 @@ fn same_path(a: &Path, b: &Path) -> bool {
 /// Parse `Name <email> 1234567890 +0100` as printed by `git var GIT_COMMITTER_IDENT`.
 fn parse_ident(line: &str) -> Ident {
     let (name, rest) = line.split_once(" <").unwrap_or((line, ""));
-    let (email, date) = rest.split_once("> ").unwrap_or((rest.trim_end_matches('>'), ""));
+    let (email, date) = rest
+        .split_once("> ")
+        .unwrap_or((rest.trim_end_matches('>'), ""));
     let mut parts = date.split_whitespace();
     let secs = parts.next().and_then(|s| s.parse::<i64>().ok());
     let offset = parts.next().and_then(|tz| {
@@ -689,8 +695,11 @@ pub fn init_scratch_repo(dir: &Path) -> Result<()> {
     run_git(dir, ["init", "-q", "-b", "main"])?;
     run_git(dir, ["config", "user.name", "Demo User"])?;
     run_git(dir, ["config", "user.email", "demo@example.com"])?;
-    std::fs::write(dir.join("README.md"), "# Demo project\n\nA scratch repository made by `git machine demo`.\n")
-        .map_err(|e| GitError::Io(e.to_string()))?;
+    std::fs::write(
+        dir.join("README.md"),
+        "# Demo project\n\nA scratch repository made by `git machine demo`.\n",
+    )
+    .map_err(|e| GitError::Io(e.to_string()))?;
     run_git(dir, ["add", "README.md"])?;
     run_git(dir, ["commit", "-q", "-m", "initial commit"])?;
     Ok(())

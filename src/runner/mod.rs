@@ -22,8 +22,8 @@ use crate::engine::{self, process, Ending, StepInput};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
 use crate::store::{
-    self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, State, Status, StepRecord, StepStatus,
-    ATTEMPTS_PREFIX,
+    self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, State, Status, StepRecord,
+    StepStatus, ATTEMPTS_PREFIX,
 };
 use crate::ui::{elapsed, Ui};
 use crate::workflow::{self, ResolvedStep, Workflow};
@@ -59,10 +59,20 @@ impl RunEnd {
     pub fn into_result(self, id: &RunId) -> CliResult {
         match self {
             RunEnd::Completed => Ok(()),
-            RunEnd::Failed => Err(CliError::new(EXIT_FAILED, format!("run {id} stopped on a failed step"))
-                .with_hint(format!("fix the cause, then `git machine resume {id}` retries the step"))),
-            RunEnd::Interrupted => Err(CliError::new(EXIT_INTERRUPTED, format!("run {id} interrupted"))
-                .with_hint(format!("`git machine resume {id}` continues from the last step commit"))),
+            RunEnd::Failed => Err(CliError::new(
+                EXIT_FAILED,
+                format!("run {id} stopped on a failed step"),
+            )
+            .with_hint(format!(
+                "fix the cause, then `git machine resume {id}` retries the step"
+            ))),
+            RunEnd::Interrupted => {
+                Err(
+                    CliError::new(EXIT_INTERRUPTED, format!("run {id} interrupted")).with_hint(
+                        format!("`git machine resume {id}` continues from the last step commit"),
+                    ),
+                )
+            }
         }
     }
 }
@@ -74,7 +84,10 @@ fn builtin_values(id: &RunId, record: &RunRecord) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("run_id".into(), id.to_string());
     v.insert("workflow".into(), record.workflow.clone());
-    v.insert("date".into(), record.started.get(..10).unwrap_or_default().to_string());
+    v.insert(
+        "date".into(),
+        record.started.get(..10).unwrap_or_default().to_string(),
+    );
     v.insert("base".into(), record.base.clone());
     v.insert("track".into(), String::new());
     v.insert("conditions".into(), String::new());
@@ -128,9 +141,14 @@ impl Runner<'_> {
         let files = vec![
             (format!("{dir}/run.toml"), to_toml(&record).into_bytes()),
             (format!("{dir}/state.toml"), to_toml(&state).into_bytes()),
-            (format!("{dir}/workflow.toml"), req.workflow.source.clone().into_bytes()),
+            (
+                format!("{dir}/workflow.toml"),
+                req.workflow.source.clone().into_bytes(),
+            ),
         ];
-        let tree = self.repo.tree_with_files(self.repo.tree_of(req.base)?, &files)?;
+        let tree = self
+            .repo
+            .tree_with_files(self.repo.tree_of(req.base)?, &files)?;
         let message = commit_message(
             &format!("start: {} ({})", record.workflow, id),
             &[("Machine-Run", id.as_str())],
@@ -151,7 +169,10 @@ impl Runner<'_> {
             self.ui.bold("run"),
             self.ui.cyan(id.as_str()),
             record.workflow,
-            self.ui.dim(&format!("branch machine/{id}, worktree {}", wt_path.display()))
+            self.ui.dim(&format!(
+                "branch machine/{id}, worktree {}",
+                wt_path.display()
+            ))
         ));
         let info = RunInfo {
             id: id.clone(),
@@ -230,7 +251,10 @@ impl Runner<'_> {
                     "the worktree of run {id} ({}) is not on branch machine/{id}",
                     path.display()
                 ))
-                .with_hint(format!("run `git -C {} switch machine/{id}`", path.display())));
+                .with_hint(format!(
+                    "run `git -C {} switch machine/{id}`",
+                    path.display()
+                )));
             }
             return Ok(wt);
         }
@@ -253,7 +277,13 @@ impl Runner<'_> {
     /// Keep whatever differs from the checkpoint (files in the worktree, commits above it) as a
     /// commit under `refs/machine/attempts/<run>/<n>-<label>`, so starting clean loses nothing.
     pub fn set_aside(
-        &mut self, id: &RunId, wt: &Worktree, info: &RunInfo, tip: Oid, label: &str) -> CliResult<Option<Oid>> {
+        &mut self,
+        id: &RunId,
+        wt: &Worktree,
+        info: &RunInfo,
+        tip: Oid,
+        label: &str,
+    ) -> CliResult<Option<Oid>> {
         let dirty = wt.is_dirty()?;
         if !dirty && tip == info.tip {
             return Ok(None);
@@ -274,12 +304,19 @@ impl Runner<'_> {
         ));
         let old = self.repo.ref_target(&name);
         self.repo.update_refs(
-            &[RefUpdate { name: name.clone(), old, new: Some(snapshot) }],
+            &[RefUpdate {
+                name: name.clone(),
+                old,
+                new: Some(snapshot),
+            }],
             "git machine: keep an attempt",
         )?;
         self.ui.note(&format!(
             "{}",
-            self.ui.dim(&format!("kept earlier work of the unfinished step as {name} ({})", snapshot.short()))
+            self.ui.dim(&format!(
+                "kept earlier work of the unfinished step as {name} ({})",
+                snapshot.short()
+            ))
         ));
         Ok(Some(snapshot))
     }
@@ -287,7 +324,9 @@ impl Runner<'_> {
     fn execute(&mut self, mut info: RunInfo, mut lock: RunLock) -> CliResult<RunEnd> {
         let id = info.id.clone();
         let wf = workflow::parse(&info.record.origin, &info.workflow_source).map_err(|e| {
-            CliError::failed(format!("the workflow stored in run {id} no longer parses: {e}"))
+            CliError::failed(format!(
+                "the workflow stored in run {id} no longer parses: {e}"
+            ))
         })?;
         let mut values = info.record.vars.clone();
         values.extend(builtin_values(&id, &info.record));
@@ -308,11 +347,21 @@ impl Runner<'_> {
                 return Ok(RunEnd::Interrupted);
             }
             let index = steps.iter().position(|s| s.id == next).ok_or_else(|| {
-                CliError::failed(format!("run {id} wants step `{next}`, which its workflow does not have"))
+                CliError::failed(format!(
+                    "run {id} wants step `{next}`, which its workflow does not have"
+                ))
             })?;
             let step = &steps[index];
             let following = steps.get(index + 1).map(|s| s.id.clone());
-            match self.run_step(&mut info, &wt, step, following, index, steps.len(), &mut lock)? {
+            match self.run_step(
+                &mut info,
+                &wt,
+                step,
+                following,
+                index,
+                steps.len(),
+                &mut lock,
+            )? {
                 StepEnd::Committed => {}
                 StepEnd::Failed => return Ok(RunEnd::Failed),
                 StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
@@ -336,9 +385,15 @@ impl Runner<'_> {
         let rec_name = record_name(seq, &step.id);
         let log_path = self.paths.log(&id, &rec_name);
         let prompt = step.prompt.clone().unwrap_or_default();
-        let engine_name = step.engines.first().cloned().unwrap_or_else(|| "command".into());
+        let engine_name = step
+            .engines
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "command".into());
         let engine = engine::by_name(&engine_name).ok_or_else(|| {
-            CliError::failed(format!("engine `{engine_name}` is not available in this build"))
+            CliError::failed(format!(
+                "engine `{engine_name}` is not available in this build"
+            ))
         })?;
         let input = StepInput {
             step,
@@ -346,7 +401,9 @@ impl Runner<'_> {
             workdir: &wt.path,
             resume_session: None,
         };
-        let inv = engine.invocation(&input).map_err(|e| CliError::failed(e.to_string()))?;
+        let inv = engine
+            .invocation(&input)
+            .map_err(|e| CliError::failed(e.to_string()))?;
         self.ui.note(&format!(
             "{} {} {}",
             self.ui.dim(&format!("[{}/{}]", index + 1, total)),
@@ -394,7 +451,10 @@ impl Runner<'_> {
                 "{} {} {}",
                 self.ui.yellow("interrupted"),
                 step.id,
-                self.ui.dim(&format!("after {}; `git machine resume {id}` runs it again", elapsed(duration)))
+                self.ui.dim(&format!(
+                    "after {}; `git machine resume {id}` runs it again",
+                    elapsed(duration)
+                ))
             ));
             return Ok(StepEnd::Interrupted);
         }
@@ -415,7 +475,11 @@ impl Runner<'_> {
             step: step.id.clone(),
             seq,
             engine: engine_name.clone(),
-            status: if outcome.success { StepStatus::Succeeded } else { StepStatus::Failed },
+            status: if outcome.success {
+                StepStatus::Succeeded
+            } else {
+                StepStatus::Failed
+            },
             summary: String::new(),
             started: started_at,
             ended: store::now_rfc3339(),
@@ -429,7 +493,9 @@ impl Runner<'_> {
                 _ => None,
             },
             error: outcome.error.clone(),
-            command: std::iter::once(inv.program.clone()).chain(inv.args.iter().cloned()).collect(),
+            command: std::iter::once(inv.program.clone())
+                .chain(inv.args.iter().cloned())
+                .collect(),
             session: outcome.session.clone(),
             model: step.model.clone(),
             attempt_commit: None,
@@ -449,7 +515,11 @@ impl Runner<'_> {
                 .clone()
                 .unwrap_or_else(|| format!("ran {}", inv.program));
             state.next = following;
-            state.status = if state.next.is_some() { Status::Running } else { Status::Completed };
+            state.status = if state.next.is_some() {
+                Status::Running
+            } else {
+                Status::Completed
+            };
             state.reason = None;
         } else {
             let error = outcome.error.clone().unwrap_or_else(|| ending.describe());
@@ -462,7 +532,9 @@ impl Runner<'_> {
             state.reason = Some(format!("step `{}` failed: {error}", step.id));
         }
         record.summary = summary.clone();
-        self.write_record(wt, &id, tip_before, &rec_name, &record, &prompt, &log_path, &state)?;
+        self.write_record(
+            wt, &id, tip_before, &rec_name, &record, &prompt, &log_path, &state,
+        )?;
         let run_dir = id.dir();
         let tree = wt.stage_all(&[run_dir.as_str()])?;
         let current = self.branch_tip(&id)?;
@@ -471,7 +543,9 @@ impl Runner<'_> {
                 "branch machine/{id} was moved off the run while step `{}` ran",
                 step.id
             ))
-            .with_hint(format!("see `git reflog machine/{id}`; `git machine resume {id}` starts the step again")));
+            .with_hint(format!(
+                "see `git reflog machine/{id}`; `git machine resume {id}` starts the step again"
+            )));
         }
         let mut trailers = vec![
             ("Machine-Run", id.as_str()),
@@ -489,7 +563,12 @@ impl Runner<'_> {
         let author_name = format!("git machine ({engine_name})");
         // A failed attempt's commits were set aside: the failure record sits on the checkpoint.
         let parent = if outcome.success { current } else { tip_before };
-        let commit = self.repo.commit(tree, &[parent], &message, Some((&author_name, "git-machine@localhost")))?;
+        let commit = self.repo.commit(
+            tree,
+            &[parent],
+            &message,
+            Some((&author_name, "git-machine@localhost")),
+        )?;
         self.repo.update_refs(
             &[RefUpdate {
                 name: id.branch(),
@@ -505,7 +584,8 @@ impl Runner<'_> {
                 "{} {} {}  {}",
                 self.ui.green("  ok"),
                 step.id,
-                self.ui.dim(&format!("{} {}", elapsed(duration), commit.short())),
+                self.ui
+                    .dim(&format!("{} {}", elapsed(duration), commit.short())),
                 summary
             ));
             Ok(StepEnd::Committed)
@@ -514,11 +594,19 @@ impl Runner<'_> {
                 "{} {} {}  {}",
                 self.ui.red("  failed"),
                 step.id,
-                self.ui.dim(&format!("{} {}", elapsed(duration), commit.short())),
+                self.ui
+                    .dim(&format!("{} {}", elapsed(duration), commit.short())),
                 record.error.as_deref().unwrap_or("")
             ));
             if let Some(tail) = &outcome.final_message {
-                for line in tail.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+                for line in tail
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
                     self.ui.note(&format!("    {}", self.ui.dim(line)));
                 }
             }
@@ -534,9 +622,11 @@ impl Runner<'_> {
     }
 
     fn branch_tip(&self, id: &RunId) -> CliResult<Oid> {
-        self.repo
-            .ref_target(&id.branch())
-            .ok_or_else(|| CliError::refused(format!("branch machine/{id} was deleted while the run was executing")))
+        self.repo.ref_target(&id.branch()).ok_or_else(|| {
+            CliError::refused(format!(
+                "branch machine/{id} was deleted while the run was executing"
+            ))
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -33,7 +33,11 @@ pub enum StoreError {
         detail: String,
     },
     #[error("{what} of run {run} was written by a newer git machine (format {found}, this one reads up to {FORMAT_VERSION})")]
-    TooNew { run: String, what: String, found: u32 },
+    TooNew {
+        run: String,
+        what: String,
+        found: u32,
+    },
     #[error(transparent)]
     Git(#[from] crate::git::GitError),
 }
@@ -412,8 +416,12 @@ mod tests {
     #[test]
     fn newer_formats_are_refused() {
         let id = RunId::from_stored("x");
-        let err = upgrade::<State>(&id, "state.toml", b"version = 9\nstatus = \"running\"\nseq = 0\n")
-            .expect_err("version 9 is newer");
+        let err = upgrade::<State>(
+            &id,
+            "state.toml",
+            b"version = 9\nstatus = \"running\"\nseq = 0\n",
+        )
+        .expect_err("version 9 is newer");
         assert!(err.to_string().contains("newer git machine"), "{err}");
     }
 
@@ -428,8 +436,12 @@ mod tests {
             loops: BTreeMap::new(),
             sessions: BTreeMap::new(),
         };
-        let back: State = upgrade(&RunId::from_stored("x"), "state.toml", to_toml(&s).as_bytes())
-            .expect("round trip");
+        let back: State = upgrade(
+            &RunId::from_stored("x"),
+            "state.toml",
+            to_toml(&s).as_bytes(),
+        )
+        .expect("round trip");
         assert_eq!(back, s);
     }
 }

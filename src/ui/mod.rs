@@ -21,7 +21,12 @@ pub struct Ui {
 }
 
 /// Decide colour from the flag, git config values (already looked up), `NO_COLOR` and the tty.
-pub fn use_color(flag: ColorChoice, machine: Option<&str>, ui: Option<&str>, no_color: bool) -> bool {
+pub fn use_color(
+    flag: ColorChoice,
+    machine: Option<&str>,
+    ui: Option<&str>,
+    no_color: bool,
+) -> bool {
     match flag {
         ColorChoice::Always => return true,
         ColorChoice::Never => return false,
@@ -108,7 +113,12 @@ mod tests {
     fn colour_follows_flag_then_config_then_no_color() {
         assert!(use_color(ColorChoice::Always, Some("never"), None, true));
         assert!(!use_color(ColorChoice::Never, Some("always"), None, false));
-        assert!(use_color(ColorChoice::Auto, Some("always"), Some("never"), true));
+        assert!(use_color(
+            ColorChoice::Auto,
+            Some("always"),
+            Some("never"),
+            true
+        ));
         assert!(!use_color(ColorChoice::Auto, None, Some("never"), false));
         assert!(use_color(ColorChoice::Auto, None, Some("always"), true));
     }

@@ -8,7 +8,10 @@ const BUILTINS: &[(&str, &str)] = &[("demo", include_str!("../../workflows/demo.
 
 /// Built-in workflow text by name.
 pub fn builtin(name: &str) -> Option<&'static str> {
-    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    BUILTINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 /// Names of the built-in workflows.

@@ -11,19 +11,24 @@ use super::error::{closest, WorkflowError};
 use super::parse::parse;
 
 /// Where a repository keeps its workflows, relative to its work tree.
-pub const REPO_WORKFLOWS_DIR: &str = ".codemachine/workflows";
+const REPO_WORKFLOWS_DIR: &str = ".codemachine/workflows";
 
 /// Look a workflow up: if `name_or_path` contains '/' or ends in ".toml" it is a path
 /// (relative to `cwd`); else `<repo_workdir>/.codemachine/workflows/<name>.toml` if
 /// repo_workdir is Some and that file exists, else a built-in. Returns (origin, source text).
 /// Not found -> WorkflowError naming what was tried and listing available names.
-pub fn find(cwd: &Path, repo_workdir: Option<&Path>, name_or_path: &str) -> Result<(String, String), WorkflowError> {
+pub fn find(
+    cwd: &Path,
+    repo_workdir: Option<&Path>,
+    name_or_path: &str,
+) -> Result<(String, String), WorkflowError> {
     if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
         let path = cwd.join(name_or_path);
         return match std::fs::read_to_string(&path) {
             Ok(text) => Ok((name_or_path.to_string(), text)),
             Err(e) => {
-                let mut err = WorkflowError::new(name_or_path, format!("cannot read workflow file: {e}"));
+                let mut err =
+                    WorkflowError::new(name_or_path, format!("cannot read workflow file: {e}"));
                 if e.kind() == std::io::ErrorKind::NotFound && !name_or_path.contains('/') {
                     let stem = name_or_path.trim_end_matches(".toml");
                     err = err.with_hint(format!(
@@ -35,12 +40,21 @@ pub fn find(cwd: &Path, repo_workdir: Option<&Path>, name_or_path: &str) -> Resu
         };
     }
     if let Some(repo) = repo_workdir {
-        let path = repo.join(REPO_WORKFLOWS_DIR).join(format!("{name_or_path}.toml"));
+        let path = repo
+            .join(REPO_WORKFLOWS_DIR)
+            .join(format!("{name_or_path}.toml"));
         if path.is_file() {
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                WorkflowError::new(path.display().to_string(), format!("cannot read workflow file: {e}"))
+                WorkflowError::new(
+                    path.display().to_string(),
+                    format!("cannot read workflow file: {e}"),
+                )
             })?;
-            let origin = path.strip_prefix(cwd).unwrap_or(&path).display().to_string();
+            let origin = path
+                .strip_prefix(cwd)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             return Ok((origin, text));
         }
     }
@@ -48,7 +62,10 @@ pub fn find(cwd: &Path, repo_workdir: Option<&Path>, name_or_path: &str) -> Resu
         return Ok((format!("builtin:{name_or_path}"), text.to_string()));
     }
 
-    let names: Vec<String> = list(repo_workdir).into_iter().map(|(name, _, _)| name).collect();
+    let names: Vec<String> = list(repo_workdir)
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
     let mut hint = match closest(name_or_path, names.iter().map(String::as_str)) {
         Some(near) => format!("did you mean `{near}`? "),
         None => String::new(),
@@ -56,7 +73,9 @@ pub fn find(cwd: &Path, repo_workdir: Option<&Path>, name_or_path: &str) -> Resu
     match repo_workdir {
         Some(repo) => hint.push_str(&format!(
             "looked for {} and the built-ins",
-            repo.join(REPO_WORKFLOWS_DIR).join(format!("{name_or_path}.toml")).display()
+            repo.join(REPO_WORKFLOWS_DIR)
+                .join(format!("{name_or_path}.toml"))
+                .display()
         )),
         None => hint.push_str("not in a git repository, so only built-ins were searched"),
     }
@@ -91,7 +110,9 @@ pub fn list(repo_workdir: Option<&Path>) -> Vec<(String, String, String)> {
         }
         let origin = format!("builtin:{name}");
         let text = builtin(name).expect("builtin_names lists only built-ins");
-        let description = parse(&origin, text).map(|wf| wf.description).unwrap_or_default();
+        let description = parse(&origin, text)
+            .map(|wf| wf.description)
+            .unwrap_or_default();
         out.push((name.to_string(), description, origin));
     }
     out

@@ -19,7 +19,7 @@ mod vars;
 
 pub use builtin::builtin;
 pub use error::WorkflowError;
-pub use find::{find, list, REPO_WORKFLOWS_DIR};
+pub use find::{find, list};
 pub use model::*;
 pub use parse::parse;
 pub use template::expand;

@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Names of the engines a step may use, in the order `git machine engines` lists them.
-pub const ENGINES: &[&str] = &["command", "claude", "codex", "gemini", "opencode", "cursor", "aider"];
+pub const ENGINES: &[&str] = &[
+    "command", "claude", "codex", "gemini", "opencode", "cursor", "aider",
+];
 
 /// Placeholders every workflow may use without declaring them.
-pub const BUILTIN_PLACEHOLDERS: &[&str] = &["run_id", "workflow", "date", "base", "track", "conditions"];
+pub const BUILTIN_PLACEHOLDERS: &[&str] =
+    &["run_id", "workflow", "date", "base", "track", "conditions"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workflow {

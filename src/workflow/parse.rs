@@ -24,7 +24,14 @@ const VERSION: i64 = 1;
 const REASONING: &[&str] = &["minimal", "low", "medium", "high"];
 const PERMISSIONS: &[&str] = &["read", "edit", "full"];
 /// Keys of the file's top level.
-const TOP_KEYS: &[&str] = &["version", "name", "description", "vars", "defaults", "steps"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "vars",
+    "defaults",
+    "steps",
+];
 /// Keys of a step that `[defaults]` may not set.
 const STEP_ONLY_KEYS: &[&str] = &["id", "run", "prompt", "outputs", "session"];
 const MAX_ID_LEN: usize = 40;
@@ -172,7 +179,10 @@ impl Checker<'_> {
         } else if let Some(near) = closest(key, allowed.iter().map(String::as_str)) {
             format!("did you mean `{near}`?")
         } else {
-            format!("allowed keys here: {}", backticked(allowed.iter().map(String::as_str)))
+            format!(
+                "allowed keys here: {}",
+                backticked(allowed.iter().map(String::as_str))
+            )
         };
         self.err(at, message).with_hint(hint)
     }
@@ -198,13 +208,22 @@ impl Checker<'_> {
         let hint = if key == "timeout" || key == "idle_timeout" {
             Some(format!("durations are strings: {DURATION_HINT}"))
         } else if in_vars && expected == "a table" {
-            let default = if text.starts_with(['"', '\'']) { text.to_string() } else { format!("\"{text}\"") };
-            Some(format!("declare a var as a table: `[vars.{key}]`, with `default = {default}` under it"))
+            let default = if text.starts_with(['"', '\'']) {
+                text.to_string()
+            } else {
+                format!("\"{text}\"")
+            };
+            Some(format!(
+                "declare a var as a table: `[vars.{key}]`, with `default = {default}` under it"
+            ))
         } else if key == "env" && expected == "a table" {
             Some(r#"write a table: `env = { NAME = "value" }`"#.to_string())
         } else if expected == "an array" && found.starts_with("string") {
             Some(format!("write an array of strings: `{key} = [{text}]`"))
-        } else if expected == "a string" && !found.starts_with("an array") && !found.starts_with("a table") {
+        } else if expected == "a string"
+            && !found.starts_with("an array")
+            && !found.starts_with("a table")
+        {
             Some(format!("put it in quotes: `{key} = \"{text}\"`"))
         } else {
             None
@@ -227,8 +246,7 @@ impl Checker<'_> {
         let header = self.source[..offset.min(self.source.len())]
             .lines()
             .map(str::trim)
-            .filter(|l| l.starts_with('['))
-            .last();
+            .rfind(|l| l.starts_with('['));
         let Some(header) = header else {
             return Place::Top;
         };
@@ -277,10 +295,19 @@ impl Checker<'_> {
         match version.get_ref() {
             toml::Value::Integer(VERSION) => Ok(()),
             toml::Value::Integer(n) => Err(self
-                .err(version.span().start, format!("unsupported version {n}; this git machine reads version {VERSION}"))
+                .err(
+                    version.span().start,
+                    format!("unsupported version {n}; this git machine reads version {VERSION}"),
+                )
                 .with_hint("a newer git machine may read it")),
             other => Err(self
-                .err(version.span().start, format!("`version` must be the number {VERSION}, found {}", other.type_str()))
+                .err(
+                    version.span().start,
+                    format!(
+                        "`version` must be the number {VERSION}, found {}",
+                        other.type_str()
+                    ),
+                )
                 .with_hint(format!("write `version = {VERSION}`"))),
         }
     }
@@ -304,7 +331,9 @@ impl Checker<'_> {
         if !suggestion.is_empty() {
             hint.push_str(&format!(", e.g. `{suggestion}`"));
         }
-        Err(self.err(name.span().start, format!("bad workflow name `{value}`")).with_hint(hint))
+        Err(self
+            .err(name.span().start, format!("bad workflow name `{value}`"))
+            .with_hint(hint))
     }
 
     fn vars(&self, vars: Option<&BTreeMap<Str, super::raw::RawVar>>) -> Result<Vec<VarDecl>> {
@@ -329,12 +358,22 @@ impl Checker<'_> {
             }
             if BUILTIN_PLACEHOLDERS.contains(&name.as_str()) {
                 return Err(self
-                    .err(key.span().start, format!("var `{name}` has the name of a built-in placeholder"))
-                    .with_hint(format!("pick another name; built-ins: {}", BUILTIN_PLACEHOLDERS.join(", "))));
+                    .err(
+                        key.span().start,
+                        format!("var `{name}` has the name of a built-in placeholder"),
+                    )
+                    .with_hint(format!(
+                        "pick another name; built-ins: {}",
+                        BUILTIN_PLACEHOLDERS.join(", ")
+                    )));
             }
             out.push(VarDecl {
                 name: name.clone(),
-                help: var.help.as_ref().map(|h| h.get_ref().clone()).unwrap_or_default(),
+                help: var
+                    .help
+                    .as_ref()
+                    .map(|h| h.get_ref().clone())
+                    .unwrap_or_default(),
                 default: var.default.as_ref().map(|d| d.get_ref().clone()),
             });
         }
@@ -349,21 +388,31 @@ impl Checker<'_> {
     ) -> Result<Vec<Step>> {
         let example = "add a step like:\n\n    [[steps]]\n    id = \"hello\"\n    run = [\"echo\", \"hello\"]";
         let Some(steps) = steps else {
-            return Err(self.err(self.source.len(), "workflow has no steps").with_hint(example));
+            return Err(self
+                .err(self.source.len(), "workflow has no steps")
+                .with_hint(example));
         };
         if steps.get_ref().is_empty() {
-            return Err(self.err(steps.span().start, "workflow has no steps").with_hint(example));
+            return Err(self
+                .err(steps.span().start, "workflow has no steps")
+                .with_hint(example));
         }
         let mut out: Vec<Step> = Vec::new();
         let mut id_spans: Vec<usize> = Vec::new();
         for (i, raw) in steps.get_ref().iter().enumerate() {
             let id = self.step_id(raw.get_ref().id.as_ref(), raw.span().start, i + 1)?;
-            let id_at = raw.get_ref().id.as_ref().map_or(raw.span().start, |id| id.span().start);
+            let id_at = raw
+                .get_ref()
+                .id
+                .as_ref()
+                .map_or(raw.span().start, |id| id.span().start);
             if let Some(first) = out.iter().position(|s| s.id == id) {
                 let (line, _) = super::error::line_column(self.source, id_spans[first]);
                 return Err(self
                     .err(id_at, format!("duplicate step id `{id}`"))
-                    .with_hint(format!("the first step `{id}` is at line {line}; step ids must be unique")));
+                    .with_hint(format!(
+                        "the first step `{id}` is at line {line}; step ids must be unique"
+                    )));
             }
             let step = self.step(raw, id, defaults, declared)?;
             if let Some(session) = &raw.get_ref().session {
@@ -376,7 +425,13 @@ impl Checker<'_> {
     }
 
     /// Checks one step (whose `id` is already checked) and merges `defaults` into it.
-    fn step(&self, raw: &Spanned<RawStep>, id: String, defaults: &Shared, declared: &[&str]) -> Result<Step> {
+    fn step(
+        &self,
+        raw: &Spanned<RawStep>,
+        id: String,
+        defaults: &Shared,
+        declared: &[&str],
+    ) -> Result<Step> {
         let at = raw.span().start;
         let s = raw.get_ref();
         let own = self.shared(SharedRaw::from(s), declared)?;
@@ -410,7 +465,10 @@ impl Checker<'_> {
             Some(prompt) => {
                 if agent.is_some() && prompt.get_ref().trim().is_empty() {
                     return Err(self
-                        .err(prompt.span().start, format!("`prompt` is empty in step `{id}`"))
+                        .err(
+                            prompt.span().start,
+                            format!("`prompt` is empty in step `{id}`"),
+                        )
                         .with_hint("say what the agent should do"));
                 }
                 self.template(prompt, declared)?;
@@ -419,7 +477,10 @@ impl Checker<'_> {
             None => {
                 if let Some(agent) = agent {
                     return Err(self
-                        .err(at, format!("step `{id}` uses the `{agent}` engine but has no `prompt`"))
+                        .err(
+                            at,
+                            format!("step `{id}` uses the `{agent}` engine but has no `prompt`"),
+                        )
                         .with_hint(r#"add `prompt = "..."` saying what the agent should do"#));
                 }
                 None
@@ -443,13 +504,17 @@ impl Checker<'_> {
             reasoning: own.reasoning.or_else(|| defaults.reasoning.clone()),
             permissions: own.permissions.or(defaults.permissions),
             env,
-            args: own.args.or_else(|| defaults.args.clone()).unwrap_or_default(),
+            args: own
+                .args
+                .or_else(|| defaults.args.clone())
+                .unwrap_or_default(),
             session: s.session.as_ref().map(|s| s.get_ref().clone()),
         })
     }
 
     fn step_id(&self, id: Option<&Str>, step_at: usize, number: usize) -> Result<String> {
-        let rule = "a step id uses lowercase letters, digits and '-', starts with a letter or digit, \
+        let rule =
+            "a step id uses lowercase letters, digits and '-', starts with a letter or digit, \
                     and is at most 40 characters";
         let Some(id) = id else {
             return Err(self
@@ -458,8 +523,13 @@ impl Checker<'_> {
         };
         let value = id.get_ref();
         let ok = value.len() <= MAX_ID_LEN
-            && value.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             return Ok(value.clone());
         }
@@ -468,10 +538,18 @@ impl Checker<'_> {
         if !suggestion.is_empty() && suggestion != *value {
             hint.push_str(&format!(", e.g. `{suggestion}`"));
         }
-        Err(self.err(id.span().start, format!("bad step id `{value}`")).with_hint(hint))
+        Err(self
+            .err(id.span().start, format!("bad step id `{value}`"))
+            .with_hint(hint))
     }
 
-    fn session(&self, session: &Str, id: &str, earlier: &[Step], all: &[Spanned<RawStep>]) -> Result<()> {
+    fn session(
+        &self,
+        session: &Str,
+        id: &str,
+        earlier: &[Step],
+        all: &[Spanned<RawStep>],
+    ) -> Result<()> {
         let target = session.get_ref();
         let at = session.span().start;
         if earlier.iter().any(|s| s.id == *target) {
@@ -480,14 +558,22 @@ impl Checker<'_> {
         if target == id {
             return Err(self
                 .err(at, format!("step `{id}` can't continue its own session"))
-                .with_hint("`session` names an earlier step whose conversation this step continues"));
+                .with_hint(
+                    "`session` names an earlier step whose conversation this step continues",
+                ));
         }
-        let later = all
-            .iter()
-            .any(|s| s.get_ref().id.as_ref().is_some_and(|i| i.get_ref() == target));
+        let later = all.iter().any(|s| {
+            s.get_ref()
+                .id
+                .as_ref()
+                .is_some_and(|i| i.get_ref() == target)
+        });
         if later {
             return Err(self
-                .err(at, format!("`session` names step `{target}`, which comes after step `{id}`"))
+                .err(
+                    at,
+                    format!("`session` names step `{target}`, which comes after step `{id}`"),
+                )
                 .with_hint("a step can only continue the session of an earlier step"));
         }
         let ids: Vec<&str> = earlier.iter().map(|s| s.id.as_str()).collect();
@@ -500,14 +586,20 @@ impl Checker<'_> {
         } else {
             hint.push_str(&format!("earlier steps: {}", ids.join(", ")));
         }
-        Err(self.err(at, format!("`session` names unknown step `{target}`")).with_hint(hint))
+        Err(self
+            .err(at, format!("`session` names unknown step `{target}`"))
+            .with_hint(hint))
     }
 
     /// Checks the keys a step and `[defaults]` share.
     fn shared(&self, raw: SharedRaw<'_>, declared: &[&str]) -> Result<Shared> {
         Ok(Shared {
             engines: raw.engine.as_ref().map(|e| self.engines(e)).transpose()?,
-            timeout: raw.timeout.as_ref().map(|t| self.duration(t, "timeout")).transpose()?,
+            timeout: raw
+                .timeout
+                .as_ref()
+                .map(|t| self.duration(t, "timeout"))
+                .transpose()?,
             idle_timeout: raw
                 .idle_timeout
                 .as_ref()
@@ -534,7 +626,11 @@ impl Checker<'_> {
                 Some(env) => self.env(env, declared)?,
                 None => BTreeMap::new(),
             },
-            args: raw.args.as_ref().map(|a| self.templates(a, declared)).transpose()?,
+            args: raw
+                .args
+                .as_ref()
+                .map(|a| self.templates(a, declared))
+                .transpose()?,
         })
     }
 
@@ -542,12 +638,18 @@ impl Checker<'_> {
         let whole = engine.span().start;
         let names: Vec<(String, usize)> = match engine.get_ref() {
             Engines::One(name) => vec![(name.clone(), whole)],
-            Engines::Many(names) => names.iter().map(|n| (n.get_ref().clone(), n.span().start)).collect(),
+            Engines::Many(names) => names
+                .iter()
+                .map(|n| (n.get_ref().clone(), n.span().start))
+                .collect(),
         };
         if names.is_empty() {
             return Err(self
                 .err(whole, "`engine` is an empty list")
-                .with_hint(format!(r#"name at least one engine, e.g. `engine = "claude"`; engines: {}"#, ENGINES.join(", "))));
+                .with_hint(format!(
+                    r#"name at least one engine, e.g. `engine = "claude"`; engines: {}"#,
+                    ENGINES.join(", ")
+                )));
         }
         let mut out: Vec<String> = Vec::new();
         for (name, at) in names {
@@ -557,7 +659,9 @@ impl Checker<'_> {
                     None => String::new(),
                 };
                 hint.push_str(&format!("engines: {}", ENGINES.join(", ")));
-                return Err(self.err(at, format!("unknown engine `{name}`")).with_hint(hint));
+                return Err(self
+                    .err(at, format!("unknown engine `{name}`"))
+                    .with_hint(hint));
             }
             if out.contains(&name) {
                 return Err(self
@@ -577,7 +681,9 @@ impl Checker<'_> {
                 .err(at, format!("`{key}` must be more than zero"))
                 .with_hint(format!("leave `{key}` out for no limit; {DURATION_HINT}"))),
             Ok(d) => Ok(d),
-            Err(_) => Err(self.err(at, format!("bad duration `{text}`")).with_hint(DURATION_HINT)),
+            Err(_) => Err(self
+                .err(at, format!("bad duration `{text}`"))
+                .with_hint(DURATION_HINT)),
         }
     }
 
@@ -591,7 +697,9 @@ impl Checker<'_> {
             None => String::new(),
         };
         hint.push_str(&format!("`{key}` is one of: {}", allowed.join(", ")));
-        Err(self.err(value.span().start, format!("unknown {key} `{text}`")).with_hint(hint))
+        Err(self
+            .err(value.span().start, format!("unknown {key} `{text}`"))
+            .with_hint(hint))
     }
 
     fn env(&self, env: &StrMap, declared: &[&str]) -> Result<BTreeMap<String, String>> {
@@ -599,11 +707,16 @@ impl Checker<'_> {
         for (key, value) in env {
             let name = key.get_ref();
             let mut chars = name.chars();
-            let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 return Err(self
-                    .err(key.span().start, format!("bad environment variable name `{name}`"))
+                    .err(
+                        key.span().start,
+                        format!("bad environment variable name `{name}`"),
+                    )
                     .with_hint("use letters, digits and '_', not starting with a digit"));
             }
             self.template(value, declared)?;
@@ -630,7 +743,9 @@ impl Checker<'_> {
             Err(BraceError::Unclosed(i)) => {
                 return Err(self
                     .err(self.offset_in(value, i, "{"), "unclosed `{`")
-                    .with_hint("close the placeholder as `{name}`, or write `{{` for a literal brace"));
+                    .with_hint(
+                        "close the placeholder as `{name}`, or write `{{` for a literal brace",
+                    ));
             }
             Err(BraceError::Unmatched(i)) => {
                 return Err(self
@@ -647,8 +762,12 @@ impl Checker<'_> {
             let mut hint = String::new();
             let shell = i > 0 && text.as_bytes()[i - 1] == b'$';
             if shell {
-                hint.push_str(&format!("for the shell's `${written}` write `${{{{{name}}}}}`; "));
-            } else if let Some(near) = closest(name, declared.iter().chain(BUILTIN_PLACEHOLDERS).copied()) {
+                hint.push_str(&format!(
+                    "for the shell's `${written}` write `${{{{{name}}}}}`; "
+                ));
+            } else if let Some(near) =
+                closest(name, declared.iter().chain(BUILTIN_PLACEHOLDERS).copied())
+            {
                 hint.push_str(&format!("did you mean `{{{near}}}`? "));
             }
             if declared.is_empty() {
@@ -660,7 +779,9 @@ impl Checker<'_> {
                 "; built-ins: {}; write `{{{{` for a literal brace",
                 BUILTIN_PLACEHOLDERS.join(", ")
             ));
-            return Err(self.err(at, format!("unknown placeholder `{written}`")).with_hint(hint));
+            return Err(self
+                .err(at, format!("unknown placeholder `{written}`"))
+                .with_hint(hint));
         }
         Ok(())
     }
@@ -673,9 +794,9 @@ impl Checker<'_> {
         let Some(written) = self.source.get(span.clone()) else {
             return span.start;
         };
-        let quote = ["\"\"\"", "'''", "\"", "'"]
-            .into_iter()
-            .find(|q| written.starts_with(q) && written.ends_with(q) && written.len() >= 2 * q.len());
+        let quote = ["\"\"\"", "'''", "\"", "'"].into_iter().find(|q| {
+            written.starts_with(q) && written.ends_with(q) && written.len() >= 2 * q.len()
+        });
         if let Some(q) = quote {
             let mut inner = &written[q.len()..written.len() - q.len()];
             let mut skip = q.len();
@@ -693,7 +814,9 @@ impl Checker<'_> {
                 return span.start + skip + i;
             }
         }
-        written.find(fragment).map_or(span.start, |j| span.start + j)
+        written
+            .find(fragment)
+            .map_or(span.start, |j| span.start + j)
     }
 }
 
@@ -728,9 +851,19 @@ fn key_before(source: &str, offset: usize) -> Option<String> {
     }
     let key = line[..eq?].trim_end();
     let start = key
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"' || c == '\'' || c == '.'))
+        .rfind(|c: char| {
+            !(c.is_ascii_alphanumeric()
+                || c == '_'
+                || c == '-'
+                || c == '"'
+                || c == '\''
+                || c == '.')
+        })
         .map_or(0, |i| i + 1);
-    let key = key[start..].rsplit('.').next()?.trim_matches(|c| c == '"' || c == '\'');
+    let key = key[start..]
+        .rsplit('.')
+        .next()?
+        .trim_matches(|c| c == '"' || c == '\'');
     (!key.is_empty()).then(|| key.to_string())
 }
 

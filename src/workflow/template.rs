@@ -122,7 +122,12 @@ mod tests {
 
     #[test]
     fn values_are_not_expanded_again() {
-        let v = values(&[("a", "{b}"), ("b", "B"), ("evil", "$(rm -rf ~)"), ("q", "'; reboot")]);
+        let v = values(&[
+            ("a", "{b}"),
+            ("b", "B"),
+            ("evil", "$(rm -rf ~)"),
+            ("q", "'; reboot"),
+        ]);
         assert_eq!(expand("{a}", &v), "{b}");
         assert_eq!(expand("{evil}", &v), "$(rm -rf ~)");
         assert_eq!(expand("echo '{q}'", &v), "echo ''; reboot'");

@@ -25,7 +25,13 @@ fn parse_ok(source: &str) -> Workflow {
 /// Parses `source`, expecting an error at `line:column` whose message and hint contain the
 /// given texts; returns the error for further checks.
 #[track_caller]
-fn assert_err(source: &str, line: usize, column: usize, message: &str, hint: &str) -> WorkflowError {
+fn assert_err(
+    source: &str,
+    line: usize,
+    column: usize,
+    message: &str,
+    hint: &str,
+) -> WorkflowError {
     let e = match parse("wf.toml", source) {
         Ok(_) => panic!("expected an error {message:?}, got a workflow"),
         Err(e) => e,
@@ -36,9 +42,17 @@ fn assert_err(source: &str, line: usize, column: usize, message: &str, hint: &st
         (Some(line), Some(column)),
         "position of {e} (hint: {got_hint})"
     );
-    assert!(e.message.contains(message), "message {:?} lacks {message:?}", e.message);
+    assert!(
+        e.message.contains(message),
+        "message {:?} lacks {message:?}",
+        e.message
+    );
     assert!(got_hint.contains(hint), "hint {got_hint:?} lacks {hint:?}");
-    assert!(!e.message.contains('\n'), "one-line message: {:?}", e.message);
+    assert!(
+        !e.message.contains('\n'),
+        "one-line message: {:?}",
+        e.message
+    );
     e
 }
 
@@ -82,7 +96,11 @@ session = "design"
     assert_eq!(wf.description, "");
     assert_eq!(wf.origin, "wf.toml");
     assert!(wf.source.starts_with("version = 1"));
-    let vars: Vec<_> = wf.vars.iter().map(|v| (v.name.as_str(), v.default.as_deref())).collect();
+    let vars: Vec<_> = wf
+        .vars
+        .iter()
+        .map(|v| (v.name.as_str(), v.default.as_deref()))
+        .collect();
     assert_eq!(vars, [("feature_name", Some("greeting")), ("owner", None)]);
     assert_eq!(wf.vars[1].help, "who owns it");
 
@@ -106,10 +124,17 @@ session = "design"
     assert_eq!(implement.permissions, Some(Permissions::Edit));
     assert_eq!(implement.model.as_deref(), Some("opus"));
     assert_eq!(implement.session.as_deref(), Some("design"));
-    assert!(implement.args.is_empty(), "a step's empty args beat the default");
+    assert!(
+        implement.args.is_empty(),
+        "a step's empty args beat the default"
+    );
     assert!(implement.run.is_empty());
     // env merges key by key, the step winning.
-    let env: Vec<_> = implement.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env: Vec<_> = implement
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     assert_eq!(env, [("A", "1"), ("B", "3"), ("C", "{owner}")]);
 }
 
@@ -136,9 +161,27 @@ fn inline_steps_and_dotted_keys_are_accepted() {
 
 #[test]
 fn toml_syntax_error_is_one_line() {
-    assert_err(&with_head("[[steps]\nid = \"a\"\n"), 11, 8, "invalid table header", "");
-    assert_err("version = 1\nname = \"x\ny\"\n", 2, 10, "invalid basic string", "");
-    assert_err("version = 1\nversion = 1\n", 2, 1, "duplicate key `version`", "");
+    assert_err(
+        &with_head("[[steps]\nid = \"a\"\n"),
+        11,
+        8,
+        "invalid table header",
+        "",
+    );
+    assert_err(
+        "version = 1\nname = \"x\ny\"\n",
+        2,
+        10,
+        "invalid basic string",
+        "",
+    );
+    assert_err(
+        "version = 1\nversion = 1\n",
+        2,
+        1,
+        "duplicate key `version`",
+        "",
+    );
 }
 
 #[test]
@@ -156,17 +199,44 @@ engine = "claude"
 id = "design"
 promt = "Design {feature_name}"
 "#;
-    let e = assert_err(source, 12, 1, "unknown key `promt` in step `design`", "did you mean `prompt`?");
-    assert_eq!(e.to_string(), "wf.toml:12:1: unknown key `promt` in step `design`");
+    let e = assert_err(
+        source,
+        12,
+        1,
+        "unknown key `promt` in step `design`",
+        "did you mean `prompt`?",
+    );
+    assert_eq!(
+        e.to_string(),
+        "wf.toml:12:1: unknown key `promt` in step `design`"
+    );
     assert_eq!(e.hint.as_deref(), Some("did you mean `prompt`?"));
 }
 
 #[test]
 fn unknown_keys_elsewhere() {
-    assert_err("version = 1\ndescripton = \"x\"\n", 2, 1, "unknown key `descripton`", "did you mean `description`?");
-    let e = assert_err("version = 1\nwhatever = 1\n", 2, 1, "unknown key `whatever`", "allowed keys here: `version`");
+    assert_err(
+        "version = 1\ndescripton = \"x\"\n",
+        2,
+        1,
+        "unknown key `descripton`",
+        "did you mean `description`?",
+    );
+    let e = assert_err(
+        "version = 1\nwhatever = 1\n",
+        2,
+        1,
+        "unknown key `whatever`",
+        "allowed keys here: `version`",
+    );
     assert_eq!(e.message, "unknown key `whatever`");
-    assert_err(&with_head("[defaults]\nrun = [\"x\"]\n"), 12, 1, "unknown key `run` in [defaults]", "`run` can't have a default");
+    assert_err(
+        &with_head("[defaults]\nrun = [\"x\"]\n"),
+        12,
+        1,
+        "unknown key `run` in [defaults]",
+        "`run` can't have a default",
+    );
     assert_err(
         "version = 1\n[vars.x]\nhlp = \"h\"\n",
         3,
@@ -236,8 +306,20 @@ fn wrong_types_name_the_key() {
         "expected an engine name or an array of engine names for `engine`, found integer `5`",
         "",
     );
-    assert_err("version = 1\nsteps = 3\n", 2, 9, "expected an array for `steps`, found integer `3`", "");
-    assert_err("version = 1\nvars = { x = 3 }\n", 2, 14, "expected a table for `x`, found integer `3`", "");
+    assert_err(
+        "version = 1\nsteps = 3\n",
+        2,
+        9,
+        "expected an array for `steps`, found integer `3`",
+        "",
+    );
+    assert_err(
+        "version = 1\nvars = { x = 3 }\n",
+        2,
+        14,
+        "expected a table for `x`, found integer `3`",
+        "",
+    );
     assert_err(
         "version = 1\n[vars]\nx = \"a\"\n",
         3,
@@ -258,15 +340,42 @@ fn wrong_types_name_the_key() {
 
 #[test]
 fn version_is_required_and_must_be_1() {
-    assert_err("name = \"x\"\n", 1, 1, "missing `version`", "start the file with `version = 1`");
-    let e = assert_err("version = 2\nname = \"x\"\n", 1, 11, "unsupported version 2", "");
-    assert_eq!(e.message, "unsupported version 2; this git machine reads version 1");
-    assert_err("version = \"1\"\n", 1, 11, "`version` must be the number 1, found string", "write `version = 1`");
+    assert_err(
+        "name = \"x\"\n",
+        1,
+        1,
+        "missing `version`",
+        "start the file with `version = 1`",
+    );
+    let e = assert_err(
+        "version = 2\nname = \"x\"\n",
+        1,
+        11,
+        "unsupported version 2",
+        "",
+    );
+    assert_eq!(
+        e.message,
+        "unsupported version 2; this git machine reads version 1"
+    );
+    assert_err(
+        "version = \"1\"\n",
+        1,
+        11,
+        "`version` must be the number 1, found string",
+        "write `version = 1`",
+    );
 }
 
 #[test]
 fn name_is_required_and_checked() {
-    assert_err("version = 1\n", 1, 1, "missing `name`", "name = \"my-workflow\"");
+    assert_err(
+        "version = 1\n",
+        1,
+        1,
+        "missing `name`",
+        "name = \"my-workflow\"",
+    );
     assert_err(
         "version = 1\nname = \"Hello World\"\n",
         2,
@@ -278,9 +387,21 @@ fn name_is_required_and_checked() {
 
 #[test]
 fn steps_are_required() {
-    let e = assert_err("version = 1\nname = \"x\"\n", 3, 1, "workflow has no steps", "[[steps]]\n    id = \"hello\"");
+    let e = assert_err(
+        "version = 1\nname = \"x\"\n",
+        3,
+        1,
+        "workflow has no steps",
+        "[[steps]]\n    id = \"hello\"",
+    );
     assert_eq!(e.message, "workflow has no steps");
-    assert_err("version = 1\nname = \"x\"\nsteps = []\n", 3, 9, "workflow has no steps", "[[steps]]");
+    assert_err(
+        "version = 1\nname = \"x\"\nsteps = []\n",
+        3,
+        9,
+        "workflow has no steps",
+        "[[steps]]",
+    );
 }
 
 #[test]
@@ -292,18 +413,48 @@ fn var_names_are_checked() {
         "var `date` has the name of a built-in placeholder",
         "built-ins: run_id",
     );
-    assert_err("version = 1\nname = \"x\"\n[vars.\"a b\"]\n", 3, 7, "bad var name `a b`", "");
+    assert_err(
+        "version = 1\nname = \"x\"\n[vars.\"a b\"]\n",
+        3,
+        7,
+        "bad var name `a b`",
+        "",
+    );
 }
 
 // ---- errors: steps ----------------------------------------------------------------------
 
 #[test]
 fn step_ids_are_checked() {
-    assert_err(&with_head("[[steps]]\nrun = [\"x\"]\n"), 11, 1, "step #1 has no `id`", "add a line like `id = \"build\"`");
-    assert_err(&with_head("[[steps]]\nid = \"Design It\"\n"), 12, 6, "bad step id `Design It`", "e.g. `design-it`");
-    assert_err(&with_head("[[steps]]\nid = \"-a\"\n"), 12, 6, "bad step id `-a`", "");
+    assert_err(
+        &with_head("[[steps]]\nrun = [\"x\"]\n"),
+        11,
+        1,
+        "step #1 has no `id`",
+        "add a line like `id = \"build\"`",
+    );
+    assert_err(
+        &with_head("[[steps]]\nid = \"Design It\"\n"),
+        12,
+        6,
+        "bad step id `Design It`",
+        "e.g. `design-it`",
+    );
+    assert_err(
+        &with_head("[[steps]]\nid = \"-a\"\n"),
+        12,
+        6,
+        "bad step id `-a`",
+        "",
+    );
     let long = format!("[[steps]]\nid = \"{}\"\n", "a".repeat(41));
-    assert_err(&with_head(&long), 12, 6, "bad step id", "at most 40 characters");
+    assert_err(
+        &with_head(&long),
+        12,
+        6,
+        "bad step id",
+        "at most 40 characters",
+    );
     let ok = format!("[[steps]]\nid = \"{}\"\nrun = [\"x\"]\n", "a".repeat(40));
     parse_ok(&with_head(&ok));
 }
@@ -330,7 +481,13 @@ fn durations_are_checked() {
         r#"write it like "90s", "10m" or "1h 30m""#,
     );
     assert_eq!(e.message, "bad duration `ten minutes`");
-    assert_err(&with_head("[defaults]\nidle_timeout = \"10\"\n"), 12, 16, "bad duration `10`", "");
+    assert_err(
+        &with_head("[defaults]\nidle_timeout = \"10\"\n"),
+        12,
+        16,
+        "bad duration `10`",
+        "",
+    );
     assert_err(
         &with_head("[[steps]]\nid = \"a\"\nrun = [\"x\"]\ntimeout = \"0s\"\n"),
         14,
@@ -357,8 +514,20 @@ fn engines_are_checked() {
         "unknown engine `codx`",
         "did you mean `codex`?",
     );
-    assert_err(&with_head("[defaults]\nengine = \"nope\"\n"), 12, 10, "unknown engine `nope`", "engines: command");
-    assert_err(&with_head("[[steps]]\nid = \"a\"\nengine = []\n"), 13, 10, "`engine` is an empty list", "");
+    assert_err(
+        &with_head("[defaults]\nengine = \"nope\"\n"),
+        12,
+        10,
+        "unknown engine `nope`",
+        "engines: command",
+    );
+    assert_err(
+        &with_head("[[steps]]\nid = \"a\"\nengine = []\n"),
+        13,
+        10,
+        "`engine` is an empty list",
+        "",
+    );
     assert_err(
         &with_head("[[steps]]\nid = \"a\"\nengine = [\"claude\", \"claude\"]\nprompt = \"p\"\n"),
         13,
@@ -377,7 +546,13 @@ fn engines_need_their_inputs() {
         "step `a` uses the command engine but has no `run`",
         "run = [",
     );
-    assert_err(&with_head("[[steps]]\nid = \"a\"\nrun = []\n"), 13, 7, "`run` is empty in step `a`", "");
+    assert_err(
+        &with_head("[[steps]]\nid = \"a\"\nrun = []\n"),
+        13,
+        7,
+        "`run` is empty in step `a`",
+        "",
+    );
     assert_err(
         &with_head("[[steps]]\nid = \"a\"\nengine = \"codex\"\n"),
         11,
@@ -441,9 +616,17 @@ fn session_must_name_an_earlier_step() {
         "`session` names unknown step `desgn`",
         "did you mean `design`? earlier steps: design",
     );
-    assert_err(&with_head(&format!("{steps}build\"\n")), 18, 11, "step `build` can't continue its own session", "");
     assert_err(
-        &with_head(&format!("{steps}test\"\n\n[[steps]]\nid = \"test\"\nrun = [\"x\"]\n")),
+        &with_head(&format!("{steps}build\"\n")),
+        18,
+        11,
+        "step `build` can't continue its own session",
+        "",
+    );
+    assert_err(
+        &with_head(&format!(
+            "{steps}test\"\n\n[[steps]]\nid = \"test\"\nrun = [\"x\"]\n"
+        )),
         18,
         11,
         "`session` names step `test`, which comes after step `build`",
@@ -462,22 +645,68 @@ fn unknown_placeholder_points_into_the_string() {
         "unknown placeholder `{feture_name}`",
         "did you mean `{feature_name}`? declared vars: feature_name, owner",
     );
-    assert!(e.hint.as_deref().expect("has a hint").contains("write `{{` for a literal brace"));
+    assert!(e
+        .hint
+        .as_deref()
+        .expect("has a hint")
+        .contains("write `{{` for a literal brace"));
     assert_eq!(e.message, "unknown placeholder `{feture_name}`");
 }
 
 #[test]
 fn placeholders_are_checked_in_every_template() {
     let step = "[[steps]]\nid = \"a\"\nrun = [\"x\"]\n";
-    assert_err(&with_head(&format!("{step}outputs = [\"{{nope}}\"]\n")), 14, 13, "unknown placeholder `{nope}`", "");
-    assert_err(&with_head(&format!("{step}args = [\"--x={{nope}}\"]\n")), 14, 14, "unknown placeholder", "");
-    assert_err(&with_head(&format!("{step}env = {{ A = \"{{nope}}\" }}\n")), 14, 14, "unknown placeholder", "");
-    assert_err(&with_head(&format!("{step}prompt = \"ab {{nope}}\"\n")), 14, 14, "unknown placeholder", "");
-    assert_err(&with_head("[defaults]\nargs = [\"{nope}\"]\n"), 12, 10, "unknown placeholder", "");
+    assert_err(
+        &with_head(&format!("{step}outputs = [\"{{nope}}\"]\n")),
+        14,
+        13,
+        "unknown placeholder `{nope}`",
+        "",
+    );
+    assert_err(
+        &with_head(&format!("{step}args = [\"--x={{nope}}\"]\n")),
+        14,
+        14,
+        "unknown placeholder",
+        "",
+    );
+    assert_err(
+        &with_head(&format!("{step}env = {{ A = \"{{nope}}\" }}\n")),
+        14,
+        14,
+        "unknown placeholder",
+        "",
+    );
+    assert_err(
+        &with_head(&format!("{step}prompt = \"ab {{nope}}\"\n")),
+        14,
+        14,
+        "unknown placeholder",
+        "",
+    );
+    assert_err(
+        &with_head("[defaults]\nargs = [\"{nope}\"]\n"),
+        12,
+        10,
+        "unknown placeholder",
+        "",
+    );
     // Escapes before the placeholder: found by its text instead.
-    assert_err(&with_head(&format!("{step}prompt = \"\\t{{nope}}\"\n")), 14, 13, "unknown placeholder", "");
+    assert_err(
+        &with_head(&format!("{step}prompt = \"\\t{{nope}}\"\n")),
+        14,
+        13,
+        "unknown placeholder",
+        "",
+    );
     // Multi-line literal strings: the newline after the quotes is not part of the value.
-    assert_err(&with_head(&format!("{step}prompt = '''\nline\n  {{nope}}'''\n")), 16, 3, "unknown placeholder", "");
+    assert_err(
+        &with_head(&format!("{step}prompt = '''\nline\n  {{nope}}'''\n")),
+        16,
+        3,
+        "unknown placeholder",
+        "",
+    );
     // Built-ins are always known.
     parse_ok(&with_head(&format!(
         "{step}prompt = \"{{run_id}} {{workflow}} {{date}} {{base}} {{track}} {{conditions}}\"\n"
@@ -493,7 +722,9 @@ fn shell_braces_get_a_shell_hint() {
         "unknown placeholder `{HOME}`",
         "for the shell's `${HOME}` write `${{HOME}}`",
     );
-    let wf = parse_ok(&with_head("[[steps]]\nid = \"a\"\nrun = [\"sh\", \"-c\", \"echo ${{HOME}}\"]\n"));
+    let wf = parse_ok(&with_head(
+        "[[steps]]\nid = \"a\"\nrun = [\"sh\", \"-c\", \"echo ${{HOME}}\"]\n",
+    ));
     assert_eq!(wf.resolve(&BTreeMap::new())[0].run[2], "echo ${HOME}");
 }
 
@@ -519,7 +750,10 @@ fn unbalanced_braces_are_errors() {
 // ---- placeholders and vars --------------------------------------------------------------
 
 fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -534,11 +768,18 @@ env = { NAME = "{feature_name}" }
 args = ["--owner={owner}"]
 "#,
     ));
-    let v = values(&[("feature_name", "$(rm -rf ~)"), ("owner", "'; reboot {feature_name}"), ("run_id", "r1")]);
+    let v = values(&[
+        ("feature_name", "$(rm -rf ~)"),
+        ("owner", "'; reboot {feature_name}"),
+        ("run_id", "r1"),
+    ]);
     let steps = wf.resolve(&v);
     let s = &steps[0];
     assert_eq!(s.run, ["sh", "-c", "echo \"$1\" {x}", "sh", "$(rm -rf ~)"]);
-    assert_eq!(s.prompt.as_deref(), Some("for '; reboot {feature_name} in r1"));
+    assert_eq!(
+        s.prompt.as_deref(),
+        Some("for '; reboot {feature_name} in r1")
+    );
     assert_eq!(s.outputs, ["src/$(rm -rf ~).sh"]);
     assert_eq!(s.env["NAME"], "$(rm -rf ~)");
     assert_eq!(s.args, ["--owner='; reboot {feature_name}"]);
@@ -550,13 +791,19 @@ args = ["--owner={owner}"]
 fn bind_vars_applies_defaults_and_given_values() {
     let wf = parse_ok(&with_head("[[steps]]\nid = \"a\"\nrun = [\"x\"]\n"));
     let given = vec![("owner".to_string(), "me".to_string())];
-    assert_eq!(wf.bind_vars(&given), Ok(values(&[("feature_name", "greeting"), ("owner", "me")])));
+    assert_eq!(
+        wf.bind_vars(&given),
+        Ok(values(&[("feature_name", "greeting"), ("owner", "me")]))
+    );
     let given = vec![
         ("owner".to_string(), "me".to_string()),
         ("feature_name".to_string(), "x".to_string()),
         ("owner".to_string(), "you".to_string()),
     ];
-    assert_eq!(wf.bind_vars(&given), Ok(values(&[("feature_name", "x"), ("owner", "you")])));
+    assert_eq!(
+        wf.bind_vars(&given),
+        Ok(values(&[("feature_name", "x"), ("owner", "you")]))
+    );
 }
 
 #[test]
@@ -573,9 +820,15 @@ fn bind_vars_rejects_unknown_and_missing() {
     assert_eq!(e.line, None);
 
     let e = wf.bind_vars(&[]).expect_err("owner is required");
-    assert_eq!(e.message, "workflow `hello` needs var `owner` (who owns it)");
+    assert_eq!(
+        e.message,
+        "workflow `hello` needs var `owner` (who owns it)"
+    );
     assert_eq!(e.hint.as_deref(), Some("pass --var owner=VALUE"));
-    assert_eq!(e.to_string(), "wf.toml: workflow `hello` needs var `owner` (who owns it)");
+    assert_eq!(
+        e.to_string(),
+        "wf.toml: workflow `hello` needs var `owner` (who owns it)"
+    );
 }
 
 // ---- find and list ----------------------------------------------------------------------
@@ -608,29 +861,48 @@ fn find_looks_in_the_repo_then_builtins() {
     let (origin, text) = find(repo.path(), Some(repo.path()), "demo").expect("built-in");
     assert_eq!(origin, "builtin:demo");
     assert_eq!(Some(text.as_str()), builtin("demo"));
-    assert_eq!(find(repo.path(), None, "demo").expect("built-in").0, "builtin:demo");
+    assert_eq!(
+        find(repo.path(), None, "demo").expect("built-in").0,
+        "builtin:demo"
+    );
 
     // Not found: says what was tried and what exists.
     let e = find(repo.path(), Some(repo.path()), "helo").expect_err("no such workflow");
     assert_eq!(e.to_string(), "no workflow named `helo`");
     let hint = e.hint.expect("has a hint");
-    assert!(hint.starts_with("did you mean `hello`? looked for "), "{hint}");
+    assert!(
+        hint.starts_with("did you mean `hello`? looked for "),
+        "{hint}"
+    );
     assert!(hint.contains("helo.toml and the built-ins"), "{hint}");
     assert!(hint.ends_with("available: broken, hello, demo"), "{hint}");
     let e = find(repo.path(), None, "helo").expect_err("no such workflow");
-    assert!(e.hint.expect("has a hint").contains("only built-ins were searched"));
+    assert!(e
+        .hint
+        .expect("has a hint")
+        .contains("only built-ins were searched"));
     let e = find(repo.path(), None, "nope/x.toml").expect_err("no such file");
-    assert!(e.to_string().starts_with("nope/x.toml: cannot read workflow file: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("nope/x.toml: cannot read workflow file: "),
+        "{e}"
+    );
 
     // list: repo files sorted, then built-ins; a broken file shows why.
     let listed = list(Some(repo.path()));
-    let names: Vec<_> = listed.iter().map(|(n, d, _)| (n.as_str(), d.as_str())).collect();
+    let names: Vec<_> = listed
+        .iter()
+        .map(|(n, d, _)| (n.as_str(), d.as_str()))
+        .collect();
     assert_eq!(
         names,
         [
             ("broken", "(invalid: missing `name`)"),
             ("hello", "Say hi"),
-            ("demo", "A three-step tour of git machine using only shell commands"),
+            (
+                "demo",
+                "A three-step tour of git machine using only shell commands"
+            ),
         ]
     );
     assert_eq!(listed[2].2, "builtin:demo");
@@ -644,8 +916,17 @@ fn a_repo_workflow_replaces_a_builtin_of_the_same_name() {
     let demo = "version = 1\nname = \"demo\"\ndescription = \"mine\"\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n";
     std::fs::write(dir.join("demo.toml"), demo).expect("write demo");
     let (origin, text) = find(repo.path(), Some(repo.path()), "demo").expect("found");
-    assert_eq!((origin.as_str(), text.as_str()), (".codemachine/workflows/demo.toml", demo));
+    assert_eq!(
+        (origin.as_str(), text.as_str()),
+        (".codemachine/workflows/demo.toml", demo)
+    );
     let listed = list(Some(repo.path()));
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].1, "mine");
+}
+
+#[test]
+fn expand_is_public() {
+    let v = values(&[("a", "1")]);
+    assert_eq!(expand("{a}-{{a}}-{b}", &v), "1-{a}-{b}");
 }

@@ -15,7 +15,10 @@ impl Workflow {
     /// the closest declared name), a required var (no default) not given is an error listing it
     /// with its help text. Returns declared vars with their final values. When a name is given
     /// twice the last value wins.
-    pub fn bind_vars(&self, given: &[(String, String)]) -> Result<BTreeMap<String, String>, WorkflowError> {
+    pub fn bind_vars(
+        &self,
+        given: &[(String, String)],
+    ) -> Result<BTreeMap<String, String>, WorkflowError> {
         let declared: Vec<&str> = self.vars.iter().map(|v| v.name.as_str()).collect();
         for (name, _) in given {
             if declared.contains(&name.as_str()) {
@@ -62,11 +65,18 @@ impl Workflow {
                 help => format!("`{}` ({help})", v.name),
             })
             .collect();
-        let flags: Vec<String> = missing.iter().map(|v| format!("--var {}=VALUE", v.name)).collect();
+        let flags: Vec<String> = missing
+            .iter()
+            .map(|v| format!("--var {}=VALUE", v.name))
+            .collect();
         let noun = if missing.len() == 1 { "var" } else { "vars" };
         Err(WorkflowError::new(
             self.origin.clone(),
-            format!("workflow `{}` needs {noun} {}", self.name, described.join(", ")),
+            format!(
+                "workflow `{}` needs {noun} {}",
+                self.name,
+                described.join(", ")
+            ),
         )
         .with_hint(format!("pass {}", flags.join(" "))))
     }
@@ -87,7 +97,11 @@ impl Workflow {
                 model: s.model.clone(),
                 reasoning: s.reasoning.clone(),
                 permissions: s.permissions,
-                env: s.env.iter().map(|(k, v)| (k.clone(), expand(v, values))).collect(),
+                env: s
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), expand(v, values)))
+                    .collect(),
                 args: all(&s.args),
                 session: s.session.clone(),
             })

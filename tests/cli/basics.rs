@@ -1,0 +1,516 @@
+//! The core flow through the real binary: run, review, resume, rewind, apply, rm, validate.
+
+use crate::common::TestEnv;
+
+const HELLO: &str = r#"version = 1
+name = "hello"
+description = "two steps"
+
+[vars.feature_name]
+help = "name of the feature"
+default = "greeting"
+
+[defaults]
+engine = "command"
+timeout = "1m"
+
+[[steps]]
+id = "design"
+run = ["sh", "-c", "printf '# %s\n' \"$1\" > DESIGN.md; echo designed $1", "sh", "{feature_name}"]
+prompt = "Design {feature_name}"
+outputs = ["DESIGN.md"]
+
+[[steps]]
+id = "build"
+run = ["sh", "-c", "cat > prompt.txt; echo \"$MACHINE_PROMPT\" > env-prompt.txt; echo built"]
+prompt = "Build {feature_name} now"
+"#;
+
+fn trailer(env: &TestEnv, rev: &str, key: &str) -> String {
+    env.git(&[
+        "log",
+        "-1",
+        &format!("--format=%(trailers:key={key},valueonly)"),
+        rev,
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_run_is_a_branch_with_one_commit_per_step() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    let before = env.user_state();
+    let r = env.machine_ok(&["run", "hello", "--var", "feature_name=invoices"]);
+    assert!(r.stderr.contains("design"), "{r}");
+    let run = env.last_run();
+    assert_eq!(
+        env.subjects(&run),
+        vec![
+            format!("start: hello ({run})"),
+            "design: designed invoices".to_string(),
+            "build: built".to_string()
+        ]
+    );
+    let branch = format!("machine/{run}");
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:DESIGN.md")]),
+        "# invoices\n"
+    );
+    // The prompt reaches command steps on stdin and as $MACHINE_PROMPT.
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:prompt.txt")]),
+        "Build invoices now"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:env-prompt.txt")]),
+        "Build invoices now\n"
+    );
+    assert_eq!(trailer(&env, &branch, "Machine-Run"), run);
+    assert_eq!(trailer(&env, &branch, "Machine-Step"), "build");
+    assert_eq!(trailer(&env, &branch, "Machine-Engine"), "command");
+    // The step record and checkpoint are in the step commit.
+    let rec = env.git(&[
+        "show",
+        &format!("{branch}:.codemachine/runs/{run}/steps/01-design/step.toml"),
+    ]);
+    assert!(rec.contains("status = \"succeeded\""), "{rec}");
+    assert!(rec.contains("exit_code = 0"), "{rec}");
+    let prompt = env.git(&[
+        "show",
+        &format!("{branch}:.codemachine/runs/{run}/steps/01-design/prompt.md"),
+    ]);
+    assert_eq!(prompt, "Design invoices");
+    let log = env.git(&[
+        "show",
+        &format!("{branch}:.codemachine/runs/{run}/steps/01-design/output.log"),
+    ]);
+    assert_eq!(log, "designed invoices\n");
+    let state = env.git(&[
+        "show",
+        &format!("{branch}:.codemachine/runs/{run}/state.toml"),
+    ]);
+    assert!(state.contains("status = \"completed\""), "{state}");
+    let runrec = env.git(&[
+        "show",
+        &format!("{branch}:.codemachine/runs/{run}/run.toml"),
+    ]);
+    assert!(runrec.contains("feature_name = \"invoices\""), "{runrec}");
+    // Only the step's changes are in a step commit.
+    let files = env.git(&[
+        "diff",
+        "--name-only",
+        &format!("{branch}~1"),
+        &branch,
+        "--",
+        ".",
+        ":(exclude).codemachine",
+    ]);
+    assert_eq!(files, "env-prompt.txt\nprompt.txt\n");
+    // The worktree exists at the fixed path and the user's checkout is untouched.
+    assert!(env.worktree(&run).join("DESIGN.md").exists());
+    assert_eq!(env.user_state(), before);
+}
+
+#[test]
+fn placeholder_values_are_data_not_shell() {
+    let env = TestEnv::new();
+    env.workflow(
+        "echo",
+        r#"version = 1
+name = "echo"
+[vars.v]
+[[steps]]
+id = "say"
+run = ["sh", "-c", "printf '%s' \"$1\" > value.txt", "sh", "{v}"]
+"#,
+    );
+    let nasty = "$(touch pwned); '; touch pwned2 #`touch pwned3`";
+    env.machine_ok(&["run", "echo", "--var", &format!("v={nasty}")]);
+    let run = env.last_run();
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:value.txt")]),
+        nasty
+    );
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!env.worktree(&run).join(f).exists(), "{f} was created");
+        assert!(!env.path(f).exists());
+    }
+}
+
+#[test]
+fn bad_workflows_exit_2_and_create_nothing() {
+    let env = TestEnv::new();
+    let cases: &[(&str, &str, &str)] = &[
+        ("typo", "version = 1\nname = \"t\"\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\npromt = \"x\"\n", "did you mean `prompt`"),
+        ("dup", "version = 1\nname = \"t\"\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n", "duplicate"),
+        ("dur", "version = 1\nname = \"t\"\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\ntimeout = \"soon\"\n", "duration"),
+        ("eng", "version = 1\nname = \"t\"\n[[steps]]\nid = \"a\"\nengine = \"claud\"\nprompt = \"x\"\n", "did you mean `claude`"),
+        ("empty", "version = 1\nname = \"t\"\nsteps = []\n", "no steps"),
+        ("syntax", "version = 1\nname = \"t\n", "typo.toml"),
+    ];
+    for (name, text, needle) in cases {
+        env.workflow(name, text);
+        let before_refs = env.git(&["for-each-ref"]);
+        let r = env.machine_code(2, &["run", name]);
+        let needle = if *name == "syntax" {
+            "syntax.toml"
+        } else {
+            needle
+        };
+        assert!(r.stderr.contains(needle), "{name}: {r}");
+        assert!(
+            r.stderr.contains(&format!("{name}.toml:")),
+            "{name}: names the file: {r}"
+        );
+        assert_eq!(
+            env.git(&["for-each-ref"]),
+            before_refs,
+            "{name}: no ref created"
+        );
+        assert!(
+            !env.common_dir().join("machine/worktrees").exists()
+                || std::fs::read_dir(env.common_dir().join("machine/worktrees"))
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+                    == 0
+        );
+        let v = env.machine_code(2, &["validate", name]);
+        assert!(v.stderr.contains(needle), "validate {name}: {v}");
+    }
+    // line and column of the typo
+    let r = env.machine_code(2, &["validate", "typo"]);
+    assert!(r.stderr.contains("typo.toml:6:1"), "{r}");
+    // vars: unknown and missing
+    env.workflow("echo", "version = 1\nname = \"echo\"\n[vars.v]\nhelp = \"a value\"\n[[steps]]\nid = \"a\"\nrun = [\"echo\", \"{v}\"]\n");
+    let r = env.machine_code(2, &["run", "echo"]);
+    assert!(r.stderr.contains("`v`") || r.stderr.contains(" v "), "{r}");
+    let r = env.machine_code(2, &["run", "echo", "--var", "v=1", "--var", "w=2"]);
+    assert!(r.stderr.contains("w"), "{r}");
+    let r = env.machine_code(2, &["run", "nonesuch"]);
+    assert!(r.stderr.contains("nonesuch"), "{r}");
+    let r = env.machine_code(2, &["run", "echo", "--var", "v=1", "--base", "no-such-rev"]);
+    assert!(r.stderr.contains("no-such-rev"), "{r}");
+    assert!(env.runs().is_empty());
+    let ok = env.machine_ok(&["validate", "echo"]);
+    assert!(ok.stdout.contains("ok"), "{ok}");
+}
+
+#[test]
+fn status_log_and_show_review_a_run() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    let s = env.machine_ok(&["status"]);
+    assert!(
+        s.stdout.contains(&run) && s.stdout.contains("completed") && s.stdout.contains("hello"),
+        "{s}"
+    );
+    let j = env.machine_ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).expect("json");
+    assert_eq!(v[0]["id"], run.as_str());
+    assert_eq!(v[0]["state"], "completed");
+    let one = env.machine_ok(&["status", &run[..8], "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&one.stdout).expect("json");
+    assert_eq!(v["steps"][0]["id"], "design");
+    assert_eq!(v["steps"][0]["state"], "done");
+    assert_eq!(v["steps"][1]["state"], "done");
+    let log = env.machine_ok(&["log", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
+    assert_eq!(v["steps"][0]["step"], "design");
+    assert_eq!(v["steps"][0]["engine"], "command");
+    assert_eq!(v["steps"][0]["files"][0]["path"], "DESIGN.md");
+    let human = env.machine_ok(&["log"]);
+    assert!(
+        human.stdout.contains("DESIGN.md") && human.stdout.contains("designed greeting"),
+        "{human}"
+    );
+    let show = env.machine_ok(&["show", &run, "design"]);
+    assert!(show.stdout.contains("+# greeting"), "{show}");
+    assert!(!show.stdout.contains("state.toml"), "{show}");
+    let all = env.machine_ok(&["show", &run, "design", "--all"]);
+    assert!(all.stdout.contains("state.toml"), "{all}");
+    let bad = env.machine_code(2, &["show", &run, "nope"]);
+    assert!(bad.stderr.contains("design"), "{bad}");
+}
+
+#[test]
+fn commits_made_by_the_step_stay_under_the_step_commit() {
+    let env = TestEnv::new();
+    env.workflow(
+        "selfcommit",
+        r#"version = 1
+name = "selfcommit"
+[[steps]]
+id = "work"
+run = ["sh", "-c", "echo a > a.txt && git add a.txt && git -c user.name=A -c user.email=a@x commit -qm 'agent commit' && echo b > b.txt"]
+"#,
+    );
+    env.machine_ok(&["run", "selfcommit"]);
+    let run = env.last_run();
+    let subjects = env.git(&[
+        "log",
+        "--reverse",
+        "--format=%s",
+        &format!("main..machine/{run}"),
+    ]);
+    assert_eq!(
+        subjects.lines().collect::<Vec<_>>(),
+        vec![
+            format!("start: selfcommit ({run})").as_str(),
+            "agent commit",
+            "work: ran sh"
+        ]
+    );
+    let files = env.git(&[
+        "show",
+        "--name-only",
+        "--format=",
+        &format!("machine/{run}"),
+        "--",
+        ".",
+        ":(exclude).codemachine",
+    ]);
+    assert_eq!(files.trim(), "b.txt");
+    let log = env.machine_ok(&["log", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
+    let paths: Vec<&str> = v["steps"][0]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, vec!["a.txt", "b.txt"]);
+}
+
+#[test]
+fn a_failed_step_is_recorded_and_resume_retries_it() {
+    let env = TestEnv::new();
+    let marker = env.tmp.path().join("ok-now");
+    env.workflow(
+        "flaky",
+        &format!(
+            r#"version = 1
+name = "flaky"
+[[steps]]
+id = "one"
+run = ["sh", "-c", "echo one > one.txt"]
+[[steps]]
+id = "two"
+run = ["sh", "-c", "echo partial > partial.txt; if ! test -e '{}'; then echo 'boom: not yet' >&2; exit 3; fi; echo two > two.txt"]
+outputs = ["two.txt"]
+[[steps]]
+id = "three"
+run = ["sh", "-c", "echo three > three.txt"]
+"#,
+            marker.display()
+        ),
+    );
+    let r = env.machine_code(1, &["run", "flaky"]);
+    assert!(
+        r.stderr.contains("boom: not yet"),
+        "shows the output tail: {r}"
+    );
+    assert!(
+        r.stderr.contains("output.log"),
+        "says where the log is: {r}"
+    );
+    let run = env.last_run();
+    let st = env.machine_ok(&["status", "--json"]);
+    assert!(st.stdout.contains("\"failed\""), "{st}");
+    let subjects = env.subjects(&run);
+    assert_eq!(subjects[2], "two: failed (exit code 3)");
+    // The failure commit holds the record, not the partial work; that is kept as an attempt.
+    let branch = format!("machine/{run}");
+    assert!(
+        env.git_output(&["cat-file", "-e", &format!("{branch}:partial.txt")])
+            .status
+            .code()
+            != Some(0)
+    );
+    let attempts = env.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        &format!("refs/machine/attempts/{run}/"),
+    ]);
+    assert_eq!(attempts.lines().count(), 1, "{attempts}");
+    let attempt = attempts.trim();
+    assert_eq!(
+        env.git(&["show", &format!("{attempt}:partial.txt")]),
+        "partial\n"
+    );
+    std::fs::write(&marker, "").expect("marker");
+    env.machine_ok(&["resume", &run]);
+    let subjects = env.subjects(&run);
+    assert_eq!(subjects.len(), 5, "{subjects:?}");
+    assert_eq!(subjects[3], "two: ran sh");
+    assert_eq!(subjects[4], "three: ran sh");
+    assert_eq!(env.git(&["show", &format!("{branch}:two.txt")]), "two\n");
+    let again = env.machine_ok(&["resume", &run]);
+    assert!(again.stderr.contains("already complete"), "{again}");
+}
+
+#[test]
+fn a_missing_output_fails_the_step() {
+    let env = TestEnv::new();
+    env.workflow("out", "version = 1\nname = \"out\"\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\noutputs = [\"made.txt\"]\n");
+    let r = env.machine_code(1, &["run", "out"]);
+    assert!(r.stderr.contains("made.txt"), "{r}");
+}
+
+#[test]
+fn rewind_makes_a_step_next_and_undo_restores_the_tip() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    let branch = format!("machine/{run}");
+    let tip = env.git(&["rev-parse", &branch]);
+    let before = env.user_state();
+    let r = env.machine_ok(&["rewind", &run, "build"]);
+    assert!(r.stdout.contains("attic"), "{r}");
+    assert_eq!(env.subjects(&run).len(), 2);
+    assert_eq!(
+        env.git(&["rev-parse", &format!("refs/machine/attic/{run}/1")]),
+        tip
+    );
+    let st = env.machine_ok(&["status", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).expect("json");
+    assert_eq!(v["next"], "build");
+    assert!(
+        !env.worktree(&run).join("prompt.txt").exists(),
+        "worktree follows the rewind"
+    );
+    env.machine_ok(&["rewind", "--undo", &run]);
+    assert_eq!(env.git(&["rev-parse", &branch]), tip);
+    // rewind again and run forward: a new tip, the old one still in the attic
+    env.machine_ok(&["rewind", &run, "design"]);
+    env.machine_ok(&["resume", &run]);
+    assert_eq!(env.subjects(&run).len(), 3);
+    assert_eq!(
+        env.git(&["rev-parse", &format!("refs/machine/attic/{run}/1")]),
+        tip
+    );
+    let unknown = env.machine_code(2, &["rewind", &run, "nope"]);
+    assert!(unknown.stderr.contains("has not run"), "{unknown}");
+    assert_eq!(env.user_state(), before);
+}
+
+#[test]
+fn apply_puts_code_changes_on_the_current_branch() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.git(&["add", ".codemachine"]);
+    env.git(&["commit", "-qm", "add workflow"]);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    // a dirty tree is refused and nothing changes
+    env.write("README.md", "changed\n");
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let r = env.machine_code(2, &["apply", &run]);
+    assert!(r.stderr.contains("uncommitted"), "{r}");
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
+    env.git(&["checkout", "-q", "README.md"]);
+    env.machine_ok(&["apply", &run]);
+    let log = env.git(&["log", "--format=%s", "-3"]);
+    assert_eq!(
+        log,
+        "build: built\ndesign: designed greeting\nadd workflow\n"
+    );
+    assert_eq!(env.read("DESIGN.md"), "# greeting\n");
+    assert!(!env.path(".codemachine/runs").exists());
+    let tracked = env.git(&["ls-files"]);
+    assert!(!tracked.contains(".codemachine/runs"), "{tracked}");
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+    // squash onto a fresh branch
+    env.git(&["checkout", "-q", "-b", "other", "HEAD~2"]);
+    env.machine_ok(&["apply", &run, "--squash"]);
+    let log = env.git(&["log", "--format=%s", "-2"]);
+    assert!(log.starts_with("hello: run "), "{log}");
+    assert_eq!(env.git(&["diff", "--stat", "main", "HEAD"]), "");
+}
+
+#[test]
+fn rm_removes_the_worktree_and_the_branch_only_when_asked() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    // another worktree of the user's whose folder is gone must survive (no global prune)
+    let other = env.tmp.path().join("other-wt");
+    env.git(&[
+        "worktree",
+        "add",
+        "-q",
+        other.to_str().expect("utf8"),
+        "-b",
+        "side",
+    ]);
+    std::fs::remove_dir_all(&other).expect("rm");
+    env.machine_ok(&["rm", &run]);
+    assert!(!env.worktree(&run).exists());
+    assert!(env.runs().contains(&run));
+    let list = env.git(&["worktree", "list", "--porcelain"]);
+    assert!(list.contains("other-wt"), "{list}");
+    env.machine_ok(&["resume", &run]);
+    env.machine_ok(&["rm", &run[..10], "--branch"]);
+    assert!(env.runs().is_empty());
+}
+
+#[test]
+fn runs_resolve_by_unique_prefix() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    env.machine_ok(&["run", "hello"]);
+    let runs = env.runs();
+    assert_eq!(runs.len(), 2);
+    let r = env.machine_code(2, &["status", &runs[0][..3]]);
+    assert!(r.stderr.contains("matches 2 runs"), "{r}");
+    env.machine_ok(&["status", &runs[1]]);
+    let none = env.machine_code(2, &["log", "zzz"]);
+    assert!(none.stderr.contains("no run matches"), "{none}");
+    // no run given: the most recent one
+    let log = env.machine_ok(&["log", "--json"]);
+    assert!(log.stdout.contains(&runs[1]), "{log}");
+}
+
+#[test]
+fn demo_runs_in_a_scratch_repository() {
+    let env = TestEnv::new();
+    let r = env.machine_ok(&["demo"]);
+    assert!(
+        r.stdout.contains("implement") && r.stdout.contains("test passed"),
+        "{r}"
+    );
+    let dir = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("scratch repository: "))
+        .expect("demo names its repository")
+        .to_string();
+    let out = std::process::Command::new("git")
+        .args([
+            "-C",
+            &dir,
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/heads/machine/",
+        ])
+        .output()
+        .expect("git");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    std::fs::remove_dir_all(&dir).expect("clean up the scratch repository");
+}
+
+#[test]
+fn outside_a_repository_is_a_usage_error() {
+    let env = TestEnv::new();
+    let mut cmd = env.machine_cmd(&["status"]);
+    cmd.current_dir(env.tmp.path());
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not inside a git repository"));
+}

@@ -1,0 +1,207 @@
+//! The test environment: a temp HOME, no user or system git config, fixed dates, a repository
+//! with one commit, and helpers to run `git` and `git-machine` in it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_git-machine");
+
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub repo: PathBuf,
+}
+
+impl TestEnv {
+    /// A repository `repo` with a README committed on `main`.
+    pub fn new() -> TestEnv {
+        let tmp = tempfile::Builder::new()
+            .prefix("gm-test-")
+            .tempdir()
+            .expect("temp dir");
+        let home = tmp.path().join("home");
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(&repo).expect("repo");
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n",
+        )
+        .expect("gitconfig");
+        let env = TestEnv { tmp, home, repo };
+        env.git(&["init", "-q"]);
+        env.write("README.md", "# test project\n");
+        env.git(&["add", "README.md"]);
+        env.git(&["commit", "-q", "-m", "initial"]);
+        env
+    }
+
+    pub fn apply_env(&self, cmd: &mut Command) {
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GIT_") || k == "NO_COLOR" || k.starts_with("MACHINE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00 +0000")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00 +0000")
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .env("GIT_PAGER", "cat")
+            .env("PAGER", "cat");
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.repo.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("dirs");
+        }
+        std::fs::write(p, text).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("read")
+    }
+
+    /// Run git in the repository; panics on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = self.git_output(args);
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn git_output(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("git");
+        self.apply_env(&mut cmd);
+        cmd.current_dir(&self.repo).args(args).stdin(Stdio::null());
+        cmd.output().expect("spawn git")
+    }
+
+    /// A `git-machine` command ready to run in the repository.
+    pub fn machine_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        self.apply_env(&mut cmd);
+        cmd.current_dir(&self.repo).args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn machine(&self, args: &[&str]) -> Run {
+        let out = self.machine_cmd(args).output().expect("spawn git-machine");
+        Run::from(out)
+    }
+
+    /// Run git-machine and require exit code `code`.
+    pub fn machine_code(&self, code: i32, args: &[&str]) -> Run {
+        let r = self.machine(args);
+        assert_eq!(
+            r.code, code,
+            "git machine {args:?}: expected exit {code}\n{r}"
+        );
+        r
+    }
+
+    pub fn machine_ok(&self, args: &[&str]) -> Run {
+        self.machine_code(0, args)
+    }
+
+    /// Write a workflow into `.codemachine/workflows/<name>.toml` (not committed).
+    pub fn workflow(&self, name: &str, toml: &str) {
+        self.write(&format!(".codemachine/workflows/{name}.toml"), toml);
+    }
+
+    /// Id of the only (or newest) run.
+    pub fn last_run(&self) -> String {
+        let out = self.git(&[
+            "for-each-ref",
+            "--format=%(refname:lstrip=3)",
+            "refs/heads/machine/",
+        ]);
+        out.lines().last().expect("a run exists").to_string()
+    }
+
+    pub fn runs(&self) -> Vec<String> {
+        let out = self.git(&[
+            "for-each-ref",
+            "--format=%(refname:lstrip=3)",
+            "refs/heads/machine/",
+        ]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    pub fn common_dir(&self) -> PathBuf {
+        self.repo.join(".git")
+    }
+
+    pub fn worktree(&self, run: &str) -> PathBuf {
+        self.common_dir().join("machine/worktrees").join(run)
+    }
+
+    /// Subjects of the run branch's first-parent history, oldest first (base excluded).
+    pub fn subjects(&self, run: &str) -> Vec<String> {
+        let out = self.git(&[
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%s",
+            &format!("main..machine/{run}"),
+        ]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// Everything that must not change in the user's checkout: HEAD, index, worktree, stash.
+    pub fn user_state(&self) -> String {
+        let head = self.git(&["rev-parse", "HEAD"]);
+        let branch = self.git(&["symbolic-ref", "-q", "HEAD"]);
+        let status = self.git(&["status", "--porcelain=v2", "--untracked-files=all"]);
+        let index = self.git(&["ls-files", "-s"]);
+        let stash = self.git_output(&["stash", "list"]);
+        let diff = self.git(&["diff"]);
+        format!(
+            "{head}{branch}{status}{index}{}{diff}",
+            String::from_utf8_lossy(&stash.stdout)
+        )
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

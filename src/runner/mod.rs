@@ -270,6 +270,9 @@ impl Runner<'_> {
         if path.exists() {
             std::fs::remove_dir_all(&path)?;
         }
+        // Drop git's entry for the vanished folder: `worktree add --force` misses it when the
+        // folder's parents are gone too, and would register the same path a second time.
+        self.repo.worktree_remove(&path)?;
         self.repo.worktree_add(&path, &branch)?;
         Ok(wt)
     }

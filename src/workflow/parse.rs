@@ -16,7 +16,7 @@ use toml::Spanned;
 use super::error::{backticked, closest, WorkflowError};
 use super::model::{Permissions, Step, VarDecl, Workflow, BUILTIN_PLACEHOLDERS, ENGINES};
 use super::raw::{Engines, LooseWorkflow, RawDefaults, RawStep, RawWorkflow, Str, StrList, StrMap};
-use super::template::{self, BraceError};
+use super::template;
 
 /// The only file format version this build reads.
 const VERSION: i64 = 1;
@@ -735,25 +735,10 @@ impl Checker<'_> {
             .collect()
     }
 
-    /// Rejects stray braces and placeholders that are neither declared vars nor built-ins.
+    /// Rejects placeholders that are neither declared vars nor built-ins.
     fn template(&self, value: &Str, declared: &[&str]) -> Result<()> {
         let text = value.get_ref();
-        let placeholders = match template::placeholders(text) {
-            Ok(p) => p,
-            Err(BraceError::Unclosed(i)) => {
-                return Err(self
-                    .err(self.offset_in(value, i, "{"), "unclosed `{`")
-                    .with_hint(
-                        "close the placeholder as `{name}`, or write `{{` for a literal brace",
-                    ));
-            }
-            Err(BraceError::Unmatched(i)) => {
-                return Err(self
-                    .err(self.offset_in(value, i, "}"), "unmatched `}`")
-                    .with_hint("write `}}` for a literal brace"));
-            }
-        };
-        for (name, i) in placeholders {
+        for (name, i) in template::placeholders(text) {
             if declared.contains(&name) || BUILTIN_PLACEHOLDERS.contains(&name) {
                 continue;
             }

@@ -17,17 +17,18 @@ pub enum Piece<'a> {
     Placeholder { name: &'a str, start: usize },
 }
 
-/// A brace that does not belong to a placeholder or a `{{`/`}}` pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BraceError {
-    /// A `{` with no `}` after it (before the next `{`); byte offset of the `{`.
-    Unclosed(usize),
-    /// A lone `}`; its byte offset.
-    Unmatched(usize),
+/// Whether `name` can be a placeholder: a letter or `_`, then letters, digits, `_` or `-`.
+fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// Splits a template into pieces, or reports the first stray brace.
-pub fn scan(template: &str) -> Result<Vec<Piece<'_>>, BraceError> {
+/// Splits a template into pieces. Only `{name}` is a placeholder; any other brace (shell
+/// `{ …; }`, JSON, awk programs in a prompt or argv) is plain text.
+pub fn scan(template: &str) -> Vec<Piece<'_>> {
     let bytes = template.as_bytes();
     let mut pieces = Vec::new();
     let mut text_start = 0;
@@ -42,33 +43,31 @@ pub fn scan(template: &str) -> Result<Vec<Piece<'_>>, BraceError> {
             }
             b'{' => {
                 let rest = &template[i + 1..];
-                let close = rest.find('}').ok_or(BraceError::Unclosed(i))?;
-                if rest[..close].contains('{') {
-                    return Err(BraceError::Unclosed(i));
+                match rest.find('}') {
+                    Some(close) if is_name(&rest[..close]) => {
+                        pieces.push(Piece::Text(&template[text_start..i]));
+                        pieces.push(Piece::Placeholder {
+                            name: &rest[..close],
+                            start: i,
+                        });
+                        i += close + 2;
+                        text_start = i;
+                    }
+                    _ => i += 1,
                 }
-                pieces.push(Piece::Text(&template[text_start..i]));
-                pieces.push(Piece::Placeholder {
-                    name: &rest[..close],
-                    start: i,
-                });
-                i += close + 2;
-                text_start = i;
             }
-            b'}' => return Err(BraceError::Unmatched(i)),
             _ => i += 1,
         }
     }
     pieces.push(Piece::Text(&template[text_start..]));
     pieces.retain(|p| !matches!(p, Piece::Text("")));
-    Ok(pieces)
+    pieces
 }
 
 /// Expand `{name}` placeholders in one template; `{{` and `}}` are literal braces. Unknown names
 /// are left as written (parse() already rejected them), and so is a template with stray braces.
 pub fn expand(template: &str, values: &BTreeMap<String, String>) -> String {
-    let Ok(pieces) = scan(template) else {
-        return template.to_string();
-    };
+    let pieces = scan(template);
     let mut out = String::with_capacity(template.len());
     for piece in pieces {
         match piece {
@@ -87,14 +86,14 @@ pub fn expand(template: &str, values: &BTreeMap<String, String>) -> String {
 }
 
 /// The placeholders of a template as (name, byte offset of its `{`).
-pub fn placeholders(template: &str) -> Result<Vec<(&str, usize)>, BraceError> {
-    Ok(scan(template)?
+pub fn placeholders(template: &str) -> Vec<(&str, usize)> {
+    scan(template)
         .into_iter()
         .filter_map(|p| match p {
             Piece::Placeholder { name, start } => Some((name, start)),
             Piece::Text(_) => None,
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,14 +141,18 @@ mod tests {
     }
 
     #[test]
-    fn scan_reports_stray_braces() {
-        assert_eq!(scan("ab{c"), Err(BraceError::Unclosed(2)));
-        assert_eq!(scan("{a{b}"), Err(BraceError::Unclosed(0)));
-        assert_eq!(scan("ab}"), Err(BraceError::Unmatched(2)));
-        assert_eq!(scan("{{ }}"), Ok(vec![Piece::Text("{"), Piece::Text(" }")]));
+    fn only_names_in_braces_are_placeholders() {
+        assert_eq!(scan("ab{c"), vec![Piece::Text("ab{c")]);
+        assert_eq!(placeholders("{a{b}"), vec![("b", 2)]);
+        assert_eq!(scan("ab}"), vec![Piece::Text("ab}")]);
+        assert_eq!(scan("{{ }}"), vec![Piece::Text("{"), Piece::Text(" }")]);
+        assert_eq!(placeholders("x {a} {{b}} {c}"), vec![("a", 2), ("c", 12)]);
+        let v = BTreeMap::new();
         assert_eq!(
-            placeholders("x {a} {{b}} {c}"),
-            Ok(vec![("a", 2), ("c", 12)])
+            expand("test -e f || { echo no; exit 3; }", &v),
+            "test -e f || { echo no; exit 3; }"
         );
+        assert_eq!(expand("awk '{print $1}'", &v), "awk '{print $1}'");
+        assert_eq!(expand("{\"a\": 1}", &v), "{\"a\": 1}");
     }
 }

@@ -729,22 +729,13 @@ fn shell_braces_get_a_shell_hint() {
 }
 
 #[test]
-fn unbalanced_braces_are_errors() {
-    let step = "[[steps]]\nid = \"a\"\nrun = [\"x\"]\n";
-    assert_err(
-        &with_head(&format!("{step}prompt = \"a {{ b\"\n")),
-        14,
-        13,
-        "unclosed `{`",
-        "write `{{` for a literal brace",
-    );
-    assert_err(
-        &with_head(&format!("{step}prompt = \"a }} b\"\n")),
-        14,
-        13,
-        "unmatched `}`",
-        "write `}}` for a literal brace",
-    );
+fn braces_around_anything_but_a_name_are_text() {
+    let wf = parse_ok(&with_head(
+        "[[steps]]\nid = \"a\"\nrun = [\"sh\", \"-c\", \"test -e x || { exit 3; }\"]\nprompt = \"a { b } c\"\n",
+    ));
+    let step = &wf.resolve(&BTreeMap::new())[0];
+    assert_eq!(step.run[2], "test -e x || { exit 3; }");
+    assert_eq!(step.prompt.as_deref(), Some("a { b } c"));
 }
 
 // ---- placeholders and vars --------------------------------------------------------------

@@ -12,6 +12,9 @@ use crate::store::Paths;
 pub struct ResumeArgs {
     /// Run id or a unique prefix of it (default: the most recent run)
     pub run: Option<String>,
+    /// Start an interrupted agent step afresh from the last commit instead of continuing its session
+    #[arg(long)]
+    pub restart_step: bool,
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
@@ -28,5 +31,5 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
         cancel: &ctx.cancel,
         echo: args.verbose,
     };
-    runner.resume(&id)?.into_result(&id)
+    runner.resume(&id, args.restart_step)?.into_result(&id)
 }

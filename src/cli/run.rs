@@ -21,6 +21,12 @@ pub struct RunArgs {
     /// Start from this revision instead of HEAD
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
+    /// Use this engine for every agent step (default: git config machine.engine)
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Use this model for every agent step
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
@@ -48,6 +54,33 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
                 .with_hint("make a first commit, or give --base <rev>")
         })?,
     };
+    let mut overrides = BTreeMap::new();
+    let engine = args
+        .engine
+        .clone()
+        .or_else(|| repo.config_str("machine.engine"));
+    if let Some(engine) = engine {
+        if !workflow::ENGINES.contains(&engine.as_str()) || engine == "command" {
+            let from = if args.engine.is_some() {
+                "--engine"
+            } else {
+                "git config machine.engine"
+            };
+            let agents: Vec<&str> = workflow::ENGINES
+                .iter()
+                .copied()
+                .filter(|e| *e != "command")
+                .collect();
+            return Err(
+                CliError::usage(format!("{from}: unknown agent engine `{engine}`"))
+                    .with_hint(format!("agent engines: {}", agents.join(", "))),
+            );
+        }
+        overrides.insert("engine".to_string(), engine);
+    }
+    if let Some(model) = &args.model {
+        overrides.insert("model".to_string(), model.clone());
+    }
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(repo.common_dir()),
@@ -60,7 +93,7 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         workflow: &wf,
         vars,
         base,
-        overrides: BTreeMap::new(),
+        overrides,
     })?;
     end.into_result(&id)
 }

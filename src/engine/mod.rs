@@ -88,6 +88,11 @@ pub struct Outcome {
 /// Reads a program's output line by line as it arrives.
 pub trait EventParser: Send {
     fn line(&mut self, stream: Stream, line: &str);
+    /// The session id, as soon as the stream has told it (before the program ends), so a run
+    /// killed mid-step can be resumed in the same session.
+    fn session(&self) -> Option<&str> {
+        None
+    }
     fn finish(self: Box<Self>, ending: &Ending) -> Outcome;
 }
 

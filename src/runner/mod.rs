@@ -22,8 +22,8 @@ use crate::engine::{self, process, Ending, StepInput};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
 use crate::store::{
-    self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, State, Status, StepRecord,
-    StepStatus, ATTEMPTS_PREFIX,
+    self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, SessionRef, State, Status,
+    StepRecord, StepStatus, ATTEMPTS_PREFIX,
 };
 use crate::ui::{elapsed, Ui};
 use crate::workflow::{self, ResolvedStep, Workflow};
@@ -181,12 +181,14 @@ impl Runner<'_> {
             state,
             workflow_source: req.workflow.source.clone(),
         };
-        let end = self.execute(info, lock)?;
+        let end = self.execute(info, lock, None)?;
         Ok((id, end))
     }
 
-    /// Continue a run from its last checkpoint.
-    pub fn resume(&mut self, id: &RunId) -> CliResult<RunEnd> {
+    /// Continue a run from its last checkpoint. An agent step that was interrupted mid-flight
+    /// continues in its own session with its partial work kept (unless `restart_step`); any
+    /// other unfinished step starts again from a clean checkpoint, its debris kept as an attempt.
+    pub fn resume(&mut self, id: &RunId, restart_step: bool) -> CliResult<RunEnd> {
         let lock = RunLock::acquire(&self.paths.lock(id), id.as_str())?;
         let tip = self
             .repo
@@ -199,30 +201,45 @@ impl Runner<'_> {
             return Ok(RunEnd::Completed);
         }
         let wt = self.ensure_worktree(id)?;
-        // A step killed mid-flight may have left commits and files: keep them, then start clean.
+        let inflight = match (&info.state.next, info.state.status) {
+            (Some(next), Status::Running) if !restart_step => {
+                let rec = record_name(info.state.seq + 1, next);
+                read_inflight(&self.paths.inflight_session(id, &rec))
+                    .filter(|s| engine::by_name(&s.engine).is_some_and(|e| e.can_resume()))
+            }
+            _ => None,
+        };
+        // Whatever the unfinished step left is kept under refs/machine/attempts/ either way.
         self.set_aside(id, &wt, &info, tip, "interrupted")?;
-        if tip != checkpoint {
-            self.repo.update_refs(
-                &[RefUpdate {
-                    name: id.branch(),
-                    old: Some(tip),
-                    new: Some(checkpoint),
-                }],
-                &format!("git machine: resume run {id} from its checkpoint"),
-            )?;
+        if inflight.is_none() {
+            if tip != checkpoint {
+                self.repo.update_refs(
+                    &[RefUpdate {
+                        name: id.branch(),
+                        old: Some(tip),
+                        new: Some(checkpoint),
+                    }],
+                    &format!("git machine: resume run {id} from its checkpoint"),
+                )?;
+            }
+            wt.reset_hard(checkpoint)?;
         }
-        wt.reset_hard(checkpoint)?;
         self.ui.note(&format!(
             "{} {} {}  {}",
             self.ui.bold("resume"),
             self.ui.cyan(id.as_str()),
             info.record.workflow,
-            self.ui.dim(&format!(
-                "at step {}",
-                info.state.next.as_deref().unwrap_or("-")
-            ))
+            self.ui.dim(&match &inflight {
+                Some(s) => format!(
+                    "step {} continues in {} session {}",
+                    info.state.next.as_deref().unwrap_or("-"),
+                    s.engine,
+                    s.id
+                ),
+                None => format!("at step {}", info.state.next.as_deref().unwrap_or("-")),
+            })
         ));
-        self.execute(info, lock)
+        self.execute(info, lock, inflight)
     }
 
     /// Walk back from `tip` to the newest commit git machine made for the run (skipping commits a
@@ -324,7 +341,12 @@ impl Runner<'_> {
         Ok(Some(snapshot))
     }
 
-    fn execute(&mut self, mut info: RunInfo, mut lock: RunLock) -> CliResult<RunEnd> {
+    fn execute(
+        &mut self,
+        mut info: RunInfo,
+        mut lock: RunLock,
+        mut inflight: Option<SessionRef>,
+    ) -> CliResult<RunEnd> {
         let id = info.id.clone();
         let wf = workflow::parse(&info.record.origin, &info.workflow_source).map_err(|e| {
             CliError::failed(format!(
@@ -333,7 +355,8 @@ impl Runner<'_> {
         })?;
         let mut values = info.record.vars.clone();
         values.extend(builtin_values(&id, &info.record));
-        let steps = wf.resolve(&values);
+        let mut steps = wf.resolve(&values);
+        apply_overrides(&mut steps, &info.record.overrides);
         let wt = Worktree::new(self.paths.worktree(&id));
         let run_started = Instant::now();
         loop {
@@ -356,15 +379,9 @@ impl Runner<'_> {
             })?;
             let step = &steps[index];
             let following = steps.get(index + 1).map(|s| s.id.clone());
-            match self.run_step(
-                &mut info,
-                &wt,
-                step,
-                following,
-                index,
-                steps.len(),
-                &mut lock,
-            )? {
+            let position = (index + 1, steps.len());
+            let resume = inflight.take();
+            match self.run_step(&mut info, &wt, step, following, position, resume, &mut lock)? {
                 StepEnd::Committed => {}
                 StepEnd::Failed => return Ok(RunEnd::Failed),
                 StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
@@ -372,6 +389,7 @@ impl Runner<'_> {
         }
     }
 
+    /// Run one step with the first of its engines that can serve, and commit the result.
     #[allow(clippy::too_many_arguments)]
     fn run_step(
         &mut self,
@@ -379,100 +397,175 @@ impl Runner<'_> {
         wt: &Worktree,
         step: &ResolvedStep,
         following: Option<String>,
-        index: usize,
-        total: usize,
+        (number, total): (usize, usize),
+        inflight: Option<SessionRef>,
         lock: &mut RunLock,
     ) -> CliResult<StepEnd> {
         let id = info.id.clone();
         let seq = info.state.seq + 1;
         let rec_name = record_name(seq, &step.id);
         let log_path = self.paths.log(&id, &rec_name);
-        let prompt = step.prompt.clone().unwrap_or_default();
-        let engine_name = step
-            .engines
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "command".into());
-        let engine = engine::by_name(&engine_name).ok_or_else(|| {
-            CliError::failed(format!(
-                "engine `{engine_name}` is not available in this build"
-            ))
-        })?;
-        let input = StepInput {
-            step,
-            prompt: &prompt,
-            workdir: &wt.path,
-            resume_session: None,
-        };
-        let inv = engine
-            .invocation(&input)
-            .map_err(|e| CliError::failed(e.to_string()))?;
+        let session_path = self.paths.inflight_session(&id, &rec_name);
+        let tip_before = info.tip;
+        let path_var = self
+            .env
+            .vars
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| std::ffi::OsString::from(v));
+        // A session to continue: the interrupted execution's, or an earlier step's (`session`).
+        let continued: Option<SessionRef> = inflight.or_else(|| {
+            step.session
+                .as_ref()
+                .and_then(|from| info.state.sessions.get(from).cloned())
+        });
+        let mut prompt = step.prompt.clone().unwrap_or_default();
+        if continued.is_some() && read_inflight(&session_path).is_some() {
+            prompt = format!(
+                "You were interrupted while working on this task. Continue where you stopped; \
+                 the files you already changed are still in place.\n\nThe task was:\n{prompt}"
+            );
+        }
         self.ui.note(&format!(
             "{} {} {}",
-            self.ui.dim(&format!("[{}/{}]", index + 1, total)),
+            self.ui.dim(&format!("[{number}/{total}]")),
             self.ui.bold(&step.id),
-            self.ui.dim(&format!("({engine_name}) …"))
+            self.ui.dim(&format!("({}) …", step.engines.join(" → ")))
         ));
         let started_at = store::now_rfc3339();
         let started = Instant::now();
-        let mut parser = engine.parser();
-        let limits = process::Limits {
-            timeout: step.timeout,
-            idle_timeout: step.idle_timeout,
-        };
-        let mut on_spawn = |pgid: i32| lock.set_step_pgid(Some(pgid));
-        let echo = self.echo;
-        let mut print = |_: engine::Stream, line: &str| eprintln!("    {line}");
-        let ending = process::run(
-            &inv,
-            &wt.path,
-            &self.env.vars,
-            &log_path,
-            limits,
-            self.cancel,
-            &mut on_spawn,
-            parser.as_mut(),
-            if echo { Some(&mut print) } else { None },
-        );
-        lock.set_step_pgid(None);
-        let ending = match ending {
-            Ok(e) => e,
-            Err(e) => {
-                // The program could not be started: a failed step, with the reason recorded.
-                let msg = format!("could not start `{}`: {e}", inv.program);
-                std::fs::write(&log_path, format!("{msg}\n"))?;
-                Ending::Exited(127)
+        let mut skipped: Vec<String> = Vec::new();
+        let mut ran = None;
+        for (i, engine_name) in step.engines.iter().enumerate() {
+            let Some(engine) = engine::by_name(engine_name) else {
+                skipped.push(format!("{engine_name}: not built into this git machine"));
+                continue;
+            };
+            if let Err(e) = engine.check(path_var.as_deref()) {
+                skipped.push(format!("{engine_name}: {e}"));
+                continue;
             }
-        };
+            let resume_session = continued
+                .as_ref()
+                .filter(|s| &s.engine == engine_name && engine.can_resume())
+                .map(|s| s.id.clone());
+            let input = StepInput {
+                step,
+                prompt: &prompt,
+                workdir: &wt.path,
+                resume_session: resume_session.as_deref(),
+            };
+            let inv = match engine.invocation(&input) {
+                Ok(inv) => inv,
+                Err(e) => {
+                    skipped.push(format!("{engine_name}: {e}"));
+                    continue;
+                }
+            };
+            let mut parser = Inflight {
+                inner: engine.parser(),
+                path: session_path.clone(),
+                engine: engine_name.clone(),
+                written: false,
+            };
+            let limits = process::Limits {
+                timeout: step.timeout,
+                idle_timeout: step
+                    .idle_timeout
+                    .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
+            };
+            let mut on_spawn = |pgid: i32| lock.set_step_pgid(Some(pgid));
+            let mut print = |_: engine::Stream, line: &str| eprintln!("    {line}");
+            let ending = process::run(
+                &inv,
+                &wt.path,
+                &self.env.vars,
+                &log_path,
+                limits,
+                self.cancel,
+                &mut on_spawn,
+                &mut parser,
+                if self.echo { Some(&mut print) } else { None },
+            );
+            lock.set_step_pgid(None);
+            let (ending, mut outcome) = match ending {
+                Ok(ending) => {
+                    let outcome = parser.inner.finish(&ending);
+                    (ending, outcome)
+                }
+                Err(e) => {
+                    // Could not be started: an engine that cannot serve now.
+                    let msg = format!("could not start `{}`: {e}", inv.program);
+                    std::fs::write(&log_path, format!("{msg}\n"))?;
+                    let outcome = engine::Outcome {
+                        error: Some(msg.clone()),
+                        fallback_reason: Some(msg),
+                        ..Default::default()
+                    };
+                    (Ending::Exited(127), outcome)
+                }
+            };
+            if ending == Ending::Cancelled {
+                self.ui.note(&format!(
+                    "{} {} {}",
+                    self.ui.yellow("interrupted"),
+                    step.id,
+                    self.ui.dim(&format!(
+                        "after {}; `git machine resume {id}` continues it",
+                        elapsed(started.elapsed())
+                    ))
+                ));
+                return Ok(StepEnd::Interrupted);
+            }
+            if let (false, Some(reason)) = (outcome.success, &outcome.fallback_reason) {
+                if i + 1 < step.engines.len() {
+                    skipped.push(format!("{engine_name}: {reason}"));
+                    self.ui.note(&format!(
+                        "  {} {engine_name}: {reason}; trying {}",
+                        self.ui.yellow("skipped"),
+                        step.engines[i + 1]
+                    ));
+                    wt.reset_hard(tip_before)?;
+                    continue;
+                }
+            }
+            if outcome.success {
+                let missing: Vec<&str> = step
+                    .outputs
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|o| !wt.path.join(o).exists())
+                    .collect();
+                if !missing.is_empty() {
+                    outcome.success = false;
+                    outcome.error =
+                        Some(format!("declared output missing: {}", missing.join(", ")));
+                }
+            }
+            ran = Some((engine_name.clone(), inv, ending, outcome, resume_session));
+            break;
+        }
         let duration = started.elapsed();
-        let mut outcome = parser.finish(&ending);
-        if ending == Ending::Exited(127) && outcome.error.is_none() {
-            outcome.error = Some(format!("could not start `{}`", inv.program));
-        }
-        if ending == Ending::Cancelled {
-            self.ui.note(&format!(
-                "{} {} {}",
-                self.ui.yellow("interrupted"),
-                step.id,
-                self.ui.dim(&format!(
-                    "after {}; `git machine resume {id}` runs it again",
-                    elapsed(duration)
-                ))
-            ));
-            return Ok(StepEnd::Interrupted);
-        }
-        if outcome.success {
-            let missing: Vec<&str> = step
-                .outputs
-                .iter()
-                .map(String::as_str)
-                .filter(|o| !wt.path.join(o).exists())
-                .collect();
-            if !missing.is_empty() {
-                outcome.success = false;
-                outcome.error = Some(format!("declared output missing: {}", missing.join(", ")));
+        let (engine_name, inv, ending, outcome, resumed) = match ran {
+            Some(r) => r,
+            None => {
+                let error = format!("no engine could run this step: {}", skipped.join("; "));
+                std::fs::write(&log_path, format!("{error}\n"))?;
+                let outcome = engine::Outcome {
+                    error: Some(error),
+                    ..Default::default()
+                };
+                let none = engine::Invocation {
+                    program: String::new(),
+                    args: Vec::new(),
+                    env: Vec::new(),
+                    env_remove: Vec::new(),
+                    stdin: Vec::new(),
+                };
+                let name = step.engines.first().cloned().unwrap_or_default();
+                (name, none, Ending::Exited(127), outcome, None)
             }
-        }
+        };
         let mut record = StepRecord {
             version: store::FORMAT_VERSION,
             step: step.id.clone(),
@@ -497,26 +590,37 @@ impl Runner<'_> {
             },
             error: outcome.error.clone(),
             command: std::iter::once(inv.program.clone())
+                .filter(|p| !p.is_empty())
                 .chain(inv.args.iter().cloned())
                 .collect(),
             session: outcome.session.clone(),
             model: step.model.clone(),
             attempt_commit: None,
-            skipped_engines: Vec::new(),
+            skipped_engines: skipped,
             usage: outcome.usage.clone(),
+            resumed_session: resumed,
+            log_file: None,
         };
-        let tip_before = info.tip;
         let mut state = info.state.clone();
         state.seq = seq;
         if let Some(session) = &outcome.session {
-            state.sessions.insert(step.id.clone(), session.clone());
+            state.sessions.insert(
+                step.id.clone(),
+                SessionRef {
+                    engine: engine_name.clone(),
+                    id: session.clone(),
+                },
+            );
         }
         let summary;
         if outcome.success {
-            summary = outcome
-                .summary
-                .clone()
-                .unwrap_or_else(|| format!("ran {}", inv.program));
+            summary = outcome.summary.clone().unwrap_or_else(|| {
+                if inv.program.is_empty() {
+                    "done".to_string()
+                } else {
+                    format!("ran {}", inv.program)
+                }
+            });
             state.next = following;
             state.status = if state.next.is_some() {
                 Status::Running
@@ -526,9 +630,10 @@ impl Runner<'_> {
             state.reason = None;
         } else {
             let error = outcome.error.clone().unwrap_or_else(|| ending.describe());
-            summary = format!("failed ({error})");
+            summary = format!("failed ({})", first_line(&error));
             // Keep what the failed attempt did, then record the failure on a clean checkpoint.
-            let snapshot = self.set_aside(&id, wt, info, self.branch_tip(&id)?, "failed")?;
+            let tip_now = self.branch_tip(&id)?;
+            let snapshot = self.set_aside(&id, wt, info, tip_now, "failed")?;
             record.attempt_commit = snapshot.map(|s| s.to_string());
             wt.reset_hard(tip_before)?;
             state.status = Status::Failed;
@@ -536,7 +641,14 @@ impl Runner<'_> {
         }
         record.summary = summary.clone();
         self.write_record(
-            wt, &id, tip_before, &rec_name, &record, &prompt, &log_path, &state,
+            wt,
+            &id,
+            tip_before,
+            &rec_name,
+            &mut record,
+            &prompt,
+            &log_path,
+            &state,
         )?;
         let run_dir = id.dir();
         let tree = wt.stage_all(&[run_dir.as_str()])?;
@@ -580,6 +692,7 @@ impl Runner<'_> {
             }],
             &format!("git machine: step {}", step.id),
         )?;
+        let _ = std::fs::remove_file(&session_path);
         info.tip = commit;
         info.state = state;
         if outcome.success {
@@ -602,21 +715,16 @@ impl Runner<'_> {
                 record.error.as_deref().unwrap_or("")
             ));
             if let Some(tail) = &outcome.final_message {
-                for line in tail
-                    .lines()
-                    .rev()
-                    .take(10)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                {
+                let lines: Vec<&str> = tail.lines().collect();
+                for line in &lines[lines.len().saturating_sub(10)..] {
                     self.ui.note(&format!("    {}", self.ui.dim(line)));
                 }
             }
             self.ui.note(&format!(
-                "  log: {}/{}/steps/{rec_name}/output.log (in commit {}), or `git machine show {id} {}`",
+                "  log: {}/{}/steps/{rec_name}/{} (in commit {}), or `git machine show {id} {} --all`",
                 wt.path.display(),
                 id.dir(),
+                record.log_file.as_deref().unwrap_or("output.log"),
                 commit.short(),
                 step.id
             ));
@@ -639,7 +747,7 @@ impl Runner<'_> {
         id: &RunId,
         tip: Oid,
         rec_name: &str,
-        record: &StepRecord,
+        record: &mut StepRecord,
         prompt: &str,
         log: &Path,
         state: &State,
@@ -647,13 +755,10 @@ impl Runner<'_> {
         let run_dir: PathBuf = wt.path.join(id.dir());
         let dir = run_dir.join("steps").join(rec_name);
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("step.toml"), to_toml(record))?;
+        let log_file = keep_log(log, &dir)?;
+        record.log_file = (log_file != "output.log").then(|| log_file.to_string());
+        std::fs::write(dir.join("step.toml"), to_toml(&*record))?;
         std::fs::write(dir.join("prompt.md"), prompt)?;
-        if log.exists() {
-            std::fs::copy(log, dir.join("output.log"))?;
-        } else {
-            std::fs::write(dir.join("output.log"), "")?;
-        }
         std::fs::write(run_dir.join("state.toml"), to_toml(state))?;
         // The run's own files are restored as committed, whatever the step did to them.
         for name in RUN_FILES.iter().filter(|n| **n != "state.toml") {
@@ -669,4 +774,88 @@ enum StepEnd {
     Committed,
     Failed,
     Interrupted,
+}
+
+/// Agent steps without an `idle_timeout` get this one: some CLIs wait forever, silently, when
+/// their model server is unreachable.
+pub const DEFAULT_AGENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Logs above this size are kept gzip-compressed in the record.
+const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
+
+/// Copy the step's log into its record folder; returns the file name used.
+fn keep_log(log: &Path, dir: &Path) -> std::io::Result<&'static str> {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if size == 0 {
+        std::fs::write(dir.join("output.log"), "")?;
+        return Ok("output.log");
+    }
+    if size <= LOG_COMPRESS_ABOVE {
+        std::fs::copy(log, dir.join("output.log"))?;
+        return Ok("output.log");
+    }
+    let mut input = std::fs::File::open(log)?;
+    let out = std::fs::File::create(dir.join("output.log.gz"))?;
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    std::io::copy(&mut input, &mut gz)?;
+    gz.finish()?;
+    Ok("output.log.gz")
+}
+
+/// Run-level overrides (`--engine`, `--model`, `machine.engine`) apply to every agent step.
+fn apply_overrides(steps: &mut [ResolvedStep], overrides: &BTreeMap<String, String>) {
+    for step in steps.iter_mut() {
+        if step.engines.iter().all(|e| e == "command") {
+            continue;
+        }
+        if let Some(engine) = overrides.get("engine") {
+            step.engines = vec![engine.clone()];
+        }
+        if let Some(model) = overrides.get("model") {
+            step.model = Some(model.clone());
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// The session of an interrupted step, as written by [`Inflight`].
+fn read_inflight(path: &Path) -> Option<SessionRef> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (engine, id) = text.trim().split_once(' ')?;
+    Some(SessionRef {
+        engine: engine.to_string(),
+        id: id.to_string(),
+    })
+}
+
+/// Wraps an engine's parser to write the session id to disk the moment it is known.
+struct Inflight {
+    inner: Box<dyn engine::EventParser>,
+    path: PathBuf,
+    engine: String,
+    written: bool,
+}
+
+impl engine::EventParser for Inflight {
+    fn line(&mut self, stream: engine::Stream, line: &str) {
+        self.inner.line(stream, line);
+        if !self.written {
+            if let Some(id) = self.inner.session() {
+                if let Some(dir) = self.path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                self.written =
+                    std::fs::write(&self.path, format!("{} {id}\n", self.engine)).is_ok();
+            }
+        }
+    }
+    fn session(&self) -> Option<&str> {
+        self.inner.session()
+    }
+    fn finish(self: Box<Self>, ending: &Ending) -> engine::Outcome {
+        self.inner.finish(ending)
+    }
 }

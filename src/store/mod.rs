@@ -104,6 +104,10 @@ impl Paths {
     pub fn lock(&self, run: &RunId) -> PathBuf {
         self.root.join("locks").join(run.as_str())
     }
+    /// The session of a step in flight (`engine id`), written as soon as the agent reports it.
+    pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
+        self.root.join("sessions").join(run.as_str()).join(record)
+    }
     pub fn log(&self, run: &RunId, record: &str) -> PathBuf {
         self.root
             .join("logs")
@@ -157,9 +161,17 @@ pub struct State {
     /// Times each loop has sent the run back, by the id of the step that loops.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub loops: BTreeMap<String, u32>,
-    /// Agent session id of each step that reported one.
+    /// Agent session of each step that reported one (latest execution).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sessions: BTreeMap<String, String>,
+    pub sessions: BTreeMap<String, SessionRef>,
+}
+
+/// An agent conversation: which engine holds it and its id there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRef {
+    pub engine: String,
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -203,6 +215,12 @@ pub struct StepRecord {
     pub skipped_engines: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, u64>,
+    /// The step continued an agent session (interrupted earlier, or `session = "<step>"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_session: Option<String>,
+    /// Name of the output file in the record (`output.log`, or `output.log.gz` when large).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<String>,
 }
 
 /// Folder name of a step record: `NN-<id>`.

@@ -28,6 +28,59 @@ pub struct Workflow {
     pub source: String,
     pub vars: Vec<VarDecl>,
     pub steps: Vec<Step>,
+    /// `[tracks]`: one question, one answer per run (`--track`).
+    pub tracks: Option<Choice>,
+    /// `[[condition_groups]]`: questions whose chosen options become conditions (`--with`).
+    pub condition_groups: Vec<Choice>,
+    /// `[groups.<id>]` settings of parallel groups (steps sharing `group = "<id>"`).
+    pub groups: Vec<GroupSpec>,
+}
+
+/// A question with options: the workflow's track, or a group of conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// `tracks` for the track question; the group's id for condition groups.
+    pub id: String,
+    pub question: String,
+    /// Several options may be chosen (condition groups with `multi = true`).
+    pub multi: bool,
+    /// (option id, description), in file order.
+    pub options: Vec<(String, String)>,
+    /// Chosen when the run gives no answer and no terminal can ask (track: required if None).
+    pub default: Vec<String>,
+}
+
+/// Settings of a parallel group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub id: String,
+    /// Step that resolves merge conflicts of the group (an agent step outside the group).
+    pub on_conflict: Option<String>,
+}
+
+/// Where a step's prompt gets extra context from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContextSource {
+    /// An earlier step's final message, or one of its declared outputs.
+    Step { from: String, output: Option<String>, required: bool },
+    /// Files of the worktree matching a glob (`**` allowed).
+    Files { pattern: String, required: bool },
+    /// One file of the worktree.
+    File { path: String, required: bool },
+}
+
+/// `loop = { to = "implement", max = 3, until = { run = [...] }, on_max = "continue" }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopSpec {
+    /// The step the run goes back to (this step or an earlier one).
+    pub to: String,
+    /// How many times the loop may send the run back.
+    pub max: u32,
+    /// Gate: the loop ends when this command passes (run in the worktree after the step).
+    /// Without it, the loop is driven by agent directives only.
+    pub until: Vec<String>,
+    /// When `max` is reached: fail the step (false) or go on (true).
+    pub continue_on_max: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +133,20 @@ pub struct Step {
     pub args: Vec<String>,
     /// Continue the conversation of an earlier step (its id).
     pub session: Option<String>,
+    pub context: Vec<ContextSource>,
+    /// Budget in bytes for the context sections added to the prompt.
+    pub context_limit: Option<usize>,
+    pub loop_spec: Option<LoopSpec>,
+    /// Pause the run after this step for a person to review.
+    pub checkpoint: bool,
+    /// Run only when all of these conditions were chosen.
+    pub when: Vec<String>,
+    /// Run only when at least one of these conditions was chosen.
+    pub when_any: Vec<String>,
+    /// Run only on these tracks (empty: every track).
+    pub tracks: Vec<String>,
+    /// Parallel group: consecutive steps with the same group run at the same time.
+    pub group: Option<String>,
 }
 
 /// A step with every placeholder expanded: what one execution of it gets.
@@ -98,4 +165,12 @@ pub struct ResolvedStep {
     pub env: BTreeMap<String, String>,
     pub args: Vec<String>,
     pub session: Option<String>,
+    pub context: Vec<ContextSource>,
+    pub context_limit: Option<usize>,
+    pub loop_spec: Option<LoopSpec>,
+    pub checkpoint: bool,
+    pub when: Vec<String>,
+    pub when_any: Vec<String>,
+    pub tracks: Vec<String>,
+    pub group: Option<String>,
 }

@@ -283,6 +283,9 @@ impl Checker<'_> {
             source: self.source.to_string(),
             vars,
             steps,
+            tracks: None,
+            condition_groups: Vec::new(),
+            groups: Vec::new(),
         })
     }
 
@@ -509,6 +512,14 @@ impl Checker<'_> {
                 .or_else(|| defaults.args.clone())
                 .unwrap_or_default(),
             session: s.session.as_ref().map(|s| s.get_ref().clone()),
+            context: Vec::new(),
+            context_limit: None,
+            loop_spec: None,
+            checkpoint: false,
+            when: Vec::new(),
+            when_any: Vec::new(),
+            tracks: Vec::new(),
+            group: None,
         })
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::error::{closest, WorkflowError};
-use super::model::{ResolvedStep, Workflow};
+use super::model::{ContextSource, ResolvedStep, Workflow};
 use super::template::expand;
 
 impl Workflow {
@@ -104,6 +104,35 @@ impl Workflow {
                     .collect(),
                 args: all(&s.args),
                 session: s.session.clone(),
+                context: s
+                    .context
+                    .iter()
+                    .map(|c| match c {
+                        ContextSource::Step { from, output, required } => ContextSource::Step {
+                            from: from.clone(),
+                            output: output.as_deref().map(|o| expand(o, values)),
+                            required: *required,
+                        },
+                        ContextSource::Files { pattern, required } => ContextSource::Files {
+                            pattern: expand(pattern, values),
+                            required: *required,
+                        },
+                        ContextSource::File { path, required } => ContextSource::File {
+                            path: expand(path, values),
+                            required: *required,
+                        },
+                    })
+                    .collect(),
+                context_limit: s.context_limit,
+                loop_spec: s.loop_spec.clone().map(|mut l| {
+                    l.until = all(&l.until);
+                    l
+                }),
+                checkpoint: s.checkpoint,
+                when: s.when.clone(),
+                when_any: s.when_any.clone(),
+                tracks: s.tracks.clone(),
+                group: s.group.clone(),
             })
             .collect()
     }

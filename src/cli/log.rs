@@ -47,6 +47,9 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                     "engine": c.record.engine,
                     "session": c.record.session,
                     "duration_ms": c.record.duration_ms,
+                    "iteration": c.record.iteration,
+                    "directive": c.record.directive,
+                    "gate": c.record.gate,
                     "summary": c.record.summary,
                     "error": c.record.error,
                     "files": stat.iter().map(|(p, a, d)| json!({"path": p, "added": a, "removed": d})).collect::<Vec<_>>(),
@@ -74,6 +77,11 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             StepStatus::Succeeded => ctx.ui.green("ok"),
             StepStatus::Failed => ctx.ui.red("failed"),
         };
+        let pass = r
+            .iteration
+            .filter(|n| *n > 1)
+            .map(|n| format!(" #{n}"))
+            .unwrap_or_default();
         let session = r
             .session
             .as_deref()
@@ -83,7 +91,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             "{} {:>2} {:<16} {} {}  {}  {}{}",
             ctx.ui.yellow(&c.commit.short()),
             r.seq,
-            r.step,
+            format!("{}{pass}", r.step),
             status,
             ctx.ui.dim(&r.engine),
             crate::ui::elapsed(std::time::Duration::from_millis(r.duration_ms)),

@@ -3,6 +3,7 @@
 
 mod apply;
 mod demo;
+mod engines;
 pub mod error;
 mod log;
 mod resume;
@@ -52,6 +53,7 @@ enum Command {
     Rm(rm::RmArgs),
     Validate(validate::ValidateArgs),
     Demo(demo::DemoArgs),
+    Engines(engines::EnginesArgs),
 }
 
 /// The environment as read once at start: what commands may consult.
@@ -116,6 +118,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Rm(a) => rm::run(ctx, a),
         Command::Validate(a) => validate::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a),
+        Command::Engines(a) => engines::run(ctx, a),
     }
 }
 

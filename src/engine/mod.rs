@@ -6,7 +6,14 @@
 //! touch git and never spawn anything themselves: [`process::run`] does that the same way for
 //! all of them (own process group, timeouts, Ctrl-C, bounded log).
 
+pub mod agent;
+pub mod aider;
+pub mod claude;
+pub mod codex;
 pub mod command;
+pub mod cursor;
+pub mod gemini;
+pub mod opencode;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -120,13 +127,30 @@ pub trait Engine {
     }
 }
 
-/// The engine called `name`, if this build has it.
+/// The engine called `name`, if this build has it. Agent engines read their program override
+/// (`MACHINE_<ENGINE>_BIN`, see [`agent`]) from the environment here.
 pub fn by_name(name: &str) -> Option<Box<dyn Engine>> {
-    match name {
-        "command" => Some(Box::new(command::CommandEngine)),
-        _ => None,
-    }
+    Some(match name {
+        "command" => Box::new(command::CommandEngine),
+        "claude" => Box::new(claude::ClaudeEngine::from_env()),
+        "codex" => Box::new(codex::CodexEngine::from_env()),
+        "gemini" => Box::new(gemini::GeminiEngine::from_env()),
+        "opencode" => Box::new(opencode::OpencodeEngine::from_env()),
+        "cursor" => Box::new(cursor::CursorEngine::from_env()),
+        "aider" => Box::new(aider::AiderEngine::from_env()),
+        _ => return None,
+    })
 }
+
+/// Every agent CLI this build drives, in the order `git machine engines` lists them.
+pub const AGENTS: &[agent::Cli] = &[
+    claude::CLI,
+    codex::CLI,
+    gemini::CLI,
+    opencode::CLI,
+    cursor::CLI,
+    aider::CLI,
+];
 
 /// First line of `text` that has something in it, trimmed to a commit-summary length.
 pub fn summary_line(text: &str) -> Option<String> {
@@ -137,4 +161,33 @@ pub fn summary_line(text: &str) -> Option<String> {
         s.push('…');
     }
     Some(s)
+}
+
+/// Helpers for the adapters' unit tests: a step from a small workflow, and a parser fed with
+/// recorded lines.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Ending, Engine, Outcome, Stream};
+    use crate::workflow::ResolvedStep;
+
+    /// A resolved agent step `id` with nothing but a prompt set.
+    pub fn resolved(id: &str) -> ResolvedStep {
+        let text = format!(
+            "version = 1\nname = \"t\"\ndescription = \"t\"\n[[steps]]\nid = \"{id}\"\nengine = \"claude\"\nprompt = \"p\"\n"
+        );
+        let wf = crate::workflow::parse("test", &text).expect("test workflow parses");
+        wf.resolve(&Default::default()).pop().expect("one step")
+    }
+
+    /// Feed `stdout` then `stderr` lines to `engine`'s parser; end with exit `code`.
+    pub fn parse(engine: &dyn Engine, stdout: &[&str], stderr: &[&str], code: i32) -> Outcome {
+        let mut p = engine.parser();
+        for l in stdout {
+            p.line(Stream::Stdout, l);
+        }
+        for l in stderr {
+            p.line(Stream::Stderr, l);
+        }
+        p.finish(&Ending::Exited(code))
+    }
 }

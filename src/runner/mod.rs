@@ -11,6 +11,8 @@
 //! `refs/machine/attempts/`); killed after it, the new checkpoint says the next step. A step is
 //! never committed twice, and none is lost.
 
+mod context;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +54,7 @@ pub struct Runner<'a> {
 pub enum RunEnd {
     Completed,
     Failed,
+    Paused,
     Interrupted,
 }
 
@@ -59,6 +62,8 @@ impl RunEnd {
     pub fn into_result(self, id: &RunId) -> CliResult {
         match self {
             RunEnd::Completed => Ok(()),
+            RunEnd::Paused => Err(CliError::new(EXIT_FAILED, format!("run {id} is paused for review"))
+                .with_hint(format!("look at and edit its worktree, then `git machine resume {id}` commits your changes as a review and goes on"))),
             RunEnd::Failed => Err(CliError::new(
                 EXIT_FAILED,
                 format!("run {id} stopped on a failed step"),
@@ -201,6 +206,10 @@ impl Runner<'_> {
             return Ok(RunEnd::Completed);
         }
         let wt = self.ensure_worktree(id)?;
+        self.clear_stale_git_locks(id, &wt)?;
+        if info.state.status == Status::Paused {
+            return self.resume_paused(info, tip, &wt, lock);
+        }
         let inflight = match (&info.state.next, info.state.status) {
             (Some(next), Status::Running) if !restart_step => {
                 let rec = record_name(info.state.seq + 1, next);
@@ -240,6 +249,65 @@ impl Runner<'_> {
             })
         ));
         self.execute(info, lock, inflight)
+    }
+
+    /// Continue a paused run: what the person changed in the worktree (files, or commits of
+    /// their own) is committed first as a `review:` commit authored by them.
+    fn resume_paused(
+        &mut self,
+        mut info: RunInfo,
+        tip: Oid,
+        wt: &Worktree,
+        lock: RunLock,
+    ) -> CliResult<RunEnd> {
+        let id = info.id.clone();
+        let edited = wt.is_dirty()?;
+        let after = self
+            .repo
+            .commit_info(info.tip)?
+            .trailer("Machine-Step")
+            .unwrap_or("the checkpoint")
+            .to_string();
+        info.state.status = Status::Running;
+        info.state.reason = None;
+        if edited || tip != info.tip {
+            let run_dir = wt.path.join(id.dir());
+            std::fs::write(run_dir.join("state.toml"), to_toml(&info.state))?;
+            let tree = wt.stage_all(&[id.dir().as_str()])?;
+            let message = commit_message(
+                &format!("review: changes after `{after}`"),
+                &[
+                    ("Machine-Run", id.as_str()),
+                    ("Machine-Review", after.as_str()),
+                ],
+            );
+            let commit = self.repo.commit(tree, &[tip], &message, None)?;
+            self.repo.update_refs(
+                &[RefUpdate {
+                    name: id.branch(),
+                    old: Some(tip),
+                    new: Some(commit),
+                }],
+                &format!("git machine: review of run {id}"),
+            )?;
+            info.tip = commit;
+            self.ui.note(&format!(
+                "{} your changes as {}",
+                self.ui.bold("review"),
+                commit.short()
+            ));
+        }
+        self.ui.note(&format!(
+            "{} {} {}  {}",
+            self.ui.bold("resume"),
+            self.ui.cyan(id.as_str()),
+            info.record.workflow,
+            self.ui.dim(&format!(
+                "at step {}",
+                info.state.next.as_deref().unwrap_or("-")
+            ))
+        ));
+        self.execute(info, lock, None)
     }
 
     /// Walk back from `tip` to the newest commit git machine made for the run (skipping commits a
@@ -292,6 +360,36 @@ impl Runner<'_> {
         self.repo.worktree_remove(&path)?;
         self.repo.worktree_add(&path, &branch)?;
         Ok(wt)
+    }
+
+    /// Remove the git lock files a killed git machine (or a step's git killed with its group)
+    /// left on this run's refs and in its worktree's index. Git refuses every update while one
+    /// exists, so the run could never move again; holding the run lock, with any orphaned step
+    /// group killed, nothing that could still own them runs.
+    pub fn clear_stale_git_locks(&mut self, id: &RunId, wt: &Worktree) -> CliResult {
+        let common = self.repo.common_dir();
+        let mut stale = vec![common.join(format!("{}.lock", id.branch().as_str()))];
+        for prefix in [ATTEMPTS_PREFIX, store::ATTIC_PREFIX] {
+            if let Ok(entries) = std::fs::read_dir(common.join(format!("{prefix}{id}"))) {
+                stale.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "lock")),
+                );
+            }
+        }
+        if let Ok(index_lock) = wt.git(&["rev-parse", "--git-path", "index.lock"]) {
+            stale.push(wt.path.join(index_lock.trim()));
+        }
+        for path in stale.into_iter().filter(|p| p.exists()) {
+            std::fs::remove_file(&path)?;
+            self.ui.note(&self.ui.dim(&format!(
+                "removed {}, left by a process that was killed",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Keep whatever differs from the checkpoint (files in the worktree, commits above it) as a
@@ -384,6 +482,7 @@ impl Runner<'_> {
             match self.run_step(&mut info, &wt, step, following, position, resume, &mut lock)? {
                 StepEnd::Committed => {}
                 StepEnd::Failed => return Ok(RunEnd::Failed),
+                StepEnd::Paused => return Ok(RunEnd::Paused),
                 StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
             }
         }
@@ -419,7 +518,14 @@ impl Runner<'_> {
                 .as_ref()
                 .and_then(|from| info.state.sessions.get(from).cloned())
         });
-        let mut prompt = step.prompt.clone().unwrap_or_default();
+        let mut prestart_error = None;
+        let (mut prompt, context_report) = match context::build(&id, wt, step) {
+            Ok(built) => built,
+            Err(message) => {
+                prestart_error = Some(message);
+                (step.prompt.clone().unwrap_or_default(), Vec::new())
+            }
+        };
         if continued.is_some() && read_inflight(&session_path).is_some() {
             prompt = format!(
                 "You were interrupted while working on this task. Continue where you stopped; \
@@ -436,7 +542,12 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut skipped: Vec<String> = Vec::new();
         let mut ran = None;
-        for (i, engine_name) in step.engines.iter().enumerate() {
+        let engines = if prestart_error.is_some() {
+            &[][..]
+        } else {
+            &step.engines[..]
+        };
+        for (i, engine_name) in engines.iter().enumerate() {
             let Some(engine) = engine::by_name(engine_name) else {
                 skipped.push(format!("{engine_name}: not built into this git machine"));
                 continue;
@@ -549,7 +660,9 @@ impl Runner<'_> {
         let (engine_name, inv, ending, outcome, resumed) = match ran {
             Some(r) => r,
             None => {
-                let error = format!("no engine could run this step: {}", skipped.join("; "));
+                let error = prestart_error.unwrap_or_else(|| {
+                    format!("no engine could run this step: {}", skipped.join("; "))
+                });
                 std::fs::write(&log_path, format!("{error}\n"))?;
                 let outcome = engine::Outcome {
                     error: Some(error),
@@ -599,6 +712,13 @@ impl Runner<'_> {
             skipped_engines: skipped,
             usage: outcome.usage.clone(),
             resumed_session: resumed,
+            directive: None,
+            gate: None,
+            iteration: step
+                .loop_spec
+                .as_ref()
+                .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1),
+            context: context_report,
             log_file: None,
         };
         let mut state = info.state.clone();
@@ -612,6 +732,33 @@ impl Runner<'_> {
                 },
             );
         }
+        let mut outcome = outcome;
+        let mut paused = false;
+        let mut halt = false;
+        if outcome.success {
+            let rec_dir = wt.path.join(id.dir()).join("steps").join(&rec_name);
+            std::fs::create_dir_all(&rec_dir)?;
+            let flow = self.after_step(wt, step, following.clone(), &info.state, &rec_dir)?;
+            record.directive = flow.directive;
+            record.gate = flow.gate;
+            match flow.error {
+                Some(error) => {
+                    outcome.success = false;
+                    outcome.error = Some(error);
+                    record.status = StepStatus::Failed;
+                    record.error = outcome.error.clone();
+                }
+                None => {
+                    state.loops = flow.loops;
+                    paused = flow.pause;
+                    halt = flow.halt;
+                    state.reason = flow.reason;
+                }
+            }
+            if outcome.success {
+                state.next = flow.next;
+            }
+        }
         let summary;
         if outcome.success {
             summary = outcome.summary.clone().unwrap_or_else(|| {
@@ -621,13 +768,13 @@ impl Runner<'_> {
                     format!("ran {}", inv.program)
                 }
             });
-            state.next = following;
-            state.status = if state.next.is_some() {
-                Status::Running
-            } else {
-                Status::Completed
+            state.status = match (&state.next, paused, halt) {
+                // A loop that ran out with on_max = "fail" stops the run, its work kept.
+                (_, _, true) => Status::Failed,
+                (_, true, _) => Status::Paused,
+                (Some(_), false, _) => Status::Running,
+                (None, false, _) => Status::Completed,
             };
-            state.reason = None;
         } else {
             let error = outcome.error.clone().unwrap_or_else(|| ending.describe());
             summary = format!("failed ({})", first_line(&error));
@@ -646,7 +793,7 @@ impl Runner<'_> {
             tip_before,
             &rec_name,
             &mut record,
-            &prompt,
+            (&prompt, outcome.final_message.as_deref()),
             &log_path,
             &state,
         )?;
@@ -704,7 +851,22 @@ impl Runner<'_> {
                     .dim(&format!("{} {}", elapsed(duration), commit.short())),
                 summary
             ));
-            Ok(StepEnd::Committed)
+            if let Some(reason) = &info.state.reason {
+                self.ui.note(&format!("  {}", self.ui.yellow(reason)));
+            }
+            match info.state.status {
+                Status::Paused => {
+                    self.ui.note(&format!(
+                        "{} after `{}`: review and edit {}, then `git machine resume {id}`",
+                        self.ui.yellow("paused"),
+                        step.id,
+                        wt.path.display()
+                    ));
+                    Ok(StepEnd::Paused)
+                }
+                Status::Failed => Ok(StepEnd::Failed),
+                _ => Ok(StepEnd::Committed),
+            }
         } else {
             self.ui.note(&format!(
                 "{} {} {}  {}",
@@ -732,6 +894,175 @@ impl Runner<'_> {
         }
     }
 
+    /// Read the step's directive and run its loop gate: where the run goes next.
+    fn after_step(
+        &mut self,
+        wt: &Worktree,
+        step: &ResolvedStep,
+        following: Option<String>,
+        state: &State,
+        rec_dir: &Path,
+    ) -> CliResult<Flow> {
+        let mut flow = Flow {
+            next: following,
+            loops: state.loops.clone(),
+            pause: step.checkpoint,
+            halt: false,
+            reason: None,
+            directive: None,
+            gate: None,
+            error: None,
+        };
+        let mut loop_request = false;
+        let path = wt.path.join(DIRECTIVE_PATH);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            std::fs::remove_file(&path)?;
+            let d: Directive = match toml::from_str(&text) {
+                Ok(d) => d,
+                Err(e) => {
+                    flow.error = Some(format!("invalid {DIRECTIVE_PATH}: {}", e.message().trim()));
+                    return Ok(flow);
+                }
+            };
+            let why = d.reason.clone().unwrap_or_default();
+            flow.directive = Some(if why.is_empty() {
+                d.action.clone()
+            } else {
+                format!("{}: {why}", d.action)
+            });
+            match d.action.as_str() {
+                "continue" => {}
+                "stop" => {
+                    flow.next = None;
+                    flow.reason = Some(format!("stopped by step `{}`: {why}", step.id));
+                }
+                "pause" => {
+                    flow.pause = true;
+                    flow.reason = Some(format!("paused by step `{}`: {why}", step.id));
+                }
+                "error" => {
+                    flow.error = Some(format!("the step reported an error: {why}"));
+                    return Ok(flow);
+                }
+                "loop" => {
+                    let Some(spec) = &step.loop_spec else {
+                        flow.error = Some(format!(
+                            "the directive asks to loop, but step `{}` declares no `loop`",
+                            step.id
+                        ));
+                        return Ok(flow);
+                    };
+                    if let Some(to) = d.to.as_deref().filter(|to| *to != spec.to) {
+                        flow.error = Some(format!(
+                            "the directive asks to loop to `{to}`; step `{}` may only loop to `{}`",
+                            step.id, spec.to
+                        ));
+                        return Ok(flow);
+                    }
+                    loop_request = true;
+                }
+                other => {
+                    flow.error = Some(format!(
+                        "unknown directive action `{other}` in {DIRECTIVE_PATH}; expected continue, loop, stop, pause or error"
+                    ));
+                    return Ok(flow);
+                }
+            }
+        }
+        let Some(spec) = step
+            .loop_spec
+            .as_ref()
+            .filter(|_| flow.next.is_some() || loop_request)
+        else {
+            return Ok(flow);
+        };
+        let wants_loop = if loop_request {
+            true
+        } else if !spec.until.is_empty() {
+            let passed = self.run_gate(wt, step, &spec.until, rec_dir)?;
+            flow.gate = Some(
+                passed
+                    .clone()
+                    .map_or_else(|| "passed".to_string(), |e| format!("failed ({e})")),
+            );
+            passed.is_some()
+        } else {
+            false
+        };
+        let done = flow.loops.remove(&step.id).unwrap_or(0) + 1;
+        if !wants_loop {
+            return Ok(flow);
+        }
+        if done < spec.max {
+            flow.loops.insert(step.id.clone(), done);
+            flow.next = Some(spec.to.clone());
+        } else if spec.continue_on_max {
+            flow.reason = Some(format!(
+                "loop of `{}` reached its max of {} passes; went on",
+                step.id, spec.max
+            ));
+        } else {
+            flow.halt = true;
+            flow.next = Some(spec.to.clone());
+            flow.reason =
+                Some(format!(
+                "loop of `{}` reached its max of {} passes{}; `git machine resume` starts it again",
+                step.id,
+                spec.max,
+                flow.gate.as_deref().map(|g| format!(", gate {g}")).unwrap_or_default()
+            ));
+        }
+        Ok(flow)
+    }
+
+    /// Run a loop gate in the worktree; `None` when it passed, else why not.
+    fn run_gate(
+        &mut self,
+        wt: &Worktree,
+        step: &ResolvedStep,
+        argv: &[String],
+        rec_dir: &Path,
+    ) -> CliResult<Option<String>> {
+        let (program, args) = argv.split_first().expect("a gate has a program");
+        let inv = engine::Invocation {
+            program: program.clone(),
+            args: args.to_vec(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+        };
+        let command = engine::by_name("command").expect("the command engine is built in");
+        let mut parser = command.parser();
+        let limits = process::Limits {
+            timeout: step.timeout,
+            idle_timeout: step.idle_timeout,
+        };
+        self.ui
+            .note(&format!("  {} {}", self.ui.dim("gate"), argv.join(" ")));
+        let ending = process::run(
+            &inv,
+            &wt.path,
+            &self.env.vars,
+            &rec_dir.join("gate.log"),
+            limits,
+            self.cancel,
+            &mut |_| {},
+            parser.as_mut(),
+            None,
+        );
+        Ok(match ending {
+            Ok(Ending::Exited(0)) => None,
+            Ok(Ending::Cancelled) => {
+                return Err(
+                    CliError::new(EXIT_INTERRUPTED, "interrupted while the loop gate ran")
+                        .with_hint("`git machine resume` runs the step again"),
+                )
+            }
+            Ok(other) => Some(other.describe()),
+            Err(e) => Some(format!("could not start `{program}`: {e}")),
+        })
+    }
+
     fn branch_tip(&self, id: &RunId) -> CliResult<Oid> {
         self.repo.ref_target(&id.branch()).ok_or_else(|| {
             CliError::refused(format!(
@@ -748,7 +1079,7 @@ impl Runner<'_> {
         tip: Oid,
         rec_name: &str,
         record: &mut StepRecord,
-        prompt: &str,
+        (prompt, message): (&str, Option<&str>),
         log: &Path,
         state: &State,
     ) -> CliResult {
@@ -759,6 +1090,9 @@ impl Runner<'_> {
         record.log_file = (log_file != "output.log").then(|| log_file.to_string());
         std::fs::write(dir.join("step.toml"), to_toml(&*record))?;
         std::fs::write(dir.join("prompt.md"), prompt)?;
+        if let Some(message) = message {
+            std::fs::write(dir.join("message.md"), message)?;
+        }
         std::fs::write(run_dir.join("state.toml"), to_toml(state))?;
         // The run's own files are restored as committed, whatever the step did to them.
         for name in RUN_FILES.iter().filter(|n| **n != "state.toml") {
@@ -773,6 +1107,7 @@ impl Runner<'_> {
 enum StepEnd {
     Committed,
     Failed,
+    Paused,
     Interrupted,
 }
 
@@ -859,3 +1194,31 @@ impl engine::EventParser for Inflight {
         self.inner.finish(ending)
     }
 }
+
+/// What happens after a step that succeeded: read from its directive and its loop gate.
+struct Flow {
+    next: Option<String>,
+    loops: BTreeMap<String, u32>,
+    pause: bool,
+    /// Stop the run as failed, the step's work committed (a loop ran out with on_max = "fail").
+    halt: bool,
+    reason: Option<String>,
+    directive: Option<String>,
+    gate: Option<String>,
+    /// The step fails after all (an `error` directive, a bad directive, a loop target outside
+    /// the step's limits).
+    error: Option<String>,
+}
+
+/// `.codemachine/directive.toml`, written by an agent to steer the run.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Directive {
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+pub const DIRECTIVE_PATH: &str = ".codemachine/directive.toml";

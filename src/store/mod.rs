@@ -218,6 +218,18 @@ pub struct StepRecord {
     /// The step continued an agent session (interrupted earlier, or `session = "<step>"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_session: Option<String>,
+    /// The agent's directive (`.codemachine/directive.toml`), as `action: reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directive: Option<String>,
+    /// Result of the step's loop gate (`until`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// Which pass of a loop this execution was (1 = first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<u32>,
+    /// What the context sections of the prompt held, and what was missing or cut.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
     /// Name of the output file in the record (`output.log`, or `output.log.gz` when large).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<String>,
@@ -368,12 +380,13 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
     while let Some(oid) = cursor {
         let info = repo.commit_info(oid)?;
         if info.trailer("Machine-Run") == Some(run.id.as_str()) {
-            match info.trailer("Machine-Step") {
-                Some(_) => found.push(oid),
-                None => {
-                    start = Some(oid);
-                    break;
-                }
+            if info.trailer("Machine-Step").is_some() {
+                found.push((oid, false));
+            } else if info.trailer("Machine-Review").is_some() {
+                found.push((oid, true));
+            } else {
+                start = Some(oid);
+                break;
             }
         }
         cursor = info.parents.first().copied();
@@ -386,7 +399,12 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
     found.reverse();
     let mut out = Vec::new();
     let mut previous = start;
-    for oid in found {
+    for (oid, review) in found {
+        if review {
+            // A person's review commit: the next step's diff starts after it.
+            previous = oid;
+            continue;
+        }
         let info = repo.commit_info(oid)?;
         let name = info
             .trailer("Machine-Record")

@@ -4,7 +4,13 @@
 //! and checks that its `name` is the name it is listed under. Adding one is one line here.
 
 /// (name, file text) of every built-in workflow, in the order `list` shows them.
-const BUILTINS: &[(&str, &str)] = &[("demo", include_str!("../../workflows/demo.toml"))];
+const BUILTINS: &[(&str, &str)] = &[
+    ("demo", include_str!("../../workflows/demo.toml")),
+    (
+        "feature-scaffold",
+        include_str!("../../workflows/feature-scaffold.toml"),
+    ),
+];
 
 /// Built-in workflow text by name.
 pub fn builtin(name: &str) -> Option<&'static str> {

@@ -3,12 +3,14 @@
 //! A name is looked up in the repository's `.codemachine/workflows/<name>.toml` first, then
 //! among the built-ins, so a repository can replace a built-in by writing a file of the same
 //! name. Anything with a '/' or ending in `.toml` is a path, relative to the caller's cwd.
+//! [`load`] also parses what it found, reading `prompt_file`s next to the workflow file.
 
 use std::path::{Path, PathBuf};
 
 use super::builtin::{builtin, builtin_names};
 use super::error::{closest, WorkflowError};
-use super::parse::parse;
+use super::model::Workflow;
+use super::parse::{parse, parse_with_base};
 
 /// Where a repository keeps its workflows, relative to its work tree.
 const REPO_WORKFLOWS_DIR: &str = ".codemachine/workflows";
@@ -22,10 +24,41 @@ pub fn find(
     repo_workdir: Option<&Path>,
     name_or_path: &str,
 ) -> Result<(String, String), WorkflowError> {
+    locate(cwd, repo_workdir, name_or_path).map(|found| (found.origin, found.source))
+}
+
+/// Find a workflow as [`find`] does and parse it; its `prompt_file`s are read relative to the
+/// workflow file's directory (a built-in may not have any).
+pub fn load(
+    cwd: &Path,
+    repo_workdir: Option<&Path>,
+    name_or_path: &str,
+) -> Result<Workflow, WorkflowError> {
+    let found = locate(cwd, repo_workdir, name_or_path)?;
+    parse_with_base(&found.origin, &found.source, found.dir.as_deref())
+}
+
+/// A workflow's text and where it came from.
+struct Found {
+    origin: String,
+    source: String,
+    /// The directory of the file; `None` for a built-in.
+    dir: Option<PathBuf>,
+}
+
+fn locate(
+    cwd: &Path,
+    repo_workdir: Option<&Path>,
+    name_or_path: &str,
+) -> Result<Found, WorkflowError> {
     if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
         let path = cwd.join(name_or_path);
         return match std::fs::read_to_string(&path) {
-            Ok(text) => Ok((name_or_path.to_string(), text)),
+            Ok(source) => Ok(Found {
+                origin: name_or_path.to_string(),
+                source,
+                dir: path.parent().map(Path::to_path_buf),
+            }),
             Err(e) => {
                 let mut err =
                     WorkflowError::new(name_or_path, format!("cannot read workflow file: {e}"));
@@ -44,7 +77,7 @@ pub fn find(
             .join(REPO_WORKFLOWS_DIR)
             .join(format!("{name_or_path}.toml"));
         if path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let source = std::fs::read_to_string(&path).map_err(|e| {
                 WorkflowError::new(
                     path.display().to_string(),
                     format!("cannot read workflow file: {e}"),
@@ -55,11 +88,19 @@ pub fn find(
                 .unwrap_or(&path)
                 .display()
                 .to_string();
-            return Ok((origin, text));
+            return Ok(Found {
+                origin,
+                source,
+                dir: path.parent().map(Path::to_path_buf),
+            });
         }
     }
     if let Some(text) = builtin(name_or_path) {
-        return Ok((format!("builtin:{name_or_path}"), text.to_string()));
+        return Ok(Found {
+            origin: format!("builtin:{name_or_path}"),
+            source: text.to_string(),
+            dir: None,
+        });
     }
 
     let names: Vec<String> = list(repo_workdir)
@@ -95,7 +136,7 @@ pub fn list(repo_workdir: Option<&Path>) -> Vec<(String, String, String)> {
             };
             let origin = path.display().to_string();
             let description = match std::fs::read_to_string(&path) {
-                Ok(text) => match parse(&origin, &text) {
+                Ok(text) => match parse_with_base(&origin, &text, path.parent()) {
                     Ok(wf) => wf.description,
                     Err(e) => format!("(invalid: {})", e.message),
                 },

@@ -6,7 +6,13 @@
 //! `[defaults]` merged) → `model` (what the rest of the crate sees). Placeholders are checked at
 //! parse time and expanded per run by [`Workflow::resolve`] (`template`); `--var` values are
 //! checked by [`Workflow::bind_vars`]. `find`/`list` locate workflows in a repository's
-//! `.codemachine/workflows/` and among the built-ins.
+//! `.codemachine/workflows/` and among the built-ins; [`load`] finds and parses in one go.
+//!
+//! A step's prompt may come from a `prompt_file` next to the workflow file. Such files are
+//! read once, when the workflow is loaded ([`load`], [`parse_with_base`]), and handed back in
+//! [`Workflow::prompt_files`]; a run saves them with [`Workflow::source`], and a resume
+//! re-parses with [`parse_with_files`], so it runs exactly what was started. Built-ins can't
+//! use `prompt_file`.
 
 mod builtin;
 mod error;
@@ -19,9 +25,9 @@ mod vars;
 
 pub use builtin::builtin;
 pub use error::WorkflowError;
-pub use find::{find, list};
+pub use find::{find, list, load};
 pub use model::*;
-pub use parse::parse;
+pub use parse::{parse, parse_with_base, parse_with_files};
 pub use template::expand;
 
 #[cfg(test)]

@@ -32,8 +32,12 @@ pub struct Workflow {
     pub tracks: Option<Choice>,
     /// `[[condition_groups]]`: questions whose chosen options become conditions (`--with`).
     pub condition_groups: Vec<Choice>,
-    /// `[groups.<id>]` settings of parallel groups (steps sharing `group = "<id>"`).
+    /// Every parallel group (steps sharing `group = "<id>"`), in the order of its first step,
+    /// with its `[groups.<id>]` settings (defaults where the file has none).
     pub groups: Vec<GroupSpec>,
+    /// The `prompt_file`s read at parse time: path as written → contents. A run saves them
+    /// next to `source` so that [`super::parse_with_files`] can re-parse without the files.
+    pub prompt_files: BTreeMap<String, String>,
 }
 
 /// A question with options: the workflow's track, or a group of conditions.
@@ -62,7 +66,11 @@ pub struct GroupSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextSource {
     /// An earlier step's final message, or one of its declared outputs.
-    Step { from: String, output: Option<String>, required: bool },
+    Step {
+        from: String,
+        output: Option<String>,
+        required: bool,
+    },
     /// Files of the worktree matching a glob (`**` allowed).
     Files { pattern: String, required: bool },
     /// One file of the worktree.

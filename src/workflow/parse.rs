@@ -6,16 +6,38 @@
 //! serde's wording is rewritten into ours (toml's multi-line snippet is dropped: the CLI shows
 //! the position). `[defaults]` are merged here: a step's own value wins, except `env`, which is
 //! merged key by key (the step's value wins for a key in both).
+//!
+//! References are checked in file order: `session`, `context.from` and `loop.to` name earlier
+//! steps (`loop.to` may name the step itself), `when`/`when_any` name options of
+//! `[[condition_groups]]`, `tracks` options of `[tracks]`; option ids are unique across all of
+//! them because `--track` and `--with` name an option without its question. Parallel groups are
+//! checked once all steps are known (consecutive, two or more steps, no `loop`/`checkpoint`).
+//!
+//! `prompt_file`: a step's prompt may live in a file, named relative to the workflow file's
+//! directory and read here, at parse time; its text becomes the step's `prompt` and passes the
+//! same placeholder checks (errors point into that file). Where the files come from is the
+//! caller's choice: [`parse_with_base`] reads them from a directory (none for built-ins and
+//! for text with no file behind it, where `prompt_file` is an error), and [`parse_with_files`]
+//! takes them from a map, the [`Workflow::prompt_files`] a run saved next to
+//! [`Workflow::source`], so a resume re-parses exactly what was started even if the files
+//! changed or are gone.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::error::{backticked, closest, WorkflowError};
-use super::model::{Permissions, Step, VarDecl, Workflow, BUILTIN_PLACEHOLDERS, ENGINES};
-use super::raw::{Engines, LooseWorkflow, RawDefaults, RawStep, RawWorkflow, Str, StrList, StrMap};
+use super::error::{backticked, closest, line_column, WorkflowError};
+use super::model::{
+    Choice, ContextSource, GroupSpec, LoopSpec, Permissions, Step, VarDecl, Workflow,
+    BUILTIN_PLACEHOLDERS, ENGINES,
+};
+use super::raw::{
+    Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
+    RawStep, RawTracks, RawWorkflow, Str, StrList, StrMap,
+};
 use super::template;
 
 /// The only file format version this build reads.
@@ -30,26 +52,95 @@ const TOP_KEYS: &[&str] = &[
     "description",
     "vars",
     "defaults",
+    "tracks",
+    "condition_groups",
+    "groups",
     "steps",
 ];
 /// Keys of a step that `[defaults]` may not set.
-const STEP_ONLY_KEYS: &[&str] = &["id", "run", "prompt", "outputs", "session"];
+const STEP_ONLY_KEYS: &[&str] = &[
+    "id",
+    "run",
+    "prompt",
+    "prompt_file",
+    "outputs",
+    "session",
+    "context",
+    "loop",
+    "checkpoint",
+    "when",
+    "when_any",
+    "tracks",
+    "group",
+];
 const MAX_ID_LEN: usize = 40;
+/// `loop.max` when it is not given.
+const DEFAULT_LOOP_MAX: u32 = 3;
 
 const DURATION_HINT: &str = r#"write it like "90s", "10m" or "1h 30m""#;
+const CONTEXT_HINT: &str = r#"each entry is a table: `{ from = "<earlier step>" }`, `{ file = "path" }` or `{ files = "glob/**/*.rs" }`"#;
+const LOOP_HINT: &str =
+    r#"write a table: `loop = { to = "<step>", max = 3, until = { run = ["make", "test"] } }`"#;
+const UNTIL_HINT: &str = r#"`until = { run = ["make", "test"] }`"#;
+const ON_MAX: &[&str] = &["fail", "continue"];
+const TRACKS_EXAMPLE: &str = "declare them like:\n\n    [tracks]\n    question = \"What kind of project is this?\"\n\n    [tracks.options]\n    new_project = \"Start from scratch\"\n    existing = \"Extend an existing codebase\"";
+const CONDITIONS_EXAMPLE: &str = "declare them like:\n\n    [[condition_groups]]\n    id = \"features\"\n    question = \"Which parts does it have?\"\n    multi = true\n\n    [condition_groups.options]\n    has_ui = \"A user interface\"\n    has_db = \"A database\"";
+const SIZE_HINT: &str = r#"write a number of bytes: `20000`, "20k" or "1M""#;
+const OPTION_RULE: &str =
+    "an option id uses lowercase letters, digits, '_' and '-', and starts with a letter or digit";
 
-/// Parse and validate one workflow file's text. `origin` is what messages name (a path as
-/// given, or "builtin:demo").
+/// Parse and validate one workflow's text that has no file behind it (a built-in, or text
+/// from elsewhere): a `prompt_file` in it is an error. `origin` is what messages name (a path
+/// as given, or "builtin:demo").
 pub fn parse(origin: &str, source: &str) -> Result<Workflow> {
-    let checker = Checker { origin, source };
+    parse_with_base(origin, source, None)
+}
+
+/// Parse and validate one workflow file's text, reading each `prompt_file` relative to
+/// `base_dir` (the directory of the workflow file; `None` for built-ins, where `prompt_file`
+/// is an error). The files read are returned in [`Workflow::prompt_files`].
+pub fn parse_with_base(origin: &str, source: &str, base_dir: Option<&Path>) -> Result<Workflow> {
+    let files = base_dir.map_or(PromptFiles::Unavailable, PromptFiles::Dir);
+    check(origin, source, files)
+}
+
+/// Parse and validate a workflow's text as it was saved with a run, taking each `prompt_file`
+/// from `files` (path as written → contents, i.e. the [`Workflow::prompt_files`] of the first
+/// parse) instead of the disk.
+pub fn parse_with_files(
+    origin: &str,
+    source: &str,
+    files: &BTreeMap<String, String>,
+) -> Result<Workflow> {
+    check(origin, source, PromptFiles::Saved(files))
+}
+
+fn check(origin: &str, source: &str, prompt_files: PromptFiles<'_>) -> Result<Workflow> {
+    let checker = Checker {
+        origin,
+        source,
+        prompt_files,
+    };
     let raw: RawWorkflow = toml::from_str(source).map_err(|e| checker.serde_error(&e))?;
     checker.workflow(raw)
+}
+
+/// Where the `prompt_file`s of a workflow are read from.
+#[derive(Clone, Copy)]
+enum PromptFiles<'a> {
+    /// Nowhere: a built-in, or text with no file behind it.
+    Unavailable,
+    /// The directory of the workflow file.
+    Dir(&'a Path),
+    /// The contents saved with a run, by path as written.
+    Saved(&'a BTreeMap<String, String>),
 }
 
 /// Validates one file; knows its text so it can place errors.
 struct Checker<'a> {
     origin: &'a str,
     source: &'a str,
+    prompt_files: PromptFiles<'a>,
 }
 
 /// Where in the file an offset is, to name it in messages.
@@ -59,6 +150,13 @@ enum Place {
     Vars,
     Var(String),
     Defaults,
+    /// `[tracks]` or `[tracks.options]`.
+    Tracks,
+    /// A condition group: its id when it has a string one, else its 1-based position.
+    ConditionGroup(std::result::Result<String, usize>),
+    /// Directly in `[groups]`.
+    Groups,
+    Group(String),
     /// A step: its id when it has a string one, else its 1-based position.
     Step(std::result::Result<String, usize>),
     Unknown,
@@ -72,10 +170,73 @@ impl Place {
             Place::Vars => " in [vars]".to_string(),
             Place::Var(name) => format!(" in var `{name}`"),
             Place::Defaults => " in [defaults]".to_string(),
+            Place::Tracks => " in [tracks]".to_string(),
+            Place::ConditionGroup(Ok(id)) => format!(" in condition group `{id}`"),
+            Place::ConditionGroup(Err(n)) => format!(" in condition group #{n}"),
+            Place::Groups => " in [groups]".to_string(),
+            Place::Group(id) => format!(" in [groups.{id}]"),
             Place::Step(Ok(id)) => format!(" in step `{id}`"),
             Place::Step(Err(n)) => format!(" in step #{n}"),
         }
     }
+}
+
+/// What every step is checked against.
+struct Scope<'s> {
+    declared: &'s [&'s str],
+    defaults: &'s Shared,
+    tracks: Option<&'s Choice>,
+    conditions: &'s [Choice],
+    /// Every step of the file, to tell "later" from "unknown" in messages.
+    all: &'s [Spanned<RawStep>],
+}
+
+/// How a key names another step, for its messages.
+struct StepRef {
+    key: &'static str,
+    /// (message after "step `id` ", hint) when a step names itself; `None` if it may.
+    own: Option<(&'static str, &'static str)>,
+    later_hint: &'static str,
+}
+
+const SESSION_REF: StepRef = StepRef {
+    key: "session",
+    own: Some((
+        "can't continue its own session",
+        "`session` names an earlier step whose conversation this step continues",
+    )),
+    later_hint: "a step can only continue the session of an earlier step",
+};
+
+const FROM_REF: StepRef = StepRef {
+    key: "from",
+    own: Some((
+        "can't take context from itself",
+        "`from` names an earlier step whose result goes into this step's prompt",
+    )),
+    later_hint: "context can only come from an earlier step",
+};
+
+const LOOP_REF: StepRef = StepRef {
+    key: "to",
+    own: None,
+    later_hint: "a loop goes back: `to` names this step or an earlier one",
+};
+
+/// An option id already used by a question, to keep ids unique across questions.
+struct TakenOption {
+    id: String,
+    at: usize,
+    /// `[tracks]` or "condition group `x`".
+    owner: String,
+}
+
+/// The track question or a condition group, for messages.
+struct ChoiceKind {
+    owner: String,
+    /// The flag that answers it.
+    flag: &'static str,
+    example: &'static str,
 }
 
 /// The checked keys that a step and `[defaults]` share.
@@ -89,6 +250,7 @@ struct Shared {
     permissions: Option<Permissions>,
     env: BTreeMap<String, String>,
     args: Option<Vec<String>>,
+    context_limit: Option<usize>,
 }
 
 /// The raw fields of [`Shared`], borrowed from a step or from `[defaults]`.
@@ -101,6 +263,7 @@ struct SharedRaw<'r> {
     permissions: &'r Option<Str>,
     env: &'r Option<StrMap>,
     args: &'r Option<StrList>,
+    context_limit: &'r Option<Spanned<toml::Value>>,
 }
 
 impl<'r> From<&'r RawDefaults> for SharedRaw<'r> {
@@ -114,6 +277,7 @@ impl<'r> From<&'r RawDefaults> for SharedRaw<'r> {
             permissions: &d.permissions,
             env: &d.env,
             args: &d.args,
+            context_limit: &d.context_limit,
         }
     }
 }
@@ -129,6 +293,7 @@ impl<'r> From<&'r RawStep> for SharedRaw<'r> {
             permissions: &s.permissions,
             env: &s.env,
             args: &s.args,
+            context_limit: &s.context_limit,
         }
     }
 }
@@ -171,7 +336,24 @@ impl Checker<'_> {
 
     fn unknown_key(&self, at: usize, key: &str, allowed: &[String]) -> WorkflowError {
         let place = self.place(at);
-        let message = format!("unknown key `{key}`{}", place.suffix());
+        // Tables nested in a step are told apart by the keys they allow.
+        let has = |k: &str| allowed.iter().any(|a| a == k);
+        let within = if !matches!(place, Place::Step(_)) {
+            ""
+        } else if has("on_max") {
+            " `loop`"
+        } else if has("output") {
+            " a `context` entry"
+        } else if allowed == ["run"] {
+            " `until`"
+        } else {
+            ""
+        };
+        let suffix = place.suffix();
+        let message = match suffix.strip_prefix(" in") {
+            Some(rest) if !within.is_empty() => format!("unknown key `{key}` in{within} of{rest}"),
+            _ => format!("unknown key `{key}`{suffix}"),
+        };
         let hint = if matches!(place, Place::Defaults) && STEP_ONLY_KEYS.contains(&key) {
             format!("`{key}` can't have a default; set it in each step")
         } else if !matches!(place, Place::Top) && TOP_KEYS.contains(&key) {
@@ -204,7 +386,8 @@ impl Checker<'_> {
         };
         let text = self.source.get(span.clone()).unwrap_or("").trim();
         let key = key.unwrap_or_default();
-        let in_vars = matches!(self.place(span.start), Place::Vars);
+        let place = self.place(span.start);
+        let in_vars = matches!(place, Place::Vars);
         let hint = if key == "timeout" || key == "idle_timeout" {
             Some(format!("durations are strings: {DURATION_HINT}"))
         } else if in_vars && expected == "a table" {
@@ -218,6 +401,18 @@ impl Checker<'_> {
             ))
         } else if key == "env" && expected == "a table" {
             Some(r#"write a table: `env = { NAME = "value" }`"#.to_string())
+        } else if key == "context" && expected == "a table" {
+            Some(CONTEXT_HINT.to_string())
+        } else if key == "loop" && expected == "a table" {
+            Some(LOOP_HINT.to_string())
+        } else if key == "until" && expected == "a table" {
+            Some(format!("write a table: {UNTIL_HINT}"))
+        } else if matches!(place, Place::Groups) && expected == "a table" {
+            Some(format!(
+                "settings of a group are a table: `[groups.{key}]`, with `on_conflict = \"<step>\"` under it"
+            ))
+        } else if expected == "a boolean" {
+            Some(format!("write `{key} = true` or `{key} = false`"))
         } else if expected == "an array" && found.starts_with("string") {
             Some(format!("write an array of strings: `{key} = [{text}]`"))
         } else if expected == "a string"
@@ -242,6 +437,14 @@ impl Checker<'_> {
                 }
             }
         }
+        if let Some(groups) = loose.as_ref().and_then(|l| l.condition_groups.as_ref()) {
+            for (i, group) in groups.iter().enumerate() {
+                if group.span().contains(&offset) {
+                    let id = group.get_ref().get("id").and_then(|v| v.as_str());
+                    return Place::ConditionGroup(id.map(str::to_string).ok_or(i + 1));
+                }
+            }
+        }
         // Otherwise the last table header before the offset says where we are.
         let header = self.source[..offset.min(self.source.len())]
             .lines()
@@ -258,6 +461,12 @@ impl Checker<'_> {
             Place::Vars
         } else if let Some(name) = inner.strip_prefix("vars.") {
             Place::Var(name.trim().trim_matches('"').to_string())
+        } else if inner == "tracks" || inner.starts_with("tracks.") {
+            Place::Tracks
+        } else if inner == "groups" {
+            Place::Groups
+        } else if let Some(name) = inner.strip_prefix("groups.") {
+            Place::Group(name.trim().trim_matches('"').to_string())
         } else {
             Place::Unknown
         }
@@ -275,7 +484,35 @@ impl Checker<'_> {
             Some(d) => self.shared(SharedRaw::from(d), &declared)?,
             None => Shared::default(),
         };
-        let steps = self.steps(raw.steps.as_ref(), &defaults, &declared)?;
+        let mut taken = Vec::new();
+        let tracks = raw
+            .tracks
+            .as_ref()
+            .map(|t| self.tracks(t, &mut taken))
+            .transpose()?;
+        let condition_groups = self.condition_groups(raw.condition_groups.as_ref(), &mut taken)?;
+        let all = self.step_list(raw.steps.as_ref())?;
+        let scope = Scope {
+            declared: &declared,
+            defaults: &defaults,
+            tracks: tracks.as_ref(),
+            conditions: &condition_groups,
+            all,
+        };
+        let steps = self.steps(&scope)?;
+        let groups = self.groups(all, &steps, raw.groups.as_ref())?;
+        let prompt_files = all
+            .iter()
+            .zip(&steps)
+            .filter_map(|(raw, step)| {
+                let path = raw.get_ref().prompt_file.as_ref()?;
+                let text = step
+                    .prompt
+                    .clone()
+                    .expect("`prompt_file` gives its step a prompt");
+                Some((path.get_ref().clone(), text))
+            })
+            .collect();
         Ok(Workflow {
             name,
             description,
@@ -283,9 +520,10 @@ impl Checker<'_> {
             source: self.source.to_string(),
             vars,
             steps,
-            tracks: None,
-            condition_groups: Vec::new(),
-            groups: Vec::new(),
+            tracks,
+            condition_groups,
+            groups,
+            prompt_files,
         })
     }
 
@@ -383,12 +621,11 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    fn steps(
+    /// The steps of the file; an error if there are none.
+    fn step_list<'r>(
         &self,
-        steps: Option<&Spanned<Vec<Spanned<RawStep>>>>,
-        defaults: &Shared,
-        declared: &[&str],
-    ) -> Result<Vec<Step>> {
+        steps: Option<&'r Spanned<Vec<Spanned<RawStep>>>>,
+    ) -> Result<&'r [Spanned<RawStep>]> {
         let example = "add a step like:\n\n    [[steps]]\n    id = \"hello\"\n    run = [\"echo\", \"hello\"]";
         let Some(steps) = steps else {
             return Err(self
@@ -400,9 +637,13 @@ impl Checker<'_> {
                 .err(steps.span().start, "workflow has no steps")
                 .with_hint(example));
         }
+        Ok(steps.get_ref())
+    }
+
+    fn steps(&self, scope: &Scope<'_>) -> Result<Vec<Step>> {
         let mut out: Vec<Step> = Vec::new();
         let mut id_spans: Vec<usize> = Vec::new();
-        for (i, raw) in steps.get_ref().iter().enumerate() {
+        for (i, raw) in scope.all.iter().enumerate() {
             let id = self.step_id(raw.get_ref().id.as_ref(), raw.span().start, i + 1)?;
             let id_at = raw
                 .get_ref()
@@ -410,33 +651,32 @@ impl Checker<'_> {
                 .as_ref()
                 .map_or(raw.span().start, |id| id.span().start);
             if let Some(first) = out.iter().position(|s| s.id == id) {
-                let (line, _) = super::error::line_column(self.source, id_spans[first]);
+                let (line, _) = line_column(self.source, id_spans[first]);
                 return Err(self
                     .err(id_at, format!("duplicate step id `{id}`"))
                     .with_hint(format!(
                         "the first step `{id}` is at line {line}; step ids must be unique"
                     )));
             }
-            let step = self.step(raw, id, defaults, declared)?;
-            if let Some(session) = &raw.get_ref().session {
-                self.session(session, &step.id, &out, steps.get_ref())?;
-            }
+            let step = self.step(raw, id, &out, scope)?;
             out.push(step);
             id_spans.push(id_at);
         }
         Ok(out)
     }
 
-    /// Checks one step (whose `id` is already checked) and merges `defaults` into it.
+    /// Checks one step (whose `id` is already checked) against the steps before it and merges
+    /// `[defaults]` into it.
     fn step(
         &self,
         raw: &Spanned<RawStep>,
         id: String,
-        defaults: &Shared,
-        declared: &[&str],
+        earlier: &[Step],
+        scope: &Scope<'_>,
     ) -> Result<Step> {
         let at = raw.span().start;
         let s = raw.get_ref();
+        let (declared, defaults) = (scope.declared, scope.defaults);
         let own = self.shared(SharedRaw::from(s), declared)?;
         let engines = own
             .engines
@@ -464,35 +704,39 @@ impl Checker<'_> {
             }
             None => Vec::new(),
         };
-        let prompt = match &s.prompt {
-            Some(prompt) => {
-                if agent.is_some() && prompt.get_ref().trim().is_empty() {
-                    return Err(self
-                        .err(
-                            prompt.span().start,
-                            format!("`prompt` is empty in step `{id}`"),
-                        )
-                        .with_hint("say what the agent should do"));
-                }
-                self.template(prompt, declared)?;
-                Some(prompt.get_ref().clone())
-            }
-            None => {
-                if let Some(agent) = agent {
-                    return Err(self
-                        .err(
-                            at,
-                            format!("step `{id}` uses the `{agent}` engine but has no `prompt`"),
-                        )
-                        .with_hint(r#"add `prompt = "..."` saying what the agent should do"#));
-                }
-                None
-            }
-        };
+        let prompt = self.prompt(s, &id, at, agent.map(String::as_str), declared)?;
         let outputs = match &s.outputs {
             Some(outputs) => self.templates(outputs, declared)?,
             None => Vec::new(),
         };
+        let group = s.group.as_ref().map(|g| self.group_id(g)).transpose()?;
+        let group = group.as_deref();
+        if let Some(session) = &s.session {
+            let target = self.step_ref(session, &id, earlier, scope.all, &SESSION_REF)?;
+            self.not_in_own_group(session, "session", &id, group, &earlier[target])?;
+        }
+        let context = match &s.context {
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|entry| self.context_source(entry, &id, group, earlier, scope))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let loop_spec = s
+            .loop_
+            .as_ref()
+            .map(|l| self.loop_spec(l, &id, group, earlier, scope))
+            .transpose()?;
+        let checkpoint = s.checkpoint.as_ref().is_some_and(|c| *c.get_ref());
+        if let (true, Some(g), Some(c)) = (checkpoint, group, &s.checkpoint) {
+            return Err(self
+                .err(c.span().start, format!("step `{id}` is in group `{g}`, so it can't have `checkpoint`"))
+                .with_hint("the steps of a group run side by side and are committed as one merge, so the run can't stop between them; put the checkpoint on the step after the group"));
+        }
+        let when = self.conditions(s.when.as_ref(), "when", &id, scope)?;
+        let when_any = self.conditions(s.when_any.as_ref(), "when_any", &id, scope)?;
+        let tracks = self.track_names(s.tracks.as_ref(), &id, scope)?;
         let mut env = defaults.env.clone();
         env.extend(own.env);
         Ok(Step {
@@ -512,15 +756,143 @@ impl Checker<'_> {
                 .or_else(|| defaults.args.clone())
                 .unwrap_or_default(),
             session: s.session.as_ref().map(|s| s.get_ref().clone()),
-            context: Vec::new(),
-            context_limit: None,
-            loop_spec: None,
-            checkpoint: false,
-            when: Vec::new(),
-            when_any: Vec::new(),
-            tracks: Vec::new(),
-            group: None,
+            context,
+            context_limit: own.context_limit.or(defaults.context_limit),
+            loop_spec,
+            checkpoint,
+            when,
+            when_any,
+            tracks,
+            group: group.map(str::to_string),
         })
+    }
+
+    /// A step's prompt: `prompt` as written or the text of `prompt_file`; agents need one.
+    fn prompt(
+        &self,
+        s: &RawStep,
+        id: &str,
+        at: usize,
+        agent: Option<&str>,
+        declared: &[&str],
+    ) -> Result<Option<String>> {
+        match (&s.prompt, &s.prompt_file) {
+            (Some(_), Some(file)) => Err(self
+                .err(
+                    file.span().start,
+                    format!("step `{id}` has both `prompt` and `prompt_file`"),
+                )
+                .with_hint("keep one: `prompt` holds the text, `prompt_file` names a file holding it")),
+            (None, Some(file)) => {
+                let text = self.prompt_file(file, declared)?;
+                if agent.is_some() && text.trim().is_empty() {
+                    return Err(self
+                        .err(
+                            file.span().start,
+                            format!("prompt file `{}` of step `{id}` is empty", file.get_ref()),
+                        )
+                        .with_hint("say in it what the agent should do"));
+                }
+                Ok(Some(text))
+            }
+            (Some(prompt), None) => {
+                if agent.is_some() && prompt.get_ref().trim().is_empty() {
+                    return Err(self
+                        .err(
+                            prompt.span().start,
+                            format!("`prompt` is empty in step `{id}`"),
+                        )
+                        .with_hint("say what the agent should do"));
+                }
+                self.template(prompt, declared)?;
+                Ok(Some(prompt.get_ref().clone()))
+            }
+            (None, None) => match agent {
+                Some(agent) => Err(self
+                    .err(
+                        at,
+                        format!("step `{id}` uses the `{agent}` engine but has no `prompt`"),
+                    )
+                    .with_hint(r#"add `prompt = "..."` saying what the agent should do, or `prompt_file = "prompts/<name>.md"`"#)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Reads a step's `prompt_file` and checks its placeholders; an error in its text points
+    /// into the prompt file.
+    fn prompt_file(&self, file: &Str, declared: &[&str]) -> Result<String> {
+        let written = file.get_ref();
+        let at = file.span().start;
+        if written.trim().is_empty() {
+            return Err(self.err(at, "`prompt_file` is empty").with_hint(
+                r#"name a file relative to the workflow file's directory, e.g. `prompt_file = "prompts/design.md"`"#,
+            ));
+        }
+        let inline = "write the prompt inline instead: `prompt = '''...'''`";
+        let (shown, text): (PathBuf, String) = match self.prompt_files {
+            PromptFiles::Unavailable if self.origin.starts_with("builtin:") => {
+                return Err(self
+                    .err(at, "built-in workflows cannot use `prompt_file`")
+                    .with_hint(inline));
+            }
+            PromptFiles::Unavailable => {
+                return Err(self
+                    .err(
+                        at,
+                        "`prompt_file` can't be read: this workflow has no directory to read it from",
+                    )
+                    .with_hint(inline));
+            }
+            PromptFiles::Dir(dir) => {
+                let path = dir.join(written);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (path, text),
+                    Err(e) => {
+                        let hint = Path::new(written).is_relative().then(|| {
+                            format!(
+                                "`prompt_file` is relative to the directory of the workflow file, {}",
+                                dir.display()
+                            )
+                        });
+                        return Err(self
+                            .err(
+                                at,
+                                format!("cannot read prompt file {}: {e}", path.display()),
+                            )
+                            .with_hint_opt(hint));
+                    }
+                }
+            }
+            PromptFiles::Saved(files) => match files.get(written) {
+                Some(text) => {
+                    let dir = Path::new(self.origin).parent().unwrap_or(Path::new(""));
+                    (dir.join(written), text.clone())
+                }
+                None => {
+                    return Err(self
+                        .err(
+                            at,
+                            format!(
+                                "prompt file `{written}` is not among the files saved with this run"
+                            ),
+                        )
+                        .with_hint(
+                            "the run's copy of the workflow is incomplete; start a new run",
+                        ));
+                }
+            },
+        };
+        if let Some(bad) = unknown_placeholder(&text, declared) {
+            return Err(WorkflowError::at(
+                &shown.display().to_string(),
+                &text,
+                bad.at,
+                bad.message,
+            )
+            .with_hint(bad.hint));
+        }
+        Ok(text)
     }
 
     fn step_id(&self, id: Option<&Str>, step_at: usize, number: usize) -> Result<String> {
@@ -554,52 +926,795 @@ impl Checker<'_> {
             .with_hint(hint))
     }
 
-    fn session(
+    /// Checks that `target` names an earlier step (or this one, when `rule` allows it) and
+    /// returns its index in `earlier` (`earlier.len()` for this step).
+    fn step_ref(
         &self,
-        session: &Str,
+        target: &Str,
         id: &str,
         earlier: &[Step],
         all: &[Spanned<RawStep>],
-    ) -> Result<()> {
-        let target = session.get_ref();
-        let at = session.span().start;
-        if earlier.iter().any(|s| s.id == *target) {
-            return Ok(());
+        rule: &StepRef,
+    ) -> Result<usize> {
+        let name = target.get_ref();
+        let at = target.span().start;
+        let key = rule.key;
+        if let Some(i) = earlier.iter().position(|s| s.id == *name) {
+            return Ok(i);
         }
-        if target == id {
-            return Err(self
-                .err(at, format!("step `{id}` can't continue its own session"))
-                .with_hint(
-                    "`session` names an earlier step whose conversation this step continues",
-                ));
+        if name == id {
+            return match rule.own {
+                None => Ok(earlier.len()),
+                Some((message, hint)) => Err(self
+                    .err(at, format!("step `{id}` {message}"))
+                    .with_hint(hint)),
+            };
         }
-        let later = all.iter().any(|s| {
-            s.get_ref()
-                .id
-                .as_ref()
-                .is_some_and(|i| i.get_ref() == target)
-        });
+        let later = all
+            .iter()
+            .any(|s| s.get_ref().id.as_ref().is_some_and(|i| i.get_ref() == name));
         if later {
             return Err(self
                 .err(
                     at,
-                    format!("`session` names step `{target}`, which comes after step `{id}`"),
+                    format!("`{key}` names step `{name}`, which comes after step `{id}`"),
                 )
-                .with_hint("a step can only continue the session of an earlier step"));
+                .with_hint(rule.later_hint));
         }
-        let ids: Vec<&str> = earlier.iter().map(|s| s.id.as_str()).collect();
-        let mut hint = match closest(target, ids.iter().copied()) {
+        let mut ids: Vec<&str> = earlier.iter().map(|s| s.id.as_str()).collect();
+        if rule.own.is_none() {
+            ids.push(id);
+        }
+        let mut hint = match closest(name, ids.iter().copied()) {
             Some(near) => format!("did you mean `{near}`? "),
             None => String::new(),
         };
-        if ids.is_empty() {
-            hint.push_str("the first step has no earlier step to continue");
+        if rule.own.is_none() {
+            hint.push_str(&format!("steps it can name: {}", ids.join(", ")));
+        } else if ids.is_empty() {
+            hint.push_str("the first step has no earlier step");
         } else {
             hint.push_str(&format!("earlier steps: {}", ids.join(", ")));
         }
         Err(self
-            .err(at, format!("`session` names unknown step `{target}`"))
+            .err(at, format!("`{key}` names unknown step `{name}`"))
             .with_hint(hint))
+    }
+
+    /// Rejects a reference from a step of a parallel group to another step of the same group:
+    /// they run at the same time, so neither has a result the other could use.
+    fn not_in_own_group(
+        &self,
+        value: &Str,
+        key: &str,
+        id: &str,
+        group: Option<&str>,
+        target: &Step,
+    ) -> Result<()> {
+        match group {
+            Some(g) if target.group.as_deref() == Some(g) => Err(self
+                .err(
+                    value.span().start,
+                    format!(
+                        "`{key}` names step `{}`, which runs at the same time as step `{id}` in group `{g}`",
+                        target.id
+                    ),
+                )
+                .with_hint(
+                    "the steps of a parallel group run side by side; name a step that runs before the group",
+                )),
+            _ => Ok(()),
+        }
+    }
+
+    /// One entry of a step's `context`.
+    fn context_source(
+        &self,
+        entry: &Spanned<RawContext>,
+        id: &str,
+        group: Option<&str>,
+        earlier: &[Step],
+        scope: &Scope<'_>,
+    ) -> Result<ContextSource> {
+        let c = entry.get_ref();
+        let mut kinds: Vec<(&str, &Str)> =
+            [("from", &c.from), ("files", &c.files), ("file", &c.file)]
+                .into_iter()
+                .filter_map(|(key, value)| value.as_ref().map(|v| (key, v)))
+                .collect();
+        kinds.sort_by_key(|(_, v)| v.span().start);
+        let (kind, value) = match kinds[..] {
+            [] => {
+                return Err(self
+                    .err(
+                        entry.span().start,
+                        format!("a `context` entry of step `{id}` names nothing to read"),
+                    )
+                    .with_hint(CONTEXT_HINT));
+            }
+            [one] => one,
+            [(first, _), (second, v), ..] => {
+                return Err(self
+                    .err(
+                        v.span().start,
+                        format!("a `context` entry has both `{first}` and `{second}`"),
+                    )
+                    .with_hint("an entry reads one thing; write one entry for each"));
+            }
+        };
+        if let (Some(output), false) = (&c.output, kind == "from") {
+            return Err(self
+                .err(output.span().start, "`output` goes with `from`")
+                .with_hint(r#"`{ from = "<step>", output = "<path>" }` reads one of the declared outputs of an earlier step; any other file of the worktree is `{ file = "<path>" }`"#));
+        }
+        let required = c.required.as_ref().is_some_and(|r| *r.get_ref());
+        match kind {
+            "from" => {
+                let target = self.step_ref(value, id, earlier, scope.all, &FROM_REF)?;
+                let target = &earlier[target];
+                self.not_in_own_group(value, "from", id, group, target)?;
+                let output = c
+                    .output
+                    .as_ref()
+                    .map(|o| self.step_output(o, target))
+                    .transpose()?;
+                Ok(ContextSource::Step {
+                    from: target.id.clone(),
+                    output,
+                    required,
+                })
+            }
+            "files" => Ok(ContextSource::Files {
+                pattern: self.worktree_path(value, kind, scope.declared)?,
+                required,
+            }),
+            _ => Ok(ContextSource::File {
+                path: self.worktree_path(value, kind, scope.declared)?,
+                required,
+            }),
+        }
+    }
+
+    /// `output` of a context entry: one of the outputs `target` declares, as written.
+    fn step_output(&self, output: &Str, target: &Step) -> Result<String> {
+        let name = output.get_ref();
+        if target.outputs.contains(name) {
+            return Ok(name.clone());
+        }
+        let at = output.span().start;
+        let from = &target.id;
+        if target.outputs.is_empty() {
+            return Err(self
+                .err(at, format!("step `{from}` declares no outputs"))
+                .with_hint(format!(
+                    "add `outputs = [\"{name}\"]` to step `{from}`, or leave out `output` to get its final message"
+                )));
+        }
+        let mut hint = match closest(name, target.outputs.iter().map(String::as_str)) {
+            Some(near) => format!("did you mean `{near}`? "),
+            None => String::new(),
+        };
+        hint.push_str(&format!(
+            "outputs of step `{from}`: {}",
+            backticked(target.outputs.iter().map(String::as_str))
+        ));
+        Err(self
+            .err(at, format!("`{name}` is not an output of step `{from}`"))
+            .with_hint(hint))
+    }
+
+    /// A path or glob of the worktree (a template), for `file` and `files`.
+    fn worktree_path(&self, value: &Str, key: &str, declared: &[&str]) -> Result<String> {
+        let text = value.get_ref();
+        let at = value.span().start;
+        if text.trim().is_empty() {
+            return Err(self
+                .err(at, format!("`{key}` is empty"))
+                .with_hint(CONTEXT_HINT));
+        }
+        if text.starts_with(['/', '\\']) || text.split(['/', '\\']).any(|part| part == "..") {
+            return Err(self
+                .err(
+                    at,
+                    format!("`{key}` must stay inside the worktree: `{text}`"),
+                )
+                .with_hint("write a path relative to the root of the worktree, without `..`"));
+        }
+        self.template(value, declared)?;
+        Ok(text.clone())
+    }
+
+    fn loop_spec(
+        &self,
+        raw: &Spanned<RawLoop>,
+        id: &str,
+        group: Option<&str>,
+        earlier: &[Step],
+        scope: &Scope<'_>,
+    ) -> Result<LoopSpec> {
+        let l = raw.get_ref();
+        if let Some(g) = group {
+            return Err(self
+                .err(raw.span().start, format!("step `{id}` is in group `{g}`, so it can't have a `loop`"))
+                .with_hint("the steps of a group run side by side and are committed as one merge, so the run can't go back from one of them; put the loop on a step after the group (its `to` may name the group's first step)"));
+        }
+        let to = match &l.to {
+            Some(to) => {
+                let target = self.step_ref(to, id, earlier, scope.all, &LOOP_REF)?;
+                if let Some(Step {
+                    id: target,
+                    group: Some(g),
+                    ..
+                }) = earlier.get(target)
+                {
+                    let first = earlier
+                        .iter()
+                        .find(|s| s.group.as_ref() == Some(g))
+                        .expect("the target is a step of its group");
+                    if first.id != *target {
+                        return Err(self
+                            .err(
+                                to.span().start,
+                                format!("`to` names step `{target}`, in the middle of group `{g}`"),
+                            )
+                            .with_hint(format!(
+                                "a loop can go back to the start of a group: `to = \"{}\"`",
+                                first.id
+                            )));
+                    }
+                }
+                to.get_ref().clone()
+            }
+            None => id.to_string(),
+        };
+        let max = match &l.max {
+            Some(max) => self.loop_max(max)?,
+            None => DEFAULT_LOOP_MAX,
+        };
+        let until = match &l.until {
+            None => Vec::new(),
+            Some(until) => match &until.get_ref().run {
+                None => {
+                    return Err(self
+                        .err(until.span().start, "`until` has no `run`")
+                        .with_hint(format!(
+                            "give the command: {UNTIL_HINT}; the loop ends when it passes"
+                        )));
+                }
+                Some(run) if run.get_ref().is_empty() => {
+                    return Err(self
+                        .err(run.span().start, "`run` is empty in `until`")
+                        .with_hint(format!(
+                            "give the command: {UNTIL_HINT}; the loop ends when it passes"
+                        )));
+                }
+                Some(run) => self.templates(run, scope.declared)?,
+            },
+        };
+        let continue_on_max = match &l.on_max {
+            Some(on_max) => self.one_of(on_max, "on_max", ON_MAX)? == "continue",
+            None => false,
+        };
+        Ok(LoopSpec {
+            to,
+            max,
+            until,
+            continue_on_max,
+        })
+    }
+
+    fn loop_max(&self, max: &Spanned<toml::Value>) -> Result<u32> {
+        let at = max.span().start;
+        match max.get_ref() {
+            toml::Value::Integer(n) if *n >= 1 => u32::try_from(*n).map_err(|_| {
+                self.err(at, format!("`max` is too large: {n}"))
+                    .with_hint(format!("`max` is at most {}", u32::MAX))
+            }),
+            toml::Value::Integer(n) => Err(self
+                .err(at, format!("`max` must be at least 1, found {n}"))
+                .with_hint(format!(
+                    "`max` is how many times the loop may go back; leave it out for {DEFAULT_LOOP_MAX}"
+                ))),
+            other => Err(self
+                .err(
+                    at,
+                    format!("`max` must be a whole number, found {}", other.type_str()),
+                )
+                .with_hint(format!("write it without quotes, e.g. `max = {DEFAULT_LOOP_MAX}`"))),
+        }
+    }
+
+    fn context_limit(&self, value: &Spanned<toml::Value>) -> Result<usize> {
+        let at = value.span().start;
+        let zero = || {
+            self.err(at, "`context_limit` must be more than zero")
+                .with_hint(format!("leave it out for the default; {SIZE_HINT}"))
+        };
+        match value.get_ref() {
+            toml::Value::Integer(n) if *n > 0 => Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
+            toml::Value::Integer(_) => Err(zero()),
+            toml::Value::String(text) => match parse_size(text) {
+                Some(0) => Err(zero()),
+                Some(n) => Ok(n),
+                None => Err(self
+                    .err(at, format!("bad size `{text}` for `context_limit`"))
+                    .with_hint(SIZE_HINT)),
+            },
+            other => Err(self
+                .err(
+                    at,
+                    format!(
+                        "`context_limit` must be a number of bytes, found {}",
+                        other.type_str()
+                    ),
+                )
+                .with_hint(SIZE_HINT)),
+        }
+    }
+
+    /// `when` or `when_any`: options of the condition groups.
+    fn conditions(
+        &self,
+        names: Option<&Spanned<Names>>,
+        key: &str,
+        id: &str,
+        scope: &Scope<'_>,
+    ) -> Result<Vec<String>> {
+        let Some(names) = names else {
+            return Ok(Vec::new());
+        };
+        let list = self.names(names, key)?;
+        if list.is_empty() && key == "when_any" {
+            return Err(self
+                .err(names.span().start, format!("`when_any` is empty in step `{id}`"))
+                .with_hint("with no condition to meet the step would never run; leave `when_any` out to run it whatever was chosen"));
+        }
+        let known: Vec<&str> = scope
+            .conditions
+            .iter()
+            .flat_map(|g| g.options.iter().map(|(o, _)| o.as_str()))
+            .collect();
+        for (name, at) in &list {
+            if known.contains(&name.as_str()) {
+                continue;
+            }
+            let is_track = scope
+                .tracks
+                .is_some_and(|t| t.options.iter().any(|(o, _)| o == name));
+            let hint = if is_track {
+                format!("`{name}` is a track, not a condition: use `tracks = [\"{name}\"]`")
+            } else if known.is_empty() {
+                format!("declare conditions with [[condition_groups]]; {CONDITIONS_EXAMPLE}")
+            } else {
+                let mut hint = match closest(name, known.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                hint.push_str(&format!("conditions: {}", known.join(", ")));
+                hint
+            };
+            let message = if known.is_empty() && !is_track {
+                format!("`{key}` names condition `{name}`, but the workflow has no [[condition_groups]]")
+            } else {
+                format!("unknown condition `{name}`")
+            };
+            return Err(self.err(*at, message).with_hint(hint));
+        }
+        Ok(list.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// A step's `tracks`: options of `[tracks]`.
+    fn track_names(
+        &self,
+        names: Option<&Spanned<Names>>,
+        id: &str,
+        scope: &Scope<'_>,
+    ) -> Result<Vec<String>> {
+        let Some(names) = names else {
+            return Ok(Vec::new());
+        };
+        let list = self.names(names, "tracks")?;
+        let Some(tracks) = scope.tracks else {
+            if list.is_empty() {
+                return Ok(Vec::new());
+            }
+            return Err(self
+                .err(
+                    names.span().start,
+                    format!("step `{id}` has `tracks`, but the workflow has no [tracks]"),
+                )
+                .with_hint(format!(
+                    "declare the tracks at the top level; {TRACKS_EXAMPLE}"
+                )));
+        };
+        let known: Vec<&str> = tracks.options.iter().map(|(o, _)| o.as_str()).collect();
+        for (name, at) in &list {
+            if known.contains(&name.as_str()) {
+                continue;
+            }
+            let condition = scope
+                .conditions
+                .iter()
+                .any(|g| g.options.iter().any(|(o, _)| o == name));
+            let hint = if condition {
+                format!("`{name}` is a condition, not a track: use `when = [\"{name}\"]`")
+            } else {
+                let mut hint = match closest(name, known.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                hint.push_str(&format!("tracks: {}", known.join(", ")));
+                hint
+            };
+            return Err(self
+                .err(*at, format!("unknown track `{name}`"))
+                .with_hint(hint));
+        }
+        Ok(list.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// The names of a string-or-array value with their offsets; each may appear once.
+    fn names(&self, names: &Spanned<Names>, key: &str) -> Result<Vec<(String, usize)>> {
+        let list: Vec<(String, usize)> = match names.get_ref() {
+            Names::One(name) => vec![(name.clone(), names.span().start)],
+            Names::Many(list) => list
+                .iter()
+                .map(|n| (n.get_ref().clone(), n.span().start))
+                .collect(),
+        };
+        for (i, (name, at)) in list.iter().enumerate() {
+            if list[..i].iter().any(|(n, _)| n == name) {
+                return Err(self
+                    .err(*at, format!("`{name}` is listed twice in `{key}`"))
+                    .with_hint("name each option once"));
+            }
+        }
+        Ok(list)
+    }
+
+    fn group_id(&self, group: &Str) -> Result<String> {
+        let value = group.get_ref();
+        if is_id(value, false) {
+            return Ok(value.clone());
+        }
+        Err(self.bad_id(
+            group,
+            "group id",
+            "a group id uses lowercase letters, digits and '-', and starts with a letter or digit",
+            false,
+        ))
+    }
+
+    /// "bad <what> `value`", with `rule` and a suggestion as the hint.
+    fn bad_id(&self, value: &Str, what: &str, rule: &str, underscore: bool) -> WorkflowError {
+        let text = value.get_ref();
+        let mut hint = rule.to_string();
+        let suggestion: String = slug(text, underscore).chars().take(MAX_ID_LEN).collect();
+        if !suggestion.is_empty() && suggestion != *text {
+            hint.push_str(&format!(", e.g. `{suggestion}`"));
+        }
+        self.err(value.span().start, format!("bad {what} `{text}`"))
+            .with_hint(hint)
+    }
+
+    // ---- tracks, conditions and parallel groups ------------------------------------------
+
+    fn tracks(&self, raw: &Spanned<RawTracks>, taken: &mut Vec<TakenOption>) -> Result<Choice> {
+        let t = raw.get_ref();
+        let kind = ChoiceKind {
+            owner: "[tracks]".to_string(),
+            flag: "--track",
+            example: TRACKS_EXAMPLE,
+        };
+        let at = raw.span().start;
+        let question = self.question(t.question.as_ref(), at, &kind)?;
+        let options = self.options(t.options.as_ref(), at, &kind, taken)?;
+        let default = match &t.default {
+            Some(d) => {
+                vec![self.default_option(d.get_ref(), d.span().start, &options, &kind, taken)?]
+            }
+            None => Vec::new(),
+        };
+        Ok(Choice {
+            id: "tracks".to_string(),
+            question,
+            multi: false,
+            options,
+            default,
+        })
+    }
+
+    fn condition_groups(
+        &self,
+        raw: Option<&Spanned<Vec<Spanned<RawConditionGroup>>>>,
+        taken: &mut Vec<TakenOption>,
+    ) -> Result<Vec<Choice>> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Choice> = Vec::new();
+        let mut id_spans: Vec<usize> = Vec::new();
+        for (i, group) in raw.get_ref().iter().enumerate() {
+            let g = group.get_ref();
+            let at = group.span().start;
+            let Some(id) = &g.id else {
+                return Err(self
+                    .err(at, format!("condition group #{} has no `id`", i + 1))
+                    .with_hint(r#"add a line like `id = "features"`"#));
+            };
+            let value = id.get_ref();
+            if !is_id(value, true) {
+                return Err(self.bad_id(
+                    id,
+                    "condition group id",
+                    "a condition group id uses lowercase letters, digits, '_' and '-', and starts with a letter or digit",
+                    true,
+                ));
+            }
+            if let Some(first) = out.iter().position(|c| c.id == *value) {
+                let (line, _) = line_column(self.source, id_spans[first]);
+                return Err(self
+                    .err(
+                        id.span().start,
+                        format!("duplicate condition group id `{value}`"),
+                    )
+                    .with_hint(format!(
+                        "the first condition group `{value}` is at line {line}; ids must be unique"
+                    )));
+            }
+            let kind = ChoiceKind {
+                owner: format!("condition group `{value}`"),
+                flag: "--with",
+                example: CONDITIONS_EXAMPLE,
+            };
+            let question = self.question(g.question.as_ref(), at, &kind)?;
+            let options = self.options(g.options.as_ref(), at, &kind, taken)?;
+            let multi = g.multi.as_ref().is_some_and(|m| *m.get_ref());
+            let default = match &g.default {
+                None => Vec::new(),
+                Some(d) => {
+                    let names = self.names(d, "default")?;
+                    if let (false, Some((_, second))) = (multi, names.get(1)) {
+                        return Err(self
+                            .err(
+                                *second,
+                                format!(
+                                    "condition group `{value}` has {} defaults but is not `multi`",
+                                    names.len()
+                                ),
+                            )
+                            .with_hint(
+                                "add `multi = true` so that several options can be chosen, or keep one default",
+                            ));
+                    }
+                    names
+                        .iter()
+                        .map(|(name, at)| self.default_option(name, *at, &options, &kind, taken))
+                        .collect::<Result<_>>()?
+                }
+            };
+            out.push(Choice {
+                id: value.clone(),
+                question,
+                multi,
+                options,
+                default,
+            });
+            id_spans.push(id.span().start);
+        }
+        Ok(out)
+    }
+
+    fn question(&self, question: Option<&Str>, at: usize, kind: &ChoiceKind) -> Result<String> {
+        let ask = format!(
+            "the question is asked when a run does not answer it with `{}`",
+            kind.flag
+        );
+        match question {
+            None => Err(self
+                .err(at, format!("{} has no `question`", kind.owner))
+                .with_hint(format!("add `question = \"...\"`; {ask}"))),
+            Some(q) if q.get_ref().trim().is_empty() => Err(self
+                .err(
+                    q.span().start,
+                    format!("`question` is empty in {}", kind.owner),
+                )
+                .with_hint(ask)),
+            Some(q) => Ok(q.get_ref().clone()),
+        }
+    }
+
+    /// The options of a question, in file order; their ids must be new across all questions.
+    fn options(
+        &self,
+        options: Option<&Spanned<StrMap>>,
+        at: usize,
+        kind: &ChoiceKind,
+        taken: &mut Vec<TakenOption>,
+    ) -> Result<Vec<(String, String)>> {
+        let missing = |at| {
+            self.err(at, format!("{} has no options", kind.owner))
+                .with_hint(format!(
+                    "list them with a description each; {}",
+                    kind.example
+                ))
+        };
+        let Some(options) = options else {
+            return Err(missing(at));
+        };
+        if options.get_ref().is_empty() {
+            return Err(missing(options.span().start));
+        }
+        let mut entries: Vec<_> = options.get_ref().iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        let mut out = Vec::new();
+        for (key, description) in entries {
+            let name = key.get_ref();
+            if !is_id(name, true) {
+                return Err(self.bad_id(key, "option id", OPTION_RULE, true));
+            }
+            if let Some(first) = taken.iter().find(|t| t.id == *name) {
+                let (line, _) = line_column(self.source, first.at);
+                return Err(self
+                    .err(
+                        key.span().start,
+                        format!(
+                            "option `{name}` of {} is also an option of {} (line {line})",
+                            kind.owner, first.owner
+                        ),
+                    )
+                    .with_hint("option ids must be unique across [tracks] and all condition groups: `--track` and `--with` name an option without its question"));
+            }
+            taken.push(TakenOption {
+                id: name.clone(),
+                at: key.span().start,
+                owner: kind.owner.clone(),
+            });
+            out.push((name.clone(), description.get_ref().clone()));
+        }
+        Ok(out)
+    }
+
+    /// One name of a `default`: an option of the same question.
+    fn default_option(
+        &self,
+        name: &str,
+        at: usize,
+        options: &[(String, String)],
+        kind: &ChoiceKind,
+        taken: &[TakenOption],
+    ) -> Result<String> {
+        if options.iter().any(|(o, _)| o == name) {
+            return Ok(name.to_string());
+        }
+        let ids = options.iter().map(|(o, _)| o.as_str());
+        let hint = match taken.iter().find(|t| t.id == name) {
+            Some(other) => format!(
+                "`{name}` is an option of {}; a default names an option of its own question",
+                other.owner
+            ),
+            None => {
+                let mut hint = match closest(name, ids.clone()) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                hint.push_str(&format!("options of {}: {}", kind.owner, backticked(ids)));
+                hint
+            }
+        };
+        Err(self
+            .err(
+                at,
+                format!("default `{name}` is not an option of {}", kind.owner),
+            )
+            .with_hint(hint))
+    }
+
+    /// The parallel groups, in the order of their first step, with the settings of
+    /// `[groups.<id>]`; checks that each group's steps are consecutive and at least two.
+    fn groups(
+        &self,
+        all: &[Spanned<RawStep>],
+        steps: &[Step],
+        settings: Option<&BTreeMap<Str, RawGroup>>,
+    ) -> Result<Vec<GroupSpec>> {
+        let group_at = |i: usize| {
+            let raw: &Spanned<RawStep> = &all[i];
+            raw.get_ref()
+                .group
+                .as_ref()
+                .map_or(raw.span().start, |g| g.span().start)
+        };
+        let mut out: Vec<GroupSpec> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let Some(g) = &step.group else {
+                continue;
+            };
+            let Some(k) = out.iter().position(|spec| spec.id == *g) else {
+                out.push(GroupSpec {
+                    id: g.clone(),
+                    on_conflict: None,
+                });
+                members.push(vec![i]);
+                continue;
+            };
+            let last = *members[k].last().expect("a group has its first step");
+            if last + 1 != i {
+                let (id, last) = (&step.id, &steps[last].id);
+                return Err(self
+                    .err(
+                        group_at(i),
+                        format!("step `{id}` is in group `{g}`, which ended at step `{last}`"),
+                    )
+                    .with_hint(format!(
+                        "the steps of a parallel group must be next to each other; move step `{id}` up after step `{last}`, or give it another group"
+                    )));
+            }
+            members[k].push(i);
+        }
+        for (spec, members) in out.iter().zip(&members) {
+            if let [only] = members[..] {
+                let g = &spec.id;
+                return Err(self
+                    .err(
+                        group_at(only),
+                        format!("group `{g}` has only one step, `{}`", steps[only].id),
+                    )
+                    .with_hint(format!(
+                        "a parallel group runs two or more steps side by side; add `group = \"{g}\"` to a step next to it, or remove `group`"
+                    )));
+            }
+        }
+        let Some(settings) = settings else {
+            return Ok(out);
+        };
+        let mut entries: Vec<_> = settings.iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        for (key, raw) in entries {
+            let g = key.get_ref();
+            let used: Vec<&str> = out.iter().map(|spec| spec.id.as_str()).collect();
+            let Some(k) = used.iter().position(|u| u == g) else {
+                let hint = if used.is_empty() {
+                    format!("no step has a `group`; add `group = \"{g}\"` to the steps that should run side by side")
+                } else {
+                    let mut hint = match closest(g, used.iter().copied()) {
+                        Some(near) => format!("did you mean `{near}`? "),
+                        None => String::new(),
+                    };
+                    hint.push_str(&format!("groups of steps: {}", used.join(", ")));
+                    hint
+                };
+                return Err(self
+                    .err(
+                        key.span().start,
+                        format!("[groups.{g}] is not the group of any step"),
+                    )
+                    .with_hint(hint));
+            };
+            if let Some(resolver) = &raw.on_conflict {
+                let name = resolver.get_ref();
+                let at = resolver.span().start;
+                let Some(step) = steps.iter().find(|s| s.id == *name) else {
+                    let ids = steps.iter().map(|s| s.id.as_str());
+                    let mut hint = match closest(name, ids.clone()) {
+                        Some(near) => format!("did you mean `{near}`? "),
+                        None => String::new(),
+                    };
+                    hint.push_str(&format!("steps: {}", ids.collect::<Vec<_>>().join(", ")));
+                    return Err(self
+                        .err(at, format!("`on_conflict` names unknown step `{name}`"))
+                        .with_hint(hint));
+                };
+                if step.group.as_deref() == Some(g.as_str()) {
+                    return Err(self
+                        .err(at, format!("`on_conflict` names step `{name}`, which is in group `{g}` itself"))
+                        .with_hint("conflicts between the steps of a group are resolved by a step outside it"));
+                }
+                out[k].on_conflict = Some(name.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Checks the keys a step and `[defaults]` share.
@@ -641,6 +1756,11 @@ impl Checker<'_> {
                 .args
                 .as_ref()
                 .map(|a| self.templates(a, declared))
+                .transpose()?,
+            context_limit: raw
+                .context_limit
+                .as_ref()
+                .map(|v| self.context_limit(v))
                 .transpose()?,
         })
     }
@@ -748,38 +1868,13 @@ impl Checker<'_> {
 
     /// Rejects placeholders that are neither declared vars nor built-ins.
     fn template(&self, value: &Str, declared: &[&str]) -> Result<()> {
-        let text = value.get_ref();
-        for (name, i) in template::placeholders(text) {
-            if declared.contains(&name) || BUILTIN_PLACEHOLDERS.contains(&name) {
-                continue;
+        match unknown_placeholder(value.get_ref(), declared) {
+            None => Ok(()),
+            Some(bad) => {
+                let at = self.offset_in(value, bad.at, &bad.written);
+                Err(self.err(at, bad.message).with_hint(bad.hint))
             }
-            let written = format!("{{{name}}}");
-            let at = self.offset_in(value, i, &written);
-            let mut hint = String::new();
-            let shell = i > 0 && text.as_bytes()[i - 1] == b'$';
-            if shell {
-                hint.push_str(&format!(
-                    "for the shell's `${written}` write `${{{{{name}}}}}`; "
-                ));
-            } else if let Some(near) =
-                closest(name, declared.iter().chain(BUILTIN_PLACEHOLDERS).copied())
-            {
-                hint.push_str(&format!("did you mean `{{{near}}}`? "));
-            }
-            if declared.is_empty() {
-                hint.push_str("no vars are declared (add one with [vars.NAME])");
-            } else {
-                hint.push_str(&format!("declared vars: {}", declared.join(", ")));
-            }
-            hint.push_str(&format!(
-                "; built-ins: {}; write `{{{{` for a literal brace",
-                BUILTIN_PLACEHOLDERS.join(", ")
-            ));
-            return Err(self
-                .err(at, format!("unknown placeholder `{written}`"))
-                .with_hint(hint));
         }
-        Ok(())
     }
 
     /// The file offset of byte `i` of a string value, whose text in the file is quoted and may
@@ -814,6 +1909,79 @@ impl Checker<'_> {
             .find(fragment)
             .map_or(span.start, |j| span.start + j)
     }
+}
+
+/// The first placeholder of a template that is neither a declared var nor a built-in.
+struct BadPlaceholder {
+    /// Byte offset of its `{` in the template.
+    at: usize,
+    /// `{name}`.
+    written: String,
+    message: String,
+    hint: String,
+}
+
+fn unknown_placeholder(text: &str, declared: &[&str]) -> Option<BadPlaceholder> {
+    let (name, i) = template::placeholders(text)
+        .into_iter()
+        .find(|(name, _)| !declared.contains(name) && !BUILTIN_PLACEHOLDERS.contains(name))?;
+    let written = format!("{{{name}}}");
+    let mut hint = String::new();
+    let shell = i > 0 && text.as_bytes()[i - 1] == b'$';
+    if shell {
+        hint.push_str(&format!(
+            "for the shell's `${written}` write `${{{{{name}}}}}`; "
+        ));
+    } else if let Some(near) = closest(name, declared.iter().chain(BUILTIN_PLACEHOLDERS).copied()) {
+        hint.push_str(&format!("did you mean `{{{near}}}`? "));
+    }
+    if declared.is_empty() {
+        hint.push_str("no vars are declared (add one with [vars.NAME])");
+    } else {
+        hint.push_str(&format!("declared vars: {}", declared.join(", ")));
+    }
+    hint.push_str(&format!(
+        "; built-ins: {}; write `{{{{` for a literal brace",
+        BUILTIN_PLACEHOLDERS.join(", ")
+    ));
+    Some(BadPlaceholder {
+        at: i,
+        message: format!("unknown placeholder `{written}`"),
+        written,
+        hint,
+    })
+}
+
+/// Whether `value` is an id: lowercase letters, digits and '-' (and '_' if `underscore`),
+/// starting with a letter or digit, at most [`MAX_ID_LEN`] long.
+fn is_id(value: &str, underscore: bool) -> bool {
+    value.len() <= MAX_ID_LEN
+        && value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && value.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (underscore && c == '_')
+        })
+}
+
+/// A size in bytes written as text: "20000", "20k", "20 kB", "1M", "64KiB" (k = 1000,
+/// Ki = 1024). `None` if it isn't one.
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: usize = text[..digits].parse().ok()?;
+    let unit = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "ki" | "kib" => 1024,
+        "m" | "mb" => 1_000_000,
+        "mi" | "mib" => 1 << 20,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// The key names in the tail of serde's "unknown field" message:

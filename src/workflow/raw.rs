@@ -25,6 +25,9 @@ pub struct RawWorkflow {
     pub description: Option<Str>,
     pub vars: Option<BTreeMap<Str, RawVar>>,
     pub defaults: Option<RawDefaults>,
+    pub tracks: Option<Spanned<RawTracks>>,
+    pub condition_groups: Option<Spanned<Vec<Spanned<RawConditionGroup>>>>,
+    pub groups: Option<BTreeMap<Str, RawGroup>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
 }
 
@@ -47,6 +50,63 @@ pub struct RawDefaults {
     pub permissions: Option<Str>,
     pub env: Option<StrMap>,
     pub args: Option<StrList>,
+    pub context_limit: Option<Spanned<toml::Value>>,
+}
+
+/// `[tracks]`: one question whose answer picks the run's track.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracks {
+    pub question: Option<Str>,
+    pub default: Option<Str>,
+    pub options: Option<Spanned<StrMap>>,
+}
+
+/// One `[[condition_groups]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConditionGroup {
+    pub id: Option<Str>,
+    pub question: Option<Str>,
+    pub multi: Option<Spanned<bool>>,
+    pub default: Option<Spanned<Names>>,
+    pub options: Option<Spanned<StrMap>>,
+}
+
+/// `[groups.<id>]`: settings of a parallel group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub on_conflict: Option<Str>,
+}
+
+/// One entry of a step's `context`: exactly one of `from`, `files`, `file` (checked by `parse`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContext {
+    pub from: Option<Str>,
+    pub output: Option<Str>,
+    pub files: Option<Str>,
+    pub file: Option<Str>,
+    pub required: Option<Spanned<bool>>,
+}
+
+/// A step's `loop = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoop {
+    pub to: Option<Str>,
+    /// A `Value` so that `max = "3"` or `max = 0` gets a message of ours.
+    pub max: Option<Spanned<toml::Value>>,
+    pub until: Option<Spanned<RawUntil>>,
+    pub on_max: Option<Str>,
+}
+
+/// `until = { run = [...] }` of a loop.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUntil {
+    pub run: Option<StrList>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +125,17 @@ pub struct RawStep {
     pub env: Option<StrMap>,
     pub args: Option<StrList>,
     pub session: Option<Str>,
+    pub prompt_file: Option<Str>,
+    pub context: Option<Spanned<Vec<Spanned<RawContext>>>>,
+    /// A `Value`: a number of bytes or a string like "20k", told apart by `parse`.
+    pub context_limit: Option<Spanned<toml::Value>>,
+    #[serde(rename = "loop")]
+    pub loop_: Option<Spanned<RawLoop>>,
+    pub checkpoint: Option<Spanned<bool>>,
+    pub when: Option<Spanned<Names>>,
+    pub when_any: Option<Spanned<Names>>,
+    pub tracks: Option<Spanned<Names>>,
+    pub group: Option<Str>,
 }
 
 /// `engine = "claude"` or `engine = ["claude", "codex"]`.
@@ -77,31 +148,56 @@ pub enum Engines {
     Many(Vec<Str>),
 }
 
+/// `when = "has_db"` or `when = ["has_db", "has_ui"]`: names of options, one or several.
+///
+/// Like [`Engines`], a single string takes the span of the enclosing `Spanned<Names>`.
+#[derive(Debug)]
+pub enum Names {
+    One(String),
+    Many(Vec<Str>),
+}
+
 impl<'de> Deserialize<'de> for Engines {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EnginesVisitor;
+        let visitor = OneOrMany("an engine name or an array of engine names");
+        Ok(match deserializer.deserialize_any(visitor)? {
+            Ok(one) => Engines::One(one),
+            Err(many) => Engines::Many(many),
+        })
+    }
+}
 
-        impl<'de> Visitor<'de> for EnginesVisitor {
-            type Value = Engines;
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = OneOrMany("a string or an array of strings");
+        Ok(match deserializer.deserialize_any(visitor)? {
+            Ok(one) => Names::One(one),
+            Err(many) => Names::Many(many),
+        })
+    }
+}
 
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an engine name or an array of engine names")
-            }
+/// Reads a string (`Ok`) or an array of strings (`Err`); the text is what serde's "expected"
+/// says.
+struct OneOrMany(&'static str);
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Engines, E> {
-                Ok(Engines::One(v.to_string()))
-            }
+impl<'de> Visitor<'de> for OneOrMany {
+    type Value = Result<String, Vec<Str>>;
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Engines, A::Error> {
-                let mut names = Vec::new();
-                while let Some(name) = seq.next_element::<Str>()? {
-                    names.push(name);
-                }
-                Ok(Engines::Many(names))
-            }
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Ok(v.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut names = Vec::new();
+        while let Some(name) = seq.next_element::<Str>()? {
+            names.push(name);
         }
-
-        deserializer.deserialize_any(EnginesVisitor)
+        Ok(Err(names))
     }
 }
 
@@ -110,4 +206,5 @@ impl<'de> Deserialize<'de> for Engines {
 #[derive(Debug, Deserialize)]
 pub struct LooseWorkflow {
     pub steps: Option<Vec<Spanned<toml::Table>>>,
+    pub condition_groups: Option<Vec<Spanned<toml::Table>>>,
 }

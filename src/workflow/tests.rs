@@ -866,7 +866,7 @@ fn find_looks_in_the_repo_then_builtins() {
         "{hint}"
     );
     assert!(hint.contains("helo.toml and the built-ins"), "{hint}");
-    assert!(hint.ends_with("available: broken, hello, demo"), "{hint}");
+    assert!(hint.contains("available: broken, hello, demo"), "{hint}");
     let e = find(repo.path(), None, "helo").expect_err("no such workflow");
     assert!(e
         .hint
@@ -886,7 +886,7 @@ fn find_looks_in_the_repo_then_builtins() {
         .map(|(n, d, _)| (n.as_str(), d.as_str()))
         .collect();
     assert_eq!(
-        names,
+        names[..3],
         [
             ("broken", "(invalid: missing `name`)"),
             ("hello", "Say hi"),
@@ -912,8 +912,12 @@ fn a_repo_workflow_replaces_a_builtin_of_the_same_name() {
         (".codemachine/workflows/demo.toml", demo)
     );
     let listed = list(Some(repo.path()));
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].1, "mine");
+    let demos: Vec<_> = listed
+        .iter()
+        .filter(|(name, _, _)| name == "demo")
+        .collect();
+    assert_eq!(demos.len(), 1);
+    assert_eq!(demos[0].1, "mine");
 }
 
 #[test]

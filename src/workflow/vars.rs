@@ -108,7 +108,11 @@ impl Workflow {
                     .context
                     .iter()
                     .map(|c| match c {
-                        ContextSource::Step { from, output, required } => ContextSource::Step {
+                        ContextSource::Step {
+                            from,
+                            output,
+                            required,
+                        } => ContextSource::Step {
                             from: from.clone(),
                             output: output.as_deref().map(|o| expand(o, values)),
                             required: *required,

@@ -1,0 +1,592 @@
+//! Overhead benchmark: what `git machine` costs on top of the programs its steps run, against
+//! the git CLI doing the same work by hand.
+//!
+//! `cargo bench --bench overhead` (harness = false). It drives the release `git-machine` binary
+//! and the `git` on PATH, each in a hermetic environment (temp HOME with its own `.gitconfig`,
+//! `GIT_CONFIG_NOSYSTEM=1`, `LC_ALL=C`, `TZ=UTC`), on generated repositories of 1k, 10k and
+//! 100k files (100 files a directory), and prints a markdown table of medians and minimums.
+//!
+//! What is measured, per repository size:
+//! - per-step overhead: a workflow of K+1 steps, each `sh -c 'date +%s%N >> TS; echo i >> f'`,
+//!   records when every step's process started. The interval between two step starts is the
+//!   step process plus everything the tool does between them (stage, write the step record,
+//!   commit, update refs, spawn); the same command run back to back on its own gives the process
+//!   part. Their difference is the tool's per-step cost. Baseline: in the same worktree, after
+//!   the run, the same change committed by `git add -A` + `git commit -q -m x` (timed alone).
+//! - run start: from spawning `git machine run` to the first step's process starting (minus the
+//!   latency from spawn to `date` of that command on its own), against `git worktree add <path>
+//!   -b <branch> HEAD`. Also the whole 1-step run minus one step (start + finish).
+//! - `git machine status` (and `--json`) with 200 runs in a small repository.
+//!
+//! Environment: `OVERHEAD_SIZES=1000,10000` chooses sizes (default 1000,10000,100000),
+//! `OVERHEAD_REPS` repetitions (default 5), `OVERHEAD_STEPS` K (default 15), `OVERHEAD_RUNS`
+//! the number of runs for the status measurement (default 200). Temp files go under `TMPDIR`.
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const BIN: &str = env!("CARGO_BIN_EXE_git-machine");
+const FILES_PER_DIR: usize = 100;
+
+/// Hermetic environment for every child process.
+struct Env {
+    home: PathBuf,
+    gitconfig: PathBuf,
+    path: String,
+}
+
+impl Env {
+    fn new(root: &Path) -> Env {
+        let home = root.join("home");
+        fs::create_dir_all(&home).expect("create temp HOME");
+        let gitconfig = home.join(".gitconfig");
+        fs::write(
+            &gitconfig,
+            "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n",
+        )
+        .expect("write .gitconfig");
+        Env {
+            home,
+            gitconfig,
+            path: std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        }
+    }
+
+    fn cmd(&self, program: impl AsRef<OsStr>, cwd: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", &self.path)
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", &self.gitconfig)
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .current_dir(cwd)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd("git", cwd)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("spawn git");
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed",
+            cwd.display()
+        );
+        String::from_utf8(out.stdout).expect("git prints UTF-8 here")
+    }
+
+    /// Run and time a command whose output is not wanted; panics on failure.
+    fn timed(&self, mut c: Command, what: &str) -> Duration {
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        let start = Instant::now();
+        let out = c.output().expect("spawn");
+        let took = start.elapsed();
+        if !out.status.success() {
+            panic!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        took
+    }
+}
+
+/// Seconds-since-epoch nanoseconds, the same clock as `date +%s%N`.
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i128
+}
+
+fn read_stamps(path: &Path) -> Vec<i128> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().expect("date +%s%N prints an integer"))
+        .collect()
+}
+
+/// A repository of `n` small files, `FILES_PER_DIR` to a directory, one commit, checked out.
+fn make_repo(env: &Env, dir: &Path, n: usize) {
+    fs::create_dir_all(dir).expect("create repo dir");
+    env.git(dir, &["init", "-q", "-b", "main"]);
+    // fast-import writes one pack; `reset --hard` then checks the files out and fills the index.
+    let mut stream = Vec::with_capacity(n * 64);
+    for i in 0..n {
+        let data = format!("file {i}\nsome small content line\n");
+        write!(
+            stream,
+            "blob\nmark :{}\ndata {}\n{}\n",
+            i + 1,
+            data.len(),
+            data
+        )
+        .expect("vec write");
+    }
+    let msg = "initial";
+    write!(
+        stream,
+        "commit refs/heads/main\ncommitter Bench <bench@example.com> 1700000000 +0000\ndata {}\n{}\n",
+        msg.len(),
+        msg
+    )
+    .expect("vec write");
+    for i in 0..n {
+        writeln!(
+            stream,
+            "M 100644 :{} d{:04}/f{:03}.txt",
+            i + 1,
+            i / FILES_PER_DIR,
+            i % FILES_PER_DIR
+        )
+        .expect("vec write");
+    }
+    stream.extend_from_slice(b"done\n");
+    let mut child = env
+        .cmd("git", dir)
+        .args(["fast-import", "--quiet", "--done"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn git fast-import");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(&stream)
+        .expect("feed fast-import");
+    assert!(
+        child.wait().expect("wait fast-import").success(),
+        "fast-import failed"
+    );
+    env.git(dir, &["reset", "-q", "--hard", "main"]);
+    env.git(dir, &["gc", "-q"]);
+    env.git(dir, &["status", "--short"]); // warm the index stat data
+}
+
+fn step_cmd(stamps: &Path, i: usize) -> String {
+    format!(
+        "date +%s%N >> {}; echo {i} >> changed-{i}.txt",
+        stamps.display()
+    )
+}
+
+fn write_workflow(repo: &Path, name: &str, steps: &[String]) {
+    let dir = repo.join(".codemachine/workflows");
+    fs::create_dir_all(&dir).expect("create workflows dir");
+    let mut toml = format!("version = 1\nname = \"{name}\"\n");
+    for (i, sh) in steps.iter().enumerate() {
+        let _ = write!(
+            toml,
+            "\n[[steps]]\nid = \"s{}\"\nengine = \"command\"\nrun = [\"sh\", \"-c\", {:?}]\n",
+            i + 1,
+            sh
+        );
+    }
+    fs::write(dir.join(format!("{name}.toml")), toml).expect("write workflow");
+}
+
+fn machine_branches(env: &Env, repo: &Path) -> Vec<String> {
+    env.git(
+        repo,
+        &[
+            "for-each-ref",
+            "--format=%(refname:strip=3)",
+            "refs/heads/machine/",
+        ],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Run a workflow; returns (run id, wall time, spawn instant in ns since epoch).
+fn machine_run(env: &Env, repo: &Path, workflow: &str) -> (String, Duration, i128) {
+    let before = machine_branches(env, repo);
+    let mut c = env.cmd(BIN, repo);
+    c.args(["run", workflow]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let t0 = now_ns();
+    let start = Instant::now();
+    let out = c.output().expect("spawn git-machine");
+    let took = start.elapsed();
+    if !out.status.success() {
+        panic!(
+            "git-machine run {workflow} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let id = machine_branches(env, repo)
+        .into_iter()
+        .find(|b| !before.contains(b))
+        .expect("the run made a branch machine/<id>");
+    (id, took, t0)
+}
+
+fn machine_rm(env: &Env, repo: &Path, id: &str) {
+    let mut c = env.cmd(BIN, repo);
+    c.args(["rm", "--branch", id]);
+    env.timed(c, "git-machine rm");
+}
+
+fn ms(d: f64) -> String {
+    format!("{d:.1}")
+}
+
+#[derive(Default)]
+struct Stats(Vec<f64>);
+
+impl Stats {
+    fn push(&mut self, v: f64) {
+        self.0.push(v);
+    }
+    fn push_d(&mut self, d: Duration) {
+        self.0.push(d.as_secs_f64() * 1e3);
+    }
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let m = v.len() / 2;
+        if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            (v[m - 1] + v[m]) / 2.0
+        }
+    }
+    fn min(&self) -> f64 {
+        self.0.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+    fn show(&self) -> String {
+        format!("{} (min {})", ms(self.median()), ms(self.min()))
+    }
+}
+
+struct SizeResult {
+    files: usize,
+    sh_interval: Stats,
+    sh_latency: Stats,
+    step_interval: Stats,
+    per_step: Stats,
+    git_commit: Stats,
+    first_step: Stats,
+    one_step_total: Stats,
+    fixed: Stats,
+    worktree_add: Stats,
+}
+
+fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> SizeResult {
+    let t = Instant::now();
+    let repo = root.join(format!("repo-{files}"));
+    make_repo(env, &repo, files);
+    eprintln!(
+        "  built {files}-file repo in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let stamps = root.join(format!("stamps-{files}"));
+    let steps: Vec<String> = (1..=k + 1).map(|i| step_cmd(&stamps, i)).collect();
+    write_workflow(&repo, "bench", &steps);
+    write_workflow(&repo, "one", &steps[..1]);
+
+    let mut r = SizeResult {
+        files,
+        sh_interval: Stats::default(),
+        sh_latency: Stats::default(),
+        step_interval: Stats::default(),
+        per_step: Stats::default(),
+        git_commit: Stats::default(),
+        first_step: Stats::default(),
+        one_step_total: Stats::default(),
+        fixed: Stats::default(),
+        worktree_add: Stats::default(),
+    };
+
+    // Warm-up: one run and one `git worktree add`, not counted.
+    let (id, _, _) = machine_run(env, &repo, "bench");
+    machine_rm(env, &repo, &id);
+    let wt = root.join(format!("wt-{files}"));
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            wt.to_str().expect("utf-8 path"),
+            "-b",
+            "bench-wt",
+            "HEAD",
+        ],
+    );
+    env.git(
+        &repo,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            wt.to_str().expect("utf-8 path"),
+        ],
+    );
+    env.git(&repo, &["branch", "-q", "-D", "bench-wt"]);
+
+    for rep in 0..reps {
+        // The K+1-step run.
+        let _ = fs::remove_file(&stamps);
+        let (id, _total, t0) = machine_run(env, &repo, "bench");
+        let ts = read_stamps(&stamps);
+        assert_eq!(ts.len(), k + 1, "every step recorded its start");
+        let mut intervals = Stats::default();
+        for w in ts.windows(2) {
+            intervals.push((w[1] - w[0]) as f64 / 1e6);
+        }
+        let run_interval = intervals.median();
+        r.step_interval.push(run_interval);
+        let first = (ts[0] - t0) as f64 / 1e6;
+        let worktree = repo.join(".git/machine/worktrees").join(&id);
+        assert!(worktree.is_dir(), "run worktree at {}", worktree.display());
+
+        // The same step commands on their own, back to back, in the run's worktree.
+        let _ = fs::remove_file(&stamps);
+        let mut lat = Stats::default();
+        for i in 1..=k + 1 {
+            let mut c = env.cmd("sh", &worktree);
+            c.args(["-c", &step_cmd(&stamps, 100 + i)]);
+            let t0 = now_ns();
+            env.timed(c, "sh step");
+            let ts = read_stamps(&stamps);
+            lat.push((ts[ts.len() - 1] - t0) as f64 / 1e6);
+        }
+        let ts = read_stamps(&stamps);
+        let mut sh = Stats::default();
+        for w in ts.windows(2) {
+            sh.push((w[1] - w[0]) as f64 / 1e6);
+        }
+        r.sh_interval.push(sh.median());
+        r.sh_latency.push(lat.median());
+        r.per_step.push(run_interval - sh.median());
+        r.first_step.push(first - lat.median());
+
+        // Baseline: the git CLI commits the same kind of change in the same worktree.
+        env.git(&worktree, &["add", "-A"]);
+        env.git(&worktree, &["commit", "-q", "-m", "sh probes"]);
+        for i in 1..=k {
+            let mut c = env.cmd("sh", &worktree);
+            c.args(["-c", &format!("echo {i} >> changed-{}.txt", 200 + i)]);
+            env.timed(c, "sh change");
+            let start = Instant::now();
+            let mut add = env.cmd("git", &worktree);
+            add.args(["add", "-A"]);
+            env.timed(add, "git add -A");
+            let mut commit = env.cmd("git", &worktree);
+            commit.args(["commit", "-q", "-m", "x"]);
+            env.timed(commit, "git commit");
+            r.git_commit.push_d(start.elapsed());
+        }
+        machine_rm(env, &repo, &id);
+
+        // The 1-step run: start + one step + finish.
+        let _ = fs::remove_file(&stamps);
+        let (id, total, _) = machine_run(env, &repo, "one");
+        r.one_step_total.push_d(total);
+        r.fixed.push(total.as_secs_f64() * 1e3 - run_interval);
+        machine_rm(env, &repo, &id);
+
+        // Baseline: `git worktree add` of HEAD on a new branch.
+        let mut c = env.cmd("git", &repo);
+        c.args([
+            "worktree",
+            "add",
+            "-q",
+            wt.to_str().expect("utf-8 path"),
+            "-b",
+            "bench-wt",
+            "HEAD",
+        ]);
+        r.worktree_add.push_d(env.timed(c, "git worktree add"));
+        env.git(
+            &repo,
+            &[
+                "worktree",
+                "remove",
+                "--force",
+                wt.to_str().expect("utf-8 path"),
+            ],
+        );
+        env.git(&repo, &["branch", "-q", "-D", "bench-wt"]);
+        eprintln!(
+            "  rep {}/{reps} done ({:.0}s)",
+            rep + 1,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    fs::remove_dir_all(&repo).expect("remove bench repo");
+    r
+}
+
+struct StatusResult {
+    runs: usize,
+    create_s: f64,
+    status: Stats,
+    json: Stats,
+    worktree_list: Stats,
+}
+
+fn bench_status(env: &Env, root: &Path, runs: usize) -> StatusResult {
+    let repo = root.join("repo-status");
+    make_repo(env, &repo, 10);
+    write_workflow(&repo, "one", &["true".to_owned()]);
+    let t = Instant::now();
+    for _ in 0..runs {
+        machine_run(env, &repo, "one");
+    }
+    let create_s = t.elapsed().as_secs_f64();
+    let mut res = StatusResult {
+        runs,
+        create_s,
+        status: Stats::default(),
+        json: Stats::default(),
+        worktree_list: Stats::default(),
+    };
+    for (stats, args) in [
+        (&mut res.status, &["status"][..]),
+        (&mut res.json, &["status", "--json"][..]),
+    ] {
+        for i in 0..22 {
+            let mut c = env.cmd(BIN, &repo);
+            c.args(args);
+            let d = env.timed(c, "git-machine status");
+            if i >= 2 {
+                stats.push_d(d);
+            }
+        }
+    }
+    for _ in 0..20 {
+        let mut c = env.cmd("git", &repo);
+        c.args(["worktree", "list", "--porcelain"]);
+        res.worktree_list.push_d(env.timed(c, "git worktree list"));
+    }
+    let listed = env
+        .cmd(BIN, &repo)
+        .args(["status", "--json"])
+        .output()
+        .expect("spawn status");
+    assert!(listed.status.success());
+    res
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+fn main() {
+    // cargo passes `--bench`; this harness takes its settings from the environment only.
+    let sizes: Vec<usize> = std::env::var("OVERHEAD_SIZES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("OVERHEAD_SIZES is a comma-separated list of numbers")
+        })
+        .collect();
+    let reps = env_num("OVERHEAD_REPS", 5);
+    let k = env_num("OVERHEAD_STEPS", 15);
+    let runs = env_num("OVERHEAD_RUNS", 200);
+
+    let tmp = tempfile::Builder::new()
+        .prefix("git-machine-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let env = Env::new(tmp.path());
+    let started = Instant::now();
+    eprintln!("git-machine overhead bench: binary {BIN}, sizes {sizes:?}, {reps} reps, K = {k}");
+
+    let mut results = Vec::new();
+    for &n in &sizes {
+        eprintln!("size {n}:");
+        results.push(bench_size(&env, tmp.path(), n, k, reps));
+    }
+    eprintln!("status with {runs} runs:");
+    let status = bench_status(&env, tmp.path(), runs);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nAll times in ms: median (min) of {reps} repetitions; K = {k} steps per run.\n"
+    );
+    let _ = writeln!(out, "### Per-step overhead\n");
+    let _ = writeln!(
+        out,
+        "| files | step interval in run | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    for r in &results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | **{}** | **{}** | {:.2}× |",
+            r.files,
+            r.step_interval.show(),
+            r.sh_interval.show(),
+            r.per_step.show(),
+            r.git_commit.show(),
+            r.per_step.median() / r.git_commit.median()
+        );
+    }
+    let _ = writeln!(out, "\n### Run start\n");
+    let _ = writeln!(
+        out,
+        "| files | **spawn → first step** | **git worktree add** | ratio | 1-step run total | start + finish (total − one step interval) | ratio |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &results {
+        let _ = writeln!(
+            out,
+            "| {} | **{}** | **{}** | {:.2}× | {} | {} | {:.2}× |",
+            r.files,
+            r.first_step.show(),
+            r.worktree_add.show(),
+            r.first_step.median() / r.worktree_add.median(),
+            r.one_step_total.show(),
+            r.fixed.show(),
+            r.fixed.median() / r.worktree_add.median()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n### `git machine status` with {} runs (median (min) of 20)\n",
+        status.runs
+    );
+    let _ = writeln!(out, "| command | time |");
+    let _ = writeln!(out, "|---|---:|");
+    let _ = writeln!(out, "| `git machine status` | {} |", status.status.show());
+    let _ = writeln!(
+        out,
+        "| `git machine status --json` | {} |",
+        status.json.show()
+    );
+    let _ = writeln!(
+        out,
+        "| `git worktree list --porcelain` (reference) | {} |",
+        status.worktree_list.show()
+    );
+    let _ = writeln!(
+        out,
+        "\n(creating the {} runs took {:.1}s; whole bench {:.0}s)",
+        status.runs,
+        status.create_s,
+        started.elapsed().as_secs_f64()
+    );
+    print!("{out}");
+}

@@ -1,0 +1,392 @@
+//! The `claude` engine: Claude Code in print mode with a JSON event stream.
+//!
+//! Command line: `claude -p --output-format stream-json --verbose [--model M] [--effort R]
+//! <permissions> [--resume ID] [args…] -- PROMPT` (without `--verbose` stream-json exits 1; the
+//! `--` keeps a prompt starting with `-` and variadic options such as `--add-dir` apart).
+//!
+//! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]):
+//! - `read` → `--permission-mode plan`: tools that change nothing;
+//! - `edit` → `--permission-mode acceptEdits`: file edits are accepted without asking, shell
+//!   commands that need approval are denied;
+//! - `full` → `--dangerously-skip-permissions`. Claude Code refuses that flag as root unless
+//!   `IS_SANDBOX=1`; we do not set it for the user (`env = { IS_SANDBOX = "1" }` in the step).
+//!
+//! `reasoning` maps to `--effort` (Claude Code has low, medium, high, xhigh, max; `minimal`
+//! becomes `low`).
+//!
+//! Stream: every event carries `session_id`; the last is `{"type":"result"}` with `result`,
+//! `is_error`, `api_error_status`, `usage`, `total_cost_usd`, `permission_denials`. Measured on
+//! the real CLI: an API error gives `is_error:true` with `subtype:"success"`; under `-p` a
+//! denied write exits 0 and is only visible in `permission_denials` — both are failures here.
+
+use super::agent::{self, json_line, str_at, u64_at, Cli, Report};
+use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
+use crate::workflow::Permissions;
+
+pub const CLI: Cli = Cli {
+    engine: "claude",
+    program: "claude",
+    override_var: "MACHINE_CLAUDE_BIN",
+    install: "npm install -g @anthropic-ai/claude-code",
+};
+
+pub struct ClaudeEngine {
+    program: String,
+}
+
+impl ClaudeEngine {
+    pub fn new(program: impl Into<String>) -> ClaudeEngine {
+        ClaudeEngine {
+            program: program.into(),
+        }
+    }
+
+    pub fn from_env() -> ClaudeEngine {
+        ClaudeEngine::new(CLI.program_from_env())
+    }
+}
+
+impl Engine for ClaudeEngine {
+    fn name(&self) -> &'static str {
+        CLI.engine
+    }
+
+    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
+        CLI.locate(&self.program, path).map(|_| ())
+    }
+
+    fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
+        let step = input.step;
+        let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
+            .map(String::from)
+            .to_vec();
+        if let Some(model) = &step.model {
+            args.extend(["--model".into(), model.clone()]);
+        }
+        if let Some(effort) = &step.reasoning {
+            // Claude Code's levels are low, medium, high, xhigh, max: no "minimal".
+            let effort = if effort == "minimal" {
+                "low"
+            } else {
+                effort.as_str()
+            };
+            args.extend(["--effort".into(), effort.to_string()]);
+        }
+        match agent::permissions(step) {
+            Permissions::Read => args.extend(["--permission-mode".into(), "plan".into()]),
+            Permissions::Edit => args.extend(["--permission-mode".into(), "acceptEdits".into()]),
+            Permissions::Full => args.push("--dangerously-skip-permissions".into()),
+        }
+        if let Some(id) = input.resume_session {
+            args.extend(["--resume".into(), id.to_string()]);
+        }
+        args.extend(step.args.iter().cloned());
+        args.push("--".into());
+        args.push(input.prompt.to_string());
+        Ok(Invocation {
+            program: self.program.clone(),
+            args,
+            env: agent::step_env(step),
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+        })
+    }
+
+    fn parser(&self) -> Box<dyn EventParser> {
+        Box::new(ClaudeParser::default())
+    }
+
+    fn can_resume(&self) -> bool {
+        true
+    }
+}
+
+/// Reads Claude Code's (and Cursor's, which copies it) stream-json events.
+#[derive(Default)]
+pub struct ClaudeParser {
+    pub report: Report,
+    last_text: Option<String>,
+}
+
+impl ClaudeParser {
+    fn event(&mut self, v: &serde_json::Value) {
+        if let Some(id) = str_at(v, "session_id").filter(|s| !s.is_empty()) {
+            self.report.session = Some(id.to_string());
+        }
+        match str_at(v, "type") {
+            Some("assistant") => {
+                let text: Vec<&str> = v
+                    .pointer("/message/content")
+                    .and_then(|c| c.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| str_at(b, "type") == Some("text"))
+                    .filter_map(|b| str_at(b, "text"))
+                    .collect();
+                if !text.is_empty() {
+                    self.last_text = Some(text.join("\n"));
+                }
+            }
+            Some("result") => self.result(v),
+            _ => {}
+        }
+    }
+
+    fn result(&mut self, v: &serde_json::Value) {
+        let r = &mut self.report;
+        r.completed = true;
+        let text = str_at(v, "result").map(str::to_string);
+        let is_error = v.get("is_error").and_then(|b| b.as_bool()).unwrap_or(false);
+        let subtype = str_at(v, "subtype").unwrap_or("");
+        if is_error || subtype.starts_with("error") {
+            let mut msg = text
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| {
+                    let errs: Vec<&str> = v
+                        .get("errors")
+                        .and_then(|e| e.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.as_str())
+                        .collect();
+                    (!errs.is_empty()).then(|| errs.join("; "))
+                })
+                .unwrap_or_else(|| format!("the agent reported an error ({subtype})"));
+            if let Some(status) = u64_at(v, "api_error_status") {
+                if !msg.contains(&status.to_string()) {
+                    msg = format!("{msg} (HTTP {status})");
+                }
+            }
+            if subtype == "error_max_turns" {
+                msg = format!("{msg}: the turn limit was reached");
+            }
+            r.error(msg);
+        } else {
+            r.final_message = text.or_else(|| self.last_text.take());
+        }
+        let denials: Vec<String> = v
+            .get("permission_denials")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let tool = str_at(d, "tool_name").unwrap_or("a tool");
+                let target = d.get("tool_input").and_then(|i| {
+                    str_at(i, "file_path")
+                        .or_else(|| str_at(i, "command"))
+                        .or_else(|| str_at(i, "path"))
+                });
+                match target {
+                    Some(t) => format!("{tool} {t}"),
+                    None => tool.to_string(),
+                }
+            })
+            .collect();
+        if !denials.is_empty() {
+            r.error(format!(
+                "the agent was denied permission for: {}; allow more with the step's `permissions` (\"edit\" or \"full\")",
+                denials.join(", ")
+            ));
+        }
+        if let Some(u) = v.get("usage") {
+            r.add_usage("input_tokens", u64_at(u, "input_tokens"));
+            r.add_usage("output_tokens", u64_at(u, "output_tokens"));
+            r.add_usage(
+                "cache_read_input_tokens",
+                u64_at(u, "cache_read_input_tokens"),
+            );
+            r.add_usage(
+                "cache_creation_input_tokens",
+                u64_at(u, "cache_creation_input_tokens"),
+            );
+        }
+        r.add_usage("turns", u64_at(v, "num_turns"));
+        r.add_cost_usd(v.get("total_cost_usd").and_then(|c| c.as_f64()));
+    }
+
+    /// The outcome, named after `engine` in messages.
+    pub fn finish_as(mut self, engine: &str, ending: &Ending) -> Outcome {
+        if self.report.final_message.is_none() && self.report.errors.is_empty() {
+            self.report.final_message = self.last_text.take();
+        }
+        self.report.finish(engine, ending)
+    }
+}
+
+impl EventParser for ClaudeParser {
+    fn line(&mut self, stream: Stream, line: &str) {
+        match (stream, json_line(line)) {
+            (Stream::Stdout, Some(v)) => self.event(&v),
+            (Stream::Stderr, _) => {
+                let l = line.trim();
+                if l.starts_with("No conversation found with session ID") {
+                    self.report.error(l.to_string());
+                } else if l.contains("cannot be used with root/sudo privileges") {
+                    self.report.error(format!(
+                        "{l} (permissions = \"full\" as root needs `env = {{ IS_SANDBOX = \"1\" }}`)"
+                    ));
+                }
+                self.report.stderr_line(line);
+            }
+            (stream, None) => self.report.other_line(stream, line),
+        }
+    }
+
+    fn session(&self) -> Option<&str> {
+        self.report.session.as_deref()
+    }
+
+    fn finish(self: Box<Self>, ending: &Ending) -> Outcome {
+        self.finish_as(CLI.engine, ending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{parse, resolved};
+    use std::path::Path;
+
+    // Recorded from Claude Code 2.1.197 against the agent-lab model server (trimmed).
+    const INIT: &str = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"9cdd6c31-9865-4c13-a6da-a3c3a4d44746","tools":["Write"],"model":"claude-opus-4-8[1m]","permissionMode":"acceptEdits"}"#;
+    const ASSISTANT: &str = r#"{"type":"assistant","message":{"id":"msg_0002","type":"message","role":"assistant","model":"claude-opus-4-8","content":[{"type":"text","text":"I'll create the file now."}],"usage":{"input_tokens":10,"output_tokens":5}},"parent_tool_use_id":null,"session_id":"9cdd6c31-9865-4c13-a6da-a3c3a4d44746"}"#;
+    const RESULT_OK: &str = r#"{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"duration_ms":345,"num_turns":2,"result":"FAKE_DONE: the file has been written.","stop_reason":"end_turn","session_id":"9cdd6c31-9865-4c13-a6da-a3c3a4d44746","total_cost_usd":0.00035,"usage":{"input_tokens":20,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":10},"permission_denials":[]}"#;
+    const RESULT_400: &str = r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":400,"duration_ms":185,"num_turns":1,"result":"API Error: 400 scripted 400","session_id":"0e7e1e99-3f28-4c1a-a499-565b9b912017","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0},"permission_denials":[]}"#;
+    const RESULT_429: &str = r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":429,"num_turns":1,"result":"API Error: Request rejected (429) · scripted 429","session_id":"30a6be5f-8000-48f3-9d39-b2ec3cd99000","permission_denials":[]}"#;
+    const RESULT_DENIED: &str = r#"{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"num_turns":2,"result":"FAKE_DONE: the file has been written.","session_id":"ad25dd63-3c5c-4c4f-b71f-836450b166af","total_cost_usd":0.00035,"usage":{"input_tokens":20,"output_tokens":10},"permission_denials":[{"tool_name":"Write","tool_use_id":"toolu_0006","tool_input":{"file_path":"/w/b.txt","content":"hello\n"}}]}"#;
+    const RESULT_NO_SESSION: &str = r#"{"type":"result","subtype":"error_during_execution","duration_ms":0,"is_error":true,"num_turns":0,"session_id":"11111111-1111-1111-1111-111111111111","permission_denials":[],"errors":["No conversation found with session ID: 11111111-1111-1111-1111-111111111111"]}"#;
+
+    fn engine() -> ClaudeEngine {
+        ClaudeEngine::new("claude")
+    }
+
+    #[test]
+    fn command_line_for_a_new_session() {
+        let mut step = resolved("design");
+        step.model = Some("sonnet".into());
+        step.reasoning = Some("high".into());
+        step.args = vec!["--max-turns".into(), "5".into()];
+        step.env.insert("FOO".into(), "bar".into());
+        let inv = engine()
+            .invocation(&StepInput {
+                step: &step,
+                prompt: "-write it",
+                workdir: Path::new("/w"),
+                resume_session: None,
+            })
+            .expect("invocation");
+        assert_eq!(inv.program, "claude");
+        assert_eq!(
+            inv.args,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--model",
+                "sonnet",
+                "--effort",
+                "high",
+                "--permission-mode",
+                "acceptEdits",
+                "--max-turns",
+                "5",
+                "--",
+                "-write it"
+            ]
+        );
+        assert_eq!(inv.env, [("FOO".to_string(), "bar".to_string())]);
+        assert!(inv.stdin.is_empty());
+    }
+
+    #[test]
+    fn permissions_and_resume() {
+        let mut step = resolved("s");
+        let args = |step: &crate::workflow::ResolvedStep| {
+            engine()
+                .invocation(&StepInput {
+                    step,
+                    prompt: "p",
+                    workdir: Path::new("/w"),
+                    resume_session: Some("abc"),
+                })
+                .expect("inv")
+                .args
+        };
+        step.permissions = Some(Permissions::Read);
+        let a = args(&step);
+        assert!(a.windows(2).any(|w| w == ["--permission-mode", "plan"]));
+        assert!(a.windows(2).any(|w| w == ["--resume", "abc"]));
+        step.permissions = Some(Permissions::Full);
+        let a = args(&step);
+        assert!(a.contains(&"--dangerously-skip-permissions".to_string()));
+        assert!(!a.contains(&"--permission-mode".to_string()));
+    }
+
+    #[test]
+    fn success_with_usage_and_cost() {
+        let o = parse(&engine(), &[INIT, ASSISTANT, RESULT_OK], &[], 0);
+        assert!(o.success, "{o:?}");
+        assert_eq!(
+            o.session.as_deref(),
+            Some("9cdd6c31-9865-4c13-a6da-a3c3a4d44746")
+        );
+        assert_eq!(
+            o.summary.as_deref(),
+            Some("FAKE_DONE: the file has been written.")
+        );
+        assert_eq!(o.usage["input_tokens"], 20);
+        assert_eq!(o.usage["output_tokens"], 10);
+        assert_eq!(o.usage["cost_usd_micros"], 350);
+        assert_eq!(o.usage["turns"], 2);
+    }
+
+    #[test]
+    fn is_error_fails_even_with_subtype_success() {
+        let o = parse(&engine(), &[INIT, RESULT_400], &[], 1);
+        assert!(!o.success);
+        assert_eq!(o.error.as_deref(), Some("API Error: 400 scripted 400"));
+        assert_eq!(o.fallback_reason, None);
+        // The same result with exit code 0 is still a failure.
+        let o = parse(&engine(), &[INIT, RESULT_400], &[], 0);
+        assert!(!o.success);
+    }
+
+    #[test]
+    fn rate_limit_is_a_fallback_reason() {
+        let o = parse(&engine(), &[INIT, RESULT_429], &[], 1);
+        assert!(!o.success);
+        assert_eq!(o.fallback_reason.as_deref(), Some("rate-limited"));
+    }
+
+    #[test]
+    fn permission_denial_fails_the_step() {
+        let o = parse(&engine(), &[INIT, RESULT_DENIED], &[], 0);
+        assert!(!o.success);
+        let e = o.error.expect("error");
+        assert!(e.contains("denied permission for: Write /w/b.txt"), "{e}");
+    }
+
+    #[test]
+    fn unknown_resume_session() {
+        let o = parse(
+            &engine(),
+            &[RESULT_NO_SESSION],
+            &["No conversation found with session ID: 11111111-1111-1111-1111-111111111111"],
+            1,
+        );
+        assert!(!o.success);
+        assert!(o.error.expect("error").contains("No conversation found"));
+    }
+
+    #[test]
+    fn exit_zero_without_result_fails() {
+        let o = parse(&engine(), &[INIT, ASSISTANT], &[], 0);
+        assert!(!o.success);
+        assert_eq!(
+            o.session.as_deref(),
+            Some("9cdd6c31-9865-4c13-a6da-a3c3a4d44746")
+        );
+    }
+}

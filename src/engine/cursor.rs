@@ -1,0 +1,181 @@
+//! The `cursor` engine: Cursor's agent CLI in print mode with a JSON event stream.
+//!
+//! Command line: `cursor-agent -p --output-format stream-json --trust [--model M]
+//! <permissions> --workspace WORKDIR [--resume ID] [args…] PROMPT`. `--trust` skips the
+//! workspace-trust question a headless run cannot answer. Cursor has no reasoning setting on
+//! its command line (reasoning is part of the model name, e.g. `…-thinking`).
+//!
+//! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]): `read` → `--mode ask`
+//! (read-only), `edit` → `--force --sandbox enabled` (in print mode Cursor applies changes only
+//! with `--force`; the sandbox keeps shell commands inside the workspace), `full` → `--force
+//! --sandbox disabled`.
+//!
+//! Stream (documented by Cursor as mirroring Claude Code's): `{"type":"system","subtype":"init",
+//! "session_id"}`, `user`, `assistant` (`message.content[].text`), `tool_call`
+//! (`started`/`completed`), and the final `{"type":"result","subtype":"success","is_error",
+//! "result","session_id"}`. On failure Cursor exits non-zero, the stream may end without a
+//! result, and the error is written to stderr. Parsed by Claude's parser.
+
+use super::agent::{self, Cli};
+use super::claude::ClaudeParser;
+use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
+use crate::workflow::Permissions;
+
+pub const CLI: Cli = Cli {
+    engine: "cursor",
+    program: "cursor-agent",
+    override_var: "MACHINE_CURSOR_BIN",
+    install: "curl https://cursor.com/install -fsS | bash",
+};
+
+pub struct CursorEngine {
+    program: String,
+}
+
+impl CursorEngine {
+    pub fn new(program: impl Into<String>) -> CursorEngine {
+        CursorEngine {
+            program: program.into(),
+        }
+    }
+
+    pub fn from_env() -> CursorEngine {
+        CursorEngine::new(CLI.program_from_env())
+    }
+}
+
+impl Engine for CursorEngine {
+    fn name(&self) -> &'static str {
+        CLI.engine
+    }
+
+    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
+        CLI.locate(&self.program, path).map(|_| ())
+    }
+
+    fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
+        let step = input.step;
+        let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--trust"]
+            .map(String::from)
+            .to_vec();
+        if let Some(model) = &step.model {
+            args.extend(["--model".into(), model.clone()]);
+        }
+        match agent::permissions(step) {
+            Permissions::Read => args.extend(["--mode".into(), "ask".into()]),
+            Permissions::Edit => {
+                args.extend(["--force".into(), "--sandbox".into(), "enabled".into()])
+            }
+            Permissions::Full => {
+                args.extend(["--force".into(), "--sandbox".into(), "disabled".into()])
+            }
+        }
+        args.extend(["--workspace".into(), input.workdir.display().to_string()]);
+        if let Some(id) = input.resume_session {
+            args.extend(["--resume".into(), id.to_string()]);
+        }
+        args.extend(step.args.iter().cloned());
+        args.push(input.prompt.to_string());
+        Ok(Invocation {
+            program: self.program.clone(),
+            args,
+            env: agent::step_env(step),
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+        })
+    }
+
+    fn parser(&self) -> Box<dyn EventParser> {
+        Box::new(CursorParser(ClaudeParser::default()))
+    }
+
+    fn can_resume(&self) -> bool {
+        true
+    }
+}
+
+struct CursorParser(ClaudeParser);
+
+impl EventParser for CursorParser {
+    fn line(&mut self, stream: Stream, line: &str) {
+        self.0.line(stream, line);
+    }
+
+    fn session(&self) -> Option<&str> {
+        self.0.session()
+    }
+
+    fn finish(self: Box<Self>, ending: &Ending) -> Outcome {
+        self.0.finish_as(CLI.engine, ending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{parse, resolved};
+    use std::path::Path;
+
+    // Shapes from Cursor's output-format documentation.
+    const INIT: &str = r#"{"type":"system","subtype":"init","apiKeySource":"login","cwd":"/w","session_id":"c6b62c6f-7ead-4fd6-9922-e952131177ff","model":"Auto","permissionMode":"default"}"#;
+    const ASSISTANT: &str = r#"{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"Done: wrote a.txt"}]},"session_id":"c6b62c6f-7ead-4fd6-9922-e952131177ff"}"#;
+    const RESULT: &str = r#"{"type":"result","subtype":"success","duration_ms":1234,"duration_api_ms":1234,"is_error":false,"result":"Done: wrote a.txt","session_id":"c6b62c6f-7ead-4fd6-9922-e952131177ff","request_id":"r1"}"#;
+    const RESULT_ERR: &str = r#"{"type":"result","subtype":"error","is_error":true,"result":"Rate limit exceeded","session_id":"c6b62c6f-7ead-4fd6-9922-e952131177ff"}"#;
+
+    fn engine() -> CursorEngine {
+        CursorEngine::new("cursor-agent")
+    }
+
+    #[test]
+    fn command_line() {
+        let step = resolved("s");
+        let inv = engine()
+            .invocation(&StepInput {
+                step: &step,
+                prompt: "go",
+                workdir: Path::new("/w"),
+                resume_session: Some("c6b6"),
+            })
+            .expect("inv");
+        assert_eq!(
+            inv.args,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--trust",
+                "--force",
+                "--sandbox",
+                "enabled",
+                "--workspace",
+                "/w",
+                "--resume",
+                "c6b6",
+                "go"
+            ]
+        );
+    }
+
+    #[test]
+    fn success_and_errors() {
+        let o = parse(&engine(), &[INIT, ASSISTANT, RESULT], &[], 0);
+        assert!(o.success, "{o:?}");
+        assert_eq!(
+            o.session.as_deref(),
+            Some("c6b62c6f-7ead-4fd6-9922-e952131177ff")
+        );
+        assert_eq!(o.summary.as_deref(), Some("Done: wrote a.txt"));
+        let o = parse(&engine(), &[INIT, RESULT_ERR], &[], 0);
+        assert!(!o.success);
+        assert_eq!(o.fallback_reason.as_deref(), Some("rate-limited"));
+        let o = parse(
+            &engine(),
+            &[INIT],
+            &["Error: Authentication required. Please run 'cursor-agent login'"],
+            1,
+        );
+        assert!(!o.success);
+        assert!(o.error.expect("error").contains("Authentication required"));
+        assert!(o.fallback_reason.is_some());
+    }
+}

@@ -45,6 +45,8 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         vars,
         base,
         overrides: Default::default(),
+        track: None,
+        conditions: Vec::new(),
     })?;
     ctx.ui.out("");
     super::log::print(ctx, &repo, &id, false)?;

@@ -35,6 +35,16 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
         let stat = repo.diffstat(c.previous, c.commit, false)?;
         entries.push((c, stat));
     }
+    let skipped: Vec<String> =
+        match crate::workflow::parse(&info.record.origin, &info.workflow_source) {
+            Ok(wf) => wf
+                .steps
+                .iter()
+                .filter(|s| !crate::runner::selected(&s.when, &s.when_any, &s.tracks, &info.record))
+                .map(|s| s.id.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
     if as_json {
         let list: Vec<_> = entries
             .iter()
@@ -56,7 +66,15 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                 })
             })
             .collect();
-        let v = json!({"id": id.as_str(), "workflow": info.record.workflow, "start": start.to_string(), "steps": list});
+        let v = json!({
+            "id": id.as_str(),
+            "workflow": info.record.workflow,
+            "start": start.to_string(),
+            "track": info.record.track,
+            "conditions": info.record.conditions,
+            "steps": list,
+            "skipped": skipped,
+        });
         ctx.ui
             .out(&serde_json::to_string_pretty(&v).expect("plain JSON values"));
         return Ok(());
@@ -68,6 +86,15 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
         &info.record.base[..10],
         start.short()
     ));
+    if let Some(track) = &info.record.track {
+        ctx.ui.out(&format!("  track {track}"));
+    }
+    if !info.record.conditions.is_empty() {
+        ctx.ui.out(&format!(
+            "  conditions {}",
+            info.record.conditions.join(", ")
+        ));
+    }
     if entries.is_empty() {
         ctx.ui.out("  no step has run yet");
     }
@@ -117,6 +144,13 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                 if files == 1 { "" } else { "s" }
             )));
         }
+    }
+    for step in &skipped {
+        ctx.ui.out(&format!(
+            "{} {step} {}",
+            ctx.ui.dim("          -  "),
+            ctx.ui.dim("skipped (not chosen for this run)")
+        ));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `run(ctx, &XArgs)`, dispatched by one `match`.
 
 mod apply;
+mod choices;
 mod demo;
 mod engines;
 pub mod error;

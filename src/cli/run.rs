@@ -27,6 +27,15 @@ pub struct RunArgs {
     /// Use this model for every agent step
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+    /// The workflow's track for this run (asked on a terminal when not given)
+    #[arg(long, value_name = "TRACK")]
+    pub track: Option<String>,
+    /// Conditions that hold for this run, comma-separated (asked on a terminal when not given)
+    #[arg(long = "with", value_name = "COND,…", value_delimiter = ',')]
+    pub with: Vec<String>,
+    /// Never ask questions; use defaults
+    #[arg(long)]
+    pub no_input: bool,
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
@@ -44,6 +53,8 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let (origin, source) = workflow::find(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
     let wf = workflow::parse(&origin, &source)?;
     let vars = wf.bind_vars(&args.vars)?;
+    let (track, conditions) =
+        super::choices::choose(&wf, args.track.as_deref(), &args.with, !args.no_input)?;
     let base = match &args.base {
         Some(rev) => repo.resolve_commit(rev).ok_or_else(|| {
             CliError::usage(format!("--base `{rev}` names no commit"))
@@ -94,6 +105,8 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         vars,
         base,
         overrides,
+        track,
+        conditions,
     })?;
     end.into_result(&id)
 }

@@ -160,6 +160,8 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
             "branch": format!("machine/{id}"),
             "tip": tip.to_string(),
             "vars": info.record.vars,
+            "track": info.record.track,
+            "conditions": info.record.conditions,
             "steps": steps.iter().map(|(s, st, c, n)| json!({"id": s, "state": st, "commit": c, "executions": n})).collect::<Vec<_>>(),
         });
         ctx.ui
@@ -178,6 +180,15 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
         &info.record.base[..10],
         info.record.started
     ));
+    if let Some(track) = &info.record.track {
+        ctx.ui.out(&format!("  track {track}"));
+    }
+    if !info.record.conditions.is_empty() {
+        ctx.ui.out(&format!(
+            "  conditions {}",
+            info.record.conditions.join(", ")
+        ));
+    }
     if let Some(reason) = &info.state.reason {
         ctx.ui.out(&format!("  {reason}"));
     }

@@ -36,6 +36,8 @@ pub struct StartRequest<'a> {
     pub vars: BTreeMap<String, String>,
     pub base: Oid,
     pub overrides: BTreeMap<String, String>,
+    pub track: Option<String>,
+    pub conditions: Vec<String>,
 }
 
 /// Everything the runner works with.
@@ -94,8 +96,8 @@ fn builtin_values(id: &RunId, record: &RunRecord) -> BTreeMap<String, String> {
         record.started.get(..10).unwrap_or_default().to_string(),
     );
     v.insert("base".into(), record.base.clone());
-    v.insert("track".into(), String::new());
-    v.insert("conditions".into(), String::new());
+    v.insert("track".into(), record.track.clone().unwrap_or_default());
+    v.insert("conditions".into(), record.conditions.join(", "));
     v
 }
 
@@ -124,12 +126,19 @@ impl Runner<'_> {
             started: store::now_rfc3339(),
             vars: req.vars,
             overrides: req.overrides,
+            track: req.track,
+            conditions: req.conditions,
         };
         let first = req
             .workflow
             .steps
-            .first()
-            .expect("a validated workflow has steps")
+            .iter()
+            .find(|s| selected(&s.when, &s.when_any, &s.tracks, &record))
+            .ok_or_else(|| {
+                CliError::usage(
+                    "no step of this workflow applies to the chosen track and conditions",
+                )
+            })?
             .id
             .clone();
         let state = State {
@@ -476,7 +485,21 @@ impl Runner<'_> {
                 ))
             })?;
             let step = &steps[index];
-            let following = steps.get(index + 1).map(|s| s.id.clone());
+            let following = steps[index + 1..]
+                .iter()
+                .find(|s| selected(&s.when, &s.when_any, &s.tracks, &info.record))
+                .map(|s| s.id.clone());
+            if !selected(&step.when, &step.when_any, &step.tracks, &info.record) {
+                self.ui.note(&format!(
+                    "{} {} {}",
+                    self.ui.dim(&format!("[{}/{}]", index + 1, steps.len())),
+                    step.id,
+                    self.ui
+                        .dim("skipped (its conditions or tracks were not chosen)")
+                ));
+                info.state.next = following;
+                continue;
+            }
             let position = (index + 1, steps.len());
             let resume = inflight.take();
             match self.run_step(&mut info, &wt, step, following, position, resume, &mut lock)? {
@@ -1222,3 +1245,17 @@ struct Directive {
 }
 
 pub const DIRECTIVE_PATH: &str = ".codemachine/directive.toml";
+
+/// Whether a step (its `when`, `when_any`, `tracks`) runs with the run's chosen track and
+/// conditions.
+pub fn selected(
+    when: &[String],
+    when_any: &[String],
+    tracks: &[String],
+    record: &RunRecord,
+) -> bool {
+    let has = |c: &String| record.conditions.contains(c);
+    when.iter().all(has)
+        && (when_any.is_empty() || when_any.iter().any(has))
+        && (tracks.is_empty() || record.track.as_ref().is_some_and(|t| tracks.contains(t)))
+}

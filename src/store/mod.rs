@@ -132,6 +132,12 @@ pub struct RunRecord {
     /// Run-level overrides given on the command line (`engine`, `model`).
     #[serde(default)]
     pub overrides: BTreeMap<String, String>,
+    /// The track chosen for the run (`--track`), if the workflow has tracks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
+    /// Conditions chosen for the run (`--with`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -925,3 +925,1010 @@ fn expand_is_public() {
     let v = values(&[("a", "1")]);
     assert_eq!(expand("{a}-{{a}}-{b}", &v), "1-{a}-{b}");
 }
+
+// ---- tracks, conditions, context, loops, checkpoints and parallel groups ----------------
+
+/// A track question and one condition group; `with_choices(rest)` puts `rest` at line 18.
+const CHOICES: &str = r#"version = 1
+name = "x"
+
+[tracks]
+question = "Kind?"
+[tracks.options]
+new_project = "New"
+existing = "Old"
+
+[[condition_groups]]
+id = "features"
+question = "Parts?"
+multi = true
+[condition_groups.options]
+has_ui = "UI"
+has_db = "DB"
+"#;
+
+fn with_choices(rest: &str) -> String {
+    format!("{CHOICES}\n{rest}")
+}
+
+/// Two command steps `a` and `b`; a third step written in `rest` starts at line 18.
+fn after_two(rest: &str) -> String {
+    format!(
+        "version = 1\nname = \"x\"\n\n[vars.area]\ndefault = \"api\"\n\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\noutputs = [\"docs/{{area}}.md\", \"schema.json\"]\n\n[[steps]]\nid = \"b\"\nrun = [\"x\"]\n\n[[steps]]\nid = \"c\"\n{rest}"
+    )
+}
+
+#[test]
+fn full_file_with_every_new_key() {
+    let wf = parse_ok(
+        r#"version = 1
+name = "full"
+
+[vars.area]
+default = "api"
+
+[defaults]
+engine = "claude"
+context_limit = "20k"
+
+[tracks]
+question = "What kind of project is this?"
+default = "existing"
+
+[tracks.options]
+new_project = "Start from scratch"
+existing = "Extend an existing codebase"
+
+[[condition_groups]]
+id = "features"
+question = "Which parts does it have?"
+multi = true
+default = ["has_ui", "has_db"]
+
+[condition_groups.options]
+has_ui = "A user interface"
+has_db = "A database"
+
+[[condition_groups]]
+id = "size"
+question = "How big is it?"
+default = "small"
+
+[condition_groups.options]
+small = "Small"
+large = "Large"
+
+[groups.checks]
+on_conflict = "fix"
+
+[[steps]]
+id = "design"
+prompt = "Design {area}"
+outputs = ["docs/{area}.md", "schema.json"]
+checkpoint = true
+tracks = ["new_project"]
+
+[[steps]]
+id = "implement"
+prompt = "Implement"
+context = [
+  { from = "design" },
+  { from = "design", output = "schema.json", required = true },
+  { files = "src/{area}/**/*.ts" },
+  { file = "docs/api-standards.md", required = true },
+]
+context_limit = 5000
+loop = { to = "implement", max = 5, until = { run = ["cargo", "test", "{area}"] }, on_max = "continue" }
+when = ["has_db"]
+when_any = "has_ui"
+
+[[steps]]
+id = "lint"
+engine = "command"
+run = ["make", "lint"]
+group = "checks"
+
+[[steps]]
+id = "unit"
+engine = "command"
+run = ["make", "unit"]
+group = "checks"
+checkpoint = false
+
+[[steps]]
+id = "fix"
+prompt = "Fix what the checks found"
+loop = { to = "lint", until = { run = ["make", "check"] } }
+context_limit = "64KiB"
+"#,
+    );
+    let tracks = wf.tracks.as_ref().expect("has tracks");
+    assert_eq!(tracks.id, "tracks");
+    assert_eq!(tracks.question, "What kind of project is this?");
+    assert!(!tracks.multi);
+    assert_eq!(
+        tracks.options,
+        [
+            ("new_project".to_string(), "Start from scratch".to_string()),
+            (
+                "existing".to_string(),
+                "Extend an existing codebase".to_string()
+            ),
+        ],
+        "options keep file order"
+    );
+    assert_eq!(tracks.default, ["existing"]);
+
+    let [features, size] = &wf.condition_groups[..] else {
+        panic!("two condition groups: {:?}", wf.condition_groups)
+    };
+    assert_eq!((features.id.as_str(), features.multi), ("features", true));
+    assert_eq!(features.default, ["has_ui", "has_db"]);
+    assert_eq!(features.options[0].0, "has_ui");
+    assert_eq!((size.id.as_str(), size.multi), ("size", false));
+    assert_eq!(size.default, ["small"]);
+    assert_eq!(size.question, "How big is it?");
+
+    assert_eq!(
+        wf.groups,
+        [GroupSpec {
+            id: "checks".to_string(),
+            on_conflict: Some("fix".to_string())
+        }]
+    );
+    assert!(wf.prompt_files.is_empty());
+
+    let [design, implement, lint, unit, fix] = &wf.steps[..] else {
+        panic!("five steps: {:?}", wf.steps)
+    };
+    assert!(design.checkpoint);
+    assert_eq!(design.tracks, ["new_project"]);
+    assert_eq!(design.context_limit, Some(20_000), "from [defaults]");
+    assert!(design.context.is_empty());
+    assert_eq!(design.loop_spec, None);
+    assert_eq!(design.group, None);
+
+    assert_eq!(
+        implement.context,
+        [
+            ContextSource::Step {
+                from: "design".to_string(),
+                output: None,
+                required: false
+            },
+            ContextSource::Step {
+                from: "design".to_string(),
+                output: Some("schema.json".to_string()),
+                required: true
+            },
+            ContextSource::Files {
+                pattern: "src/{area}/**/*.ts".to_string(),
+                required: false
+            },
+            ContextSource::File {
+                path: "docs/api-standards.md".to_string(),
+                required: true
+            },
+        ]
+    );
+    assert_eq!(implement.context_limit, Some(5000));
+    assert_eq!(
+        implement.loop_spec,
+        Some(LoopSpec {
+            to: "implement".to_string(),
+            max: 5,
+            until: vec!["cargo".into(), "test".into(), "{area}".into()],
+            continue_on_max: true,
+        })
+    );
+    assert_eq!(implement.when, ["has_db"]);
+    assert_eq!(implement.when_any, ["has_ui"]);
+    assert!(implement.tracks.is_empty());
+    assert!(!implement.checkpoint);
+
+    assert_eq!(lint.group.as_deref(), Some("checks"));
+    assert_eq!(unit.group.as_deref(), Some("checks"));
+    assert!(!unit.checkpoint);
+    let fix_loop = fix.loop_spec.as_ref().expect("fix loops");
+    assert_eq!(
+        (fix_loop.to.as_str(), fix_loop.max, fix_loop.continue_on_max),
+        ("lint", 3, false),
+        "defaults: max 3, fail on max"
+    );
+    assert_eq!(fix.context_limit, Some(64 * 1024));
+
+    // resolve expands the templates of context and loops.
+    let steps = wf.resolve(&values(&[("area", "billing")]));
+    assert_eq!(
+        steps[1].context[2],
+        ContextSource::Files {
+            pattern: "src/billing/**/*.ts".to_string(),
+            required: false
+        }
+    );
+    assert_eq!(
+        steps[1].loop_spec.as_ref().expect("loop").until,
+        ["cargo", "test", "billing"]
+    );
+}
+
+#[test]
+fn a_loop_goes_back_to_its_own_step_by_default() {
+    let wf = parse_ok(&after_two(
+        "run = [\"x\"]\nloop = { until = { run = [\"true\"] } }\n",
+    ));
+    let spec = wf.steps[2].loop_spec.as_ref().expect("loop");
+    assert_eq!((spec.to.as_str(), spec.max), ("c", 3));
+    let wf = parse_ok(&after_two("run = [\"x\"]\nloop = { to = \"a\" }\n"));
+    let spec = wf.steps[2].loop_spec.as_ref().expect("loop");
+    assert_eq!(spec.to, "a");
+    assert!(spec.until.is_empty());
+}
+
+#[test]
+fn tracks_are_checked() {
+    let steps = "[[steps]]\nid = \"s\"\nrun = [\"x\"]\n";
+    assert_err(
+        &format!("version = 1\nname = \"x\"\n[tracks]\n[tracks.options]\na = \"A\"\n{steps}"),
+        3,
+        1,
+        "[tracks] has no `question`",
+        "`--track`",
+    );
+    assert_err(
+        &format!("version = 1\nname = \"x\"\n[tracks]\nquestion = \"q\"\n{steps}"),
+        3,
+        1,
+        "[tracks] has no options",
+        "[tracks.options]",
+    );
+    assert_err(
+        &format!("version = 1\nname = \"x\"\n[tracks]\nquestion = \"q\"\noptions = {{}}\n{steps}"),
+        5,
+        11,
+        "[tracks] has no options",
+        "",
+    );
+    assert_err(
+        &format!("version = 1\nname = \"x\"\n[tracks]\nquestion = \"q\"\n[tracks.options]\n\"New Project\" = \"A\"\n{steps}"),
+        6,
+        1,
+        "bad option id `New Project`",
+        "e.g. `new_project`",
+    );
+    assert_err(
+        &format!("version = 1\nname = \"x\"\n[tracks]\nquestion = \"q\"\ndefault = \"exsting\"\n[tracks.options]\nexisting = \"A\"\nfresh = \"B\"\n{steps}"),
+        5,
+        11,
+        "default `exsting` is not an option of [tracks]",
+        "did you mean `existing`? options of [tracks]: `existing`, `fresh`",
+    );
+    assert_err(
+        &format!("version = 1\nname = \"x\"\n[tracks]\nquestoin = \"q\"\n{steps}"),
+        4,
+        1,
+        "unknown key `questoin` in [tracks]",
+        "did you mean `question`?",
+    );
+    assert_err(
+        &format!(
+            "version = 1\nname = \"x\"\n[tracks]\nquestion = \"q\"\ndefault = [\"a\"]\n{steps}"
+        ),
+        5,
+        11,
+        "expected a string for `default`, found an array",
+        "",
+    );
+}
+
+#[test]
+fn condition_groups_are_checked() {
+    let steps = "\n[[steps]]\nid = \"s\"\nrun = [\"x\"]\n";
+    assert_err(
+        &format!("{CHOICES}\n[[condition_groups]]\nquestion = \"q\"\n{steps}"),
+        18,
+        1,
+        "condition group #2 has no `id`",
+        "id = \"features\"",
+    );
+    assert_err(
+        &format!("{CHOICES}\n[[condition_groups]]\nid = \"features\"\n{steps}"),
+        19,
+        6,
+        "duplicate condition group id `features`",
+        "at line 11",
+    );
+    assert_err(
+        &format!("{CHOICES}\n[[condition_groups]]\nid = \"Big Parts\"\n{steps}"),
+        19,
+        6,
+        "bad condition group id `Big Parts`",
+        "e.g. `big-parts`",
+    );
+    assert_err(
+        &format!("{CHOICES}\n[[condition_groups]]\nid = \"more\"\n{steps}"),
+        18,
+        1,
+        "condition group `more` has no `question`",
+        "`--with`",
+    );
+    // Option ids are unique across the track question and every group.
+    assert_err(
+        &format!("{CHOICES}\n[[condition_groups]]\nid = \"more\"\nquestion = \"q\"\n[condition_groups.options]\nhas_ui = \"again\"\n{steps}"),
+        22,
+        1,
+        "option `has_ui` of condition group `more` is also an option of condition group `features` (line 15)",
+        "unique across [tracks] and all condition groups",
+    );
+    assert_err(
+        &format!("{CHOICES}\n[[condition_groups]]\nid = \"more\"\nquestion = \"q\"\n[condition_groups.options]\nexisting = \"x\"\n{steps}"),
+        22,
+        1,
+        "option `existing` of condition group `more` is also an option of [tracks] (line 8)",
+        "",
+    );
+    // Defaults: options of the group itself, one unless `multi`.
+    let group = "\n[[condition_groups]]\nid = \"size\"\nquestion = \"q\"\n";
+    let options = "[condition_groups.options]\nsmall = \"S\"\nlarge = \"L\"\n";
+    assert_err(
+        &format!("{CHOICES}{group}default = [\"small\", \"large\"]\n{options}{steps}"),
+        21,
+        22,
+        "condition group `size` has 2 defaults but is not `multi`",
+        "add `multi = true`",
+    );
+    assert_err(
+        &format!("{CHOICES}{group}default = \"has_ui\"\n{options}{steps}"),
+        21,
+        11,
+        "default `has_ui` is not an option of condition group `size`",
+        "`has_ui` is an option of condition group `features`",
+    );
+    assert_err(
+        &format!(
+            "{CHOICES}{group}multi = true\ndefault = [\"small\", \"small\"]\n{options}{steps}"
+        ),
+        22,
+        21,
+        "`small` is listed twice in `default`",
+        "",
+    );
+    assert_err(
+        &format!("{CHOICES}{group}multi = \"yes\"\n{options}{steps}"),
+        21,
+        9,
+        "expected a boolean for `multi`, found string \"yes\"",
+        "write `multi = true` or `multi = false`",
+    );
+    assert_err(
+        &format!("{CHOICES}{group}mutli = true\n{options}{steps}"),
+        21,
+        1,
+        "unknown key `mutli` in condition group `size`",
+        "did you mean `multi`?",
+    );
+}
+
+#[test]
+fn when_and_tracks_name_known_options() {
+    let step = "[[steps]]\nid = \"s\"\nrun = [\"x\"]\n";
+    assert_err(
+        &with_choices(&format!("{step}when = [\"has_ui\", \"has_dv\"]\n")),
+        21,
+        19,
+        "unknown condition `has_dv`",
+        "did you mean `has_db`? conditions: has_ui, has_db",
+    );
+    assert_err(
+        &with_choices(&format!("{step}when_any = [\"existing\"]\n")),
+        21,
+        13,
+        "unknown condition `existing`",
+        "`existing` is a track, not a condition: use `tracks = [\"existing\"]`",
+    );
+    assert_err(
+        &with_choices(&format!("{step}when_any = []\n")),
+        21,
+        12,
+        "`when_any` is empty in step `s`",
+        "never run",
+    );
+    assert_err(
+        &with_choices(&format!("{step}when = [\"has_ui\", \"has_ui\"]\n")),
+        21,
+        19,
+        "`has_ui` is listed twice in `when`",
+        "",
+    );
+    assert_err(
+        &with_choices(&format!("{step}tracks = \"has_ui\"\n")),
+        21,
+        10,
+        "unknown track `has_ui`",
+        "`has_ui` is a condition, not a track: use `when = [\"has_ui\"]`",
+    );
+    assert_err(
+        &with_choices(&format!("{step}tracks = [\"new_projct\"]\n")),
+        21,
+        11,
+        "unknown track `new_projct`",
+        "did you mean `new_project`? tracks: new_project, existing",
+    );
+    assert_err(
+        &with_choices(&format!("{step}when = 3\n")),
+        21,
+        8,
+        "expected a string or an array of strings for `when`, found integer `3`",
+        "",
+    );
+    // Without the questions.
+    assert_err(
+        &after_two("run = [\"x\"]\nwhen = [\"has_ui\"]\n"),
+        19,
+        9,
+        "`when` names condition `has_ui`, but the workflow has no [[condition_groups]]",
+        "[[condition_groups]]",
+    );
+    assert_err(
+        &after_two("run = [\"x\"]\ntracks = [\"new\"]\n"),
+        19,
+        10,
+        "step `c` has `tracks`, but the workflow has no [tracks]",
+        "[tracks.options]",
+    );
+}
+
+#[test]
+fn context_is_checked() {
+    let run = "run = [\"x\"]\n";
+    assert_err(
+        &after_two(&format!("{run}context = [{{ from = \"d\" }}]\n")),
+        19,
+        20,
+        "`from` names unknown step `d`",
+        "earlier steps: a, b",
+    );
+    assert_err(
+        &after_two(&format!("{run}context = [{{ from = \"c\" }}]\n")),
+        19,
+        20,
+        "step `c` can't take context from itself",
+        "",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ from = \"e\" }}]\n[[steps]]\nid = \"e\"\nrun = [\"x\"]\n"
+        )),
+        19,
+        20,
+        "`from` names step `e`, which comes after step `c`",
+        "context can only come from an earlier step",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ from = \"a\", output = \"schema.jsn\" }}]\n"
+        )),
+        19,
+        34,
+        "`schema.jsn` is not an output of step `a`",
+        "did you mean `schema.json`? outputs of step `a`: `docs/{area}.md`, `schema.json`",
+    );
+    // Outputs are compared as written, placeholders and all.
+    parse_ok(&after_two(&format!(
+        "{run}context = [{{ from = \"a\", output = \"docs/{{area}}.md\" }}]\n"
+    )));
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ from = \"b\", output = \"out.txt\" }}]\n"
+        )),
+        19,
+        34,
+        "step `b` declares no outputs",
+        "leave out `output` to get its final message",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ file = \"x\", output = \"y\" }}]\n"
+        )),
+        19,
+        34,
+        "`output` goes with `from`",
+        "",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ file = \"x\", files = \"y/*\" }}]\n"
+        )),
+        19,
+        33,
+        "a `context` entry has both `file` and `files`",
+        "write one entry for each",
+    );
+    assert_err(
+        &after_two(&format!("{run}context = [{{ required = true }}]\n")),
+        19,
+        12,
+        "a `context` entry of step `c` names nothing to read",
+        "{ from = ",
+    );
+    assert_err(
+        &after_two(&format!("{run}context = [{{ file = \"/etc/passwd\" }}]\n")),
+        19,
+        20,
+        "`file` must stay inside the worktree",
+        "relative to the root of the worktree",
+    );
+    assert_err(
+        &after_two(&format!("{run}context = [{{ files = \"src/../../*\" }}]\n")),
+        19,
+        21,
+        "`files` must stay inside the worktree",
+        "",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ files = \"src/{{aera}}/*\" }}]\n"
+        )),
+        19,
+        26,
+        "unknown placeholder `{aera}`",
+        "did you mean `{area}`?",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ file = \"x\", requried = true }}]\n"
+        )),
+        19,
+        25,
+        "unknown key `requried` in a `context` entry of step `c`",
+        "did you mean `required`?",
+    );
+    assert_err(
+        &after_two(&format!("{run}context = [\"a\"]\n")),
+        19,
+        12,
+        "expected a table for `context`, found string \"a\"",
+        "{ from = \"<earlier step>\" }",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}context = [{{ file = \"x\", required = 1 }}]\n"
+        )),
+        19,
+        36,
+        "expected a boolean for `required`, found integer `1`",
+        "write `required = true`",
+    );
+}
+
+#[test]
+fn context_limit_is_checked() {
+    let run = "run = [\"x\"]\n";
+    let limit = |v: &str| {
+        parse_ok(&after_two(&format!("{run}context_limit = {v}\n"))).steps[2].context_limit
+    };
+    assert_eq!(limit("20000"), Some(20_000));
+    assert_eq!(limit("\"20k\""), Some(20_000));
+    assert_eq!(limit("\"20 kB\""), Some(20_000));
+    assert_eq!(limit("\"1M\""), Some(1_000_000));
+    assert_eq!(limit("\"2MiB\""), Some(2 << 20));
+    assert_eq!(limit("\"512\""), Some(512));
+    assert_err(
+        &after_two(&format!("{run}context_limit = 0\n")),
+        19,
+        17,
+        "`context_limit` must be more than zero",
+        "\"20k\"",
+    );
+    assert_err(
+        &after_two(&format!("{run}context_limit = \"lots\"\n")),
+        19,
+        17,
+        "bad size `lots` for `context_limit`",
+        "write a number of bytes",
+    );
+    assert_err(
+        &after_two(&format!("{run}context_limit = 1.5\n")),
+        19,
+        17,
+        "`context_limit` must be a number of bytes, found float",
+        "",
+    );
+    assert_err(
+        "version = 1\nname = \"x\"\n[defaults]\ncontext_limit = \"-3k\"\n",
+        4,
+        17,
+        "bad size `-3k`",
+        "",
+    );
+}
+
+#[test]
+fn loops_are_checked() {
+    let run = "run = [\"x\"]\n";
+    assert_err(
+        &after_two(&format!(
+            "{run}loop = {{ to = \"d\" }}\n[[steps]]\nid = \"d\"\nrun = [\"x\"]\n"
+        )),
+        19,
+        15,
+        "`to` names step `d`, which comes after step `c`",
+        "a loop goes back",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ to = \"bb\" }}\n")),
+        19,
+        15,
+        "`to` names unknown step `bb`",
+        "did you mean `b`? steps it can name: a, b, c",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ max = 0 }}\n")),
+        19,
+        16,
+        "`max` must be at least 1, found 0",
+        "leave it out for 3",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ max = \"3\" }}\n")),
+        19,
+        16,
+        "`max` must be a whole number, found string",
+        "`max = 3`",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ until = {{}} }}\n")),
+        19,
+        18,
+        "`until` has no `run`",
+        "until = { run = [\"make\", \"test\"] }",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ until = {{ run = [] }} }}\n")),
+        19,
+        26,
+        "`run` is empty in `until`",
+        "",
+    );
+    assert_err(
+        &after_two(&format!(
+            "{run}loop = {{ until = {{ run = [\"{{nope}}\"] }} }}\n"
+        )),
+        19,
+        28,
+        "unknown placeholder `{nope}`",
+        "",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ until = {{ cmd = [\"x\"] }} }}\n")),
+        19,
+        20,
+        "unknown key `cmd` in `until` of step `c`",
+        "allowed keys here: `run`",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ on_max = \"contine\" }}\n")),
+        19,
+        19,
+        "unknown on_max `contine`",
+        "did you mean `continue`? `on_max` is one of: fail, continue",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = {{ maximum = 2 }}\n")),
+        19,
+        10,
+        "unknown key `maximum` in `loop` of step `c`",
+        "did you mean `max`?",
+    );
+    assert_err(
+        &after_two(&format!("{run}loop = \"b\"\n")),
+        19,
+        8,
+        "expected a table for `loop`, found string \"b\"",
+        "loop = { to = ",
+    );
+    assert_err(
+        &after_two(&format!("{run}checkpoint = \"yes\"\n")),
+        19,
+        14,
+        "expected a boolean for `checkpoint`",
+        "write `checkpoint = true` or `checkpoint = false`",
+    );
+}
+
+/// Steps `a`, `b` and `c`, with `b` and `c` in group `g`; `rest` (more steps) starts at line 15.
+fn grouped(rest: &str) -> String {
+    format!(
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\n[[steps]]\nid = \"b\"\nrun = [\"x\"]\ngroup = \"g\"\n[[steps]]\nid = \"c\"\nrun = [\"x\"]\ngroup = \"g\"\n\n{rest}"
+    )
+}
+
+#[test]
+fn parallel_groups_are_checked() {
+    let wf = parse_ok(&grouped(
+        "[[steps]]\nid = \"d\"\nrun = [\"x\"]\nloop = { to = \"b\" }\n",
+    ));
+    assert_eq!(
+        wf.groups,
+        [GroupSpec {
+            id: "g".to_string(),
+            on_conflict: None
+        }],
+        "every group is listed, with or without [groups.<id>]"
+    );
+    assert_err(
+        &grouped("[[steps]]\nid = \"d\"\nrun = [\"x\"]\n[[steps]]\nid = \"e\"\nrun = [\"x\"]\ngroup = \"g\"\n"),
+        21,
+        9,
+        "step `e` is in group `g`, which ended at step `c`",
+        "must be next to each other; move step `e` up after step `c`",
+    );
+    assert_err(
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\ngroup = \"solo\"\n",
+        6,
+        9,
+        "group `solo` has only one step, `a`",
+        "two or more steps",
+    );
+    assert_err(
+        &grouped("[[steps]]\nid = \"d\"\nrun = [\"x\"]\ngroup = \"Checks\"\n"),
+        18,
+        9,
+        "bad group id `Checks`",
+        "e.g. `checks`",
+    );
+    // What a step of a group can't do, because the group is one merge.
+    let e = assert_err(
+        &grouped("[[steps]]\nid = \"d\"\nrun = [\"x\"]\ngroup = \"h\"\nloop = { to = \"a\" }\n[[steps]]\nid = \"e\"\nrun = [\"x\"]\ngroup = \"h\"\n"),
+        19,
+        8,
+        "step `d` is in group `h`, so it can't have a `loop`",
+        "committed as one merge",
+    );
+    assert!(e
+        .hint
+        .expect("hint")
+        .contains("put the loop on a step after the group"));
+    assert_err(
+        &grouped("[[steps]]\nid = \"d\"\nrun = [\"x\"]\ngroup = \"g\"\ncheckpoint = true\n"),
+        19,
+        14,
+        "step `d` is in group `g`, so it can't have `checkpoint`",
+        "committed as one merge",
+    );
+    assert_err(
+        &grouped("[[steps]]\nid = \"d\"\nrun = [\"x\"]\nloop = { to = \"c\" }\n"),
+        18,
+        15,
+        "`to` names step `c`, in the middle of group `g`",
+        "`to = \"b\"`",
+    );
+    // Steps of one group run at the same time: no sessions or context between them.
+    assert_err(
+        &grouped(
+            "[[steps]]\nid = \"d\"\nrun = [\"x\"]\ngroup = \"g\"\ncontext = [{ from = \"b\" }]\n",
+        ),
+        19,
+        20,
+        "`from` names step `b`, which runs at the same time as step `d` in group `g`",
+        "name a step that runs before the group",
+    );
+    assert_err(
+        &grouped("[[steps]]\nid = \"d\"\nengine = \"claude\"\nprompt = \"p\"\ngroup = \"g\"\nsession = \"c\"\n"),
+        20,
+        11,
+        "`session` names step `c`, which runs at the same time as step `d` in group `g`",
+        "",
+    );
+    // [groups.<id>]
+    assert_err(
+        &grouped("[groups.gg]\non_conflict = \"a\"\n"),
+        15,
+        9,
+        "[groups.gg] is not the group of any step",
+        "did you mean `g`? groups of steps: g",
+    );
+    assert_err(
+        "version = 1\nname = \"x\"\n[groups.g]\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\n",
+        3,
+        9,
+        "[groups.g] is not the group of any step",
+        "no step has a `group`",
+    );
+    assert_err(
+        &grouped("[groups.g]\non_conflict = \"b\"\n"),
+        16,
+        15,
+        "`on_conflict` names step `b`, which is in group `g` itself",
+        "a step outside it",
+    );
+    assert_err(
+        &grouped("[groups.g]\non_conflict = \"aa\"\n"),
+        16,
+        15,
+        "`on_conflict` names unknown step `aa`",
+        "did you mean `a`? steps: a, b, c",
+    );
+    assert_err(
+        &grouped("[groups.g]\non_confict = \"a\"\n"),
+        16,
+        1,
+        "unknown key `on_confict` in [groups.g]",
+        "did you mean `on_conflict`?",
+    );
+    assert_err(
+        &grouped("[groups]\ng = \"a\"\n"),
+        16,
+        5,
+        "expected a table for `g`, found string \"a\"",
+        "`[groups.g]`, with `on_conflict = \"<step>\"` under it",
+    );
+    let wf = parse_ok(&grouped("[groups.g]\non_conflict = \"a\"\n"));
+    assert_eq!(wf.groups[0].on_conflict.as_deref(), Some("a"));
+}
+
+#[test]
+fn new_step_keys_have_no_defaults() {
+    assert_err(
+        &with_head("[defaults]\ncheckpoint = true\n"),
+        12,
+        1,
+        "unknown key `checkpoint` in [defaults]",
+        "`checkpoint` can't have a default; set it in each step",
+    );
+    assert_err(
+        &with_head("[defaults]\nprompt_file = \"p.md\"\n"),
+        12,
+        1,
+        "unknown key `prompt_file` in [defaults]",
+        "can't have a default",
+    );
+}
+
+// ---- prompt files -------------------------------------------------------------------------
+
+const PROMPT_STEP: &str = "version = 1\nname = \"x\"\n[vars.area]\ndefault = \"api\"\n[[steps]]\nid = \"design\"\nengine = \"claude\"\nprompt_file = \"prompts/design.md\"\n";
+
+#[test]
+fn prompt_file_is_read_next_to_the_workflow_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("prompts")).expect("create prompts dir");
+    let text = "Design the {area}.\n";
+    std::fs::write(dir.path().join("prompts/design.md"), text).expect("write prompt");
+    std::fs::write(dir.path().join("wf.toml"), PROMPT_STEP).expect("write workflow");
+
+    let wf = parse_with_base("wf.toml", PROMPT_STEP, Some(dir.path())).expect("parses");
+    assert_eq!(wf.steps[0].prompt.as_deref(), Some(text));
+    assert_eq!(wf.source, PROMPT_STEP, "the source stays as written");
+    let files: Vec<_> = wf
+        .prompt_files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(files, [("prompts/design.md", text)]);
+
+    // load: the path is relative to the workflow file, not to the cwd.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("wf.toml");
+    let loaded = load(elsewhere.path(), None, path.to_str().expect("utf-8 path")).expect("loads");
+    assert_eq!(loaded.steps[0].prompt.as_deref(), Some(text));
+
+    // A resume re-parses from the saved files, even once the file is gone or changed.
+    std::fs::remove_file(dir.path().join("prompts/design.md")).expect("remove prompt");
+    let again = parse_with_files("wf.toml", PROMPT_STEP, &wf.prompt_files).expect("re-parses");
+    assert_eq!(again, wf);
+    let e = parse_with_files("wf.toml", PROMPT_STEP, &BTreeMap::new()).expect_err("not saved");
+    assert_eq!(
+        e.to_string(),
+        "wf.toml:8:15: prompt file `prompts/design.md` is not among the files saved with this run"
+    );
+
+    // Missing: the message says which file was tried.
+    let e = parse_with_base("wf.toml", PROMPT_STEP, Some(dir.path())).expect_err("missing");
+    assert_eq!((e.line, e.column), (Some(8), Some(15)));
+    let tried = dir.path().join("prompts/design.md");
+    assert!(
+        e.message
+            .starts_with(&format!("cannot read prompt file {}: ", tried.display())),
+        "{e}"
+    );
+    assert!(
+        e.hint
+            .expect("hint")
+            .contains("relative to the directory of the workflow file"),
+        "hint"
+    );
+}
+
+#[test]
+fn prompt_file_templates_are_checked_in_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("prompts")).expect("create prompts dir");
+    std::fs::write(
+        dir.path().join("prompts/design.md"),
+        "Design\nthe {aera} part.\n",
+    )
+    .expect("write prompt");
+    let e = parse_with_base("wf.toml", PROMPT_STEP, Some(dir.path())).expect_err("bad placeholder");
+    let shown = dir.path().join("prompts/design.md").display().to_string();
+    assert_eq!(e.origin, shown, "the error is placed in the prompt file");
+    assert_eq!((e.line, e.column), (Some(2), Some(5)));
+    assert_eq!(e.message, "unknown placeholder `{aera}`");
+    assert!(e.hint.expect("hint").contains("did you mean `{area}`?"));
+
+    // The saved copy reports errors at the file's path as the workflow names it.
+    let files = BTreeMap::from([("prompts/design.md".to_string(), "{nope}".to_string())]);
+    let e = parse_with_files(".codemachine/workflows/wf.toml", PROMPT_STEP, &files)
+        .expect_err("bad placeholder");
+    assert_eq!(
+        e.to_string(),
+        ".codemachine/workflows/prompts/design.md:1:1: unknown placeholder `{nope}`"
+    );
+
+    // An agent needs something to do.
+    std::fs::write(dir.path().join("prompts/design.md"), " \n").expect("write prompt");
+    let e = parse_with_base("wf.toml", PROMPT_STEP, Some(dir.path())).expect_err("empty");
+    assert_eq!(
+        e.to_string(),
+        "wf.toml:8:15: prompt file `prompts/design.md` of step `design` is empty"
+    );
+}
+
+#[test]
+fn prompt_file_errors() {
+    assert_err(
+        &format!("{PROMPT_STEP}prompt = \"inline\"\n"),
+        8,
+        15,
+        "step `design` has both `prompt` and `prompt_file`",
+        "keep one",
+    );
+    // Text with no file behind it, and built-ins, can't use it.
+    assert_err(
+        PROMPT_STEP,
+        8,
+        15,
+        "`prompt_file` can't be read: this workflow has no directory to read it from",
+        "prompt = '''...'''",
+    );
+    let e = parse("builtin:x", PROMPT_STEP).expect_err("built-ins have no files");
+    assert_eq!(
+        e.to_string(),
+        "builtin:x:8:15: built-in workflows cannot use `prompt_file`"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = parse_with_base(
+        "wf.toml",
+        &PROMPT_STEP.replace("prompts/design.md", ""),
+        Some(dir.path()),
+    )
+    .expect_err("empty path");
+    assert_eq!(e.message, "`prompt_file` is empty");
+    // An agent step without either says both are possible.
+    assert_err(
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\nengine = \"claude\"\n",
+        3,
+        1,
+        "step `a` uses the `claude` engine but has no `prompt`",
+        "`prompt_file = \"prompts/<name>.md\"`",
+    );
+}
+
+#[test]
+fn list_reads_prompt_files_of_repo_workflows() {
+    let repo = tempfile::tempdir().expect("temp dir");
+    let dir = repo.path().join(".codemachine/workflows");
+    std::fs::create_dir_all(dir.join("prompts")).expect("create workflows dir");
+    std::fs::write(dir.join("prompts/design.md"), "Design {area}").expect("write prompt");
+    std::fs::write(
+        dir.join("withfile.toml"),
+        PROMPT_STEP.replace("name = \"x\"", "name = \"withfile\"\ndescription = \"d\""),
+    )
+    .expect("write workflow");
+    let listed = list(Some(repo.path()));
+    assert_eq!(listed[0].0, "withfile");
+    assert_eq!(listed[0].1, "d");
+    let wf = load(repo.path(), Some(repo.path()), "withfile").expect("loads by name");
+    assert_eq!(wf.steps[0].prompt.as_deref(), Some("Design {area}"));
+    assert_eq!(wf.origin, ".codemachine/workflows/withfile.toml");
+}

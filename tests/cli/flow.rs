@@ -331,3 +331,143 @@ context = [ { file = "nowhere.md", required = true } ]
         "the strict step never started"
     );
 }
+
+const CHOOSY: &str = r#"version = 1
+name = "choosy"
+[tracks]
+question = "What kind of project is this?"
+[tracks.options]
+new_project = "Start from scratch"
+existing = "Extend an existing codebase"
+
+[[condition_groups]]
+id = "features"
+question = "Which parts does it have?"
+multi = true
+[condition_groups.options]
+has_ui = "A user interface"
+has_db = "A database"
+
+[[steps]]
+id = "scaffold"
+tracks = ["new_project"]
+run = ["sh", "-c", "echo scaffold >> done.txt"]
+[[steps]]
+id = "schema"
+when = ["has_db"]
+run = ["sh", "-c", "echo schema >> done.txt"]
+[[steps]]
+id = "screens"
+when_any = ["has_ui"]
+run = ["sh", "-c", "echo screens >> done.txt"]
+[[steps]]
+id = "always"
+run = ["sh", "-c", "echo always-{track}-{conditions} >> done.txt"]
+"#;
+
+#[test]
+fn tracks_and_conditions_choose_the_steps() {
+    let env = TestEnv::new();
+    env.workflow("choosy", CHOOSY);
+    // no terminal and no default: the track must be given
+    let r = env.machine_code(2, &["run", "choosy"]);
+    assert!(
+        r.stderr.contains("What kind of project is this?") && r.stderr.contains("--track"),
+        "{r}"
+    );
+    let r = env.machine_code(2, &["run", "choosy", "--track", "old"]);
+    assert!(r.stderr.contains("new_project, existing"), "{r}");
+    let r = env.machine_code(
+        2,
+        &["run", "choosy", "--track", "existing", "--with", "has_cli"],
+    );
+    assert!(r.stderr.contains("has_ui, has_db"), "{r}");
+    assert!(env.runs().is_empty());
+
+    env.machine_ok(&["run", "choosy", "--track", "existing", "--with", "has_db"]);
+    let run = env.last_run();
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:done.txt")]),
+        "schema\nalways-existing-has_db\n"
+    );
+    let log = env.machine_ok(&["log", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
+    assert_eq!(v["skipped"], serde_json::json!(["scaffold", "screens"]));
+    assert_eq!(v["track"], "existing");
+    let human = env.machine_ok(&["log", &run]);
+    assert!(
+        human.stdout.contains("scaffold") && human.stdout.contains("skipped"),
+        "{human}"
+    );
+    let st = env.machine_ok(&["status", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).expect("json");
+    assert_eq!(
+        v["state"], "completed",
+        "a skipped last step does not leave the run open"
+    );
+    assert_eq!(v["conditions"], serde_json::json!(["has_db"]));
+}
+
+#[test]
+fn choices_are_asked_on_a_terminal() {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    use std::io::{Read, Write};
+
+    let env = TestEnv::new();
+    env.workflow("choosy", CHOOSY);
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 40,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("pty");
+    let probe = env.machine_cmd(&["run", "choosy"]);
+    let mut cmd = CommandBuilder::new(crate::common::BIN);
+    cmd.args(["run", "choosy"]);
+    cmd.cwd(&env.repo);
+    cmd.env_clear();
+    for (k, v) in probe.get_envs() {
+        if let (k, Some(v)) = (k, v) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    let mut child = pty.slave.spawn_command(cmd).expect("spawn");
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().expect("reader");
+    let mut writer = pty.master.take_writer().expect("writer");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = |needle: &str, seen: &mut String| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !seen.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let chunk = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("waiting for {needle:?}; saw:\n{seen}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    wait_for("Choose one:", &mut seen);
+    writer.write_all(b"1\r").expect("answer track");
+    wait_for("Choose any", &mut seen);
+    writer.write_all(b"has_ui,2\r").expect("answer conditions");
+    wait_for("completed", &mut seen);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{seen}");
+    let run = env.last_run();
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:done.txt")]),
+        "scaffold\nschema\nscreens\nalways-new_project-has_ui, has_db\n"
+    );
+}

@@ -3,4 +3,6 @@
 
 mod basics;
 mod common;
+#[cfg(feature = "test-fakes")]
+mod engines;
 mod flow;

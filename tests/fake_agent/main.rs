@@ -20,6 +20,9 @@
 //! | `FAKE_RECONNECT <n>` | codex: `n` "Reconnecting..." error events, one a second, then hang |
 //! | `FAKE_SESSION <id>` | use this session id for a new session |
 //!
+//! A line `<cli>: DIRECTIVE` (e.g. `claude: FAKE_ERROR 429`) applies only when impersonating
+//! that CLI (`cursor` for cursor-agent), so one prompt can script a fallback chain.
+//!
 //! A resume flag (`--resume ID`, `exec resume ID`, `-s ID`) keeps the given session id; a
 //! new session gets a fresh id. `--version` prints a version line. With `FAKE_AGENT_LOG` set,
 //! one JSON line per start is appended to that file: `{"cli", "argv", "cwd", "prompt",
@@ -55,9 +58,16 @@ struct Script {
 }
 
 impl Script {
-    fn read(&mut self, text: &str) {
+    /// Read directives; a line `<cli>: DIRECTIVE` applies only when impersonating `<cli>`.
+    fn read(&mut self, cli: Cli, text: &str) {
         for line in text.lines() {
-            let line = line.trim();
+            let mut line = line.trim();
+            if let Some((who, _)) = line.split_once(": FAKE_") {
+                if who != cli.name() {
+                    continue;
+                }
+                line = &line[who.len() + 2..];
+            }
             let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
             let rest = rest.trim();
             match word {
@@ -178,6 +188,19 @@ fn parse_args(cli: Cli, argv: &[String]) -> Args {
             dir: None,
             can_write: !has(argv, "--dry-run"),
         },
+    }
+}
+
+impl Cli {
+    fn name(self) -> &'static str {
+        match self {
+            Cli::Claude => "claude",
+            Cli::Codex => "codex",
+            Cli::Gemini => "gemini",
+            Cli::Opencode => "opencode",
+            Cli::Cursor => "cursor",
+            Cli::Aider => "aider",
+        }
     }
 }
 
@@ -630,14 +653,14 @@ fn main() {
     let mut script = Script::default();
     if let Ok(path) = std::env::var("FAKE_AGENT_SCRIPT") {
         match std::fs::read_to_string(&path) {
-            Ok(text) => script.read(&text),
+            Ok(text) => script.read(cli, &text),
             Err(e) => {
                 eprintln!("fake-agent: cannot read FAKE_AGENT_SCRIPT {path}: {e}");
                 std::process::exit(2);
             }
         }
     }
-    script.read(&args.prompt);
+    script.read(cli, &args.prompt);
     let session = args
         .resume
         .clone()
@@ -645,7 +668,7 @@ fn main() {
         .unwrap_or_else(|| new_id(cli));
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     if let Ok(log) = std::env::var("FAKE_AGENT_LOG") {
-        let line = json!({"cli": format!("{cli:?}").to_lowercase(), "argv": argv, "cwd": cwd,
+        let line = json!({"cli": cli.name(), "argv": argv, "cwd": cwd,
             "prompt": args.prompt, "session": session, "resumed": args.resume.is_some(), "stdin": stdin});
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)

@@ -1,0 +1,486 @@
+//! Agent engines through the real binary, with the fake agent standing in for each CLI
+//! (`tests/fake_agent`, built with `--features test-fakes`). The fake is reached the way a
+//! user's real CLI is: `MACHINE_<ENGINE>_BIN` points at a link named after the CLI, and it
+//! speaks that CLI's output protocol.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{Run, TestEnv};
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
+
+/// (engine, program name, override variable)
+const CLIS: &[(&str, &str, &str)] = &[
+    ("claude", "claude", "MACHINE_CLAUDE_BIN"),
+    ("codex", "codex", "MACHINE_CODEX_BIN"),
+    ("gemini", "gemini", "MACHINE_GEMINI_BIN"),
+    ("opencode", "opencode", "MACHINE_OPENCODE_BIN"),
+    ("cursor", "cursor-agent", "MACHINE_CURSOR_BIN"),
+    ("aider", "aider", "MACHINE_AIDER_BIN"),
+];
+
+struct Fakes {
+    env: TestEnv,
+    bin: PathBuf,
+    log: PathBuf,
+    script: PathBuf,
+    extra: Vec<(String, String)>,
+}
+
+impl Fakes {
+    fn new() -> Fakes {
+        let env = TestEnv::new();
+        let bin = env.tmp.path().join("agents");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        for (_, program, _) in CLIS {
+            std::os::unix::fs::symlink(FAKE, bin.join(program)).expect("link fake agent");
+        }
+        let log = env.tmp.path().join("agent-log.jsonl");
+        let script = env.tmp.path().join("agent-script.txt");
+        std::fs::write(&script, "").expect("script");
+        Fakes {
+            env,
+            bin,
+            log,
+            script,
+            extra: Vec::new(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.env.machine_cmd(args);
+        for (engine, program, var) in CLIS {
+            let _ = engine;
+            cmd.env(var, self.bin.join(program));
+        }
+        cmd.env("FAKE_AGENT_LOG", &self.log)
+            .env("FAKE_AGENT_SCRIPT", &self.script);
+        for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn run(&self, code: i32, args: &[&str]) -> Run {
+        let r = Run::from(self.cmd(args).output().expect("spawn git-machine"));
+        assert_eq!(
+            r.code, code,
+            "git machine {args:?}: expected exit {code}\n{r}"
+        );
+        r
+    }
+
+    /// One agent step `id` with `engine` and `prompt`, plus extra TOML lines for the step.
+    fn one_step(&self, engine: &str, prompt: &str, extra: &str) {
+        self.env.workflow(
+            "t",
+            &format!(
+                "version = 1\nname = \"t\"\ndescription = \"t\"\n\n[[steps]]\nid = \"work\"\nengine = {engine}\nprompt = '''\n{prompt}\n'''\n{extra}\n"
+            ),
+        );
+    }
+
+    /// Every start of the fake agent, as logged: one JSON object each.
+    fn starts(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
+    }
+
+    fn tip(&self) -> String {
+        format!("machine/{}", self.env.last_run())
+    }
+
+    fn trailer(&self, rev: &str, key: &str) -> String {
+        self.env
+            .git(&[
+                "log",
+                "-1",
+                &format!("--format=%(trailers:key={key},valueonly)"),
+                rev,
+            ])
+            .trim()
+            .to_string()
+    }
+
+    fn subject(&self, rev: &str) -> String {
+        self.env
+            .git(&["log", "-1", "--format=%s", rev])
+            .trim()
+            .to_string()
+    }
+
+    fn file_at(&self, rev: &str, path: &str) -> Option<String> {
+        let out = self.env.git_output(&["show", &format!("{rev}:{path}")]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn argv(start: &serde_json::Value) -> Vec<String> {
+    start["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .map(|a| a.as_str().expect("string").to_string())
+        .collect()
+}
+
+#[test]
+fn every_engine_commits_what_its_agent_wrote_with_the_session() {
+    for (engine, _, _) in CLIS {
+        let f = Fakes::new();
+        f.one_step(
+            &format!("\"{engine}\""),
+            "FAKE_WRITE notes/hello.txt hello from the agent\nFAKE_REPLY Wrote the notes\nFAKE_SESSION fixed-session-1",
+            "",
+        );
+        let r = f.run(0, &["run", "t"]);
+        let tip = f.tip();
+        assert_eq!(
+            f.file_at(&tip, "notes/hello.txt").as_deref(),
+            Some("hello from the agent\n"),
+            "{engine}: {r}"
+        );
+        assert_eq!(f.subject(&tip), "work: Wrote the notes", "{engine}");
+        assert_eq!(f.trailer(&tip, "Machine-Engine"), *engine);
+        let session = f.trailer(&tip, "Machine-Session");
+        let expected = if *engine == "aider" {
+            ".aider.chat.history.md"
+        } else {
+            "fixed-session-1"
+        };
+        assert_eq!(session, expected, "{engine}");
+        let starts = f.starts();
+        assert_eq!(starts.len(), 1, "{engine}");
+        assert_eq!(
+            starts[0]["stdin"], "",
+            "{engine}: stdin gets nothing and is closed"
+        );
+        assert_eq!(
+            starts[0]["cli"],
+            if *engine == "cursor" {
+                "cursor"
+            } else {
+                engine
+            }
+        );
+    }
+}
+
+#[test]
+fn a_new_session_gets_the_id_the_agent_printed() {
+    let f = Fakes::new();
+    f.one_step("\"claude\"", "FAKE_REPLY ok", "");
+    f.run(0, &["run", "t"]);
+    let printed = f.starts()[0]["session"]
+        .as_str()
+        .expect("session")
+        .to_string();
+    assert_eq!(f.trailer(&f.tip(), "Machine-Session"), printed);
+}
+
+#[test]
+fn api_errors_fail_the_step_with_the_agents_message_for_every_engine() {
+    let expected = [
+        ("claude", "API Error: 400 scripted 400"),
+        (
+            "codex",
+            "API error 400 (invalid_request_error): scripted 400",
+        ),
+        (
+            "gemini",
+            "API error 400 (invalid_request_error): scripted 400",
+        ),
+        ("opencode", "APIError 400: scripted 400"),
+        ("cursor", "Error: API error (400): scripted 400"),
+        ("aider", "litellm.BadRequestError"),
+    ];
+    for (engine, message) in expected {
+        let f = Fakes::new();
+        f.one_step(&format!("\"{engine}\""), "FAKE_ERROR 400", "");
+        let r = f.run(1, &["run", "t"]);
+        assert!(r.stderr.contains(message), "{engine}: {r}");
+        let tip = f.tip();
+        assert!(f.subject(&tip).starts_with("work: failed ("), "{engine}");
+        assert_eq!(f.trailer(&tip, "Machine-Status"), "failed", "{engine}");
+    }
+}
+
+#[test]
+fn an_error_reported_with_exit_code_zero_still_fails() {
+    for engine in ["claude", "codex", "opencode", "aider"] {
+        let f = Fakes::new();
+        f.one_step(
+            &format!("\"{engine}\""),
+            "FAKE_ERROR 500 upstream broke\nFAKE_EXIT 0",
+            "",
+        );
+        let r = f.run(1, &["run", "t"]);
+        assert!(
+            r.stderr.contains("upstream broke") || r.stderr.contains("500"),
+            "{engine}: {r}"
+        );
+    }
+    // A CLI that exits 0 without its result event did not finish its turn.
+    let f = Fakes::new();
+    f.one_step("\"claude\"", "FAKE_NO_RESULT", "");
+    let r = f.run(1, &["run", "t"]);
+    assert!(r.stderr.contains("without reporting a result"), "{r}");
+}
+
+#[test]
+fn a_denied_write_fails_the_step() {
+    let f = Fakes::new();
+    f.one_step(
+        "\"claude\"",
+        "FAKE_WRITE notes.txt hi",
+        "permissions = \"read\"",
+    );
+    let r = f.run(1, &["run", "t"]);
+    assert!(r.stderr.contains("denied permission for: Write"), "{r}");
+    assert!(f.file_at(&f.tip(), "notes.txt").is_none());
+
+    let f = Fakes::new();
+    f.one_step(
+        "\"codex\"",
+        "FAKE_WRITE notes.txt hi",
+        "permissions = \"read\"",
+    );
+    let r = f.run(1, &["run", "t"]);
+    assert!(r.stderr.contains("read-only sandbox"), "{r}");
+}
+
+#[test]
+fn the_command_line_carries_model_reasoning_permissions_args_and_env() {
+    let f = Fakes::new();
+    f.one_step(
+        "\"claude\"",
+        "-starts with a dash",
+        "model = \"sonnet\"\nreasoning = \"high\"\nargs = [\"--max-turns\", \"7\"]\nenv = { FAKE_MARK = \"x\" }",
+    );
+    f.run(0, &["run", "t"]);
+    let start = &f.starts()[0];
+    let wt = f.env.worktree(&f.env.last_run());
+    assert_eq!(
+        argv(start),
+        [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--model",
+            "sonnet",
+            "--effort",
+            "high",
+            "--permission-mode",
+            "acceptEdits",
+            "--max-turns",
+            "7",
+            "--",
+            "-starts with a dash\n"
+        ]
+    );
+    assert_eq!(
+        Path::new(start["cwd"].as_str().expect("cwd"))
+            .canonicalize()
+            .expect("cwd exists"),
+        wt.canonicalize().expect("worktree")
+    );
+
+    let f = Fakes::new();
+    f.one_step(
+        "\"codex\"",
+        "go",
+        "model = \"gpt-5.5\"\npermissions = \"full\"",
+    );
+    f.run(0, &["run", "t"]);
+    let a = argv(&f.starts()[0]);
+    assert_eq!(a[..3], ["exec", "--json", "--skip-git-repo-check"]);
+    assert!(
+        a.contains(&"--dangerously-bypass-approvals-and-sandbox".to_string()),
+        "{a:?}"
+    );
+    assert!(a.windows(2).any(|w| w[0] == "-C"), "{a:?}");
+}
+
+#[test]
+fn an_agent_that_stops_talking_is_stopped_by_the_idle_timeout() {
+    let f = Fakes::new();
+    f.one_step("\"claude\"", "FAKE_HANG", "idle_timeout = \"1s\"");
+    let started = Instant::now();
+    let r = f.run(1, &["run", "t"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "{r}");
+    assert!(r.stderr.contains("no output for 1s"), "{r}");
+}
+
+#[test]
+fn codex_reconnecting_forever_ends_at_the_timeout_and_says_why() {
+    let f = Fakes::new();
+    f.one_step("\"codex\"", "FAKE_RECONNECT 100", "timeout = \"2s\"");
+    let r = f.run(1, &["run", "t"]);
+    assert!(r.stderr.contains("timed out after 2s"), "{r}");
+    assert!(r.stderr.contains("Reconnecting..."), "{r}");
+}
+
+#[test]
+fn a_missing_or_rate_limited_engine_falls_back_to_the_next() {
+    let mut f = Fakes::new();
+    f.extra
+        .push(("MACHINE_CLAUDE_BIN".into(), "/nonexistent/claude".into()));
+    f.one_step("[\"claude\", \"codex\"]", "FAKE_REPLY done by codex", "");
+    f.run(0, &["run", "t"]);
+    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "codex");
+
+    let f = Fakes::new();
+    f.one_step(
+        "[\"claude\", \"gemini\"]",
+        "claude: FAKE_ERROR 429\nFAKE_REPLY done by gemini",
+        "",
+    );
+    let r = f.run(0, &["run", "t"]);
+    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "gemini", "{r}");
+    assert!(r.stderr.contains("rate-limited"), "{r}");
+    let clis: Vec<_> = f.starts().iter().map(|s| s["cli"].clone()).collect();
+    assert_eq!(clis, ["claude", "gemini"]);
+}
+
+#[test]
+fn run_level_engine_and_model_override_the_workflow() {
+    let f = Fakes::new();
+    f.one_step("\"claude\"", "FAKE_REPLY hi", "model = \"sonnet\"");
+    f.run(
+        0,
+        &["run", "t", "--engine", "opencode", "--model", "fake/other"],
+    );
+    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "opencode");
+    let a = argv(&f.starts()[0]);
+    assert!(a.windows(2).any(|w| w == ["-m", "fake/other"]), "{a:?}");
+}
+
+#[test]
+fn a_step_continues_an_earlier_steps_session() {
+    let f = Fakes::new();
+    f.env.workflow(
+        "t",
+        "version = 1\nname = \"t\"\ndescription = \"t\"\n\
+         [[steps]]\nid = \"first\"\nengine = \"claude\"\nprompt = \"FAKE_SESSION sess-one\"\n\
+         [[steps]]\nid = \"second\"\nengine = \"claude\"\nsession = \"first\"\nprompt = \"go on\"\n",
+    );
+    f.run(0, &["run", "t"]);
+    let starts = f.starts();
+    assert_eq!(starts.len(), 2);
+    assert!(argv(&starts[1])
+        .windows(2)
+        .any(|w| w == ["--resume", "sess-one"]));
+    assert_eq!(f.trailer(&f.tip(), "Machine-Session"), "sess-one");
+}
+
+#[test]
+fn an_interrupted_step_resumes_in_its_own_session() {
+    let f = Fakes::new();
+    f.one_step(
+        "\"claude\"",
+        "FAKE_WRITE partial.txt half done\nFAKE_REPLY finished",
+        "",
+    );
+    std::fs::write(&f.script, "FAKE_SESSION sess-killed\nFAKE_HANG\n").expect("script");
+    let mut child = f
+        .cmd(&["run", "t"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.starts().is_empty() {
+        assert!(Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sends SIGINT to the git-machine child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().expect("wait");
+    assert_ne!(status.code(), Some(0));
+    std::fs::write(&f.script, "").expect("script");
+    let r = f.run(0, &["resume"]);
+    let starts = f.starts();
+    assert_eq!(starts.len(), 2, "{r}");
+    assert!(
+        argv(&starts[1])
+            .windows(2)
+            .any(|w| w == ["--resume", "sess-killed"]),
+        "{:?}",
+        argv(&starts[1])
+    );
+    assert_eq!(f.trailer(&f.tip(), "Machine-Session"), "sess-killed");
+    assert_eq!(
+        f.file_at(&f.tip(), "partial.txt").as_deref(),
+        Some("half done\n")
+    );
+}
+
+#[test]
+fn engines_lists_installed_and_missing_clis() {
+    let mut f = Fakes::new();
+    f.extra
+        .push(("MACHINE_AIDER_BIN".into(), "/nonexistent/aider".into()));
+    let r = f.run(0, &["engines", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let list = list.as_array().expect("array");
+    let names: Vec<_> = list
+        .iter()
+        .map(|e| e["engine"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["claude", "codex", "gemini", "opencode", "cursor", "aider"]
+    );
+    assert_eq!(list[0]["installed"], true);
+    assert_eq!(list[0]["version"], "2.1.197 (Claude Code)");
+    assert_eq!(list[5]["installed"], false);
+    let r = f.run(0, &["engines"]);
+    assert!(r.stdout.contains("codex-cli 0.169.0"), "{r}");
+    assert!(r.stdout.contains("missing"), "{r}");
+}
+
+#[test]
+fn feature_scaffold_runs_four_agent_steps() {
+    let f = Fakes::new();
+    std::fs::write(
+        &f.script,
+        "FAKE_WRITE docs/design/invoices.md # invoices\\n\\nThe design.\nFAKE_REPLY Step done\n",
+    )
+    .expect("script");
+    f.run(
+        0,
+        &["run", "feature-scaffold", "--var", "feature_name=invoices"],
+    );
+    let run = f.env.last_run();
+    let subjects = f.env.subjects(&run);
+    let steps: Vec<&str> = subjects
+        .iter()
+        .filter_map(|s| s.split_once(": ").map(|(id, _)| id))
+        .filter(|id| ["design", "implement", "tests", "docs"].contains(id))
+        .collect();
+    assert_eq!(
+        steps,
+        ["design", "implement", "tests", "docs"],
+        "{subjects:?}"
+    );
+    assert!(f.file_at(&f.tip(), "docs/design/invoices.md").is_some());
+    let first = &f.starts()[0];
+    assert!(first["prompt"]
+        .as_str()
+        .expect("prompt")
+        .contains("docs/design/invoices.md"));
+    assert!(argv(first)
+        .windows(2)
+        .any(|w| w == ["--permission-mode", "acceptEdits"]));
+}

@@ -318,8 +318,27 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
     if files < 50_000 {
         let (id, _, _) = machine_run(env, &repo, "bench");
         machine_rm(env, &repo, &id);
-        env.git(&repo, &["worktree", "add", "-q", wt.to_str().expect("utf-8 path"), "-b", "bench-wt", "HEAD"]);
-        env.git(&repo, &["worktree", "remove", "--force", wt.to_str().expect("utf-8 path")]);
+        env.git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                wt.to_str().expect("utf-8 path"),
+                "-b",
+                "bench-wt",
+                "HEAD",
+            ],
+        );
+        env.git(
+            &repo,
+            &[
+                "worktree",
+                "remove",
+                "--force",
+                wt.to_str().expect("utf-8 path"),
+            ],
+        );
         env.git(&repo, &["branch", "-q", "-D", "bench-wt"]);
     }
 
@@ -421,52 +440,83 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
 struct StatusResult {
     runs: usize,
     create_s: f64,
-    status: Stats,
-    json: Stats,
-    worktree_list: Stats,
+    /// (label, timing) rows, in table order.
+    rows: Vec<(String, Stats)>,
+}
+
+fn time_n(env: &Env, repo: &Path, program: &str, args: &[&str], n: usize) -> Stats {
+    let mut stats = Stats::default();
+    for i in 0..n + 2 {
+        let mut c = env.cmd(program, repo);
+        c.args(args);
+        let d = env.timed(c, program);
+        if i >= 2 {
+            stats.push_d(d);
+        }
+    }
+    stats
 }
 
 fn bench_status(env: &Env, root: &Path, runs: usize) -> StatusResult {
     let repo = root.join("repo-status");
     make_repo(env, &repo, 10);
     write_workflow(&repo, "one", &["true".to_owned()]);
+    let mut rows = Vec::new();
+    rows.push((
+        "`git machine status`, no runs (process floor)".to_owned(),
+        time_n(env, &repo, BIN, &["status"], 20),
+    ));
     let t = Instant::now();
     for _ in 0..runs {
         machine_run(env, &repo, "one");
     }
     let create_s = t.elapsed().as_secs_f64();
-    let mut res = StatusResult {
+    let loose = env.git(&repo, &["count-objects"]);
+    let loose = loose.split_whitespace().next().unwrap_or("?").to_owned();
+    rows.push((
+        format!("**`git machine status`** ({loose} loose objects, as the runs left them)"),
+        time_n(env, &repo, BIN, &["status"], 20),
+    ));
+    rows.push((
+        "**`git machine status --json`** (same)".to_owned(),
+        time_n(env, &repo, BIN, &["status", "--json"], 20),
+    ));
+    rows.push((
+        "`git worktree list --porcelain` (reference)".to_owned(),
+        time_n(env, &repo, "git", &["worktree", "list", "--porcelain"], 20),
+    ));
+    rows.push((
+        "`git for-each-ref refs/heads/machine/` (reference)".to_owned(),
+        time_n(
+            env,
+            &repo,
+            "git",
+            &["for-each-ref", "refs/heads/machine/"],
+            20,
+        ),
+    ));
+    env.git(&repo, &["gc", "-q"]);
+    rows.push((
+        "`git machine status` after `git gc` (objects and refs packed)".to_owned(),
+        time_n(env, &repo, BIN, &["status"], 20),
+    ));
+    rows.push((
+        "`git machine status --json` after `git gc`".to_owned(),
+        time_n(env, &repo, BIN, &["status", "--json"], 20),
+    ));
+    StatusResult {
         runs,
         create_s,
-        status: Stats::default(),
-        json: Stats::default(),
-        worktree_list: Stats::default(),
-    };
-    for (stats, args) in [
-        (&mut res.status, &["status"][..]),
-        (&mut res.json, &["status", "--json"][..]),
-    ] {
-        for i in 0..22 {
-            let mut c = env.cmd(BIN, &repo);
-            c.args(args);
-            let d = env.timed(c, "git-machine status");
-            if i >= 2 {
-                stats.push_d(d);
-            }
-        }
+        rows,
     }
-    for _ in 0..20 {
-        let mut c = env.cmd("git", &repo);
-        c.args(["worktree", "list", "--porcelain"]);
-        res.worktree_list.push_d(env.timed(c, "git worktree list"));
-    }
-    let listed = env
-        .cmd(BIN, &repo)
-        .args(["status", "--json"])
-        .output()
-        .expect("spawn status");
-    assert!(listed.status.success());
-    res
+}
+
+/// The 1-minute load average: other work on the machine shows in every figure.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -488,6 +538,8 @@ fn main() {
         })
         .collect();
     let reps = env_num("OVERHEAD_REPS", 5);
+    // A 100k-file run checks out 100k files: fewer repetitions keep the bench near 10 minutes.
+    let reps_big = env_num("OVERHEAD_REPS_BIG", 2);
     let k = env_num("OVERHEAD_STEPS", 15);
     let runs = env_num("OVERHEAD_RUNS", 200);
 
@@ -497,11 +549,13 @@ fn main() {
         .expect("temp dir");
     let env = Env::new(tmp.path());
     let started = Instant::now();
+    let load_before = loadavg();
     eprintln!("git-machine overhead bench: binary {BIN}, sizes {sizes:?}, {reps} reps, K = {k}");
 
     let mut results = Vec::new();
     for &n in &sizes {
         eprintln!("size {n}:");
+        let reps = if n >= 50_000 { reps_big } else { reps };
         results.push(bench_size(&env, tmp.path(), n, k, reps));
     }
     eprintln!("status with {runs} runs:");
@@ -510,20 +564,28 @@ fn main() {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nAll times in ms: median (min) of {reps} repetitions; K = {k} steps per run.\n"
+        "\nLoad average (1 min) before: {load_before}, after: {}; {} CPUs.",
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let _ = writeln!(
+        out,
+        "\nAll times in ms: median (min) over repetitions ({reps} a size, {reps_big} from 50k files); K = {k} steps per run.\n"
     );
     let _ = writeln!(out, "### Per-step overhead\n");
     let _ = writeln!(
         out,
-        "| files | step interval in run | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
+        "| files | reps | step interval in run | first step's interval | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | **{}** | **{}** | {:.2}× |",
+            "| {} | {} | {} | {} | {} | **{}** | **{}** | {:.2}× |",
             r.files,
+            r.step_interval.0.len(),
             r.step_interval.show(),
+            r.first_interval.show(),
             r.sh_interval.show(),
             r.per_step.show(),
             r.git_commit.show(),
@@ -556,17 +618,9 @@ fn main() {
     );
     let _ = writeln!(out, "| command | time |");
     let _ = writeln!(out, "|---|---:|");
-    let _ = writeln!(out, "| `git machine status` | {} |", status.status.show());
-    let _ = writeln!(
-        out,
-        "| `git machine status --json` | {} |",
-        status.json.show()
-    );
-    let _ = writeln!(
-        out,
-        "| `git worktree list --porcelain` (reference) | {} |",
-        status.worktree_list.show()
-    );
+    for (label, stats) in &status.rows {
+        let _ = writeln!(out, "| {label} | {} |", stats.show());
+    }
     let _ = writeln!(
         out,
         "\n(creating the {} runs took {:.1}s; whole bench {:.0}s)",

@@ -101,12 +101,7 @@ pub struct RefUpdate {
 /// A commit's facts as the runner and the views need them.
 #[derive(Debug, Clone)]
 pub struct CommitInfo {
-    pub oid: Oid,
     pub parents: Vec<Oid>,
-    pub summary: String,
-    pub message: String,
-    /// Seconds since the epoch of the committer date.
-    pub time: i64,
     pub trailers: BTreeMap<String, String>,
 }
 
@@ -325,12 +320,6 @@ impl Repo {
         })
     }
 
-    /// The committer's name and email (for commits authored by the user).
-    pub fn user_ident(&self) -> Result<(String, String)> {
-        let i = self.ident()?;
-        Ok((i.name.clone(), i.email.clone()))
-    }
-
     /// Create a commit object (no ref is moved). `author` = (name, email), default the user.
     pub fn commit(
         &self,
@@ -396,31 +385,11 @@ impl Repo {
         Ok(Some(blob.content().to_vec()))
     }
 
-    /// Names of the entries of the directory `path` in `commit` (empty if absent).
-    pub fn list_dir(&self, commit: Oid, path: &str) -> Result<Vec<String>> {
-        let tree = self.repo.find_commit(commit.0)?.tree()?;
-        let Ok(entry) = tree.get_path(Path::new(path)) else {
-            return Ok(Vec::new());
-        };
-        let Ok(sub) = entry.to_object(&self.repo)?.into_tree() else {
-            return Ok(Vec::new());
-        };
-        Ok(sub
-            .iter()
-            .filter_map(|e| e.name().map(str::to_string))
-            .collect())
-    }
-
     pub fn commit_info(&self, oid: Oid) -> Result<CommitInfo> {
         let c = self.repo.find_commit(oid.0)?;
-        let message = c.message().unwrap_or("").to_string();
         Ok(CommitInfo {
-            oid,
             parents: c.parent_ids().map(Oid).collect(),
-            summary: c.summary().unwrap_or("").to_string(),
-            trailers: parse_trailers(&message),
-            message,
-            time: c.time().seconds(),
+            trailers: parse_trailers(c.message().unwrap_or("")),
         })
     }
 
@@ -611,13 +580,6 @@ impl Worktree {
         self.path.join(".git").exists() && self.git(&["rev-parse", "--git-dir"]).is_ok()
     }
 
-    /// The branch checked out here (full name), `None` if detached.
-    pub fn branch(&self) -> Option<String> {
-        self.git(&["symbolic-ref", "-q", "HEAD"])
-            .ok()
-            .map(|s| s.trim().to_string())
-    }
-
     /// Stage everything (ignored files excluded, except `force` paths) and write the index as a
     /// tree. Staging uses the untracked cache: the worktree is scanned every step.
     pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
@@ -713,13 +675,6 @@ pub fn git_interactive(dir: &Path, args: &[String]) -> Result<i32> {
         .status()
         .map_err(GitError::Spawn)?;
     Ok(status.code().unwrap_or(1))
-}
-
-/// Read one config value through git's own rules (includes `git -c`), `None` if unset.
-pub fn config_get(dir: &Path, key: &str) -> Option<String> {
-    run_git(dir, ["config", "--get", key])
-        .ok()
-        .map(|s| s.trim().to_string())
 }
 
 #[cfg(test)]

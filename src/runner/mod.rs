@@ -149,6 +149,9 @@ impl Runner<'_> {
             reason: None,
             loops: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            group_done: BTreeMap::new(),
+            pending_merge: Vec::new(),
+            conflict_paths: Vec::new(),
         };
         let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
         let dir = id.dir();
@@ -563,145 +566,47 @@ impl Runner<'_> {
         ));
         let started_at = store::now_rfc3339();
         let started = Instant::now();
-        let mut skipped: Vec<String> = Vec::new();
-        let mut ran = None;
-        let engines = if prestart_error.is_some() {
-            &[][..]
-        } else {
-            &step.engines[..]
+        let run = StepRun {
+            step,
+            prompt: &prompt,
+            workdir: &wt.path,
+            log: &log_path,
+            session_path: &session_path,
+            continued: continued.as_ref(),
+            prestart_error,
+            base: tip_before,
+            env: self.env,
+            cancel: self.cancel,
+            echo: self.echo,
+            path_var: path_var.as_deref(),
         };
-        for (i, engine_name) in engines.iter().enumerate() {
-            let Some(engine) = engine::by_name(engine_name) else {
-                skipped.push(format!("{engine_name}: not built into this git machine"));
-                continue;
-            };
-            if let Err(e) = engine.check(path_var.as_deref()) {
-                skipped.push(format!("{engine_name}: {e}"));
-                continue;
-            }
-            let resume_session = continued
-                .as_ref()
-                .filter(|s| &s.engine == engine_name && engine.can_resume())
-                .map(|s| s.id.clone());
-            let input = StepInput {
-                step,
-                prompt: &prompt,
-                workdir: &wt.path,
-                resume_session: resume_session.as_deref(),
-            };
-            let inv = match engine.invocation(&input) {
-                Ok(inv) => inv,
-                Err(e) => {
-                    skipped.push(format!("{engine_name}: {e}"));
-                    continue;
-                }
-            };
-            let mut parser = Inflight {
-                inner: engine.parser(),
-                path: session_path.clone(),
-                engine: engine_name.clone(),
-                written: false,
-            };
-            let limits = process::Limits {
-                timeout: step.timeout,
-                idle_timeout: step
-                    .idle_timeout
-                    .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
-            };
-            let mut on_spawn = |pgid: i32| lock.set_step_pgid(Some(pgid));
-            let mut print = |_: engine::Stream, line: &str| eprintln!("    {line}");
-            let ending = process::run(
-                &inv,
-                &wt.path,
-                &self.env.vars,
-                &log_path,
-                limits,
-                self.cancel,
-                &mut on_spawn,
-                &mut parser,
-                if self.echo { Some(&mut print) } else { None },
-            );
-            lock.set_step_pgid(None);
-            let (ending, mut outcome) = match ending {
-                Ok(ending) => {
-                    let outcome = parser.inner.finish(&ending);
-                    (ending, outcome)
-                }
-                Err(e) => {
-                    // Could not be started: an engine that cannot serve now.
-                    let msg = format!("could not start `{}`: {e}", inv.program);
-                    std::fs::write(&log_path, format!("{msg}\n"))?;
-                    let outcome = engine::Outcome {
-                        error: Some(msg.clone()),
-                        fallback_reason: Some(msg),
-                        ..Default::default()
-                    };
-                    (Ending::Exited(127), outcome)
-                }
-            };
-            if ending == Ending::Cancelled {
-                self.ui.note(&format!(
-                    "{} {} {}",
-                    self.ui.yellow("interrupted"),
-                    step.id,
-                    self.ui.dim(&format!(
-                        "after {}; `git machine resume {id}` continues it",
-                        elapsed(started.elapsed())
-                    ))
-                ));
-                return Ok(StepEnd::Interrupted);
-            }
-            if let (false, Some(reason)) = (outcome.success, &outcome.fallback_reason) {
-                if i + 1 < step.engines.len() {
-                    skipped.push(format!("{engine_name}: {reason}"));
-                    self.ui.note(&format!(
-                        "  {} {engine_name}: {reason}; trying {}",
-                        self.ui.yellow("skipped"),
-                        step.engines[i + 1]
-                    ));
-                    wt.reset_hard(tip_before)?;
-                    continue;
-                }
-            }
-            if outcome.success {
-                let missing: Vec<&str> = step
-                    .outputs
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|o| !wt.path.join(o).exists())
-                    .collect();
-                if !missing.is_empty() {
-                    outcome.success = false;
-                    outcome.error =
-                        Some(format!("declared output missing: {}", missing.join(", ")));
-                }
-            }
-            ran = Some((engine_name.clone(), inv, ending, outcome, resume_session));
-            break;
+        let attempt = attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid))?;
+        for note in &attempt.notes {
+            self.ui
+                .note(&format!("  {} {note}", self.ui.yellow("skipped")));
+        }
+        if attempt.ending == Ending::Cancelled {
+            self.ui.note(&format!(
+                "{} {} {}",
+                self.ui.yellow("interrupted"),
+                step.id,
+                self.ui.dim(&format!(
+                    "after {}; `git machine resume {id}` continues it",
+                    elapsed(started.elapsed())
+                ))
+            ));
+            return Ok(StepEnd::Interrupted);
         }
         let duration = started.elapsed();
-        let (engine_name, inv, ending, outcome, resumed) = match ran {
-            Some(r) => r,
-            None => {
-                let error = prestart_error.unwrap_or_else(|| {
-                    format!("no engine could run this step: {}", skipped.join("; "))
-                });
-                std::fs::write(&log_path, format!("{error}\n"))?;
-                let outcome = engine::Outcome {
-                    error: Some(error),
-                    ..Default::default()
-                };
-                let none = engine::Invocation {
-                    program: String::new(),
-                    args: Vec::new(),
-                    env: Vec::new(),
-                    env_remove: Vec::new(),
-                    stdin: Vec::new(),
-                };
-                let name = step.engines.first().cloned().unwrap_or_default();
-                (name, none, Ending::Exited(127), outcome, None)
-            }
-        };
+        let Attempt {
+            engine: engine_name,
+            inv,
+            ending,
+            outcome,
+            resumed,
+            skipped,
+            ..
+        } = attempt;
         let mut record = StepRecord {
             version: store::FORMAT_VERSION,
             step: step.id.clone(),
@@ -1258,4 +1163,179 @@ pub fn selected(
     when.iter().all(has)
         && (when_any.is_empty() || when_any.iter().any(has))
         && (tracks.is_empty() || record.track.as_ref().is_some_and(|t| tracks.contains(t)))
+}
+
+/// What one step's program run needs, independent of the runner (so parallel members can run
+/// on threads of their own).
+pub struct StepRun<'a> {
+    pub step: &'a ResolvedStep,
+    pub prompt: &'a str,
+    pub workdir: &'a Path,
+    pub log: &'a Path,
+    pub session_path: &'a Path,
+    pub continued: Option<&'a SessionRef>,
+    /// Set when the step must fail before any program starts (e.g. required context missing).
+    pub prestart_error: Option<String>,
+    /// Commit the worktree is reset to before trying the next engine.
+    pub base: Oid,
+    pub env: &'a Env,
+    pub cancel: &'a AtomicBool,
+    pub echo: bool,
+    pub path_var: Option<&'a std::ffi::OsStr>,
+}
+
+/// The result of running a step's program with the first engine that could serve.
+pub struct Attempt {
+    pub engine: String,
+    pub inv: engine::Invocation,
+    pub ending: Ending,
+    pub outcome: engine::Outcome,
+    pub resumed: Option<String>,
+    pub skipped: Vec<String>,
+    /// Engines passed over while running, for the user.
+    pub notes: Vec<String>,
+}
+
+/// Try the step's engines in order; an engine that is missing, cannot start or reports a
+/// fallback reason gives way to the next. `on_spawn` gets the process group (None when done).
+pub fn attempt_step(
+    run: &StepRun<'_>,
+    on_spawn: &mut dyn FnMut(Option<i32>),
+) -> CliResult<Attempt> {
+    let step = run.step;
+    let mut skipped: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
+    let engines = if run.prestart_error.is_some() {
+        &[][..]
+    } else {
+        &step.engines[..]
+    };
+    for (i, engine_name) in engines.iter().enumerate() {
+        let Some(engine) = engine::by_name(engine_name) else {
+            skipped.push(format!("{engine_name}: not built into this git machine"));
+            continue;
+        };
+        if let Err(e) = engine.check(run.path_var) {
+            skipped.push(format!("{engine_name}: {e}"));
+            continue;
+        }
+        let resume_session = run
+            .continued
+            .filter(|s| &s.engine == engine_name && engine.can_resume())
+            .map(|s| s.id.clone());
+        let input = StepInput {
+            step,
+            prompt: run.prompt,
+            workdir: run.workdir,
+            resume_session: resume_session.as_deref(),
+        };
+        let inv = match engine.invocation(&input) {
+            Ok(inv) => inv,
+            Err(e) => {
+                skipped.push(format!("{engine_name}: {e}"));
+                continue;
+            }
+        };
+        let mut parser = Inflight {
+            inner: engine.parser(),
+            path: run.session_path.to_path_buf(),
+            engine: engine_name.clone(),
+            written: false,
+        };
+        let limits = process::Limits {
+            timeout: step.timeout,
+            idle_timeout: step
+                .idle_timeout
+                .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
+        };
+        let mut spawned = |pgid: i32| on_spawn(Some(pgid));
+        let mut print = |_: engine::Stream, line: &str| eprintln!("    {line}");
+        let ending = process::run(
+            &inv,
+            run.workdir,
+            &run.env.vars,
+            run.log,
+            limits,
+            run.cancel,
+            &mut spawned,
+            &mut parser,
+            if run.echo { Some(&mut print) } else { None },
+        );
+        on_spawn(None);
+        let (ending, mut outcome) = match ending {
+            Ok(ending) => {
+                let outcome = parser.inner.finish(&ending);
+                (ending, outcome)
+            }
+            Err(e) => {
+                // Could not be started: an engine that cannot serve now.
+                let msg = format!("could not start `{}`: {e}", inv.program);
+                std::fs::write(run.log, format!("{msg}\n"))?;
+                let outcome = engine::Outcome {
+                    error: Some(msg.clone()),
+                    fallback_reason: Some(msg),
+                    ..Default::default()
+                };
+                (Ending::Exited(127), outcome)
+            }
+        };
+        if ending != Ending::Cancelled && !outcome.success && i + 1 < step.engines.len() {
+            if let Some(reason) = &outcome.fallback_reason {
+                skipped.push(format!("{engine_name}: {reason}"));
+                notes.push(format!(
+                    "{engine_name}: {reason}; trying {}",
+                    step.engines[i + 1]
+                ));
+                Worktree::new(run.workdir.to_path_buf()).reset_hard(run.base)?;
+                continue;
+            }
+        }
+        if outcome.success {
+            let missing: Vec<&str> = step
+                .outputs
+                .iter()
+                .map(String::as_str)
+                .filter(|o| !run.workdir.join(o).exists())
+                .collect();
+            if !missing.is_empty() {
+                outcome.success = false;
+                outcome.error = Some(format!("declared output missing: {}", missing.join(", ")));
+            }
+        }
+        return Ok(Attempt {
+            engine: engine_name.clone(),
+            inv,
+            ending,
+            outcome,
+            resumed: resume_session,
+            skipped,
+            notes,
+        });
+    }
+    let error = run
+        .prestart_error
+        .clone()
+        .unwrap_or_else(|| format!("no engine could run this step: {}", skipped.join("; ")));
+    if let Some(dir) = run.log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(run.log, format!("{error}\n"))?;
+    Ok(Attempt {
+        engine: step.engines.first().cloned().unwrap_or_default(),
+        inv: engine::Invocation {
+            program: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+        },
+        ending: Ending::Exited(127),
+        outcome: engine::Outcome {
+            error: Some(error),
+            ..Default::default()
+        },
+        resumed: None,
+        skipped,
+        notes,
+    })
 }

@@ -23,6 +23,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const BRANCH_PREFIX: &str = "refs/heads/machine/";
 pub const ATTIC_PREFIX: &str = "refs/machine/attic/";
 pub const ATTEMPTS_PREFIX: &str = "refs/machine/attempts/";
+pub const PARALLEL_PREFIX: &str = "refs/machine/parallel/";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -170,6 +171,16 @@ pub struct State {
     /// Agent session of each step that reported one (latest execution).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sessions: BTreeMap<String, SessionRef>,
+    /// Members of the parallel group in progress that finished, with their commits (kept
+    /// reachable under `refs/machine/parallel/`), so a resume reruns only the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_done: BTreeMap<String, String>,
+    /// Members of the group in progress whose merge is still to be done (after a conflict).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_merge: Vec<String>,
+    /// Paths in conflict, when the status is `conflict`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflict_paths: Vec<String>,
 }
 
 /// An agent conversation: which engine holds it and its id there.
@@ -477,6 +488,9 @@ mod tests {
             reason: None,
             loops: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            group_done: BTreeMap::new(),
+            pending_merge: Vec::new(),
+            conflict_paths: Vec::new(),
         };
         let back: State = upgrade(
             &RunId::from_stored("x"),

@@ -1194,7 +1194,7 @@ fn tracks_are_checked() {
         6,
         1,
         "bad option id `New Project`",
-        "e.g. `new_project`",
+        "e.g. `new-project`",
     );
     assert_err(
         &format!("version = 1\nname = \"x\"\n[tracks]\nquestion = \"q\"\ndefault = \"exsting\"\n[tracks.options]\nexisting = \"A\"\nfresh = \"B\"\n{steps}"),
@@ -1273,7 +1273,7 @@ fn condition_groups_are_checked() {
     assert_err(
         &format!("{CHOICES}{group}default = [\"small\", \"large\"]\n{options}{steps}"),
         21,
-        22,
+        21,
         "condition group `size` has 2 defaults but is not `multi`",
         "add `multi = true`",
     );
@@ -1384,14 +1384,14 @@ fn context_is_checked() {
     assert_err(
         &after_two(&format!("{run}context = [{{ from = \"d\" }}]\n")),
         19,
-        20,
+        21,
         "`from` names unknown step `d`",
         "earlier steps: a, b",
     );
     assert_err(
         &after_two(&format!("{run}context = [{{ from = \"c\" }}]\n")),
         19,
-        20,
+        21,
         "step `c` can't take context from itself",
         "",
     );
@@ -1400,7 +1400,7 @@ fn context_is_checked() {
             "{run}context = [{{ from = \"e\" }}]\n[[steps]]\nid = \"e\"\nrun = [\"x\"]\n"
         )),
         19,
-        20,
+        21,
         "`from` names step `e`, which comes after step `c`",
         "context can only come from an earlier step",
     );
@@ -1409,7 +1409,7 @@ fn context_is_checked() {
             "{run}context = [{{ from = \"a\", output = \"schema.jsn\" }}]\n"
         )),
         19,
-        34,
+        35,
         "`schema.jsn` is not an output of step `a`",
         "did you mean `schema.json`? outputs of step `a`: `docs/{area}.md`, `schema.json`",
     );
@@ -1422,7 +1422,7 @@ fn context_is_checked() {
             "{run}context = [{{ from = \"b\", output = \"out.txt\" }}]\n"
         )),
         19,
-        34,
+        35,
         "step `b` declares no outputs",
         "leave out `output` to get its final message",
     );
@@ -1431,7 +1431,7 @@ fn context_is_checked() {
             "{run}context = [{{ file = \"x\", output = \"y\" }}]\n"
         )),
         19,
-        34,
+        35,
         "`output` goes with `from`",
         "",
     );
@@ -1440,7 +1440,7 @@ fn context_is_checked() {
             "{run}context = [{{ file = \"x\", files = \"y/*\" }}]\n"
         )),
         19,
-        33,
+        34,
         "a `context` entry has both `file` and `files`",
         "write one entry for each",
     );
@@ -1454,14 +1454,14 @@ fn context_is_checked() {
     assert_err(
         &after_two(&format!("{run}context = [{{ file = \"/etc/passwd\" }}]\n")),
         19,
-        20,
+        21,
         "`file` must stay inside the worktree",
         "relative to the root of the worktree",
     );
     assert_err(
         &after_two(&format!("{run}context = [{{ files = \"src/../../*\" }}]\n")),
         19,
-        21,
+        22,
         "`files` must stay inside the worktree",
         "",
     );
@@ -1470,7 +1470,7 @@ fn context_is_checked() {
             "{run}context = [{{ files = \"src/{{aera}}/*\" }}]\n"
         )),
         19,
-        26,
+        27,
         "unknown placeholder `{aera}`",
         "did you mean `{area}`?",
     );
@@ -1479,7 +1479,7 @@ fn context_is_checked() {
             "{run}context = [{{ file = \"x\", requried = true }}]\n"
         )),
         19,
-        25,
+        26,
         "unknown key `requried` in a `context` entry of step `c`",
         "did you mean `required`?",
     );
@@ -1495,7 +1495,7 @@ fn context_is_checked() {
             "{run}context = [{{ file = \"x\", required = 1 }}]\n"
         )),
         19,
-        36,
+        37,
         "expected a boolean for `required`, found integer `1`",
         "write `required = true`",
     );
@@ -1614,10 +1614,10 @@ fn loops_are_checked() {
         "did you mean `continue`? `on_max` is one of: fail, continue",
     );
     assert_err(
-        &after_two(&format!("{run}loop = {{ maximum = 2 }}\n")),
+        &after_two(&format!("{run}loop = {{ maxx = 2 }}\n")),
         19,
         10,
-        "unknown key `maximum` in `loop` of step `c`",
+        "unknown key `maxx` in `loop` of step `c`",
         "did you mean `max`?",
     );
     assert_err(
@@ -1709,7 +1709,7 @@ fn parallel_groups_are_checked() {
             "[[steps]]\nid = \"d\"\nrun = [\"x\"]\ngroup = \"g\"\ncontext = [{ from = \"b\" }]\n",
         ),
         19,
-        20,
+        21,
         "`from` names step `b`, which runs at the same time as step `d` in group `g`",
         "name a step that runs before the group",
     );

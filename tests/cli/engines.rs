@@ -51,8 +51,7 @@ impl Fakes {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = self.env.machine_cmd(args);
-        for (engine, program, var) in CLIS {
-            let _ = engine;
+        for (_, program, var) in CLIS {
             cmd.env(var, self.bin.join(program));
         }
         cmd.env("FAKE_AGENT_LOG", &self.log)

@@ -448,7 +448,7 @@ fn choices_are_asked_on_a_terminal() {
         }
     });
     let mut seen = String::new();
-    let mut wait_for = |needle: &str, seen: &mut String| {
+    let wait_for = |needle: &str, seen: &mut String| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !seen.contains(needle) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

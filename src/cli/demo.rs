@@ -39,6 +39,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,
+        jobs: super::DEFAULT_JOBS,
     };
     let (id, end) = runner.start(StartRequest {
         workflow: &wf,

@@ -87,6 +87,30 @@ impl Ctx {
     }
 }
 
+/// How many members of a parallel group run at once: `--jobs`, else `git config machine.jobs`,
+/// else [`DEFAULT_JOBS`].
+pub fn jobs(repo: &Repo, given: Option<usize>) -> CliResult<usize> {
+    if let Some(n) = given {
+        return Ok(n.max(1));
+    }
+    match repo.config_str("machine.jobs") {
+        None => Ok(DEFAULT_JOBS),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "git config machine.jobs is `{v}`, not a positive number"
+                ))
+                .with_hint("set it with `git config machine.jobs 4`")
+            }),
+    }
+}
+
+pub const DEFAULT_JOBS: usize = 4;
+
 /// Find a run by a unique prefix of its id (or the most recent one).
 pub fn find_run(repo: &Repo, given: Option<&str>) -> CliResult<(RunId, crate::git::Oid)> {
     match store::find_run(repo, given)? {

@@ -15,6 +15,9 @@ pub struct ResumeArgs {
     /// Start an interrupted agent step afresh from the last commit instead of continuing its session
     #[arg(long)]
     pub restart_step: bool,
+    /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
@@ -30,6 +33,7 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,
+        jobs: super::jobs(&repo, args.jobs)?,
     };
     runner.resume(&id, args.restart_step)?.into_result(&id)
 }

@@ -42,6 +42,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: false,
+        jobs: 1,
     };
     let checkpoint = runner.last_machine_commit(&id, tip)?;
     let info = store::read_run_at(&repo, &id, checkpoint)?;

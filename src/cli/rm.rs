@@ -25,6 +25,9 @@ pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
     let lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
     let wt = paths.worktree(&id);
     repo.worktree_remove(&wt)?;
+    for member in paths.member_worktrees(&id) {
+        repo.worktree_remove(&member)?;
+    }
     if let Some(logs) = paths.log(&id, "x").parent() {
         let _ = std::fs::remove_dir_all(logs);
     }
@@ -38,7 +41,11 @@ pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
             old: Some(tip),
             new: None,
         }];
-        for prefix in [id.attic_prefix(), format!("{ATTEMPTS_PREFIX}{id}/")] {
+        for prefix in [
+            id.attic_prefix(),
+            format!("{ATTEMPTS_PREFIX}{id}/"),
+            format!("{}{id}/", crate::store::PARALLEL_PREFIX),
+        ] {
             for (name, oid) in repo.refs_under(&prefix)? {
                 updates.push(RefUpdate {
                     name,

@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Never ask questions; use defaults
     #[arg(long)]
     pub no_input: bool,
+    /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
@@ -99,6 +102,7 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,
+        jobs: super::jobs(&repo, args.jobs)?,
     };
     let (id, end) = runner.start(StartRequest {
         workflow: &wf,

@@ -155,6 +155,8 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
             "state": state,
             "next": info.state.next,
             "reason": info.state.reason,
+            "conflict_paths": info.state.conflict_paths,
+            "worktree": Paths::new(repo.common_dir()).worktree(id).display().to_string(),
             "base": info.record.base,
             "started": info.record.started,
             "branch": format!("machine/{id}"),
@@ -192,6 +194,16 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
     if let Some(reason) = &info.state.reason {
         ctx.ui.out(&format!("  {reason}"));
     }
+    if !info.state.conflict_paths.is_empty() {
+        let wt = Paths::new(repo.common_dir()).worktree(id);
+        ctx.ui.out(&format!(
+            "  conflicting paths (resolve them in {}):",
+            wt.display()
+        ));
+        for p in &info.state.conflict_paths {
+            ctx.ui.out(&format!("    {}", ctx.ui.red(p)));
+        }
+    }
     for (step, st, commit, _) in steps {
         let label = match st {
             "done" => ctx.ui.green(st),
@@ -209,7 +221,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
         ));
     }
     match state {
-        "interrupted" | "failed" => ctx
+        "interrupted" | "failed" | "conflict" | "paused" => ctx
             .ui
             .out(&format!("  continue with `git machine resume {id}`")),
         "completed" => ctx.ui.out(&format!(

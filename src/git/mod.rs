@@ -488,6 +488,23 @@ impl Repo {
         Ok(())
     }
 
+    /// A worktree at `path` with a detached HEAD at `commit` (members of parallel groups).
+    pub fn worktree_add_detached(&self, path: &Path, commit: Oid) -> Result<()> {
+        run_git(
+            self.cli_dir(),
+            [
+                OsStr::new("worktree"),
+                OsStr::new("add"),
+                OsStr::new("--force"),
+                OsStr::new("--quiet"),
+                OsStr::new("--detach"),
+                path.as_os_str(),
+                OsStr::new(&commit.to_string()),
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Remove the worktree at `path` (by path; never a global prune).
     pub fn worktree_remove(&self, path: &Path) -> Result<()> {
         let listed = self.worktree_paths()?.iter().any(|p| same_path(p, path));

@@ -12,6 +12,7 @@
 //! never committed twice, and none is lost.
 
 mod context;
+mod parallel;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub struct Runner<'a> {
     pub cancel: &'a AtomicBool,
     /// Print the steps' output as it arrives.
     pub echo: bool,
+    /// How many members of a parallel group run at once.
+    pub jobs: usize,
 }
 
 /// How a run's execution ended, for the exit code.
@@ -57,6 +60,7 @@ pub enum RunEnd {
     Completed,
     Failed,
     Paused,
+    Conflict,
     Interrupted,
 }
 
@@ -64,6 +68,8 @@ impl RunEnd {
     pub fn into_result(self, id: &RunId) -> CliResult {
         match self {
             RunEnd::Completed => Ok(()),
+            RunEnd::Conflict => Err(CliError::new(EXIT_FAILED, format!("run {id} stopped on a merge conflict"))
+                .with_hint(format!("`git machine status {id}` lists the paths; resolve and commit them in the run's worktree, then `git machine resume {id}`"))),
             RunEnd::Paused => Err(CliError::new(EXIT_FAILED, format!("run {id} is paused for review"))
                 .with_hint(format!("look at and edit its worktree, then `git machine resume {id}` commits your changes as a review and goes on"))),
             RunEnd::Failed => Err(CliError::new(
@@ -149,6 +155,7 @@ impl Runner<'_> {
             reason: None,
             loops: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            group_base: None,
             group_done: BTreeMap::new(),
             pending_merge: Vec::new(),
             conflict_paths: Vec::new(),
@@ -222,6 +229,9 @@ impl Runner<'_> {
         if info.state.status == Status::Paused {
             return self.resume_paused(info, tip, &wt, lock);
         }
+        if info.state.status == Status::Conflict {
+            return self.resume_conflict(info, tip, &wt, lock);
+        }
         let inflight = match (&info.state.next, info.state.status) {
             (Some(next), Status::Running) if !restart_step => {
                 let rec = record_name(info.state.seq + 1, next);
@@ -261,6 +271,67 @@ impl Runner<'_> {
             })
         ));
         self.execute(info, lock, inflight)
+    }
+
+    /// Continue after a merge conflict, once the person has resolved and committed it.
+    fn resume_conflict(
+        &mut self,
+        mut info: RunInfo,
+        tip: Oid,
+        wt: &Worktree,
+        lock: RunLock,
+    ) -> CliResult<RunEnd> {
+        let id = info.id.clone();
+        let unmerged = wt.git(&["diff", "--name-only", "--diff-filter=U"])?;
+        let hint = format!(
+            "in {}: edit the files, `git add` them, `git commit`, then `git machine resume {id}`",
+            wt.path.display()
+        );
+        if !unmerged.trim().is_empty() {
+            return Err(CliError::failed(format!(
+                "run {id} still has unresolved conflicts: {}",
+                unmerged.split_whitespace().collect::<Vec<_>>().join(", ")
+            ))
+            .with_hint(hint));
+        }
+        if wt
+            .git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .is_ok()
+        {
+            return Err(CliError::failed(format!(
+                "the merge in run {id}'s worktree is resolved but not committed"
+            ))
+            .with_hint(hint));
+        }
+        let waiting = info
+            .state
+            .pending_merge
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let commit = info
+            .state
+            .group_done
+            .get(&waiting)
+            .and_then(|c| Oid::parse(c));
+        match commit {
+            Some(c) if self.repo.is_ancestor(c, tip)? => {}
+            _ => {
+                return Err(CliError::failed(format!(
+                    "the merge of `{waiting}` into run {id} is not committed yet"
+                ))
+                .with_hint(hint))
+            }
+        }
+        info.tip = tip;
+        self.ui.note(&format!(
+            "{} {} {}  {}",
+            self.ui.bold("resume"),
+            self.ui.cyan(id.as_str()),
+            info.record.workflow,
+            self.ui.dim("after the resolved merge")
+        ));
+        self.execute(info, lock, None)
     }
 
     /// Continue a paused run: what the person changed in the worktree (files, or commits of
@@ -467,6 +538,12 @@ impl Runner<'_> {
         values.extend(builtin_values(&id, &info.record));
         let mut steps = wf.resolve(&values);
         apply_overrides(&mut steps, &info.record.overrides);
+        // Steps that resolve a group's merge conflicts run only for that.
+        let resolvers: Vec<String> = wf
+            .groups
+            .iter()
+            .filter_map(|g| g.on_conflict.clone())
+            .collect();
         let wt = Worktree::new(self.paths.worktree(&id));
         let run_started = Instant::now();
         loop {
@@ -490,7 +567,10 @@ impl Runner<'_> {
             let step = &steps[index];
             let following = steps[index + 1..]
                 .iter()
-                .find(|s| selected(&s.when, &s.when_any, &s.tracks, &info.record))
+                .find(|s| {
+                    selected(&s.when, &s.when_any, &s.tracks, &info.record)
+                        && !resolvers.contains(&s.id)
+                })
                 .map(|s| s.id.clone());
             if !selected(&step.when, &step.when_any, &step.tracks, &info.record) {
                 self.ui.note(&format!(
@@ -503,12 +583,51 @@ impl Runner<'_> {
                 info.state.next = following;
                 continue;
             }
+            if let Some(group) = step.group.clone() {
+                let members: Vec<&ResolvedStep> = steps[index..]
+                    .iter()
+                    .take_while(|s| s.group.as_deref() == Some(group.as_str()))
+                    .filter(|s| selected(&s.when, &s.when_any, &s.tracks, &info.record))
+                    .collect();
+                let after = index
+                    + steps[index..]
+                        .iter()
+                        .take_while(|s| s.group.as_deref() == Some(group.as_str()))
+                        .count();
+                let following = steps[after..]
+                    .iter()
+                    .find(|s| {
+                        selected(&s.when, &s.when_any, &s.tracks, &info.record)
+                            && !resolvers.contains(&s.id)
+                    })
+                    .map(|s| s.id.clone());
+                let resolver = wf
+                    .groups
+                    .iter()
+                    .find(|g| g.id == group)
+                    .and_then(|g| g.on_conflict.as_ref())
+                    .and_then(|r| steps.iter().find(|s| &s.id == r));
+                let ctx = parallel::GroupCtx {
+                    name: group,
+                    first: step.id.clone(),
+                    following,
+                    resolver,
+                };
+                match self.run_group(&mut info, &wt, &members, ctx, &mut lock)? {
+                    StepEnd::Committed => continue,
+                    StepEnd::Failed => return Ok(RunEnd::Failed),
+                    StepEnd::Paused => return Ok(RunEnd::Paused),
+                    StepEnd::Conflict => return Ok(RunEnd::Conflict),
+                    StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
+                }
+            }
             let position = (index + 1, steps.len());
             let resume = inflight.take();
             match self.run_step(&mut info, &wt, step, following, position, resume, &mut lock)? {
                 StepEnd::Committed => {}
                 StepEnd::Failed => return Ok(RunEnd::Failed),
                 StepEnd::Paused => return Ok(RunEnd::Paused),
+                StepEnd::Conflict => return Ok(RunEnd::Conflict),
                 StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
             }
         }
@@ -1036,6 +1155,7 @@ enum StepEnd {
     Committed,
     Failed,
     Paused,
+    Conflict,
     Interrupted,
 }
 

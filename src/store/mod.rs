@@ -102,6 +102,22 @@ impl Paths {
     pub fn worktree(&self, run: &RunId) -> PathBuf {
         self.root.join("worktrees").join(run.as_str())
     }
+    /// Worktree of one member of a parallel group.
+    pub fn member_worktree(&self, run: &RunId, step: &str) -> PathBuf {
+        self.root.join("worktrees").join(format!("{run}--{step}"))
+    }
+    /// All member worktrees of a run that exist.
+    pub fn member_worktrees(&self, run: &RunId) -> Vec<PathBuf> {
+        let prefix = format!("{run}--");
+        std::fs::read_dir(self.root.join("worktrees"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
     pub fn lock(&self, run: &RunId) -> PathBuf {
         self.root.join("locks").join(run.as_str())
     }
@@ -175,6 +191,9 @@ pub struct State {
     /// reachable under `refs/machine/parallel/`), so a resume reruns only the others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group_done: BTreeMap<String, String>,
+    /// The commit the group in progress started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_base: Option<String>,
     /// Members of the group in progress whose merge is still to be done (after a conflict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_merge: Vec<String>,
@@ -389,60 +408,99 @@ pub struct StepCommit {
     pub record: StepRecord,
 }
 
-/// The run's start commit and its step commits in order, read from trailers and records.
+/// The run's start commit and its step executions in record order, read from trailers and
+/// records: step commits on the first-parent chain, members of parallel groups (side parents of
+/// merges), and failure records of groups.
 pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>), StoreError> {
-    let mut found = Vec::new();
+    let id = run.id.as_str();
+    let mut chain = Vec::new();
     let mut cursor = Some(run.tip);
     let mut start = None;
     while let Some(oid) = cursor {
         let info = repo.commit_info(oid)?;
-        if info.trailer("Machine-Run") == Some(run.id.as_str()) {
-            if info.trailer("Machine-Step").is_some() {
-                found.push((oid, false));
-            } else if info.trailer("Machine-Review").is_some() {
-                found.push((oid, true));
-            } else {
-                start = Some(oid);
-                break;
-            }
+        let ours = info.trailer("Machine-Run") == Some(id);
+        if ours
+            && info.trailer("Machine-Step").is_none()
+            && info.trailer("Machine-Review").is_none()
+            && info.trailer("Machine-Group").is_none()
+        {
+            start = Some(oid);
+            break;
         }
         cursor = info.parents.first().copied();
+        chain.push((oid, info));
     }
     let start = start.ok_or_else(|| StoreError::Corrupt {
-        run: run.id.to_string(),
+        run: id.to_string(),
         what: "branch".to_string(),
         detail: "no start commit found on its first-parent chain".to_string(),
     })?;
-    found.reverse();
-    let mut out = Vec::new();
+    chain.reverse();
+    let record = |commit: Oid, name: &str| -> Result<StepRecord, StoreError> {
+        let bytes = repo
+            .read_file(commit, &format!("{}/steps/{name}/step.toml", run.id.dir()))?
+            .ok_or_else(|| StoreError::Corrupt {
+                run: id.to_string(),
+                what: format!("step record {name}"),
+                detail: format!("missing from commit {}", commit.short()),
+            })?;
+        upgrade(&run.id, "step.toml", &bytes)
+    };
+    let mut out: Vec<StepCommit> = Vec::new();
     let mut previous = start;
-    for (oid, review) in found {
-        if review {
-            // A person's review commit: the next step's diff starts after it.
-            previous = oid;
+    for (oid, info) in chain {
+        for side in info.parents.iter().skip(1) {
+            let si = repo.commit_info(*side)?;
+            if si.trailer("Machine-Run") != Some(id) || out.iter().any(|c| c.commit == *side) {
+                continue;
+            }
+            if let (Some(_), Some(name)) =
+                (si.trailer("Machine-Step"), si.trailer("Machine-Record"))
+            {
+                // A member of a parallel group: its diff starts where the group started.
+                let mut base = si.parents.first().copied();
+                while let Some(b) = base {
+                    let bi = repo.commit_info(b)?;
+                    if bi.trailer("Machine-Run") == Some(id) {
+                        break;
+                    }
+                    base = bi.parents.first().copied();
+                }
+                out.push(StepCommit {
+                    commit: *side,
+                    previous: base.unwrap_or(start),
+                    record_name: name.to_string(),
+                    record: record(*side, name)?,
+                });
+            }
+        }
+        if info.trailer("Machine-Run") != Some(id) {
             continue;
         }
-        let info = repo.commit_info(oid)?;
-        let name = info
+        if let Some(name) = info
             .trailer("Machine-Record")
-            .unwrap_or_default()
-            .to_string();
-        let bytes = repo
-            .read_file(oid, &format!("{}/steps/{name}/step.toml", run.id.dir()))?
-            .ok_or_else(|| StoreError::Corrupt {
-                run: run.id.to_string(),
-                what: format!("step record {name}"),
-                detail: format!("missing from commit {}", oid.short()),
-            })?;
-        let record: StepRecord = upgrade(&run.id, "step.toml", &bytes)?;
-        out.push(StepCommit {
-            commit: oid,
-            previous,
-            record_name: name,
-            record,
-        });
+            .filter(|_| info.trailer("Machine-Step").is_some())
+        {
+            out.push(StepCommit {
+                commit: oid,
+                previous,
+                record_name: name.to_string(),
+                record: record(oid, name)?,
+            });
+        } else if let Some(names) = info.trailer("Machine-Records") {
+            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                out.push(StepCommit {
+                    commit: oid,
+                    previous,
+                    record_name: name.to_string(),
+                    record: record(oid, name)?,
+                });
+            }
+        }
+        // Step commits, reviews and merges all start the next step's diff.
         previous = oid;
     }
+    out.sort_by_key(|c| c.record.seq);
     Ok((start, out))
 }
 
@@ -489,6 +547,7 @@ mod tests {
             loops: BTreeMap::new(),
             sessions: BTreeMap::new(),
             group_done: BTreeMap::new(),
+            group_base: None,
             pending_merge: Vec::new(),
             conflict_paths: Vec::new(),
         };

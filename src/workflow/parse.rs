@@ -83,8 +83,8 @@ const LOOP_HINT: &str =
     r#"write a table: `loop = { to = "<step>", max = 3, until = { run = ["make", "test"] } }`"#;
 const UNTIL_HINT: &str = r#"`until = { run = ["make", "test"] }`"#;
 const ON_MAX: &[&str] = &["fail", "continue"];
-const TRACKS_EXAMPLE: &str = "declare them like:\n\n    [tracks]\n    question = \"What kind of project is this?\"\n\n    [tracks.options]\n    new_project = \"Start from scratch\"\n    existing = \"Extend an existing codebase\"";
-const CONDITIONS_EXAMPLE: &str = "declare them like:\n\n    [[condition_groups]]\n    id = \"features\"\n    question = \"Which parts does it have?\"\n    multi = true\n\n    [condition_groups.options]\n    has_ui = \"A user interface\"\n    has_db = \"A database\"";
+const TRACKS_EXAMPLE: &str = "\n\n    [tracks]\n    question = \"What kind of project is this?\"\n\n    [tracks.options]\n    new_project = \"Start from scratch\"\n    existing = \"Extend an existing codebase\"";
+const CONDITIONS_EXAMPLE: &str = "\n\n    [[condition_groups]]\n    id = \"features\"\n    question = \"Which parts does it have?\"\n    multi = true\n\n    [condition_groups.options]\n    has_ui = \"A user interface\"\n    has_db = \"A database\"";
 const SIZE_HINT: &str = r#"write a number of bytes: `20000`, "20k" or "1M""#;
 const OPTION_RULE: &str =
     "an option id uses lowercase letters, digits, '_' and '-', and starts with a letter or digit";
@@ -1284,7 +1284,7 @@ impl Checker<'_> {
             let hint = if is_track {
                 format!("`{name}` is a track, not a condition: use `tracks = [\"{name}\"]`")
             } else if known.is_empty() {
-                format!("declare conditions with [[condition_groups]]; {CONDITIONS_EXAMPLE}")
+                format!("declare conditions like:{CONDITIONS_EXAMPLE}")
             } else {
                 let mut hint = match closest(name, known.iter().copied()) {
                     Some(near) => format!("did you mean `{near}`? "),
@@ -1323,9 +1323,7 @@ impl Checker<'_> {
                     names.span().start,
                     format!("step `{id}` has `tracks`, but the workflow has no [tracks]"),
                 )
-                .with_hint(format!(
-                    "declare the tracks at the top level; {TRACKS_EXAMPLE}"
-                )));
+                .with_hint(format!("declare the tracks like:{TRACKS_EXAMPLE}")));
         };
         let known: Vec<&str> = tracks.options.iter().map(|(o, _)| o.as_str()).collect();
         for (name, at) in &list {
@@ -1535,7 +1533,7 @@ impl Checker<'_> {
         let missing = |at| {
             self.err(at, format!("{} has no options", kind.owner))
                 .with_hint(format!(
-                    "list them with a description each; {}",
+                    "list them with a description each, like:{}",
                     kind.example
                 ))
         };

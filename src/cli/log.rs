@@ -35,16 +35,15 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
         let stat = repo.diffstat(c.previous, c.commit, false)?;
         entries.push((c, stat));
     }
-    let skipped: Vec<String> =
-        match crate::workflow::parse(&info.record.origin, &info.workflow_source) {
-            Ok(wf) => wf
-                .steps
-                .iter()
-                .filter(|s| !crate::runner::selected(&s.when, &s.when_any, &s.tracks, &info.record))
-                .map(|s| s.id.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+    let skipped: Vec<String> = match info.workflow() {
+        Ok(wf) => wf
+            .steps
+            .iter()
+            .filter(|s| !crate::runner::selected(&s.when, &s.when_any, &s.tracks, &info.record))
+            .map(|s| s.id.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     if as_json {
         let list: Vec<_> = entries
             .iter()

@@ -14,6 +14,7 @@ mod run;
 mod show;
 mod status;
 mod validate;
+mod workflows;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -53,6 +54,7 @@ enum Command {
     Apply(apply::ApplyArgs),
     Rm(rm::RmArgs),
     Validate(validate::ValidateArgs),
+    Workflows(workflows::WorkflowsArgs),
     Demo(demo::DemoArgs),
     Engines(engines::EnginesArgs),
 }
@@ -142,6 +144,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Apply(a) => apply::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
         Command::Validate(a) => validate::run(ctx, a),
+        Command::Workflows(a) => workflows::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a),
         Command::Engines(a) => engines::run(ctx, a),
     }

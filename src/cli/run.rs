@@ -53,8 +53,7 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
 
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let (origin, source) = workflow::find(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
-    let wf = workflow::parse(&origin, &source)?;
+    let wf = workflow::load(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
     let vars = wf.bind_vars(&args.vars)?;
     let (track, conditions) =
         super::choices::choose(&wf, args.track.as_deref(), &args.with, !args.no_input)?;

@@ -8,7 +8,6 @@ use super::{find_run, Ctx};
 use crate::git::Repo;
 use crate::store::lock;
 use crate::store::{self, Paths, RunId, RunInfo, Status, StepStatus};
-use crate::workflow;
 
 /// List runs with their state, or show one run's steps
 #[derive(Args, Debug)]
@@ -120,7 +119,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
     let info = store::read_run_at(repo, id, tip)?;
     let state = shown_state(repo, &info);
     let (_, commits) = store::step_commits(repo, &info)?;
-    let step_ids: Vec<String> = match workflow::parse(&info.record.origin, &info.workflow_source) {
+    let step_ids: Vec<String> = match info.workflow() {
         Ok(wf) => wf.steps.iter().map(|s| s.id.clone()).collect(),
         Err(_) => commits.iter().map(|c| c.record.step.clone()).collect(),
     };

@@ -16,14 +16,14 @@ pub struct ValidateArgs {
 
 pub fn run(ctx: &mut Ctx, args: &ValidateArgs) -> CliResult {
     let repo = Repo::discover(&ctx.env.cwd).ok();
-    let (origin, source) = workflow::find(
+    let wf = workflow::load(
         &ctx.env.cwd,
         repo.as_ref().and_then(|r| r.workdir()),
         &args.workflow,
     )?;
-    let wf = workflow::parse(&origin, &source)?;
     ctx.ui.out(&format!(
-        "{origin}: ok — workflow `{}`, {} step{}, {} var{}",
+        "{}: ok — workflow `{}`, {} step{}, {} var{}",
+        wf.origin,
         wf.name,
         wf.steps.len(),
         if wf.steps.len() == 1 { "" } else { "s" },

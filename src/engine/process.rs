@@ -29,6 +29,9 @@ pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// Variables never passed to a step: they would point its git at the user's checkout.
 pub const REMOVED_ENV: &[&str] = &["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"];
 
+/// Where a step's output lines are shown live, if anywhere.
+pub type Echo<'a> = &'a mut dyn FnMut(Stream, &str);
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     pub timeout: Option<Duration>,
@@ -122,7 +125,7 @@ pub fn run(
     cancel: &AtomicBool,
     on_spawn: &mut dyn FnMut(i32),
     parser: &mut dyn EventParser,
-    mut echo: Option<&mut dyn FnMut(Stream, &str)>,
+    mut echo: Option<Echo<'_>>,
 ) -> std::io::Result<Ending> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;

@@ -450,7 +450,11 @@ impl Repo {
         let a = self.repo.find_tree(ancestor.0)?;
         let o = self.repo.find_tree(ours.0)?;
         let t = self.repo.find_tree(theirs.0)?;
-        let mut index = self.repo.merge_trees(&a, &o, &t, None)?;
+        // No rename detection: step records are small look-alike files in distinct folders, and
+        // pairing them up as renames invents conflicts.
+        let mut opts = git2::MergeOptions::new();
+        opts.find_renames(false);
+        let mut index = self.repo.merge_trees(&a, &o, &t, Some(&opts))?;
         if index.has_conflicts() {
             let mut paths = Vec::new();
             for c in index.conflicts()? {
@@ -694,27 +698,6 @@ pub fn git_interactive(dir: &Path, args: &[String]) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trailers_come_from_the_last_paragraph() {
-        let t = parse_trailers("design: wrote it\n\nbody: not a trailer? yes\n\nMachine-Run: abc\nMachine-Step: design\n");
-        assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
-        assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
-        assert!(!t.contains_key("body"));
-    }
-
-    #[test]
-    fn ident_line_is_parsed() {
-        let i = parse_ident("A U Thor <a@example.com> 1112911993 -0130");
-        assert_eq!(i.name, "A U Thor");
-        assert_eq!(i.email, "a@example.com");
-        assert_eq!(i.fixed_time, Some((1112911993, -90)));
-    }
-}
-
 impl Worktree {
     /// The ref the worktree's HEAD points at, read from its admin files without spawning git.
     pub fn head_ref(&self) -> Option<String> {
@@ -770,4 +753,25 @@ pub fn config_from_parameters(key: &str) -> Option<String> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_come_from_the_last_paragraph() {
+        let t = parse_trailers("design: wrote it\n\nbody: not a trailer? yes\n\nMachine-Run: abc\nMachine-Step: design\n");
+        assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
+        assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
+        assert!(!t.contains_key("body"));
+    }
+
+    #[test]
+    fn ident_line_is_parsed() {
+        let i = parse_ident("A U Thor <a@example.com> 1112911993 -0130");
+        assert_eq!(i.name, "A U Thor");
+        assert_eq!(i.email, "a@example.com");
+        assert_eq!(i.fixed_time, Some((1112911993, -90)));
+    }
 }

@@ -29,7 +29,7 @@ use crate::store::{
     StepRecord, StepStatus, ATTEMPTS_PREFIX,
 };
 use crate::ui::{elapsed, Ui};
-use crate::workflow::{self, ResolvedStep, Workflow};
+use crate::workflow::{ResolvedStep, Workflow};
 
 /// What a caller needs to start a run.
 pub struct StartRequest<'a> {
@@ -90,7 +90,12 @@ impl RunEnd {
     }
 }
 
-const RUN_FILES: [&str; 3] = ["run.toml", "state.toml", "workflow.toml"];
+const RUN_FILES: [&str; 4] = [
+    "run.toml",
+    "state.toml",
+    "workflow.toml",
+    store::PROMPT_FILES,
+];
 
 /// Values of the built-in placeholders for a run.
 fn builtin_values(id: &RunId, record: &RunRecord) -> BTreeMap<String, String> {
@@ -162,7 +167,7 @@ impl Runner<'_> {
         };
         let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
         let dir = id.dir();
-        let files = vec![
+        let mut files = vec![
             (format!("{dir}/run.toml"), to_toml(&record).into_bytes()),
             (format!("{dir}/state.toml"), to_toml(&state).into_bytes()),
             (
@@ -170,6 +175,12 @@ impl Runner<'_> {
                 req.workflow.source.clone().into_bytes(),
             ),
         ];
+        if !req.workflow.prompt_files.is_empty() {
+            files.push((
+                format!("{dir}/{}", store::PROMPT_FILES),
+                to_toml(&req.workflow.prompt_files).into_bytes(),
+            ));
+        }
         let tree = self
             .repo
             .tree_with_files(self.repo.tree_of(req.base)?, &files)?;
@@ -204,6 +215,7 @@ impl Runner<'_> {
             record,
             state,
             workflow_source: req.workflow.source.clone(),
+            prompt_files: req.workflow.prompt_files.clone(),
         };
         let end = self.execute(info, lock, None)?;
         Ok((id, end))
@@ -512,13 +524,10 @@ impl Runner<'_> {
             }],
             "git machine: keep an attempt",
         )?;
-        self.ui.note(&format!(
-            "{}",
-            self.ui.dim(&format!(
-                "kept earlier work of the unfinished step as {name} ({})",
-                snapshot.short()
-            ))
-        ));
+        self.ui.note(&self.ui.dim(&format!(
+            "kept earlier work of the unfinished step as {name} ({})",
+            snapshot.short()
+        )));
         Ok(Some(snapshot))
     }
 
@@ -529,7 +538,7 @@ impl Runner<'_> {
         mut inflight: Option<SessionRef>,
     ) -> CliResult<RunEnd> {
         let id = info.id.clone();
-        let wf = workflow::parse(&info.record.origin, &info.workflow_source).map_err(|e| {
+        let wf = info.workflow().map_err(|e| {
             CliError::failed(format!(
                 "the workflow stored in run {id} no longer parses: {e}"
             ))
@@ -1423,7 +1432,7 @@ pub fn attempt_step(
             }
         }
         return Ok(Attempt {
-            engine: engine_name.clone(),
+            engine: engine.name().to_string(),
             inv,
             ending,
             outcome,

@@ -39,6 +39,9 @@ pub struct GroupCtx<'a> {
     pub resolver: Option<&'a ResolvedStep>,
 }
 
+/// A member's attempt, its start time (RFC 3339) and how long it ran.
+type SlotResult = (CliResult<Attempt>, String, Duration);
+
 struct Slot<'a> {
     step: &'a ResolvedStep,
     rec: String,
@@ -77,7 +80,14 @@ impl Runner<'_> {
                 .collect();
             return self.merge_group(info, wt, &ctx, queue, lock);
         }
-        let base = info.tip;
+        // Reruns after a failure start from the group's original base, so that every member,
+        // old or new, merges against the same ancestor.
+        let base = info
+            .state
+            .group_base
+            .as_deref()
+            .and_then(Oid::parse)
+            .unwrap_or(info.tip);
         let done: BTreeMap<String, Oid> = info
             .state
             .group_done
@@ -181,7 +191,7 @@ impl Runner<'_> {
             }
         }
         if !failed.is_empty() {
-            return self.fail_group(info, wt, &ctx, seq, &commits, failed);
+            return self.fail_group(info, wt, &ctx, base, seq, &commits, failed);
         }
         for slot in &slots {
             // Finished members' worktrees are disposable; failed ones stay for a look.
@@ -201,9 +211,9 @@ impl Runner<'_> {
     }
 
     /// Run the slots' programs, at most `jobs` at a time.
-    fn run_slots(&self, slots: &[Slot<'_>]) -> Vec<(CliResult<Attempt>, String, Duration)> {
+    fn run_slots(&self, slots: &[Slot<'_>]) -> Vec<SlotResult> {
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<(CliResult<Attempt>, String, Duration)>>> =
+        let results: Mutex<Vec<Option<SlotResult>>> =
             Mutex::new((0..slots.len()).map(|_| None).collect());
         let path_var = self
             .env
@@ -373,11 +383,13 @@ impl Runner<'_> {
     }
 
     /// Record the failed members on the run branch; finished members stay done.
+    #[allow(clippy::too_many_arguments)]
     fn fail_group(
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
         ctx: &GroupCtx<'_>,
+        base: Oid,
         seq: u32,
         commits: &BTreeMap<String, Oid>,
         failed: Vec<(&Slot<'_>, StepRecord, Attempt)>,
@@ -391,6 +403,7 @@ impl Runner<'_> {
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect();
+        state.group_base = Some(base.to_string());
         let names: Vec<&str> = failed.iter().map(|(s, _, _)| s.step.id.as_str()).collect();
         state.reason = Some(format!(
             "parallel group `{}`: {} failed; `git machine resume` reruns only {}",

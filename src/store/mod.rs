@@ -324,7 +324,23 @@ pub struct RunInfo {
     pub state: State,
     /// The workflow file text the run was started with.
     pub workflow_source: String,
+    /// Prompt files of the workflow as they were at the start (path as written → text).
+    pub prompt_files: BTreeMap<String, String>,
 }
+
+impl RunInfo {
+    /// The workflow as the run was started with it (never the file as it is now).
+    pub fn workflow(&self) -> Result<crate::workflow::Workflow, crate::workflow::WorkflowError> {
+        crate::workflow::parse_with_files(
+            &self.record.origin,
+            &self.workflow_source,
+            &self.prompt_files,
+        )
+    }
+}
+
+/// `prompt_files.toml` of a run: the workflow's prompt files at the start.
+pub const PROMPT_FILES: &str = "prompt_files.toml";
 
 /// Read a run's record and checkpoint from `commit`.
 pub fn read_run_at(repo: &Repo, id: &RunId, commit: Oid) -> Result<RunInfo, StoreError> {
@@ -340,12 +356,23 @@ pub fn read_run_at(repo: &Repo, id: &RunId, commit: Oid) -> Result<RunInfo, Stor
     let record: RunRecord = upgrade(id, "run.toml", &read("run.toml")?)?;
     let state: State = upgrade(id, "state.toml", &read("state.toml")?)?;
     let workflow_source = String::from_utf8_lossy(&read("workflow.toml")?).into_owned();
+    let prompt_files = match repo.read_file(commit, &format!("{dir}/{PROMPT_FILES}"))? {
+        Some(bytes) => {
+            toml::from_str(&String::from_utf8_lossy(&bytes)).map_err(|e| StoreError::Corrupt {
+                run: id.to_string(),
+                what: PROMPT_FILES.to_string(),
+                detail: e.message().to_string(),
+            })?
+        }
+        None => BTreeMap::new(),
+    };
     Ok(RunInfo {
         id: id.clone(),
         tip: commit,
         record,
         state,
         workflow_source,
+        prompt_files,
     })
 }
 

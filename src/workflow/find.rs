@@ -19,6 +19,8 @@ const REPO_WORKFLOWS_DIR: &str = ".codemachine/workflows";
 /// (relative to `cwd`); else `<repo_workdir>/.codemachine/workflows/<name>.toml` if
 /// repo_workdir is Some and that file exists, else a built-in. Returns (origin, source text).
 /// Not found -> WorkflowError naming what was tried and listing available names.
+/// (Callers use [`load`]; this form lets tests look at the text found.)
+#[cfg(test)]
 pub fn find(
     cwd: &Path,
     repo_workdir: Option<&Path>,

@@ -25,10 +25,9 @@ mod vars;
 
 pub use builtin::builtin;
 pub use error::WorkflowError;
-pub use find::{find, list, load};
+pub use find::{list, load};
 pub use model::*;
-pub use parse::{parse, parse_with_base, parse_with_files};
-pub use template::expand;
+pub use parse::{parse, parse_with_files};
 
 #[cfg(test)]
 mod tests;

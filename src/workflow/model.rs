@@ -106,16 +106,6 @@ pub enum Permissions {
     Full,
 }
 
-impl Permissions {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permissions::Read => "read",
-            Permissions::Edit => "edit",
-            Permissions::Full => "full",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// Unique within the workflow; lowercase letters, digits and '-'.

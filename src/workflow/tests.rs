@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::find::find;
+use super::parse::parse_with_base;
+use super::template::expand;
 use super::*;
 
 /// A valid header: version, name, one var with a default and one without.

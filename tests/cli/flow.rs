@@ -471,3 +471,54 @@ fn choices_are_asked_on_a_terminal() {
         "scaffold\nschema\nscreens\nalways-new_project-has_ui, has_db\n"
     );
 }
+
+#[test]
+fn prompt_files_are_read_at_start_and_kept_with_the_run() {
+    let env = TestEnv::new();
+    env.write(
+        ".codemachine/workflows/prompts/design.md",
+        "Design {feature} carefully.\n",
+    );
+    env.workflow(
+        "pf",
+        r#"version = 1
+name = "pf"
+[vars.feature]
+default = "search"
+[[steps]]
+id = "design"
+prompt_file = "prompts/design.md"
+run = ["sh", "-c", "cat > seen.txt"]
+checkpoint = true
+[[steps]]
+id = "again"
+prompt_file = "prompts/design.md"
+run = ["sh", "-c", "cat > seen-again.txt"]
+"#,
+    );
+    env.machine_code(1, &["run", "pf"]);
+    let run = env.last_run();
+    // the prompt file changes after the start: the run keeps what it started with
+    env.write(
+        ".codemachine/workflows/prompts/design.md",
+        "Something else {feature}\n",
+    );
+    env.machine_ok(&["resume", &run]);
+    let branch = format!("machine/{run}");
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:seen.txt")]),
+        "Design search carefully.\n"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:seen-again.txt")]),
+        "Design search carefully.\n"
+    );
+    // a prompt file with an unknown placeholder is an error in that file
+    env.write(
+        ".codemachine/workflows/prompts/bad.md",
+        "line one\nuse {nope} here\n",
+    );
+    env.workflow("bad", "version = 1\nname = \"bad\"\n[[steps]]\nid = \"a\"\nprompt_file = \"prompts/bad.md\"\nrun = [\"true\"]\n");
+    let r = env.machine_code(2, &["validate", "bad"]);
+    assert!(r.stderr.contains("bad.md:2:5"), "{r}");
+}

@@ -3,6 +3,10 @@
 
 mod basics;
 mod common;
+mod e2e;
 #[cfg(feature = "test-fakes")]
 mod engines;
+mod fake_model;
+mod faults;
 mod flow;
+mod parallel;

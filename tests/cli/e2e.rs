@@ -1,0 +1,668 @@
+//! End to end: git machine driving the real Claude Code and Codex CLIs, which talk to the
+//! project's own scripted model server ([`crate::fake_model`]) on 127.0.0.1.
+//!
+//! The CLIs are installed from the npm registry at pinned versions (the versions the engine
+//! adapters were measured against) into `target/agent-clis/<cli>-<version>/`, once per target
+//! folder: a CLI that already answers `--version` there is not installed again. Installing is
+//! serialised by a `OnceLock` per CLI inside the test process and a file lock across
+//! processes. Without npm, or when the registry cannot be reached, every test here prints one
+//! `SKIP: …` line to stderr and passes; `MACHINE_E2E=require` turns that into a failure (for a CI
+//! that must run them), `MACHINE_E2E=off` skips without trying.
+//!
+//! Each test is hermetic: HOME (and `CODEX_HOME`, with a `config.toml` naming the fake
+//! provider) inside the test's temp folder, fake keys only, every provider variable of the
+//! caller removed, proxies pointing at a closed port with `NO_PROXY=127.0.0.1,localhost`,
+//! telemetry and update checks off.
+
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::common::{Run, TestEnv};
+use crate::fake_model::FakeModel;
+
+/// One agent CLI as npm ships it.
+struct Cli {
+    engine: &'static str,
+    package: &'static str,
+    version: &'static str,
+    /// Name of the program in `node_modules/.bin`.
+    program: &'static str,
+    /// git machine's variable naming the program to run.
+    override_var: &'static str,
+}
+
+const CLAUDE: Cli = Cli {
+    engine: "claude",
+    package: "@anthropic-ai/claude-code",
+    version: "2.1.197",
+    program: "claude",
+    override_var: "MACHINE_CLAUDE_BIN",
+};
+
+const CODEX: Cli = Cli {
+    engine: "codex",
+    package: "@openai/codex",
+    version: "0.169.0",
+    program: "codex",
+    override_var: "MACHINE_CODEX_BIN",
+};
+
+/// Limit for one `npm install`.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Limit for one `git machine` command in these tests (the steps' own limits are lower).
+const MACHINE_TIMEOUT: Duration = Duration::from_secs(150);
+
+// ---- installing the CLIs ---------------------------------------------------------------------
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target folder")
+        .join("agent-clis")
+}
+
+/// The installed program of `cli`, or `None` after printing why the test is skipped.
+fn installed(cli: &Cli) -> Option<PathBuf> {
+    static CLAUDE_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static CODEX_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let mode = std::env::var("MACHINE_E2E").unwrap_or_default();
+    if mode == "off" {
+        eprintln!("SKIP: end-to-end tests are off (MACHINE_E2E=off)");
+        return None;
+    }
+    let cell = if cli.engine == "claude" {
+        &CLAUDE_BIN
+    } else {
+        &CODEX_BIN
+    };
+    match cell.get_or_init(|| install(cli)) {
+        Ok(bin) => Some(bin.clone()),
+        Err(why) if mode == "require" => {
+            panic!("{} is needed (MACHINE_E2E=require): {why}", cli.engine)
+        }
+        Err(why) => {
+            eprintln!(
+                "SKIP: {} {} is not available: {why}",
+                cli.package, cli.version
+            );
+            None
+        }
+    }
+}
+
+fn install(cli: &Cli) -> Result<PathBuf, String> {
+    let cache = cache_dir();
+    let prefix = cache.join(format!("{}-{}", cli.engine, cli.version));
+    let bin = prefix.join("node_modules/.bin").join(cli.program);
+    if answers_version(&bin, cli.version) {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&prefix).map_err(|e| format!("cannot create {prefix:?}: {e}"))?;
+    let _lock = FileLock::acquire(&cache.join(".install.lock"))?;
+    if answers_version(&bin, cli.version) {
+        return Ok(bin); // another test process installed it meanwhile
+    }
+    match Command::new("npm").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(_) => return Err("`npm --version` failed".into()),
+        Err(e) => return Err(format!("npm was not found ({e})")),
+    }
+    let log_path = cache.join(format!("install-{}.log", cli.engine));
+    let log = File::create(&log_path).map_err(|e| format!("cannot create {log_path:?}: {e}"))?;
+    let spec = format!("{}@{}", cli.package, cli.version);
+    let started = Instant::now();
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--prefix"])
+        .arg(&prefix)
+        .args([
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--fetch-retries=1",
+            "--fetch-timeout=60000",
+            &spec,
+        ])
+        .env("npm_config_update_notifier", "false")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    let child = npm.spawn().map_err(|e| format!("cannot start npm: {e}"))?;
+    let status = wait_for(child, INSTALL_TIMEOUT);
+    let tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n    ")
+    };
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => {
+            return Err(format!(
+                "`npm install {spec}` failed ({s}); registry unreachable? log {log_path:?}:\n    {}",
+                tail()
+            ))
+        }
+        None => {
+            return Err(format!(
+                "`npm install {spec}` did not finish within {INSTALL_TIMEOUT:?}; log {log_path:?}:\n    {}",
+                tail()
+            ))
+        }
+    }
+    if !answers_version(&bin, cli.version) {
+        return Err(format!(
+            "installed, but {bin:?} does not answer `--version` with {}",
+            cli.version
+        ));
+    }
+    eprintln!(
+        "installed {spec} into {prefix:?} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(bin)
+}
+
+/// Whether `bin --version` prints `version` (run with a throwaway HOME).
+fn answers_version(bin: &Path, version: &str) -> bool {
+    if !bin.exists() {
+        return false;
+    }
+    let Ok(home) = tempfile::tempdir() else {
+        return false;
+    };
+    let out_path = home.path().join("version.out");
+    let Ok(out) = File::create(&out_path) else {
+        return false;
+    };
+    let child = Command::new(bin)
+        .arg("--version")
+        .env("HOME", home.path())
+        .env("DISABLE_AUTOUPDATER", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(child) = child else { return false };
+    wait_for(child, Duration::from_secs(30)).is_some_and(|s| s.success())
+        && std::fs::read_to_string(&out_path).is_ok_and(|o| o.contains(version))
+}
+
+/// Wait for `child`; kill it and return `None` past `limit`.
+fn wait_for(mut child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An exclusive `flock` on a file, released when dropped (or when the process dies).
+struct FileLock(File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<FileLock, String> {
+        let file = File::create(path).map_err(|e| format!("cannot create {path:?}: {e}"))?;
+        // SAFETY: flock on a descriptor we own; it stays open as long as the lock lives.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(format!(
+                "cannot lock {path:?}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(FileLock(file))
+    }
+}
+
+// ---- one hermetic lab per test ---------------------------------------------------------------
+
+/// A repository, a fake model server and one real CLI wired to it.
+struct Lab {
+    env: TestEnv,
+    model: FakeModel,
+    cli: &'static Cli,
+    bin: PathBuf,
+}
+
+impl Lab {
+    /// `None` when the CLI is not available (the test is skipped).
+    fn new(cli: &'static Cli) -> Option<Lab> {
+        let bin = installed(cli)?;
+        let env = TestEnv::new();
+        let model = FakeModel::start();
+        let codex_home = env.home.join(".codex");
+        std::fs::create_dir_all(&codex_home).expect("CODEX_HOME");
+        std::fs::write(
+            codex_home.join("config.toml"),
+            format!(
+                "model = \"gpt-5.5\"\nmodel_provider = \"fake\"\ncheck_for_update_on_startup = false\n\n\
+                 [model_providers.fake]\nname = \"Fake local\"\nbase_url = \"{}/v1\"\n\
+                 env_key = \"FAKE_OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
+                 request_max_retries = 0\nstream_max_retries = 0\n\n\
+                 [analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n\
+                 [features]\nplugins = false\n",
+                model.base_url()
+            ),
+        )
+        .expect("codex config");
+        Some(Lab {
+            env,
+            model,
+            cli,
+            bin,
+        })
+    }
+
+    /// A `git machine` command with the CLI's environment.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.env.machine_cmd(args);
+        const PROVIDER_PREFIXES: &[&str] = &[
+            "ANTHROPIC_",
+            "CLAUDE",
+            "OPENAI_",
+            "CODEX_",
+            "AZURE_",
+            "AWS_",
+            "GOOGLE_",
+            "GEMINI_",
+        ];
+        for (k, _) in std::env::vars() {
+            if PROVIDER_PREFIXES.iter().any(|p| k.starts_with(p))
+                || k.eq_ignore_ascii_case("all_proxy")
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let home = &self.env.home;
+        let nowhere = "http://127.0.0.1:9";
+        cmd.env(self.cli.override_var, &self.bin)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("HTTPS_PROXY", nowhere)
+            .env("https_proxy", nowhere)
+            .env("HTTP_PROXY", nowhere)
+            .env("http_proxy", nowhere)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("DO_NOT_TRACK", "1")
+            .env("NO_UPDATE_NOTIFIER", "1");
+        match self.cli.engine {
+            "claude" => {
+                cmd.env("ANTHROPIC_BASE_URL", self.model.base_url())
+                    .env("ANTHROPIC_API_KEY", "sk-ant-fake-key")
+                    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                    .env("CLAUDE_CODE_MAX_RETRIES", "0")
+                    .env("DISABLE_TELEMETRY", "1")
+                    .env("DISABLE_AUTOUPDATER", "1")
+                    .env("DISABLE_ERROR_REPORTING", "1")
+                    .env("DISABLE_BUG_COMMAND", "1");
+            }
+            _ => {
+                cmd.env("CODEX_HOME", home.join(".codex"))
+                    .env("FAKE_OPENAI_API_KEY", "sk-fake");
+            }
+        }
+        cmd
+    }
+
+    /// Start `git machine args…` with its output going to files in the temp folder.
+    fn spawn(&self, args: &[&str], name: &str) -> (Child, PathBuf, PathBuf) {
+        let out = self.env.tmp.path().join(format!("{name}.out"));
+        let err = self.env.tmp.path().join(format!("{name}.err"));
+        let child = self
+            .cmd(args)
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn git-machine");
+        (child, out, err)
+    }
+
+    /// Run `git machine args…` to its end (at most [`MACHINE_TIMEOUT`]) and require `code`.
+    fn run(&self, code: i32, args: &[&str]) -> Run {
+        let name = format!("machine-{}", args.join("-"));
+        let started = Instant::now();
+        let (child, out, err) = self.spawn(args, &name);
+        let status = wait_for(child, MACHINE_TIMEOUT);
+        let run = Run {
+            code: status.and_then(|s| s.code()).unwrap_or(-1),
+            stdout: std::fs::read_to_string(out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(err).unwrap_or_default(),
+        };
+        assert!(
+            status.is_some(),
+            "git machine {args:?} did not end within {MACHINE_TIMEOUT:?}\n{run}\n{}",
+            self.requests()
+        );
+        assert_eq!(
+            run.code,
+            code,
+            "{}: git machine {args:?}: expected exit {code}\n{run}\n--- model requests\n{}",
+            self.cli.engine,
+            self.requests()
+        );
+        eprintln!(
+            "{}: git machine {} took {:.1}s",
+            self.cli.engine,
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        );
+        run
+    }
+
+    fn requests(&self) -> String {
+        self.model.summary()
+    }
+
+    /// A workflow `e2e` of one agent step `write` with `prompt`, allowed to write files.
+    ///
+    /// Claude Code gets `permissions = "full"`: under `edit` (`--permission-mode acceptEdits`)
+    /// it refuses every write in the run's worktree, which lies inside `.git/` — a "sensitive"
+    /// path for it (see [`claude_with_edit_permissions_writes_in_the_worktree`]). As root it
+    /// needs `IS_SANDBOX=1` for that.
+    fn one_step(&self, prompt: &str) {
+        let permissions = match self.cli.engine {
+            "claude" => "permissions = \"full\"\nenv = { IS_SANDBOX = \"1\" }",
+            _ => "permissions = \"edit\"",
+        };
+        self.one_step_with(prompt, permissions);
+    }
+
+    /// A workflow `e2e` of one agent step `write` with `prompt` and more TOML lines.
+    fn one_step_with(&self, prompt: &str, extra: &str) {
+        self.env.workflow(
+            "e2e",
+            &format!(
+                "version = 1\nname = \"e2e\"\ndescription = \"end to end\"\n\n[[steps]]\n\
+                 id = \"write\"\nengine = \"{}\"\n{extra}\n\
+                 prompt = '''\n{prompt}\n'''\ntimeout = \"2m\"\nidle_timeout = \"90s\"\n",
+                self.cli.engine
+            ),
+        );
+    }
+
+    fn tip(&self) -> String {
+        format!("machine/{}", self.env.last_run())
+    }
+
+    fn trailer(&self, rev: &str, key: &str) -> String {
+        self.env
+            .git(&[
+                "log",
+                "-1",
+                &format!("--format=%(trailers:key={key},valueonly)"),
+                rev,
+            ])
+            .trim()
+            .to_string()
+    }
+
+    fn file_at(&self, rev: &str, path: &str) -> Option<String> {
+        let out = self.env.git_output(&["show", &format!("{rev}:{path}")]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The step record `step.toml` of record `name` (e.g. `01-write`) at the run's tip.
+    fn record(&self, name: &str) -> toml::Value {
+        let run = self.env.last_run();
+        let text = self
+            .file_at(
+                &self.tip(),
+                &format!(".codemachine/runs/{run}/steps/{name}/step.toml"),
+            )
+            .expect("step record");
+        toml::from_str(&text).expect("step.toml is TOML")
+    }
+
+    /// The session id the CLI itself printed first in the step's log (`session_id` of Claude
+    /// Code's events, `thread_id` of Codex's `thread.started`).
+    fn reported_session(&self, record: &str) -> Option<String> {
+        let run = self.env.last_run();
+        let log = self
+            .env
+            .common_dir()
+            .join("machine/logs")
+            .join(&run)
+            .join(format!("{record}.log"));
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| {
+                v.get("session_id")
+                    .or_else(|| v.get("thread_id"))
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string)
+            })
+    }
+
+    /// The in-flight session file of record `name` in any run: `(run, "<engine> <id>")`.
+    fn inflight_session(&self, name: &str) -> Option<(String, String)> {
+        let dir = self.env.common_dir().join("machine/sessions");
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|run| {
+            let text = std::fs::read_to_string(run.path().join(name)).ok()?;
+            let text = text.trim().to_string();
+            (!text.is_empty()).then(|| (run.file_name().to_string_lossy().into_owned(), text))
+        })
+    }
+}
+
+// ---- the tests -------------------------------------------------------------------------------
+
+/// The agent writes a file through the CLI's own tool; the step commit holds it and names
+/// the session the CLI reported.
+fn a_written_file_becomes_the_step_commit(cli: &'static Cli) {
+    let Some(lab) = Lab::new(cli) else { return };
+    let text = format!("hello from {}", cli.engine);
+    lab.one_step(&format!("CREATE_FILE notes/hello.txt {text}"));
+    let r = lab.run(0, &["run", "e2e"]);
+    let tip = lab.tip();
+    assert_eq!(
+        lab.file_at(&tip, "notes/hello.txt").as_deref(),
+        Some(format!("{text}\n").as_str()),
+        "{r}\n{}",
+        lab.requests()
+    );
+    assert_eq!(lab.trailer(&tip, "Machine-Engine"), cli.engine);
+    let session = lab.trailer(&tip, "Machine-Session");
+    assert!(!session.is_empty(), "no Machine-Session trailer\n{r}");
+    assert_eq!(
+        lab.reported_session("01-write").as_deref(),
+        Some(session.as_str()),
+        "the trailer is the session the CLI reported"
+    );
+    let record = lab.record("01-write");
+    assert_eq!(record["session"].as_str(), Some(session.as_str()));
+    assert_eq!(record["status"].as_str(), Some("succeeded"));
+    // The model saw the tool loop: one tool call, then the reply to its result.
+    let notes: Vec<String> = lab
+        .model
+        .requests()
+        .into_iter()
+        .filter(|r| r.offers_tools())
+        .map(|r| r.note)
+        .collect();
+    assert!(
+        notes.first().is_some_and(|n| n.starts_with("tool ")),
+        "{notes:?}"
+    );
+    assert_eq!(notes.get(1).map(String::as_str), Some("text"), "{notes:?}");
+}
+
+#[test]
+fn claude_writes_a_file_that_becomes_the_step_commit() {
+    a_written_file_becomes_the_step_commit(&CLAUDE);
+}
+
+/// The default permissions (`edit`) must let Claude Code write in the worktree. They do not
+/// yet: the worktree is `<repo>/.git/machine/worktrees/<run>`, and Claude Code 2.1.197 treats
+/// every path with a `.git` component as sensitive — `acceptEdits` then denies the write
+/// ("Claude requested permissions to edit … which is a sensitive file."), and neither
+/// `--allowedTools Write(…)`/`Edit(…)` rules nor `--add-dir` lift that; only
+/// `bypassPermissions` does. Un-ignore once worktrees live outside `.git`.
+#[test]
+#[ignore = "runner bug: Claude Code denies edits in worktrees under .git/"]
+fn claude_with_edit_permissions_writes_in_the_worktree() {
+    let Some(lab) = Lab::new(&CLAUDE) else { return };
+    lab.one_step_with("CREATE_FILE notes/hello.txt hello", "permissions = \"edit\"");
+    lab.run(0, &["run", "e2e"]);
+    assert_eq!(
+        lab.file_at(&lab.tip(), "notes/hello.txt").as_deref(),
+        Some("hello\n")
+    );
+}
+
+#[test]
+fn codex_writes_a_file_that_becomes_the_step_commit() {
+    a_written_file_becomes_the_step_commit(&CODEX);
+}
+
+/// git machine is stopped (`signal`) while the model holds back its reply to the agent's
+/// first tool result; `resume` continues the same session: the resumed request carries the
+/// earlier turns (the tool call), and the step commit names the same session.
+fn a_killed_step_resumes_in_its_session(cli: &'static Cli, signal: libc::c_int) {
+    let Some(lab) = Lab::new(cli) else { return };
+    lab.one_step("CREATE_FILE notes/before.txt written before the kill\nSLOW");
+    let (mut child, out, err) = lab.spawn(&["run", "e2e"], "killed");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (run, inflight) = loop {
+        if let (Some(found), true) = (
+            lab.inflight_session("01-write"),
+            lab.model.holding_slow_reply(),
+        ) {
+            break found;
+        }
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            panic!(
+                "{}: never reached the slow reply with a session on disk\n--- stdout\n{}\n--- stderr\n{}\n--- model requests\n{}",
+                cli.engine,
+                std::fs::read_to_string(&out).unwrap_or_default(),
+                std::fs::read_to_string(&err).unwrap_or_default(),
+                lab.requests()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (engine, session) = inflight.split_once(' ').expect("`<engine> <id>`");
+    assert_eq!(engine, cli.engine);
+    let seen_before_kill = lab.model.requests().len();
+    // SAFETY: signals the git-machine child this test started (and still owns).
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+    let status =
+        wait_for(child, Duration::from_secs(30)).expect("git machine ends after the signal");
+    assert_ne!(status.code(), Some(0));
+    assert!(
+        lab.env.worktree(&run).join("notes/before.txt").exists(),
+        "the file written before the kill is in the worktree"
+    );
+
+    lab.run(0, &["resume", &run]);
+    let tip = lab.tip();
+    assert_eq!(lab.trailer(&tip, "Machine-Session"), session);
+    let record = lab.record("01-write");
+    assert_eq!(record["session"].as_str(), Some(session));
+    assert_eq!(record["resumed_session"].as_str(), Some(session));
+    assert_eq!(
+        lab.file_at(&tip, "notes/before.txt").as_deref(),
+        Some("written before the kill\n")
+    );
+    // The first model call after the kill carries the earlier turn: the tool call made before.
+    let requests = lab.model.requests();
+    let first_call = requests
+        .iter()
+        .find_map(|r| r.note.strip_prefix("tool "))
+        .and_then(|n| n.split_whitespace().nth(1))
+        .expect("a tool call before the kill")
+        .to_string();
+    let resumed = requests[seen_before_kill..]
+        .iter()
+        .find(|r| r.offers_tools())
+        .unwrap_or_else(|| panic!("no model call after the kill\n{}", lab.requests()));
+    assert!(
+        resumed.body.contains(&first_call),
+        "{}: the resumed request does not carry the earlier tool call {first_call}:\n{}",
+        cli.engine,
+        resumed.body
+    );
+}
+
+#[test]
+fn claude_step_interrupted_by_sigint_resumes_in_its_session() {
+    a_killed_step_resumes_in_its_session(&CLAUDE, libc::SIGINT);
+}
+
+#[test]
+fn codex_step_killed_by_sigkill_resumes_in_its_session() {
+    a_killed_step_resumes_in_its_session(&CODEX, libc::SIGKILL);
+}
+
+/// An HTTP error from the model fails the step (exit 1) and the error reaches stderr.
+fn an_api_error_fails_the_step(cli: &'static Cli) {
+    let Some(lab) = Lab::new(cli) else { return };
+    lab.one_step("FAKE_HTTP_ERROR 400");
+    let r = lab.run(1, &["run", "e2e"]);
+    assert!(
+        r.stderr.contains("400") && r.stderr.contains("scripted 400"),
+        "{}: the API error is not on stderr\n{r}",
+        cli.engine
+    );
+    let record = lab.record_of_failure();
+    assert_eq!(record.0, "failed", "{r}");
+    assert!(record.1.contains("scripted 400"), "{}", record.1);
+}
+
+impl Lab {
+    /// `(status, error)` of the failed step: its record is kept on the run branch or beside it.
+    fn record_of_failure(&self) -> (String, String) {
+        let out = self.env.git(&["log", "--all", "--format=%H"]);
+        for commit in out.lines() {
+            let tree = self.env.git(&["ls-tree", "-r", "--name-only", commit]);
+            if let Some(path) = tree
+                .lines()
+                .find(|p| p.ends_with("/steps/01-write/step.toml"))
+            {
+                let text = self.file_at(commit, path).expect("record");
+                let v: toml::Value = toml::from_str(&text).expect("TOML");
+                return (
+                    v["status"].as_str().unwrap_or("").to_string(),
+                    v.get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                );
+            }
+        }
+        panic!("no record of the failed step");
+    }
+}
+
+#[test]
+fn claude_api_error_fails_the_step() {
+    an_api_error_fails_the_step(&CLAUDE);
+}
+
+#[test]
+fn codex_api_error_fails_the_step() {
+    an_api_error_fails_the_step(&CODEX);
+}
+
+impl Drop for Lab {
+    /// What the model saw, for the test's output (shown on failure or with `--nocapture`).
+    fn drop(&mut self) {
+        eprintln!("{}: model requests:\n{}", self.cli.engine, self.requests());
+    }
+}

@@ -44,6 +44,10 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         echo: false,
         jobs: 1,
     };
+    let wt = Worktree::new(paths.worktree(&id));
+    if wt.is_valid() {
+        runner.clear_stale_git_locks(&id, &wt)?;
+    }
     let checkpoint = runner.last_machine_commit(&id, tip)?;
     let info = store::read_run_at(&repo, &id, checkpoint)?;
     let (target, updates, message) = if args.undo {
@@ -119,7 +123,6 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             ),
         )
     };
-    let wt = Worktree::new(paths.worktree(&id));
     if wt.is_valid() {
         runner.set_aside(&id, &wt, &info, checkpoint, "rewound")?;
     }

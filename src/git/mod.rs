@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -152,10 +153,13 @@ where
     S: AsRef<OsStr>,
 {
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    // Its own process group: a Ctrl-C meant for git machine must not kill a `git write-tree`
+    // halfway; git machine itself decides when to stop.
     let out = git_command()
         .current_dir(dir)
         .args(&args)
         .stdin(Stdio::null())
+        .process_group(0)
         .output()
         .map_err(GitError::Spawn)?;
     if !out.status.success() {
@@ -467,6 +471,33 @@ impl Repo {
             return Ok(Err(paths));
         }
         Ok(Ok(Oid(index.write_tree_to(&self.repo)?)))
+    }
+
+    /// Lock files that git or libgit2 leave behind when killed mid-update: of `branch`, of the
+    /// refs under each of `prefixes`, and of `wt`'s index. Only safe to remove while holding the
+    /// run's own lock.
+    pub fn stale_locks(
+        &self,
+        branch: &RefName,
+        prefixes: &[String],
+        wt: &Worktree,
+    ) -> Vec<PathBuf> {
+        let mut stale = vec![self.common_dir.join(format!("{}.lock", branch.as_str()))];
+        for prefix in prefixes {
+            if let Ok(entries) = std::fs::read_dir(self.common_dir.join(prefix)) {
+                stale.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "lock")),
+                );
+            }
+        }
+        if let Ok(index_lock) = wt.git(&["rev-parse", "--git-path", "index.lock"]) {
+            stale.push(wt.path.join(index_lock.trim()));
+        }
+        stale.retain(|p| p.exists());
+        stale
     }
 
     // ---- worktrees (git CLI: it owns the worktree admin files and their locking) ----

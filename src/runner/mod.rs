@@ -165,7 +165,6 @@ impl Runner<'_> {
             pending_merge: Vec::new(),
             conflict_paths: Vec::new(),
         };
-        let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
         let dir = id.dir();
         let mut files = vec![
             (format!("{dir}/run.toml"), to_toml(&record).into_bytes()),
@@ -197,6 +196,8 @@ impl Runner<'_> {
             }],
             &format!("git machine: start run {id}"),
         )?;
+        // Locked once the run exists: a kill before this leaves no lock of a run that never was.
+        let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
         let wt_path = self.paths.worktree(&id);
         self.repo.worktree_add(&wt_path, &id.branch())?;
         self.ui.note(&format!(
@@ -462,21 +463,8 @@ impl Runner<'_> {
     /// exists, so the run could never move again; holding the run lock, with any orphaned step
     /// group killed, nothing that could still own them runs.
     pub fn clear_stale_git_locks(&mut self, id: &RunId, wt: &Worktree) -> CliResult {
-        let common = self.repo.common_dir();
-        let mut stale = vec![common.join(format!("{}.lock", id.branch().as_str()))];
-        for prefix in [ATTEMPTS_PREFIX, store::ATTIC_PREFIX] {
-            if let Ok(entries) = std::fs::read_dir(common.join(format!("{prefix}{id}"))) {
-                stale.extend(
-                    entries
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "lock")),
-                );
-            }
-        }
-        if let Ok(index_lock) = wt.git(&["rev-parse", "--git-path", "index.lock"]) {
-            stale.push(wt.path.join(index_lock.trim()));
-        }
+        let prefixes = [format!("{ATTEMPTS_PREFIX}{id}/"), id.attic_prefix()];
+        let stale = self.repo.stale_locks(&id.branch(), &prefixes, wt);
         for path in stale.into_iter().filter(|p| p.exists()) {
             std::fs::remove_file(&path)?;
             self.ui.note(&self.ui.dim(&format!(

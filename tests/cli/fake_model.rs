@@ -27,8 +27,6 @@
 //! a moment where the session has a finished turn on disk and a request in flight — the time
 //! to kill git machine.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -413,15 +411,14 @@ fn anthropic(body: &Value, raw: &str, shared: &Shared) -> (Response, String, boo
     let last = body
         .get("messages")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|m| {
-            matches!(
-                m.get("role").and_then(Value::as_str),
-                Some("user" | "assistant")
-            )
+        .and_then(|messages| {
+            messages.iter().rev().find(|m| {
+                matches!(
+                    m.get("role").and_then(Value::as_str),
+                    Some("user" | "assistant")
+                )
+            })
         })
-        .last()
         .cloned()
         .unwrap_or(Value::Null);
     let after_tool_result = last

@@ -604,12 +604,9 @@ fn ctrl_c_in_a_terminal_stops_the_step_group_and_resume_finishes() {
 }
 
 /// Ctrl-C at any moment (also while git machine stages and commits a step) exits 130, never
-/// as an internal error, and the run resumes. Fails today: the `git` commands git machine runs
-/// share its foreground process group, so the terminal's SIGINT kills them too and the command
-/// ends with exit 101 (`git write-tree` failed). Fix: spawn non-interactive git in a process
-/// group of its own (`process_group(0)` in `run_git`, src/git/mod.rs).
+/// as an internal error, and the run resumes: the `git` commands git machine runs are in a
+/// process group of their own, so the terminal's SIGINT reaches only git machine.
 #[test]
-#[ignore = "Ctrl-C reaches git machine's own git commands; see the doc comment"]
 fn ctrl_c_at_any_moment_exits_130_and_the_run_resumes() {
     let env = TestEnv::new();
     let steps: Vec<Step> = (1..=8)

@@ -958,6 +958,7 @@ impl Runner<'_> {
             error: None,
         };
         let mut loop_request = false;
+        let mut stopped = false;
         let path = wt.path.join(DIRECTIVE_PATH);
         if let Ok(text) = std::fs::read_to_string(&path) {
             std::fs::remove_file(&path)?;
@@ -977,6 +978,7 @@ impl Runner<'_> {
             match d.action.as_str() {
                 "continue" => {}
                 "stop" => {
+                    stopped = true;
                     flow.next = None;
                     flow.reason = Some(format!("stopped by step `{}`: {why}", step.id));
                 }
@@ -1013,11 +1015,7 @@ impl Runner<'_> {
                 }
             }
         }
-        let Some(spec) = step
-            .loop_spec
-            .as_ref()
-            .filter(|_| flow.next.is_some() || loop_request)
-        else {
+        let Some(spec) = step.loop_spec.as_ref().filter(|_| !stopped) else {
             return Ok(flow);
         };
         let wants_loop = if loop_request {

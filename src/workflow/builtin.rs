@@ -10,6 +10,15 @@ const BUILTINS: &[(&str, &str)] = &[
         "feature-scaffold",
         include_str!("../../workflows/feature-scaffold.toml"),
     ),
+    (
+        "spec-driven",
+        include_str!("../../workflows/spec-driven.toml"),
+    ),
+    (
+        "bug-triage",
+        include_str!("../../workflows/bug-triage.toml"),
+    ),
+    ("test-fix", include_str!("../../workflows/test-fix.toml")),
 ];
 
 /// Built-in workflow text by name.

@@ -483,3 +483,129 @@ fn feature_scaffold_runs_four_agent_steps() {
         .windows(2)
         .any(|w| w == ["--permission-mode", "acceptEdits"]));
 }
+
+#[test]
+fn test_fix_loops_until_the_tests_pass() {
+    let f = Fakes::new();
+    std::fs::write(&f.script, "FAKE_WRITE fix.txt fixed\nFAKE_REPLY Fixed it\n").expect("script");
+    // a test command that passes on its third run: the agent is sent back twice
+    let gate = "n=$(cat .runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > .runs; test $n -ge 3";
+    f.run(
+        0,
+        &["run", "test-fix", "--var", &format!("test_command={gate}")],
+    );
+    let run = f.env.last_run();
+    let subjects = f.env.subjects(&run);
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.starts_with("fix: Fixed it"))
+            .count(),
+        3,
+        "{subjects:?}"
+    );
+    assert_eq!(f.starts().len(), 3);
+    assert!(f.starts()[0]["prompt"]
+        .as_str()
+        .expect("prompt")
+        .contains(gate));
+    // never green: fails after 5 passes
+    let f = Fakes::new();
+    std::fs::write(&f.script, "FAKE_REPLY Tried\n").expect("script");
+    let r = f.run(1, &["run", "test-fix", "--var", "test_command=false"]);
+    assert!(r.stderr.contains("max of 5"), "{r}");
+    assert_eq!(f.starts().len(), 5);
+}
+
+#[test]
+fn bug_triage_reproduces_locates_fixes_and_verifies() {
+    let f = Fakes::new();
+    std::fs::write(&f.script, "FAKE_REPLY The cause is in parse()\n").expect("script");
+    f.run(
+        0,
+        &[
+            "run",
+            "bug-triage",
+            "--var",
+            "bug=crash on empty input",
+            "--var",
+            "test_command=true",
+        ],
+    );
+    let run = f.env.last_run();
+    let steps: Vec<String> = f
+        .env
+        .subjects(&run)
+        .iter()
+        .skip(1)
+        .map(|s| s.split(':').next().expect("id").to_string())
+        .collect();
+    assert_eq!(steps, ["reproduce", "locate", "fix", "verify"]);
+    let starts = f.starts();
+    // locate runs read-only and gets the reproduction as context; fix gets both
+    assert!(
+        argv(&starts[1])
+            .windows(2)
+            .any(|w| w == ["--permission-mode", "plan"]),
+        "{:?}",
+        argv(&starts[1])
+    );
+    let fix_prompt = starts[2]["prompt"].as_str().expect("prompt");
+    assert!(
+        fix_prompt.contains("## Result of step `locate`")
+            && fix_prompt.contains("The cause is in parse()"),
+        "{fix_prompt}"
+    );
+}
+
+#[test]
+fn spec_driven_follows_the_track_conditions_and_checkpoint() {
+    let f = Fakes::new();
+    std::fs::write(
+        &f.script,
+        "FAKE_WRITE docs/spec/product.md product\nFAKE_WRITE docs/spec/requirements.md reqs\nFAKE_WRITE docs/spec/architecture.md arch\nFAKE_WRITE docs/spec/api.md api\nFAKE_REPLY ok\n",
+    )
+    .expect("script");
+    let r = f.run(
+        1,
+        &[
+            "run",
+            "spec-driven",
+            "--var",
+            "idea=a todo app",
+            "--var",
+            "test_command=true",
+            "--track",
+            "new_project",
+            "--with",
+            "has_api",
+        ],
+    );
+    assert!(
+        r.stderr.contains("paused"),
+        "the architecture waits for a person: {r}"
+    );
+    let run = f.env.last_run();
+    f.run(0, &["resume", &run]);
+    let steps: Vec<String> = f
+        .env
+        .subjects(&run)
+        .iter()
+        .skip(1)
+        .map(|s| s.split(':').next().expect("id").to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "product-owner",
+            "analyst",
+            "architect",
+            "api-design",
+            "implement",
+            "review"
+        ]
+    );
+    let log = f.run(0, &["log", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
+    assert_eq!(v["skipped"], serde_json::json!(["survey", "data-design"]));
+}

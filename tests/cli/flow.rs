@@ -522,3 +522,58 @@ run = ["sh", "-c", "cat > seen-again.txt"]
     let r = env.machine_code(2, &["validate", "bad"]);
     assert!(r.stderr.contains("bad.md:2:5"), "{r}");
 }
+
+#[test]
+fn kill_9_inside_a_loop_resumes_to_the_same_end_result() {
+    let reference = TestEnv::new();
+    reference.workflow("counting", &counting(5, ""));
+    reference.machine_ok(&["run", "counting"]);
+    let ref_run = reference.last_run();
+    let expected_steps: Vec<String> = reference
+        .subjects(&ref_run)
+        .iter()
+        .skip(1)
+        .cloned()
+        .collect();
+    let expected_count = reference.git(&["show", &format!("machine/{ref_run}:count.txt")]);
+
+    let env = TestEnv::new();
+    env.workflow(
+        "counting",
+        &counting(5, "").replace(
+            "echo pass >> count.txt;",
+            "echo pass >> count.txt; sleep 0.3;",
+        ),
+    );
+    let mut child = env
+        .machine_cmd(&["run", "counting"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // kill once the loop has gone round at least once
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let runs = env.runs();
+        if let Some(run) = runs.first() {
+            let n = env.git(&["rev-list", "--count", &format!("main..machine/{run}")]);
+            if n.trim().parse::<u32>().unwrap_or(0) >= 4 {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop never went round"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let run = env.last_run();
+    env.machine_ok(&["resume", &run]);
+    let steps: Vec<String> = env.subjects(&run).iter().skip(1).cloned().collect();
+    assert_eq!(steps, expected_steps);
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:count.txt")]),
+        expected_count
+    );
+}

@@ -96,6 +96,42 @@ impl Engine for ClaudeEngine {
         Box::new(ClaudeParser::default())
     }
 
+    /// `$CLAUDE_CONFIG_DIR` (default `~/.claude`)`/projects/<workdir, every character other
+    /// than a letter, digit or '-' made '-'>/<session>.jsonl`, as Claude Code 2.x lays it out.
+    fn transcript_path(
+        &self,
+        env: &[(String, String)],
+        workdir: &std::path::Path,
+        session: &str,
+    ) -> Option<std::path::PathBuf> {
+        let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let config = match var("CLAUDE_CONFIG_DIR") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => std::path::PathBuf::from(var("HOME")?).join(".claude"),
+        };
+        let project: String = workdir
+            .to_string_lossy()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let safe = !session.is_empty()
+            && session
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        safe.then(|| {
+            config
+                .join("projects")
+                .join(project)
+                .join(format!("{session}.jsonl"))
+        })
+    }
+
     fn can_resume(&self) -> bool {
         true
     }

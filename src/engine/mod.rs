@@ -125,6 +125,18 @@ pub trait Engine {
     fn can_resume(&self) -> bool {
         false
     }
+    /// Where the CLI keeps the transcript of `session` when run in `workdir`, for CLIs that keep
+    /// sessions per working directory: git machine saves it into the step record and restores
+    /// it there before resuming on another clone or machine. `env` is the user's environment.
+    fn transcript_path(
+        &self,
+        env: &[(String, String)],
+        workdir: &Path,
+        session: &str,
+    ) -> Option<std::path::PathBuf> {
+        let _ = (env, workdir, session);
+        None
+    }
 }
 
 /// The engine called `name`, if this build has it. Agent engines read their program override

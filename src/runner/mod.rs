@@ -13,6 +13,7 @@
 
 mod context;
 mod parallel;
+mod transcript;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -696,6 +697,16 @@ impl Runner<'_> {
             echo: self.echo,
             path_var: path_var.as_deref(),
         };
+        if let Some(s) = run.continued {
+            if let Some(path) = transcript::restore(&s.engine, &self.env.vars, wt, &id, &s.id)? {
+                self.ui.note(&self.ui.dim(&format!(
+                    "  restored the {} session {} from the run's records to {}",
+                    s.engine,
+                    s.id,
+                    path.display()
+                )));
+            }
+        }
         let attempt = attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid))?;
         for note in &attempt.notes {
             self.ui
@@ -831,6 +842,10 @@ impl Runner<'_> {
             state.reason = Some(format!("step `{}` failed: {error}", step.id));
         }
         record.summary = summary.clone();
+        if let Some(session) = &outcome.session {
+            let rec_dir = wt.path.join(id.dir()).join("steps").join(&rec_name);
+            transcript::save(&engine_name, &self.env.vars, wt, session, &rec_dir)?;
+        }
         self.write_record(
             wt,
             &id,
@@ -1162,22 +1177,28 @@ pub const DEFAULT_AGENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration:
 const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
 
 /// Copy the step's log into its record folder; returns the file name used.
-fn keep_log(log: &Path, dir: &Path) -> std::io::Result<&'static str> {
-    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-    if size == 0 {
+fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
+    if std::fs::metadata(log).map(|m| m.len()).unwrap_or(0) == 0 {
         std::fs::write(dir.join("output.log"), "")?;
-        return Ok("output.log");
+        return Ok("output.log".to_string());
     }
+    keep_file(log, dir, "output.log")
+}
+
+/// Copy `src` into `dir` as `name`, or as `name.gz` when it is large; returns the name used.
+fn keep_file(src: &Path, dir: &Path, name: &str) -> std::io::Result<String> {
+    let size = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
     if size <= LOG_COMPRESS_ABOVE {
-        std::fs::copy(log, dir.join("output.log"))?;
-        return Ok("output.log");
+        std::fs::copy(src, dir.join(name))?;
+        return Ok(name.to_string());
     }
-    let mut input = std::fs::File::open(log)?;
-    let out = std::fs::File::create(dir.join("output.log.gz"))?;
+    let packed = format!("{name}.gz");
+    let mut input = std::fs::File::open(src)?;
+    let out = std::fs::File::create(dir.join(&packed))?;
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     std::io::copy(&mut input, &mut gz)?;
     gz.finish()?;
-    Ok("output.log.gz")
+    Ok(packed)
 }
 
 /// Run-level overrides (`--engine`, `--model`, `machine.engine`) apply to every agent step.

@@ -71,7 +71,7 @@ fn installed(cli: &Cli) -> Option<PathBuf> {
     static CODEX_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let mode = std::env::var("MACHINE_E2E").unwrap_or_default();
     if mode == "off" {
-        eprintln!("SKIP: end-to-end tests are off (MACHINE_E2E=off)");
+        skip("end-to-end tests are off (MACHINE_E2E=off)");
         return None;
     }
     let cell = if cli.engine == "claude" {
@@ -85,13 +85,20 @@ fn installed(cli: &Cli) -> Option<PathBuf> {
             panic!("{} is needed (MACHINE_E2E=require): {why}", cli.engine)
         }
         Err(why) => {
-            eprintln!(
-                "SKIP: {} {} is not available: {why}",
+            skip(&format!(
+                "{} {} is not available: {why}",
                 cli.package, cli.version
-            );
+            ));
             None
         }
     }
+}
+
+/// Say why a test is skipped: on the real stderr, which the test harness does not capture
+/// (`eprintln!` output is only shown for failing tests).
+fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
 }
 
 fn install(cli: &Cli) -> Result<PathBuf, String> {
@@ -122,7 +129,7 @@ fn install(cli: &Cli) -> Result<PathBuf, String> {
             "--no-audit",
             "--no-fund",
             "--no-save",
-            "--fetch-retries=1",
+            "--fetch-retries=0",
             "--fetch-timeout=60000",
             &spec,
         ])
@@ -132,10 +139,22 @@ fn install(cli: &Cli) -> Result<PathBuf, String> {
         .stderr(log);
     let child = npm.spawn().map_err(|e| format!("cannot start npm: {e}"))?;
     let status = wait_for(child, INSTALL_TIMEOUT);
+    // npm's first error lines say what happened (`code ECONNREFUSED`, `request to … failed`);
+    // without any, the end of the log.
     let tail = || {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(8)..].join("\n    ")
+        let errors: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("npm error") && !l.starts_with("npm error     at "))
+            .take(4)
+            .collect();
+        if errors.is_empty() {
+            lines[lines.len().saturating_sub(6)..].join("\n    ")
+        } else {
+            errors.join("\n    ")
+        }
     };
     match status {
         Some(s) if s.success() => {}

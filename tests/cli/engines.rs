@@ -609,3 +609,77 @@ fn spec_driven_follows_the_track_conditions_and_checkpoint() {
     let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
     assert_eq!(v["skipped"], serde_json::json!(["survey", "data-design"]));
 }
+
+#[test]
+fn a_session_resumes_on_another_clone_from_the_transcript_in_the_record() {
+    let f = Fakes::new();
+    std::fs::write(&f.script, "FAKE_REPLY done\n").expect("script");
+    f.env.workflow(
+        "talk",
+        "version = 1\nname = \"talk\"\n[defaults]\nengine = \"claude\"\n[[steps]]\nid = \"design\"\nprompt = \"Design it.\"\ncheckpoint = true\n[[steps]]\nid = \"refine\"\nprompt = \"Refine it.\"\nsession = \"design\"\n",
+    );
+    f.env.git(&["add", "-A"]);
+    f.env.git(&["commit", "-qm", "workflow"]);
+    f.run(1, &["run", "talk"]);
+    let run = f.env.last_run();
+    let branch = format!("machine/{run}");
+    let session = f.trailer(&branch, "Machine-Session");
+    assert!(!session.is_empty());
+    let transcript = f.file_at(
+        &branch,
+        &format!(".codemachine/runs/{run}/steps/01-design/transcript.jsonl"),
+    );
+    assert!(
+        transcript.is_some_and(|t| t.contains("Design it.")),
+        "the transcript is kept in the record"
+    );
+    // another clone, another home: the CLI has never seen this session
+    let clone = f.env.tmp.path().join("clone");
+    f.env.git(&[
+        "clone",
+        "-q",
+        f.env.repo.to_str().expect("utf8"),
+        clone.to_str().expect("utf8"),
+    ]);
+    let git_clone = |args: &[&str]| {
+        let mut full = vec!["-C", clone.to_str().expect("utf8")];
+        full.extend_from_slice(args);
+        f.env.git(&full)
+    };
+    git_clone(&[
+        "fetch",
+        "-q",
+        "origin",
+        "refs/heads/machine/*:refs/heads/machine/*",
+    ]);
+    let other_home = f.env.tmp.path().join("other-home");
+    std::fs::create_dir_all(&other_home).expect("home");
+    let out = f
+        .cmd(&["resume", &run])
+        .current_dir(&clone)
+        .env("HOME", &other_home)
+        .output()
+        .expect("resume");
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("restored the claude session"), "{r}");
+    let last = f.starts().last().cloned().expect("a start");
+    assert_eq!(
+        last["session"],
+        session.as_str(),
+        "refine continued the design session"
+    );
+    assert!(argv(&last)
+        .windows(2)
+        .any(|w| w[0] == "--resume" && w[1] == session));
+    assert_eq!(
+        git_clone(&[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Machine-Session,valueonly)",
+            &branch
+        ])
+        .trim(),
+        session
+    );
+}

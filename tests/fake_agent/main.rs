@@ -678,6 +678,31 @@ fn main() {
             let _ = writeln!(f, "{line}");
         }
     }
+    if cli == Cli::Claude {
+        // Like Claude Code: sessions live in $CLAUDE_CONFIG_DIR (or ~/.claude)/projects/<cwd with
+        // every character but letters, digits and '-' made '-'>/<session>.jsonl; resuming an
+        // id that is not there fails with exit 1 and nothing on stdout.
+        if let Some(transcript) = claude_transcript(&cwd, &session) {
+            if args.resume.is_some() && !transcript.exists() {
+                eprintln!("No conversation found with session ID: {session}");
+                std::process::exit(1);
+            }
+            if let Some(dir) = transcript.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&transcript)
+            {
+                let _ = writeln!(
+                    f,
+                    "{}",
+                    json!({"type": "user", "sessionId": session, "message": {"role": "user", "content": args.prompt}})
+                );
+            }
+        }
+    }
     let exit_override = script.exit;
     let run = Run {
         cli,
@@ -696,4 +721,29 @@ fn main() {
         Cli::Aider => run.aider(),
     };
     std::process::exit(exit_override.unwrap_or(code));
+}
+
+/// Where Claude Code keeps a session's transcript for a working directory.
+fn claude_transcript(cwd: &Path, session: &str) -> Option<PathBuf> {
+    let config = match std::env::var_os("CLAUDE_CONFIG_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".claude"),
+    };
+    let project: String = cwd
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Some(
+        config
+            .join("projects")
+            .join(project)
+            .join(format!("{session}.jsonl")),
+    )
 }

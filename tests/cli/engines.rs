@@ -335,6 +335,18 @@ fn a_missing_or_rate_limited_engine_falls_back_to_the_next() {
     f.one_step("[\"claude\", \"codex\"]", "FAKE_REPLY done by codex", "");
     f.run(0, &["run", "t"]);
     assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "codex");
+    let run = f.env.last_run();
+    let record = f
+        .file_at(
+            &f.tip(),
+            &format!(".codemachine/runs/{run}/steps/01-work/step.toml"),
+        )
+        .expect("record");
+    assert!(record.contains("engine = \"codex\""), "{record}");
+    assert!(
+        record.contains("skipped_engines = [") && record.contains("claude: "),
+        "the record says why claude was skipped: {record}"
+    );
 
     let f = Fakes::new();
     f.one_step(
@@ -347,6 +359,17 @@ fn a_missing_or_rate_limited_engine_falls_back_to_the_next() {
     assert!(r.stderr.contains("rate-limited"), "{r}");
     let clis: Vec<_> = f.starts().iter().map(|s| s["cli"].clone()).collect();
     assert_eq!(clis, ["claude", "gemini"]);
+    let run = f.env.last_run();
+    let record = f
+        .file_at(
+            &f.tip(),
+            &format!(".codemachine/runs/{run}/steps/01-work/step.toml"),
+        )
+        .expect("record");
+    assert!(
+        record.contains("rate"),
+        "the record says claude was rate-limited: {record}"
+    );
 }
 
 #[test]

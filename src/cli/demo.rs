@@ -34,7 +34,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         .note(&format!("scratch repository: {}", dir.display()));
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(repo.common_dir()),
+        paths: Paths::new(&repo),
         ui: &mut ctx.ui,
         env: &ctx.env,
         cancel: &ctx.cancel,

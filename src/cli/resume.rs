@@ -28,7 +28,7 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     let (id, _) = find_run(&repo, args.run.as_deref())?;
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(repo.common_dir()),
+        paths: Paths::new(&repo),
         ui: &mut ctx.ui,
         env: &ctx.env,
         cancel: &ctx.cancel,

@@ -25,7 +25,7 @@ pub struct RewindArgs {
 pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     let repo = ctx.repo()?;
     let (id, tip) = find_run(&repo, Some(&args.run))?;
-    let paths = Paths::new(repo.common_dir());
+    let paths = Paths::new(&repo);
     let _lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
     let attic = repo.refs_under(&id.attic_prefix())?;
     let number = |name: &RefName| {

@@ -96,7 +96,7 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     }
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(repo.common_dir()),
+        paths: Paths::new(&repo),
         ui: &mut ctx.ui,
         env: &ctx.env,
         cancel: &ctx.cancel,

@@ -23,7 +23,7 @@ pub struct StatusArgs {
 pub fn shown_state(repo: &Repo, info: &RunInfo) -> &'static str {
     match info.state.status {
         Status::Running => {
-            let path = Paths::new(repo.common_dir()).lock(&info.id);
+            let path = Paths::new(&repo).lock(&info.id);
             match lock::read(&path) {
                 Some(holder) if lock::holder_alive(&holder) => "running",
                 _ => "interrupted",
@@ -155,7 +155,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
             "next": info.state.next,
             "reason": info.state.reason,
             "conflict_paths": info.state.conflict_paths,
-            "worktree": Paths::new(repo.common_dir()).worktree(id).display().to_string(),
+            "worktree": Paths::new(&repo).worktree(id).display().to_string(),
             "base": info.record.base,
             "started": info.record.started,
             "branch": format!("machine/{id}"),
@@ -194,7 +194,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
         ctx.ui.out(&format!("  {reason}"));
     }
     if !info.state.conflict_paths.is_empty() {
-        let wt = Paths::new(repo.common_dir()).worktree(id);
+        let wt = Paths::new(&repo).worktree(id);
         ctx.ui.out(&format!(
             "  conflicting paths (resolve them in {}):",
             wt.display()

@@ -221,7 +221,7 @@ impl ClaudeParser {
             .collect();
         if !denials.is_empty() {
             r.error(format!(
-                "the agent was denied permission for: {}; allow more with the step's `permissions` (\"edit\" or \"full\")",
+                "the agent was denied permission for: {}; allow more with the step's `permissions` (\"edit\" allows file edits in the worktree, \"full\" everything)",
                 denials.join(", ")
             ));
         }

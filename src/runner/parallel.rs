@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - member worktrees are created one after another (concurrent `git worktree add` collides on
-//!   the config lock) at `<common>/machine/worktrees/<run>--<step>`, detached at the group's base;
+//!   the config lock) beside the run's own, as `<run>--<step>`, detached at the group's base;
 //! - a member's commit is published under `refs/machine/parallel/<run>/<step>` the moment it is
 //!   made, and listed in the checkpoint (`group_done`), so a failed or interrupted group reruns
 //!   only the members that have no commit yet;

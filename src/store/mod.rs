@@ -87,29 +87,72 @@ impl std::fmt::Display for RunId {
     }
 }
 
-/// Where git machine keeps its disposable files: `<common git dir>/machine/`.
+/// Where git machine keeps its disposable files: locks, logs and in-flight session ids under
+/// `<common git dir>/machine/`; worktrees under [`worktrees_root`].
 #[derive(Clone, Debug)]
 pub struct Paths {
     root: PathBuf,
+    worktrees: PathBuf,
+}
+
+/// Where a repository's run worktrees live: `git config machine.worktrees` if set, else
+/// `$XDG_CACHE_HOME/git-machine/worktrees/<repo>-<hash>` (default `~/.cache/…`), where `<repo>`
+/// is the checkout's folder name and `<hash>` tells clones with the same name apart.
+///
+/// Not inside `.git/`: agent CLIs treat any path under a `.git` folder as sensitive and refuse
+/// to edit files there (Claude Code does, even with edits allowed), and the path must stay the
+/// same for the life of a run because agents keep their sessions per working directory.
+pub fn worktrees_root(repo: &Repo) -> PathBuf {
+    if let Some(dir) = repo.config_str("machine.worktrees") {
+        return PathBuf::from(dir);
+    }
+    let common = std::fs::canonicalize(repo.common_dir())
+        .unwrap_or_else(|_| repo.common_dir().to_path_buf());
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    let Some(cache) = cache else {
+        return common.join("machine").join("worktrees");
+    };
+    let name = common
+        .parent()
+        .filter(|_| common.file_name().is_some_and(|n| n == ".git"))
+        .and_then(Path::file_name)
+        .or_else(|| common.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".to_string());
+    // FNV-1a: stable across builds and platforms, unlike the std hasher.
+    let hash = common
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    cache
+        .join("git-machine")
+        .join("worktrees")
+        .join(format!("{name}-{:08x}", hash as u32))
 }
 
 impl Paths {
-    pub fn new(common_dir: &Path) -> Paths {
+    pub fn new(repo: &Repo) -> Paths {
         Paths {
-            root: common_dir.join("machine"),
+            root: repo.common_dir().join("machine"),
+            worktrees: worktrees_root(repo),
         }
     }
     pub fn worktree(&self, run: &RunId) -> PathBuf {
-        self.root.join("worktrees").join(run.as_str())
+        self.worktrees.join(run.as_str())
     }
     /// Worktree of one member of a parallel group.
     pub fn member_worktree(&self, run: &RunId, step: &str) -> PathBuf {
-        self.root.join("worktrees").join(format!("{run}--{step}"))
+        self.worktrees.join(format!("{run}--{step}"))
     }
     /// All member worktrees of a run that exist.
     pub fn member_worktrees(&self, run: &RunId) -> Vec<PathBuf> {
         let prefix = format!("{run}--");
-        std::fs::read_dir(self.root.join("worktrees"))
+        std::fs::read_dir(&self.worktrees)
             .map(|d| {
                 d.flatten()
                     .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))

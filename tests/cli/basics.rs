@@ -170,11 +170,13 @@ fn bad_workflows_exit_2_and_create_nothing() {
             "{name}: no ref created"
         );
         assert!(
-            !env.common_dir().join("machine/worktrees").exists()
-                || std::fs::read_dir(env.common_dir().join("machine/worktrees"))
-                    .map(|d| d.count())
-                    .unwrap_or(0)
-                    == 0
+            !env.tmp.path().join("cache/git-machine").exists(),
+            "{name}: no worktree made"
+        );
+        assert_eq!(
+            env.git(&["worktree", "list"]).lines().count(),
+            1,
+            "{name}: no worktree registered"
         );
         let v = env.machine_code(2, &["validate", name]);
         assert!(v.stderr.contains(needle), "validate {name}: {v}");

@@ -46,6 +46,7 @@ impl TestEnv {
         }
         cmd.env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_CACHE_HOME", self.tmp.path().join("cache"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
             .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00 +0000")
@@ -145,8 +146,17 @@ impl TestEnv {
         self.repo.join(".git")
     }
 
+    /// Where the run's worktree is: under this test's `$XDG_CACHE_HOME/git-machine/worktrees/`
+    /// (one folder per repository; each test has a single repository).
     pub fn worktree(&self, run: &str) -> PathBuf {
-        self.common_dir().join("machine/worktrees").join(run)
+        let root = self.tmp.path().join("cache/git-machine/worktrees");
+        let repo_dir = std::fs::read_dir(&root)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path())
+            .unwrap_or_else(|| root.join("none"));
+        repo_dir.join(run)
     }
 
     /// Subjects of the run branch's first-parent history, oldest first (base excluded).

@@ -307,7 +307,6 @@ impl Lab {
         cmd.env(self.cli.override_var, &self.bin)
             .env("XDG_DATA_HOME", home.join(".local/share"))
             .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("XDG_CACHE_HOME", home.join(".cache"))
             .env("HTTPS_PROXY", nowhere)
             .env("https_proxy", nowhere)
             .env("HTTP_PROXY", nowhere)
@@ -384,18 +383,10 @@ impl Lab {
         self.model.summary()
     }
 
-    /// A workflow `e2e` of one agent step `write` with `prompt`, allowed to write files.
-    ///
-    /// Claude Code gets `permissions = "full"`: under `edit` (`--permission-mode acceptEdits`)
-    /// it refuses every write in the run's worktree, which lies inside `.git/` — a "sensitive"
-    /// path for it (see [`claude_with_edit_permissions_writes_in_the_worktree`]). As root it
-    /// needs `IS_SANDBOX=1` for that.
+    /// A workflow `e2e` of one agent step `write` with `prompt`, with the default permissions
+    /// (`edit`), which must let the agent write in the run's worktree.
     fn one_step(&self, prompt: &str) {
-        let permissions = match self.cli.engine {
-            "claude" => "permissions = \"full\"\nenv = { IS_SANDBOX = \"1\" }",
-            _ => "permissions = \"edit\"",
-        };
-        self.one_step_with(prompt, permissions);
+        self.one_step_with(prompt, "permissions = \"edit\"");
     }
 
     /// A workflow `e2e` of one agent step `write` with `prompt` and more TOML lines.
@@ -525,14 +516,10 @@ fn claude_writes_a_file_that_becomes_the_step_commit() {
     a_written_file_becomes_the_step_commit(&CLAUDE);
 }
 
-/// The default permissions (`edit`) must let Claude Code write in the worktree. They do not
-/// yet: the worktree is `<repo>/.git/machine/worktrees/<run>`, and Claude Code 2.1.197 treats
-/// every path with a `.git` component as sensitive — `acceptEdits` then denies the write
-/// ("Claude requested permissions to edit … which is a sensitive file."), and neither
-/// `--allowedTools Write(…)`/`Edit(…)` rules nor `--add-dir` lift that; only
-/// `bypassPermissions` does. Un-ignore once worktrees live outside `.git`.
+/// The default permissions (`edit`) let Claude Code write in the worktree. Claude Code 2.1.197
+/// treats every path with a `.git` component as sensitive and `acceptEdits` then denies the
+/// write, which is why run worktrees live outside `.git/` (under the user's cache folder).
 #[test]
-#[ignore = "runner bug: Claude Code denies edits in worktrees under .git/"]
 fn claude_with_edit_permissions_writes_in_the_worktree() {
     let Some(lab) = Lab::new(&CLAUDE) else { return };
     lab.one_step_with(

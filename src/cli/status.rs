@@ -20,10 +20,10 @@ pub struct StatusArgs {
 }
 
 /// The state a user sees: the stored status, with `running` split by whether anyone runs it.
-pub fn shown_state(repo: &Repo, info: &RunInfo) -> &'static str {
+pub fn shown_state(paths: &Paths, info: &RunInfo) -> &'static str {
     match info.state.status {
         Status::Running => {
-            let path = Paths::new(&repo).lock(&info.id);
+            let path = paths.lock(&info.id);
             match lock::read(&path) {
                 Some(holder) if lock::holder_alive(&holder) => "running",
                 _ => "interrupted",
@@ -48,11 +48,12 @@ pub fn run(ctx: &mut Ctx, args: &StatusArgs) -> CliResult {
 }
 
 fn list(ctx: &mut Ctx, repo: &Repo, as_json: bool) -> CliResult {
+    let paths = Paths::new(repo);
     let mut rows = Vec::new();
     for (id, tip) in store::list_runs(repo)? {
         match store::read_run_at(repo, &id, tip) {
             Ok(info) => {
-                let state = shown_state(repo, &info);
+                let state = shown_state(&paths, &info);
                 rows.push((
                     id.to_string(),
                     info.record.workflow.clone(),
@@ -117,7 +118,8 @@ fn paint_state(ctx: &Ctx, state: &str) -> String {
 
 fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bool) -> CliResult {
     let info = store::read_run_at(repo, id, tip)?;
-    let state = shown_state(repo, &info);
+    let paths = Paths::new(repo);
+    let state = shown_state(&paths, &info);
     let (_, commits) = store::step_commits(repo, &info)?;
     let step_ids: Vec<String> = match info.workflow() {
         Ok(wf) => wf.steps.iter().map(|s| s.id.clone()).collect(),
@@ -155,7 +157,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
             "next": info.state.next,
             "reason": info.state.reason,
             "conflict_paths": info.state.conflict_paths,
-            "worktree": Paths::new(&repo).worktree(id).display().to_string(),
+            "worktree": paths.worktree(id).display().to_string(),
             "base": info.record.base,
             "started": info.record.started,
             "branch": format!("machine/{id}"),
@@ -194,7 +196,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
         ctx.ui.out(&format!("  {reason}"));
     }
     if !info.state.conflict_paths.is_empty() {
-        let wt = Paths::new(&repo).worktree(id);
+        let wt = paths.worktree(id);
         ctx.ui.out(&format!(
             "  conflicting paths (resolve them in {}):",
             wt.display()

@@ -681,3 +681,73 @@ impl Drop for Lab {
         eprintln!("{}: model requests:\n{}", self.cli.engine, self.requests());
     }
 }
+
+// ---- the command lines against the real CLIs' --help --------------------------------------
+
+/// Every option git machine passes to `cli` — for each permission level, with a model and a
+/// reasoning level, and when continuing a session — is one the installed CLI's `--help` lists.
+fn every_flag_is_in_the_clis_help(cli: &'static Cli, model: &str, help_args: &[&[&str]]) {
+    let Some(lab) = Lab::new(cli) else { return };
+    lab.env.workflow(
+        "flags",
+        &format!(
+            "version = 1\nname = \"flags\"\n[defaults]\nengine = \"{engine}\"\nmodel = \"{model}\"\nreasoning = \"high\"\ntimeout = \"2m\"\n\n\
+             [[steps]]\nid = \"read\"\npermissions = \"read\"\nprompt = \"Say hello.\"\n\n\
+             [[steps]]\nid = \"edit\"\npermissions = \"edit\"\nprompt = \"Say hello again.\"\nsession = \"read\"\n\n\
+             [[steps]]\nid = \"full\"\npermissions = \"full\"\nprompt = \"Say goodbye.\"\nenv = {{ IS_SANDBOX = \"1\" }}\n",
+            engine = cli.engine
+        ),
+    );
+    lab.run(0, &["run", "flags"]);
+    let mut help = String::new();
+    for args in help_args {
+        let out = Command::new(&lab.bin)
+            .args(*args)
+            .env("HOME", &lab.env.home)
+            .env("CODEX_HOME", lab.env.home.join(".codex"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run --help");
+        help.push_str(&String::from_utf8_lossy(&out.stdout));
+        help.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    let mut checked = 0;
+    for name in ["01-read", "02-edit", "03-full"] {
+        let record = lab.record(name);
+        let command: Vec<&str> = record["command"]
+            .as_array()
+            .expect("the record keeps the command line")
+            .iter()
+            .map(|a| a.as_str().expect("string"))
+            .collect();
+        for arg in command
+            .iter()
+            .skip(1)
+            .filter(|a| a.starts_with('-') && a.len() > 1 && **a != "--")
+        {
+            let flag = arg.split('=').next().expect("a flag");
+            assert!(
+                help.contains(flag),
+                "{} {}: `{flag}` (from {command:?}) is not in its --help",
+                cli.package,
+                cli.version
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} flags were checked");
+}
+
+#[test]
+fn claude_command_lines_use_only_flags_claude_has() {
+    every_flag_is_in_the_clis_help(&CLAUDE, "claude-sonnet-4-5", &[&["--help"]]);
+}
+
+#[test]
+fn codex_command_lines_use_only_flags_codex_has() {
+    every_flag_is_in_the_clis_help(
+        &CODEX,
+        "gpt-5.5",
+        &[&["exec", "--help"], &["exec", "resume", "--help"]],
+    );
+}

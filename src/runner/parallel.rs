@@ -518,35 +518,12 @@ impl Runner<'_> {
                 state.group_base = None;
                 state.pending_merge.clear();
                 state.conflict_paths.clear();
-                let files = [(
-                    format!("{}/state.toml", id.dir()),
-                    to_toml(&state).into_bytes(),
-                )];
-                let tree = self.repo.tree_with_files(acc, &files)?;
                 let subject = if names.is_empty() {
                     format!("{}: merged", ctx.name)
                 } else {
                     format!("{}: merge {}", ctx.name, names.join(", "))
                 };
-                let message = commit_message(
-                    &subject,
-                    &[
-                        ("Machine-Run", id.as_str()),
-                        ("Machine-Group", ctx.name.as_str()),
-                    ],
-                );
-                let merge = self.repo.commit(tree, &parents, &message, None)?;
-                self.repo.update_refs(
-                    &[RefUpdate {
-                        name: id.branch(),
-                        old: Some(tip),
-                        new: Some(merge),
-                    }],
-                    &format!("git machine: merge group {}", ctx.name),
-                )?;
-                wt.reset_hard(merge)?;
-                info.tip = merge;
-                info.state = state;
+                let merge = self.commit_merge(info, wt, ctx, acc, &parents, &subject, state)?;
                 self.ui.note(&format!(
                     "{} {} {}",
                     self.ui.green("  merged"),
@@ -564,11 +541,6 @@ impl Runner<'_> {
                 "merging `{step}` into the run conflicts in: {}",
                 paths.join(", ")
             ));
-            let files = [(
-                format!("{}/state.toml", id.dir()),
-                to_toml(&state).into_bytes(),
-            )];
-            let tree = self.repo.tree_with_files(acc, &files)?;
             let subject = format!(
                 "{}: merge {}(conflict with {step})",
                 ctx.name,
@@ -578,25 +550,7 @@ impl Runner<'_> {
                     format!("{} ", names.join(", "))
                 }
             );
-            let message = commit_message(
-                &subject,
-                &[
-                    ("Machine-Run", id.as_str()),
-                    ("Machine-Group", ctx.name.as_str()),
-                ],
-            );
-            let held = self.repo.commit(tree, &parents, &message, None)?;
-            self.repo.update_refs(
-                &[RefUpdate {
-                    name: id.branch(),
-                    old: Some(tip),
-                    new: Some(held),
-                }],
-                &format!("git machine: group {} conflicts", ctx.name),
-            )?;
-            wt.reset_hard(held)?;
-            info.tip = held;
-            info.state = state;
+            self.commit_merge(info, wt, ctx, acc, &parents, &subject, state)?;
             // Leave the conflicting merge in the worktree, markers and all.
             let _ = wt.git(&[
                 "-c",
@@ -625,6 +579,47 @@ impl Runner<'_> {
             ));
             return Ok(StepEnd::Conflict);
         }
+    }
+
+    /// Commit `tree` plus the checkpoint `state` with `parents` (the tip first, then merged
+    /// members), move the run branch to it and the worktree with it.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_merge(
+        &mut self,
+        info: &mut RunInfo,
+        wt: &Worktree,
+        ctx: &GroupCtx<'_>,
+        tree: Oid,
+        parents: &[Oid],
+        subject: &str,
+        state: store::State,
+    ) -> CliResult<Oid> {
+        let id = info.id.clone();
+        let files = [(
+            format!("{}/state.toml", id.dir()),
+            to_toml(&state).into_bytes(),
+        )];
+        let tree = self.repo.tree_with_files(tree, &files)?;
+        let message = commit_message(
+            subject,
+            &[
+                ("Machine-Run", id.as_str()),
+                ("Machine-Group", ctx.name.as_str()),
+            ],
+        );
+        let commit = self.repo.commit(tree, parents, &message, None)?;
+        self.repo.update_refs(
+            &[RefUpdate {
+                name: id.branch(),
+                old: Some(info.tip),
+                new: Some(commit),
+            }],
+            &format!("git machine: {subject}"),
+        )?;
+        wt.reset_hard(commit)?;
+        info.tip = commit;
+        info.state = state;
+        Ok(commit)
     }
 
     /// Let the group's `on_conflict` step resolve the merge left in the worktree. `Ok(true)`

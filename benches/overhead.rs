@@ -8,18 +8,21 @@
 //!
 //! What is measured, per repository size:
 //! - per-step overhead: a workflow of K+1 steps, each `sh -c 'date +%s%N >> TS; echo i >> f'`,
-//!   records when every step's process started. The interval between two step starts is the
+//!   records when every step's process started (after an untimed first step that sleeps past
+//!   git's racy-timestamp window of the fresh checkout, as any real step would). The interval between two step starts is the
 //!   step process plus everything the tool does between them (stage, write the step record,
 //!   commit, update refs, spawn); the same command run back to back on its own gives the process
 //!   part. Their difference is the tool's per-step cost. Baseline: in the same worktree, after
 //!   the run, the same change committed by `git add -A` + `git commit -q -m x` (timed alone).
 //! - run start: from spawning `git machine run` to the first step's process starting (minus the
 //!   latency from spawn to `date` of that command on its own), against `git worktree add <path>
-//!   -b <branch> HEAD`. Also the whole 1-step run minus one step (start + finish).
+//!   -b <branch> HEAD`. Also the whole 1-step run minus one step (start + finish), below 50k
+//!   files only.
 //! - `git machine status` (and `--json`) with 200 runs in a small repository.
 //!
 //! Environment: `OVERHEAD_SIZES=1000,10000` chooses sizes (default 1000,10000,100000),
-//! `OVERHEAD_REPS` repetitions (default 5), `OVERHEAD_STEPS` K (default 15), `OVERHEAD_RUNS`
+//! `OVERHEAD_REPS` repetitions (default 5; `OVERHEAD_REPS_BIG`, default 2, from 50k files),
+//! `OVERHEAD_STEPS` K (default 15), `OVERHEAD_RUNS`
 //! the number of runs for the status measurement (default 200). Temp files go under `TMPDIR`.
 
 use std::ffi::OsStr;
@@ -32,6 +35,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_git-machine");
 const FILES_PER_DIR: usize = 100;
+/// Seconds the untimed first step sleeps (see `bench_size`).
+const RACY_WAIT: &str = "1.2";
 
 /// Hermetic environment for every child process.
 struct Env {
@@ -230,10 +235,34 @@ fn machine_run(env: &Env, repo: &Path, workflow: &str) -> (String, Duration, i12
     (id, took, t0)
 }
 
+/// The run's worktree, wherever the tool put it: the one with `machine/<id>` checked out.
+fn worktree_of(env: &Env, repo: &Path, id: &str) -> PathBuf {
+    let list = env.git(repo, &["worktree", "list", "--porcelain"]);
+    let mut path = None;
+    for line in list.lines() {
+        if let Some(p) = line.strip_prefix("worktree ") {
+            path = Some(PathBuf::from(p));
+        } else if line == format!("branch refs/heads/machine/{id}") {
+            return path.expect("porcelain lists the path before the branch");
+        }
+    }
+    panic!("no worktree has machine/{id} checked out:\n{list}");
+}
+
 fn machine_rm(env: &Env, repo: &Path, id: &str) {
     let mut c = env.cmd(BIN, repo);
     c.args(["rm", "--branch", id]);
     env.timed(c, "git-machine rm");
+}
+
+/// `a / b` as "1.23×", or "–" when either side was not measured.
+fn ratio(a: &Stats, b: &Stats) -> String {
+    let r = a.median() / b.median();
+    if r.is_finite() {
+        format!("{r:.2}×")
+    } else {
+        "–".to_owned()
+    }
 }
 
 fn ms(d: f64) -> String {
@@ -267,6 +296,9 @@ impl Stats {
         self.0.iter().copied().fold(f64::INFINITY, f64::min)
     }
     fn show(&self) -> String {
+        if self.0.is_empty() {
+            return "–".to_owned();
+        }
         format!("{} (min {})", ms(self.median()), ms(self.min()))
     }
 }
@@ -276,7 +308,6 @@ struct SizeResult {
     sh_interval: Stats,
     sh_latency: Stats,
     step_interval: Stats,
-    first_interval: Stats,
     per_step: Stats,
     git_commit: Stats,
     first_step: Stats,
@@ -294,16 +325,22 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
         t.elapsed().as_secs_f64()
     );
     let stamps = root.join(format!("stamps-{files}"));
-    let steps: Vec<String> = (1..=k + 1).map(|i| step_cmd(&stamps, i)).collect();
+    // Step 0 waits out git's racy-timestamp window: entries checked out in the same second as
+    // the index is written are re-hashed by every git command until an index write lands in a
+    // later second. Real steps (agents) take seconds, so the timed steps 1..=K+1 come after it.
+    let mut steps = vec![format!(
+        "date +%s%N >> {}; sleep {RACY_WAIT}",
+        stamps.display()
+    )];
+    steps.extend((1..=k + 1).map(|i| step_cmd(&stamps, i)));
     write_workflow(&repo, "bench", &steps);
-    write_workflow(&repo, "one", &steps[..1]);
+    write_workflow(&repo, "one", &steps[1..2]);
 
     let mut r = SizeResult {
         files,
         sh_interval: Stats::default(),
         sh_latency: Stats::default(),
         step_interval: Stats::default(),
-        first_interval: Stats::default(),
         per_step: Stats::default(),
         git_commit: Stats::default(),
         first_step: Stats::default(),
@@ -347,16 +384,16 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
         let _ = fs::remove_file(&stamps);
         let (id, _total, t0) = machine_run(env, &repo, "bench");
         let ts = read_stamps(&stamps);
-        assert_eq!(ts.len(), k + 1, "every step recorded its start");
+        assert_eq!(ts.len(), k + 2, "every step recorded its start");
+        let first = (ts[0] - t0) as f64 / 1e6;
+        let ts = &ts[1..];
         let mut intervals = Stats::default();
         for w in ts.windows(2) {
             intervals.push((w[1] - w[0]) as f64 / 1e6);
         }
         let run_interval = intervals.median();
         r.step_interval.push(run_interval);
-        r.first_interval.push((ts[1] - ts[0]) as f64 / 1e6);
-        let first = (ts[0] - t0) as f64 / 1e6;
-        let worktree = repo.join(".git/machine/worktrees").join(&id);
+        let worktree = worktree_of(env, &repo, &id);
         assert!(worktree.is_dir(), "run worktree at {}", worktree.display());
 
         // The same step commands on their own, back to back, in the run's worktree.
@@ -398,12 +435,15 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
         }
         machine_rm(env, &repo, &id);
 
-        // The 1-step run: start + one step + finish.
-        let _ = fs::remove_file(&stamps);
-        let (id, total, _) = machine_run(env, &repo, "one");
-        r.one_step_total.push_d(total);
-        r.fixed.push(total.as_secs_f64() * 1e3 - run_interval);
-        machine_rm(env, &repo, &id);
+        // The 1-step run: start + one step + finish. Skipped for big repositories, where it is
+        // one more checkout of every file and "spawn → first step" already answers.
+        if files < 50_000 {
+            let _ = fs::remove_file(&stamps);
+            let (id, total, _) = machine_run(env, &repo, "one");
+            r.one_step_total.push_d(total);
+            r.fixed.push(total.as_secs_f64() * 1e3 - run_interval);
+            machine_rm(env, &repo, &id);
+        }
 
         // Baseline: `git worktree add` of HEAD on a new branch.
         let mut c = env.cmd("git", &repo);
@@ -575,21 +615,20 @@ fn main() {
     let _ = writeln!(out, "### Per-step overhead\n");
     let _ = writeln!(
         out,
-        "| files | reps | step interval in run | first step's interval | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
+        "| files | reps | step interval in run | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | **{}** | **{}** | {:.2}× |",
+            "| {} | {} | {} | {} | **{}** | **{}** | {} |",
             r.files,
             r.step_interval.0.len(),
             r.step_interval.show(),
-            r.first_interval.show(),
             r.sh_interval.show(),
             r.per_step.show(),
             r.git_commit.show(),
-            r.per_step.median() / r.git_commit.median()
+            ratio(&r.per_step, &r.git_commit)
         );
     }
     let _ = writeln!(out, "\n### Run start\n");
@@ -601,14 +640,14 @@ fn main() {
     for r in &results {
         let _ = writeln!(
             out,
-            "| {} | **{}** | **{}** | {:.2}× | {} | {} | {:.2}× |",
+            "| {} | **{}** | **{}** | {} | {} | {} | {} |",
             r.files,
             r.first_step.show(),
             r.worktree_add.show(),
-            r.first_step.median() / r.worktree_add.median(),
+            ratio(&r.first_step, &r.worktree_add),
             r.one_step_total.show(),
             r.fixed.show(),
-            r.fixed.median() / r.worktree_add.median()
+            ratio(&r.fixed, &r.worktree_add)
         );
     }
     let _ = writeln!(

@@ -516,3 +516,44 @@ fn outside_a_repository_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not inside a git repository"));
 }
+
+#[test]
+fn a_large_output_is_kept_compressed_and_bounded() {
+    let env = TestEnv::new();
+    // about 12 MiB of output: more than the log keeps (8 MiB head + 256 KiB tail)
+    env.workflow(
+        "loud",
+        "version = 1\nname = \"loud\"\n[[steps]]\nid = \"loud\"\nrun = [\"sh\", \"-c\", \"yes 'a line of output that repeats' | head -n 400000; echo the-last-line\"]\n",
+    );
+    env.machine_ok(&["run", "loud"]);
+    let run = env.last_run();
+    let dir = format!("machine/{run}:.codemachine/runs/{run}/steps/01-loud");
+    let listing = env.git(&[
+        "ls-tree",
+        "--name-only",
+        &format!("machine/{run}"),
+        &format!(".codemachine/runs/{run}/steps/01-loud/"),
+    ]);
+    assert!(
+        listing.contains("output.log.gz") && !listing.contains("output.log\n"),
+        "{listing}"
+    );
+    let record = env.git(&["show", &format!("{dir}/step.toml")]);
+    assert!(record.contains("log_file = \"output.log.gz\""), "{record}");
+    let size: u64 = env
+        .git(&["cat-file", "-s", &format!("{dir}/output.log.gz")])
+        .trim()
+        .parse()
+        .expect("size");
+    assert!(size < 1 << 20, "compressed: {size} bytes");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "git -C '{}' show '{dir}/output.log.gz' | gzip -dc | tail -n 2",
+            env.repo.display()
+        ))
+        .output()
+        .expect("gunzip");
+    let tail = String::from_utf8_lossy(&out.stdout);
+    assert!(tail.contains("the-last-line"), "the tail is kept: {tail}");
+}

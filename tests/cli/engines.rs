@@ -706,3 +706,64 @@ fn a_session_resumes_on_another_clone_from_the_transcript_in_the_record() {
         session
     );
 }
+
+#[test]
+fn restart_step_starts_an_interrupted_agent_step_afresh() {
+    let f = Fakes::new();
+    f.one_step(
+        "\"claude\"",
+        "FAKE_WRITE partial.txt half done\nFAKE_REPLY finished",
+        "",
+    );
+    std::fs::write(&f.script, "FAKE_SESSION sess-killed\nFAKE_HANG\n").expect("script");
+    let mut child = f
+        .cmd(&["run", "t"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.starts().is_empty() {
+        assert!(Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sends SIGINT to the git-machine child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    child.wait().expect("wait");
+    std::fs::write(&f.script, "").expect("script");
+    f.run(0, &["resume", "--restart-step"]);
+    let starts = f.starts();
+    assert_eq!(starts.len(), 2);
+    assert!(
+        !argv(&starts[1]).iter().any(|a| a == "--resume"),
+        "a fresh session: {:?}",
+        argv(&starts[1])
+    );
+    assert_ne!(f.trailer(&f.tip(), "Machine-Session"), "sess-killed");
+    let prompt = starts[1]["prompt"].as_str().expect("prompt");
+    assert!(
+        !prompt.contains("You were interrupted"),
+        "the step starts over: {prompt}"
+    );
+}
+
+#[test]
+fn git_config_machine_engine_is_the_default_for_agent_steps() {
+    let f = Fakes::new();
+    f.one_step("\"claude\"", "FAKE_REPLY hi", "");
+    f.env.git(&["config", "machine.engine", "gemini"]);
+    f.run(0, &["run", "t"]);
+    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "gemini");
+    // --engine beats the config; a bad value is a usage error naming where it came from
+    f.run(0, &["run", "t", "--engine", "codex"]);
+    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "codex");
+    f.env.git(&["config", "machine.engine", "gpt"]);
+    let r = f.run(2, &["run", "t"]);
+    assert!(
+        r.stderr.contains("git config machine.engine") && r.stderr.contains("claude, codex"),
+        "{r}"
+    );
+}

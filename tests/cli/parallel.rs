@@ -292,3 +292,47 @@ run = ["sh", "-c", "cat one.txt two.txt > three.txt"]
     assert_eq!(subjects.len(), 3, "start, one merge, three: {subjects:?}");
     assert_eq!(subjects[1], "g: merge one, two");
 }
+
+#[test]
+fn jobs_bound_how_many_members_run_at_once() {
+    let env = TestEnv::new();
+    let probe = env.tmp.path().join("running");
+    std::fs::create_dir_all(&probe).expect("dir");
+    // each member notes how many members run beside it
+    let member = |id: &str| {
+        format!(
+            "[[steps]]\nid = \"{id}\"\ngroup = \"g\"\nrun = [\"sh\", \"-c\", \"touch '{p}/{id}'; sleep 0.4; ls '{p}' | wc -l > seen-{id}.txt; rm '{p}/{id}'\"]\n",
+            p = probe.display()
+        )
+    };
+    env.workflow(
+        "wide",
+        &format!(
+            "version = 1\nname = \"wide\"\n{}{}{}{}",
+            member("a"),
+            member("b"),
+            member("c"),
+            member("d")
+        ),
+    );
+    let most = |run: &str| -> u32 {
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|s| {
+                env.git(&["show", &format!("machine/{run}:seen-{s}.txt")])
+                    .trim()
+                    .parse::<u32>()
+                    .expect("count")
+            })
+            .max()
+            .expect("four")
+    };
+    env.machine_ok(&["run", "wide", "--jobs", "1"]);
+    assert_eq!(most(&env.last_run()), 1);
+    env.git(&["config", "machine.jobs", "2"]);
+    env.machine_ok(&["run", "wide"]);
+    assert_eq!(most(&env.last_run()), 2);
+    env.git(&["config", "machine.jobs", "many"]);
+    let r = env.machine_code(2, &["run", "wide"]);
+    assert!(r.stderr.contains("machine.jobs"), "{r}");
+}

@@ -215,6 +215,7 @@ fn machine_branches(env: &Env, repo: &Path) -> Vec<String> {
 /// Run a workflow; returns (run id, wall time, spawn instant in ns since epoch).
 fn machine_run(env: &Env, repo: &Path, workflow: &str) -> (String, Duration, i128) {
     let before = machine_branches(env, repo);
+    settle(env);
     let mut c = env.cmd(BIN, repo);
     c.args(["run", workflow]);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
@@ -233,6 +234,12 @@ fn machine_run(env: &Env, repo: &Path, workflow: &str) -> (String, Duration, i12
         .find(|b| !before.contains(b))
         .expect("the run made a branch machine/<id>");
     (id, took, t0)
+}
+
+/// Flush dirty pages before a timed checkout: writing back the files the previous measurement
+/// created or deleted would otherwise land on whichever checkout comes next.
+fn settle(env: &Env) {
+    let _ = env.cmd("sync", Path::new("/")).status();
 }
 
 /// The run's worktree, wherever the tool put it: the one with `machine/<id>` checked out.
@@ -446,6 +453,7 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
         }
 
         // Baseline: `git worktree add` of HEAD on a new branch.
+        settle(env);
         let mut c = env.cmd("git", &repo);
         c.args([
             "worktree",

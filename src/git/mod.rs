@@ -633,16 +633,24 @@ impl Worktree {
     }
 
     /// Stage everything (ignored files excluded, except `force` paths) and write the index as a
-    /// tree. Staging uses the untracked cache: the worktree is scanned every step.
+    /// tree. Only `git add -A` is spawned (with the untracked cache: the worktree is scanned
+    /// every step); whether a `force` path is ignored is asked of libgit2, and the tree is
+    /// written from the index by libgit2, so the common case costs one git process.
     pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
         self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
-        if !force.is_empty() {
+        let repo = git2::Repository::open(&self.path)?;
+        let ignored: Vec<&str> = force
+            .iter()
+            .copied()
+            .filter(|p| repo.is_path_ignored(p).unwrap_or(true))
+            .collect();
+        if !ignored.is_empty() {
             let mut args = vec!["add", "-f", "--"];
-            args.extend_from_slice(force);
+            args.extend_from_slice(&ignored);
             self.git(&args)?;
         }
-        let tree = self.git(&["write-tree"])?;
-        Oid::parse(tree.trim()).ok_or_else(|| GitError::Io(format!("bad tree id {tree:?}")))
+        let mut index = repo.index()?;
+        Ok(Oid(index.write_tree()?))
     }
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).

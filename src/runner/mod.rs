@@ -1151,10 +1151,14 @@ impl Runner<'_> {
             std::fs::write(dir.join("message.md"), message)?;
         }
         std::fs::write(run_dir.join("state.toml"), to_toml(state))?;
-        // The run's own files are restored as committed, whatever the step did to them.
+        // The run's own files are restored as committed, whatever the step did to them; an
+        // unchanged file is not rewritten (a fresh mtime would make git hash it again).
         for name in RUN_FILES.iter().filter(|n| **n != "state.toml") {
             if let Some(bytes) = self.repo.read_file(tip, &format!("{}/{name}", id.dir()))? {
-                std::fs::write(run_dir.join(name), bytes)?;
+                let path = run_dir.join(name);
+                if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+                    std::fs::write(path, bytes)?;
+                }
             }
         }
         Ok(())

@@ -43,7 +43,8 @@ pub enum StoreError {
     Git(#[from] crate::git::GitError),
 }
 
-/// A run's id: `YYMMDD-HHMMSS-xxx`, sortable by start time, unique by its random tail.
+/// A run's id: `YYMMDD-HHMMSS-mmr` (UTC; `mm` the milliseconds in base 32, `r` random):
+/// sortable by start time, unique by its tail.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId(String);
 
@@ -52,10 +53,23 @@ impl RunId {
         let stamp = humantime::format_rfc3339_seconds(now).to_string(); // 2026-11-21T12:35:03Z
         let digits: String = stamp.chars().filter(char::is_ascii_digit).collect(); // 20261121123503
         const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
-        let tail: String = (0..3)
-            .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
-            .collect();
-        RunId(format!("{}-{}-{}", &digits[2..8], &digits[8..14], tail))
+        // Milliseconds in two base-32 digits keep runs of the same second in start order; the
+        // last character is random, for runs started in the same millisecond.
+        let ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_millis() as usize)
+            .unwrap_or(0);
+        let tail = [
+            ALPHABET[ms / 32] as char,
+            ALPHABET[ms % 32] as char,
+            ALPHABET[fastrand::usize(..ALPHABET.len())] as char,
+        ];
+        RunId(format!(
+            "{}-{}-{}",
+            &digits[2..8],
+            &digits[8..14],
+            tail.iter().collect::<String>()
+        ))
     }
 
     /// Accept a full id read from a ref name or a record.
@@ -586,7 +600,7 @@ mod tests {
     #[test]
     fn run_ids_sort_by_time_and_have_a_random_tail() {
         let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        let t1 = t0 + std::time::Duration::from_secs(1);
+        let t1 = t0 + std::time::Duration::from_millis(1);
         let a = RunId::generate(t0);
         let b = RunId::generate(t1);
         assert!(a < b, "{a} < {b}");

@@ -758,8 +758,18 @@ fn git_config_machine_engine_is_the_default_for_agent_steps() {
     f.run(0, &["run", "t"]);
     assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "gemini");
     // --engine beats the config; a bad value is a usage error naming where it came from
+    let before = f.env.runs();
     f.run(0, &["run", "t", "--engine", "codex"]);
-    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "codex");
+    let second = f
+        .env
+        .runs()
+        .into_iter()
+        .find(|r| !before.contains(r))
+        .expect("a new run");
+    assert_eq!(
+        f.trailer(&format!("machine/{second}"), "Machine-Engine"),
+        "codex"
+    );
     f.env.git(&["config", "machine.engine", "gpt"]);
     let r = f.run(2, &["run", "t"]);
     assert!(

@@ -21,9 +21,13 @@ pub struct StatusArgs {
 
 /// The state a user sees: the stored status, with `running` split by whether anyone runs it.
 pub fn shown_state(paths: &Paths, info: &RunInfo) -> &'static str {
-    match info.state.status {
+    shown(paths, &info.id, info.state.status)
+}
+
+fn shown(paths: &Paths, id: &RunId, status: Status) -> &'static str {
+    match status {
         Status::Running => {
-            let path = paths.lock(&info.id);
+            let path = paths.lock(id);
             match lock::read(&path) {
                 Some(holder) if lock::holder_alive(&holder) => "running",
                 _ => "interrupted",
@@ -50,16 +54,16 @@ pub fn run(ctx: &mut Ctx, args: &StatusArgs) -> CliResult {
 fn list(ctx: &mut Ctx, repo: &Repo, as_json: bool) -> CliResult {
     let paths = Paths::new(repo);
     let mut rows = Vec::new();
-    for (id, tip) in store::list_runs(repo)? {
-        match store::read_run_at(repo, &id, tip) {
-            Ok(info) => {
-                let state = shown_state(&paths, &info);
+    for (id, summary) in store::summary::summaries(repo, &paths.summary_cache())? {
+        match summary {
+            Ok(s) => {
+                let state = shown(&paths, &id, s.status);
                 rows.push((
                     id.to_string(),
-                    info.record.workflow.clone(),
+                    s.workflow,
                     state.to_string(),
-                    info.state.next.clone().unwrap_or_default(),
-                    info.record.started.clone(),
+                    s.next.unwrap_or_default(),
+                    s.started,
                 ));
             }
             Err(e) => rows.push((

@@ -7,6 +7,7 @@
 //! and the serde forms here are the only place the on-disk shape is spelled out.
 
 pub mod lock;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -174,6 +175,10 @@ impl Paths {
                     .collect()
             })
             .unwrap_or_default()
+    }
+    /// The cache of run summaries `status` lists (see [`summary`]).
+    pub fn summary_cache(&self) -> PathBuf {
+        self.root.join("cache").join("runs.tsv")
     }
     pub fn lock(&self, run: &RunId) -> PathBuf {
         self.root.join("locks").join(run.as_str())

@@ -214,6 +214,22 @@ fn status_log_and_show_review_a_run() {
     let v: serde_json::Value = serde_json::from_str(&j.stdout).expect("json");
     assert_eq!(v[0]["id"], run.as_str());
     assert_eq!(v[0]["state"], "completed");
+    // the listing is cached by branch tip; a garbled or stale cache is read from git again
+    let cache = env.common_dir().join("machine/cache/runs.tsv");
+    assert!(std::fs::read_to_string(&cache)
+        .expect("cache")
+        .contains(&run));
+    std::fs::write(
+        &cache,
+        format!(
+            "{run}\t0000000000000000000000000000000000000000\tfailed\t\tstale\tthen\ngarbage\n"
+        ),
+    )
+    .expect("garble");
+    let again = env.machine_ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(v[0]["state"], "completed");
+    assert_eq!(v[0]["workflow"], "hello");
     let one = env.machine_ok(&["status", &run[..8], "--json"]);
     let v: serde_json::Value = serde_json::from_str(&one.stdout).expect("json");
     assert_eq!(v["steps"][0]["id"], "design");

@@ -316,6 +316,46 @@ impl Report {
     }
 }
 
+/// The struct of an agent engine: the program to run (from the override variable or the CLI's
+/// own name), with `new` (tests build one for a given program) and `from_env`.
+macro_rules! cli_engine {
+    ($engine:ident, $cli:expr) => {
+        pub struct $engine {
+            program: String,
+        }
+
+        impl $engine {
+            #[cfg(test)]
+            pub fn new(program: impl Into<String>) -> $engine {
+                $engine {
+                    program: program.into(),
+                }
+            }
+
+            pub fn from_env() -> $engine {
+                $engine {
+                    program: $cli.program_from_env(),
+                }
+            }
+        }
+    };
+}
+
+/// `name` and `check` of an agent engine's `Engine` impl: the same for every CLI.
+macro_rules! cli_engine_basics {
+    ($cli:expr) => {
+        fn name(&self) -> &'static str {
+            $cli.engine
+        }
+
+        fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
+            $cli.locate(&self.program, path).map(|_| ())
+        }
+    };
+}
+
+pub(crate) use {cli_engine, cli_engine_basics};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,30 +33,10 @@ pub const CLI: Cli = Cli {
 /// The chat-history file Aider keeps in its working directory: Aider's "session".
 pub const CHAT_HISTORY: &str = ".aider.chat.history.md";
 
-pub struct AiderEngine {
-    program: String,
-}
-
-impl AiderEngine {
-    pub fn new(program: impl Into<String>) -> AiderEngine {
-        AiderEngine {
-            program: program.into(),
-        }
-    }
-
-    pub fn from_env() -> AiderEngine {
-        AiderEngine::new(CLI.program_from_env())
-    }
-}
+agent::cli_engine!(AiderEngine, CLI);
 
 impl Engine for AiderEngine {
-    fn name(&self) -> &'static str {
-        CLI.engine
-    }
-
-    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
-        CLI.locate(&self.program, path).map(|_| ())
-    }
+    agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;

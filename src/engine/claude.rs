@@ -30,30 +30,10 @@ pub const CLI: Cli = Cli {
     install: "npm install -g @anthropic-ai/claude-code",
 };
 
-pub struct ClaudeEngine {
-    program: String,
-}
-
-impl ClaudeEngine {
-    pub fn new(program: impl Into<String>) -> ClaudeEngine {
-        ClaudeEngine {
-            program: program.into(),
-        }
-    }
-
-    pub fn from_env() -> ClaudeEngine {
-        ClaudeEngine::new(CLI.program_from_env())
-    }
-}
+agent::cli_engine!(ClaudeEngine, CLI);
 
 impl Engine for ClaudeEngine {
-    fn name(&self) -> &'static str {
-        CLI.engine
-    }
-
-    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
-        CLI.locate(&self.program, path).map(|_| ())
-    }
+    agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;

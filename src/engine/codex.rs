@@ -28,30 +28,10 @@ pub const CLI: Cli = Cli {
     install: "npm install -g @openai/codex",
 };
 
-pub struct CodexEngine {
-    program: String,
-}
-
-impl CodexEngine {
-    pub fn new(program: impl Into<String>) -> CodexEngine {
-        CodexEngine {
-            program: program.into(),
-        }
-    }
-
-    pub fn from_env() -> CodexEngine {
-        CodexEngine::new(CLI.program_from_env())
-    }
-}
+agent::cli_engine!(CodexEngine, CLI);
 
 impl Engine for CodexEngine {
-    fn name(&self) -> &'static str {
-        CLI.engine
-    }
-
-    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
-        CLI.locate(&self.program, path).map(|_| ())
-    }
+    agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;

@@ -28,30 +28,10 @@ pub const CLI: Cli = Cli {
     install: "curl https://cursor.com/install -fsS | bash",
 };
 
-pub struct CursorEngine {
-    program: String,
-}
-
-impl CursorEngine {
-    pub fn new(program: impl Into<String>) -> CursorEngine {
-        CursorEngine {
-            program: program.into(),
-        }
-    }
-
-    pub fn from_env() -> CursorEngine {
-        CursorEngine::new(CLI.program_from_env())
-    }
-}
+agent::cli_engine!(CursorEngine, CLI);
 
 impl Engine for CursorEngine {
-    fn name(&self) -> &'static str {
-        CLI.engine
-    }
-
-    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
-        CLI.locate(&self.program, path).map(|_| ())
-    }
+    agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;

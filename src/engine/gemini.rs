@@ -28,30 +28,10 @@ pub const CLI: Cli = Cli {
     install: "npm install -g @google/gemini-cli",
 };
 
-pub struct GeminiEngine {
-    program: String,
-}
-
-impl GeminiEngine {
-    pub fn new(program: impl Into<String>) -> GeminiEngine {
-        GeminiEngine {
-            program: program.into(),
-        }
-    }
-
-    pub fn from_env() -> GeminiEngine {
-        GeminiEngine::new(CLI.program_from_env())
-    }
-}
+agent::cli_engine!(GeminiEngine, CLI);
 
 impl Engine for GeminiEngine {
-    fn name(&self) -> &'static str {
-        CLI.engine
-    }
-
-    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
-        CLI.locate(&self.program, path).map(|_| ())
-    }
+    agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;

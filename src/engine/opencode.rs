@@ -24,30 +24,10 @@ pub const CLI: Cli = Cli {
     install: "npm install -g opencode-ai",
 };
 
-pub struct OpencodeEngine {
-    program: String,
-}
-
-impl OpencodeEngine {
-    pub fn new(program: impl Into<String>) -> OpencodeEngine {
-        OpencodeEngine {
-            program: program.into(),
-        }
-    }
-
-    pub fn from_env() -> OpencodeEngine {
-        OpencodeEngine::new(CLI.program_from_env())
-    }
-}
+agent::cli_engine!(OpencodeEngine, CLI);
 
 impl Engine for OpencodeEngine {
-    fn name(&self) -> &'static str {
-        CLI.engine
-    }
-
-    fn check(&self, path: Option<&std::ffi::OsStr>) -> Result<(), EngineError> {
-        CLI.locate(&self.program, path).map(|_| ())
-    }
+    agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;

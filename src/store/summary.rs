@@ -102,10 +102,7 @@ pub type Listed = Result<RunSummary, StoreError>;
 
 /// Every run's summary (or why it could not be read), oldest first, through the cache at
 /// `cache_file`.
-pub fn summaries(
-    repo: &Repo,
-    cache_file: &Path,
-) -> Result<Vec<(RunId, Listed)>, StoreError> {
+pub fn summaries(repo: &Repo, cache_file: &Path) -> Result<Vec<(RunId, Listed)>, StoreError> {
     let cached: HashMap<String, RunSummary> = std::fs::read_to_string(cache_file)
         .unwrap_or_default()
         .lines()

@@ -573,3 +573,33 @@ fn a_large_output_is_kept_compressed_and_bounded() {
     let tail = String::from_utf8_lossy(&out.stdout);
     assert!(tail.contains("the-last-line"), "the tail is kept: {tail}");
 }
+
+#[test]
+fn records_are_committed_even_when_the_user_ignores_codemachine() {
+    let env = TestEnv::new();
+    env.write(".gitignore", ".codemachine/\n*.log\n");
+    env.git(&["add", ".gitignore"]);
+    env.git(&["commit", "-qm", "ignore"]);
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    let files = env.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        &format!("machine/{run}"),
+        &format!(".codemachine/runs/{run}/"),
+    ]);
+    for f in [
+        "run.toml",
+        "state.toml",
+        "steps/01-design/step.toml",
+        "steps/01-design/output.log",
+        "steps/02-build/output.log",
+    ] {
+        assert!(
+            files.contains(&format!(".codemachine/runs/{run}/{f}")),
+            "{f} missing from:\n{files}"
+        );
+    }
+}

@@ -475,6 +475,13 @@ fn rm_removes_the_worktree_and_the_branch_only_when_asked() {
     env.machine_ok(&["resume", &run]);
     env.machine_ok(&["rm", &run[..10], "--branch"]);
     assert!(env.runs().is_empty());
+    assert!(
+        std::fs::read_dir(env.tmp.path().join("cache/git-machine/worktrees"))
+            .expect("worktrees root")
+            .next()
+            .is_none(),
+        "the repository's worktree folder goes with its last run"
+    );
 }
 
 #[test]

@@ -12,11 +12,10 @@ use crate::store::{self, Paths};
 /// Make a step the next to run; the abandoned tip stays under refs/machine/attic
 #[derive(Args, Debug)]
 pub struct RewindArgs {
-    /// Run id or a unique prefix of it
-    pub run: String,
-    /// Step to run next (its latest execution is undone, with everything after it)
-    #[arg(required_unless_present = "undo", conflicts_with = "undo")]
-    pub step: Option<String>,
+    /// [RUN] STEP: the run (id or unique prefix; default the most recent) and the step to run
+    /// next (its latest execution is undone, with everything after it); with --undo, only [RUN]
+    #[arg(value_names = ["RUN", "STEP"], num_args = 0..=2)]
+    pub words: Vec<String>,
     /// Restore the tip the last rewind abandoned
     #[arg(long)]
     pub undo: bool,
@@ -24,7 +23,21 @@ pub struct RewindArgs {
 
 pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let (id, tip) = find_run(&repo, Some(&args.run))?;
+    let (run, step) = match (args.undo, args.words.as_slice()) {
+        (true, []) => (None, None),
+        (true, [run]) => (Some(run.as_str()), None),
+        (false, [step]) => (None, Some(step.as_str())),
+        (false, [run, step]) => (Some(run.as_str()), Some(step.as_str())),
+        (true, _) => {
+            return Err(CliError::usage("`rewind --undo` takes at most the run")
+                .with_hint("git machine rewind --undo [RUN]"))
+        }
+        (false, _) => {
+            return Err(CliError::usage("`rewind` needs the step to run next")
+                .with_hint("git machine rewind [RUN] STEP, or git machine rewind --undo [RUN]"))
+        }
+    };
+    let (id, tip) = find_run(&repo, run)?;
     let paths = Paths::new(&repo);
     let _lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
     let attic = repo.refs_under(&id.attic_prefix())?;
@@ -79,10 +92,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             format!("restored run {id} to {}", restored.short()),
         )
     } else {
-        let step = args
-            .step
-            .as_deref()
-            .expect("clap requires a step without --undo");
+        let step = step.expect("a step is given without --undo");
         let (_, commits) = store::step_commits(&repo, &info)?;
         let Some(found) = commits
             .iter()

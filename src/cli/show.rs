@@ -10,10 +10,10 @@ use crate::store;
 /// Show the diff of one step, through git's pager
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// Run id or a unique prefix of it
-    pub run: String,
-    /// Step id (its latest execution) or record number such as 3 or 03-test
-    pub step: String,
+    /// [RUN] STEP: the run (id or unique prefix; default the most recent) and the step (its
+    /// id for its latest execution, or a record number such as 3 or 03-test)
+    #[arg(value_names = ["RUN", "STEP"], num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
     /// Include the run's own files under .codemachine/
     #[arg(long)]
     pub all: bool,
@@ -21,10 +21,15 @@ pub struct ShowArgs {
 
 pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let (id, tip) = find_run(&repo, Some(&args.run))?;
+    let (run, step) = match args.words.as_slice() {
+        [step] => (None, step.as_str()),
+        [run, step] => (Some(run.as_str()), step.as_str()),
+        _ => unreachable!("clap takes one or two words"),
+    };
+    let (id, tip) = find_run(&repo, run)?;
     let info = store::read_run_at(&repo, &id, tip)?;
     let (_, commits) = store::step_commits(&repo, &info)?;
-    let wanted = args.step.as_str();
+    let wanted = step;
     let found = commits.iter().rev().find(|c| {
         c.record.step == wanted
             || c.record_name == wanted

@@ -247,6 +247,11 @@ fn status_log_and_show_review_a_run() {
     );
     let show = env.machine_ok(&["show", &run, "design"]);
     assert!(show.stdout.contains("+# greeting"), "{show}");
+    let recent = env.machine_ok(&["show", "design"]);
+    assert_eq!(
+        recent.stdout, show.stdout,
+        "without a run: the most recent one"
+    );
     assert!(!show.stdout.contains("state.toml"), "{show}");
     let all = env.machine_ok(&["show", &run, "design", "--all"]);
     assert!(all.stdout.contains("state.toml"), "{all}");
@@ -403,6 +408,13 @@ fn rewind_makes_a_step_next_and_undo_restores_the_tip() {
     );
     env.machine_ok(&["rewind", "--undo", &run]);
     assert_eq!(env.git(&["rev-parse", &branch]), tip);
+    // without a run: the most recent one
+    env.machine_ok(&["rewind", "build"]);
+    assert_eq!(env.subjects(&run).len(), 2);
+    env.machine_ok(&["rewind", "--undo"]);
+    assert_eq!(env.git(&["rev-parse", &branch]), tip);
+    let r = env.machine_code(2, &["rewind"]);
+    assert!(r.stderr.contains("needs the step"), "{r}");
     // rewind again and run forward: a new tip, the old one still in the attic
     env.machine_ok(&["rewind", &run, "design"]);
     env.machine_ok(&["resume", &run]);

@@ -69,13 +69,11 @@ impl Engine for AiderEngine {
             args.push("--restore-chat-history".into());
         }
         args.extend(step.args.iter().cloned());
-        Ok(Invocation {
-            program: self.program.clone(),
+        Ok(Invocation::agent(
+            &self.program,
             args,
-            env: agent::step_env(step),
-            env_remove: Vec::new(),
-            stdin: Vec::new(),
-        })
+            agent::step_env(step),
+        ))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {

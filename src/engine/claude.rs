@@ -63,13 +63,11 @@ impl Engine for ClaudeEngine {
         args.extend(step.args.iter().cloned());
         args.push("--".into());
         args.push(input.prompt.to_string());
-        Ok(Invocation {
-            program: self.program.clone(),
+        Ok(Invocation::agent(
+            &self.program,
             args,
-            env: agent::step_env(step),
-            env_remove: Vec::new(),
-            stdin: Vec::new(),
-        })
+            agent::step_env(step),
+        ))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {

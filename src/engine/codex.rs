@@ -56,13 +56,11 @@ impl Engine for CodexEngine {
         }
         args.push("--".into());
         args.push(input.prompt.to_string());
-        Ok(Invocation {
-            program: self.program.clone(),
+        Ok(Invocation::agent(
+            &self.program,
             args,
-            env: agent::step_env(step),
-            env_remove: Vec::new(),
-            stdin: Vec::new(),
-        })
+            agent::step_env(step),
+        ))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {

@@ -56,13 +56,7 @@ impl Engine for GeminiEngine {
         args.extend(step.args.iter().cloned());
         let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
         env.extend(agent::step_env(step));
-        Ok(Invocation {
-            program: self.program.clone(),
-            args,
-            env,
-            env_remove: Vec::new(),
-            stdin: Vec::new(),
-        })
+        Ok(Invocation::agent(&self.program, args, env))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {

@@ -34,6 +34,20 @@ pub struct Invocation {
     pub stdin: Vec<u8>,
 }
 
+impl Invocation {
+    /// An agent CLI's invocation: the prompt travels in `args`, so stdin gets nothing and is
+    /// closed at once (some CLIs wait for an open stdin to end).
+    pub fn agent(program: &str, args: Vec<String>, env: Vec<(String, String)>) -> Invocation {
+        Invocation {
+            program: program.to_string(),
+            args,
+            env,
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+        }
+    }
+}
+
 /// Everything an engine may use to build its command line.
 pub struct StepInput<'a> {
     pub step: &'a ResolvedStep,

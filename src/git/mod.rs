@@ -509,35 +509,40 @@ impl Repo {
             .as_str()
             .strip_prefix("refs/heads/")
             .expect("worktrees are made for branches");
-        run_git(
-            self.cli_dir(),
-            [
-                OsStr::new("worktree"),
-                OsStr::new("add"),
-                OsStr::new("--force"),
-                OsStr::new("--quiet"),
-                path.as_os_str(),
-                OsStr::new(short),
-            ],
-        )?;
-        Ok(())
+        self.add_worktree(&[OsStr::new("--force"), path.as_os_str(), OsStr::new(short)])
     }
 
     /// A worktree at `path` with a detached HEAD at `commit` (members of parallel groups).
     pub fn worktree_add_detached(&self, path: &Path, commit: Oid) -> Result<()> {
-        run_git(
-            self.cli_dir(),
-            [
-                OsStr::new("worktree"),
-                OsStr::new("add"),
-                OsStr::new("--force"),
-                OsStr::new("--quiet"),
-                OsStr::new("--detach"),
-                path.as_os_str(),
-                OsStr::new(&commit.to_string()),
-            ],
-        )?;
-        Ok(())
+        let commit = commit.to_string();
+        self.add_worktree(&[
+            OsStr::new("--force"),
+            OsStr::new("--detach"),
+            path.as_os_str(),
+            OsStr::new(&commit),
+        ])
+    }
+
+    /// `git worktree add --quiet <args>`, retried a few times when another process holds one
+    /// of the repository's lock files (two runs starting at once collide on them).
+    fn add_worktree(&self, args: &[&OsStr]) -> Result<()> {
+        let mut full = vec![
+            OsStr::new("worktree"),
+            OsStr::new("add"),
+            OsStr::new("--quiet"),
+        ];
+        full.extend_from_slice(args);
+        let mut delay = std::time::Duration::from_millis(50);
+        for attempt in 0.. {
+            match run_git(self.cli_dir(), &full) {
+                Err(GitError::Cli { stderr, .. }) if stderr.contains(".lock") && attempt < 6 => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Remove the worktree at `path` (by path; never a global prune).

@@ -622,3 +622,40 @@ fn records_are_committed_even_when_the_user_ignores_codemachine() {
         );
     }
 }
+
+#[test]
+fn runs_started_at_the_same_time_do_not_collide() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.machine_cmd(&["run", "hello"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let runs = env.runs();
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        assert_eq!(env.subjects(run).len(), 3, "{run}");
+    }
+    let st = env.machine_ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).expect("json");
+    assert!(
+        v.as_array()
+            .expect("list")
+            .iter()
+            .all(|r| r["state"] == "completed"),
+        "{v}"
+    );
+}

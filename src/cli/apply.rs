@@ -52,7 +52,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .iter()
         .filter(|c| c.record.status == StepStatus::Succeeded)
         .collect();
-    let mut prev = strip(start)?;
+    let first = strip(start)?;
     let mut cur = head;
     let mut made = Vec::new();
     let merge = |prev: Oid, cur: Oid, next: Oid, what: &str| -> CliResult<Oid> {
@@ -69,34 +69,50 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         }
     };
     if args.squash {
-        if let Some(last) = done.last() {
-            let next = strip(last.commit)?;
-            if next != prev {
-                let tree = merge(prev, cur, next, &format!("run {id}"))?;
-                let mut msg = format!("{}: run {id}\n\n", info.record.workflow);
-                for c in &done {
-                    msg.push_str(&format!("- {}: {}\n", c.record.step, c.record.summary));
-                }
-                msg.push_str(&format!("\nMachine-Run: {id}\n"));
-                cur = repo.commit(tree, &[cur], &msg, None)?;
-                made.push(("squashed".to_string(), cur));
+        // The run's code as its tip has it (a failure record at the tip changes no code).
+        let last = strip(tip)?;
+        if last != first {
+            let tree = merge(first, cur, last, &format!("run {id}"))?;
+            let mut msg = format!("{}: run {id}\n\n", info.record.workflow);
+            for c in &done {
+                msg.push_str(&format!("- {}: {}\n", c.record.step, c.record.summary));
             }
+            msg.push_str(&format!("\nMachine-Run: {id}\n"));
+            cur = repo.commit(tree, &[cur], &msg, None)?;
+            made.push(("squashed".to_string(), cur));
         }
     } else {
-        for c in &done {
-            let next = strip(c.commit)?;
-            if next == prev {
+        // Every commit of the run's first-parent history, in order: step commits, the merge of
+        // each parallel group, a person's review commits, commits a step's program made itself.
+        // Failure records change no code and are skipped.
+        let chain = repo.first_parent_chain(start, tip)?.ok_or_else(|| {
+            CliError::failed(format!("run {id}'s start commit is not on its branch"))
+        })?;
+        let mut parent = start;
+        for c in chain {
+            let (before, next) = (strip(parent)?, strip(c)?);
+            parent = c;
+            if before == next {
                 continue;
             }
-            let tree = merge(prev, cur, next, &format!("step `{}`", c.record.step))?;
-            let msg = format!(
-                "{}: {}\n\nMachine-Run: {id}\nMachine-Step: {}\nMachine-Engine: {}\n",
-                c.record.step, c.record.summary, c.record.step, c.record.engine
-            );
-            let author = format!("git machine ({})", c.record.engine);
-            cur = repo.commit(tree, &[cur], &msg, Some((&author, "git-machine@localhost")))?;
-            made.push((c.record.step.clone(), cur));
-            prev = next;
+            let (message, author, email) = repo.commit_text(c)?;
+            let subject = message.lines().next().unwrap_or("").to_string();
+            let tree = merge(before, cur, next, &format!("`{subject}`"))?;
+            let trailers = crate::git::parse_trailers(&message);
+            let mut msg = format!("{subject}\n\n");
+            for key in [
+                "Machine-Run",
+                "Machine-Step",
+                "Machine-Engine",
+                "Machine-Session",
+            ] {
+                if let Some(v) = trailers.get(key) {
+                    msg.push_str(&format!("{key}: {v}\n"));
+                }
+            }
+            msg.push_str(&format!("Machine-Applied-From: {c}\n"));
+            cur = repo.commit(tree, &[cur], &msg, Some((&author, &email)))?;
+            made.push((subject, cur));
         }
     }
     if made.is_empty() {

@@ -408,6 +408,33 @@ impl Repo {
             .collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The commits from `from` (exclusive) to `to` along first parents, oldest first; `None`
+    /// when `from` is not on that chain.
+    pub fn first_parent_chain(&self, from: Oid, to: Oid) -> Result<Option<Vec<Oid>>> {
+        let mut chain = Vec::new();
+        let mut cursor = to;
+        while cursor != from {
+            chain.push(cursor);
+            match self.repo.find_commit(cursor.0)?.parent_id(0) {
+                Ok(p) => cursor = Oid(p),
+                Err(_) => return Ok(None),
+            }
+        }
+        chain.reverse();
+        Ok(Some(chain))
+    }
+
+    /// A commit's message and author (name, email), to copy it elsewhere.
+    pub fn commit_text(&self, oid: Oid) -> Result<(String, String, String)> {
+        let c = self.repo.find_commit(oid.0)?;
+        let author = c.author();
+        Ok((
+            c.message().unwrap_or("").to_string(),
+            author.name().unwrap_or("").to_string(),
+            author.email().unwrap_or("").to_string(),
+        ))
+    }
+
     /// Whether `ancestor` is `descendant` or one of its ancestors.
     pub fn is_ancestor(&self, ancestor: Oid, descendant: Oid) -> Result<bool> {
         Ok(ancestor == descendant || self.repo.graph_descendant_of(descendant.0, ancestor.0)?)

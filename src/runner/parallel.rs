@@ -607,7 +607,12 @@ impl Runner<'_> {
                 ("Machine-Group", ctx.name.as_str()),
             ],
         );
-        let commit = self.repo.commit(tree, parents, &message, None)?;
+        let commit = self.repo.commit(
+            tree,
+            parents,
+            &message,
+            Some(("git machine", "git-machine@localhost")),
+        )?;
         self.repo.update_refs(
             &[RefUpdate {
                 name: id.branch(),

@@ -336,3 +336,55 @@ fn jobs_bound_how_many_members_run_at_once() {
     let r = env.machine_code(2, &["run", "wide"]);
     assert!(r.stderr.contains("machine.jobs"), "{r}");
 }
+
+#[test]
+fn apply_carries_group_merges_and_review_edits() {
+    let env = TestEnv::new();
+    env.workflow(
+        "mix",
+        r#"version = 1
+name = "mix"
+[[steps]]
+id = "left"
+group = "g"
+run = ["sh", "-c", "echo left > left.txt"]
+[[steps]]
+id = "right"
+group = "g"
+run = ["sh", "-c", "echo right > right.txt"]
+[[steps]]
+id = "draft"
+run = ["sh", "-c", "echo draft > draft.txt"]
+checkpoint = true
+[[steps]]
+id = "last"
+run = ["sh", "-c", "cat draft.txt > last.txt"]
+"#,
+    );
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-qm", "workflow"]);
+    env.machine_code(1, &["run", "mix"]);
+    let run = env.last_run();
+    std::fs::write(env.worktree(&run).join("draft.txt"), "draft, edited\n").expect("edit");
+    env.machine_ok(&["resume", &run]);
+    env.machine_ok(&["apply", &run]);
+    for (file, text) in [
+        ("left.txt", "left\n"),
+        ("right.txt", "right\n"),
+        ("draft.txt", "draft, edited\n"),
+        ("last.txt", "draft, edited\n"),
+    ] {
+        assert_eq!(env.read(file), text, "{file}");
+    }
+    let log = env.git(&["log", "--format=%an|%s", "-4"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[3], "git machine|g: merge left, right");
+    assert_eq!(lines[2], "git machine (command)|draft: ran sh");
+    assert_eq!(lines[1], "Test User|review: changes after `draft`");
+    assert_eq!(lines[0], "git machine (command)|last: ran sh");
+    assert!(!env.path(".codemachine/runs").exists());
+    // squashed onto another branch: the same code in one commit
+    env.git(&["checkout", "-q", "-b", "flat", "HEAD~4"]);
+    env.machine_ok(&["apply", &run, "--squash"]);
+    assert_eq!(env.git(&["diff", "--stat", "main", "HEAD"]), "");
+}

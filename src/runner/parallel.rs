@@ -133,13 +133,15 @@ impl Runner<'_> {
             self.ui.dim(&format!("(at most {} at a time) …", self.jobs))
         ));
         let results = self.run_slots(&slots);
-        if self.cancel.load(Ordering::SeqCst) {
-            return Ok(StepEnd::Interrupted);
-        }
+        let cancelled = self.cancel.load(Ordering::SeqCst);
         let mut commits = done.clone();
         let mut failed = Vec::new();
         for (slot, (attempt, started_at, duration)) in slots.iter().zip(results) {
             let attempt = attempt?;
+            if cancelled && !attempt.outcome.success {
+                // Stopped by Ctrl-C: neither done nor failed; resume runs it again.
+                continue;
+            }
             let mut record = self.member_record(slot, &attempt, started_at, duration, seq);
             if attempt.outcome.success {
                 let commit = self.commit_member(info, slot, &mut record, &attempt)?;
@@ -189,6 +191,9 @@ impl Runner<'_> {
                 ));
                 failed.push((slot, record, attempt));
             }
+        }
+        if cancelled {
+            return self.interrupt_group(info, wt, &ctx, base, seq, &commits);
         }
         if !failed.is_empty() {
             return self.fail_group(info, wt, &ctx, base, seq, &commits, failed);
@@ -380,6 +385,44 @@ impl Runner<'_> {
         )?;
         let _ = std::fs::remove_file(&slot.session);
         Ok(commit)
+    }
+
+    /// Ctrl-C during a group: the members that finished are kept done in a checkpoint commit,
+    /// so `resume` runs only the others.
+    #[allow(clippy::too_many_arguments)]
+    fn interrupt_group(
+        &mut self,
+        info: &mut RunInfo,
+        wt: &Worktree,
+        ctx: &GroupCtx<'_>,
+        base: Oid,
+        seq: u32,
+        commits: &BTreeMap<String, Oid>,
+    ) -> CliResult<StepEnd> {
+        if commits.len() == info.state.group_done.len() {
+            return Ok(StepEnd::Interrupted);
+        }
+        let mut state = info.state.clone();
+        state.seq = seq;
+        state.next = Some(ctx.first.clone());
+        state.group_base = Some(base.to_string());
+        state.group_done = commits
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let names: Vec<&str> = commits.keys().map(String::as_str).collect();
+        let tip = info.tip;
+        let tree = self.repo.tree_of(tip)?;
+        self.commit_merge(
+            info,
+            wt,
+            ctx,
+            tree,
+            &[tip],
+            &format!("{}: interrupted ({} done)", ctx.name, names.join(", ")),
+            state,
+        )?;
+        Ok(StepEnd::Interrupted)
     }
 
     /// Record the failed members on the run branch; finished members stay done.

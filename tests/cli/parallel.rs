@@ -388,3 +388,74 @@ run = ["sh", "-c", "cat draft.txt > last.txt"]
     env.machine_ok(&["apply", &run, "--squash"]);
     assert_eq!(env.git(&["diff", "--stat", "main", "HEAD"]), "");
 }
+
+#[test]
+fn ctrl_c_in_a_group_keeps_the_members_that_finished() {
+    let env = TestEnv::new();
+    let counts = env.tmp.path().join("counts");
+    std::fs::create_dir_all(&counts).expect("dir");
+    let marker = env.tmp.path().join("go-fast");
+    env.workflow(
+        "pair",
+        &format!(
+            r#"version = 1
+name = "pair"
+[[steps]]
+id = "quick"
+group = "g"
+run = ["sh", "-c", "echo x >> '{c}/quick'; echo quick > quick.txt"]
+[[steps]]
+id = "slow"
+group = "g"
+run = ["sh", "-c", "echo x >> '{c}/slow'; test -e '{m}' || sleep 30; echo slow > slow.txt"]
+"#,
+            c = counts.display(),
+            m = marker.display()
+        ),
+    );
+    let mut child = env
+        .machine_cmd(&["run", "pair"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(counts.join("quick").exists() && counts.join("slow").exists()) {
+        assert!(Instant::now() < deadline, "members never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sends SIGINT to the git-machine child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let run = env.last_run();
+    let subjects = env.subjects(&run);
+    assert_eq!(
+        subjects.last().map(String::as_str),
+        Some("g: interrupted (quick done)"),
+        "{subjects:?}"
+    );
+    std::fs::write(&marker, "").expect("marker");
+    env.machine_ok(&["resume", &run]);
+    assert_eq!(
+        std::fs::read_to_string(counts.join("quick")).expect("quick"),
+        "x\n",
+        "quick is not run again"
+    );
+    assert_eq!(
+        std::fs::read_to_string(counts.join("slow")).expect("slow"),
+        "x\nx\n"
+    );
+    let branch = format!("machine/{run}");
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:quick.txt")]),
+        "quick\n"
+    );
+    assert_eq!(env.git(&["show", &format!("{branch}:slow.txt")]), "slow\n");
+    assert_eq!(
+        env.subjects(&run).last().map(String::as_str),
+        Some("g: merge quick, slow")
+    );
+}

@@ -76,6 +76,14 @@ impl From<GitError> for CliError {
             GitError::RefMoved { name, .. } => CliError::refused(e.to_string()).with_hint(format!(
                 "something else changed {name} while git machine was working; look at `git reflog {name}` and try again"
             )),
+            GitError::Cli { stderr, .. }
+                if ["No space left on device", "File too large", "Disk quota exceeded"]
+                    .iter()
+                    .any(|m| stderr.contains(m)) =>
+            {
+                disk_full(e.to_string())
+            }
+            GitError::Lib(err) if err.message().contains("No space left") => disk_full(e.to_string()),
             GitError::NotARepo(_) => CliError::usage(e.to_string())
                 .with_hint("run git machine inside a git repository, or try `git machine demo`"),
             _ => CliError::new(EXIT_BUG, e.to_string()),
@@ -104,8 +112,25 @@ impl From<LockError> for CliError {
     }
 }
 
+/// Whether an error means the disk (or a file-size or quota limit) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)
+    )
+}
+
+fn disk_full(detail: String) -> CliError {
+    CliError::failed(format!("out of disk space: {detail}")).with_hint(
+        "free some space, then `git machine resume` continues the run from its last step commit",
+    )
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
+        if is_disk_full(&e) {
+            return disk_full(e.to_string());
+        }
         CliError::new(EXIT_BUG, e.to_string())
     }
 }

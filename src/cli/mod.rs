@@ -160,6 +160,12 @@ fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(cancel));
         let _ = signal_hook::flag::register(sig, Arc::clone(cancel));
     }
+    // A file-size limit makes writes fail (EFBIG) like a full disk, instead of killing git
+    // machine halfway through a commit; steps get the default back (see engine::process).
+    // SAFETY: setting a signal's disposition to ignored has no other effect.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 pub fn main() -> i32 {

@@ -154,10 +154,12 @@ pub fn run(
     }
     cmd.envs(inv.env.iter().map(|(k, v)| (k, v)));
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    // SAFETY: prctl and signal are async-signal-safe; they only set this child's parent-death
+    // signal and give it back the default action of SIGXFSZ, which git machine ignores.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
             Ok(())
         });
     }

@@ -659,3 +659,49 @@ fn runs_started_at_the_same_time_do_not_collide() {
         "{v}"
     );
 }
+
+#[test]
+fn a_full_disk_stops_the_run_with_a_clear_error_and_resume_finishes_it() {
+    let env = TestEnv::new();
+    env.workflow(
+        "big",
+        "version = 1\nname = \"big\"\n[[steps]]\nid = \"small\"\nrun = [\"sh\", \"-c\", \"echo small > small.txt\"]\n[[steps]]\nid = \"big\"\nrun = [\"sh\", \"-c\", \"yes 0123456789abcdef | head -c 400000; echo done > big.txt\"]\n",
+    );
+    // A file-size limit of 100 KiB makes writes fail with EFBIG, as on a full disk.
+    // The hermetic environment of the harness, passed on through the shell.
+    let hermetic = env.machine_cmd(&[]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 200; exec '{}' run big",
+            crate::common::BIN
+        ))
+        .current_dir(&env.repo)
+        .envs(
+            hermetic
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .output()
+        .expect("run under a size limit");
+    let r = crate::common::Run::from(out);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.stderr.contains("out of disk space") && r.stderr.contains("git machine resume"),
+        "{r}"
+    );
+    let run = env.last_run();
+    let st = env.machine_ok(&["status", "--json"]);
+    assert!(st.stdout.contains("\"interrupted\""), "{st}");
+    env.machine_ok(&["resume", &run]);
+    let subjects = env.subjects(&run);
+    assert_eq!(
+        subjects.len(),
+        3,
+        "start, small, big once each: {subjects:?}"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:big.txt")]),
+        "done\n"
+    );
+}

@@ -364,6 +364,23 @@ impl Repo {
         Ok(Oid(builder.create_updated(&self.repo, &base_tree)?))
     }
 
+    /// The id of the tree at `path` inside `tree`, `None` if there is none.
+    pub fn subtree(&self, tree: Oid, path: &str) -> Result<Option<Oid>> {
+        let t = self.repo.find_tree(tree.0)?;
+        Ok(t.get_path(Path::new(path))
+            .ok()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+            .map(|e| Oid(e.id())))
+    }
+
+    /// `tree` with the tree at `path` replaced by `subtree`.
+    pub fn tree_with_subtree(&self, tree: Oid, path: &str, subtree: Oid) -> Result<Oid> {
+        let t = self.repo.find_tree(tree.0)?;
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        builder.upsert(path, subtree.0, git2::FileMode::Tree);
+        Ok(Oid(builder.create_updated(&self.repo, &t)?))
+    }
+
     /// `tree` with the entry at `path` removed (no change if absent).
     pub fn tree_without(&self, tree: Oid, path: &str) -> Result<Oid> {
         let t = self.repo.find_tree(tree.0)?;

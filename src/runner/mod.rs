@@ -91,13 +91,6 @@ impl RunEnd {
     }
 }
 
-const RUN_FILES: [&str; 4] = [
-    "run.toml",
-    "state.toml",
-    "workflow.toml",
-    store::PROMPT_FILES,
-];
-
 /// Values of the built-in placeholders for a run.
 fn builtin_values(id: &RunId, record: &RunRecord) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -849,7 +842,6 @@ impl Runner<'_> {
         self.write_record(
             wt,
             &id,
-            tip_before,
             &rec_name,
             &mut record,
             (&prompt, outcome.final_message.as_deref()),
@@ -857,7 +849,8 @@ impl Runner<'_> {
             &state,
         )?;
         let run_dir = id.dir();
-        let tree = wt.stage_all(&[run_dir.as_str()])?;
+        let staged = wt.stage_all(&[run_dir.as_str()])?;
+        let (tree, repair) = self.keep_run_folder(wt, &id, tip_before, &rec_name, staged)?;
         let current = self.branch_tip(&id)?;
         if current != tip_before && !self.repo.is_ancestor(tip_before, current)? {
             return Err(CliError::refused(format!(
@@ -898,6 +891,11 @@ impl Runner<'_> {
             }],
             &format!("git machine: step {}", step.id),
         )?;
+        if repair {
+            // The step changed git machine's own files: put them back as committed.
+            wt.git(&["checkout", &commit.to_string(), "--", &run_dir])?;
+            wt.git(&["clean", "-fdq", "--", &run_dir])?;
+        }
         let _ = std::fs::remove_file(&session_path);
         info.tip = commit;
         info.state = state;
@@ -1128,12 +1126,51 @@ impl Runner<'_> {
         })
     }
 
+    /// The run's folder belongs to git machine: whatever a step did to it, the commit holds the
+    /// checkpoint's folder plus this step's record and `state.toml`. Returns the tree to commit
+    /// and whether the worktree's copy of the folder must be put back after the commit.
+    fn keep_run_folder(
+        &mut self,
+        wt: &Worktree,
+        id: &RunId,
+        tip: Oid,
+        rec_name: &str,
+        staged: Oid,
+    ) -> CliResult<(Oid, bool)> {
+        let dir = id.dir();
+        let mut files = vec![(
+            format!("{dir}/state.toml"),
+            std::fs::read(wt.path.join(&dir).join("state.toml"))?,
+        )];
+        for entry in std::fs::read_dir(wt.path.join(&dir).join("steps").join(rec_name))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                files.push((
+                    format!("{dir}/steps/{rec_name}/{name}"),
+                    std::fs::read(entry.path())?,
+                ));
+            }
+        }
+        let expected_root = self.repo.tree_with_files(self.repo.tree_of(tip)?, &files)?;
+        let expected = self
+            .repo
+            .subtree(expected_root, &dir)?
+            .expect("the run's folder has just been written into the tree");
+        if self.repo.subtree(staged, &dir)? == Some(expected) {
+            return Ok((staged, false));
+        }
+        self.ui.note(&self.ui.yellow(&format!(
+            "  the step changed git machine's own files under {dir}; they are kept as recorded"
+        )));
+        Ok((self.repo.tree_with_subtree(staged, &dir, expected)?, true))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn write_record(
         &self,
         wt: &Worktree,
         id: &RunId,
-        tip: Oid,
         rec_name: &str,
         record: &mut StepRecord,
         (prompt, message): (&str, Option<&str>),
@@ -1151,16 +1188,6 @@ impl Runner<'_> {
             std::fs::write(dir.join("message.md"), message)?;
         }
         std::fs::write(run_dir.join("state.toml"), to_toml(state))?;
-        // The run's own files are restored as committed, whatever the step did to them; an
-        // unchanged file is not rewritten (a fresh mtime would make git hash it again).
-        for name in RUN_FILES.iter().filter(|n| **n != "state.toml") {
-            if let Some(bytes) = self.repo.read_file(tip, &format!("{}/{name}", id.dir()))? {
-                let path = run_dir.join(name);
-                if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
-                    std::fs::write(path, bytes)?;
-                }
-            }
-        }
         Ok(())
     }
 }

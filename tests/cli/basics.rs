@@ -705,3 +705,55 @@ fn a_full_disk_stops_the_run_with_a_clear_error_and_resume_finishes_it() {
         "done\n"
     );
 }
+
+#[test]
+fn a_step_cannot_damage_the_runs_own_files() {
+    let env = TestEnv::new();
+    env.workflow(
+        "vandal",
+        "version = 1\nname = \"vandal\"\n[[steps]]\nid = \"one\"\nrun = [\"sh\", \"-c\", \"echo one > one.txt\"]\n[[steps]]\nid = \"wreck\"\nrun = [\"sh\", \"-c\", \"rm -rf .codemachine; echo wrecked > wreck.txt\"]\n[[steps]]\nid = \"three\"\nrun = [\"sh\", \"-c\", \"echo three > three.txt\"]\n",
+    );
+    let r = env.machine_ok(&["run", "vandal"]);
+    assert!(r.stderr.contains("kept as recorded"), "{r}");
+    let run = env.last_run();
+    let branch = format!("machine/{run}");
+    let files = env.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        &branch,
+        &format!(".codemachine/runs/{run}/"),
+    ]);
+    for f in [
+        "run.toml",
+        "workflow.toml",
+        "state.toml",
+        "steps/01-one/step.toml",
+        "steps/02-wreck/step.toml",
+        "steps/03-three/step.toml",
+    ] {
+        assert!(
+            files.contains(&format!(".codemachine/runs/{run}/{f}")),
+            "{f} missing:\n{files}"
+        );
+    }
+    assert_eq!(
+        env.git(&["show", &format!("{branch}:wreck.txt")]),
+        "wrecked\n"
+    );
+    // the worktree has the folder back, so it stays clean
+    assert!(env
+        .worktree(&run)
+        .join(format!(".codemachine/runs/{run}/run.toml"))
+        .exists());
+    let status = env.git(&[
+        "-C",
+        env.worktree(&run).to_str().expect("utf8"),
+        "status",
+        "--porcelain",
+    ]);
+    assert_eq!(status, "");
+    let log = env.machine_ok(&["log", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
+    assert_eq!(v["steps"].as_array().expect("steps").len(), 3);
+}

@@ -113,7 +113,7 @@ impl From<LockError> for CliError {
 }
 
 /// Whether an error means the disk (or a file-size or quota limit) is full.
-fn is_disk_full(e: &std::io::Error) -> bool {
+pub fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)

@@ -28,12 +28,12 @@ pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
     for member in paths.member_worktrees(&id) {
         repo.worktree_remove(&member)?;
     }
+    if let Some(logs) = paths.log(&id, "x").parent() {
+        let _ = std::fs::remove_dir_all(logs);
+    }
     if let Some(parent) = wt.parent() {
         // The repository's folder of worktrees goes with its last run (fails while not empty).
         let _ = std::fs::remove_dir(parent);
-    }
-    if let Some(logs) = paths.log(&id, "x").parent() {
-        let _ = std::fs::remove_dir_all(logs);
     }
     ctx.ui.out(&format!(
         "removed the worktree of run {id} ({})",

@@ -50,6 +50,8 @@ struct Log {
     written: u64,
     dropped: u64,
     tail: VecDeque<u8>,
+    /// The first write that failed (a full disk): reported once the program has ended.
+    error: Option<std::io::Error>,
 }
 
 impl Log {
@@ -61,9 +63,14 @@ impl Log {
         };
         let len = (prefix.len() + line.len() + 1) as u64;
         if self.written + len <= LOG_HEAD {
-            let _ = self.file.write_all(prefix);
-            let _ = self.file.write_all(line);
-            let _ = self.file.write_all(b"\n");
+            if self.error.is_none() {
+                let written = self
+                    .file
+                    .write_all(prefix)
+                    .and_then(|()| self.file.write_all(line))
+                    .and_then(|()| self.file.write_all(b"\n"));
+                self.error = written.err();
+            }
             self.written += len;
             return;
         }
@@ -74,15 +81,18 @@ impl Log {
         }
     }
 
-    fn finish(mut self) {
+    fn finish(mut self) -> std::io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         if self.dropped > 0 {
             let cut = self.dropped - self.tail.len() as u64;
-            let _ = writeln!(self.file, "[git machine: {cut} bytes of output not kept]");
+            writeln!(self.file, "[git machine: {cut} bytes of output not kept]")?;
             let (a, b) = self.tail.as_slices();
-            let _ = self.file.write_all(a);
-            let _ = self.file.write_all(b);
+            self.file.write_all(a)?;
+            self.file.write_all(b)?;
         }
-        let _ = self.file.flush();
+        self.file.flush()
     }
 }
 
@@ -135,6 +145,7 @@ pub fn run(
         written: 0,
         dropped: 0,
         tail: VecDeque::new(),
+        error: None,
     };
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
@@ -245,7 +256,9 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    log.finish();
+    // The program has ended either way; a log that could not be written (a full disk) is
+    // reported as the error it is, after the program is gone.
+    log.finish()?;
     let status = exit.expect("the loop ends only after the program exited");
     Ok(match stopping {
         Some((reason, _, _)) => reason,

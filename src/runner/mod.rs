@@ -1209,8 +1209,13 @@ const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
 
 /// Copy the step's log into its record folder; returns the file name used.
 fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
-    if std::fs::metadata(log).map(|m| m.len()).unwrap_or(0) == 0 {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if size == 0 {
         std::fs::write(dir.join("output.log"), "")?;
+        return Ok("output.log".to_string());
+    }
+    // A small log moves into the record (same file system: no copy); a large one is packed.
+    if size <= LOG_COMPRESS_ABOVE && std::fs::rename(log, dir.join("output.log")).is_ok() {
         return Ok("output.log".to_string());
     }
     keep_file(log, dir, "output.log")
@@ -1434,6 +1439,8 @@ pub fn attempt_step(
                 let outcome = parser.inner.finish(&ending);
                 (ending, outcome)
             }
+            // The log could not be written: the disk is full, which no engine fixes.
+            Err(e) if crate::cli::error::is_disk_full(&e) => return Err(e.into()),
             Err(e) => {
                 // Could not be started: an engine that cannot serve now.
                 let msg = format!("could not start `{}`: {e}", inv.program);

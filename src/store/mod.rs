@@ -187,10 +187,11 @@ impl Paths {
     pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
         self.root.join("sessions").join(run.as_str()).join(record)
     }
+    /// A step's log while it runs: beside the run's worktree (outside it, so the step never
+    /// sees it; on its file system, so it moves into the step record without a copy).
     pub fn log(&self, run: &RunId, record: &str) -> PathBuf {
-        self.root
-            .join("logs")
-            .join(run.as_str())
+        self.worktrees
+            .join(format!("{run}.logs"))
             .join(format!("{record}.log"))
     }
 }

@@ -441,13 +441,10 @@ impl Lab {
     /// Code's events, `thread_id` of Codex's `thread.started`).
     fn reported_session(&self, record: &str) -> Option<String> {
         let run = self.env.last_run();
-        let log = self
-            .env
-            .common_dir()
-            .join("machine/logs")
-            .join(&run)
-            .join(format!("{record}.log"));
-        let text = std::fs::read_to_string(&log).ok()?;
+        let text = self.file_at(
+            &self.tip(),
+            &format!(".codemachine/runs/{run}/steps/{record}/output.log"),
+        )?;
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find_map(|v| {

@@ -191,6 +191,7 @@ impl Repo {
     }
 
     fn from_git2(repo: git2::Repository) -> Result<Repo> {
+        configure_libgit2();
         let common_dir = repo.commondir().to_path_buf();
         let workdir = repo.workdir().map(Path::to_path_buf);
         Ok(Repo {
@@ -567,9 +568,30 @@ impl Repo {
         ])
     }
 
-    /// `git worktree add --quiet <args>`, retried a few times when another process holds one
-    /// of the repository's lock files (two runs starting at once collide on them).
+    /// `git worktree add --quiet <args>`, one at a time per repository: concurrent adds collide
+    /// on `.git/config.lock` and read each other's half-written admin folders. An exclusive
+    /// `flock` on `<common git dir>/machine/worktree-add.lock` serialises git machine's own
+    /// adds across processes; a lock file held by something else is waited out with retries.
     fn add_worktree(&self, args: &[&OsStr]) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let lock_path = self.common_dir.join("machine").join("worktree-add.lock");
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| GitError::Io(e.to_string()))?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| GitError::Io(format!("{}: {e}", lock_path.display())))?;
+        // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(GitError::Io(format!(
+                "cannot lock {}: {}",
+                lock_path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
         let mut full = vec![
             OsStr::new("worktree"),
             OsStr::new("add"),
@@ -577,16 +599,17 @@ impl Repo {
         ];
         full.extend_from_slice(args);
         let mut delay = std::time::Duration::from_millis(50);
-        for attempt in 0.. {
+        let mut attempt = 0;
+        loop {
             match run_git(self.cli_dir(), &full) {
                 Err(GitError::Cli { stderr, .. }) if stderr.contains(".lock") && attempt < 6 => {
+                    attempt += 1;
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
                 other => return other.map(|_| ()),
             }
         }
-        unreachable!("the loop returns")
     }
 
     /// Remove the worktree at `path` (by path; never a global prune).
@@ -687,6 +710,7 @@ impl Worktree {
     /// written from the index by libgit2, so the common case costs one git process.
     pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
         self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
+        configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
         let ignored: Vec<&str> = force
             .iter()
@@ -774,6 +798,14 @@ pub fn init_scratch_repo(dir: &Path) -> Result<()> {
     run_git(dir, ["add", "README.md"])?;
     run_git(dir, ["commit", "-q", "-m", "initial commit"])?;
     Ok(())
+}
+
+/// Process-wide libgit2 settings, applied once. Strict object creation is off: with it,
+/// writing a tree checks that every blob it names exists, one file lookup per index entry —
+/// thousands a step in a large worktree — for objects `git add` has just written.
+fn configure_libgit2() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| git2::opts::strict_object_creation(false));
 }
 
 /// Run `git` with the user's terminal (pager, colours), in `dir`; returns its exit code.

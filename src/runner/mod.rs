@@ -158,6 +158,7 @@ impl Runner<'_> {
             group_done: BTreeMap::new(),
             pending_merge: Vec::new(),
             conflict_paths: Vec::new(),
+            feedback: None,
         };
         let dir = id.dir();
         let mut files = vec![

@@ -263,6 +263,21 @@ pub struct State {
     /// Paths in conflict, when the status is `conflict`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflict_paths: Vec<String>,
+    /// Why the next step runs again, when a loop sent the run back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<LoopFeedback>,
+}
+
+/// What a loop tells the step it sends the run back to: who sent it, which pass this is, why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LoopFeedback {
+    /// The step whose loop sent the run back.
+    pub from: String,
+    /// The pass the looped-to step is about to run (2 = the first repeat).
+    pub pass: u32,
+    /// The directive's reason, or the gate's command with the tail of its failing output.
+    pub reason: String,
 }
 
 /// An agent conversation: which engine holds it and its id there.
@@ -640,6 +655,7 @@ mod tests {
             group_base: None,
             pending_merge: Vec::new(),
             conflict_paths: Vec::new(),
+            feedback: None,
         };
         let back: State = upgrade(
             &RunId::from_stored("x"),

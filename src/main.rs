@@ -2,6 +2,8 @@
 
 mod cli;
 mod engine;
+mod env;
+mod error;
 mod git;
 mod runner;
 mod store;

@@ -58,5 +58,5 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
     ));
     ctx.ui
         .out(&format!("             git machine show {id} implement"));
-    end.into_result(&id)
+    super::run_end(end, &id)
 }

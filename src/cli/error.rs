@@ -1,6 +1,8 @@
 //! The errors a command ends with, and how they are shown: `error:`, `caused by:`, `hint:`,
-//! with the exit codes documented in the man page.
+//! with the exit codes documented in the man page. Layers below the command line return
+//! [`crate::error::Error`], whose kind is mapped to an exit code here and nowhere else.
 
+use crate::error::{Error, Kind};
 use crate::git::GitError;
 use crate::store::lock::LockError;
 use crate::store::StoreError;
@@ -34,9 +36,6 @@ impl CliError {
     pub fn usage(message: impl Into<String>) -> CliError {
         CliError::new(EXIT_USAGE, message)
     }
-    pub fn refused(message: impl Into<String>) -> CliError {
-        CliError::new(EXIT_REFUSED, message)
-    }
     pub fn failed(message: impl Into<String>) -> CliError {
         CliError::new(EXIT_FAILED, message)
     }
@@ -62,76 +61,55 @@ impl CliError {
     }
 }
 
+/// The exit code of each kind of error.
+pub fn exit_code(kind: Kind) -> i32 {
+    match kind {
+        Kind::Usage => EXIT_USAGE,
+        Kind::Failed => EXIT_FAILED,
+        Kind::Refused => EXIT_REFUSED,
+        Kind::Interrupted => EXIT_INTERRUPTED,
+        Kind::Bug => EXIT_BUG,
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> CliError {
+        CliError {
+            code: exit_code(e.kind),
+            message: e.message,
+            causes: e.causes,
+            hint: e.hint,
+        }
+    }
+}
+
 impl From<WorkflowError> for CliError {
     fn from(e: WorkflowError) -> CliError {
-        let mut err = CliError::usage(format!("invalid workflow {e}"));
-        err.hint = e.hint.clone();
-        err
+        Error::from(e).into()
     }
 }
 
 impl From<GitError> for CliError {
     fn from(e: GitError) -> CliError {
-        match &e {
-            GitError::RefMoved { name, .. } => CliError::refused(e.to_string()).with_hint(format!(
-                "something else changed {name} while git machine was working; look at `git reflog {name}` and try again"
-            )),
-            GitError::Cli { stderr, .. }
-                if ["No space left on device", "File too large", "Disk quota exceeded"]
-                    .iter()
-                    .any(|m| stderr.contains(m)) =>
-            {
-                disk_full(e.to_string())
-            }
-            GitError::Lib(err) if err.message().contains("No space left") => disk_full(e.to_string()),
-            GitError::NotARepo(_) => CliError::usage(e.to_string())
-                .with_hint("run git machine inside a git repository, or try `git machine demo`"),
-            _ => CliError::new(EXIT_BUG, e.to_string()),
-        }
+        Error::from(e).into()
     }
 }
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
-        match e {
-            StoreError::Git(g) => g.into(),
-            other => CliError::failed(other.to_string()),
-        }
+        Error::from(e).into()
     }
 }
 
 impl From<LockError> for CliError {
     fn from(e: LockError) -> CliError {
-        match &e {
-            LockError::Held { holder, .. } => CliError::refused(e.to_string()).with_hint(format!(
-                "wait for it to finish, or stop it (kill {}); a lock left by a dead process is taken over automatically",
-                holder.pid
-            )),
-            LockError::Io { .. } => CliError::new(EXIT_BUG, e.to_string()),
-        }
+        Error::from(e).into()
     }
-}
-
-/// Whether an error means the disk (or a file-size or quota limit) is full.
-pub fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)
-    )
-}
-
-fn disk_full(detail: String) -> CliError {
-    CliError::failed(format!("out of disk space: {detail}")).with_hint(
-        "free some space, then `git machine resume` continues the run from its last step commit",
-    )
 }
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
-        if is_disk_full(&e) {
-            return disk_full(e.to_string());
-        }
-        CliError::new(EXIT_BUG, e.to_string())
+        Error::from(e).into()
     }
 }
 

@@ -16,13 +16,14 @@ mod status;
 mod validate;
 mod workflows;
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::env::Env;
 use crate::git::Repo;
+use crate::runner::RunEnd;
 use crate::store::{self, Lookup, RunId};
 use crate::ui::{ColorChoice, Ui};
 use error::{CliError, CliResult};
@@ -57,23 +58,6 @@ enum Command {
     Workflows(workflows::WorkflowsArgs),
     Demo(demo::DemoArgs),
     Engines(engines::EnginesArgs),
-}
-
-/// The environment as read once at start: what commands may consult.
-pub struct Env {
-    pub cwd: PathBuf,
-    pub vars: Vec<(String, String)>,
-    pub no_color: bool,
-}
-
-impl Env {
-    pub fn from_process() -> Env {
-        Env {
-            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-            vars: std::env::vars().collect(),
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-        }
-    }
 }
 
 pub struct Ctx {
@@ -112,6 +96,36 @@ pub fn jobs(repo: &Repo, given: Option<usize>) -> CliResult<usize> {
 }
 
 pub const DEFAULT_JOBS: usize = 4;
+
+/// How the end of a run's execution ends the command: the one place a run's end becomes an
+/// exit code.
+pub fn run_end(end: RunEnd, id: &RunId) -> CliResult {
+    use error::{EXIT_FAILED, EXIT_INTERRUPTED};
+    let (code, message, hint) = match end {
+        RunEnd::Completed => return Ok(()),
+        RunEnd::Conflict => (
+            EXIT_FAILED,
+            format!("run {id} stopped on a merge conflict"),
+            format!("`git machine status {id}` lists the paths; resolve and commit them in the run's worktree, then `git machine resume {id}`"),
+        ),
+        RunEnd::Paused => (
+            EXIT_FAILED,
+            format!("run {id} is paused for review"),
+            format!("look at and edit its worktree, then `git machine resume {id}` commits your changes as a review and goes on"),
+        ),
+        RunEnd::Failed => (
+            EXIT_FAILED,
+            format!("run {id} stopped on a failed step"),
+            format!("fix the cause, then `git machine resume {id}` retries the step (`--reload` if the cause was in the workflow)"),
+        ),
+        RunEnd::Interrupted => (
+            EXIT_INTERRUPTED,
+            format!("run {id} interrupted"),
+            format!("`git machine resume {id}` continues from the last step commit"),
+        ),
+    };
+    Err(CliError::new(code, message).with_hint(hint))
+}
 
 /// Find a run by a unique prefix of its id (or the most recent one).
 pub fn find_run(repo: &Repo, given: Option<&str>) -> CliResult<(RunId, crate::git::Oid)> {

@@ -35,5 +35,6 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
         echo: args.verbose,
         jobs: super::jobs(&repo, args.jobs)?,
     };
-    runner.resume(&id, args.restart_step)?.into_result(&id)
+    let end = runner.resume(&id, args.restart_step)?;
+    super::run_end(end, &id)
 }

@@ -111,5 +111,5 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         track,
         conditions,
     })?;
-    end.into_result(&id)
+    super::run_end(end, &id)
 }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use crate::cli::error::{CliError, CliResult, EXIT_FAILED, EXIT_INTERRUPTED};
-use crate::cli::Env;
+use crate::env::Env;
+use crate::error::{Error, Result};
 use crate::engine::{self, process, Ending, StepInput};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
@@ -65,32 +65,6 @@ pub enum RunEnd {
     Interrupted,
 }
 
-impl RunEnd {
-    pub fn into_result(self, id: &RunId) -> CliResult {
-        match self {
-            RunEnd::Completed => Ok(()),
-            RunEnd::Conflict => Err(CliError::new(EXIT_FAILED, format!("run {id} stopped on a merge conflict"))
-                .with_hint(format!("`git machine status {id}` lists the paths; resolve and commit them in the run's worktree, then `git machine resume {id}`"))),
-            RunEnd::Paused => Err(CliError::new(EXIT_FAILED, format!("run {id} is paused for review"))
-                .with_hint(format!("look at and edit its worktree, then `git machine resume {id}` commits your changes as a review and goes on"))),
-            RunEnd::Failed => Err(CliError::new(
-                EXIT_FAILED,
-                format!("run {id} stopped on a failed step"),
-            )
-            .with_hint(format!(
-                "fix the cause, then `git machine resume {id}` retries the step"
-            ))),
-            RunEnd::Interrupted => {
-                Err(
-                    CliError::new(EXIT_INTERRUPTED, format!("run {id} interrupted")).with_hint(
-                        format!("`git machine resume {id}` continues from the last step commit"),
-                    ),
-                )
-            }
-        }
-    }
-}
-
 /// Values of the built-in placeholders for a run.
 fn builtin_values(id: &RunId, record: &RunRecord) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -116,7 +90,7 @@ fn commit_message(summary: &str, trailers: &[(&str, &str)]) -> String {
 
 impl Runner<'_> {
     /// Create the run (branch, start commit, worktree) and execute it.
-    pub fn start(&mut self, req: StartRequest<'_>) -> CliResult<(RunId, RunEnd)> {
+    pub fn start(&mut self, req: StartRequest<'_>) -> Result<(RunId, RunEnd)> {
         let now = SystemTime::now();
         let mut id = RunId::generate(now);
         while self.repo.ref_target(&id.branch()).is_some() {
@@ -140,7 +114,7 @@ impl Runner<'_> {
             .iter()
             .find(|s| selected(&s.when, &s.when_any, &s.tracks, &record))
             .ok_or_else(|| {
-                CliError::usage(
+                Error::usage(
                     "no step of this workflow applies to the chosen track and conditions",
                 )
             })?
@@ -220,12 +194,12 @@ impl Runner<'_> {
     /// Continue a run from its last checkpoint. An agent step that was interrupted mid-flight
     /// continues in its own session with its partial work kept (unless `restart_step`); any
     /// other unfinished step starts again from a clean checkpoint, its debris kept as an attempt.
-    pub fn resume(&mut self, id: &RunId, restart_step: bool) -> CliResult<RunEnd> {
+    pub fn resume(&mut self, id: &RunId, restart_step: bool) -> Result<RunEnd> {
         let lock = RunLock::acquire(&self.paths.lock(id), id.as_str())?;
         let tip = self
             .repo
             .ref_target(&id.branch())
-            .ok_or_else(|| CliError::usage(format!("run {id} has no branch any more")))?;
+            .ok_or_else(|| Error::usage(format!("run {id} has no branch any more")))?;
         let checkpoint = self.last_machine_commit(id, tip)?;
         let info = store::read_run_at(self.repo, id, checkpoint)?;
         if info.state.status == Status::Completed {
@@ -288,7 +262,7 @@ impl Runner<'_> {
         tip: Oid,
         wt: &Worktree,
         lock: RunLock,
-    ) -> CliResult<RunEnd> {
+    ) -> Result<RunEnd> {
         let id = info.id.clone();
         let unmerged = wt.git(&["diff", "--name-only", "--diff-filter=U"])?;
         let hint = format!(
@@ -296,7 +270,7 @@ impl Runner<'_> {
             wt.path.display()
         );
         if !unmerged.trim().is_empty() {
-            return Err(CliError::failed(format!(
+            return Err(Error::failed(format!(
                 "run {id} still has unresolved conflicts: {}",
                 unmerged.split_whitespace().collect::<Vec<_>>().join(", ")
             ))
@@ -306,7 +280,7 @@ impl Runner<'_> {
             .git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
             .is_ok()
         {
-            return Err(CliError::failed(format!(
+            return Err(Error::failed(format!(
                 "the merge in run {id}'s worktree is resolved but not committed"
             ))
             .with_hint(hint));
@@ -325,7 +299,7 @@ impl Runner<'_> {
         match commit {
             Some(c) if self.repo.is_ancestor(c, tip)? => {}
             _ => {
-                return Err(CliError::failed(format!(
+                return Err(Error::failed(format!(
                     "the merge of `{waiting}` into run {id} is not committed yet"
                 ))
                 .with_hint(hint))
@@ -350,7 +324,7 @@ impl Runner<'_> {
         tip: Oid,
         wt: &Worktree,
         lock: RunLock,
-    ) -> CliResult<RunEnd> {
+    ) -> Result<RunEnd> {
         let id = info.id.clone();
         let edited = wt.is_dirty()?;
         let after = self
@@ -403,7 +377,7 @@ impl Runner<'_> {
 
     /// Walk back from `tip` to the newest commit git machine made for the run (skipping commits a
     /// step's program made itself and was killed before its step commit).
-    pub fn last_machine_commit(&self, id: &RunId, tip: Oid) -> CliResult<Oid> {
+    pub fn last_machine_commit(&self, id: &RunId, tip: Oid) -> Result<Oid> {
         let mut cursor = tip;
         loop {
             let info = self.repo.commit_info(cursor)?;
@@ -411,19 +385,19 @@ impl Runner<'_> {
                 return Ok(cursor);
             }
             cursor = *info.parents.first().ok_or_else(|| {
-                CliError::failed(format!("branch machine/{id} holds no commit of run {id}"))
+                Error::failed(format!("branch machine/{id} holds no commit of run {id}"))
             })?;
         }
     }
 
     /// The run's worktree, created (again) if its folder is gone.
-    pub fn ensure_worktree(&self, id: &RunId) -> CliResult<Worktree> {
+    pub fn ensure_worktree(&self, id: &RunId) -> Result<Worktree> {
         let path = self.paths.worktree(id);
         let wt = Worktree::new(path.clone());
         let branch = id.branch();
         if wt.is_valid() {
             if wt.head_ref().as_deref() != Some(branch.as_str()) {
-                return Err(CliError::failed(format!(
+                return Err(Error::failed(format!(
                     "the worktree of run {id} ({}) is not on branch machine/{id}",
                     path.display()
                 ))
@@ -436,7 +410,7 @@ impl Runner<'_> {
         }
         for (other, checked_out) in self.repo.worktrees()? {
             if checked_out.as_deref() == Some(branch.as_str()) && other != path && other.exists() {
-                return Err(CliError::refused(format!(
+                return Err(Error::refused(format!(
                     "branch machine/{id} is checked out in {}",
                     other.display()
                 ))
@@ -457,7 +431,7 @@ impl Runner<'_> {
     /// left on this run's refs and in its worktree's index. Git refuses every update while one
     /// exists, so the run could never move again; holding the run lock, with any orphaned step
     /// group killed, nothing that could still own them runs.
-    pub fn clear_stale_git_locks(&mut self, id: &RunId, wt: &Worktree) -> CliResult {
+    pub fn clear_stale_git_locks(&mut self, id: &RunId, wt: &Worktree) -> Result {
         let prefixes = [format!("{ATTEMPTS_PREFIX}{id}/"), id.attic_prefix()];
         let stale = self.repo.stale_locks(&id.branch(), &prefixes, wt);
         for path in stale.into_iter().filter(|p| p.exists()) {
@@ -479,7 +453,7 @@ impl Runner<'_> {
         info: &RunInfo,
         tip: Oid,
         label: &str,
-    ) -> CliResult<Option<Oid>> {
+    ) -> Result<Option<Oid>> {
         let dirty = wt.is_dirty()?;
         if !dirty && tip == info.tip {
             return Ok(None);
@@ -519,10 +493,10 @@ impl Runner<'_> {
         mut info: RunInfo,
         mut lock: RunLock,
         mut inflight: Option<SessionRef>,
-    ) -> CliResult<RunEnd> {
+    ) -> Result<RunEnd> {
         let id = info.id.clone();
         let wf = info.workflow().map_err(|e| {
-            CliError::failed(format!(
+            Error::failed(format!(
                 "the workflow stored in run {id} no longer parses: {e}"
             ))
         })?;
@@ -552,7 +526,7 @@ impl Runner<'_> {
                 return Ok(RunEnd::Interrupted);
             }
             let index = steps.iter().position(|s| s.id == next).ok_or_else(|| {
-                CliError::failed(format!(
+                Error::failed(format!(
                     "run {id} wants step `{next}`, which its workflow does not have"
                 ))
             })?;
@@ -636,19 +610,14 @@ impl Runner<'_> {
         (number, total): (usize, usize),
         inflight: Option<SessionRef>,
         lock: &mut RunLock,
-    ) -> CliResult<StepEnd> {
+    ) -> Result<StepEnd> {
         let id = info.id.clone();
         let seq = info.state.seq + 1;
         let rec_name = record_name(seq, &step.id);
         let log_path = self.paths.log(&id, &rec_name);
         let session_path = self.paths.inflight_session(&id, &rec_name);
         let tip_before = info.tip;
-        let path_var = self
-            .env
-            .vars
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| std::ffi::OsString::from(v));
+        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         // A session to continue: the interrupted execution's, or an earlier step's (`session`).
         let continued: Option<SessionRef> = inflight.or_else(|| {
             step.session
@@ -854,7 +823,7 @@ impl Runner<'_> {
         let (tree, repair) = self.keep_run_folder(wt, &id, tip_before, &rec_name, staged)?;
         let current = self.branch_tip(&id)?;
         if current != tip_before && !self.repo.is_ancestor(tip_before, current)? {
-            return Err(CliError::refused(format!(
+            return Err(Error::refused(format!(
                 "branch machine/{id} was moved off the run while step `{}` ran",
                 step.id
             ))
@@ -960,7 +929,7 @@ impl Runner<'_> {
         following: Option<String>,
         state: &State,
         rec_dir: &Path,
-    ) -> CliResult<Flow> {
+    ) -> Result<Flow> {
         let mut flow = Flow {
             next: following,
             loops: state.loops.clone(),
@@ -1078,7 +1047,7 @@ impl Runner<'_> {
         step: &ResolvedStep,
         argv: &[String],
         rec_dir: &Path,
-    ) -> CliResult<Option<String>> {
+    ) -> Result<Option<String>> {
         let (program, args) = argv.split_first().expect("a gate has a program");
         let inv = engine::Invocation {
             program: program.clone(),
@@ -1110,7 +1079,7 @@ impl Runner<'_> {
             Ok(Ending::Exited(0)) => None,
             Ok(Ending::Cancelled) => {
                 return Err(
-                    CliError::new(EXIT_INTERRUPTED, "interrupted while the loop gate ran")
+                    Error::interrupted("interrupted while the loop gate ran")
                         .with_hint("`git machine resume` runs the step again"),
                 )
             }
@@ -1119,9 +1088,9 @@ impl Runner<'_> {
         })
     }
 
-    fn branch_tip(&self, id: &RunId) -> CliResult<Oid> {
+    fn branch_tip(&self, id: &RunId) -> Result<Oid> {
         self.repo.ref_target(&id.branch()).ok_or_else(|| {
-            CliError::refused(format!(
+            Error::refused(format!(
                 "branch machine/{id} was deleted while the run was executing"
             ))
         })
@@ -1137,7 +1106,7 @@ impl Runner<'_> {
         tip: Oid,
         rec_name: &str,
         staged: Oid,
-    ) -> CliResult<(Oid, bool)> {
+    ) -> Result<(Oid, bool)> {
         let dir = id.dir();
         let mut files = vec![(
             format!("{dir}/state.toml"),
@@ -1177,7 +1146,7 @@ impl Runner<'_> {
         (prompt, message): (&str, Option<&str>),
         log: &Path,
         state: &State,
-    ) -> CliResult {
+    ) -> Result {
         let run_dir: PathBuf = wt.path.join(id.dir());
         let dir = run_dir.join("steps").join(rec_name);
         std::fs::create_dir_all(&dir)?;
@@ -1374,7 +1343,7 @@ pub struct Attempt {
 pub fn attempt_step(
     run: &StepRun<'_>,
     on_spawn: &mut dyn FnMut(Option<i32>),
-) -> CliResult<Attempt> {
+) -> Result<Attempt> {
     let step = run.step;
     let mut skipped: Vec<String> = Vec::new();
     let mut notes = Vec::new();
@@ -1441,7 +1410,7 @@ pub fn attempt_step(
                 (ending, outcome)
             }
             // The log could not be written: the disk is full, which no engine fixes.
-            Err(e) if crate::cli::error::is_disk_full(&e) => return Err(e.into()),
+            Err(e) if crate::error::is_disk_full(&e) => return Err(e.into()),
             Err(e) => {
                 // Could not be started: an engine that cannot serve now.
                 let msg = format!("could not start `{}`: {e}", inv.program);

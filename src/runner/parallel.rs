@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{attempt_step, commit_message, context, Attempt, Runner, StepEnd, StepRun};
-use crate::cli::error::{CliError, CliResult};
+use crate::error::{Error, Result};
 use crate::engine::Ending;
 use crate::git::{Oid, RefName, RefUpdate, Worktree};
 use crate::store::lock::RunLock;
@@ -40,7 +40,7 @@ pub struct GroupCtx<'a> {
 }
 
 /// A member's attempt, its start time (RFC 3339) and how long it ran.
-type SlotResult = (CliResult<Attempt>, String, Duration);
+type SlotResult = (Result<Attempt>, String, Duration);
 
 struct Slot<'a> {
     step: &'a ResolvedStep,
@@ -62,7 +62,7 @@ impl Runner<'_> {
         members: &[&ResolvedStep],
         ctx: GroupCtx<'_>,
         lock: &mut RunLock,
-    ) -> CliResult<StepEnd> {
+    ) -> Result<StepEnd> {
         let id = info.id.clone();
         if !info.state.pending_merge.is_empty() {
             // After a conflict a person resolved: finish the merges.
@@ -220,12 +220,7 @@ impl Runner<'_> {
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<SlotResult>>> =
             Mutex::new((0..slots.len()).map(|_| None).collect());
-        let path_var = self
-            .env
-            .vars
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| std::ffi::OsString::from(v));
+        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.clamp(1, slots.len().max(1)) {
                 scope.spawn(|| loop {
@@ -261,10 +256,10 @@ impl Runner<'_> {
             .collect()
     }
 
-    fn member_head(&self, wt: &Worktree) -> CliResult<Oid> {
+    fn member_head(&self, wt: &Worktree) -> Result<Oid> {
         let head = wt.git(&["rev-parse", "HEAD"])?;
         Oid::parse(head.trim())
-            .ok_or_else(|| CliError::failed(format!("no HEAD in {}", wt.path.display())))
+            .ok_or_else(|| Error::failed(format!("no HEAD in {}", wt.path.display())))
     }
 
     fn member_record(
@@ -342,7 +337,7 @@ impl Runner<'_> {
         slot: &Slot<'_>,
         record: &mut StepRecord,
         a: &Attempt,
-    ) -> CliResult<Oid> {
+    ) -> Result<Oid> {
         let id = &info.id;
         let dir = slot.wt.path.join(id.dir()).join("steps").join(&slot.rec);
         std::fs::create_dir_all(&dir)?;
@@ -398,7 +393,7 @@ impl Runner<'_> {
         base: Oid,
         seq: u32,
         commits: &BTreeMap<String, Oid>,
-    ) -> CliResult<StepEnd> {
+    ) -> Result<StepEnd> {
         if commits.len() == info.state.group_done.len() {
             return Ok(StepEnd::Interrupted);
         }
@@ -436,7 +431,7 @@ impl Runner<'_> {
         seq: u32,
         commits: &BTreeMap<String, Oid>,
         failed: Vec<(&Slot<'_>, StepRecord, Attempt)>,
-    ) -> CliResult<StepEnd> {
+    ) -> Result<StepEnd> {
         let id = info.id.clone();
         let mut state = info.state.clone();
         state.seq = seq;
@@ -512,7 +507,7 @@ impl Runner<'_> {
         ctx: &GroupCtx<'_>,
         mut queue: Vec<(String, Oid)>,
         lock: &mut RunLock,
-    ) -> CliResult<StepEnd> {
+    ) -> Result<StepEnd> {
         let id = info.id.clone();
         let base = info
             .state
@@ -636,7 +631,7 @@ impl Runner<'_> {
         parents: &[Oid],
         subject: &str,
         state: store::State,
-    ) -> CliResult<Oid> {
+    ) -> Result<Oid> {
         let id = info.id.clone();
         let files = [(
             format!("{}/state.toml", id.dir()),
@@ -683,7 +678,7 @@ impl Runner<'_> {
         commit: Oid,
         paths: &[String],
         lock: &mut RunLock,
-    ) -> CliResult<bool> {
+    ) -> Result<bool> {
         let id = info.id.clone();
         let seq = info.state.seq + 1;
         let rec = record_name(seq, &resolver.id);
@@ -701,12 +696,7 @@ impl Runner<'_> {
         ));
         let started_at = store::now_rfc3339();
         let started = Instant::now();
-        let path_var = self
-            .env
-            .vars
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| std::ffi::OsString::from(v));
+        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         let run = StepRun {
             step: resolver,
             prompt: &prompt,

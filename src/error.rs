@@ -16,8 +16,6 @@ pub enum Kind {
     Failed,
     /// Refused: another process holds the run, or a ref moved under us.
     Refused,
-    /// Stopped by a signal; the run resumes.
-    Interrupted,
     /// A bug in git machine.
     Bug,
 }
@@ -49,9 +47,6 @@ impl Error {
     }
     pub fn refused(message: impl Into<String>) -> Error {
         Error::new(Kind::Refused, message)
-    }
-    pub fn interrupted(message: impl Into<String>) -> Error {
-        Error::new(Kind::Interrupted, message)
     }
     pub fn bug(message: impl Into<String>) -> Error {
         Error::new(Kind::Bug, message)

@@ -6,6 +6,7 @@ mod env;
 mod error;
 mod git;
 mod runner;
+mod signal;
 mod store;
 mod ui;
 mod workflow;

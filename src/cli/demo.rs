@@ -32,10 +32,11 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         .ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
     ctx.ui
         .note(&format!("scratch repository: {}", dir.display()));
+    let mut progress = crate::ui::progress::Progress::new(&mut ctx.ui, false);
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(&repo),
-        ui: &mut ctx.ui,
+        sink: &mut progress,
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,

@@ -67,7 +67,6 @@ pub fn exit_code(kind: Kind) -> i32 {
         Kind::Usage => EXIT_USAGE,
         Kind::Failed => EXIT_FAILED,
         Kind::Refused => EXIT_REFUSED,
-        Kind::Interrupted => EXIT_INTERRUPTED,
         Kind::Bug => EXIT_BUG,
     }
 }

@@ -164,24 +164,6 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
     }
 }
 
-fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        // A second signal while already stopping ends the process at once.
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(cancel));
-        let _ = signal_hook::flag::register(sig, Arc::clone(cancel));
-    }
-    // A file-size limit makes writes fail (EFBIG) like a full disk, instead of killing git
-    // machine halfway through a commit; steps get the default back (see engine::process).
-    // SAFETY: setting a signal's disposition to ignored has no other effect.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
-}
-
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -208,7 +190,7 @@ pub fn main() -> i32 {
         env.no_color,
     );
     let cancel = Arc::new(AtomicBool::new(false));
-    install_signal_handlers(&cancel);
+    crate::signal::install(&cancel);
     let mut ctx = Ctx {
         env,
         ui: Ui::new(color),

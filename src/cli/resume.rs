@@ -4,8 +4,10 @@ use clap::Args;
 
 use super::error::CliResult;
 use super::{find_run, Ctx};
-use crate::runner::Runner;
-use crate::store::Paths;
+use crate::runner::{Reload, ResumeOptions, Runner};
+use crate::store::{self, Paths};
+use crate::ui::progress::Progress;
+use crate::workflow;
 
 /// Continue a run from its last step commit (retrying a failed step)
 #[derive(Args, Debug)]
@@ -15,26 +17,71 @@ pub struct ResumeArgs {
     /// Start an interrupted agent step afresh from the last commit instead of continuing its session
     #[arg(long)]
     pub restart_step: bool,
+    /// Adopt the workflow as it is now for the rest of the run (committed as `workflow:`)
+    #[arg(long)]
+    pub reload: bool,
+    /// With --reload: read the workflow from this file instead of the repository's
+    #[arg(long, value_name = "FILE", requires = "reload")]
+    pub workflow: Option<String>,
+    /// Use this engine for the remaining agent steps (recorded as a `workflow:` commit)
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Use this model for the remaining agent steps (recorded as a `workflow:` commit)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
     /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
+    /// Report events as JSON lines on stdout (schema: docs/events.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let (id, _) = find_run(&repo, args.run.as_deref())?;
+    let (id, tip) = find_run(&repo, args.run.as_deref())?;
+    if let Some(engine) = &args.engine {
+        super::run::check_engine("--engine", engine)?;
+    }
+    let reload = if args.reload || args.engine.is_some() || args.model.is_some() {
+        let workflow = if args.reload {
+            let name = match &args.workflow {
+                Some(file) => file.clone(),
+                None => store::read_run_at(&repo, &id, tip)?.record.workflow,
+            };
+            let cwd = match &args.workflow {
+                Some(_) => ctx.env.cwd.clone(),
+                None => repo.workdir().map(|p| p.to_path_buf()).unwrap_or(ctx.env.cwd.clone()),
+            };
+            Some(workflow::load(&cwd, repo.workdir(), &name)?)
+        } else {
+            None
+        };
+        Some(Reload {
+            workflow,
+            engine: args.engine.clone(),
+            model: args.model.clone(),
+        })
+    } else {
+        None
+    };
+    let mut progress = Progress::new(&mut ctx.ui, args.json);
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(&repo),
-        ui: &mut ctx.ui,
+        sink: &mut progress,
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,
         jobs: super::jobs(&repo, args.jobs)?,
     };
-    let end = runner.resume(&id, args.restart_step)?;
+    let opts = ResumeOptions {
+        restart_step: args.restart_step,
+        reload,
+    };
+    let end = runner.resume(&id, opts)?;
     super::run_end(end, &id)
 }

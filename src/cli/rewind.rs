@@ -48,10 +48,11 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(0)
     };
+    let mut progress = crate::ui::progress::Progress::new(&mut ctx.ui, false);
     let mut runner = Runner {
         repo: &repo,
         paths: paths.clone(),
-        ui: &mut ctx.ui,
+        sink: &mut progress,
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: false,
@@ -63,7 +64,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     }
     let checkpoint = runner.last_machine_commit(&id, tip)?;
     let info = store::read_run_at(&repo, &id, checkpoint)?;
-    let (target, updates, message) = if args.undo {
+    let (target, mut updates, message) = if args.undo {
         let Some((name, restored)) = attic.iter().max_by_key(|(n, _)| number(n)).cloned() else {
             return Err(CliError::usage(format!("run {id} has no rewind to undo")));
         };
@@ -133,10 +134,15 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             ),
         )
     };
+    // What the worktree holds beyond the checkpoint is kept, in the same transaction.
     if wt.is_valid() {
-        runner.set_aside(&id, &wt, &info, checkpoint, "rewound")?;
+        let rec = format!("{:02}", info.state.seq + 1);
+        if let Some((_, keep)) = runner.attempt(&id, &wt, info.tip, checkpoint, &rec, "rewound")? {
+            updates.push(keep);
+        }
     }
-    repo.update_refs(&updates, &format!("git machine: rewind run {id}"))?;
+    drop(runner);
+    crate::store::txn::move_refs(&repo, &updates, &format!("git machine: rewind run {id}"))?;
     if wt.is_valid() {
         wt.reset_hard(target)?;
     }

@@ -58,7 +58,7 @@ pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
                 });
             }
         }
-        repo.update_refs(&updates, &format!("git machine: remove run {id}"))?;
+        crate::store::txn::move_refs(&repo, &updates, &format!("git machine: remove run {id}"))?;
         ctx.ui.out(&format!(
             "deleted branch machine/{id} (was {})",
             tip.short()

@@ -8,6 +8,7 @@ use super::error::{CliError, CliResult};
 use super::Ctx;
 use crate::runner::{Runner, StartRequest};
 use crate::store::Paths;
+use crate::ui::progress::Progress;
 use crate::workflow;
 
 /// Start a workflow as a new run on its own branch
@@ -42,6 +43,9 @@ pub struct RunArgs {
     /// Print the steps' output as it arrives
     #[arg(short, long)]
     pub verbose: bool,
+    /// Report events as JSON lines on stdout (schema: docs/events.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -49,6 +53,20 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),
     }
+}
+
+/// An engine given for every agent step must be an agent engine git machine knows.
+pub fn check_engine(from: &str, engine: &str) -> CliResult {
+    if workflow::ENGINES.contains(&engine) && engine != "command" {
+        return Ok(());
+    }
+    let agents: Vec<&str> = workflow::ENGINES
+        .iter()
+        .copied()
+        .filter(|e| *e != "command")
+        .collect();
+    Err(CliError::usage(format!("{from}: unknown agent engine `{engine}`"))
+        .with_hint(format!("agent engines: {}", agents.join(", "))))
 }
 
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
@@ -73,31 +91,22 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         .clone()
         .or_else(|| repo.config_str("machine.engine"));
     if let Some(engine) = engine {
-        if !workflow::ENGINES.contains(&engine.as_str()) || engine == "command" {
-            let from = if args.engine.is_some() {
-                "--engine"
-            } else {
-                "git config machine.engine"
-            };
-            let agents: Vec<&str> = workflow::ENGINES
-                .iter()
-                .copied()
-                .filter(|e| *e != "command")
-                .collect();
-            return Err(
-                CliError::usage(format!("{from}: unknown agent engine `{engine}`"))
-                    .with_hint(format!("agent engines: {}", agents.join(", "))),
-            );
-        }
+        let from = if args.engine.is_some() {
+            "--engine"
+        } else {
+            "git config machine.engine"
+        };
+        check_engine(from, &engine)?;
         overrides.insert("engine".to_string(), engine);
     }
     if let Some(model) = &args.model {
         overrides.insert("model".to_string(), model.clone());
     }
+    let mut progress = Progress::new(&mut ctx.ui, args.json);
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(&repo),
-        ui: &mut ctx.ui,
+        sink: &mut progress,
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,

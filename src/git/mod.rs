@@ -41,6 +41,25 @@ impl fmt::Display for Oid {
     }
 }
 
+/// Stored as 40 hex digits; anything else is an error when read back, never dropped.
+impl serde::Serialize for Oid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Oid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Oid, D::Error> {
+        let text = String::deserialize(d)?;
+        match Oid::parse(&text) {
+            Some(oid) if text.len() == 40 => Ok(oid),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{text}` is not a commit id (40 hex digits)"
+            ))),
+        }
+    }
+}
+
 impl fmt::Debug for Oid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Oid({})", self.short())

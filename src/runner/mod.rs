@@ -1,36 +1,47 @@
-//! Executing a run: start it, run its steps in its worktree, commit each one, stop cleanly.
+//! Executing a run: start it, run its steps, publish each transition, report what happened.
 //!
-//! The order of work for one step is what makes a crash at any moment safe:
-//! 1. the step's program runs in the worktree (nothing in git changes);
-//! 2. its record and the next checkpoint are written into the worktree;
-//! 3. everything is staged and one commit is made on top of the branch tip;
-//! 4. the branch is moved to it by compare-and-swap.
+//! The life cycle is one loop of four parts:
+//! - **execute** (`exec`, `parallel`): run a step's program, or a group's members, in a
+//!   worktree; read its directive; run its gate. This yields a [`machine::Input`] and changes
+//!   nothing in git.
+//! - **decide** ([`machine::decide`]): a pure function from the checkpoint, the plan and the
+//!   input to the next checkpoint, the kind of commit that publishes it, and what to tell.
+//! - **publish** ([`crate::store::txn`]): one commit plus its refs in one compare-and-swap.
+//! - **report** ([`events`]): typed events to the [`Sink`] the command line gave; only `ui/`
+//!   renders them.
 //!
-//! Only step 4 publishes anything, and it is atomic: killed before it, a resume finds the old
-//! checkpoint and runs the step again (from a clean worktree, the debris kept under
-//! `refs/machine/attempts/`); killed after it, the new checkpoint says the next step. A step is
-//! never committed twice, and none is lost.
+//! Only publishing changes what a resume sees, and it is atomic: killed before it, a resume
+//! finds the old checkpoint and runs the step again (its debris kept under
+//! `refs/machine/attempts/`); killed after it, the checkpoint already names what comes next.
 
 mod context;
+pub mod events;
+mod exec;
+pub mod machine;
 mod parallel;
+mod reload;
 mod transcript;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
+use crate::engine::{self, Ending};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::engine::{self, process, Ending, StepInput};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
+use crate::store::txn::{self, trailer};
 use crate::store::{
     self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, SessionRef, State, Status,
-    StepRecord, StepStatus, ATTEMPTS_PREFIX,
+    ATTEMPTS_PREFIX,
 };
-use crate::ui::{elapsed, Ui};
 use crate::workflow::{ResolvedStep, Workflow};
+pub use events::{Diffstat, Event, Kind, Sink};
+use exec::{Attempt, StepRun};
+use machine::{Input, Notice, Plan, Publish, Transition};
+pub use machine::selected;
+pub use reload::Reload;
 
 /// What a caller needs to start a run.
 pub struct StartRequest<'a> {
@@ -46,23 +57,55 @@ pub struct StartRequest<'a> {
 pub struct Runner<'a> {
     pub repo: &'a Repo,
     pub paths: Paths,
-    pub ui: &'a mut Ui,
+    pub sink: &'a mut dyn Sink,
     pub env: &'a Env,
     pub cancel: &'a AtomicBool,
-    /// Print the steps' output as it arrives.
+    /// Pass the steps' output to the sink as it arrives.
     pub echo: bool,
     /// How many members of a parallel group run at once.
     pub jobs: usize,
 }
 
-/// How a run's execution ended, for the exit code.
-#[derive(Debug, PartialEq, Eq)]
+/// How a run's execution ended; the command line maps it to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
     Completed,
     Failed,
     Paused,
     Conflict,
     Interrupted,
+}
+
+impl RunEnd {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunEnd::Completed => "completed",
+            RunEnd::Failed => "failed",
+            RunEnd::Paused => "paused",
+            RunEnd::Conflict => "conflict",
+            RunEnd::Interrupted => "interrupted",
+        }
+    }
+
+    /// Where a checkpoint leaves the run: `None` while it goes on.
+    fn of(status: Status) -> Option<RunEnd> {
+        match status {
+            Status::Running => None,
+            Status::Completed => Some(RunEnd::Completed),
+            Status::Failed => Some(RunEnd::Failed),
+            Status::Paused => Some(RunEnd::Paused),
+            Status::Conflict => Some(RunEnd::Conflict),
+        }
+    }
+}
+
+/// How `resume` continues.
+#[derive(Default)]
+pub struct ResumeOptions {
+    /// Start an interrupted agent step afresh instead of continuing its session.
+    pub restart_step: bool,
+    /// Adopt a new workflow definition, engine or model for the rest of the run.
+    pub reload: Option<Reload>,
 }
 
 /// Values of the built-in placeholders for a run.
@@ -80,15 +123,39 @@ fn builtin_values(id: &RunId, record: &RunRecord) -> BTreeMap<String, String> {
     v
 }
 
-fn commit_message(summary: &str, trailers: &[(&str, &str)]) -> String {
-    let mut m = format!("{summary}\n\n");
-    for (k, v) in trailers {
-        m.push_str(&format!("{k}: {v}\n"));
-    }
-    m
+/// The plan of a run at its checkpoint: the workflow resolved with the run's values (and the
+/// loop feedback of the pass about to run), overrides applied.
+fn plan_of(wf: &Workflow, info: &RunInfo) -> Plan {
+    let mut values = info.record.vars.clone();
+    values.extend(builtin_values(&info.id, &info.record));
+    let fb = info.state.feedback.as_ref();
+    values.insert(
+        "loop_reason".into(),
+        fb.map(|f| f.reason.clone()).unwrap_or_default(),
+    );
+    values.insert(
+        "loop_pass".into(),
+        fb.map_or(1, |f| f.pass).to_string(),
+    );
+    let mut steps = wf.resolve(&values);
+    apply_overrides(&mut steps, &info.record.overrides);
+    let on_conflict = wf
+        .groups
+        .iter()
+        .filter_map(|g| g.on_conflict.clone().map(|r| (g.id.clone(), r)))
+        .collect();
+    Plan::new(steps, &info.record, on_conflict)
 }
 
 impl Runner<'_> {
+    fn emit(&mut self, run: &RunId, kind: Kind) {
+        self.sink.emit(Event {
+            run: run.to_string(),
+            time: store::now_rfc3339(),
+            kind,
+        });
+    }
+
     /// Create the run (branch, start commit, worktree) and execute it.
     pub fn start(&mut self, req: StartRequest<'_>) -> Result<(RunId, RunEnd)> {
         let now = SystemTime::now();
@@ -108,56 +175,28 @@ impl Runner<'_> {
             track: req.track,
             conditions: req.conditions,
         };
-        let first = req
-            .workflow
-            .steps
-            .iter()
-            .find(|s| selected(&s.when, &s.when_any, &s.tracks, &record))
-            .ok_or_else(|| {
-                Error::usage(
-                    "no step of this workflow applies to the chosen track and conditions",
-                )
-            })?
-            .id
-            .clone();
-        let state = State {
-            version: store::FORMAT_VERSION,
-            status: Status::Running,
-            next: Some(first),
-            seq: 0,
-            reason: None,
-            loops: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            group_base: None,
-            group_done: BTreeMap::new(),
-            pending_merge: Vec::new(),
-            conflict_paths: Vec::new(),
-            feedback: None,
+        let mut info = RunInfo {
+            id: id.clone(),
+            tip: req.base,
+            record,
+            state: State::new(None),
+            workflow_source: req.workflow.source.clone(),
+            prompt_files: req.workflow.prompt_files.clone(),
         };
-        let dir = id.dir();
-        let mut files = vec![
-            (format!("{dir}/run.toml"), to_toml(&record).into_bytes()),
-            (format!("{dir}/state.toml"), to_toml(&state).into_bytes()),
-            (
-                format!("{dir}/workflow.toml"),
-                req.workflow.source.clone().into_bytes(),
-            ),
-        ];
-        if !req.workflow.prompt_files.is_empty() {
-            files.push((
-                format!("{dir}/{}", store::PROMPT_FILES),
-                to_toml(&req.workflow.prompt_files).into_bytes(),
-            ));
-        }
+        let first = plan_of(req.workflow, &info).first().ok_or_else(|| {
+            Error::usage("no step of this workflow applies to the chosen track and conditions")
+        })?;
+        info.state.next = Some(first);
         let tree = self
             .repo
-            .tree_with_files(self.repo.tree_of(req.base)?, &files)?;
-        let message = commit_message(
-            &format!("start: {} ({})", record.workflow, id),
-            &[("Machine-Run", id.as_str())],
+            .tree_with_files(self.repo.tree_of(req.base)?, &store::run_files(&info))?;
+        let message = txn::message(
+            &format!("start: {} ({})", info.record.workflow, id),
+            &[(trailer::RUN, id.as_str())],
         );
         let start = self.repo.commit(tree, &[req.base], &message, None)?;
-        self.repo.update_refs(
+        txn::move_refs(
+            self.repo,
             &[RefUpdate {
                 name: id.branch(),
                 old: None,
@@ -165,28 +204,22 @@ impl Runner<'_> {
             }],
             &format!("git machine: start run {id}"),
         )?;
+        info.tip = start;
         // Locked once the run exists: a kill before this leaves no lock of a run that never was.
         let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
         let wt_path = self.paths.worktree(&id);
         self.repo.worktree_add(&wt_path, &id.branch())?;
-        self.ui.note(&format!(
-            "{} {} {}  {}",
-            self.ui.bold("run"),
-            self.ui.cyan(id.as_str()),
-            record.workflow,
-            self.ui.dim(&format!(
-                "branch machine/{id}, worktree {}",
-                wt_path.display()
-            ))
-        ));
-        let info = RunInfo {
-            id: id.clone(),
-            tip: start,
-            record,
-            state,
-            workflow_source: req.workflow.source.clone(),
-            prompt_files: req.workflow.prompt_files.clone(),
-        };
+        self.emit(
+            &id,
+            Kind::RunStarted {
+                schema: events::SCHEMA_VERSION,
+                workflow: info.record.workflow.clone(),
+                branch: format!("machine/{id}"),
+                worktree: exec::shown(&wt_path),
+                resumed: None,
+                next: info.state.next.clone(),
+            },
+        );
         let end = self.execute(info, lock, None)?;
         Ok((id, end))
     }
@@ -194,75 +227,93 @@ impl Runner<'_> {
     /// Continue a run from its last checkpoint. An agent step that was interrupted mid-flight
     /// continues in its own session with its partial work kept (unless `restart_step`); any
     /// other unfinished step starts again from a clean checkpoint, its debris kept as an attempt.
-    pub fn resume(&mut self, id: &RunId, restart_step: bool) -> Result<RunEnd> {
+    pub fn resume(&mut self, id: &RunId, opts: ResumeOptions) -> Result<RunEnd> {
         let lock = RunLock::acquire(&self.paths.lock(id), id.as_str())?;
         let tip = self
             .repo
             .ref_target(&id.branch())
             .ok_or_else(|| Error::usage(format!("run {id} has no branch any more")))?;
         let checkpoint = self.last_machine_commit(id, tip)?;
-        let info = store::read_run_at(self.repo, id, checkpoint)?;
+        let mut info = store::read_run_at(self.repo, id, checkpoint)?;
+        if let Some(reload) = &opts.reload {
+            // Checked before anything is touched: a refused reload changes nothing.
+            reload.check(&info)?;
+        }
         if info.state.status == Status::Completed {
-            self.ui.note(&format!("run {id} is already complete"));
+            self.emit(
+                id,
+                Kind::RunFinished {
+                    state: "completed".into(),
+                    reason: Some("the run was already complete".into()),
+                    failed_step: None,
+                    duration_ms: 0,
+                },
+            );
             return Ok(RunEnd::Completed);
         }
         let wt = self.ensure_worktree(id)?;
         self.clear_stale_git_locks(id, &wt)?;
-        if info.state.status == Status::Paused {
-            return self.resume_paused(info, tip, &wt, lock);
-        }
-        if info.state.status == Status::Conflict {
-            return self.resume_conflict(info, tip, &wt, lock);
-        }
-        let inflight = match (&info.state.next, info.state.status) {
-            (Some(next), Status::Running) if !restart_step => {
-                let rec = record_name(info.state.seq + 1, next);
-                read_inflight(&self.paths.inflight_session(id, &rec))
-                    .filter(|s| engine::by_name(&s.engine).is_some_and(|e| e.can_resume()))
+        let (resumed, inflight) = match info.state.status {
+            Status::Paused => {
+                self.review(&mut info, tip, &wt)?;
+                ("review", None)
             }
-            _ => None,
+            Status::Conflict => {
+                self.check_resolved(&mut info, tip, &wt)?;
+                ("merge", None)
+            }
+            _ => {
+                let inflight = self.inflight(&info, opts.restart_step);
+                // Whatever the unfinished step left is kept under refs/machine/attempts/.
+                self.set_aside(&wt, &info, tip, "interrupted")?;
+                if inflight.is_none() {
+                    if tip != checkpoint {
+                        txn::move_refs(
+                            self.repo,
+                            &[RefUpdate {
+                                name: id.branch(),
+                                old: Some(tip),
+                                new: Some(checkpoint),
+                            }],
+                            &format!("git machine: resume run {id} from its checkpoint"),
+                        )?;
+                    }
+                    wt.reset_hard(checkpoint)?;
+                }
+                ("step", inflight)
+            }
         };
-        // Whatever the unfinished step left is kept under refs/machine/attempts/ either way.
-        self.set_aside(id, &wt, &info, tip, "interrupted")?;
-        if inflight.is_none() {
-            if tip != checkpoint {
-                self.repo.update_refs(
-                    &[RefUpdate {
-                        name: id.branch(),
-                        old: Some(tip),
-                        new: Some(checkpoint),
-                    }],
-                    &format!("git machine: resume run {id} from its checkpoint"),
-                )?;
-            }
-            wt.reset_hard(checkpoint)?;
+        if let Some(reload) = &opts.reload {
+            self.reload(&mut info, &wt, reload)?;
         }
-        self.ui.note(&format!(
-            "{} {} {}  {}",
-            self.ui.bold("resume"),
-            self.ui.cyan(id.as_str()),
-            info.record.workflow,
-            self.ui.dim(&match &inflight {
-                Some(s) => format!(
-                    "step {} continues in {} session {}",
-                    info.state.next.as_deref().unwrap_or("-"),
-                    s.engine,
-                    s.id
-                ),
-                None => format!("at step {}", info.state.next.as_deref().unwrap_or("-")),
-            })
-        ));
+        self.emit(
+            id,
+            Kind::RunStarted {
+                schema: events::SCHEMA_VERSION,
+                workflow: info.record.workflow.clone(),
+                branch: format!("machine/{id}"),
+                worktree: exec::shown(&wt.path),
+                resumed: Some(resumed.to_string()),
+                next: info.state.next.clone(),
+            },
+        );
         self.execute(info, lock, inflight)
     }
 
-    /// Continue after a merge conflict, once the person has resolved and committed it.
-    fn resume_conflict(
-        &mut self,
-        mut info: RunInfo,
-        tip: Oid,
-        wt: &Worktree,
-        lock: RunLock,
-    ) -> Result<RunEnd> {
+    /// The session of the step a killed git machine left in flight, if it can continue.
+    fn inflight(&self, info: &RunInfo, restart_step: bool) -> Option<SessionRef> {
+        match (&info.state.next, info.state.status) {
+            (Some(next), Status::Running) if !restart_step => {
+                let rec = record_name(info.state.seq + 1, next);
+                exec::read_inflight(&self.paths.inflight_session(&info.id, &rec))
+                    .filter(|s| engine::by_name(&s.engine).is_some_and(|e| e.can_resume()))
+            }
+            _ => None,
+        }
+    }
+
+    /// After a merge conflict: go on only once the person resolved and committed it.
+    fn check_resolved(&mut self, info: &mut RunInfo, tip: Oid, wt: &Worktree) -> Result {
         let id = info.id.clone();
         let unmerged = wt.git(&["diff", "--name-only", "--diff-filter=U"])?;
         let hint = format!(
@@ -276,103 +327,70 @@ impl Runner<'_> {
             ))
             .with_hint(hint));
         }
-        if wt
-            .git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
-            .is_ok()
-        {
+        if wt.git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]).is_ok() {
             return Err(Error::failed(format!(
                 "the merge in run {id}'s worktree is resolved but not committed"
             ))
             .with_hint(hint));
         }
-        let waiting = info
-            .state
-            .pending_merge
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        let commit = info
-            .state
-            .group_done
-            .get(&waiting)
-            .and_then(|c| Oid::parse(c));
-        match commit {
-            Some(c) if self.repo.is_ancestor(c, tip)? => {}
-            _ => {
-                return Err(Error::failed(format!(
-                    "the merge of `{waiting}` into run {id} is not committed yet"
-                ))
-                .with_hint(hint))
+        let waiting = info.state.pending_merge.first().cloned().unwrap_or_default();
+        match info.state.group_done.get(&waiting) {
+            Some(c) if self.repo.is_ancestor(*c, tip)? => {
+                info.tip = tip;
+                Ok(())
             }
+            _ => Err(Error::failed(format!(
+                "the merge of `{waiting}` into run {id} is not committed yet"
+            ))
+            .with_hint(hint)),
         }
-        info.tip = tip;
-        self.ui.note(&format!(
-            "{} {} {}  {}",
-            self.ui.bold("resume"),
-            self.ui.cyan(id.as_str()),
-            info.record.workflow,
-            self.ui.dim("after the resolved merge")
-        ));
-        self.execute(info, lock, None)
     }
 
-    /// Continue a paused run: what the person changed in the worktree (files, or commits of
+    /// A paused run goes on: what the person changed in the worktree (files, or commits of
     /// their own) is committed first as a `review:` commit authored by them.
-    fn resume_paused(
-        &mut self,
-        mut info: RunInfo,
-        tip: Oid,
-        wt: &Worktree,
-        lock: RunLock,
-    ) -> Result<RunEnd> {
+    fn review(&mut self, info: &mut RunInfo, tip: Oid, wt: &Worktree) -> Result {
         let id = info.id.clone();
-        let edited = wt.is_dirty()?;
         let after = self
             .repo
             .commit_info(info.tip)?
-            .trailer("Machine-Step")
+            .trailer(trailer::STEP)
             .unwrap_or("the checkpoint")
             .to_string();
-        info.state.status = Status::Running;
-        info.state.reason = None;
-        if edited || tip != info.tip {
-            let run_dir = wt.path.join(id.dir());
-            std::fs::write(run_dir.join("state.toml"), to_toml(&info.state))?;
-            let tree = wt.stage_all(&[id.dir().as_str()])?;
-            let message = commit_message(
-                &format!("review: changes after `{after}`"),
-                &[
-                    ("Machine-Run", id.as_str()),
-                    ("Machine-Review", after.as_str()),
-                ],
-            );
-            let commit = self.repo.commit(tree, &[tip], &message, None)?;
-            self.repo.update_refs(
-                &[RefUpdate {
-                    name: id.branch(),
-                    old: Some(tip),
-                    new: Some(commit),
-                }],
-                &format!("git machine: review of run {id}"),
-            )?;
-            info.tip = commit;
-            self.ui.note(&format!(
-                "{} your changes as {}",
-                self.ui.bold("review"),
-                commit.short()
-            ));
+        let plan = plan_of(&info.workflow()?, info);
+        let t = machine::decide(&info.state, &plan, Input::Reviewed);
+        if !wt.is_dirty()? && tip == info.tip {
+            info.state = t.state;
+            return Ok(());
         }
-        self.ui.note(&format!(
-            "{} {} {}  {}",
-            self.ui.bold("resume"),
-            self.ui.cyan(id.as_str()),
-            info.record.workflow,
-            self.ui.dim(&format!(
-                "at step {}",
-                info.state.next.as_deref().unwrap_or("-")
-            ))
-        ));
-        self.execute(info, lock, None)
+        let code = wt.stage_all(&[])?;
+        let tree = self.repo.tree_with_subtree(
+            code,
+            &id.dir(),
+            self.repo
+                .subtree(self.repo.tree_of(info.tip)?, &id.dir())?
+                .expect("every run commit holds the run's folder"),
+        )?;
+        let commit = txn::publish(
+            self.repo,
+            &id,
+            tip,
+            txn::Commit {
+                tree,
+                files: vec![(store::state_path(&id), to_toml(&t.state).into_bytes())],
+                parents: vec![tip],
+                message: txn::message(
+                    &format!("review: changes after `{after}`"),
+                    &[(trailer::RUN, id.as_str()), (trailer::REVIEW, after.as_str())],
+                ),
+                author: None,
+                side_refs: Vec::new(),
+            },
+        )?;
+        wt.reset_hard(commit)?;
+        info.tip = commit;
+        info.state = t.state;
+        self.emit(&id, Kind::Review { commit, after });
+        Ok(())
     }
 
     /// Walk back from `tip` to the newest commit git machine made for the run (skipping commits a
@@ -381,7 +399,7 @@ impl Runner<'_> {
         let mut cursor = tip;
         loop {
             let info = self.repo.commit_info(cursor)?;
-            if info.trailer("Machine-Run") == Some(id.as_str()) {
+            if info.trailer(trailer::RUN) == Some(id.as_str()) {
                 return Ok(cursor);
             }
             cursor = *info.parents.first().ok_or_else(|| {
@@ -436,56 +454,61 @@ impl Runner<'_> {
         let stale = self.repo.stale_locks(&id.branch(), &prefixes, wt);
         for path in stale.into_iter().filter(|p| p.exists()) {
             std::fs::remove_file(&path)?;
-            self.ui.note(&self.ui.dim(&format!(
-                "removed {}, left by a process that was killed",
-                path.display()
-            )));
+            self.emit(
+                id,
+                Kind::StaleLockRemoved {
+                    path: exec::shown(&path),
+                },
+            );
         }
         Ok(())
     }
 
-    /// Keep whatever differs from the checkpoint (files in the worktree, commits above it) as a
-    /// commit under `refs/machine/attempts/<run>/<n>-<label>`, so starting clean loses nothing.
-    pub fn set_aside(
-        &mut self,
+    /// What differs from the checkpoint (files in `wt`, commits above it), as a commit not yet
+    /// referenced, with the side ref that would keep it: `refs/machine/attempts/<run>/<rec>-<label>`.
+    pub fn attempt(
+        &self,
         id: &RunId,
         wt: &Worktree,
-        info: &RunInfo,
-        tip: Oid,
+        checkpoint: Oid,
+        head: Oid,
+        rec: &str,
         label: &str,
-    ) -> Result<Option<Oid>> {
+    ) -> Result<Option<(Oid, RefUpdate)>> {
         let dirty = wt.is_dirty()?;
-        if !dirty && tip == info.tip {
+        if !dirty && head == checkpoint {
             return Ok(None);
         }
         let snapshot = if dirty {
             let tree = wt.stage_all(&[])?;
-            let msg = commit_message(
-                &format!("{label}: work left in the worktree of run {id}"),
-                &[("Machine-Attempt", id.as_str())],
+            let msg = txn::message(
+                &format!("{label}: work left by {rec} of run {id}"),
+                &[(trailer::ATTEMPT, id.as_str())],
             );
-            self.repo.commit(tree, &[tip], &msg, None)?
+            self.repo.commit(tree, &[head], &msg, None)?
         } else {
-            tip
+            head
         };
-        let name = RefName::new(format!(
-            "{ATTEMPTS_PREFIX}{id}/{:02}-{label}",
-            info.state.seq + 1
-        ));
-        let old = self.repo.ref_target(&name);
-        self.repo.update_refs(
-            &[RefUpdate {
-                name: name.clone(),
-                old,
-                new: Some(snapshot),
-            }],
-            "git machine: keep an attempt",
-        )?;
-        self.ui.note(&self.ui.dim(&format!(
-            "kept earlier work of the unfinished step as {name} ({})",
-            snapshot.short()
-        )));
-        Ok(Some(snapshot))
+        let name = RefName::new(format!("{ATTEMPTS_PREFIX}{id}/{rec}-{label}"));
+        Ok(Some((snapshot, txn::side_ref(self.repo, name, snapshot))))
+    }
+
+    /// Keep whatever an unfinished step left (files in the worktree, commits above the
+    /// checkpoint) under `refs/machine/attempts/`, so starting clean loses nothing.
+    fn set_aside(&mut self, wt: &Worktree, info: &RunInfo, tip: Oid, label: &str) -> Result {
+        let rec = format!("{:02}", info.state.seq + 1);
+        if let Some((snapshot, update)) = self.attempt(&info.id, wt, info.tip, tip, &rec, label)? {
+            let name = update.name.to_string();
+            txn::move_refs(self.repo, &[update], "git machine: keep an attempt")?;
+            self.emit(
+                &info.id,
+                Kind::AttemptKept {
+                    r#ref: name,
+                    commit: snapshot,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn execute(
@@ -496,331 +519,270 @@ impl Runner<'_> {
     ) -> Result<RunEnd> {
         let id = info.id.clone();
         let wf = info.workflow().map_err(|e| {
-            Error::failed(format!(
-                "the workflow stored in run {id} no longer parses: {e}"
-            ))
+            Error::failed(format!("the workflow stored in run {id} no longer parses: {e}"))
+                .with_hint(format!("`git machine resume {id} --reload` adopts the workflow as it is now"))
         })?;
-        let mut values = info.record.vars.clone();
-        values.extend(builtin_values(&id, &info.record));
-        let mut steps = wf.resolve(&values);
-        apply_overrides(&mut steps, &info.record.overrides);
-        // Steps that resolve a group's merge conflicts run only for that.
-        let resolvers: Vec<String> = wf
-            .groups
-            .iter()
-            .filter_map(|g| g.on_conflict.clone())
-            .collect();
         let wt = Worktree::new(self.paths.worktree(&id));
-        let run_started = Instant::now();
-        loop {
+        let started = Instant::now();
+        let end = loop {
+            if let Some(end) = RunEnd::of(info.state.status).filter(|e| *e != RunEnd::Completed) {
+                break end;
+            }
             let Some(next) = info.state.next.clone() else {
-                self.ui.note(&format!(
-                    "{} run {} completed in {}",
-                    self.ui.green("done"),
-                    id,
-                    elapsed(run_started.elapsed())
-                ));
-                return Ok(RunEnd::Completed);
+                break RunEnd::Completed;
             };
             if self.cancel.load(Ordering::SeqCst) {
-                return Ok(RunEnd::Interrupted);
+                break RunEnd::Interrupted;
             }
-            let index = steps.iter().position(|s| s.id == next).ok_or_else(|| {
-                Error::failed(format!(
-                    "run {id} wants step `{next}`, which its workflow does not have"
-                ))
+            let plan = plan_of(&wf, &info);
+            let index = plan.index(&next).ok_or_else(|| {
+                Error::failed(format!("run {id} wants step `{next}`, which its workflow does not have"))
+                    .with_hint(format!("`git machine resume {id} --reload` adopts the workflow as it is now"))
             })?;
-            let step = &steps[index];
-            let following = steps[index + 1..]
-                .iter()
-                .find(|s| {
-                    selected(&s.when, &s.when_any, &s.tracks, &info.record)
-                        && !resolvers.contains(&s.id)
-                })
-                .map(|s| s.id.clone());
-            if !selected(&step.when, &step.when_any, &step.tracks, &info.record) {
-                self.ui.note(&format!(
-                    "{} {} {}",
-                    self.ui.dim(&format!("[{}/{}]", index + 1, steps.len())),
-                    step.id,
-                    self.ui
-                        .dim("skipped (its conditions or tracks were not chosen)")
-                ));
-                info.state.next = following;
+            if !plan.is_selected(&next) {
+                self.emit(&id, Kind::StepSkipped { step: next.clone(), why: skip_why() });
+                info.state.next = plan.successor(&next);
                 continue;
             }
-            if let Some(group) = step.group.clone() {
-                let members: Vec<&ResolvedStep> = steps[index..]
-                    .iter()
-                    .take_while(|s| s.group.as_deref() == Some(group.as_str()))
-                    .filter(|s| selected(&s.when, &s.when_any, &s.tracks, &info.record))
-                    .collect();
-                let after = index
-                    + steps[index..]
-                        .iter()
-                        .take_while(|s| s.group.as_deref() == Some(group.as_str()))
-                        .count();
-                let following = steps[after..]
-                    .iter()
-                    .find(|s| {
-                        selected(&s.when, &s.when_any, &s.tracks, &info.record)
-                            && !resolvers.contains(&s.id)
-                    })
-                    .map(|s| s.id.clone());
-                let resolver = wf
-                    .groups
-                    .iter()
-                    .find(|g| g.id == group)
-                    .and_then(|g| g.on_conflict.as_ref())
-                    .and_then(|r| steps.iter().find(|s| &s.id == r));
-                let ctx = parallel::GroupCtx {
-                    name: group,
-                    first: step.id.clone(),
-                    following,
-                    resolver,
-                };
-                match self.run_group(&mut info, &wt, &members, ctx, &mut lock)? {
-                    StepEnd::Committed => continue,
-                    StepEnd::Failed => return Ok(RunEnd::Failed),
-                    StepEnd::Paused => return Ok(RunEnd::Paused),
-                    StepEnd::Conflict => return Ok(RunEnd::Conflict),
-                    StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
-                }
+            let end = if plan.steps[index].group.is_some() {
+                self.run_group(&mut info, &wt, &plan, &next, &mut lock)?
+            } else {
+                self.run_step(&mut info, &wt, &plan, index, inflight.take(), &mut lock)?
+            };
+            if let Some(end) = end {
+                break end;
             }
-            let position = (index + 1, steps.len());
-            let resume = inflight.take();
-            match self.run_step(&mut info, &wt, step, following, position, resume, &mut lock)? {
-                StepEnd::Committed => {}
-                StepEnd::Failed => return Ok(RunEnd::Failed),
-                StepEnd::Paused => return Ok(RunEnd::Paused),
-                StepEnd::Conflict => return Ok(RunEnd::Conflict),
-                StepEnd::Interrupted => return Ok(RunEnd::Interrupted),
-            }
-        }
+        };
+        let failed_step = (end == RunEnd::Failed).then(|| info.state.failed.clone()).flatten();
+        self.emit(
+            &id,
+            Kind::RunFinished {
+                state: end.name().to_string(),
+                reason: info.state.reason.clone(),
+                failed_step,
+                duration_ms: started.elapsed().as_millis() as u64,
+            },
+        );
+        Ok(end)
     }
 
-    /// Run one step with the first of its engines that can serve, and commit the result.
-    #[allow(clippy::too_many_arguments)]
+    /// Run one step with the first of its engines that can serve, decide, publish, report.
+    /// `Some(end)` when the run stops here.
     fn run_step(
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
-        step: &ResolvedStep,
-        following: Option<String>,
-        (number, total): (usize, usize),
+        plan: &Plan,
+        index: usize,
         inflight: Option<SessionRef>,
         lock: &mut RunLock,
-    ) -> Result<StepEnd> {
+    ) -> Result<Option<RunEnd>> {
+        let step = &plan.steps[index];
         let id = info.id.clone();
-        let seq = info.state.seq + 1;
-        let rec_name = record_name(seq, &step.id);
-        let log_path = self.paths.log(&id, &rec_name);
-        let session_path = self.paths.inflight_session(&id, &rec_name);
-        let tip_before = info.tip;
-        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
+        let rec = record_name(info.state.seq + 1, &step.id);
+        let prepared = self.prepare(info, wt, step, &rec, inflight);
+        let continued = prepared.continued.clone();
+        let pass = step
+            .loop_spec
+            .as_ref()
+            .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1)
+            .or(info.state.feedback.as_ref().filter(|f| f.from != step.id).map(|f| f.pass));
+        self.emit(
+            &id,
+            Kind::StepStarted {
+                step: step.id.clone(),
+                position: index + 1,
+                total: plan.steps.len(),
+                engines: step.engines.clone(),
+                pass: pass.filter(|p| *p > 1),
+                continues_session: continued.as_ref().map(|s| s.id.clone()),
+            },
+        );
+        let started_at = store::now_rfc3339();
+        let started = Instant::now();
+        let attempt = self.attempt_step(info, wt, step, &rec, &prepared, lock)?;
+        let Some(attempt) = attempt else {
+            self.emit(
+                &id,
+                Kind::StepInterrupted {
+                    step: step.id.clone(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                },
+            );
+            return Ok(Some(RunEnd::Interrupted));
+        };
+        let mut record = exec::record_of(step, info.state.seq + 1, &attempt, started_at, started.elapsed());
+        record.context = prepared.context.clone();
+        record.iteration = step
+            .loop_spec
+            .as_ref()
+            .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1);
+        let input = if attempt.outcome.success {
+            let directive = exec::take_directive(&wt.path)?;
+            let gate = if machine::needs_gate(step, directive.as_ref()) {
+                match self.gate(&id, step, wt, &rec) {
+                    Some(g) => Some(g),
+                    None => return Ok(Some(RunEnd::Interrupted)),
+                }
+            } else {
+                None
+            };
+            Input::StepSucceeded {
+                step: step.id.clone(),
+                session: attempt.session(),
+                directive,
+                gate,
+            }
+        } else {
+            Input::StepFailed {
+                step: step.id.clone(),
+                session: attempt.session(),
+                error: attempt.error(),
+            }
+        };
+        let t = machine::decide(&info.state, plan, input);
+        self.finish_step(info, wt, plan, step, &rec, record, (&prepared.prompt, &attempt), t)
+    }
+
+    /// The prompt (with its context report) and the session a step continues, if any.
+    fn prepare(
+        &mut self,
+        info: &RunInfo,
+        wt: &Worktree,
+        step: &ResolvedStep,
+        rec: &str,
+        inflight: Option<SessionRef>,
+    ) -> Prepared {
         // A session to continue: the interrupted execution's, or an earlier step's (`session`).
-        let continued: Option<SessionRef> = inflight.or_else(|| {
+        let was_inflight = inflight.is_some();
+        let continued = inflight.or_else(|| {
             step.session
                 .as_ref()
                 .and_then(|from| info.state.sessions.get(from).cloned())
         });
-        let mut prestart_error = None;
-        let (mut prompt, context_report) = match context::build(&id, wt, step) {
-            Ok(built) => built,
-            Err(message) => {
-                prestart_error = Some(message);
-                (step.prompt.clone().unwrap_or_default(), Vec::new())
-            }
+        let (mut prompt, context, prestart_error) = match context::build(&info.id, wt, step) {
+            Ok((prompt, context)) => (prompt, context, None),
+            Err(message) => (step.prompt.clone().unwrap_or_default(), Vec::new(), Some(message)),
         };
-        if continued.is_some() && read_inflight(&session_path).is_some() {
+        if was_inflight
+            && exec::read_inflight(&self.paths.inflight_session(&info.id, rec)).is_some()
+        {
             prompt = format!(
                 "You were interrupted while working on this task. Continue where you stopped; \
                  the files you already changed are still in place.\n\nThe task was:\n{prompt}"
             );
         }
-        self.ui.note(&format!(
-            "{} {} {}",
-            self.ui.dim(&format!("[{number}/{total}]")),
-            self.ui.bold(&step.id),
-            self.ui.dim(&format!("({}) …", step.engines.join(" → ")))
-        ));
-        let started_at = store::now_rfc3339();
-        let started = Instant::now();
-        let run = StepRun {
-            step,
-            prompt: &prompt,
-            workdir: &wt.path,
-            log: &log_path,
-            session_path: &session_path,
-            continued: continued.as_ref(),
+        Prepared {
+            prompt,
+            context,
             prestart_error,
-            base: tip_before,
-            env: self.env,
-            cancel: self.cancel,
-            echo: self.echo,
-            path_var: path_var.as_deref(),
-        };
-        if let Some(s) = run.continued {
-            if let Some(path) = transcript::restore(&s.engine, &self.env.vars, wt, &id, &s.id)? {
-                self.ui.note(&self.ui.dim(&format!(
-                    "  restored the {} session {} from the run's records to {}",
-                    s.engine,
-                    s.id,
-                    path.display()
-                )));
+            continued,
+        }
+    }
+
+    /// Run the step's program; `None` when Ctrl-C stopped it.
+    fn attempt_step(
+        &mut self,
+        info: &RunInfo,
+        wt: &Worktree,
+        step: &ResolvedStep,
+        rec: &str,
+        prepared: &Prepared,
+        lock: &mut RunLock,
+    ) -> Result<Option<Attempt>> {
+        let id = &info.id;
+        if let Some(s) = &prepared.continued {
+            if let Some(path) = transcript::restore(&s.engine, &self.env.vars, wt, id, &s.id)? {
+                self.emit(
+                    id,
+                    Kind::TranscriptRestored {
+                        step: step.id.clone(),
+                        engine: s.engine.clone(),
+                        session: s.id.clone(),
+                        path: exec::shown(&path),
+                    },
+                );
             }
         }
-        let attempt = attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid))?;
-        for note in &attempt.notes {
-            self.ui
-                .note(&format!("  {} {note}", self.ui.yellow("skipped")));
-        }
-        if attempt.ending == Ending::Cancelled {
-            self.ui.note(&format!(
-                "{} {} {}",
-                self.ui.yellow("interrupted"),
-                step.id,
-                self.ui.dim(&format!(
-                    "after {}; `git machine resume {id}` continues it",
-                    elapsed(started.elapsed())
-                ))
-            ));
-            return Ok(StepEnd::Interrupted);
-        }
-        let duration = started.elapsed();
-        let Attempt {
-            engine: engine_name,
-            inv,
-            ending,
-            outcome,
-            resumed,
-            skipped,
-            ..
-        } = attempt;
-        let mut record = StepRecord {
-            version: store::FORMAT_VERSION,
-            step: step.id.clone(),
-            seq,
-            engine: engine_name.clone(),
-            status: if outcome.success {
-                StepStatus::Succeeded
-            } else {
-                StepStatus::Failed
-            },
-            summary: String::new(),
-            started: started_at,
-            ended: store::now_rfc3339(),
-            duration_ms: duration.as_millis() as u64,
-            exit_code: match ending {
-                Ending::Exited(c) => Some(c),
-                _ => None,
-            },
-            signal: match ending {
-                Ending::Signaled(s) => Some(s),
-                _ => None,
-            },
-            error: outcome.error.clone(),
-            command: std::iter::once(inv.program.clone())
-                .filter(|p| !p.is_empty())
-                .chain(inv.args.iter().cloned())
-                .collect(),
-            session: outcome.session.clone(),
-            model: step.model.clone(),
-            attempt_commit: None,
-            skipped_engines: skipped,
-            usage: outcome.usage.clone(),
-            resumed_session: resumed,
-            directive: None,
-            gate: None,
-            iteration: step
-                .loop_spec
-                .as_ref()
-                .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1),
-            context: context_report,
-            log_file: None,
+        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
+        let log = self.paths.log(id, rec);
+        let session_path = self.paths.inflight_session(id, rec);
+        let run = StepRun {
+            step,
+            prompt: &prepared.prompt,
+            workdir: &wt.path,
+            log: &log,
+            session_path: &session_path,
+            continued: prepared.continued.as_ref(),
+            prestart_error: prepared.prestart_error.clone(),
+            base: info.tip,
+            env: self.env,
+            cancel: self.cancel,
+            path_var: path_var.as_deref(),
         };
-        let mut state = info.state.clone();
-        state.seq = seq;
-        if let Some(session) = &outcome.session {
-            state.sessions.insert(
-                step.id.clone(),
-                SessionRef {
-                    engine: engine_name.clone(),
-                    id: session.clone(),
+        let sink = &mut *self.sink;
+        let mut echo = |line: &str| sink.output(line);
+        let echo: Option<&mut dyn FnMut(&str)> = if self.echo { Some(&mut echo) } else { None };
+        let attempt = exec::attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid), echo)?;
+        for (engine, reason) in &attempt.passed_over {
+            self.emit(
+                id,
+                Kind::EngineSkipped {
+                    step: step.id.clone(),
+                    engine: engine.clone(),
+                    reason: reason.clone(),
                 },
             );
         }
-        let mut outcome = outcome;
-        let mut paused = false;
-        let mut halt = false;
-        if outcome.success {
-            let rec_dir = wt.path.join(id.dir()).join("steps").join(&rec_name);
-            std::fs::create_dir_all(&rec_dir)?;
-            let flow = self.after_step(wt, step, following.clone(), &info.state, &rec_dir)?;
-            record.directive = flow.directive;
-            record.gate = flow.gate;
-            match flow.error {
-                Some(error) => {
-                    outcome.success = false;
-                    outcome.error = Some(error);
-                    record.status = StepStatus::Failed;
-                    record.error = outcome.error.clone();
-                }
-                None => {
-                    state.loops = flow.loops;
-                    paused = flow.pause;
-                    halt = flow.halt;
-                    state.reason = flow.reason;
-                }
-            }
-            if outcome.success {
-                state.next = flow.next;
-            }
+        Ok((attempt.ending != Ending::Cancelled).then_some(attempt))
+    }
+
+    /// Run the step's loop gate, reporting it; `None` when Ctrl-C stopped it.
+    fn gate(&mut self, id: &RunId, step: &ResolvedStep, wt: &Worktree, rec: &str) -> Option<machine::Gate> {
+        let command = step.loop_spec.as_ref().map(|l| l.until.join(" ")).unwrap_or_default();
+        self.emit(id, Kind::GateStarted { step: step.id.clone(), command });
+        let log = self.paths.gate_log(id, rec);
+        let gate = exec::run_gate(step, &wt.path, self.env, &log, self.cancel)?;
+        self.emit(
+            id,
+            Kind::Gate {
+                step: step.id.clone(),
+                command: gate.command.clone(),
+                passed: gate.passed,
+                ending: (!gate.passed).then(|| gate.ending.clone()),
+            },
+        );
+        Some(gate)
+    }
+
+    /// Publish a step's transition (its work, or only its record when it failed) and report it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_step(
+        &mut self,
+        info: &mut RunInfo,
+        wt: &Worktree,
+        plan: &Plan,
+        step: &ResolvedStep,
+        rec: &str,
+        mut record: store::StepRecord,
+        (prompt, attempt): (&str, &Attempt),
+        t: Transition,
+    ) -> Result<Option<RunEnd>> {
+        let id = info.id.clone();
+        record.directive = t.directive.clone();
+        record.gate = t.gate.clone();
+        record.looped = t.looped.clone();
+        if let Some(error) = &t.error {
+            record.status = store::StepStatus::Failed;
+            record.error = Some(error.clone());
+            record.summary = format!("failed ({})", exec::first_line(error));
         }
-        let summary;
-        if outcome.success {
-            summary = outcome.summary.clone().unwrap_or_else(|| {
-                if inv.program.is_empty() {
-                    "done".to_string()
-                } else {
-                    format!("ran {}", inv.program)
-                }
-            });
-            state.status = match (&state.next, paused, halt) {
-                // A loop that ran out with on_max = "fail" stops the run, its work kept.
-                (_, _, true) => Status::Failed,
-                (_, true, _) => Status::Paused,
-                (Some(_), false, _) => Status::Running,
-                (None, false, _) => Status::Completed,
-            };
-        } else {
-            let error = outcome.error.clone().unwrap_or_else(|| ending.describe());
-            summary = format!("failed ({})", first_line(&error));
-            // Keep what the failed attempt did, then record the failure on a clean checkpoint.
-            let tip_now = self.branch_tip(&id)?;
-            let snapshot = self.set_aside(&id, wt, info, tip_now, "failed")?;
-            record.attempt_commit = snapshot.map(|s| s.to_string());
-            wt.reset_hard(tip_before)?;
-            state.status = Status::Failed;
-            state.reason = Some(format!("step `{}` failed: {error}", step.id));
+        if let Some(session) = &attempt.outcome.session {
+            let dir = self.paths.record_staging(&id, rec);
+            std::fs::create_dir_all(&dir)?;
+            transcript::save(&attempt.engine, &self.env.vars, wt, session, &dir)?;
         }
-        record.summary = summary.clone();
-        if let Some(session) = &outcome.session {
-            let rec_dir = wt.path.join(id.dir()).join("steps").join(&rec_name);
-            transcript::save(&engine_name, &self.env.vars, wt, session, &rec_dir)?;
-        }
-        self.write_record(
-            wt,
-            &id,
-            &rec_name,
-            &mut record,
-            (&prompt, outcome.final_message.as_deref()),
-            &log_path,
-            &state,
-        )?;
-        let run_dir = id.dir();
-        let staged = wt.stage_all(&[run_dir.as_str()])?;
-        let (tree, repair) = self.keep_run_folder(wt, &id, tip_before, &rec_name, staged)?;
+        let tip_before = info.tip;
         let current = self.branch_tip(&id)?;
         if current != tip_before && !self.repo.is_ancestor(tip_before, current)? {
             return Err(Error::refused(format!(
@@ -831,260 +793,186 @@ impl Runner<'_> {
                 "see `git reflog machine/{id}`; `git machine resume {id}` starts the step again"
             )));
         }
-        let mut trailers = vec![
-            ("Machine-Run", id.as_str()),
-            ("Machine-Step", step.id.as_str()),
-            ("Machine-Record", rec_name.as_str()),
-            ("Machine-Engine", engine_name.as_str()),
-        ];
-        if let Some(s) = &outcome.session {
-            trailers.push(("Machine-Session", s.as_str()));
-        }
-        if !outcome.success {
-            trailers.push(("Machine-Status", "failed"));
-        }
-        let message = commit_message(&format!("{}: {summary}", step.id), &trailers);
-        let author_name = format!("git machine ({engine_name})");
-        // A failed attempt's commits were set aside: the failure record sits on the checkpoint.
-        let parent = if outcome.success { current } else { tip_before };
-        let commit = self.repo.commit(
-            tree,
-            &[parent],
-            &message,
-            Some((&author_name, "git-machine@localhost")),
-        )?;
-        self.repo.update_refs(
-            &[RefUpdate {
-                name: id.branch(),
-                old: Some(current),
-                new: Some(commit),
-            }],
-            &format!("git machine: step {}", step.id),
-        )?;
-        if repair {
-            // The step changed git machine's own files: put them back as committed.
-            wt.git(&["checkout", &commit.to_string(), "--", &run_dir])?;
-            wt.git(&["clean", "-fdq", "--", &run_dir])?;
-        }
-        let _ = std::fs::remove_file(&session_path);
-        info.tip = commit;
-        info.state = state;
-        if outcome.success {
-            self.ui.note(&format!(
-                "{} {} {}  {}",
-                self.ui.green("  ok"),
-                step.id,
-                self.ui
-                    .dim(&format!("{} {}", elapsed(duration), commit.short())),
-                summary
-            ));
-            if let Some(reason) = &info.state.reason {
-                self.ui.note(&format!("  {}", self.ui.yellow(reason)));
+        let failed = t.publish == Publish::Failure;
+        let mut side_refs = Vec::new();
+        if failed {
+            // Keep what the failed attempt did; the failure record sits on the checkpoint.
+            if let Some((snapshot, update)) = self.attempt(&id, wt, tip_before, current, rec, "failed")? {
+                record.attempt_commit = Some(snapshot);
+                side_refs.push(update);
             }
-            match info.state.status {
-                Status::Paused => {
-                    self.ui.note(&format!(
-                        "{} after `{}`: review and edit {}, then `git machine resume {id}`",
-                        self.ui.yellow("paused"),
-                        step.id,
-                        wt.path.display()
-                    ));
-                    Ok(StepEnd::Paused)
-                }
-                Status::Failed => Ok(StepEnd::Failed),
-                _ => Ok(StepEnd::Committed),
-            }
+        }
+        let staging = self.paths.record_staging(&id, rec);
+        exec::write_record(
+            &staging,
+            &mut record,
+            prompt,
+            attempt.outcome.final_message.as_deref(),
+            &self.paths.log(&id, rec),
+        )?;
+        if self.paths.gate_log(&id, rec).exists() {
+            std::fs::rename(self.paths.gate_log(&id, rec), staging.join("gate.log"))?;
+        }
+        let mut files = exec::record_files(&staging, &format!("{}/steps/{rec}", id.dir()))?;
+        files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
+        let (tree, parent, repaired) = if failed {
+            (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
-            self.ui.note(&format!(
-                "{} {} {}  {}",
-                self.ui.red("  failed"),
-                step.id,
-                self.ui
-                    .dim(&format!("{} {}", elapsed(duration), commit.short())),
-                record.error.as_deref().unwrap_or("")
-            ));
-            if let Some(tail) = &outcome.final_message {
-                let lines: Vec<&str> = tail.lines().collect();
-                for line in &lines[lines.len().saturating_sub(10)..] {
-                    self.ui.note(&format!("    {}", self.ui.dim(line)));
-                }
+            self.place_record(wt, &files)?;
+            let staged = wt.stage_all(&[id.dir().as_str()])?;
+            let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged, &files)?;
+            (tree, current, repaired)
+        };
+        let engine_name = record.engine.clone();
+        let mut trailers = vec![
+            (trailer::RUN, id.as_str()),
+            (trailer::STEP, step.id.as_str()),
+            (trailer::RECORD, rec),
+            (trailer::ENGINE, engine_name.as_str()),
+        ];
+        if let Some(s) = &record.session {
+            trailers.push((trailer::SESSION, s.as_str()));
+        }
+        if failed {
+            trailers.push((trailer::STATUS, "failed"));
+        }
+        let commit = txn::publish(
+            self.repo,
+            &id,
+            current,
+            txn::Commit {
+                tree,
+                files: if failed { files } else { Vec::new() },
+
+                parents: vec![parent],
+                message: txn::message(&format!("{}: {}", step.id, record.summary), &trailers),
+                author: Some(txn::author(Some(&engine_name))),
+                side_refs,
+            },
+        )?;
+        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_file(self.paths.inflight_session(&id, rec));
+        if failed || repaired {
+            // The worktree follows the commit: clean after a failure, git machine's files
+            // as recorded after a step that changed them.
+            wt.reset_hard(commit)?;
+        }
+        if repaired {
+            self.emit(&id, Kind::RecordRepaired { step: step.id.clone() });
+        }
+        info.tip = commit;
+        info.state = t.state.clone();
+        self.report_step(&id, wt, plan, step, &record, (parent, commit), attempt, &t)
+    }
+
+    /// Write the record's files into the worktree, beside the step's work, to be staged with it.
+    fn place_record(&self, wt: &Worktree, files: &[(String, Vec<u8>)]) -> Result {
+        for (path, bytes) in files {
+            let path = wt.path.join(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
             }
-            self.ui.note(&format!(
-                "  log: {}/{}/steps/{rec_name}/{} (in commit {}), or `git machine show {id} {} --all`",
+            std::fs::write(path, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Tell what a published step did, then what the decision found.
+    #[allow(clippy::too_many_arguments)]
+    fn report_step(
+        &mut self,
+        id: &RunId,
+        wt: &Worktree,
+        plan: &Plan,
+        step: &ResolvedStep,
+        record: &store::StepRecord,
+        (parent, commit): (Oid, Oid),
+        attempt: &Attempt,
+        t: &Transition,
+    ) -> Result<Option<RunEnd>> {
+        if let Some(d) = &t.directive {
+            self.emit(id, Kind::Directive { step: step.id.clone(), directive: d.clone() });
+        }
+        if record.status == store::StepStatus::Succeeded {
+            let diffstat = self.diffstat(parent, commit)?;
+            self.emit(
+                id,
+                Kind::StepFinished {
+                    step: step.id.clone(),
+                    commit,
+                    engine: record.engine.clone(),
+                    model: record.model.clone(),
+                    session: record.session.clone(),
+                    duration_ms: record.duration_ms,
+                    diffstat,
+                    usage: record.usage.clone(),
+                    summary: record.summary.clone(),
+                },
+            );
+        } else {
+            let log = format!(
+                "{}/{}/steps/{}/{}",
                 wt.path.display(),
                 id.dir(),
-                record.log_file.as_deref().unwrap_or("output.log"),
-                commit.short(),
-                step.id
-            ));
-            Ok(StepEnd::Failed)
-        }
-    }
-
-    /// Read the step's directive and run its loop gate: where the run goes next.
-    fn after_step(
-        &mut self,
-        wt: &Worktree,
-        step: &ResolvedStep,
-        following: Option<String>,
-        state: &State,
-        rec_dir: &Path,
-    ) -> Result<Flow> {
-        let mut flow = Flow {
-            next: following,
-            loops: state.loops.clone(),
-            pause: step.checkpoint,
-            halt: false,
-            reason: None,
-            directive: None,
-            gate: None,
-            error: None,
-        };
-        let mut loop_request = false;
-        let mut stopped = false;
-        let path = wt.path.join(DIRECTIVE_PATH);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            std::fs::remove_file(&path)?;
-            let d: Directive = match toml::from_str(&text) {
-                Ok(d) => d,
-                Err(e) => {
-                    flow.error = Some(format!("invalid {DIRECTIVE_PATH}: {}", e.message().trim()));
-                    return Ok(flow);
-                }
-            };
-            let why = d.reason.clone().unwrap_or_default();
-            flow.directive = Some(if why.is_empty() {
-                d.action.clone()
-            } else {
-                format!("{}: {why}", d.action)
-            });
-            match d.action.as_str() {
-                "continue" => {}
-                "stop" => {
-                    stopped = true;
-                    flow.next = None;
-                    flow.reason = Some(format!("stopped by step `{}`: {why}", step.id));
-                }
-                "pause" => {
-                    flow.pause = true;
-                    flow.reason = Some(format!("paused by step `{}`: {why}", step.id));
-                }
-                "error" => {
-                    flow.error = Some(format!("the step reported an error: {why}"));
-                    return Ok(flow);
-                }
-                "loop" => {
-                    let Some(spec) = &step.loop_spec else {
-                        flow.error = Some(format!(
-                            "the directive asks to loop, but step `{}` declares no `loop`",
-                            step.id
-                        ));
-                        return Ok(flow);
-                    };
-                    if let Some(to) = d.to.as_deref().filter(|to| *to != spec.to) {
-                        flow.error = Some(format!(
-                            "the directive asks to loop to `{to}`; step `{}` may only loop to `{}`",
-                            step.id, spec.to
-                        ));
-                        return Ok(flow);
-                    }
-                    loop_request = true;
-                }
-                other => {
-                    flow.error = Some(format!(
-                        "unknown directive action `{other}` in {DIRECTIVE_PATH}; expected continue, loop, stop, pause or error"
-                    ));
-                    return Ok(flow);
-                }
-            }
-        }
-        let Some(spec) = step.loop_spec.as_ref().filter(|_| !stopped) else {
-            return Ok(flow);
-        };
-        let wants_loop = if loop_request {
-            true
-        } else if !spec.until.is_empty() {
-            let passed = self.run_gate(wt, step, &spec.until, rec_dir)?;
-            flow.gate = Some(
-                passed
-                    .clone()
-                    .map_or_else(|| "passed".to_string(), |e| format!("failed ({e})")),
+                record_name(record.seq, &record.step),
+                record.log_file.as_deref().unwrap_or("output.log")
             );
-            passed.is_some()
-        } else {
-            false
-        };
-        let done = flow.loops.remove(&step.id).unwrap_or(0) + 1;
-        if !wants_loop {
-            return Ok(flow);
+            let tail = attempt
+                .outcome
+                .final_message
+                .as_deref()
+                .map(|m| {
+                    let lines: Vec<&str> = m.lines().collect();
+                    lines[lines.len().saturating_sub(10)..].iter().map(|l| l.to_string()).collect()
+                })
+                .unwrap_or_default();
+            self.emit(
+                id,
+                Kind::StepFailed {
+                    step: step.id.clone(),
+                    reason: record.error.clone().unwrap_or_default(),
+                    log,
+                    commit: Some(commit),
+                    duration_ms: record.duration_ms,
+                    tail,
+                },
+            );
         }
-        if done < spec.max {
-            flow.loops.insert(step.id.clone(), done);
-            flow.next = Some(spec.to.clone());
-        } else if spec.continue_on_max {
-            flow.reason = Some(format!(
-                "loop of `{}` reached its max of {} passes; went on",
-                step.id, spec.max
-            ));
-        } else {
-            flow.halt = true;
-            flow.next = Some(spec.to.clone());
-            flow.reason =
-                Some(format!(
-                "loop of `{}` reached its max of {} passes{}; `git machine resume` starts it again",
-                step.id,
-                spec.max,
-                flow.gate.as_deref().map(|g| format!(", gate {g}")).unwrap_or_default()
-            ));
+        self.report_notices(id, wt, &t.notices);
+        if RunEnd::of(t.state.status).is_none() {
+            for skipped in plan.skipped_after(&step.id) {
+                self.emit(id, Kind::StepSkipped { step: skipped, why: skip_why() });
+            }
         }
-        Ok(flow)
+        Ok(RunEnd::of(t.state.status))
     }
 
-    /// Run a loop gate in the worktree; `None` when it passed, else why not.
-    fn run_gate(
-        &mut self,
-        wt: &Worktree,
-        step: &ResolvedStep,
-        argv: &[String],
-        rec_dir: &Path,
-    ) -> Result<Option<String>> {
-        let (program, args) = argv.split_first().expect("a gate has a program");
-        let inv = engine::Invocation {
-            program: program.clone(),
-            args: args.to_vec(),
-            env: Vec::new(),
-            env_remove: Vec::new(),
-            stdin: Vec::new(),
-        };
-        let command = engine::by_name("command").expect("the command engine is built in");
-        let mut parser = command.parser();
-        let limits = process::Limits {
-            timeout: step.timeout,
-            idle_timeout: step.idle_timeout,
-        };
-        self.ui
-            .note(&format!("  {} {}", self.ui.dim("gate"), argv.join(" ")));
-        let ending = process::run(
-            &inv,
-            &wt.path,
-            &self.env.vars,
-            &rec_dir.join("gate.log"),
-            limits,
-            self.cancel,
-            &mut |_| {},
-            parser.as_mut(),
-            None,
-        );
-        Ok(match ending {
-            Ok(Ending::Exited(0)) => None,
-            Ok(Ending::Cancelled) => {
-                return Err(
-                    Error::interrupted("interrupted while the loop gate ran")
-                        .with_hint("`git machine resume` runs the step again"),
-                )
-            }
-            Ok(other) => Some(other.describe()),
-            Err(e) => Some(format!("could not start `{program}`: {e}")),
+    fn report_notices(&mut self, id: &RunId, wt: &Worktree, notices: &[Notice]) {
+        for notice in notices {
+            let kind = match notice.clone() {
+                Notice::Loop { from, to, pass, max, why } => Kind::Loop { step: from, to, pass, max, why },
+                Notice::LoopExhausted { from, max, went_on } => {
+                    Kind::LoopExhausted { step: from, max, went_on }
+                }
+                Notice::Paused { reason } => Kind::Paused {
+                    reason,
+                    worktree: exec::shown(&wt.path),
+                },
+                Notice::Stopped { reason } => Kind::Stopped { reason },
+                // The step's own failure event says it; the run's end repeats the reason.
+                Notice::Failed { .. } => continue,
+            };
+            self.emit(id, kind);
+        }
+    }
+
+    /// Files, lines added and removed between two commits, git machine's own files left out.
+    fn diffstat(&self, old: Oid, new: Oid) -> Result<Diffstat> {
+        let stat = self.repo.diffstat(old, new, false)?;
+        Ok(Diffstat {
+            files: stat.len(),
+            insertions: stat.iter().map(|(_, a, _)| a).sum(),
+            deletions: stat.iter().map(|(_, _, d)| d).sum(),
         })
     }
 
@@ -1097,32 +985,18 @@ impl Runner<'_> {
     }
 
     /// The run's folder belongs to git machine: whatever a step did to it, the commit holds the
-    /// checkpoint's folder plus this step's record and `state.toml`. Returns the tree to commit
-    /// and whether the worktree's copy of the folder must be put back after the commit.
+    /// checkpoint's folder plus `files` (this step's record and the new `state.toml`). Returns
+    /// the tree to commit and whether the worktree's copy of the folder must be put back (the
+    /// step changed git machine's files).
     fn keep_run_folder(
         &mut self,
-        wt: &Worktree,
         id: &RunId,
         tip: Oid,
-        rec_name: &str,
         staged: Oid,
+        files: &[(String, Vec<u8>)],
     ) -> Result<(Oid, bool)> {
         let dir = id.dir();
-        let mut files = vec![(
-            format!("{dir}/state.toml"),
-            std::fs::read(wt.path.join(&dir).join("state.toml"))?,
-        )];
-        for entry in std::fs::read_dir(wt.path.join(&dir).join("steps").join(rec_name))? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                files.push((
-                    format!("{dir}/steps/{rec_name}/{name}"),
-                    std::fs::read(entry.path())?,
-                ));
-            }
-        }
-        let expected_root = self.repo.tree_with_files(self.repo.tree_of(tip)?, &files)?;
+        let expected_root = self.repo.tree_with_files(self.repo.tree_of(tip)?, files)?;
         let expected = self
             .repo
             .subtree(expected_root, &dir)?
@@ -1130,81 +1004,21 @@ impl Runner<'_> {
         if self.repo.subtree(staged, &dir)? == Some(expected) {
             return Ok((staged, false));
         }
-        self.ui.note(&self.ui.yellow(&format!(
-            "  the step changed git machine's own files under {dir}; they are kept as recorded"
-        )));
         Ok((self.repo.tree_with_subtree(staged, &dir, expected)?, true))
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn write_record(
-        &self,
-        wt: &Worktree,
-        id: &RunId,
-        rec_name: &str,
-        record: &mut StepRecord,
-        (prompt, message): (&str, Option<&str>),
-        log: &Path,
-        state: &State,
-    ) -> Result {
-        let run_dir: PathBuf = wt.path.join(id.dir());
-        let dir = run_dir.join("steps").join(rec_name);
-        std::fs::create_dir_all(&dir)?;
-        let log_file = keep_log(log, &dir)?;
-        record.log_file = (log_file != "output.log").then(|| log_file.to_string());
-        std::fs::write(dir.join("step.toml"), to_toml(&*record))?;
-        std::fs::write(dir.join("prompt.md"), prompt)?;
-        if let Some(message) = message {
-            std::fs::write(dir.join("message.md"), message)?;
-        }
-        std::fs::write(run_dir.join("state.toml"), to_toml(state))?;
-        Ok(())
-    }
 }
 
-enum StepEnd {
-    Committed,
-    Failed,
-    Paused,
-    Conflict,
-    Interrupted,
+/// What a step is sent, and what it continues.
+struct Prepared {
+    prompt: String,
+    context: Vec<String>,
+    /// A context that could not be built: the step fails before any program starts.
+    prestart_error: Option<String>,
+    continued: Option<SessionRef>,
 }
 
-/// Agent steps without an `idle_timeout` get this one: some CLIs wait forever, silently, when
-/// their model server is unreachable.
-pub const DEFAULT_AGENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// Logs above this size are kept gzip-compressed in the record.
-const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
-
-/// Copy the step's log into its record folder; returns the file name used.
-fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
-    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-    if size == 0 {
-        std::fs::write(dir.join("output.log"), "")?;
-        return Ok("output.log".to_string());
-    }
-    // A small log moves into the record (same file system: no copy); a large one is packed.
-    if size <= LOG_COMPRESS_ABOVE && std::fs::rename(log, dir.join("output.log")).is_ok() {
-        return Ok("output.log".to_string());
-    }
-    keep_file(log, dir, "output.log")
-}
-
-/// Copy `src` into `dir` as `name`, or as `name.gz` when it is large; returns the name used.
-fn keep_file(src: &Path, dir: &Path, name: &str) -> std::io::Result<String> {
-    let size = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
-    if size <= LOG_COMPRESS_ABOVE {
-        std::fs::copy(src, dir.join(name))?;
-        return Ok(name.to_string());
-    }
-    let packed = format!("{name}.gz");
-    let mut input = std::fs::File::open(src)?;
-    let out = std::fs::File::create(dir.join(&packed))?;
-    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    std::io::copy(&mut input, &mut gz)?;
-    gz.finish()?;
-    Ok(packed)
+fn skip_why() -> String {
+    "its conditions or tracks were not chosen".to_string()
 }
 
 /// Run-level overrides (`--engine`, `--model`, `machine.engine`) apply to every agent step.
@@ -1220,266 +1034,4 @@ fn apply_overrides(steps: &mut [ResolvedStep], overrides: &BTreeMap<String, Stri
             step.model = Some(model.clone());
         }
     }
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
-
-/// The session of an interrupted step, as written by [`Inflight`].
-fn read_inflight(path: &Path) -> Option<SessionRef> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let (engine, id) = text.trim().split_once(' ')?;
-    Some(SessionRef {
-        engine: engine.to_string(),
-        id: id.to_string(),
-    })
-}
-
-/// Wraps an engine's parser to write the session id to disk the moment it is known.
-struct Inflight {
-    inner: Box<dyn engine::EventParser>,
-    path: PathBuf,
-    engine: String,
-    written: bool,
-}
-
-impl engine::EventParser for Inflight {
-    fn line(&mut self, stream: engine::Stream, line: &str) {
-        self.inner.line(stream, line);
-        if !self.written {
-            if let Some(id) = self.inner.session() {
-                if let Some(dir) = self.path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                self.written =
-                    std::fs::write(&self.path, format!("{} {id}\n", self.engine)).is_ok();
-            }
-        }
-    }
-    fn session(&self) -> Option<&str> {
-        self.inner.session()
-    }
-    fn finish(self: Box<Self>, ending: &Ending) -> engine::Outcome {
-        self.inner.finish(ending)
-    }
-}
-
-/// What happens after a step that succeeded: read from its directive and its loop gate.
-struct Flow {
-    next: Option<String>,
-    loops: BTreeMap<String, u32>,
-    pause: bool,
-    /// Stop the run as failed, the step's work committed (a loop ran out with on_max = "fail").
-    halt: bool,
-    reason: Option<String>,
-    directive: Option<String>,
-    gate: Option<String>,
-    /// The step fails after all (an `error` directive, a bad directive, a loop target outside
-    /// the step's limits).
-    error: Option<String>,
-}
-
-/// `.codemachine/directive.toml`, written by an agent to steer the run.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Directive {
-    action: String,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    to: Option<String>,
-}
-
-pub const DIRECTIVE_PATH: &str = ".codemachine/directive.toml";
-
-/// Whether a step (its `when`, `when_any`, `tracks`) runs with the run's chosen track and
-/// conditions.
-pub fn selected(
-    when: &[String],
-    when_any: &[String],
-    tracks: &[String],
-    record: &RunRecord,
-) -> bool {
-    let has = |c: &String| record.conditions.contains(c);
-    when.iter().all(has)
-        && (when_any.is_empty() || when_any.iter().any(has))
-        && (tracks.is_empty() || record.track.as_ref().is_some_and(|t| tracks.contains(t)))
-}
-
-/// What one step's program run needs, independent of the runner (so parallel members can run
-/// on threads of their own).
-pub struct StepRun<'a> {
-    pub step: &'a ResolvedStep,
-    pub prompt: &'a str,
-    pub workdir: &'a Path,
-    pub log: &'a Path,
-    pub session_path: &'a Path,
-    pub continued: Option<&'a SessionRef>,
-    /// Set when the step must fail before any program starts (e.g. required context missing).
-    pub prestart_error: Option<String>,
-    /// Commit the worktree is reset to before trying the next engine.
-    pub base: Oid,
-    pub env: &'a Env,
-    pub cancel: &'a AtomicBool,
-    pub echo: bool,
-    pub path_var: Option<&'a std::ffi::OsStr>,
-}
-
-/// The result of running a step's program with the first engine that could serve.
-pub struct Attempt {
-    pub engine: String,
-    pub inv: engine::Invocation,
-    pub ending: Ending,
-    pub outcome: engine::Outcome,
-    pub resumed: Option<String>,
-    pub skipped: Vec<String>,
-    /// Engines passed over while running, for the user.
-    pub notes: Vec<String>,
-}
-
-/// Try the step's engines in order; an engine that is missing, cannot start or reports a
-/// fallback reason gives way to the next. `on_spawn` gets the process group (None when done).
-pub fn attempt_step(
-    run: &StepRun<'_>,
-    on_spawn: &mut dyn FnMut(Option<i32>),
-) -> Result<Attempt> {
-    let step = run.step;
-    let mut skipped: Vec<String> = Vec::new();
-    let mut notes = Vec::new();
-    let engines = if run.prestart_error.is_some() {
-        &[][..]
-    } else {
-        &step.engines[..]
-    };
-    for (i, engine_name) in engines.iter().enumerate() {
-        let Some(engine) = engine::by_name(engine_name) else {
-            skipped.push(format!("{engine_name}: not built into this git machine"));
-            continue;
-        };
-        if let Err(e) = engine.check(run.path_var) {
-            skipped.push(format!("{engine_name}: {e}"));
-            continue;
-        }
-        let resume_session = run
-            .continued
-            .filter(|s| &s.engine == engine_name && engine.can_resume())
-            .map(|s| s.id.clone());
-        let input = StepInput {
-            step,
-            prompt: run.prompt,
-            workdir: run.workdir,
-            resume_session: resume_session.as_deref(),
-        };
-        let inv = match engine.invocation(&input) {
-            Ok(inv) => inv,
-            Err(e) => {
-                skipped.push(format!("{engine_name}: {e}"));
-                continue;
-            }
-        };
-        let mut parser = Inflight {
-            inner: engine.parser(),
-            path: run.session_path.to_path_buf(),
-            engine: engine_name.clone(),
-            written: false,
-        };
-        let limits = process::Limits {
-            timeout: step.timeout,
-            idle_timeout: step
-                .idle_timeout
-                .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
-        };
-        let mut spawned = |pgid: i32| on_spawn(Some(pgid));
-        let mut print = |_: engine::Stream, line: &str| eprintln!("    {line}");
-        let ending = process::run(
-            &inv,
-            run.workdir,
-            &run.env.vars,
-            run.log,
-            limits,
-            run.cancel,
-            &mut spawned,
-            &mut parser,
-            if run.echo { Some(&mut print) } else { None },
-        );
-        on_spawn(None);
-        let (ending, mut outcome) = match ending {
-            Ok(ending) => {
-                let outcome = parser.inner.finish(&ending);
-                (ending, outcome)
-            }
-            // The log could not be written: the disk is full, which no engine fixes.
-            Err(e) if crate::error::is_disk_full(&e) => return Err(e.into()),
-            Err(e) => {
-                // Could not be started: an engine that cannot serve now.
-                let msg = format!("could not start `{}`: {e}", inv.program);
-                std::fs::write(run.log, format!("{msg}\n"))?;
-                let outcome = engine::Outcome {
-                    error: Some(msg.clone()),
-                    fallback_reason: Some(msg),
-                    ..Default::default()
-                };
-                (Ending::Exited(127), outcome)
-            }
-        };
-        if ending != Ending::Cancelled && !outcome.success && i + 1 < step.engines.len() {
-            if let Some(reason) = &outcome.fallback_reason {
-                skipped.push(format!("{engine_name}: {reason}"));
-                notes.push(format!(
-                    "{engine_name}: {reason}; trying {}",
-                    step.engines[i + 1]
-                ));
-                Worktree::new(run.workdir.to_path_buf()).reset_hard(run.base)?;
-                continue;
-            }
-        }
-        if outcome.success {
-            let missing: Vec<&str> = step
-                .outputs
-                .iter()
-                .map(String::as_str)
-                .filter(|o| !run.workdir.join(o).exists())
-                .collect();
-            if !missing.is_empty() {
-                outcome.success = false;
-                outcome.error = Some(format!("declared output missing: {}", missing.join(", ")));
-            }
-        }
-        return Ok(Attempt {
-            engine: engine.name().to_string(),
-            inv,
-            ending,
-            outcome,
-            resumed: resume_session,
-            skipped,
-            notes,
-        });
-    }
-    let error = run
-        .prestart_error
-        .clone()
-        .unwrap_or_else(|| format!("no engine could run this step: {}", skipped.join("; ")));
-    if let Some(dir) = run.log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(run.log, format!("{error}\n"))?;
-    Ok(Attempt {
-        engine: step.engines.first().cloned().unwrap_or_default(),
-        inv: engine::Invocation {
-            program: String::new(),
-            args: Vec::new(),
-            env: Vec::new(),
-            env_remove: Vec::new(),
-            stdin: Vec::new(),
-        },
-        ending: Ending::Exited(127),
-        outcome: engine::Outcome {
-            error: Some(error),
-            ..Default::default()
-        },
-        resumed: None,
-        skipped,
-        notes,
-    })
 }

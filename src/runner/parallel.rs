@@ -5,45 +5,37 @@
 //! Invariants:
 //! - member worktrees are created one after another (concurrent `git worktree add` collides on
 //!   the config lock) beside the run's own, as `<run>--<step>`, detached at the group's base;
-//! - a member's commit is published under `refs/machine/parallel/<run>/<step>` the moment it is
-//!   made, and listed in the checkpoint (`group_done`), so a failed or interrupted group reruns
-//!   only the members that have no commit yet;
+//! - members run on worker threads that only run programs and send their result to the driver
+//!   (this thread) over a channel; the driver decides and publishes each finished member at
+//!   once: its commit under `refs/machine/parallel/<run>/<step>` and a checkpoint commit on the
+//!   run branch listing it in `group_done`, in one transaction — so a member that finished is
+//!   never run again, whatever happens to the others or to git machine;
+//! - a member's directive is read out of its worktree (never committed as code) and applies to
+//!   the group once it has merged (`stop`, `pause`); a member cannot `loop`;
 //! - a failure in one member fails the group after the others finish: the run branch gets a
 //!   failure record, the finished members stay done;
 //! - merges happen in memory in member order; a conflict commits what merged cleanly with state
 //!   `conflict`, then leaves the conflicting merge in the run's worktree for a person (or the
 //!   group's `on_conflict` step) to resolve. `resume` goes on once the merge is committed.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{attempt_step, commit_message, context, Attempt, Runner, StepEnd, StepRun};
+use super::exec::{self, Attempt, StepRun};
+use super::machine::{self, Input, Plan};
+use super::{context, Kind, RunEnd, Runner};
 use crate::error::{Error, Result};
-use crate::engine::Ending;
-use crate::git::{Oid, RefName, RefUpdate, Worktree};
+use crate::git::{Oid, RefName, Worktree};
 use crate::store::lock::RunLock;
-use crate::store::{
-    self, record_name, to_toml, RunInfo, Status, StepRecord, StepStatus, PARALLEL_PREFIX,
-};
-use crate::ui::elapsed;
+use crate::store::txn::{self, trailer};
+use crate::store::{self, record_name, to_toml, RunInfo, StepRecord, PARALLEL_PREFIX};
 use crate::workflow::ResolvedStep;
 
-/// The group being run, as the merge needs it.
-pub struct GroupCtx<'a> {
-    pub name: String,
-    /// First member: what `next` names while the group is unfinished.
-    pub first: String,
-    pub following: Option<String>,
-    pub resolver: Option<&'a ResolvedStep>,
-}
-
-/// A member's attempt, its start time (RFC 3339) and how long it ran.
-type SlotResult = (Result<Attempt>, String, Duration);
-
+/// A member about to run: its worktree, prompt and record name.
 struct Slot<'a> {
     step: &'a ResolvedStep,
+    seq: u32,
     rec: String,
     wt: Worktree,
     prompt: String,
@@ -53,53 +45,68 @@ struct Slot<'a> {
     session: std::path::PathBuf,
 }
 
+/// What a worker sends back: the slot's index, the attempt, its start time and duration.
+type Done = (usize, Result<Attempt>, String, Duration);
+
+/// A member that failed, waiting for the group's failure record.
+struct Failed {
+    slot: usize,
+    record: StepRecord,
+    attempt: Option<(Oid, crate::git::RefUpdate)>,
+}
+
 impl Runner<'_> {
-    /// Run the members of a parallel group that have not finished yet, then merge all.
+    /// Run the members of the group at `first` that have not finished yet, then merge all.
     pub(super) fn run_group(
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
-        members: &[&ResolvedStep],
-        ctx: GroupCtx<'_>,
+        plan: &Plan,
+        first: &str,
         lock: &mut RunLock,
-    ) -> Result<StepEnd> {
-        let id = info.id.clone();
+    ) -> Result<Option<RunEnd>> {
         if !info.state.pending_merge.is_empty() {
             // After a conflict a person resolved: finish the merges.
-            let queue = info
-                .state
-                .pending_merge
-                .iter()
-                .filter_map(|s| {
-                    info.state
-                        .group_done
-                        .get(s)
-                        .and_then(|c| Oid::parse(c))
-                        .map(|c| (s.clone(), c))
-                })
-                .collect();
-            return self.merge_group(info, wt, &ctx, queue, lock);
+            return self.merge_group(info, wt, plan, first, lock);
         }
-        // Reruns after a failure start from the group's original base, so that every member,
-        // old or new, merges against the same ancestor.
-        let base = info
-            .state
-            .group_base
-            .as_deref()
-            .and_then(Oid::parse)
-            .unwrap_or(info.tip);
-        let done: BTreeMap<String, Oid> = info
-            .state
-            .group_done
-            .iter()
-            .filter_map(|(k, v)| Oid::parse(v).map(|o| (k.clone(), o)))
-            .collect();
+        // Reruns start from the group's original base, so that every member, old or new,
+        // merges against the same ancestor.
+        let base = info.state.group_base.unwrap_or(info.tip);
+        let members = plan.members(first);
+        let group = members[0].group.clone().unwrap_or_default();
+        let slots = self.prepare_slots(info, &members, base)?;
+        self.emit(
+            &info.id,
+            Kind::GroupStarted {
+                group: group.clone(),
+                members: slots.iter().map(|s| s.step.id.clone()).collect(),
+                jobs: self.jobs,
+            },
+        );
+        let failed = self.run_slots(info, plan, &group, &slots, base)?;
+        if self.cancel.load(Ordering::SeqCst) {
+            return Ok(Some(RunEnd::Interrupted));
+        }
+        if !failed.is_empty() {
+            return self.fail_group(info, wt, plan, first, &slots, failed, base);
+        }
+        self.merge_group(info, wt, plan, first, lock)
+    }
+
+    /// Worktrees and prompts of the members still to run, one after another.
+    fn prepare_slots<'s>(
+        &mut self,
+        info: &RunInfo,
+        members: &[&'s ResolvedStep],
+        base: Oid,
+    ) -> Result<Vec<Slot<'s>>> {
+        let id = &info.id;
         let mut seq = info.state.seq;
         let mut slots = Vec::new();
-        for step in members.iter().filter(|m| !done.contains_key(&m.id)) {
+        for step in members.iter().filter(|m| !info.state.group_done.contains_key(&m.id)) {
             seq += 1;
             let rec = record_name(seq, &step.id);
-            let path = self.paths.member_worktree(&id, &step.id);
+            let path = self.paths.member_worktree(id, &step.id);
             let mwt = Worktree::new(path.clone());
             if mwt.is_valid() {
                 mwt.git(&["checkout", "-q", "--force", "--detach", &base.to_string()])?;
@@ -110,14 +117,15 @@ impl Runner<'_> {
                 }
                 self.repo.worktree_add_detached(&path, base)?;
             }
-            let (prompt, context, prestart) = match context::build(&id, &mwt, step) {
+            let (prompt, context, prestart) = match context::build(id, &mwt, step) {
                 Ok((p, c)) => (p, c, None),
                 Err(e) => (step.prompt.clone().unwrap_or_default(), Vec::new(), Some(e)),
             };
             slots.push(Slot {
                 step,
-                log: self.paths.log(&id, &rec),
-                session: self.paths.inflight_session(&id, &rec),
+                seq,
+                log: self.paths.log(id, &rec),
+                session: self.paths.inflight_session(id, &rec),
                 rec,
                 wt: mwt,
                 prompt,
@@ -125,105 +133,29 @@ impl Runner<'_> {
                 prestart,
             });
         }
-        let names: Vec<&str> = slots.iter().map(|s| s.step.id.as_str()).collect();
-        self.ui.note(&format!(
-            "{} {} {}",
-            self.ui.bold(&format!("group {}", ctx.name)),
-            names.join(", "),
-            self.ui.dim(&format!("(at most {} at a time) …", self.jobs))
-        ));
-        let results = self.run_slots(&slots);
-        let cancelled = self.cancel.load(Ordering::SeqCst);
-        let mut commits = done.clone();
-        let mut failed = Vec::new();
-        for (slot, (attempt, started_at, duration)) in slots.iter().zip(results) {
-            let attempt = attempt?;
-            if cancelled && !attempt.outcome.success {
-                // Stopped by Ctrl-C: neither done nor failed; resume runs it again.
-                continue;
-            }
-            let mut record = self.member_record(slot, &attempt, started_at, duration, seq);
-            if attempt.outcome.success {
-                let commit = self.commit_member(info, slot, &mut record, &attempt)?;
-                commits.insert(slot.step.id.clone(), commit);
-                self.ui.note(&format!(
-                    "{} {} {}  {}",
-                    self.ui.green("  ok"),
-                    slot.step.id,
-                    self.ui
-                        .dim(&format!("{} {}", elapsed(duration), commit.short())),
-                    record.summary
-                ));
-            } else {
-                let snapshot = if slot.wt.is_dirty()? {
-                    let tree = slot.wt.stage_all(&[])?;
-                    let msg = commit_message(
-                        &format!("failed: work left by `{}` of run {id}", slot.step.id),
-                        &[("Machine-Attempt", id.as_str())],
-                    );
-                    let head = self.member_head(&slot.wt)?;
-                    let c = self.repo.commit(tree, &[head], &msg, None)?;
-                    let name = RefName::new(format!(
-                        "{}{id}/{}-failed",
-                        store::ATTEMPTS_PREFIX,
-                        slot.rec
-                    ));
-                    let old = self.repo.ref_target(&name);
-                    self.repo.update_refs(
-                        &[RefUpdate {
-                            name,
-                            old,
-                            new: Some(c),
-                        }],
-                        "git machine: keep an attempt",
-                    )?;
-                    Some(c)
-                } else {
-                    None
-                };
-                record.attempt_commit = snapshot.map(|c| c.to_string());
-                self.ui.note(&format!(
-                    "{} {} {}  {}",
-                    self.ui.red("  failed"),
-                    slot.step.id,
-                    self.ui.dim(&elapsed(duration)),
-                    record.error.as_deref().unwrap_or("")
-                ));
-                failed.push((slot, record, attempt));
-            }
-        }
-        if cancelled {
-            return self.interrupt_group(info, wt, &ctx, base, seq, &commits);
-        }
-        if !failed.is_empty() {
-            return self.fail_group(info, wt, &ctx, base, seq, &commits, failed);
-        }
-        for slot in &slots {
-            // Finished members' worktrees are disposable; failed ones stay for a look.
-            let _ = self.repo.worktree_remove(&slot.wt.path);
-        }
-        info.state.seq = seq;
-        let queue: Vec<(String, Oid)> = members
-            .iter()
-            .map(|m| (m.id.clone(), commits[&m.id]))
-            .collect();
-        info.state.group_done = commits
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
-        info.state.group_base = Some(base.to_string());
-        self.merge_group(info, wt, &ctx, queue, lock)
+        Ok(slots)
     }
 
-    /// Run the slots' programs, at most `jobs` at a time.
-    fn run_slots(&self, slots: &[Slot<'_>]) -> Vec<SlotResult> {
+    /// Run the slots' programs, at most `jobs` at a time, publishing each member that succeeds
+    /// as its result arrives. Returns the members that failed.
+    fn run_slots(
+        &mut self,
+        info: &mut RunInfo,
+        plan: &Plan,
+        group: &str,
+        slots: &[Slot<'_>],
+        base: Oid,
+    ) -> Result<Vec<Failed>> {
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<SlotResult>>> =
-            Mutex::new((0..slots.len()).map(|_| None).collect());
-        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
-        std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<Done>();
+        let (env, cancel) = (self.env, self.cancel);
+        let path_var = env.var("PATH").map(std::ffi::OsString::from);
+        let mut failed = Vec::new();
+        std::thread::scope(|scope| -> Result {
             for _ in 0..self.jobs.clamp(1, slots.len().max(1)) {
-                scope.spawn(|| loop {
+                let tx = tx.clone();
+                let (next, path_var) = (&next, &path_var);
+                scope.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(slot) = slots.get(i) else { break };
                     let started_at = store::now_rfc3339();
@@ -236,188 +168,160 @@ impl Runner<'_> {
                         session_path: &slot.session,
                         continued: None,
                         prestart_error: slot.prestart.clone(),
-                        base: Oid::parse(&"0".repeat(40)).expect("a valid id"),
-                        env: self.env,
-                        cancel: self.cancel,
-                        echo: false,
+                        // An engine that gives way is followed by the next from the same base.
+                        base,
+                        env,
+                        cancel,
                         path_var: path_var.as_deref(),
                     };
-                    let attempt = attempt_step(&run, &mut |_| {});
-                    results.lock().expect("no thread panics holding it")[i] =
-                        Some((attempt, started_at, started.elapsed()));
+                    let attempt = exec::attempt_step(&run, &mut |_| {}, None);
+                    if tx.send((i, attempt, started_at, started.elapsed())).is_err() {
+                        break;
+                    }
                 });
             }
-        });
-        results
-            .into_inner()
-            .expect("no thread panics holding it")
-            .into_iter()
-            .map(|r| r.expect("every slot ran"))
-            .collect()
+            drop(tx);
+            for (i, attempt, started_at, duration) in rx {
+                if let Some(f) = self.member_done(info, plan, group, &slots[i], i, base, (attempt?, started_at, duration))? {
+                    failed.push(f);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(failed)
+    }
+
+    /// A member's result arrived: publish it if it succeeded, else keep its work aside.
+    #[allow(clippy::too_many_arguments)]
+    fn member_done(
+        &mut self,
+        info: &mut RunInfo,
+        plan: &Plan,
+        group: &str,
+        slot: &Slot<'_>,
+        index: usize,
+        base: Oid,
+        (a, started_at, duration): (Attempt, String, Duration),
+    ) -> Result<Option<Failed>> {
+        let id = info.id.clone();
+        if self.cancel.load(Ordering::SeqCst) && !a.outcome.success {
+            // Stopped by Ctrl-C: neither done nor failed; resume runs it again.
+            return Ok(None);
+        }
+        let mut record = exec::record_of(slot.step, slot.seq, &a, started_at, duration);
+        record.context = slot.context.clone();
+        let mut error = (!a.outcome.success).then(|| a.error());
+        let directive = if a.outcome.success { exec::take_directive(&slot.wt.path)? } else { None };
+        if let Some(d) = &directive {
+            record.directive = Some(d.describe());
+            error = error.or_else(|| machine::member_directive_problem(&slot.step.id, group, d));
+        }
+        if let Some(error) = error {
+            record.status = store::StepStatus::Failed;
+            record.summary = format!("failed ({})", exec::first_line(&error));
+            record.error = Some(error.clone());
+            let head = self.member_head(&slot.wt)?;
+            let attempt = self.attempt(&id, &slot.wt, base, head, &slot.rec, "failed")?;
+            record.attempt_commit = attempt.as_ref().map(|(c, _)| *c);
+            self.emit(
+                &id,
+                Kind::MemberFailed {
+                    step: slot.step.id.clone(),
+                    group: group.to_string(),
+                    reason: error,
+                    duration_ms: record.duration_ms,
+                },
+            );
+            return Ok(Some(Failed { slot: index, record, attempt }));
+        }
+        let commit = self.commit_member(&id, slot, &mut record, &a)?;
+        let t = machine::decide(
+            &info.state,
+            plan,
+            Input::MemberSucceeded {
+                member: slot.step.id.clone(),
+                seq: slot.seq,
+                commit,
+                base,
+                directive,
+            },
+        );
+        let done = t.state.group_done.len();
+        let checkpoint = txn::publish(
+            self.repo,
+            &id,
+            info.tip,
+            txn::Commit {
+                tree: self.repo.tree_of(info.tip)?,
+                files: vec![(store::state_path(&id), to_toml(&t.state).into_bytes())],
+                parents: vec![info.tip],
+                message: txn::message(
+                    &format!("{group}: `{}` done ({done} of {})", slot.step.id, plan.members(&slot.step.id).len()),
+                    &[
+                        (trailer::RUN, id.as_str()),
+                        (trailer::GROUP, group),
+                        (trailer::MEMBER, slot.step.id.as_str()),
+                    ],
+                ),
+                author: Some(txn::author(None)),
+                side_refs: vec![txn::side_ref(
+                    self.repo,
+                    RefName::new(format!("{PARALLEL_PREFIX}{id}/{}", slot.step.id)),
+                    commit,
+                )],
+            },
+        )?;
+        info.tip = checkpoint;
+        info.state = t.state;
+        let _ = std::fs::remove_file(&slot.session);
+        // A finished member's worktree is disposable; a failed one stays for a look.
+        let _ = self.repo.worktree_remove(&slot.wt.path);
+        self.emit(
+            &id,
+            Kind::MemberFinished {
+                step: slot.step.id.clone(),
+                group: group.to_string(),
+                commit,
+                checkpoint,
+                engine: record.engine.clone(),
+                duration_ms: record.duration_ms,
+                summary: record.summary.clone(),
+            },
+        );
+        Ok(None)
     }
 
     fn member_head(&self, wt: &Worktree) -> Result<Oid> {
         let head = wt.git(&["rev-parse", "HEAD"])?;
         Oid::parse(head.trim())
-            .ok_or_else(|| Error::failed(format!("no HEAD in {}", wt.path.display())))
+            .ok_or_else(|| Error::bug(format!("no HEAD in {}", wt.path.display())))
     }
 
-    fn member_record(
-        &self,
-        slot: &Slot<'_>,
-        a: &Attempt,
-        started_at: String,
-        duration: Duration,
-        _seq: u32,
-    ) -> StepRecord {
-        let seq = slot.rec[..slot.rec.find('-').unwrap_or(0)]
-            .parse()
-            .unwrap_or(0);
-        StepRecord {
-            version: store::FORMAT_VERSION,
-            step: slot.step.id.clone(),
-            seq,
-            engine: a.engine.clone(),
-            status: if a.outcome.success {
-                StepStatus::Succeeded
-            } else {
-                StepStatus::Failed
-            },
-            summary: if a.outcome.success {
-                a.outcome
-                    .summary
-                    .clone()
-                    .unwrap_or_else(|| format!("ran {}", a.inv.program))
-            } else {
-                format!(
-                    "failed ({})",
-                    a.outcome
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| a.ending.describe())
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                )
-            },
-            started: started_at,
-            ended: store::now_rfc3339(),
-            duration_ms: duration.as_millis() as u64,
-            exit_code: match a.ending {
-                Ending::Exited(c) => Some(c),
-                _ => None,
-            },
-            signal: match a.ending {
-                Ending::Signaled(s) => Some(s),
-                _ => None,
-            },
-            error: a.outcome.error.clone(),
-            command: std::iter::once(a.inv.program.clone())
-                .filter(|p| !p.is_empty())
-                .chain(a.inv.args.iter().cloned())
-                .collect(),
-            session: a.outcome.session.clone(),
-            model: slot.step.model.clone(),
-            attempt_commit: None,
-            skipped_engines: a.skipped.clone(),
-            usage: a.outcome.usage.clone(),
-            resumed_session: None,
-            directive: None,
-            gate: None,
-            iteration: None,
-            context: slot.context.clone(),
-            log_file: None,
-        }
-    }
-
-    /// Commit a finished member in its worktree and publish it under `refs/machine/parallel/`.
+    /// Commit a finished member in its worktree (not on any branch: the run transaction
+    /// publishes it).
     fn commit_member(
         &self,
-        info: &RunInfo,
+        id: &store::RunId,
         slot: &Slot<'_>,
         record: &mut StepRecord,
         a: &Attempt,
     ) -> Result<Oid> {
-        let id = &info.id;
         let dir = slot.wt.path.join(id.dir()).join("steps").join(&slot.rec);
-        std::fs::create_dir_all(&dir)?;
-        let log_file = super::keep_log(&slot.log, &dir)?;
-        record.log_file = (log_file != "output.log").then(|| log_file.to_string());
-        std::fs::write(dir.join("step.toml"), to_toml(&*record))?;
-        std::fs::write(dir.join("prompt.md"), &slot.prompt)?;
-        if let Some(m) = &a.outcome.final_message {
-            std::fs::write(dir.join("message.md"), m)?;
-        }
-        let run_dir = id.dir();
-        let tree = slot.wt.stage_all(&[run_dir.as_str()])?;
+        exec::write_record(&dir, record, &slot.prompt, a.outcome.final_message.as_deref(), &slot.log)?;
+        let tree = slot.wt.stage_all(&[id.dir().as_str()])?;
         let head = self.member_head(&slot.wt)?;
         let mut trailers = vec![
-            ("Machine-Run", id.as_str()),
-            ("Machine-Step", slot.step.id.as_str()),
-            ("Machine-Record", slot.rec.as_str()),
-            ("Machine-Engine", a.engine.as_str()),
+            (trailer::RUN, id.as_str()),
+            (trailer::STEP, slot.step.id.as_str()),
+            (trailer::RECORD, slot.rec.as_str()),
+            (trailer::ENGINE, a.engine.as_str()),
         ];
         if let Some(s) = &a.outcome.session {
-            trailers.push(("Machine-Session", s.as_str()));
+            trailers.push((trailer::SESSION, s.as_str()));
         }
-        let message = commit_message(&format!("{}: {}", slot.step.id, record.summary), &trailers);
-        let author = format!("git machine ({})", a.engine);
-        let commit = self.repo.commit(
-            tree,
-            &[head],
-            &message,
-            Some((&author, "git-machine@localhost")),
-        )?;
-        let name = RefName::new(format!("{PARALLEL_PREFIX}{id}/{}", slot.step.id));
-        let old = self.repo.ref_target(&name);
-        self.repo.update_refs(
-            &[RefUpdate {
-                name,
-                old,
-                new: Some(commit),
-            }],
-            &format!("git machine: parallel step {}", slot.step.id),
-        )?;
-        let _ = std::fs::remove_file(&slot.session);
-        Ok(commit)
-    }
-
-    /// Ctrl-C during a group: the members that finished are kept done in a checkpoint commit,
-    /// so `resume` runs only the others.
-    #[allow(clippy::too_many_arguments)]
-    fn interrupt_group(
-        &mut self,
-        info: &mut RunInfo,
-        wt: &Worktree,
-        ctx: &GroupCtx<'_>,
-        base: Oid,
-        seq: u32,
-        commits: &BTreeMap<String, Oid>,
-    ) -> Result<StepEnd> {
-        if commits.len() == info.state.group_done.len() {
-            return Ok(StepEnd::Interrupted);
-        }
-        let mut state = info.state.clone();
-        state.seq = seq;
-        state.next = Some(ctx.first.clone());
-        state.group_base = Some(base.to_string());
-        state.group_done = commits
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
-        let names: Vec<&str> = commits.keys().map(String::as_str).collect();
-        let tip = info.tip;
-        let tree = self.repo.tree_of(tip)?;
-        self.commit_merge(
-            info,
-            wt,
-            ctx,
-            tree,
-            &[tip],
-            &format!("{}: interrupted ({} done)", ctx.name, names.join(", ")),
-            state,
-        )?;
-        Ok(StepEnd::Interrupted)
+        let message = txn::message(&format!("{}: {}", slot.step.id, record.summary), &trailers);
+        let (name, email) = txn::author(Some(&a.engine));
+        Ok(self.repo.commit(tree, &[head], &message, Some((&name, &email)))?)
     }
 
     /// Record the failed members on the run branch; finished members stay done.
@@ -426,76 +330,66 @@ impl Runner<'_> {
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
-        ctx: &GroupCtx<'_>,
+        plan: &Plan,
+        first: &str,
+        slots: &[Slot<'_>],
+        failed: Vec<Failed>,
         base: Oid,
-        seq: u32,
-        commits: &BTreeMap<String, Oid>,
-        failed: Vec<(&Slot<'_>, StepRecord, Attempt)>,
-    ) -> Result<StepEnd> {
+    ) -> Result<Option<RunEnd>> {
         let id = info.id.clone();
-        let mut state = info.state.clone();
-        state.seq = seq;
-        state.status = Status::Failed;
-        state.next = Some(ctx.first.clone());
-        state.group_done = commits
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
-        state.group_base = Some(base.to_string());
-        let names: Vec<&str> = failed.iter().map(|(s, _, _)| s.step.id.as_str()).collect();
-        state.reason = Some(format!(
-            "parallel group `{}`: {} failed; `git machine resume` reruns only {}",
-            ctx.name,
-            names.join(", "),
-            if names.len() == 1 { "it" } else { "those" }
-        ));
+        let group = plan.step(first).and_then(|s| s.group.clone()).unwrap_or_default();
+        let t = machine::decide(
+            &info.state,
+            plan,
+            Input::MembersFailed {
+                first: first.to_string(),
+                seq: slots.last().map_or(info.state.seq, |s| s.seq),
+                base,
+                failed: failed
+                    .iter()
+                    .map(|f| (slots[f.slot].step.id.clone(), f.record.error.clone().unwrap_or_default()))
+                    .collect(),
+            },
+        );
+        let mut files = vec![(store::state_path(&id), to_toml(&t.state).into_bytes())];
+        let mut side_refs = Vec::new();
         let mut records = Vec::new();
-        for (slot, record, attempt) in &failed {
-            let dir = wt.path.join(id.dir()).join("steps").join(&slot.rec);
-            std::fs::create_dir_all(&dir)?;
-            let mut record = record.clone();
-            let log_file = super::keep_log(&slot.log, &dir)?;
-            record.log_file = (log_file != "output.log").then(|| log_file.to_string());
-            std::fs::write(dir.join("step.toml"), to_toml(&record))?;
-            std::fs::write(dir.join("prompt.md"), &slot.prompt)?;
-            if let Some(tail) = &attempt.outcome.final_message {
-                let lines: Vec<&str> = tail.lines().collect();
-                for line in &lines[lines.len().saturating_sub(10)..] {
-                    self.ui.note(&format!("    {}", self.ui.dim(line)));
-                }
-            }
+        for mut f in failed {
+            let slot = &slots[f.slot];
+            let staging = self.paths.record_staging(&id, &slot.rec);
+            exec::write_record(&staging, &mut f.record, &slot.prompt, None, &slot.log)?;
+            files.extend(exec::record_files(&staging, &format!("{}/steps/{}", id.dir(), slot.rec))?);
+            let _ = std::fs::remove_dir_all(&staging);
+            side_refs.extend(f.attempt.map(|(_, update)| update));
             records.push(slot.rec.clone());
         }
-        std::fs::write(wt.path.join(id.dir()).join("state.toml"), to_toml(&state))?;
-        let tree = wt.stage_all(&[id.dir().as_str()])?;
+        let names: Vec<&str> = records.iter().map(|r| r.split_once('-').map_or(r.as_str(), |(_, s)| s)).collect();
         let records = records.join(",");
-        let message = commit_message(
-            &format!("{}: failed ({})", ctx.name, names.join(", ")),
-            &[
-                ("Machine-Run", id.as_str()),
-                ("Machine-Group", ctx.name.as_str()),
-                ("Machine-Records", records.as_str()),
-                ("Machine-Status", "failed"),
-            ],
-        );
-        let current = info.tip;
-        let commit = self.repo.commit(tree, &[current], &message, None)?;
-        self.repo.update_refs(
-            &[RefUpdate {
-                name: id.branch(),
-                old: Some(current),
-                new: Some(commit),
-            }],
-            &format!("git machine: group {} failed", ctx.name),
+        let commit = txn::publish(
+            self.repo,
+            &id,
+            info.tip,
+            txn::Commit {
+                tree: self.repo.tree_of(info.tip)?,
+                files,
+                parents: vec![info.tip],
+                message: txn::message(
+                    &format!("{group}: failed ({})", names.join(", ")),
+                    &[
+                        (trailer::RUN, id.as_str()),
+                        (trailer::GROUP, group.as_str()),
+                        (trailer::RECORDS, records.as_str()),
+                        (trailer::STATUS, "failed"),
+                    ],
+                ),
+                author: None,
+                side_refs,
+            },
         )?;
+        wt.reset_hard(commit)?;
         info.tip = commit;
-        info.state = state;
-        self.ui.note(&format!(
-            "  {}",
-            self.ui
-                .yellow(info.state.reason.as_deref().unwrap_or_default())
-        ));
-        Ok(StepEnd::Failed)
+        info.state = t.state;
+        Ok(Some(RunEnd::Failed))
     }
 
     /// Merge the members' commits (in order) onto the run branch: one merge commit when all
@@ -504,18 +398,22 @@ impl Runner<'_> {
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
-        ctx: &GroupCtx<'_>,
-        mut queue: Vec<(String, Oid)>,
+        plan: &Plan,
+        first: &str,
         lock: &mut RunLock,
-    ) -> Result<StepEnd> {
+    ) -> Result<Option<RunEnd>> {
         let id = info.id.clone();
-        let base = info
-            .state
-            .group_base
-            .as_deref()
-            .and_then(Oid::parse)
-            .unwrap_or(info.tip);
+        let base = info.state.group_base.unwrap_or(info.tip);
         let base_tree = self.repo.tree_of(base)?;
+        let members = plan.members(first);
+        let group = members[0].group.clone().unwrap_or_default();
+        let mut queue: Vec<(String, Oid)> = Vec::new();
+        for m in &members {
+            let commit = info.state.group_done.get(&m.id).copied().ok_or_else(|| {
+                Error::failed(format!("run {id}: member `{}` of group `{group}` has no commit to merge", m.id))
+            })?;
+            queue.push((m.id.clone(), commit));
+        }
         loop {
             let tip = info.tip;
             let mut acc = self.repo.tree_of(tip)?;
@@ -526,10 +424,7 @@ impl Runner<'_> {
                     queue.remove(0); // merged already (by a person, after a conflict)
                     continue;
                 }
-                match self
-                    .repo
-                    .merge_trees(base_tree, acc, self.repo.tree_of(commit)?)?
-                {
+                match self.repo.merge_trees(base_tree, acc, self.repo.tree_of(commit)?)? {
                     Ok(tree) => {
                         acc = tree;
                         clean.push(queue.remove(0));
@@ -540,55 +435,36 @@ impl Runner<'_> {
                     }
                 }
             }
-            let mut state = info.state.clone();
-            let names: Vec<&str> = clean.iter().map(|(s, _)| s.as_str()).collect();
+            let names: Vec<String> = clean.iter().map(|(s, _)| s.clone()).collect();
             let mut parents = vec![tip];
             parents.extend(clean.iter().map(|(_, c)| *c));
-            let Some((step, commit, paths)) = conflict else {
-                state.next = ctx.following.clone();
-                state.status = if state.next.is_some() {
-                    Status::Running
-                } else {
-                    Status::Completed
-                };
-                state.reason = None;
-                state.group_done.clear();
-                state.group_base = None;
-                state.pending_merge.clear();
-                state.conflict_paths.clear();
+            let Some((member, commit, paths)) = conflict else {
+                let t = machine::decide(&info.state, plan, Input::Merged { first: first.to_string() });
                 let subject = if names.is_empty() {
-                    format!("{}: merged", ctx.name)
+                    format!("{group}: merged")
                 } else {
-                    format!("{}: merge {}", ctx.name, names.join(", "))
+                    format!("{group}: merge {}", names.join(", "))
                 };
-                let merge = self.commit_merge(info, wt, ctx, acc, &parents, &subject, state)?;
-                self.ui.note(&format!(
-                    "{} {} {}",
-                    self.ui.green("  merged"),
-                    ctx.name,
-                    self.ui.dim(&merge.short())
-                ));
-                return Ok(StepEnd::Committed);
+                let merge = self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state.clone())?;
+                self.emit(&id, Kind::GroupMerged { group: group.clone(), commit: merge, members: names });
+                self.report_notices(&id, wt, &t.notices);
+                return Ok(super::RunEnd::of(info.state.status));
             };
-            state.status = Status::Conflict;
-            state.next = Some(ctx.first.clone());
-            state.group_base = Some(base.to_string());
-            state.pending_merge = queue.iter().map(|(s, _)| s.clone()).collect();
-            state.conflict_paths = paths.clone();
-            state.reason = Some(format!(
-                "merging `{step}` into the run conflicts in: {}",
-                paths.join(", ")
-            ));
-            let subject = format!(
-                "{}: merge {}(conflict with {step})",
-                ctx.name,
-                if names.is_empty() {
-                    String::new()
-                } else {
-                    format!("{} ", names.join(", "))
-                }
+            let t = machine::decide(
+                &info.state,
+                plan,
+                Input::Conflict {
+                    first: first.to_string(),
+                    member: member.clone(),
+                    paths: paths.clone(),
+                    pending: queue.iter().map(|(s, _)| s.clone()).collect(),
+                },
             );
-            self.commit_merge(info, wt, ctx, acc, &parents, &subject, state)?;
+            let subject = format!(
+                "{group}: merge {}(conflict with {member})",
+                if names.is_empty() { String::new() } else { format!("{} ", names.join(", ")) }
+            );
+            self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state)?;
             // Leave the conflicting merge in the worktree, markers and all.
             let _ = wt.git(&[
                 "-c",
@@ -600,22 +476,23 @@ impl Runner<'_> {
                 "--no-commit",
                 &commit.to_string(),
             ]);
-            if let Some(resolver) = ctx.resolver {
-                if self.resolve_with(info, wt, ctx, resolver, &step, commit, &paths, lock)? {
+            let resolver = plan.resolver(&group).and_then(|r| plan.step(&r));
+            if let Some(resolver) = resolver {
+                if self.resolve_with(info, wt, plan, &group, resolver, (&member, commit), &paths, lock)? {
                     queue.remove(0);
                     continue;
                 }
             }
-            self.ui.note(&format!(
-                "{} {}",
-                self.ui.red("  conflict"),
-                info.state.reason.as_deref().unwrap_or_default()
-            ));
-            self.ui.note(&format!(
-                "  resolve in {}: edit the files, `git add` them and `git commit`, then `git machine resume {id}`",
-                wt.path.display()
-            ));
-            return Ok(StepEnd::Conflict);
+            self.emit(
+                &id,
+                Kind::Conflict {
+                    group: group.clone(),
+                    step: member,
+                    paths,
+                    worktree: exec::shown(&wt.path),
+                },
+            );
+            return Ok(Some(RunEnd::Conflict));
         }
     }
 
@@ -626,38 +503,25 @@ impl Runner<'_> {
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
-        ctx: &GroupCtx<'_>,
+        group: &str,
         tree: Oid,
         parents: &[Oid],
         subject: &str,
         state: store::State,
     ) -> Result<Oid> {
         let id = info.id.clone();
-        let files = [(
-            format!("{}/state.toml", id.dir()),
-            to_toml(&state).into_bytes(),
-        )];
-        let tree = self.repo.tree_with_files(tree, &files)?;
-        let message = commit_message(
-            subject,
-            &[
-                ("Machine-Run", id.as_str()),
-                ("Machine-Group", ctx.name.as_str()),
-            ],
-        );
-        let commit = self.repo.commit(
-            tree,
-            parents,
-            &message,
-            Some(("git machine", "git-machine@localhost")),
-        )?;
-        self.repo.update_refs(
-            &[RefUpdate {
-                name: id.branch(),
-                old: Some(info.tip),
-                new: Some(commit),
-            }],
-            &format!("git machine: {subject}"),
+        let commit = txn::publish(
+            self.repo,
+            &id,
+            info.tip,
+            txn::Commit {
+                tree,
+                files: vec![(store::state_path(&id), to_toml(&state).into_bytes())],
+                parents: parents.to_vec(),
+                message: txn::message(subject, &[(trailer::RUN, id.as_str()), (trailer::GROUP, group)]),
+                author: Some(txn::author(None)),
+                side_refs: Vec::new(),
+            },
         )?;
         wt.reset_hard(commit)?;
         info.tip = commit;
@@ -672,10 +536,10 @@ impl Runner<'_> {
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
-        ctx: &GroupCtx<'_>,
+        plan: &Plan,
+        group: &str,
         resolver: &ResolvedStep,
-        member: &str,
-        commit: Oid,
+        (member, commit): (&str, Oid),
         paths: &[String],
         lock: &mut RunLock,
     ) -> Result<bool> {
@@ -689,11 +553,14 @@ impl Runner<'_> {
             resolver.prompt.clone().unwrap_or_default(),
             paths.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
         );
-        self.ui.note(&format!(
-            "  {} {} resolves the conflict",
-            self.ui.bold(&resolver.id),
-            self.ui.dim("…")
-        ));
+        self.emit(
+            &id,
+            Kind::ResolverStarted {
+                step: resolver.id.clone(),
+                group: group.to_string(),
+                member: member.to_string(),
+            },
+        );
         let started_at = store::now_rfc3339();
         let started = Instant::now();
         let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
@@ -708,18 +575,56 @@ impl Runner<'_> {
             base: info.tip,
             env: self.env,
             cancel: self.cancel,
-            echo: self.echo,
             path_var: path_var.as_deref(),
         };
-        let attempt = attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid))?;
-        if !attempt.outcome.success {
-            self.ui.note(&format!(
-                "  {} {}: {}",
-                self.ui.red("failed"),
-                resolver.id,
-                attempt.outcome.error.as_deref().unwrap_or("")
-            ));
+        let attempt = exec::attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid), None)?;
+        if let Some(reason) = self.unresolved(wt, paths, &attempt)? {
+            self.emit(&id, Kind::ResolverFailed { step: resolver.id.clone(), reason });
             return Ok(false);
+        }
+        let t = machine::decide(&info.state, plan, Input::Resolved { member: member.to_string() });
+        let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
+        let staging = self.paths.record_staging(&id, &rec);
+        exec::write_record(&staging, &mut record, &prompt, attempt.outcome.final_message.as_deref(), &log)?;
+        let mut files = exec::record_files(&staging, &format!("{}/steps/{rec}", id.dir()))?;
+        files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
+        let tree = wt.stage_all(&[id.dir().as_str()])?;
+        let tip = info.tip;
+        let resolved = txn::publish(
+            self.repo,
+            &id,
+            tip,
+            txn::Commit {
+                tree,
+                files,
+                parents: vec![tip, commit],
+                message: txn::message(
+                    &format!("{}: resolve the conflicts of {group} with {member}", resolver.id),
+                    &[
+                        (trailer::RUN, id.as_str()),
+                        (trailer::STEP, resolver.id.as_str()),
+                        (trailer::RECORD, rec.as_str()),
+                        (trailer::ENGINE, attempt.engine.as_str()),
+                    ],
+                ),
+                author: Some(txn::author(Some(&attempt.engine))),
+                side_refs: Vec::new(),
+            },
+        )?;
+        let _ = std::fs::remove_dir_all(&staging);
+        // The merge is committed: drop git's in-progress merge state.
+        let _ = wt.git(&["merge", "--quit"]);
+        wt.reset_hard(resolved)?;
+        info.tip = resolved;
+        info.state = t.state;
+        self.emit(&id, Kind::Resolved { step: resolver.id.clone(), commit: resolved });
+        Ok(true)
+    }
+
+    /// Why the resolver's work does not resolve the conflict, if it does not.
+    fn unresolved(&self, wt: &Worktree, paths: &[String], attempt: &Attempt) -> Result<Option<String>> {
+        if !attempt.outcome.success {
+            return Ok(Some(attempt.error()));
         }
         wt.git(&["add", "-A"])?;
         let unmerged = wt.git(&["ls-files", "-u"])?;
@@ -729,78 +634,6 @@ impl Runner<'_> {
                     .any(|l| l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> "))
             })
         });
-        if !unmerged.trim().is_empty() || markers {
-            self.ui.note(&format!(
-                "  {} `{}` left conflicts unresolved",
-                self.ui.red("failed"),
-                resolver.id
-            ));
-            return Ok(false);
-        }
-        let slot = Slot {
-            step: resolver,
-            rec: rec.clone(),
-            wt: Worktree::new(wt.path.clone()),
-            prompt: prompt.clone(),
-            context: Vec::new(),
-            prestart: None,
-            log: log.clone(),
-            session: session.clone(),
-        };
-        let mut record = self.member_record(&slot, &attempt, started_at, started.elapsed(), seq);
-        let mut state = info.state.clone();
-        state.seq = seq;
-        state.status = Status::Running;
-        state.conflict_paths.clear();
-        state.reason = None;
-        state.pending_merge.retain(|s| s != member);
-        let dir = wt.path.join(id.dir()).join("steps").join(&rec);
-        std::fs::create_dir_all(&dir)?;
-        let log_file = super::keep_log(&log, &dir)?;
-        record.log_file = (log_file != "output.log").then(|| log_file.to_string());
-        std::fs::write(dir.join("step.toml"), to_toml(&record))?;
-        std::fs::write(dir.join("prompt.md"), &prompt)?;
-        std::fs::write(wt.path.join(id.dir()).join("state.toml"), to_toml(&state))?;
-        let tree = wt.stage_all(&[id.dir().as_str()])?;
-        let message = commit_message(
-            &format!(
-                "{}: resolve the conflicts of {} with {member}",
-                resolver.id, ctx.name
-            ),
-            &[
-                ("Machine-Run", id.as_str()),
-                ("Machine-Step", resolver.id.as_str()),
-                ("Machine-Record", rec.as_str()),
-                ("Machine-Engine", attempt.engine.as_str()),
-            ],
-        );
-        let author = format!("git machine ({})", attempt.engine);
-        let tip = info.tip;
-        let resolved = self.repo.commit(
-            tree,
-            &[tip, commit],
-            &message,
-            Some((&author, "git-machine@localhost")),
-        )?;
-        self.repo.update_refs(
-            &[RefUpdate {
-                name: id.branch(),
-                old: Some(tip),
-                new: Some(resolved),
-            }],
-            &format!("git machine: {} resolved conflicts", resolver.id),
-        )?;
-        // The merge is committed: drop git's in-progress merge state.
-        let _ = wt.git(&["merge", "--quit"]);
-        wt.reset_hard(resolved)?;
-        info.tip = resolved;
-        info.state = state;
-        self.ui.note(&format!(
-            "{} {} {}",
-            self.ui.green("  ok"),
-            resolver.id,
-            self.ui.dim(&resolved.short())
-        ));
-        Ok(true)
+        Ok((!unmerged.trim().is_empty() || markers).then(|| "conflicts left unresolved".to_string()))
     }
 }

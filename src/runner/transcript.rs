@@ -32,7 +32,7 @@ pub fn save(
         return Ok(false);
     }
     std::fs::create_dir_all(rec_dir)?;
-    super::keep_file(&src, rec_dir, NAME)?;
+    super::exec::keep_file(&src, rec_dir, NAME)?;
     Ok(true)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod lock;
 pub mod summary;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -187,6 +188,18 @@ impl Paths {
     pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
         self.root.join("sessions").join(run.as_str()).join(record)
     }
+    /// Where a step's record is put together before it is committed (beside its log).
+    pub fn record_staging(&self, run: &RunId, record: &str) -> PathBuf {
+        self.worktrees
+            .join(format!("{run}.logs"))
+            .join(format!("{record}.record"))
+    }
+    /// A loop gate's output while it runs.
+    pub fn gate_log(&self, run: &RunId, record: &str) -> PathBuf {
+        self.worktrees
+            .join(format!("{run}.logs"))
+            .join(format!("{record}.gate.log"))
+    }
     /// A step's log while it runs: beside the run's worktree (outside it, so the step never
     /// sees it; on its file system, so it moves into the step record without a copy).
     pub fn log(&self, run: &RunId, record: &str) -> PathBuf {
@@ -253,10 +266,18 @@ pub struct State {
     /// Members of the parallel group in progress that finished, with their commits (kept
     /// reachable under `refs/machine/parallel/`), so a resume reruns only the others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub group_done: BTreeMap<String, String>,
+    pub group_done: BTreeMap<String, Oid>,
     /// The commit the group in progress started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_base: Option<String>,
+    pub group_base: Option<Oid>,
+    /// A `stop` or `pause` a member of the group in progress asked for: obeyed once the group
+    /// has merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_directive: Option<GroupDirective>,
+    /// The step that failed, when the status is `failed` (`next` says where a resume starts,
+    /// which for a loop that ran out is the step looped back to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
     /// Members of the group in progress whose merge is still to be done (after a conflict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_merge: Vec<String>,
@@ -266,6 +287,32 @@ pub struct State {
     /// Why the next step runs again, when a loop sent the run back to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<LoopFeedback>,
+}
+
+/// A directive written by a member of a parallel group, kept until the group has merged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupDirective {
+    pub member: String,
+    /// `stop` or `pause`.
+    pub action: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A loop decision as the step record keeps it, for `log` and progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LoopRecord {
+    /// The step the run went back to.
+    pub to: String,
+    /// The pass that step runs next (2 = its first repeat).
+    pub pass: u32,
+    /// Passes the loop allows.
+    pub max: u32,
+    /// The loop ran out of passes (`on_max` decided what happened).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exhausted: bool,
 }
 
 /// What a loop tells the step it sends the run back to: who sent it, which pass this is, why.
@@ -278,6 +325,54 @@ pub struct LoopFeedback {
     pub pass: u32,
     /// The directive's reason, or the gate's command with the tail of its failing output.
     pub reason: String,
+}
+
+impl State {
+    /// The checkpoint of a run that has not run a step yet.
+    pub fn new(next: Option<String>) -> State {
+        State {
+            version: FORMAT_VERSION,
+            status: Status::Running,
+            next,
+            seq: 0,
+            reason: None,
+            loops: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            group_done: BTreeMap::new(),
+            group_base: None,
+            group_directive: None,
+            failed: None,
+            pending_merge: Vec::new(),
+            conflict_paths: Vec::new(),
+            feedback: None,
+        }
+    }
+}
+
+/// `state.toml` of a run, in the tree.
+pub fn state_path(run: &RunId) -> String {
+    format!("{}/state.toml", run.dir())
+}
+
+/// The files of a run's start commit: `run.toml`, `state.toml`, `workflow.toml` and the
+/// workflow's prompt files.
+pub fn run_files(info: &RunInfo) -> Vec<(String, Vec<u8>)> {
+    let dir = info.id.dir();
+    let mut files = vec![
+        (format!("{dir}/run.toml"), to_toml(&info.record).into_bytes()),
+        (state_path(&info.id), to_toml(&info.state).into_bytes()),
+        (
+            format!("{dir}/workflow.toml"),
+            info.workflow_source.clone().into_bytes(),
+        ),
+    ];
+    if !info.prompt_files.is_empty() {
+        files.push((
+            format!("{dir}/{PROMPT_FILES}"),
+            to_toml(&info.prompt_files).into_bytes(),
+        ));
+    }
+    files
 }
 
 /// An agent conversation: which engine holds it and its id there.
@@ -323,7 +418,7 @@ pub struct StepRecord {
     /// Commit holding what a failed attempt left in the worktree (kept under
     /// `refs/machine/attempts/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt_commit: Option<String>,
+    pub attempt_commit: Option<Oid>,
     /// Engines tried before the one that ran, with the reason each was skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_engines: Vec<String>,
@@ -338,6 +433,9 @@ pub struct StepRecord {
     /// Result of the step's loop gate (`until`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// Where this step's loop sent the run, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub looped: Option<LoopRecord>,
     /// Which pass of a loop this execution was (1 = first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iteration: Option<u32>,
@@ -528,6 +626,7 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
             && info.trailer("Machine-Step").is_none()
             && info.trailer("Machine-Review").is_none()
             && info.trailer("Machine-Group").is_none()
+            && info.trailer(txn::trailer::WORKFLOW).is_none()
         {
             start = Some(oid);
             break;
@@ -656,6 +755,8 @@ mod tests {
             pending_merge: Vec::new(),
             conflict_paths: Vec::new(),
             feedback: None,
+            group_directive: None,
+            failed: None,
         };
         let back: State = upgrade(
             &RunId::from_stored("x"),

@@ -3,6 +3,8 @@
 //! Commands get a [`Ui`] and write through it; nothing deeper prints. Colour is chosen from
 //! `--color`, then `color.machine`, `color.ui`, `NO_COLOR`, then whether stdout is a terminal.
 
+pub mod progress;
+
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 

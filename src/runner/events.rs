@@ -1,0 +1,219 @@
+//! What the runner tells the world while a run executes: typed events, in order. The runner
+//! never prints; `ui/` renders these as progress lines or as JSON lines (`--json`, schema in
+//! docs/events.md). Field names here are the JSON schema: change them only with its version.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::git::Oid;
+
+/// Version of the event schema (docs/events.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One event: what happened, to which run, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub run: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+}
+
+/// Lines added and removed by a step.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Diffstat {
+    pub files: usize,
+    pub insertions: usize,
+    pub deletions: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Kind {
+    RunStarted {
+        schema: u32,
+        workflow: String,
+        branch: String,
+        worktree: String,
+        /// `None` for a new run; else where it resumes (`step`, `review`, `merge`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumed: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
+    /// The run's workflow was replaced (`resume --reload`) or its engine or model changed.
+    WorkflowChanged {
+        commit: Oid,
+        diff: String,
+    },
+    /// Work a killed or failed step left is kept under a ref.
+    AttemptKept {
+        r#ref: String,
+        commit: Oid,
+    },
+    /// A lock file a killed process left was removed.
+    StaleLockRemoved {
+        path: String,
+    },
+    StepStarted {
+        step: String,
+        /// 1-based position and the number of steps in the workflow.
+        position: usize,
+        total: usize,
+        engines: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pass: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        continues_session: Option<String>,
+    },
+    /// A transcript was put back where its agent CLI looks for it.
+    TranscriptRestored {
+        step: String,
+        engine: String,
+        session: String,
+        path: String,
+    },
+    EngineSkipped {
+        step: String,
+        engine: String,
+        reason: String,
+    },
+    GateStarted {
+        step: String,
+        command: String,
+    },
+    Gate {
+        step: String,
+        command: String,
+        passed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ending: Option<String>,
+    },
+    Directive {
+        step: String,
+        directive: String,
+    },
+    StepFinished {
+        step: String,
+        commit: Oid,
+        engine: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        duration_ms: u64,
+        diffstat: Diffstat,
+        /// Token counts and cost as the engine reported them (`input_tokens`, …).
+        usage: BTreeMap<String, u64>,
+        summary: String,
+    },
+    StepFailed {
+        step: String,
+        reason: String,
+        /// Where the log is: the file in the worktree and the commit holding it.
+        log: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        commit: Option<Oid>,
+        duration_ms: u64,
+        /// The last lines of the step's final message or output.
+        tail: Vec<String>,
+    },
+    StepSkipped {
+        step: String,
+        why: String,
+    },
+    StepInterrupted {
+        step: String,
+        duration_ms: u64,
+    },
+    /// The step changed git machine's own files; they were kept as recorded.
+    RecordRepaired {
+        step: String,
+    },
+    GroupStarted {
+        group: String,
+        members: Vec<String>,
+        jobs: usize,
+    },
+    MemberFinished {
+        step: String,
+        group: String,
+        commit: Oid,
+        checkpoint: Oid,
+        engine: String,
+        duration_ms: u64,
+        summary: String,
+    },
+    MemberFailed {
+        step: String,
+        group: String,
+        reason: String,
+        duration_ms: u64,
+    },
+    GroupMerged {
+        group: String,
+        commit: Oid,
+        members: Vec<String>,
+    },
+    Conflict {
+        group: String,
+        step: String,
+        paths: Vec<String>,
+        worktree: String,
+    },
+    ResolverStarted {
+        step: String,
+        group: String,
+        member: String,
+    },
+    Resolved {
+        step: String,
+        commit: Oid,
+    },
+    ResolverFailed {
+        step: String,
+        reason: String,
+    },
+    Loop {
+        step: String,
+        to: String,
+        pass: u32,
+        max: u32,
+        why: String,
+    },
+    LoopExhausted {
+        step: String,
+        max: u32,
+        went_on: bool,
+    },
+    Stopped {
+        reason: String,
+    },
+    Paused {
+        reason: String,
+        worktree: String,
+    },
+    Review {
+        commit: Oid,
+        after: String,
+    },
+    RunFinished {
+        /// completed | failed | paused | conflict | interrupted
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The step that failed, when the state is `failed`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed_step: Option<String>,
+        duration_ms: u64,
+    },
+}
+
+/// Where events go: the command line hands the runner one.
+pub trait Sink {
+    fn emit(&mut self, event: Event);
+    /// Output of a step's program as it arrives (`--verbose`).
+    fn output(&mut self, _line: &str) {}
+}

@@ -1,0 +1,483 @@
+//! Executing one step's program: pick the first engine that can serve, run it in the
+//! worktree, read what it left for the runner (its directive), run its loop gate, keep its log.
+//! Everything here produces facts for [`super::machine::decide`]; nothing here commits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use super::machine::{Directive, Gate, GATE_TAIL_LINES};
+use crate::engine::{self, process, Ending, StepInput};
+use crate::env::Env;
+use crate::error::Result;
+use crate::git::{Oid, Worktree};
+use crate::store::{self, SessionRef, StepRecord, StepStatus};
+use crate::workflow::ResolvedStep;
+
+/// Agent steps without an `idle_timeout` get this one: some CLIs wait forever, silently, when
+/// their model server is unreachable.
+pub const DEFAULT_AGENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Logs above this size are kept gzip-compressed in the record.
+const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
+
+/// Copy the step's log into its record folder; returns the file name used.
+pub fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if size == 0 {
+        std::fs::write(dir.join("output.log"), "")?;
+        return Ok("output.log".to_string());
+    }
+    // A small log moves into the record (same file system: no copy); a large one is packed.
+    if size <= LOG_COMPRESS_ABOVE && std::fs::rename(log, dir.join("output.log")).is_ok() {
+        return Ok("output.log".to_string());
+    }
+    keep_file(log, dir, "output.log")
+}
+
+/// Copy `src` into `dir` as `name`, or as `name.gz` when it is large; returns the name used.
+pub fn keep_file(src: &Path, dir: &Path, name: &str) -> std::io::Result<String> {
+    let size = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
+    if size <= LOG_COMPRESS_ABOVE {
+        std::fs::copy(src, dir.join(name))?;
+        return Ok(name.to_string());
+    }
+    let packed = format!("{name}.gz");
+    let mut input = std::fs::File::open(src)?;
+    let out = std::fs::File::create(dir.join(&packed))?;
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    std::io::copy(&mut input, &mut gz)?;
+    gz.finish()?;
+    Ok(packed)
+}
+
+
+/// The session of an interrupted step, as written by [`Inflight`].
+pub fn read_inflight(path: &Path) -> Option<SessionRef> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (engine, id) = text.trim().split_once(' ')?;
+    Some(SessionRef {
+        engine: engine.to_string(),
+        id: id.to_string(),
+    })
+}
+
+/// Wraps an engine's parser to write the session id to disk the moment it is known.
+struct Inflight {
+    inner: Box<dyn engine::EventParser>,
+    path: PathBuf,
+    engine: String,
+    written: bool,
+}
+
+impl engine::EventParser for Inflight {
+    fn line(&mut self, stream: engine::Stream, line: &str) {
+        self.inner.line(stream, line);
+        if !self.written {
+            if let Some(id) = self.inner.session() {
+                if let Some(dir) = self.path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                self.written =
+                    std::fs::write(&self.path, format!("{} {id}\n", self.engine)).is_ok();
+            }
+        }
+    }
+    fn session(&self) -> Option<&str> {
+        self.inner.session()
+    }
+    fn finish(self: Box<Self>, ending: &Ending) -> engine::Outcome {
+        self.inner.finish(ending)
+    }
+}
+
+
+/// What one step's program run needs, independent of the runner (so parallel members can run
+/// on threads of their own).
+pub struct StepRun<'a> {
+    pub step: &'a ResolvedStep,
+    pub prompt: &'a str,
+    pub workdir: &'a Path,
+    pub log: &'a Path,
+    pub session_path: &'a Path,
+    pub continued: Option<&'a SessionRef>,
+    /// Set when the step must fail before any program starts (e.g. required context missing).
+    pub prestart_error: Option<String>,
+    /// Commit the worktree is reset to before trying the next engine.
+    pub base: Oid,
+    pub env: &'a Env,
+    pub cancel: &'a AtomicBool,
+    pub path_var: Option<&'a std::ffi::OsStr>,
+}
+
+/// The result of running a step's program with the first engine that could serve.
+pub struct Attempt {
+    pub engine: String,
+    pub inv: engine::Invocation,
+    pub ending: Ending,
+    pub outcome: engine::Outcome,
+    pub resumed: Option<String>,
+    pub skipped: Vec<String>,
+    /// Engines passed over while running, and why, for the user.
+    pub passed_over: Vec<(String, String)>,
+}
+
+/// Try the step's engines in order; an engine that is missing, cannot start or reports a
+/// fallback reason gives way to the next. `on_spawn` gets the process group (None when done).
+pub fn attempt_step(
+    run: &StepRun<'_>,
+    on_spawn: &mut dyn FnMut(Option<i32>),
+    mut echo: Option<&mut dyn FnMut(&str)>,
+) -> Result<Attempt> {
+    let step = run.step;
+    let mut skipped: Vec<String> = Vec::new();
+    let mut passed_over = Vec::new();
+    let engines = if run.prestart_error.is_some() {
+        &[][..]
+    } else {
+        &step.engines[..]
+    };
+    for (i, engine_name) in engines.iter().enumerate() {
+        let Some(engine) = engine::by_name(engine_name) else {
+            skipped.push(format!("{engine_name}: not built into this git machine"));
+            continue;
+        };
+        if let Err(e) = engine.check(run.path_var) {
+            skipped.push(format!("{engine_name}: {e}"));
+            continue;
+        }
+        let resume_session = run
+            .continued
+            .filter(|s| &s.engine == engine_name && engine.can_resume())
+            .map(|s| s.id.clone());
+        let input = StepInput {
+            step,
+            prompt: run.prompt,
+            workdir: run.workdir,
+            resume_session: resume_session.as_deref(),
+        };
+        let inv = match engine.invocation(&input) {
+            Ok(inv) => inv,
+            Err(e) => {
+                skipped.push(format!("{engine_name}: {e}"));
+                continue;
+            }
+        };
+        let mut parser = Inflight {
+            inner: engine.parser(),
+            path: run.session_path.to_path_buf(),
+            engine: engine_name.clone(),
+            written: false,
+        };
+        let limits = process::Limits {
+            timeout: step.timeout,
+            idle_timeout: step
+                .idle_timeout
+                .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
+        };
+        let mut spawned = |pgid: i32| on_spawn(Some(pgid));
+        let echoing = echo.is_some();
+        let mut print = |_: engine::Stream, line: &str| {
+            if let Some(echo) = echo.as_mut() {
+                echo(line)
+            }
+        };
+        let ending = process::run(
+            &inv,
+            run.workdir,
+            &run.env.vars,
+            run.log,
+            limits,
+            run.cancel,
+            &mut spawned,
+            &mut parser,
+            if echoing { Some(&mut print) } else { None },
+        );
+        on_spawn(None);
+        let (ending, mut outcome) = match ending {
+            Ok(ending) => {
+                let outcome = parser.inner.finish(&ending);
+                (ending, outcome)
+            }
+            // The log could not be written: the disk is full, which no engine fixes.
+            Err(e) if crate::error::is_disk_full(&e) => return Err(e.into()),
+            Err(e) => {
+                // Could not be started: an engine that cannot serve now.
+                let msg = format!("could not start `{}`: {e}", inv.program);
+                std::fs::write(run.log, format!("{msg}\n"))?;
+                let outcome = engine::Outcome {
+                    error: Some(msg.clone()),
+                    fallback_reason: Some(msg),
+                    ..Default::default()
+                };
+                (Ending::Exited(127), outcome)
+            }
+        };
+        if ending != Ending::Cancelled && !outcome.success && i + 1 < step.engines.len() {
+            if let Some(reason) = &outcome.fallback_reason {
+                skipped.push(format!("{engine_name}: {reason}"));
+                passed_over.push((engine_name.clone(), reason.clone()));
+                Worktree::new(run.workdir.to_path_buf()).reset_hard(run.base)?;
+                continue;
+            }
+        }
+        if outcome.success {
+            let missing: Vec<&str> = step
+                .outputs
+                .iter()
+                .map(String::as_str)
+                .filter(|o| !run.workdir.join(o).exists())
+                .collect();
+            if !missing.is_empty() {
+                outcome.success = false;
+                outcome.error = Some(format!("declared output missing: {}", missing.join(", ")));
+            }
+        }
+        return Ok(Attempt {
+            engine: engine.name().to_string(),
+            inv,
+            ending,
+            outcome,
+            resumed: resume_session,
+            skipped,
+            passed_over,
+        });
+    }
+    let error = run
+        .prestart_error
+        .clone()
+        .unwrap_or_else(|| format!("no engine could run this step: {}", skipped.join("; ")));
+    if let Some(dir) = run.log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(run.log, format!("{error}\n"))?;
+    Ok(Attempt {
+        engine: step.engines.first().cloned().unwrap_or_default(),
+        inv: engine::Invocation {
+            program: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+        },
+        ending: Ending::Exited(127),
+        outcome: engine::Outcome {
+            error: Some(error),
+            ..Default::default()
+        },
+        resumed: None,
+        skipped,
+        passed_over,
+    })
+}
+
+/// Where an agent steers the run, relative to the worktree.
+pub const DIRECTIVE_PATH: &str = ".codemachine/directive.toml";
+
+/// `.codemachine/directive.toml`, as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirective {
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// Read and remove the directive a step left in `workdir`: it steers the run and is never
+/// committed as code.
+pub fn take_directive(workdir: &Path) -> Result<Option<Directive>> {
+    let path = workdir.join(DIRECTIVE_PATH);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    std::fs::remove_file(&path)?;
+    let raw: RawDirective = match toml::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Some(Directive::Invalid(format!(
+                "invalid {DIRECTIVE_PATH}: {}",
+                e.message().trim()
+            ))))
+        }
+    };
+    let reason = raw.reason.unwrap_or_default();
+    Ok(Some(match raw.action.as_str() {
+        "continue" => Directive::Continue,
+        "stop" => Directive::Stop(reason),
+        "pause" => Directive::Pause(reason),
+        "error" => Directive::Error(reason),
+        "loop" => Directive::Loop { to: raw.to, reason },
+        other => Directive::Invalid(format!(
+            "unknown directive action `{other}` in {DIRECTIVE_PATH}; expected continue, loop, stop, pause or error"
+        )),
+    }))
+}
+
+/// Run a loop gate in the worktree, its output kept in `log`. `None` when Ctrl-C stopped it.
+pub fn run_gate(
+    step: &ResolvedStep,
+    workdir: &Path,
+    env: &Env,
+    log: &Path,
+    cancel: &AtomicBool,
+) -> Option<Gate> {
+    let argv = &step.loop_spec.as_ref()?.until;
+    let (program, args) = argv.split_first()?;
+    let inv = engine::Invocation {
+        program: program.clone(),
+        args: args.to_vec(),
+        env: Vec::new(),
+        env_remove: Vec::new(),
+        stdin: Vec::new(),
+    };
+    let command = engine::by_name("command").expect("the command engine is built in");
+    let mut parser = command.parser();
+    let limits = process::Limits {
+        timeout: step.timeout,
+        idle_timeout: step.idle_timeout,
+    };
+    let ending = process::run(
+        &inv, workdir, &env.vars, log, limits, cancel, &mut |_| {}, parser.as_mut(), None,
+    );
+    let ending = match ending {
+        Ok(Ending::Cancelled) => return None,
+        Ok(Ending::Exited(0)) => None,
+        Ok(other) => Some(other.describe()),
+        Err(e) => Some(format!("could not start `{program}`: {e}")),
+    };
+    let tail = if ending.is_some() { tail_of(log, GATE_TAIL_LINES) } else { String::new() };
+    Some(Gate {
+        command: argv.join(" "),
+        passed: ending.is_none(),
+        ending: ending.unwrap_or_default(),
+        tail,
+    })
+}
+
+/// The last `lines` lines of a text file (empty when unreadable).
+fn tail_of(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The record of one execution of a step, as far as its program run tells.
+pub fn record_of(
+    step: &ResolvedStep,
+    seq: u32,
+    a: &Attempt,
+    started: String,
+    duration: std::time::Duration,
+) -> StepRecord {
+    StepRecord {
+        version: store::FORMAT_VERSION,
+        step: step.id.clone(),
+        seq,
+        engine: a.engine.clone(),
+        status: if a.outcome.success {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        },
+        summary: if a.outcome.success {
+            a.outcome.summary.clone().unwrap_or_else(|| {
+                if a.inv.program.is_empty() {
+                    "done".to_string()
+                } else {
+                    format!("ran {}", a.inv.program)
+                }
+            })
+        } else {
+            format!("failed ({})", first_line(&a.error()))
+        },
+        started,
+        ended: store::now_rfc3339(),
+        duration_ms: duration.as_millis() as u64,
+        exit_code: match a.ending {
+            Ending::Exited(c) => Some(c),
+            _ => None,
+        },
+        signal: match a.ending {
+            Ending::Signaled(s) => Some(s),
+            _ => None,
+        },
+        error: a.outcome.error.clone(),
+        command: std::iter::once(a.inv.program.clone())
+            .filter(|p| !p.is_empty())
+            .chain(a.inv.args.iter().cloned())
+            .collect(),
+        session: a.outcome.session.clone(),
+        model: step.model.clone(),
+        attempt_commit: None,
+        skipped_engines: a.skipped.clone(),
+        usage: a.outcome.usage.clone(),
+        resumed_session: a.resumed.clone(),
+        directive: None,
+        gate: None,
+        looped: None,
+        iteration: None,
+        context: Vec::new(),
+        log_file: None,
+    }
+}
+
+impl Attempt {
+    /// Why the step failed (its engine's error, else how the program ended).
+    pub fn error(&self) -> String {
+        self.outcome
+            .error
+            .clone()
+            .unwrap_or_else(|| self.ending.describe())
+    }
+
+    /// The session the step reported, with its engine.
+    pub fn session(&self) -> Option<SessionRef> {
+        self.outcome.session.as_ref().map(|id| SessionRef {
+            engine: self.engine.clone(),
+            id: id.clone(),
+        })
+    }
+}
+
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// Write a step's record files into `dir` (a record folder in a worktree); the log moves in.
+pub fn write_record(
+    dir: &Path,
+    record: &mut StepRecord,
+    prompt: &str,
+    message: Option<&str>,
+    log: &Path,
+) -> Result {
+    std::fs::create_dir_all(dir)?;
+    let log_file = keep_log(log, dir)?;
+    record.log_file = (log_file != "output.log").then(|| log_file.to_string());
+    std::fs::write(dir.join("step.toml"), store::to_toml(&*record))?;
+    std::fs::write(dir.join("prompt.md"), prompt)?;
+    if let Some(message) = message {
+        std::fs::write(dir.join("message.md"), message)?;
+    }
+    Ok(())
+}
+
+/// The files of a record folder, as (path in the tree under `tree_dir`, bytes).
+pub fn record_files(dir: &Path, tree_dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            files.push((format!("{tree_dir}/{name}"), std::fs::read(entry.path())?));
+        }
+    }
+    Ok(files)
+}
+
+/// A worktree path, for messages.
+pub fn shown(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,134 @@
+//! `resume --reload`: a run adopts a new workflow definition (or engine, or model) for the
+//! rest of its steps. The change is its own commit on the run branch (`workflow: …`, trailer
+//! `Machine-Workflow`), so history shows which definition ran each step. A change that would
+//! make the checkpoint meaningless is refused before anything is touched.
+
+use similar::TextDiff;
+
+use super::{Kind, Runner};
+use crate::error::{Error, Result};
+use crate::git::Worktree;
+use crate::store::txn::{self, trailer};
+use crate::store::{self, RunInfo};
+use crate::workflow::Workflow;
+
+/// What a resume changes about the run.
+#[derive(Default)]
+pub struct Reload {
+    /// The workflow as it is now; `None` keeps the run's.
+    pub workflow: Option<Workflow>,
+    /// Switch the remaining agent steps to this engine / model.
+    pub engine: Option<String>,
+    pub model: Option<String>,
+}
+
+impl Reload {
+    /// Refuse a change that leaves the checkpoint pointing at nothing.
+    pub fn check(&self, info: &RunInfo) -> Result {
+        let Some(wf) = &self.workflow else {
+            return Ok(());
+        };
+        let id = &info.id;
+        let group_of = |wf: &Workflow, step: &str| {
+            wf.steps.iter().find(|s| s.id == step).map(|s| s.group.clone())
+        };
+        if let Some(next) = &info.state.next {
+            if group_of(wf, next).is_none() {
+                return Err(Error::usage(format!(
+                    "run {id} goes on at step `{next}`, which the new workflow does not have"
+                ))
+                .with_hint(format!(
+                    "keep a step `{next}` in the workflow, or `git machine rewind {id} <step>` to a step it has, then reload"
+                )));
+            }
+        }
+        let in_group = !info.state.group_done.is_empty() || !info.state.pending_merge.is_empty();
+        if in_group {
+            let old = info.workflow()?;
+            let members = |wf: &Workflow, g: &Option<String>| -> Vec<String> {
+                wf.steps.iter().filter(|s| &s.group == g).map(|s| s.id.clone()).collect()
+            };
+            let next = info.state.next.clone().unwrap_or_default();
+            let group = group_of(&old, &next).flatten();
+            if group.is_some() && members(&old, &group) != members(wf, &group) {
+                return Err(Error::usage(format!(
+                    "run {id} is in the middle of parallel group `{}`, whose members the new workflow changes",
+                    group.unwrap_or_default()
+                ))
+                .with_hint(format!(
+                    "finish the group first (`git machine resume {id}` without --reload), then reload"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Runner<'_> {
+    /// Commit the new definition (and overrides) on the run branch, the diff reported.
+    pub(super) fn reload(&mut self, info: &mut RunInfo, wt: &Worktree, r: &Reload) -> Result {
+        let id = info.id.clone();
+        let mut next = info.clone();
+        let mut changes = Vec::new();
+        if let Some(wf) = &r.workflow {
+            if wf.source != info.workflow_source || wf.prompt_files != info.prompt_files {
+                changes.push(format!("reload {}", wf.name));
+            }
+            next.workflow_source = wf.source.clone();
+            next.prompt_files = wf.prompt_files.clone();
+            next.record.origin = wf.origin.clone();
+        }
+        for (key, value) in [("engine", &r.engine), ("model", &r.model)] {
+            if let Some(v) = value.as_ref().filter(|v| info.record.overrides.get(key) != Some(v)) {
+                next.record.overrides.insert(key.to_string(), v.clone());
+                changes.push(format!("{key} {v}"));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut diff = definition_diff(&info.workflow_source, &next.workflow_source);
+        for (key, value) in &next.record.overrides {
+            if info.record.overrides.get(key) != Some(value) {
+                diff.push_str(&format!("-{key}: {}\n+{key}: {value}\n", info.record.overrides.get(key).map_or("(workflow's)", String::as_str)));
+            }
+        }
+        let dir = id.dir();
+        let mut files = store::run_files(&next);
+        files.retain(|(path, _)| !path.ends_with("/state.toml"));
+        if next.prompt_files.is_empty() && !info.prompt_files.is_empty() {
+            files.push((format!("{dir}/{}", store::PROMPT_FILES), b"".to_vec()));
+        }
+        let subject = format!("workflow: {}", changes.join(", "));
+        let commit = txn::publish(
+            self.repo,
+            &id,
+            info.tip,
+            txn::Commit {
+                tree: self.repo.tree_of(info.tip)?,
+                files,
+                parents: vec![info.tip],
+                message: txn::message(&subject, &[(trailer::RUN, id.as_str()), (trailer::WORKFLOW, "reload")]),
+                author: None,
+                side_refs: Vec::new(),
+            },
+        )?;
+        wt.reset_hard(commit)?;
+        next.tip = commit;
+        *info = next;
+        self.emit(&id, Kind::WorkflowChanged { commit, diff });
+        Ok(())
+    }
+}
+
+/// A unified diff of two workflow definitions, for people.
+fn definition_diff(old: &str, new: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(2)
+        .header("workflow (run)", "workflow (now)")
+        .to_string()
+}

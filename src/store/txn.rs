@@ -1,0 +1,98 @@
+//! The run transaction: the only code that writes a run's commits or moves its refs.
+//!
+//! One transition of a run is one commit (its code tree plus git machine's files under
+//! `.codemachine/runs/<run>/`) and the run branch moved to it, together with any side refs
+//! (an attempt kept, a member published, an attic entry) in one compare-and-swap: either all
+//! of them move or none does. The whole of it runs inside [`crate::signal::critical`], so a
+//! second Ctrl-C waits for it instead of cutting it in half.
+
+use crate::git::{Oid, RefName, RefUpdate, Repo};
+
+use super::{RunId, StoreError};
+
+/// Trailer keys of run commits (spelled here and nowhere else).
+pub mod trailer {
+    pub const RUN: &str = "Machine-Run";
+    pub const STEP: &str = "Machine-Step";
+    pub const RECORD: &str = "Machine-Record";
+    pub const RECORDS: &str = "Machine-Records";
+    pub const ENGINE: &str = "Machine-Engine";
+    pub const SESSION: &str = "Machine-Session";
+    pub const STATUS: &str = "Machine-Status";
+    pub const GROUP: &str = "Machine-Group";
+    pub const MEMBER: &str = "Machine-Member";
+    pub const REVIEW: &str = "Machine-Review";
+    pub const ATTEMPT: &str = "Machine-Attempt";
+    pub const WORKFLOW: &str = "Machine-Workflow";
+}
+
+/// Author of commits git machine makes for an engine (`None`: the run itself).
+pub fn author(engine: Option<&str>) -> (String, String) {
+    let name = match engine {
+        Some(e) => format!("git machine ({e})"),
+        None => "git machine".to_string(),
+    };
+    (name, "git-machine@localhost".to_string())
+}
+
+/// A commit message: the subject, a blank line, the trailers.
+pub fn message(subject: &str, trailers: &[(&str, &str)]) -> String {
+    let mut m = format!("{subject}\n\n");
+    for (k, v) in trailers {
+        m.push_str(&format!("{k}: {v}\n"));
+    }
+    m
+}
+
+/// One transition, ready to publish.
+pub struct Commit {
+    /// The tree to commit, before `files` are written into it.
+    pub tree: Oid,
+    /// git machine's files (checkpoint, step records), written over `tree`.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Parents, first-parent first.
+    pub parents: Vec<Oid>,
+    pub message: String,
+    /// `None`: the user's identity (a review), else git machine's for an engine.
+    pub author: Option<(String, String)>,
+    /// Other refs moved in the same compare-and-swap.
+    pub side_refs: Vec<RefUpdate>,
+}
+
+/// Commit and move the run branch from `expected` to it, with the side refs, atomically.
+pub fn publish(repo: &Repo, run: &RunId, expected: Oid, c: Commit) -> Result<Oid, StoreError> {
+    let _critical = crate::signal::critical();
+    let tree = if c.files.is_empty() {
+        c.tree
+    } else {
+        repo.tree_with_files(c.tree, &c.files)?
+    };
+    let author = c.author.as_ref().map(|(n, e)| (n.as_str(), e.as_str()));
+    let commit = repo.commit(tree, &c.parents, &c.message, author)?;
+    let mut updates = vec![RefUpdate {
+        name: run.branch(),
+        old: Some(expected),
+        new: Some(commit),
+    }];
+    updates.extend(c.side_refs);
+    let subject = c.message.lines().next().unwrap_or_default();
+    repo.update_refs(&updates, &format!("git machine: {subject}"))?;
+    Ok(commit)
+}
+
+/// Move refs of a run without a new commit (rewind, undo, rm, a kept attempt), atomically.
+pub fn move_refs(repo: &Repo, updates: &[RefUpdate], reflog: &str) -> Result<(), StoreError> {
+    let _critical = crate::signal::critical();
+    repo.update_refs(updates, reflog)?;
+    Ok(())
+}
+
+/// A side ref set to `new` from whatever it points at now.
+pub fn side_ref(repo: &Repo, name: RefName, new: Oid) -> RefUpdate {
+    let old = repo.ref_target(&name);
+    RefUpdate {
+        name,
+        old,
+        new: Some(new),
+    }
+}

@@ -1,0 +1,221 @@
+//! Rendering a run's events: progress lines for people (stderr, with the run id alone as the
+//! first line of stdout so scripts can capture it), or one JSON object per line (`--json`, on
+//! stdout; the schema is docs/events.md).
+
+use super::{elapsed, Ui};
+use crate::runner::{Event, Kind, Sink};
+use std::time::Duration;
+
+pub struct Progress<'a> {
+    ui: &'a mut Ui,
+    json: bool,
+    /// The last failed gate, shown with the loop it causes: (step, command, ending).
+    failed_gate: Option<(String, String, String)>,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(ui: &'a mut Ui, json: bool) -> Progress<'a> {
+        Progress {
+            ui,
+            json,
+            failed_gate: None,
+        }
+    }
+}
+
+fn ms(d: u64) -> String {
+    elapsed(Duration::from_millis(d))
+}
+
+impl Sink for Progress<'_> {
+    fn emit(&mut self, event: Event) {
+        if self.json {
+            let line = serde_json::to_string(&event).expect("events are plain data");
+            self.ui.out(&line);
+            return;
+        }
+        let run = event.run.clone();
+        let lines = self.lines(&run, event.kind);
+        for line in lines {
+            self.ui.note(&line);
+        }
+    }
+
+    fn output(&mut self, line: &str) {
+        self.ui.note(&format!("    {line}"));
+    }
+}
+
+impl Progress<'_> {
+    /// The lines an event shows as, in plain mode.
+    fn lines(&mut self, run: &str, kind: Kind) -> Vec<String> {
+        let ui = &*self.ui;
+        match kind {
+            Kind::RunStarted { workflow, branch, worktree, resumed, next, .. } => {
+                let Some(how) = resumed else {
+                    self.ui.out(run);
+                    let ui = &*self.ui;
+                    return vec![format!(
+                        "{} {} {workflow}  {}",
+                        ui.bold("run"),
+                        ui.cyan(run),
+                        ui.dim(&format!("branch {branch}, worktree {worktree}"))
+                    )];
+                };
+                let at = match how.as_str() {
+                    "merge" => "after the resolved merge".to_string(),
+                    _ => format!("at step {}", next.as_deref().unwrap_or("-")),
+                };
+                vec![format!("{} {} {workflow}  {}", ui.bold("resume"), ui.cyan(run), ui.dim(&at))]
+            }
+            Kind::WorkflowChanged { commit, diff } => {
+                let mut out = vec![format!("{} {}", ui.bold("workflow"), ui.dim(&format!("changed for the rest of the run ({})", commit.short())))];
+                for line in diff.lines() {
+                    out.push(match line.chars().next() {
+                        Some('+') if !line.starts_with("+++") => ui.green(line),
+                        Some('-') if !line.starts_with("---") => ui.red(line),
+                        _ => ui.dim(line),
+                    });
+                }
+                out
+            }
+            Kind::AttemptKept { r#ref, commit } => vec![ui.dim(&format!(
+                "kept earlier work of the unfinished step as {ref} ({})",
+                commit.short(),
+                ref = r#ref
+            ))],
+            Kind::StaleLockRemoved { path } => {
+                vec![ui.dim(&format!("removed {path}, left by a process that was killed"))]
+            }
+            Kind::StepStarted { step, position, total, engines, pass, continues_session } => {
+                let mut extra = engines.join(" → ");
+                if let Some(p) = pass {
+                    extra.push_str(&format!(", pass {p}"));
+                }
+                if let Some(s) = continues_session {
+                    extra.push_str(&format!(", continues session {s}"));
+                }
+                vec![format!(
+                    "{} {} {}",
+                    ui.dim(&format!("[{position}/{total}]")),
+                    ui.bold(&step),
+                    ui.dim(&format!("({extra}) …"))
+                )]
+            }
+            Kind::TranscriptRestored { engine, session, path, .. } => vec![ui.dim(&format!(
+                "  restored the {engine} session {session} from the run's records to {path}"
+            ))],
+            Kind::EngineSkipped { engine, reason, .. } => {
+                vec![format!("  {} {engine}: {reason}", ui.yellow("skipped"))]
+            }
+            Kind::GateStarted { command, .. } => vec![format!("  {} {command}", ui.dim("gate"))],
+            Kind::Gate { step, command, passed, ending } => {
+                if passed {
+                    vec![format!("  {} `{command}` {}", ui.dim("gate"), ui.green("passed"))]
+                } else {
+                    self.failed_gate = Some((step, command, ending.unwrap_or_default()));
+                    Vec::new()
+                }
+            }
+            Kind::Directive { step, directive } => {
+                vec![format!("  {} {}", ui.dim("directive"), ui.dim(&format!("from `{step}`: {directive}")))]
+            }
+            Kind::StepFinished { step, commit, duration_ms, summary, .. } => vec![format!(
+                "{} {step} {}  {summary}",
+                ui.green("  ok"),
+                ui.dim(&format!("{} {}", ms(duration_ms), commit.short()))
+            )],
+            Kind::StepFailed { step, reason, log, commit, duration_ms, tail } => {
+                let mut out = vec![format!(
+                    "{} {step} {}  {reason}",
+                    ui.red("  failed"),
+                    ui.dim(&format!(
+                        "{} {}",
+                        ms(duration_ms),
+                        commit.map(|c| c.short()).unwrap_or_default()
+                    ))
+                )];
+                out.extend(tail.iter().map(|l| format!("    {}", ui.dim(l))));
+                out.push(format!("  log: {log} (in commit {}), or `git machine show {run} {step} --all`", commit.map(|c| c.short()).unwrap_or_default()));
+                out
+            }
+            Kind::StepSkipped { step, why } => vec![format!("{} {}", ui.dim(&step), ui.dim(&format!("skipped ({why})")))],
+            Kind::StepInterrupted { step, duration_ms } => vec![format!(
+                "{} {step} {}",
+                ui.yellow("interrupted"),
+                ui.dim(&format!("after {}; `git machine resume {run}` continues it", ms(duration_ms)))
+            )],
+            Kind::RecordRepaired { .. } => vec![ui.yellow(
+                "  the step changed git machine's own files under .codemachine/runs/; they are kept as recorded",
+            )],
+            Kind::GroupStarted { group, members, jobs } => vec![format!(
+                "{} {} {}",
+                ui.bold(&format!("group {group}")),
+                members.join(", "),
+                ui.dim(&format!("(at most {jobs} at a time) …"))
+            )],
+            Kind::MemberFinished { step, commit, duration_ms, summary, .. } => vec![format!(
+                "{} {step} {}  {summary}",
+                ui.green("  ok"),
+                ui.dim(&format!("{} {}", ms(duration_ms), commit.short()))
+            )],
+            Kind::MemberFailed { step, reason, duration_ms, .. } => vec![format!(
+                "{} {step} {}  {reason}",
+                ui.red("  failed"),
+                ui.dim(&ms(duration_ms))
+            )],
+            Kind::GroupMerged { group, commit, .. } => {
+                vec![format!("{} {group} {}", ui.green("  merged"), ui.dim(&commit.short()))]
+            }
+            Kind::Conflict { step, paths, worktree, .. } => vec![
+                format!(
+                    "{} merging `{step}` into the run conflicts in: {}",
+                    ui.red("  conflict"),
+                    paths.join(", ")
+                ),
+                format!("  resolve in {worktree}: edit the files, `git add` them and `git commit`, then `git machine resume {run}`"),
+            ],
+            Kind::ResolverStarted { step, .. } => {
+                vec![format!("  {} {} resolves the conflict", ui.bold(&step), ui.dim("…"))]
+            }
+            Kind::Resolved { step, commit } => {
+                vec![format!("{} {step} {}", ui.green("  ok"), ui.dim(&commit.short()))]
+            }
+            Kind::ResolverFailed { step, reason } => {
+                vec![format!("  {} {step}: {reason}", ui.red("failed"))]
+            }
+            Kind::Loop { step, to, pass, max, why } => {
+                let cause = match self.failed_gate.take().filter(|(s, _, _)| *s == step) {
+                    Some((_, command, ending)) => format!("gate `{command}` failed ({ending})"),
+                    None => format!("`{step}` asks to loop: {}", why.lines().next().unwrap_or_default()),
+                };
+                vec![format!("  {} → back to {to}, pass {pass}/{max}", ui.yellow(&cause))]
+            }
+            Kind::LoopExhausted { step, max, went_on } => {
+                let cause = match self.failed_gate.take().filter(|(s, _, _)| *s == step) {
+                    Some((_, command, ending)) => format!("gate `{command}` failed ({ending}); "),
+                    None => String::new(),
+                };
+                let then = if went_on { "going on" } else { "the run stops" };
+                vec![format!("  {}", ui.yellow(&format!("{cause}loop of `{step}` reached its max of {max} passes; {then}")))]
+            }
+            Kind::Stopped { reason } => vec![format!("  {}", ui.yellow(&reason))],
+            Kind::Paused { reason, worktree } => vec![format!(
+                "{} {reason}: review and edit {worktree}, then `git machine resume {run}`",
+                ui.yellow("paused")
+            )],
+            Kind::Review { commit, .. } => {
+                vec![format!("{} your changes as {}", ui.bold("review"), commit.short())]
+            }
+            Kind::RunFinished { state, reason, failed_step, duration_ms } => match state.as_str() {
+                "completed" => vec![format!("{} run {run} completed in {}", ui.green("done"), ms(duration_ms))],
+                "failed" => vec![format!(
+                    "{} {}",
+                    ui.red("stopped"),
+                    reason.unwrap_or_else(|| format!("step `{}` failed", failed_step.unwrap_or_default()))
+                )],
+                _ => Vec::new(),
+            },
+        }
+    }
+}

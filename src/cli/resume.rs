@@ -54,7 +54,10 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
             };
             let cwd = match &args.workflow {
                 Some(_) => ctx.env.cwd.clone(),
-                None => repo.workdir().map(|p| p.to_path_buf()).unwrap_or(ctx.env.cwd.clone()),
+                None => repo
+                    .workdir()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or(ctx.env.cwd.clone()),
             };
             Some(workflow::load(&cwd, repo.workdir(), &name)?)
         } else {

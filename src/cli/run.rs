@@ -65,8 +65,10 @@ pub fn check_engine(from: &str, engine: &str) -> CliResult {
         .copied()
         .filter(|e| *e != "command")
         .collect();
-    Err(CliError::usage(format!("{from}: unknown agent engine `{engine}`"))
-        .with_hint(format!("agent engines: {}", agents.join(", "))))
+    Err(
+        CliError::usage(format!("{from}: unknown agent engine `{engine}`"))
+            .with_hint(format!("agent engines: {}", agents.join(", "))),
+    )
 }
 
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {

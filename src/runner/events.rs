@@ -151,6 +151,8 @@ pub enum Kind {
         group: String,
         reason: String,
         duration_ms: u64,
+        /// The last lines of the member's final message or output.
+        tail: Vec<String>,
     },
     GroupMerged {
         group: String,

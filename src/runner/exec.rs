@@ -50,7 +50,6 @@ pub fn keep_file(src: &Path, dir: &Path, name: &str) -> std::io::Result<String> 
     Ok(packed)
 }
 
-
 /// The session of an interrupted step, as written by [`Inflight`].
 pub fn read_inflight(path: &Path) -> Option<SessionRef> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -89,7 +88,6 @@ impl engine::EventParser for Inflight {
         self.inner.finish(ending)
     }
 }
-
 
 /// What one step's program run needs, independent of the runner (so parallel members can run
 /// on threads of their own).
@@ -338,7 +336,15 @@ pub fn run_gate(
         idle_timeout: step.idle_timeout,
     };
     let ending = process::run(
-        &inv, workdir, &env.vars, log, limits, cancel, &mut |_| {}, parser.as_mut(), None,
+        &inv,
+        workdir,
+        &env.vars,
+        log,
+        limits,
+        cancel,
+        &mut |_| {},
+        parser.as_mut(),
+        None,
     );
     let ending = match ending {
         Ok(Ending::Cancelled) => return None,
@@ -346,7 +352,11 @@ pub fn run_gate(
         Ok(other) => Some(other.describe()),
         Err(e) => Some(format!("could not start `{program}`: {e}")),
     };
-    let tail = if ending.is_some() { tail_of(log, GATE_TAIL_LINES) } else { String::new() };
+    let tail = if ending.is_some() {
+        tail_of(log, GATE_TAIL_LINES)
+    } else {
+        String::new()
+    };
     Some(Gate {
         command: argv.join(" "),
         passed: ending.is_none(),
@@ -439,6 +449,15 @@ impl Attempt {
             id: id.clone(),
         })
     }
+}
+
+/// The last `n` lines of a text, if any.
+pub fn tail_lines(text: Option<&str>, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.unwrap_or_default().lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 pub fn first_line(text: &str) -> &str {

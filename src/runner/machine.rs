@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::git::Oid;
-use crate::store::{GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status};
+use crate::store::{
+    GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status,
+};
 use crate::workflow::ResolvedStep;
 
 /// The workflow as resolved for this run: which steps apply (track and conditions), which are
@@ -97,7 +99,9 @@ impl Plan {
         let end = next.unwrap_or(self.steps.len());
         (index + 1..end)
             .filter(|&i| !self.selected[i] && !self.resolvers.contains(&self.steps[i].id))
-            .filter(|&i| self.steps[i].group.is_none() || self.steps[i].group != self.steps[index].group)
+            .filter(|&i| {
+                self.steps[i].group.is_none() || self.steps[i].group != self.steps[index].group
+            })
             .map(|i| self.steps[i].id.clone())
             .collect()
     }
@@ -147,7 +151,10 @@ pub enum Directive {
     Stop(String),
     Pause(String),
     Error(String),
-    Loop { to: Option<String>, reason: String },
+    Loop {
+        to: Option<String>,
+        reason: String,
+    },
     /// Unreadable, or an unknown action: the step fails with this message.
     Invalid(String),
 }
@@ -278,9 +285,16 @@ pub enum Notice {
         max: u32,
         went_on: bool,
     },
-    Paused { reason: String },
-    Stopped { reason: String },
-    Failed { step: String, reason: String },
+    Paused {
+        reason: String,
+    },
+    Stopped {
+        reason: String,
+    },
+    Failed {
+        step: String,
+        reason: String,
+    },
 }
 
 /// The decision: the next checkpoint, how it is published, what to tell.
@@ -349,7 +363,13 @@ pub fn decide(state: &State, plan: &Plan, input: Input) -> Transition {
             let mut next = begin(state);
             next.seq = state.seq + 1;
             remember_session(&mut next, &step, session);
-            fail(next, Publish::Failure, &step, &step, format!("step `{step}` failed: {error}"))
+            fail(
+                next,
+                Publish::Failure,
+                &step,
+                &step,
+                format!("step `{step}` failed: {error}"),
+            )
         }
         Input::MemberSucceeded {
             member,
@@ -436,7 +456,13 @@ fn remember_session(state: &mut State, step: &str, session: Option<SessionRef>) 
 }
 
 /// Stop the run failed at `failed`; a resume starts at `resume_at`.
-fn fail(mut state: State, publish: Publish, failed: &str, resume_at: &str, reason: String) -> Transition {
+fn fail(
+    mut state: State,
+    publish: Publish,
+    failed: &str,
+    resume_at: &str,
+    reason: String,
+) -> Transition {
     state.status = Status::Failed;
     state.next = Some(resume_at.to_string());
     state.failed = Some(failed.to_string());
@@ -465,7 +491,13 @@ fn step_succeeded(
     let checkpoint = plan.step(step).is_some_and(|s| s.checkpoint);
     let described = directive.as_ref().map(Directive::describe);
     let failure = |next: State, error: String| {
-        let mut t = fail(next, Publish::Failure, step, step, format!("step `{step}` failed: {error}"));
+        let mut t = fail(
+            next,
+            Publish::Failure,
+            step,
+            step,
+            format!("step `{step}` failed: {error}"),
+        );
         t.directive = described.clone();
         t.error = Some(error);
         t
@@ -500,7 +532,10 @@ fn step_succeeded(
             if let Some(to) = to.filter(|to| *to != spec.to) {
                 return failure(
                     next,
-                    format!("the directive asks to loop to `{to}`; step `{step}` may only loop to `{}`", spec.to),
+                    format!(
+                        "the directive asks to loop to `{to}`; step `{step}` may only loop to `{}`",
+                        spec.to
+                    ),
                 );
             }
             loop_why = Some(if reason.is_empty() {
@@ -588,9 +623,12 @@ fn step_succeeded(
         t.state.loops.remove(step);
     }
     if let Some(reason) = pause {
-        finish_or_pause(&mut t, Some(reason).filter(|r| !r.is_empty()).or_else(|| {
-            Some(format!("checkpoint after `{step}`"))
-        }));
+        finish_or_pause(
+            &mut t,
+            Some(reason)
+                .filter(|r| !r.is_empty())
+                .or_else(|| Some(format!("checkpoint after `{step}`"))),
+        );
     } else if t.state.next.is_none() {
         t.state.status = Status::Completed;
     }
@@ -631,7 +669,11 @@ fn member_succeeded(
             })
         }
         Some(Directive::Pause(reason)) => {
-            if t.state.group_directive.as_ref().is_none_or(|d| d.action != "stop") {
+            if t.state
+                .group_directive
+                .as_ref()
+                .is_none_or(|d| d.action != "stop")
+            {
                 t.state.group_directive = Some(GroupDirective {
                     member: member.to_string(),
                     action: "pause".to_string(),
@@ -684,7 +726,10 @@ fn merged(state: &State, plan: &Plan, first: &str) -> Transition {
             t.state.reason = Some(reason.clone());
             t.notices.push(Notice::Stopped { reason });
         }
-        Some(d) => finish_or_pause(&mut t, Some(format!("paused by step `{}`: {}", d.member, d.reason))),
+        Some(d) => finish_or_pause(
+            &mut t,
+            Some(format!("paused by step `{}`: {}", d.member, d.reason)),
+        ),
         None if t.state.next.is_none() => t.state.status = Status::Completed,
         None => {}
     }

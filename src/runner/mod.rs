@@ -39,8 +39,8 @@ use crate::store::{
 use crate::workflow::{ResolvedStep, Workflow};
 pub use events::{Diffstat, Event, Kind, Sink};
 use exec::{Attempt, StepRun};
-use machine::{Input, Notice, Plan, Publish, Transition};
 pub use machine::selected;
+use machine::{Input, Notice, Plan, Publish, Transition};
 pub use reload::Reload;
 
 /// What a caller needs to start a run.
@@ -133,10 +133,7 @@ fn plan_of(wf: &Workflow, info: &RunInfo) -> Plan {
         "loop_reason".into(),
         fb.map(|f| f.reason.clone()).unwrap_or_default(),
     );
-    values.insert(
-        "loop_pass".into(),
-        fb.map_or(1, |f| f.pass).to_string(),
-    );
+    values.insert("loop_pass".into(), fb.map_or(1, |f| f.pass).to_string());
     let mut steps = wf.resolve(&values);
     apply_overrides(&mut steps, &info.record.overrides);
     let on_conflict = wf
@@ -327,13 +324,21 @@ impl Runner<'_> {
             ))
             .with_hint(hint));
         }
-        if wt.git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"]).is_ok() {
+        if wt
+            .git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .is_ok()
+        {
             return Err(Error::failed(format!(
                 "the merge in run {id}'s worktree is resolved but not committed"
             ))
             .with_hint(hint));
         }
-        let waiting = info.state.pending_merge.first().cloned().unwrap_or_default();
+        let waiting = info
+            .state
+            .pending_merge
+            .first()
+            .cloned()
+            .unwrap_or_default();
         match info.state.group_done.get(&waiting) {
             Some(c) if self.repo.is_ancestor(*c, tip)? => {
                 info.tip = tip;
@@ -380,7 +385,10 @@ impl Runner<'_> {
                 parents: vec![tip],
                 message: txn::message(
                     &format!("review: changes after `{after}`"),
-                    &[(trailer::RUN, id.as_str()), (trailer::REVIEW, after.as_str())],
+                    &[
+                        (trailer::RUN, id.as_str()),
+                        (trailer::REVIEW, after.as_str()),
+                    ],
                 ),
                 author: None,
                 side_refs: Vec::new(),
@@ -519,15 +527,16 @@ impl Runner<'_> {
     ) -> Result<RunEnd> {
         let id = info.id.clone();
         let wf = info.workflow().map_err(|e| {
-            Error::failed(format!("the workflow stored in run {id} no longer parses: {e}"))
-                .with_hint(format!("`git machine resume {id} --reload` adopts the workflow as it is now"))
+            Error::failed(format!(
+                "the workflow stored in run {id} no longer parses: {e}"
+            ))
+            .with_hint(format!(
+                "`git machine resume {id} --reload` adopts the workflow as it is now"
+            ))
         })?;
         let wt = Worktree::new(self.paths.worktree(&id));
         let started = Instant::now();
         let end = loop {
-            if let Some(end) = RunEnd::of(info.state.status).filter(|e| *e != RunEnd::Completed) {
-                break end;
-            }
             let Some(next) = info.state.next.clone() else {
                 break RunEnd::Completed;
             };
@@ -536,11 +545,21 @@ impl Runner<'_> {
             }
             let plan = plan_of(&wf, &info);
             let index = plan.index(&next).ok_or_else(|| {
-                Error::failed(format!("run {id} wants step `{next}`, which its workflow does not have"))
-                    .with_hint(format!("`git machine resume {id} --reload` adopts the workflow as it is now"))
+                Error::failed(format!(
+                    "run {id} wants step `{next}`, which its workflow does not have"
+                ))
+                .with_hint(format!(
+                    "`git machine resume {id} --reload` adopts the workflow as it is now"
+                ))
             })?;
             if !plan.is_selected(&next) {
-                self.emit(&id, Kind::StepSkipped { step: next.clone(), why: skip_why() });
+                self.emit(
+                    &id,
+                    Kind::StepSkipped {
+                        step: next.clone(),
+                        why: skip_why(),
+                    },
+                );
                 info.state.next = plan.successor(&next);
                 continue;
             }
@@ -553,7 +572,9 @@ impl Runner<'_> {
                 break end;
             }
         };
-        let failed_step = (end == RunEnd::Failed).then(|| info.state.failed.clone()).flatten();
+        let failed_step = (end == RunEnd::Failed)
+            .then(|| info.state.failed.clone())
+            .flatten();
         self.emit(
             &id,
             Kind::RunFinished {
@@ -586,7 +607,12 @@ impl Runner<'_> {
             .loop_spec
             .as_ref()
             .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1)
-            .or(info.state.feedback.as_ref().filter(|f| f.from != step.id).map(|f| f.pass));
+            .or(info
+                .state
+                .feedback
+                .as_ref()
+                .filter(|f| f.from != step.id)
+                .map(|f| f.pass));
         self.emit(
             &id,
             Kind::StepStarted {
@@ -611,7 +637,13 @@ impl Runner<'_> {
             );
             return Ok(Some(RunEnd::Interrupted));
         };
-        let mut record = exec::record_of(step, info.state.seq + 1, &attempt, started_at, started.elapsed());
+        let mut record = exec::record_of(
+            step,
+            info.state.seq + 1,
+            &attempt,
+            started_at,
+            started.elapsed(),
+        );
         record.context = prepared.context.clone();
         record.iteration = step
             .loop_spec
@@ -641,7 +673,16 @@ impl Runner<'_> {
             }
         };
         let t = machine::decide(&info.state, plan, input);
-        self.finish_step(info, wt, plan, step, &rec, record, (&prepared.prompt, &attempt), t)
+        self.finish_step(
+            info,
+            wt,
+            plan,
+            step,
+            &rec,
+            record,
+            (&prepared.prompt, &attempt),
+            t,
+        )
     }
 
     /// The prompt (with its context report) and the session a step continues, if any.
@@ -662,7 +703,11 @@ impl Runner<'_> {
         });
         let (mut prompt, context, prestart_error) = match context::build(&info.id, wt, step) {
             Ok((prompt, context)) => (prompt, context, None),
-            Err(message) => (step.prompt.clone().unwrap_or_default(), Vec::new(), Some(message)),
+            Err(message) => (
+                step.prompt.clone().unwrap_or_default(),
+                Vec::new(),
+                Some(message),
+            ),
         };
         if was_inflight
             && exec::read_inflight(&self.paths.inflight_session(&info.id, rec)).is_some()
@@ -738,9 +783,25 @@ impl Runner<'_> {
     }
 
     /// Run the step's loop gate, reporting it; `None` when Ctrl-C stopped it.
-    fn gate(&mut self, id: &RunId, step: &ResolvedStep, wt: &Worktree, rec: &str) -> Option<machine::Gate> {
-        let command = step.loop_spec.as_ref().map(|l| l.until.join(" ")).unwrap_or_default();
-        self.emit(id, Kind::GateStarted { step: step.id.clone(), command });
+    fn gate(
+        &mut self,
+        id: &RunId,
+        step: &ResolvedStep,
+        wt: &Worktree,
+        rec: &str,
+    ) -> Option<machine::Gate> {
+        let command = step
+            .loop_spec
+            .as_ref()
+            .map(|l| l.until.join(" "))
+            .unwrap_or_default();
+        self.emit(
+            id,
+            Kind::GateStarted {
+                step: step.id.clone(),
+                command,
+            },
+        );
         let log = self.paths.gate_log(id, rec);
         let gate = exec::run_gate(step, &wt.path, self.env, &log, self.cancel)?;
         self.emit(
@@ -797,7 +858,9 @@ impl Runner<'_> {
         let mut side_refs = Vec::new();
         if failed {
             // Keep what the failed attempt did; the failure record sits on the checkpoint.
-            if let Some((snapshot, update)) = self.attempt(&id, wt, tip_before, current, rec, "failed")? {
+            if let Some((snapshot, update)) =
+                self.attempt(&id, wt, tip_before, current, rec, "failed")?
+            {
                 record.attempt_commit = Some(snapshot);
                 side_refs.push(update);
             }
@@ -858,7 +921,12 @@ impl Runner<'_> {
             wt.reset_hard(commit)?;
         }
         if repaired {
-            self.emit(&id, Kind::RecordRepaired { step: step.id.clone() });
+            self.emit(
+                &id,
+                Kind::RecordRepaired {
+                    step: step.id.clone(),
+                },
+            );
         }
         info.tip = commit;
         info.state = t.state.clone();
@@ -891,7 +959,13 @@ impl Runner<'_> {
         t: &Transition,
     ) -> Result<Option<RunEnd>> {
         if let Some(d) = &t.directive {
-            self.emit(id, Kind::Directive { step: step.id.clone(), directive: d.clone() });
+            self.emit(
+                id,
+                Kind::Directive {
+                    step: step.id.clone(),
+                    directive: d.clone(),
+                },
+            );
         }
         if record.status == store::StepStatus::Succeeded {
             let diffstat = self.diffstat(parent, commit)?;
@@ -917,15 +991,7 @@ impl Runner<'_> {
                 record_name(record.seq, &record.step),
                 record.log_file.as_deref().unwrap_or("output.log")
             );
-            let tail = attempt
-                .outcome
-                .final_message
-                .as_deref()
-                .map(|m| {
-                    let lines: Vec<&str> = m.lines().collect();
-                    lines[lines.len().saturating_sub(10)..].iter().map(|l| l.to_string()).collect()
-                })
-                .unwrap_or_default();
+            let tail = exec::tail_lines(attempt.outcome.final_message.as_deref(), 10);
             self.emit(
                 id,
                 Kind::StepFailed {
@@ -941,7 +1007,13 @@ impl Runner<'_> {
         self.report_notices(id, wt, &t.notices);
         if RunEnd::of(t.state.status).is_none() {
             for skipped in plan.skipped_after(&step.id) {
-                self.emit(id, Kind::StepSkipped { step: skipped, why: skip_why() });
+                self.emit(
+                    id,
+                    Kind::StepSkipped {
+                        step: skipped,
+                        why: skip_why(),
+                    },
+                );
             }
         }
         Ok(RunEnd::of(t.state.status))
@@ -950,10 +1022,24 @@ impl Runner<'_> {
     fn report_notices(&mut self, id: &RunId, wt: &Worktree, notices: &[Notice]) {
         for notice in notices {
             let kind = match notice.clone() {
-                Notice::Loop { from, to, pass, max, why } => Kind::Loop { step: from, to, pass, max, why },
-                Notice::LoopExhausted { from, max, went_on } => {
-                    Kind::LoopExhausted { step: from, max, went_on }
-                }
+                Notice::Loop {
+                    from,
+                    to,
+                    pass,
+                    max,
+                    why,
+                } => Kind::Loop {
+                    step: from,
+                    to,
+                    pass,
+                    max,
+                    why,
+                },
+                Notice::LoopExhausted { from, max, went_on } => Kind::LoopExhausted {
+                    step: from,
+                    max,
+                    went_on,
+                },
                 Notice::Paused { reason } => Kind::Paused {
                     reason,
                     worktree: exec::shown(&wt.path),

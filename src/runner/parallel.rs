@@ -103,7 +103,10 @@ impl Runner<'_> {
         let id = &info.id;
         let mut seq = info.state.seq;
         let mut slots = Vec::new();
-        for step in members.iter().filter(|m| !info.state.group_done.contains_key(&m.id)) {
+        for step in members
+            .iter()
+            .filter(|m| !info.state.group_done.contains_key(&m.id))
+        {
             seq += 1;
             let rec = record_name(seq, &step.id);
             let path = self.paths.member_worktree(id, &step.id);
@@ -175,14 +178,25 @@ impl Runner<'_> {
                         path_var: path_var.as_deref(),
                     };
                     let attempt = exec::attempt_step(&run, &mut |_| {}, None);
-                    if tx.send((i, attempt, started_at, started.elapsed())).is_err() {
+                    if tx
+                        .send((i, attempt, started_at, started.elapsed()))
+                        .is_err()
+                    {
                         break;
                     }
                 });
             }
             drop(tx);
             for (i, attempt, started_at, duration) in rx {
-                if let Some(f) = self.member_done(info, plan, group, &slots[i], i, base, (attempt?, started_at, duration))? {
+                if let Some(f) = self.member_done(
+                    info,
+                    plan,
+                    group,
+                    &slots[i],
+                    i,
+                    base,
+                    (attempt?, started_at, duration),
+                )? {
                     failed.push(f);
                 }
             }
@@ -211,7 +225,11 @@ impl Runner<'_> {
         let mut record = exec::record_of(slot.step, slot.seq, &a, started_at, duration);
         record.context = slot.context.clone();
         let mut error = (!a.outcome.success).then(|| a.error());
-        let directive = if a.outcome.success { exec::take_directive(&slot.wt.path)? } else { None };
+        let directive = if a.outcome.success {
+            exec::take_directive(&slot.wt.path)?
+        } else {
+            None
+        };
         if let Some(d) = &directive {
             record.directive = Some(d.describe());
             error = error.or_else(|| machine::member_directive_problem(&slot.step.id, group, d));
@@ -230,9 +248,14 @@ impl Runner<'_> {
                     group: group.to_string(),
                     reason: error,
                     duration_ms: record.duration_ms,
+                    tail: exec::tail_lines(a.outcome.final_message.as_deref(), 10),
                 },
             );
-            return Ok(Some(Failed { slot: index, record, attempt }));
+            return Ok(Some(Failed {
+                slot: index,
+                record,
+                attempt,
+            }));
         }
         let commit = self.commit_member(&id, slot, &mut record, &a)?;
         let t = machine::decide(
@@ -256,7 +279,11 @@ impl Runner<'_> {
                 files: vec![(store::state_path(&id), to_toml(&t.state).into_bytes())],
                 parents: vec![info.tip],
                 message: txn::message(
-                    &format!("{group}: `{}` done ({done} of {})", slot.step.id, plan.members(&slot.step.id).len()),
+                    &format!(
+                        "{group}: `{}` done ({done} of {})",
+                        slot.step.id,
+                        plan.members(&slot.step.id).len()
+                    ),
                     &[
                         (trailer::RUN, id.as_str()),
                         (trailer::GROUP, group),
@@ -307,7 +334,13 @@ impl Runner<'_> {
         a: &Attempt,
     ) -> Result<Oid> {
         let dir = slot.wt.path.join(id.dir()).join("steps").join(&slot.rec);
-        exec::write_record(&dir, record, &slot.prompt, a.outcome.final_message.as_deref(), &slot.log)?;
+        exec::write_record(
+            &dir,
+            record,
+            &slot.prompt,
+            a.outcome.final_message.as_deref(),
+            &slot.log,
+        )?;
         let tree = slot.wt.stage_all(&[id.dir().as_str()])?;
         let head = self.member_head(&slot.wt)?;
         let mut trailers = vec![
@@ -321,7 +354,9 @@ impl Runner<'_> {
         }
         let message = txn::message(&format!("{}: {}", slot.step.id, record.summary), &trailers);
         let (name, email) = txn::author(Some(&a.engine));
-        Ok(self.repo.commit(tree, &[head], &message, Some((&name, &email)))?)
+        Ok(self
+            .repo
+            .commit(tree, &[head], &message, Some((&name, &email)))?)
     }
 
     /// Record the failed members on the run branch; finished members stay done.
@@ -337,7 +372,10 @@ impl Runner<'_> {
         base: Oid,
     ) -> Result<Option<RunEnd>> {
         let id = info.id.clone();
-        let group = plan.step(first).and_then(|s| s.group.clone()).unwrap_or_default();
+        let group = plan
+            .step(first)
+            .and_then(|s| s.group.clone())
+            .unwrap_or_default();
         let t = machine::decide(
             &info.state,
             plan,
@@ -347,7 +385,12 @@ impl Runner<'_> {
                 base,
                 failed: failed
                     .iter()
-                    .map(|f| (slots[f.slot].step.id.clone(), f.record.error.clone().unwrap_or_default()))
+                    .map(|f| {
+                        (
+                            slots[f.slot].step.id.clone(),
+                            f.record.error.clone().unwrap_or_default(),
+                        )
+                    })
                     .collect(),
             },
         );
@@ -358,12 +401,18 @@ impl Runner<'_> {
             let slot = &slots[f.slot];
             let staging = self.paths.record_staging(&id, &slot.rec);
             exec::write_record(&staging, &mut f.record, &slot.prompt, None, &slot.log)?;
-            files.extend(exec::record_files(&staging, &format!("{}/steps/{}", id.dir(), slot.rec))?);
+            files.extend(exec::record_files(
+                &staging,
+                &format!("{}/steps/{}", id.dir(), slot.rec),
+            )?);
             let _ = std::fs::remove_dir_all(&staging);
             side_refs.extend(f.attempt.map(|(_, update)| update));
             records.push(slot.rec.clone());
         }
-        let names: Vec<&str> = records.iter().map(|r| r.split_once('-').map_or(r.as_str(), |(_, s)| s)).collect();
+        let names: Vec<&str> = records
+            .iter()
+            .map(|r| r.split_once('-').map_or(r.as_str(), |(_, s)| s))
+            .collect();
         let records = records.join(",");
         let commit = txn::publish(
             self.repo,
@@ -410,7 +459,10 @@ impl Runner<'_> {
         let mut queue: Vec<(String, Oid)> = Vec::new();
         for m in &members {
             let commit = info.state.group_done.get(&m.id).copied().ok_or_else(|| {
-                Error::failed(format!("run {id}: member `{}` of group `{group}` has no commit to merge", m.id))
+                Error::failed(format!(
+                    "run {id}: member `{}` of group `{group}` has no commit to merge",
+                    m.id
+                ))
             })?;
             queue.push((m.id.clone(), commit));
         }
@@ -424,7 +476,10 @@ impl Runner<'_> {
                     queue.remove(0); // merged already (by a person, after a conflict)
                     continue;
                 }
-                match self.repo.merge_trees(base_tree, acc, self.repo.tree_of(commit)?)? {
+                match self
+                    .repo
+                    .merge_trees(base_tree, acc, self.repo.tree_of(commit)?)?
+                {
                     Ok(tree) => {
                         acc = tree;
                         clean.push(queue.remove(0));
@@ -439,14 +494,28 @@ impl Runner<'_> {
             let mut parents = vec![tip];
             parents.extend(clean.iter().map(|(_, c)| *c));
             let Some((member, commit, paths)) = conflict else {
-                let t = machine::decide(&info.state, plan, Input::Merged { first: first.to_string() });
+                let t = machine::decide(
+                    &info.state,
+                    plan,
+                    Input::Merged {
+                        first: first.to_string(),
+                    },
+                );
                 let subject = if names.is_empty() {
                     format!("{group}: merged")
                 } else {
                     format!("{group}: merge {}", names.join(", "))
                 };
-                let merge = self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state.clone())?;
-                self.emit(&id, Kind::GroupMerged { group: group.clone(), commit: merge, members: names });
+                let merge =
+                    self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state.clone())?;
+                self.emit(
+                    &id,
+                    Kind::GroupMerged {
+                        group: group.clone(),
+                        commit: merge,
+                        members: names,
+                    },
+                );
                 self.report_notices(&id, wt, &t.notices);
                 return Ok(super::RunEnd::of(info.state.status));
             };
@@ -462,7 +531,11 @@ impl Runner<'_> {
             );
             let subject = format!(
                 "{group}: merge {}(conflict with {member})",
-                if names.is_empty() { String::new() } else { format!("{} ", names.join(", ")) }
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", names.join(", "))
+                }
             );
             self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state)?;
             // Leave the conflicting merge in the worktree, markers and all.
@@ -478,7 +551,16 @@ impl Runner<'_> {
             ]);
             let resolver = plan.resolver(&group).and_then(|r| plan.step(&r));
             if let Some(resolver) = resolver {
-                if self.resolve_with(info, wt, plan, &group, resolver, (&member, commit), &paths, lock)? {
+                if self.resolve_with(
+                    info,
+                    wt,
+                    plan,
+                    &group,
+                    resolver,
+                    (&member, commit),
+                    &paths,
+                    lock,
+                )? {
                     queue.remove(0);
                     continue;
                 }
@@ -518,7 +600,10 @@ impl Runner<'_> {
                 tree,
                 files: vec![(store::state_path(&id), to_toml(&state).into_bytes())],
                 parents: parents.to_vec(),
-                message: txn::message(subject, &[(trailer::RUN, id.as_str()), (trailer::GROUP, group)]),
+                message: txn::message(
+                    subject,
+                    &[(trailer::RUN, id.as_str()), (trailer::GROUP, group)],
+                ),
                 author: Some(txn::author(None)),
                 side_refs: Vec::new(),
             },
@@ -579,13 +664,31 @@ impl Runner<'_> {
         };
         let attempt = exec::attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid), None)?;
         if let Some(reason) = self.unresolved(wt, paths, &attempt)? {
-            self.emit(&id, Kind::ResolverFailed { step: resolver.id.clone(), reason });
+            self.emit(
+                &id,
+                Kind::ResolverFailed {
+                    step: resolver.id.clone(),
+                    reason,
+                },
+            );
             return Ok(false);
         }
-        let t = machine::decide(&info.state, plan, Input::Resolved { member: member.to_string() });
+        let t = machine::decide(
+            &info.state,
+            plan,
+            Input::Resolved {
+                member: member.to_string(),
+            },
+        );
         let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
         let staging = self.paths.record_staging(&id, &rec);
-        exec::write_record(&staging, &mut record, &prompt, attempt.outcome.final_message.as_deref(), &log)?;
+        exec::write_record(
+            &staging,
+            &mut record,
+            &prompt,
+            attempt.outcome.final_message.as_deref(),
+            &log,
+        )?;
         let mut files = exec::record_files(&staging, &format!("{}/steps/{rec}", id.dir()))?;
         files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
         let tree = wt.stage_all(&[id.dir().as_str()])?;
@@ -599,7 +702,10 @@ impl Runner<'_> {
                 files,
                 parents: vec![tip, commit],
                 message: txn::message(
-                    &format!("{}: resolve the conflicts of {group} with {member}", resolver.id),
+                    &format!(
+                        "{}: resolve the conflicts of {group} with {member}",
+                        resolver.id
+                    ),
                     &[
                         (trailer::RUN, id.as_str()),
                         (trailer::STEP, resolver.id.as_str()),
@@ -617,12 +723,23 @@ impl Runner<'_> {
         wt.reset_hard(resolved)?;
         info.tip = resolved;
         info.state = t.state;
-        self.emit(&id, Kind::Resolved { step: resolver.id.clone(), commit: resolved });
+        self.emit(
+            &id,
+            Kind::Resolved {
+                step: resolver.id.clone(),
+                commit: resolved,
+            },
+        );
         Ok(true)
     }
 
     /// Why the resolver's work does not resolve the conflict, if it does not.
-    fn unresolved(&self, wt: &Worktree, paths: &[String], attempt: &Attempt) -> Result<Option<String>> {
+    fn unresolved(
+        &self,
+        wt: &Worktree,
+        paths: &[String],
+        attempt: &Attempt,
+    ) -> Result<Option<String>> {
         if !attempt.outcome.success {
             return Ok(Some(attempt.error()));
         }
@@ -634,6 +751,7 @@ impl Runner<'_> {
                     .any(|l| l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> "))
             })
         });
-        Ok((!unmerged.trim().is_empty() || markers).then(|| "conflicts left unresolved".to_string()))
+        Ok((!unmerged.trim().is_empty() || markers)
+            .then(|| "conflicts left unresolved".to_string()))
     }
 }

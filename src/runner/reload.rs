@@ -30,7 +30,10 @@ impl Reload {
         };
         let id = &info.id;
         let group_of = |wf: &Workflow, step: &str| {
-            wf.steps.iter().find(|s| s.id == step).map(|s| s.group.clone())
+            wf.steps
+                .iter()
+                .find(|s| s.id == step)
+                .map(|s| s.group.clone())
         };
         if let Some(next) = &info.state.next {
             if group_of(wf, next).is_none() {
@@ -46,7 +49,11 @@ impl Reload {
         if in_group {
             let old = info.workflow()?;
             let members = |wf: &Workflow, g: &Option<String>| -> Vec<String> {
-                wf.steps.iter().filter(|s| &s.group == g).map(|s| s.id.clone()).collect()
+                wf.steps
+                    .iter()
+                    .filter(|s| &s.group == g)
+                    .map(|s| s.id.clone())
+                    .collect()
             };
             let next = info.state.next.clone().unwrap_or_default();
             let group = group_of(&old, &next).flatten();
@@ -79,7 +86,10 @@ impl Runner<'_> {
             next.record.origin = wf.origin.clone();
         }
         for (key, value) in [("engine", &r.engine), ("model", &r.model)] {
-            if let Some(v) = value.as_ref().filter(|v| info.record.overrides.get(key) != Some(v)) {
+            if let Some(v) = value
+                .as_ref()
+                .filter(|v| info.record.overrides.get(key) != Some(v))
+            {
                 next.record.overrides.insert(key.to_string(), v.clone());
                 changes.push(format!("{key} {v}"));
             }
@@ -90,7 +100,13 @@ impl Runner<'_> {
         let mut diff = definition_diff(&info.workflow_source, &next.workflow_source);
         for (key, value) in &next.record.overrides {
             if info.record.overrides.get(key) != Some(value) {
-                diff.push_str(&format!("-{key}: {}\n+{key}: {value}\n", info.record.overrides.get(key).map_or("(workflow's)", String::as_str)));
+                diff.push_str(&format!(
+                    "-{key}: {}\n+{key}: {value}\n",
+                    info.record
+                        .overrides
+                        .get(key)
+                        .map_or("(workflow's)", String::as_str)
+                ));
             }
         }
         let dir = id.dir();
@@ -108,7 +124,10 @@ impl Runner<'_> {
                 tree: self.repo.tree_of(info.tip)?,
                 files,
                 parents: vec![info.tip],
-                message: txn::message(&subject, &[(trailer::RUN, id.as_str()), (trailer::WORKFLOW, "reload")]),
+                message: txn::message(
+                    &subject,
+                    &[(trailer::RUN, id.as_str()), (trailer::WORKFLOW, "reload")],
+                ),
                 author: None,
                 side_refs: Vec::new(),
             },

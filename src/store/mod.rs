@@ -359,7 +359,10 @@ pub fn state_path(run: &RunId) -> String {
 pub fn run_files(info: &RunInfo) -> Vec<(String, Vec<u8>)> {
     let dir = info.id.dir();
     let mut files = vec![
-        (format!("{dir}/run.toml"), to_toml(&info.record).into_bytes()),
+        (
+            format!("{dir}/run.toml"),
+            to_toml(&info.record).into_bytes(),
+        ),
         (state_path(&info.id), to_toml(&info.state).into_bytes()),
         (
             format!("{dir}/workflow.toml"),

@@ -159,11 +159,15 @@ impl Progress<'_> {
                 ui.green("  ok"),
                 ui.dim(&format!("{} {}", ms(duration_ms), commit.short()))
             )],
-            Kind::MemberFailed { step, reason, duration_ms, .. } => vec![format!(
-                "{} {step} {}  {reason}",
-                ui.red("  failed"),
-                ui.dim(&ms(duration_ms))
-            )],
+            Kind::MemberFailed { step, reason, duration_ms, tail, .. } => {
+                let mut out = vec![format!(
+                    "{} {step} {}  {reason}",
+                    ui.red("  failed"),
+                    ui.dim(&ms(duration_ms))
+                )];
+                out.extend(tail.iter().map(|l| format!("    {}", ui.dim(l))));
+                out
+            }
             Kind::GroupMerged { group, commit, .. } => {
                 vec![format!("{} {group} {}", ui.green("  merged"), ui.dim(&commit.short()))]
             }
@@ -208,7 +212,10 @@ impl Progress<'_> {
                 vec![format!("{} your changes as {}", ui.bold("review"), commit.short())]
             }
             Kind::RunFinished { state, reason, failed_step, duration_ms } => match state.as_str() {
-                "completed" => vec![format!("{} run {run} completed in {}", ui.green("done"), ms(duration_ms))],
+                "completed" => match reason {
+                    Some(why) if duration_ms == 0 => vec![format!("run {run}: {why}")],
+                    _ => vec![format!("{} run {run} completed in {}", ui.green("done"), ms(duration_ms))],
+                },
                 "failed" => vec![format!(
                     "{} {}",
                     ui.red("stopped"),

@@ -160,15 +160,23 @@ impl TestEnv {
     }
 
     /// Subjects of the run branch's first-parent history, oldest first (base excluded).
+    /// Subjects of the run's first-parent history, without the checkpoints that publish each
+    /// finished member of a parallel group (their order depends on which finished first).
     pub fn subjects(&self, run: &str) -> Vec<String> {
         let out = self.git(&[
             "log",
             "--first-parent",
             "--reverse",
-            "--format=%s",
+            "--format=%s%x09%(trailers:key=Machine-Member,valueonly,separator=)",
             &format!("main..machine/{run}"),
         ]);
-        out.lines().map(str::to_string).collect()
+        out.lines()
+            .filter_map(|l| match l.split_once('\t') {
+                Some((s, member)) if member.trim().is_empty() => Some(s.to_string()),
+                Some(_) => None,
+                None => Some(l.to_string()),
+            })
+            .collect()
     }
 
     /// Everything that must not change in the user's checkout: HEAD, index, worktree, stash.

@@ -74,7 +74,11 @@ fn record(conditions: &[&str]) -> RunRecord {
 
 fn plan_with(conditions: &[&str]) -> Plan {
     let wf = crate::workflow::parse("t.toml", WORKFLOW).expect("the test workflow is valid");
-    Plan::new(wf.resolve(&BTreeMap::new()), &record(conditions), Vec::new())
+    Plan::new(
+        wf.resolve(&BTreeMap::new()),
+        &record(conditions),
+        Vec::new(),
+    )
 }
 
 fn plan() -> Plan {
@@ -122,8 +126,16 @@ fn gate(passed: bool) -> Option<Gate> {
     Some(Gate {
         command: "cargo test".into(),
         passed,
-        ending: if passed { String::new() } else { "exit 101".into() },
-        tail: if passed { String::new() } else { "test x ... FAILED".into() },
+        ending: if passed {
+            String::new()
+        } else {
+            "exit 101".into()
+        },
+        tail: if passed {
+            String::new()
+        } else {
+            "test x ... FAILED".into()
+        },
     })
 }
 
@@ -209,7 +221,11 @@ fn a_failing_gate_sends_the_run_back_with_its_output() {
     assert_eq!(t.state.loops.get("review"), Some(&1));
     let fb = t.state.feedback.expect("feedback for the looped-to step");
     assert_eq!((fb.from.as_str(), fb.pass), ("review", 2));
-    assert!(fb.reason.contains("`cargo test` failed (exit 101)"), "{}", fb.reason);
+    assert!(
+        fb.reason.contains("`cargo test` failed (exit 101)"),
+        "{}",
+        fb.reason
+    );
     assert!(fb.reason.contains("test x ... FAILED"), "{}", fb.reason);
     assert_eq!(t.gate.as_deref(), Some("failed (exit 101)"));
     assert!(matches!(&t.notices[0], Notice::Loop { to, pass: 2, max: 3, .. } if to == "implement"));
@@ -249,12 +265,20 @@ fn a_loop_at_its_max_fails_the_run_naming_the_looping_step() {
             gate: gate(false),
         },
     );
-    assert_eq!(t.publish, Publish::Step, "the work of the last pass is kept");
+    assert_eq!(
+        t.publish,
+        Publish::Step,
+        "the work of the last pass is kept"
+    );
     assert_eq!(t.state.status, Status::Failed);
     assert_eq!(t.state.failed.as_deref(), Some("review"));
     assert_eq!(t.state.next.as_deref(), Some("implement"));
     assert!(t.looped.as_ref().is_some_and(|l| l.exhausted));
-    assert!(t.state.reason.as_deref().is_some_and(|r| r.contains("max of 3")));
+    assert!(t
+        .state
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("max of 3")));
 }
 
 #[test]
@@ -264,10 +288,19 @@ fn a_loop_at_its_max_with_on_max_continue_goes_on() {
     let t = decide(
         &s,
         &plan(),
-        with_directive("last", Directive::Loop { to: None, reason: "again".into() }),
+        with_directive(
+            "last",
+            Directive::Loop {
+                to: None,
+                reason: "again".into(),
+            },
+        ),
     );
     assert_eq!(t.state.status, Status::Completed);
-    assert!(matches!(t.notices[0], Notice::LoopExhausted { went_on: true, .. }));
+    assert!(matches!(
+        t.notices[0],
+        Notice::LoopExhausted { went_on: true, .. }
+    ));
 }
 
 #[test]
@@ -295,38 +328,76 @@ fn a_loop_directive_outside_the_steps_limits_fails_it() {
     let t = decide(
         &at("review"),
         &plan(),
-        with_directive("review", Directive::Loop { to: Some("design".into()), reason: String::new() }),
+        with_directive(
+            "review",
+            Directive::Loop {
+                to: Some("design".into()),
+                reason: String::new(),
+            },
+        ),
     );
     assert_eq!(t.publish, Publish::Failure);
-    assert!(t.error.as_deref().is_some_and(|e| e.contains("may only loop to `implement`")));
+    assert!(t
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("may only loop to `implement`")));
     let t = decide(
         &at("design"),
         &plan(),
-        with_directive("design", Directive::Loop { to: None, reason: String::new() }),
+        with_directive(
+            "design",
+            Directive::Loop {
+                to: None,
+                reason: String::new(),
+            },
+        ),
     );
-    assert!(t.error.as_deref().is_some_and(|e| e.contains("declares no `loop`")));
+    assert!(t
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("declares no `loop`")));
 }
 
 #[test]
 fn a_stop_directive_completes_the_run_early() {
-    let t = decide(&at("design"), &plan(), with_directive("design", Directive::Stop("done".into())));
+    let t = decide(
+        &at("design"),
+        &plan(),
+        with_directive("design", Directive::Stop("done".into())),
+    );
     assert_eq!(t.state.status, Status::Completed);
     assert_eq!(t.state.next, None);
-    assert_eq!(t.state.reason.as_deref(), Some("stopped by step `design`: done"));
+    assert_eq!(
+        t.state.reason.as_deref(),
+        Some("stopped by step `design`: done")
+    );
 }
 
 #[test]
 fn a_pause_directive_or_a_checkpoint_pauses_after_the_commit() {
-    let t = decide(&at("design"), &plan(), with_directive("design", Directive::Pause("look".into())));
-    assert_eq!((t.state.status, t.state.next.as_deref()), (Status::Paused, Some("implement")));
+    let t = decide(
+        &at("design"),
+        &plan(),
+        with_directive("design", Directive::Pause("look".into())),
+    );
+    assert_eq!(
+        (t.state.status, t.state.next.as_deref()),
+        (Status::Paused, Some("implement"))
+    );
     let t = decide(&at("look"), &plan(), ok("look"));
-    assert_eq!((t.state.status, t.state.next.as_deref()), (Status::Paused, Some("last")));
+    assert_eq!(
+        (t.state.status, t.state.next.as_deref()),
+        (Status::Paused, Some("last"))
+    );
     assert_eq!(t.publish, Publish::Step);
 }
 
 #[test]
 fn an_error_or_unreadable_directive_fails_the_step() {
-    for d in [Directive::Error("no".into()), Directive::Invalid("bad toml".into())] {
+    for d in [
+        Directive::Error("no".into()),
+        Directive::Invalid("bad toml".into()),
+    ] {
         let t = decide(&at("design"), &plan(), with_directive("design", d));
         assert_eq!(t.publish, Publish::Failure);
         assert_eq!(t.state.status, Status::Failed);
@@ -380,7 +451,10 @@ fn a_members_stop_applies_to_the_group_after_it_merges() {
     assert_eq!(t.state.status, Status::Running, "not before the merge");
     let merged = decide(&t.state, &plan(), Input::Merged { first: "a".into() });
     assert_eq!(merged.state.status, Status::Completed);
-    assert_eq!(merged.state.reason.as_deref(), Some("stopped by step `b`: enough"));
+    assert_eq!(
+        merged.state.reason.as_deref(),
+        Some("stopped by step `b`: enough")
+    );
     assert!(merged.state.group_directive.is_none());
 }
 
@@ -393,13 +467,23 @@ fn a_members_pause_pauses_after_the_merge() {
         reason: "check".into(),
     });
     let t = decide(&s, &plan(), Input::Merged { first: "a".into() });
-    assert_eq!((t.state.status, t.state.next.as_deref()), (Status::Paused, Some("look")));
+    assert_eq!(
+        (t.state.status, t.state.next.as_deref()),
+        (Status::Paused, Some("look"))
+    );
 }
 
 #[test]
 fn a_members_loop_or_error_is_a_member_failure() {
-    let why = member_directive_problem("a", "g", &Directive::Loop { to: None, reason: String::new() })
-        .expect("a member cannot loop");
+    let why = member_directive_problem(
+        "a",
+        "g",
+        &Directive::Loop {
+            to: None,
+            reason: String::new(),
+        },
+    )
+    .expect("a member cannot loop");
     assert!(why.contains("cannot send the run back"), "{why}");
     assert!(member_directive_problem("a", "g", &Directive::Error("x".into())).is_some());
     assert!(member_directive_problem("a", "g", &Directive::Pause(String::new())).is_none());

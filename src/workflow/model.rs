@@ -14,9 +14,18 @@ pub const ENGINES: &[&str] = &[
     "command", "claude", "codex", "gemini", "opencode", "cursor", "aider",
 ];
 
-/// Placeholders every workflow may use without declaring them.
-pub const BUILTIN_PLACEHOLDERS: &[&str] =
-    &["run_id", "workflow", "date", "base", "track", "conditions"];
+/// Placeholders every workflow may use without declaring them. `loop_reason` and `loop_pass`
+/// change from one execution of a step to the next: see [`loop_values`](super::loop_values).
+pub const BUILTIN_PLACEHOLDERS: &[&str] = &[
+    "run_id",
+    "workflow",
+    "date",
+    "base",
+    "track",
+    "conditions",
+    "loop_reason",
+    "loop_pass",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workflow {

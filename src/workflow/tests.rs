@@ -712,8 +712,74 @@ fn placeholders_are_checked_in_every_template() {
     );
     // Built-ins are always known.
     parse_ok(&with_head(&format!(
-        "{step}prompt = \"{{run_id}} {{workflow}} {{date}} {{base}} {{track}} {{conditions}}\"\n"
+        "{step}prompt = \"{{run_id}} {{workflow}} {{date}} {{base}} {{track}} {{conditions}} {{loop_reason}} {{loop_pass}}\"\n"
     )));
+}
+
+#[test]
+fn loop_placeholders_are_built_ins() {
+    let step = "[[steps]]\nid = \"a\"\nrun = [\"x\"]\n";
+    let wf = parse_ok(&with_head(&format!(
+        "{step}prompt = \"pass {{loop_pass}}: {{loop_reason}}\"\nargs = [\"--pass={{loop_pass}}\"]\n"
+    )));
+    // First pass: no feedback, an empty reason and pass 1.
+    let mut v: BTreeMap<String, String> = loop_values(None).into_iter().collect();
+    assert_eq!(wf.resolve(&v)[0].prompt.as_deref(), Some("pass 1: "));
+    // A repeat: the reason goes in verbatim and is never expanded again.
+    v.extend(loop_values(Some(("tests fail: {feature_name} ${HOME}", 2))));
+    let s = &wf.resolve(&v)[0];
+    assert_eq!(
+        s.prompt.as_deref(),
+        Some("pass 2: tests fail: {feature_name} ${HOME}")
+    );
+    assert_eq!(s.args, ["--pass=2"]);
+
+    // A near miss gets its did-you-mean; anything else under `loop_` is unknown as ever.
+    assert_err(
+        &with_head(&format!("{step}prompt = \"{{loop_reasn}}\"\n")),
+        14,
+        11,
+        "unknown placeholder `{loop_reasn}`",
+        "did you mean `{loop_reason}`?",
+    );
+    assert_err(
+        &with_head(&format!("{step}prompt = \"{{loop_pas}}\"\n")),
+        14,
+        11,
+        "unknown placeholder `{loop_pas}`",
+        "did you mean `{loop_pass}`?",
+    );
+    let e = assert_err(
+        &with_head(&format!("{step}prompt = \"{{loop_foo}}\"\n")),
+        14,
+        11,
+        "unknown placeholder `{loop_foo}`",
+        "built-ins: run_id, workflow, date, base, track, conditions, loop_reason, loop_pass;",
+    );
+    assert_eq!(e.message, "unknown placeholder `{loop_foo}`");
+    // A var can't take their names.
+    assert_err(
+        "version = 1\nname = \"x\"\n[vars.loop_reason]\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\n",
+        3,
+        7,
+        "var `loop_reason` has the name of a built-in placeholder",
+        "pick another name",
+    );
+}
+
+#[test]
+fn loop_placeholders_are_accepted_in_prompt_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("prompts")).expect("create prompts dir");
+    let text = "Design the {area}.\nPass {loop_pass}. Why again: {loop_reason}\n";
+    std::fs::write(dir.path().join("prompts/design.md"), text).expect("write prompt");
+    let wf = parse_with_base("wf.toml", PROMPT_STEP, Some(dir.path())).expect("parses");
+    let mut v = values(&[("area", "api")]);
+    v.extend(loop_values(Some(("the review wants tests", 3))));
+    assert_eq!(
+        wf.resolve(&v)[0].prompt.as_deref(),
+        Some("Design the api.\nPass 3. Why again: the review wants tests\n")
+    );
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub fn build(
                 from,
                 output: Some(output),
                 required,
+                ..
             } => (
                 read(wt, output).map(|text| {
                     vec![Section {
@@ -53,6 +54,7 @@ pub fn build(
                 from,
                 output: None,
                 required,
+                ..
             } => (
                 last_message(run, wt, from).map(|text| {
                     vec![Section {

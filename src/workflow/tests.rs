@@ -1163,12 +1163,14 @@ context_limit = "64KiB"
             ContextSource::Step {
                 from: "design".to_string(),
                 output: None,
-                required: false
+                required: false,
+                later: false
             },
             ContextSource::Step {
                 from: "design".to_string(),
                 output: Some("schema.json".to_string()),
-                required: true
+                required: true,
+                later: false
             },
             ContextSource::Files {
                 pattern: "src/{area}/**/*.ts".to_string(),
@@ -1444,6 +1446,67 @@ fn when_and_tracks_name_known_options() {
         10,
         "step `c` has `tracks`, but the workflow has no [tracks]",
         "[tracks.options]",
+    );
+}
+
+/// Steps a, b, c, d: `b` has `ctx` as its context entry, `d` has `loop` (and outputs).
+fn loop_over_b(ctx: &str, loop_: &str) -> String {
+    format!(
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\n[[steps]]\nid = \"b\"\nrun = [\"x\"]\ncontext = [{ctx}]\n[[steps]]\nid = \"c\"\nrun = [\"x\"]\n[[steps]]\nid = \"d\"\nrun = [\"x\"]\noutputs = [\"review.md\"]\n{loop_}\n"
+    )
+}
+
+#[test]
+fn context_may_come_from_a_later_step_whose_loop_comes_back() {
+    let from_d = |output: Option<&str>, required: bool| ContextSource::Step {
+        from: "d".to_string(),
+        output: output.map(str::to_string),
+        required,
+        later: true,
+    };
+    // The loop goes back to `b` itself, or to `a` before it: `b` runs again after `d`.
+    for to in ["b", "a"] {
+        let wf = parse_ok(&loop_over_b(
+            r#"{ from = "d", required = true }"#,
+            &format!("loop = {{ to = \"{to}\" }}"),
+        ));
+        assert_eq!(wf.steps[1].context, [from_d(None, true)], "loop to {to}");
+    }
+    // A declared output of the later step, as written; resolving keeps `later`.
+    let wf = parse_ok(&loop_over_b(
+        r#"{ from = "d", output = "review.md" }"#,
+        r#"loop = { to = "b", max = 3 }"#,
+    ));
+    assert_eq!(
+        wf.resolve(&BTreeMap::new())[1].context,
+        [from_d(Some("review.md"), false)]
+    );
+    assert_err(
+        &loop_over_b(
+            r#"{ from = "d", output = "reveiw.md" }"#,
+            r#"loop = { to = "b" }"#,
+        ),
+        9,
+        35,
+        "`reveiw.md` is not an output of step `d`",
+        "did you mean `review.md`? outputs of step `d`: `review.md`",
+    );
+
+    // Not when the loop starts after `b`, goes back to `d` itself, or there is no loop.
+    let later = "`from` names step `d`, which comes after step `b`";
+    let hint = "context can only come from an earlier step, or from a later one whose `loop` goes back to this step or before it";
+    for loop_ in [r#"loop = { to = "c" }"#, "loop = { max = 2 }", ""] {
+        let e = assert_err(&loop_over_b(r#"{ from = "d" }"#, loop_), 9, 21, later, hint);
+        assert_eq!(e.message, later, "{loop_}");
+        assert_eq!(e.hint.as_deref(), Some(hint), "{loop_}");
+    }
+    // The later step's own loop is still checked when its turn comes.
+    assert_err(
+        &loop_over_b(r#"{ from = "d" }"#, r#"loop = { to = "b", max = 0 }"#),
+        17,
+        26,
+        "`max` must be at least 1",
+        "",
     );
 }
 

@@ -125,10 +125,12 @@ impl Workflow {
                             from,
                             output,
                             required,
+                            later,
                         } => ContextSource::Step {
                             from: from.clone(),
                             output: output.as_deref().map(|o| expand(o, values)),
                             required: *required,
+                            later: *later,
                         },
                         ContextSource::Files { pattern, required } => ContextSource::Files {
                             pattern: expand(pattern, values),

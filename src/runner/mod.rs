@@ -656,7 +656,8 @@ impl Runner<'_> {
                 .and_then(|from| info.state.sessions.get(from).cloned())
         });
         let mut prestart_error = None;
-        let (mut prompt, context_report) = match context::build(&id, wt, step) {
+        let feedback = info.state.feedback.as_ref();
+        let (mut prompt, context_report) = match context::build(&id, wt, step, feedback) {
             Ok(built) => built,
             Err(message) => {
                 prestart_error = Some(message);

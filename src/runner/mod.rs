@@ -701,7 +701,7 @@ impl Runner<'_> {
                 .as_ref()
                 .and_then(|from| info.state.sessions.get(from).cloned())
         });
-        let (mut prompt, context, prestart_error) = match context::build(&info.id, wt, step) {
+        let (mut prompt, context, prestart_error) = match context::build(&info.id, wt, step, info.state.feedback.as_ref()) {
             Ok((prompt, context)) => (prompt, context, None),
             Err(message) => (
                 step.prompt.clone().unwrap_or_default(),

@@ -120,7 +120,7 @@ impl Runner<'_> {
                 }
                 self.repo.worktree_add_detached(&path, base)?;
             }
-            let (prompt, context, prestart) = match context::build(id, &mwt, step) {
+            let (prompt, context, prestart) = match context::build(id, &mwt, step, None) {
                 Ok((p, c)) => (p, c, None),
                 Err(e) => (step.prompt.clone().unwrap_or_default(), Vec::new(), Some(e)),
             };

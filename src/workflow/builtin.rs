@@ -48,6 +48,34 @@ mod tests {
         }
     }
 
+    /// The step a built-in loop goes back to gets the loop feedback section anyway; its prompt
+    /// must also say which pass it is, and point to the reason.
+    #[test]
+    fn builtin_loops_tell_the_step_they_go_back_to() {
+        let mut loops = 0;
+        for (name, text) in BUILTINS {
+            let wf = crate::workflow::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+            for l in wf.steps.iter().filter_map(|s| s.loop_spec.as_ref()) {
+                loops += 1;
+                let to = wf.steps.iter().find(|s| s.id == l.to).expect("loop target");
+                let prompt = to.prompt.as_deref().unwrap_or_default();
+                assert!(
+                    prompt.contains("{loop_pass}") && prompt.contains("Why this step runs again"),
+                    "{name}: step `{}`",
+                    to.id
+                );
+            }
+        }
+        assert_eq!(loops, 3, "test-fix, bug-triage, spec-driven");
+        let wf = crate::workflow::parse("spec-driven", builtin("spec-driven").expect("built in"))
+            .expect("parses");
+        let implement = wf.steps.iter().find(|s| s.id == "implement").expect("step");
+        assert!(implement.context.iter().any(|c| matches!(
+            c,
+            crate::workflow::ContextSource::Step { from, later: true, .. } if from == "review"
+        )));
+    }
+
     #[test]
     fn demo_is_three_command_steps() {
         let wf = crate::workflow::parse("builtin:demo", builtin("demo").expect("demo is built in"))

@@ -5,8 +5,10 @@
 //! can be given, a hint. The stages: `raw` (serde shapes with spans) → `parse` (every rule,
 //! `[defaults]` merged) → `model` (what the rest of the crate sees). Placeholders are checked at
 //! parse time and expanded per run by [`Workflow::resolve`] (`template`); `--var` values are
-//! checked by [`Workflow::bind_vars`]. `find`/`list` locate workflows in a repository's
-//! `.codemachine/workflows/` and among the built-ins; [`load`] finds and parses in one go.
+//! checked by [`Workflow::bind_vars`]; [`loop_values`] gives the two built-ins that change from
+//! one execution of a step to the next, `{loop_reason}` and `{loop_pass}`. `find`/`list` locate
+//! workflows in a repository's `.codemachine/workflows/` and among the built-ins; [`load`] finds
+//! and parses in one go.
 //!
 //! A step's prompt may come from a `prompt_file` next to the workflow file. Such files are
 //! read once, when the workflow is loaded ([`load`], [`parse_with_base`]), and handed back in
@@ -28,6 +30,9 @@ pub use error::WorkflowError;
 pub use find::{list, load};
 pub use model::*;
 pub use parse::{parse, parse_with_files};
+// Until the runner passes loop feedback to the steps it resolves (then drop the `allow`).
+#[allow(unused_imports)]
+pub use vars::loop_values;
 
 #[cfg(test)]
 mod tests;

@@ -14,9 +14,18 @@ pub const ENGINES: &[&str] = &[
     "command", "claude", "codex", "gemini", "opencode", "cursor", "aider",
 ];
 
-/// Placeholders every workflow may use without declaring them.
-pub const BUILTIN_PLACEHOLDERS: &[&str] =
-    &["run_id", "workflow", "date", "base", "track", "conditions"];
+/// Placeholders every workflow may use without declaring them. `loop_reason` and `loop_pass`
+/// change from one execution of a step to the next: see [`loop_values`](super::loop_values).
+pub const BUILTIN_PLACEHOLDERS: &[&str] = &[
+    "run_id",
+    "workflow",
+    "date",
+    "base",
+    "track",
+    "conditions",
+    "loop_reason",
+    "loop_pass",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workflow {
@@ -65,11 +74,16 @@ pub struct GroupSpec {
 /// Where a step's prompt gets extra context from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextSource {
-    /// An earlier step's final message, or one of its declared outputs.
+    /// A step's final message, or one of its declared outputs: an earlier step, or a later one
+    /// that loops back over this one.
     Step {
         from: String,
         output: Option<String>,
         required: bool,
+        /// `from` comes after this step: its loop goes back to this step or before it, so this
+        /// step runs again after it. Until it has run (the first pass) the source is empty and
+        /// `required` does not apply.
+        later: bool,
     },
     /// Files of the worktree matching a glob (`**` allowed).
     Files { pattern: String, required: bool },

@@ -12,6 +12,10 @@
 //! `[[condition_groups]]`, `tracks` options of `[tracks]`; option ids are unique across all of
 //! them because `--track` and `--with` name an option without its question. Parallel groups are
 //! checked once all steps are known (consecutive, two or more steps, no `loop`/`checkpoint`).
+//! One exception to "earlier": `context.from` may name a later step whose `loop.to` is this
+//! step or one before it — a step the loop sends the run back over, which runs again after the
+//! looping step and can read what it said. That later step's `loop.to` and `outputs` are read as
+//! written; they are checked in full when its turn comes.
 //!
 //! `prompt_file`: a step's prompt may live in a file, named relative to the workflow file's
 //! directory and read here, at parse time; its text becomes the step's `prompt` and passes the
@@ -214,7 +218,7 @@ const FROM_REF: StepRef = StepRef {
         "can't take context from itself",
         "`from` names an earlier step whose result goes into this step's prompt",
     )),
-    later_hint: "context can only come from an earlier step",
+    later_hint: "context can only come from an earlier step, or from a later one whose `loop` goes back to this step or before it",
 };
 
 const LOOP_REF: StepRef = StepRef {
@@ -1050,18 +1054,32 @@ impl Checker<'_> {
         let required = c.required.as_ref().is_some_and(|r| *r.get_ref());
         match kind {
             "from" => {
+                if let Some(outputs) = looping_back_over(value.get_ref(), id, earlier, scope.all) {
+                    let output = c
+                        .output
+                        .as_ref()
+                        .map(|o| self.step_output(o, value.get_ref(), &outputs))
+                        .transpose()?;
+                    return Ok(ContextSource::Step {
+                        from: value.get_ref().clone(),
+                        output,
+                        required,
+                        later: true,
+                    });
+                }
                 let target = self.step_ref(value, id, earlier, scope.all, &FROM_REF)?;
                 let target = &earlier[target];
                 self.not_in_own_group(value, "from", id, group, target)?;
                 let output = c
                     .output
                     .as_ref()
-                    .map(|o| self.step_output(o, target))
+                    .map(|o| self.step_output(o, &target.id, &target.outputs))
                     .transpose()?;
                 Ok(ContextSource::Step {
                     from: target.id.clone(),
                     output,
                     required,
+                    later: false,
                 })
             }
             "files" => Ok(ContextSource::Files {
@@ -1075,28 +1093,27 @@ impl Checker<'_> {
         }
     }
 
-    /// `output` of a context entry: one of the outputs `target` declares, as written.
-    fn step_output(&self, output: &Str, target: &Step) -> Result<String> {
+    /// `output` of a context entry: one of the `outputs` step `from` declares, as written.
+    fn step_output(&self, output: &Str, from: &str, outputs: &[String]) -> Result<String> {
         let name = output.get_ref();
-        if target.outputs.contains(name) {
+        if outputs.contains(name) {
             return Ok(name.clone());
         }
         let at = output.span().start;
-        let from = &target.id;
-        if target.outputs.is_empty() {
+        if outputs.is_empty() {
             return Err(self
                 .err(at, format!("step `{from}` declares no outputs"))
                 .with_hint(format!(
                     "add `outputs = [\"{name}\"]` to step `{from}`, or leave out `output` to get its final message"
                 )));
         }
-        let mut hint = match closest(name, target.outputs.iter().map(String::as_str)) {
+        let mut hint = match closest(name, outputs.iter().map(String::as_str)) {
             Some(near) => format!("did you mean `{near}`? "),
             None => String::new(),
         };
         hint.push_str(&format!(
             "outputs of step `{from}`: {}",
-            backticked(target.outputs.iter().map(String::as_str))
+            backticked(outputs.iter().map(String::as_str))
         ));
         Err(self
             .err(at, format!("`{name}` is not an output of step `{from}`"))
@@ -1907,6 +1924,33 @@ impl Checker<'_> {
             .find(fragment)
             .map_or(span.start, |j| span.start + j)
     }
+}
+
+/// When `name` is a step after step `id` whose `loop` goes back to `id` or to a step before it
+/// (so `id` runs again after it), that step's `outputs` as written; `None` for any other name,
+/// which [`Checker::step_ref`] then judges. A loop without `to` goes back to its own step, after
+/// `id`, so it does not count.
+fn looping_back_over(
+    name: &str,
+    id: &str,
+    earlier: &[Step],
+    all: &[Spanned<RawStep>],
+) -> Option<Vec<String>> {
+    if name == id || earlier.iter().any(|s| s.id == name) {
+        return None;
+    }
+    let later = all
+        .iter()
+        .map(Spanned::get_ref)
+        .find(|s| s.id.as_ref().is_some_and(|i| i.get_ref() == name))?;
+    let to = later.loop_.as_ref()?.get_ref().to.as_ref()?.get_ref();
+    if to != id && !earlier.iter().any(|s| s.id == *to) {
+        return None;
+    }
+    let outputs = later.outputs.as_ref().map_or_else(Vec::new, |list| {
+        list.get_ref().iter().map(|o| o.get_ref().clone()).collect()
+    });
+    Some(outputs)
 }
 
 /// The first placeholder of a template that is neither a declared var nor a built-in.

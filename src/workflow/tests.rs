@@ -712,8 +712,74 @@ fn placeholders_are_checked_in_every_template() {
     );
     // Built-ins are always known.
     parse_ok(&with_head(&format!(
-        "{step}prompt = \"{{run_id}} {{workflow}} {{date}} {{base}} {{track}} {{conditions}}\"\n"
+        "{step}prompt = \"{{run_id}} {{workflow}} {{date}} {{base}} {{track}} {{conditions}} {{loop_reason}} {{loop_pass}}\"\n"
     )));
+}
+
+#[test]
+fn loop_placeholders_are_built_ins() {
+    let step = "[[steps]]\nid = \"a\"\nrun = [\"x\"]\n";
+    let wf = parse_ok(&with_head(&format!(
+        "{step}prompt = \"pass {{loop_pass}}: {{loop_reason}}\"\nargs = [\"--pass={{loop_pass}}\"]\n"
+    )));
+    // First pass: no feedback, an empty reason and pass 1.
+    let mut v: BTreeMap<String, String> = loop_values(None).into_iter().collect();
+    assert_eq!(wf.resolve(&v)[0].prompt.as_deref(), Some("pass 1: "));
+    // A repeat: the reason goes in verbatim and is never expanded again.
+    v.extend(loop_values(Some(("tests fail: {feature_name} ${HOME}", 2))));
+    let s = &wf.resolve(&v)[0];
+    assert_eq!(
+        s.prompt.as_deref(),
+        Some("pass 2: tests fail: {feature_name} ${HOME}")
+    );
+    assert_eq!(s.args, ["--pass=2"]);
+
+    // A near miss gets its did-you-mean; anything else under `loop_` is unknown as ever.
+    assert_err(
+        &with_head(&format!("{step}prompt = \"{{loop_reasn}}\"\n")),
+        14,
+        11,
+        "unknown placeholder `{loop_reasn}`",
+        "did you mean `{loop_reason}`?",
+    );
+    assert_err(
+        &with_head(&format!("{step}prompt = \"{{loop_pas}}\"\n")),
+        14,
+        11,
+        "unknown placeholder `{loop_pas}`",
+        "did you mean `{loop_pass}`?",
+    );
+    let e = assert_err(
+        &with_head(&format!("{step}prompt = \"{{loop_foo}}\"\n")),
+        14,
+        11,
+        "unknown placeholder `{loop_foo}`",
+        "built-ins: run_id, workflow, date, base, track, conditions, loop_reason, loop_pass;",
+    );
+    assert_eq!(e.message, "unknown placeholder `{loop_foo}`");
+    // A var can't take their names.
+    assert_err(
+        "version = 1\nname = \"x\"\n[vars.loop_reason]\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\n",
+        3,
+        7,
+        "var `loop_reason` has the name of a built-in placeholder",
+        "pick another name",
+    );
+}
+
+#[test]
+fn loop_placeholders_are_accepted_in_prompt_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("prompts")).expect("create prompts dir");
+    let text = "Design the {area}.\nPass {loop_pass}. Why again: {loop_reason}\n";
+    std::fs::write(dir.path().join("prompts/design.md"), text).expect("write prompt");
+    let wf = parse_with_base("wf.toml", PROMPT_STEP, Some(dir.path())).expect("parses");
+    let mut v = values(&[("area", "api")]);
+    v.extend(loop_values(Some(("the review wants tests", 3))));
+    assert_eq!(
+        wf.resolve(&v)[0].prompt.as_deref(),
+        Some("Design the api.\nPass 3. Why again: the review wants tests\n")
+    );
 }
 
 #[test]
@@ -1097,12 +1163,14 @@ context_limit = "64KiB"
             ContextSource::Step {
                 from: "design".to_string(),
                 output: None,
-                required: false
+                required: false,
+                later: false
             },
             ContextSource::Step {
                 from: "design".to_string(),
                 output: Some("schema.json".to_string()),
-                required: true
+                required: true,
+                later: false
             },
             ContextSource::Files {
                 pattern: "src/{area}/**/*.ts".to_string(),
@@ -1378,6 +1446,67 @@ fn when_and_tracks_name_known_options() {
         10,
         "step `c` has `tracks`, but the workflow has no [tracks]",
         "[tracks.options]",
+    );
+}
+
+/// Steps a, b, c, d: `b` has `ctx` as its context entry, `d` has `loop` (and outputs).
+fn loop_over_b(ctx: &str, loop_: &str) -> String {
+    format!(
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\n[[steps]]\nid = \"b\"\nrun = [\"x\"]\ncontext = [{ctx}]\n[[steps]]\nid = \"c\"\nrun = [\"x\"]\n[[steps]]\nid = \"d\"\nrun = [\"x\"]\noutputs = [\"review.md\"]\n{loop_}\n"
+    )
+}
+
+#[test]
+fn context_may_come_from_a_later_step_whose_loop_comes_back() {
+    let from_d = |output: Option<&str>, required: bool| ContextSource::Step {
+        from: "d".to_string(),
+        output: output.map(str::to_string),
+        required,
+        later: true,
+    };
+    // The loop goes back to `b` itself, or to `a` before it: `b` runs again after `d`.
+    for to in ["b", "a"] {
+        let wf = parse_ok(&loop_over_b(
+            r#"{ from = "d", required = true }"#,
+            &format!("loop = {{ to = \"{to}\" }}"),
+        ));
+        assert_eq!(wf.steps[1].context, [from_d(None, true)], "loop to {to}");
+    }
+    // A declared output of the later step, as written; resolving keeps `later`.
+    let wf = parse_ok(&loop_over_b(
+        r#"{ from = "d", output = "review.md" }"#,
+        r#"loop = { to = "b", max = 3 }"#,
+    ));
+    assert_eq!(
+        wf.resolve(&BTreeMap::new())[1].context,
+        [from_d(Some("review.md"), false)]
+    );
+    assert_err(
+        &loop_over_b(
+            r#"{ from = "d", output = "reveiw.md" }"#,
+            r#"loop = { to = "b" }"#,
+        ),
+        9,
+        35,
+        "`reveiw.md` is not an output of step `d`",
+        "did you mean `review.md`? outputs of step `d`: `review.md`",
+    );
+
+    // Not when the loop starts after `b`, goes back to `d` itself, or there is no loop.
+    let later = "`from` names step `d`, which comes after step `b`";
+    let hint = "context can only come from an earlier step, or from a later one whose `loop` goes back to this step or before it";
+    for loop_ in [r#"loop = { to = "c" }"#, "loop = { max = 2 }", ""] {
+        let e = assert_err(&loop_over_b(r#"{ from = "d" }"#, loop_), 9, 21, later, hint);
+        assert_eq!(e.message, later, "{loop_}");
+        assert_eq!(e.hint.as_deref(), Some(hint), "{loop_}");
+    }
+    // The later step's own loop is still checked when its turn comes.
+    assert_err(
+        &loop_over_b(r#"{ from = "d" }"#, r#"loop = { to = "b", max = 0 }"#),
+        17,
+        26,
+        "`max` must be at least 1",
+        "",
     );
 }
 

@@ -10,6 +10,20 @@ use super::error::{closest, WorkflowError};
 use super::model::{ContextSource, ResolvedStep, Workflow};
 use super::template::expand;
 
+/// Values of `{loop_reason}` and `{loop_pass}` for one execution of a step, to merge into the
+/// values it is resolved with. `feedback` is (reason, pass) when a loop has just sent the run
+/// back to this step — the checkpoint's loop feedback — and `None` otherwise: then the reason is
+/// empty and the pass is 1. Only the step a loop goes back to gets feedback; the steps after it
+/// on the way back to the looping step run with `None`.
+#[allow(dead_code)] // until the runner calls it; then drop the `allow`
+pub fn loop_values(feedback: Option<(&str, u32)>) -> [(String, String); 2] {
+    let (reason, pass) = feedback.unwrap_or(("", 1));
+    [
+        ("loop_reason".to_string(), reason.to_string()),
+        ("loop_pass".to_string(), pass.to_string()),
+    ]
+}
+
 impl Workflow {
     /// Check CLI `--var` pairs against declared vars: an undeclared name is an error (suggest
     /// the closest declared name), a required var (no default) not given is an error listing it
@@ -112,10 +126,12 @@ impl Workflow {
                             from,
                             output,
                             required,
+                            later,
                         } => ContextSource::Step {
                             from: from.clone(),
                             output: output.as_deref().map(|o| expand(o, values)),
                             required: *required,
+                            later: *later,
                         },
                         ContextSource::Files { pattern, required } => ContextSource::Files {
                             pattern: expand(pattern, values),

@@ -2,14 +2,16 @@
 //!
 //! Each step's change (its tree minus the run's own `.codemachine/runs/<run>/`) is merged onto
 //! HEAD three-way, in memory; only when every step applied cleanly are the user's files, index
-//! and branch updated. A conflict or a dirty checkout changes nothing.
+//! and branch updated. A conflict, a dirty checkout or a file in the way changes nothing.
+
+use std::collections::BTreeSet;
 
 use clap::Args;
 
 use super::error::{CliError, CliResult};
 use super::{find_run, Ctx};
-use crate::git::{Oid, RefUpdate, Worktree};
-use crate::store::{self, StepStatus};
+use crate::git::{GitError, Oid, RefUpdate, Worktree};
+use crate::store::{self, RunId, StepStatus};
 
 /// Put a run's code changes on the current branch, one commit per step or squashed
 #[derive(Args, Debug)]
@@ -121,7 +123,9 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         return Ok(());
     }
     // Update files and index first (refusing to overwrite anything), then move the branch.
-    user.git(&["read-tree", "-m", "-u", &head.to_string(), &cur.to_string()])?;
+    if let Err(e) = user.git(&["read-tree", "-m", "-u", &head.to_string(), &cur.to_string()]) {
+        return Err(in_the_way(&user, &id, head, cur, e));
+    }
     if let Err(e) = repo.update_refs(
         &[RefUpdate {
             name: branch.clone(),
@@ -143,4 +147,141 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         if made.len() == 1 { "" } else { "s" }
     ));
     Ok(())
+}
+
+/// What `git read-tree -m -u` says when a file of the user's stands where the run puts one: the
+/// path sits between each pair. These are git's plumbing messages, which it never translates.
+const UNTRACKED_IN_THE_WAY: [(&str, &str); 3] = [
+    (
+        "Untracked working tree file '",
+        "' would be overwritten by merge.",
+    ),
+    (
+        "Untracked working tree file '",
+        "' would be removed by merge.",
+    ),
+    ("Updating '", "' would lose untracked files in it"),
+];
+/// The same for a tracked file whose changes `git status` did not show (a file marked
+/// `--assume-unchanged` or `--skip-worktree`).
+const CHANGED_IN_THE_WAY: [(&str, &str); 2] = [
+    ("Entry '", "' not uptodate. Cannot merge."),
+    ("Entry '", "' would be overwritten by merge. Cannot merge."),
+];
+
+/// The paths a message of `stderr` names with one of `patterns`.
+fn named_paths(stderr: &str, patterns: &[(&str, &str)]) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            patterns.iter().find_map(|(before, after)| {
+                let start = line.find(before)? + before.len();
+                line[start..].strip_suffix(after).map(str::to_string)
+            })
+        })
+        .collect()
+}
+
+/// Turn git's refusal to update the user's files into a usage error naming the files in the way.
+/// Git names only the first file it trips over, so the untracked ones among the paths the run
+/// adds are found here too, so that one round of tidying is enough. Any other failure is
+/// passed on as it is.
+fn in_the_way(user: &Worktree, id: &RunId, head: Oid, cur: Oid, e: GitError) -> CliError {
+    let GitError::Cli { stderr, .. } = &e else {
+        return e.into();
+    };
+    let mut untracked: BTreeSet<String> = named_paths(stderr, &UNTRACKED_IN_THE_WAY)
+        .into_iter()
+        .collect();
+    let changed: BTreeSet<String> = named_paths(stderr, &CHANGED_IN_THE_WAY)
+        .into_iter()
+        .collect();
+    if untracked.is_empty() && changed.is_empty() {
+        return e.into();
+    }
+    untracked.extend(untracked_in_the_way(user, head, cur));
+    let nothing = "nothing was changed";
+    if changed.is_empty() {
+        CliError::usage(format!(
+            "run {id} would overwrite untracked files in your checkout: {}",
+            list(&untracked)
+        ))
+        .with_hint(format!(
+            "{nothing}; move or remove them, or commit them, then `git machine apply {id}` again"
+        ))
+    } else {
+        let mut err = CliError::usage(format!(
+            "run {id} would overwrite local changes in your checkout: {}",
+            list(&changed)
+        ));
+        if !untracked.is_empty() {
+            err = err.caused_by(format!("untracked files in the way: {}", list(&untracked)));
+        }
+        err.with_hint(format!(
+            "{nothing}; commit or stash those changes, then `git machine apply {id}` again \
+             (`git status` hides changes to files marked `--assume-unchanged` or \
+             `--skip-worktree`; `git ls-files -v` shows the marks)"
+        ))
+    }
+}
+
+/// Files and folders of the user's, not known to git, that stand where `cur` adds a path: at the
+/// path itself (a file, or a folder holding something) or at one of its parent folders (a file).
+fn untracked_in_the_way(user: &Worktree, head: Oid, cur: Oid) -> Vec<String> {
+    let Ok(added) = user.git(&[
+        "diff",
+        "--name-only",
+        "--no-renames",
+        "--diff-filter=A",
+        "-z",
+        &head.to_string(),
+        &cur.to_string(),
+    ]) else {
+        return Vec::new();
+    };
+    let mut found = BTreeSet::new();
+    for path in added.split('\0').filter(|p| !p.is_empty()) {
+        let mut parent = String::new();
+        for part in path.split('/') {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            let Ok(meta) = user.path.join(&parent).symlink_metadata() else {
+                break;
+            };
+            let last = parent.len() == path.len();
+            if !meta.is_dir() {
+                found.insert(parent.clone());
+                break;
+            }
+            if last
+                && std::fs::read_dir(user.path.join(&parent)).is_ok_and(|mut d| d.next().is_some())
+            {
+                found.insert(parent.clone());
+            }
+        }
+    }
+    // A parent that is a tracked file the run replaces by a folder is not in the way.
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["--literal-pathspecs", "ls-files", "-z", "--"];
+    args.extend(found.iter().map(String::as_str));
+    let tracked = user.git(&args).unwrap_or_default();
+    let tracked: BTreeSet<&str> = tracked.split('\0').collect();
+    found
+        .iter()
+        .filter(|p| !tracked.contains(p.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Paths for a message: the first ten, then how many more.
+fn list(paths: &BTreeSet<String>) -> String {
+    let mut names: Vec<String> = paths.iter().take(10).cloned().collect();
+    if paths.len() > names.len() {
+        names.push(format!("and {} more", paths.len() - names.len()));
+    }
+    names.join(", ")
 }

@@ -462,6 +462,90 @@ fn apply_puts_code_changes_on_the_current_branch() {
     assert_eq!(env.git(&["diff", "--stat", "main", "HEAD"]), "");
 }
 
+/// A run that adds `x.txt`, `y.txt`, `d/z.txt` and a line to README.md.
+const MAKES_FILES: &str = r#"version = 1
+name = "mk"
+description = "adds files"
+
+[defaults]
+engine = "command"
+
+[[steps]]
+id = "make"
+run = ["sh", "-c", "echo hi > x.txt; echo y > y.txt; mkdir -p d; echo z > d/z.txt; echo new >> README.md"]
+"#;
+
+#[test]
+fn apply_refuses_files_in_the_way_as_a_user_mistake_and_changes_nothing() {
+    let env = TestEnv::new();
+    env.workflow("mk", MAKES_FILES);
+    env.git(&["add", ".codemachine"]);
+    env.git(&["commit", "-qm", "add workflow"]);
+    env.machine_ok(&["run", "mk"]);
+    let run = env.last_run();
+
+    // Untracked files where the run puts files: git names only the first; all are listed.
+    env.write("x.txt", "mine\n");
+    env.write("y.txt", "also mine\n");
+    env.write("d", "a file where the run wants a folder\n");
+    let before = env.user_state();
+    let r = env.machine_code(2, &["apply", &run]);
+    let error = r.stderr.lines().find(|l| l.starts_with("error:"));
+    assert_eq!(
+        error,
+        Some(
+            format!("error: run {run} would overwrite untracked files in your checkout: d, x.txt, y.txt")
+                .as_str()
+        ),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains("hint: nothing was changed; move or remove them, or commit them"),
+        "{r}"
+    );
+    assert_eq!(env.user_state(), before);
+    assert_eq!(env.read("x.txt"), "mine\n");
+    assert_eq!(env.read("y.txt"), "also mine\n");
+    assert_eq!(env.read("d"), "a file where the run wants a folder\n");
+    for f in ["x.txt", "y.txt", "d"] {
+        std::fs::remove_file(env.path(f)).expect("remove");
+    }
+
+    // A modified tracked file the run changes: `git status` shows it, so it is refused up front.
+    env.write("README.md", "my edit\n");
+    let before = env.user_state();
+    let r = env.machine_code(2, &["apply", &run]);
+    assert!(r.stderr.contains("README.md"), "{r}");
+    assert_eq!(env.user_state(), before);
+    assert_eq!(env.read("README.md"), "my edit\n");
+
+    // The same change hidden from `git status` by --assume-unchanged: git's refusal is mapped.
+    env.git(&["update-index", "--assume-unchanged", "README.md"]);
+    let before = env.user_state();
+    let r = env.machine_code(2, &["apply", &run]);
+    assert!(
+        r.stderr.contains(&format!(
+            "error: run {run} would overwrite local changes in your checkout: README.md"
+        )),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains("hint: nothing was changed; commit or stash"),
+        "{r}"
+    );
+    assert_eq!(env.user_state(), before);
+    assert_eq!(env.read("README.md"), "my edit\n");
+    env.git(&["update-index", "--no-assume-unchanged", "README.md"]);
+    env.git(&["checkout", "-q", "README.md"]);
+
+    // Out of the way, it applies.
+    env.machine_ok(&["apply", &run]);
+    assert_eq!(env.read("x.txt"), "hi\n");
+    assert_eq!(env.read("d/z.txt"), "z\n");
+}
+
 #[test]
 fn rm_removes_the_worktree_and_the_branch_only_when_asked() {
     let env = TestEnv::new();

@@ -10,3 +10,4 @@ mod fake_model;
 mod faults;
 mod flow;
 mod parallel;
+mod snapshots;

@@ -59,6 +59,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                     "iteration": c.record.iteration,
                     "directive": c.record.directive,
                     "gate": c.record.gate,
+                    "looped": c.record.looped,
                     "summary": c.record.summary,
                     "error": c.record.error,
                     "files": stat.iter().map(|(p, a, d)| json!({"path": p, "added": a, "removed": d})).collect::<Vec<_>>(),
@@ -124,6 +125,30 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             r.summary,
             ctx.ui.dim(&session)
         ));
+        if let Some(gate) = &r.gate {
+            let then = match &r.looped {
+                Some(l) if !l.exhausted => {
+                    format!(" → back to {}, pass {}/{}", l.to, l.pass, l.max)
+                }
+                Some(l) => format!("; loop reached its max of {}", l.max),
+                None => String::new(),
+            };
+            ctx.ui.out(&format!(
+                "     {}",
+                ctx.ui.dim(&format!("gate {gate}{then}"))
+            ));
+        } else if let (Some(d), Some(l)) = (&r.directive, &r.looped) {
+            ctx.ui.out(&format!(
+                "     {}",
+                ctx.ui.dim(&format!(
+                    "directive {d} → back to {}, pass {}/{}",
+                    l.to, l.pass, l.max
+                ))
+            ));
+        } else if let Some(d) = &r.directive {
+            ctx.ui
+                .out(&format!("     {}", ctx.ui.dim(&format!("directive {d}"))));
+        }
         let (files, added, removed) = stat
             .iter()
             .fold((0, 0, 0), |(f, a, d), (_, x, y)| (f + 1, a + x, d + y));

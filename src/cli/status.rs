@@ -133,10 +133,20 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
     for step in &step_ids {
         let last = commits.iter().rev().find(|c| &c.record.step == step);
         let runs = commits.iter().filter(|c| &c.record.step == step).count();
-        let step_state = if info.state.next.as_deref() == Some(step.as_str()) {
+        // The step that failed is the one the checkpoint names; `next` may be another (a loop
+        // that ran out resumes at the step it goes back to).
+        let failed_here = info
+            .state
+            .failed
+            .as_deref()
+            .unwrap_or(info.state.next.as_deref().unwrap_or_default())
+            == step;
+        let step_state = if state == "failed" && failed_here {
+            "failed"
+        } else if info.state.next.as_deref() == Some(step.as_str()) {
             match state {
                 "running" => "running",
-                "failed" => "failed",
+                "failed" => "next",
                 _ => "next",
             }
         } else {
@@ -159,6 +169,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
             "workflow": info.record.workflow,
             "state": state,
             "next": info.state.next,
+            "failed_step": info.state.failed,
             "reason": info.state.reason,
             "conflict_paths": info.state.conflict_paths,
             "worktree": paths.worktree(id).display().to_string(),

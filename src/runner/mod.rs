@@ -701,14 +701,15 @@ impl Runner<'_> {
                 .as_ref()
                 .and_then(|from| info.state.sessions.get(from).cloned())
         });
-        let (mut prompt, context, prestart_error) = match context::build(&info.id, wt, step, info.state.feedback.as_ref()) {
-            Ok((prompt, context)) => (prompt, context, None),
-            Err(message) => (
-                step.prompt.clone().unwrap_or_default(),
-                Vec::new(),
-                Some(message),
-            ),
-        };
+        let (mut prompt, context, prestart_error) =
+            match context::build(&info.id, wt, step, info.state.feedback.as_ref()) {
+                Ok((prompt, context)) => (prompt, context, None),
+                Err(message) => (
+                    step.prompt.clone().unwrap_or_default(),
+                    Vec::new(),
+                    Some(message),
+                ),
+            };
         if was_inflight
             && exec::read_inflight(&self.paths.inflight_session(&info.id, rec)).is_some()
         {

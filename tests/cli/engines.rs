@@ -766,3 +766,26 @@ fn git_config_machine_engine_is_the_default_for_agent_steps() {
         "{r}"
     );
 }
+
+/// Regression: engine fallback inside a parallel group reset the member's worktree to an
+/// all-zeros commit, so the run exited 101 and every resume failed the same way.
+#[test]
+fn a_rate_limited_engine_in_a_parallel_group_falls_back_from_the_groups_base() {
+    let f = Fakes::new();
+    f.env.workflow(
+        "t",
+        "version = 1\nname = \"t\"\n\n[[steps]]\nid = \"agent\"\ngroup = \"g\"\nengine = [\"claude\", \"gemini\"]\nprompt = '''\nclaude: FAKE_ERROR 429\nFAKE_REPLY done by gemini\n'''\n\n[[steps]]\nid = \"cmd\"\ngroup = \"g\"\nengine = \"command\"\nrun = [\"sh\", \"-c\", \"echo c > c.txt\"]\n",
+    );
+    let r = f.run(0, &["run", "t"]);
+    assert!(r.stderr.contains("merged"), "{r}");
+    let run = f.env.last_run();
+    let record = f
+        .file_at(
+            &f.tip(),
+            &format!(".codemachine/runs/{run}/steps/01-agent/step.toml"),
+        )
+        .expect("the member's record is merged into the run");
+    assert!(record.contains("engine = \"gemini\""), "{record}");
+    let clis: Vec<_> = f.starts().iter().map(|s| s["cli"].clone()).collect();
+    assert_eq!(clis, ["claude", "gemini"]);
+}

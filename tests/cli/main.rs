@@ -9,5 +9,6 @@ mod engines;
 mod fake_model;
 mod faults;
 mod flow;
+mod machine;
 mod parallel;
 mod snapshots;

@@ -672,7 +672,7 @@ fn member_succeeded(
             if t.state
                 .group_directive
                 .as_ref()
-                .is_none_or(|d| d.action != "stop")
+                .map_or(true, |d| d.action != "stop")
             {
                 t.state.group_directive = Some(GroupDirective {
                     member: member.to_string(),

@@ -12,7 +12,7 @@ use crate::git::Oid;
 use crate::store::{
     GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status,
 };
-use crate::workflow::ResolvedStep;
+use crate::workflow::{LoopSpec, ResolvedStep};
 
 /// The workflow as resolved for this run: which steps apply (track and conditions), which are
 /// conflict resolvers, and what follows what.
@@ -562,65 +562,15 @@ fn step_succeeded(
     let mut t = Transition::new(next, Publish::Step);
     t.directive = described;
     t.gate = gate_text;
-    if let (Some(spec), Some(why)) = (&spec, loop_why) {
-        let done = t.state.loops.get(step).copied().unwrap_or(0) + 1;
-        if done < spec.max {
-            t.state.loops.insert(step.to_string(), done);
-            t.state.next = Some(spec.to.clone());
-            let pass = done + 1;
-            t.state.feedback = Some(LoopFeedback {
-                from: step.to_string(),
-                pass,
-                reason: why.clone(),
-            });
-            t.looped = Some(LoopRecord {
-                to: spec.to.clone(),
-                pass,
-                max: spec.max,
-                exhausted: false,
-            });
-            t.notices.push(Notice::Loop {
-                from: step.to_string(),
-                to: spec.to.clone(),
-                pass,
-                max: spec.max,
-                why,
-            });
-        } else {
-            t.state.loops.remove(step);
-            t.looped = Some(LoopRecord {
-                to: spec.to.clone(),
-                pass: done + 1,
-                max: spec.max,
-                exhausted: true,
-            });
-            t.notices.push(Notice::LoopExhausted {
-                from: step.to_string(),
-                max: spec.max,
-                went_on: spec.continue_on_max,
-            });
-            if !spec.continue_on_max {
-                // The work is committed; a resume starts the loop again from its target.
-                let reason = format!(
-                    "loop of `{step}` reached its max of {} passes{}; `git machine resume` starts `{}` again",
-                    spec.max,
-                    t.gate.as_deref().map(|g| format!(", gate {g}")).unwrap_or_default(),
-                    spec.to
-                );
-                let mut failed = fail(t.state.clone(), Publish::Step, step, &spec.to, reason);
-                failed.notices.splice(0..0, t.notices);
-                failed.directive = t.directive;
-                failed.gate = t.gate;
-                failed.looped = t.looped;
+    match (&spec, loop_why) {
+        (Some(spec), Some(why)) => {
+            if let Some(failed) = loop_back(&mut t, step, spec, why) {
                 return failed;
             }
-            t.state.reason = Some(format!(
-                "loop of `{step}` reached its max of {} passes; went on",
-                spec.max
-            ));
         }
-    } else {
-        t.state.loops.remove(step);
+        _ => {
+            t.state.loops.remove(step);
+        }
     }
     if let Some(reason) = pause {
         finish_or_pause(
@@ -633,6 +583,68 @@ fn step_succeeded(
         t.state.status = Status::Completed;
     }
     t
+}
+
+/// A loop asks to go back (`why`): back to `spec.to` while passes remain, else out of passes.
+/// `Some` when the run stops failed here.
+fn loop_back(t: &mut Transition, step: &str, spec: &LoopSpec, why: String) -> Option<Transition> {
+    let done = t.state.loops.get(step).copied().unwrap_or(0) + 1;
+    if done < spec.max {
+        t.state.loops.insert(step.to_string(), done);
+        t.state.next = Some(spec.to.clone());
+        let pass = done + 1;
+        t.state.feedback = Some(LoopFeedback {
+            from: step.to_string(),
+            pass,
+            reason: why.clone(),
+        });
+        t.looped = Some(LoopRecord {
+            to: spec.to.clone(),
+            pass,
+            max: spec.max,
+            exhausted: false,
+        });
+        t.notices.push(Notice::Loop {
+            from: step.to_string(),
+            to: spec.to.clone(),
+            pass,
+            max: spec.max,
+            why,
+        });
+    } else {
+        t.state.loops.remove(step);
+        t.looped = Some(LoopRecord {
+            to: spec.to.clone(),
+            pass: done + 1,
+            max: spec.max,
+            exhausted: true,
+        });
+        t.notices.push(Notice::LoopExhausted {
+            from: step.to_string(),
+            max: spec.max,
+            went_on: spec.continue_on_max,
+        });
+        if !spec.continue_on_max {
+            // The work is committed; a resume starts the loop again from its target.
+            let reason = format!(
+                "loop of `{step}` reached its max of {} passes{}; `git machine resume` starts `{}` again",
+                spec.max,
+                t.gate.as_deref().map(|g| format!(", gate {g}")).unwrap_or_default(),
+                spec.to
+            );
+            let mut failed = fail(t.state.clone(), Publish::Step, step, &spec.to, reason);
+            failed.notices.splice(0..0, t.notices.drain(..));
+            failed.directive = t.directive.take();
+            failed.gate = t.gate.take();
+            failed.looped = t.looped.take();
+            return Some(failed);
+        }
+        t.state.reason = Some(format!(
+            "loop of `{step}` reached its max of {} passes; went on",
+            spec.max
+        ));
+    }
+    None
 }
 
 fn finish_or_pause(t: &mut Transition, reason: Option<String>) {

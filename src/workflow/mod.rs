@@ -31,7 +31,6 @@ pub use find::{list, load};
 pub use model::*;
 pub use parse::{parse, parse_with_files};
 // Until the runner passes loop feedback to the steps it resolves (then drop the `allow`).
-#[allow(unused_imports)]
 pub use vars::loop_values;
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ use super::template::expand;
 /// back to this step — the checkpoint's loop feedback — and `None` otherwise: then the reason is
 /// empty and the pass is 1. Only the step a loop goes back to gets feedback; the steps after it
 /// on the way back to the looping step run with `None`.
-#[allow(dead_code)] // until the runner calls it; then drop the `allow`
 pub fn loop_values(feedback: Option<(&str, u32)>) -> [(String, String); 2] {
     let (reason, pass) = feedback.unwrap_or(("", 1));
     [

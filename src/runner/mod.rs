@@ -129,11 +129,9 @@ fn plan_of(wf: &Workflow, info: &RunInfo) -> Plan {
     let mut values = info.record.vars.clone();
     values.extend(builtin_values(&info.id, &info.record));
     let fb = info.state.feedback.as_ref();
-    values.insert(
-        "loop_reason".into(),
-        fb.map(|f| f.reason.clone()).unwrap_or_default(),
-    );
-    values.insert("loop_pass".into(), fb.map_or(1, |f| f.pass).to_string());
+    values.extend(crate::workflow::loop_values(
+        fb.map(|f| (f.reason.as_str(), f.pass)),
+    ));
     let mut steps = wf.resolve(&values);
     apply_overrides(&mut steps, &info.record.overrides);
     let on_conflict = wf

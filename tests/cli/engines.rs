@@ -789,3 +789,29 @@ fn a_rate_limited_engine_in_a_parallel_group_falls_back_from_the_groups_base() {
     let clis: Vec<_> = f.starts().iter().map(|s| s["cli"].clone()).collect();
     assert_eq!(clis, ["claude", "gemini"]);
 }
+
+#[test]
+fn resume_with_another_engine_switches_the_remaining_agent_steps_and_records_it() {
+    let f = Fakes::new();
+    f.one_step(
+        "\"claude\"",
+        "claude: FAKE_ERROR 429\nFAKE_REPLY done by gemini",
+        "",
+    );
+    let r = f.run(1, &["run", "t"]);
+    assert!(r.stderr.contains("429"), "{r}");
+    let run = f.env.last_run();
+    let r = f.run(0, &["resume", &run, "--engine", "gemini"]);
+    assert!(
+        r.stderr.contains("+engine: gemini"),
+        "the change is shown: {r}"
+    );
+    assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "gemini");
+    let subjects = f.env.subjects(&run);
+    assert!(
+        subjects.iter().any(|s| s == "workflow: engine gemini"),
+        "{subjects:?}"
+    );
+    let bad = f.run(2, &["resume", &run, "--engine", "nope"]);
+    assert!(bad.stderr.contains("unknown agent engine `nope`"), "{bad}");
+}

@@ -18,6 +18,11 @@ impl Env {
         }
     }
 
+    /// What git's own rules read of the environment.
+    pub fn git(&self) -> crate::git::GitEnv {
+        crate::git::GitEnv::from_vars(&self.vars)
+    }
+
     /// The value of a variable, as it was at start.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars

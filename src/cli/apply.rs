@@ -11,6 +11,7 @@ use clap::Args;
 use super::error::{CliError, CliResult};
 use super::{find_run, Ctx};
 use crate::git::{GitError, Oid, RefUpdate, Worktree};
+use crate::store::txn::trailer;
 use crate::store::{self, RunId, StepStatus};
 
 /// Put a run's code changes on the current branch, one commit per step or squashed
@@ -33,12 +34,19 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let info = store::read_run_at(&repo, &id, tip)?;
     let (start, commits) = store::step_commits(&repo, &info)?;
     let user = Worktree::new(workdir);
-    let changed = user.git(&["status", "--porcelain", "--untracked-files=no"])?;
-    if !changed.trim().is_empty() {
+    let changed = user.tracked_changes()?;
+    if !changed.is_empty() {
         return Err(CliError::usage(
             "your checkout has uncommitted changes; `apply` would mix them with the run's",
         )
-        .caused_by(changed.lines().take(5).collect::<Vec<_>>().join("\n"))
+        .caused_by(
+            changed
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
         .with_hint("commit or stash them first (`git stash`), then apply again"));
     }
     let branch = repo.head_branch().ok_or_else(|| {
@@ -103,16 +111,16 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
             let trailers = crate::git::parse_trailers(&message);
             let mut msg = format!("{subject}\n\n");
             for key in [
-                "Machine-Run",
-                "Machine-Step",
-                "Machine-Engine",
-                "Machine-Session",
+                trailer::RUN,
+                trailer::STEP,
+                trailer::ENGINE,
+                trailer::SESSION,
             ] {
                 if let Some(v) = trailers.get(key) {
                     msg.push_str(&format!("{key}: {v}\n"));
                 }
             }
-            msg.push_str(&format!("Machine-Applied-From: {c}\n"));
+            msg.push_str(&format!("{}: {c}\n", trailer::APPLIED_FROM));
             cur = repo.commit(tree, &[cur], &msg, Some((&author, &email)))?;
             made.push((subject, cur));
         }
@@ -123,7 +131,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         return Ok(());
     }
     // Update files and index first (refusing to overwrite anything), then move the branch.
-    if let Err(e) = user.git(&["read-tree", "-m", "-u", &head.to_string(), &cur.to_string()]) {
+    if let Err(e) = user.switch_trees(head, cur) {
         return Err(in_the_way(&user, &id, head, cur, e));
     }
     if let Err(e) = repo.update_refs(
@@ -134,7 +142,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         }],
         &format!("git machine: apply run {id}"),
     ) {
-        let _ = user.git(&["read-tree", "-m", "-u", &cur.to_string(), &head.to_string()]);
+        let _ = user.switch_trees(cur, head);
         return Err(e.into());
     }
     for (step, oid) in &made {
@@ -228,19 +236,11 @@ fn in_the_way(user: &Worktree, id: &RunId, head: Oid, cur: Oid, e: GitError) -> 
 /// Files and folders of the user's, not known to git, that stand where `cur` adds a path: at the
 /// path itself (a file, or a folder holding something) or at one of its parent folders (a file).
 fn untracked_in_the_way(user: &Worktree, head: Oid, cur: Oid) -> Vec<String> {
-    let Ok(added) = user.git(&[
-        "diff",
-        "--name-only",
-        "--no-renames",
-        "--diff-filter=A",
-        "-z",
-        &head.to_string(),
-        &cur.to_string(),
-    ]) else {
+    let Ok(added) = user.added_paths(head, cur) else {
         return Vec::new();
     };
     let mut found = BTreeSet::new();
-    for path in added.split('\0').filter(|p| !p.is_empty()) {
+    for path in &added {
         let mut parent = String::new();
         for part in path.split('/') {
             if !parent.is_empty() {
@@ -266,10 +266,9 @@ fn untracked_in_the_way(user: &Worktree, head: Oid, cur: Oid) -> Vec<String> {
     if found.is_empty() {
         return Vec::new();
     }
-    let mut args = vec!["--literal-pathspecs", "ls-files", "-z", "--"];
-    args.extend(found.iter().map(String::as_str));
-    let tracked = user.git(&args).unwrap_or_default();
-    let tracked: BTreeSet<&str> = tracked.split('\0').collect();
+    let listed: Vec<&str> = found.iter().map(String::as_str).collect();
+    let tracked = user.tracked_among(&listed).unwrap_or_default();
+    let tracked: BTreeSet<&str> = tracked.iter().map(String::as_str).collect();
     found
         .iter()
         .filter(|p| !tracked.contains(p.as_str()))

@@ -23,7 +23,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         .tempdir()?
         .keep();
     git::init_scratch_repo(&dir)?;
-    let repo = Repo::open(&dir)?;
+    let repo = Repo::open(&dir, &ctx.env.git())?;
     let source = workflow::builtin("demo").expect("the demo workflow is built in");
     let wf = workflow::parse("builtin:demo", source)?;
     let vars = wf.bind_vars(&[])?;
@@ -35,7 +35,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
     let mut progress = crate::ui::progress::Progress::new(&mut ctx.ui, false);
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(&repo),
+        paths: Paths::new(&repo, &ctx.env),
         sink: &mut progress,
         env: &ctx.env,
         cancel: &ctx.cancel,

@@ -32,7 +32,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
     let (start, commits) = store::step_commits(repo, &info)?;
     let mut entries = Vec::new();
     for c in &commits {
-        let stat = repo.diffstat(c.previous, c.commit, false)?;
+        let stat = repo.diffstat(c.previous, c.commit, Some(store::layout::OWN_DIR))?;
         entries.push((c, stat));
     }
     let skipped: Vec<String> = match info.workflow() {

@@ -69,7 +69,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn repo(&self) -> CliResult<Repo> {
-        Ok(Repo::discover(&self.env.cwd)?)
+        Ok(Repo::discover(&self.env.cwd, &self.env.git())?)
     }
 }
 
@@ -176,7 +176,7 @@ pub fn main() -> i32 {
         }
     };
     let env = Env::from_process();
-    let (machine, ui_color) = match Repo::discover(&env.cwd) {
+    let (machine, ui_color) = match Repo::discover(&env.cwd, &env.git()) {
         Ok(repo) => (
             repo.config_str("color.machine"),
             repo.config_str("color.ui"),

@@ -74,7 +74,7 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     let mut progress = Progress::new(&mut ctx.ui, args.json);
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(&repo),
+        paths: Paths::new(&repo, &ctx.env),
         sink: &mut progress,
         env: &ctx.env,
         cancel: &ctx.cancel,

@@ -38,7 +38,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         }
     };
     let (id, tip) = find_run(&repo, run)?;
-    let paths = Paths::new(&repo);
+    let paths = Paths::new(&repo, &ctx.env);
     let _lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
     let attic = repo.refs_under(&id.attic_prefix())?;
     let number = |name: &RefName| {

@@ -21,7 +21,7 @@ pub struct RmArgs {
 pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
     let repo = ctx.repo()?;
     let (id, tip) = find_run(&repo, Some(&args.run))?;
-    let paths = Paths::new(&repo);
+    let paths = Paths::new(&repo, &ctx.env);
     let lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
     let wt = paths.worktree(&id);
     repo.worktree_remove(&wt)?;

@@ -52,7 +52,7 @@ pub fn run(ctx: &mut Ctx, args: &StatusArgs) -> CliResult {
 }
 
 fn list(ctx: &mut Ctx, repo: &Repo, as_json: bool) -> CliResult {
-    let paths = Paths::new(repo);
+    let paths = Paths::new(repo, &ctx.env);
     let mut rows = Vec::new();
     for (id, summary) in store::summary::summaries(repo, &paths.summary_cache())? {
         match summary {
@@ -122,7 +122,7 @@ fn paint_state(ctx: &Ctx, state: &str) -> String {
 
 fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bool) -> CliResult {
     let info = store::read_run_at(repo, id, tip)?;
-    let paths = Paths::new(repo);
+    let paths = Paths::new(repo, &ctx.env);
     let state = shown_state(&paths, &info);
     let (_, commits) = store::step_commits(repo, &info)?;
     let step_ids: Vec<String> = match info.workflow() {

@@ -15,7 +15,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(ctx: &mut Ctx, args: &ValidateArgs) -> CliResult {
-    let repo = Repo::discover(&ctx.env.cwd).ok();
+    let repo = Repo::discover(&ctx.env.cwd, &ctx.env.git()).ok();
     let wf = workflow::load(
         &ctx.env.cwd,
         repo.as_ref().and_then(|r| r.workdir()),

@@ -17,7 +17,7 @@ pub struct WorkflowsArgs {
 }
 
 pub fn run(ctx: &mut Ctx, args: &WorkflowsArgs) -> CliResult {
-    let repo = Repo::discover(&ctx.env.cwd).ok();
+    let repo = Repo::discover(&ctx.env.cwd, &ctx.env.git()).ok();
     let found = workflow::list(repo.as_ref().and_then(|r| r.workdir()));
     if args.json {
         let list: Vec<_> = found

@@ -51,10 +51,11 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The program to start: the override variable's value if set, else the program name.
-    pub fn program_from_env(&self) -> String {
-        match std::env::var(self.override_var) {
-            Ok(p) if !p.is_empty() => p,
+    /// The program to start: the override variable's value in `vars` (the environment as
+    /// read at start) if set, else the program name.
+    pub fn program_in(&self, vars: &[(String, String)]) -> String {
+        match vars.iter().find(|(k, _)| k == self.override_var) {
+            Some((_, p)) if !p.is_empty() => p.clone(),
             _ => self.program.to_string(),
         }
     }
@@ -332,9 +333,9 @@ macro_rules! cli_engine {
                 }
             }
 
-            pub fn from_env() -> $engine {
+            pub fn from_vars(vars: &[(String, String)]) -> $engine {
                 $engine {
-                    program: $cli.program_from_env(),
+                    program: $cli.program_in(vars),
                 }
             }
         }

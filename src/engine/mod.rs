@@ -154,16 +154,16 @@ pub trait Engine {
 }
 
 /// The engine called `name`, if this build has it. Agent engines read their program override
-/// (`MACHINE_<ENGINE>_BIN`, see [`agent`]) from the environment here.
-pub fn by_name(name: &str) -> Option<Box<dyn Engine>> {
+/// (`MACHINE_<ENGINE>_BIN`, see [`agent`]) from `vars`, the environment as read at start.
+pub fn by_name(name: &str, vars: &[(String, String)]) -> Option<Box<dyn Engine>> {
     Some(match name {
         "command" => Box::new(command::CommandEngine),
-        "claude" => Box::new(claude::ClaudeEngine::from_env()),
-        "codex" => Box::new(codex::CodexEngine::from_env()),
-        "gemini" => Box::new(gemini::GeminiEngine::from_env()),
-        "opencode" => Box::new(opencode::OpencodeEngine::from_env()),
-        "cursor" => Box::new(cursor::CursorEngine::from_env()),
-        "aider" => Box::new(aider::AiderEngine::from_env()),
+        "claude" => Box::new(claude::ClaudeEngine::from_vars(vars)),
+        "codex" => Box::new(codex::CodexEngine::from_vars(vars)),
+        "gemini" => Box::new(gemini::GeminiEngine::from_vars(vars)),
+        "opencode" => Box::new(opencode::OpencodeEngine::from_vars(vars)),
+        "cursor" => Box::new(cursor::CursorEngine::from_vars(vars)),
+        "aider" => Box::new(aider::AiderEngine::from_vars(vars)),
         _ => return None,
     })
 }

@@ -145,6 +145,31 @@ pub struct Repo {
     repo: git2::Repository,
     common_dir: PathBuf,
     workdir: Option<PathBuf>,
+    env: GitEnv,
+    ident: OnceLock<Ident>,
+}
+
+/// What of the process environment git's own rules read, taken once from the environment the
+/// program started with (see `crate::env`): this layer never reads the environment itself.
+#[derive(Clone, Debug, Default)]
+pub struct GitEnv {
+    /// `GIT_DIR` is set: the repository is the one it names, as for git.
+    pub git_dir: bool,
+    /// `GIT_COMMITTER_DATE` is set: commits take the date `git var` reports.
+    pub committer_date: bool,
+    /// `GIT_CONFIG_PARAMETERS`, how `git -c` reaches a subcommand (libgit2 ignores it).
+    pub config_parameters: Option<String>,
+}
+
+impl GitEnv {
+    pub fn from_vars(vars: &[(String, String)]) -> GitEnv {
+        let get = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        GitEnv {
+            git_dir: get("GIT_DIR").is_some(),
+            committer_date: get("GIT_COMMITTER_DATE").is_some(),
+            config_parameters: get("GIT_CONFIG_PARAMETERS"),
+        }
+    }
 }
 
 /// Environment variables that would point a `git` child at another repository or index.
@@ -196,20 +221,21 @@ where
 
 impl Repo {
     /// Find the repository containing `cwd`, as git would (honouring `GIT_DIR` if the user set it).
-    pub fn discover(cwd: &Path) -> Result<Repo> {
-        let repo = match std::env::var_os("GIT_DIR") {
-            Some(_) => git2::Repository::open_from_env(),
-            None => git2::Repository::discover(cwd),
+    pub fn discover(cwd: &Path, env: &GitEnv) -> Result<Repo> {
+        let repo = if env.git_dir {
+            git2::Repository::open_from_env()
+        } else {
+            git2::Repository::discover(cwd)
         }
         .map_err(|e| GitError::NotARepo(e.message().to_string()))?;
-        Self::from_git2(repo)
+        Self::from_git2(repo, env)
     }
 
-    pub fn open(path: &Path) -> Result<Repo> {
-        Self::from_git2(git2::Repository::open(path)?)
+    pub fn open(path: &Path, env: &GitEnv) -> Result<Repo> {
+        Self::from_git2(git2::Repository::open(path)?, env)
     }
 
-    fn from_git2(repo: git2::Repository) -> Result<Repo> {
+    fn from_git2(repo: git2::Repository, env: &GitEnv) -> Result<Repo> {
         configure_libgit2();
         let common_dir = repo.commondir().to_path_buf();
         let workdir = repo.workdir().map(Path::to_path_buf);
@@ -217,6 +243,8 @@ impl Repo {
             repo,
             common_dir,
             workdir,
+            env: env.clone(),
+            ident: OnceLock::new(),
         })
     }
 
@@ -306,9 +334,8 @@ impl Repo {
         Ok(())
     }
 
-    fn ident(&self) -> Result<&'static Ident> {
-        static IDENT: OnceLock<Ident> = OnceLock::new();
-        if let Some(i) = IDENT.get() {
+    fn ident(&self) -> Result<&Ident> {
+        if let Some(i) = self.ident.get() {
             return Ok(i);
         }
         let ident = match run_git(self.cli_dir(), ["var", "GIT_COMMITTER_IDENT"]) {
@@ -321,12 +348,10 @@ impl Repo {
             },
         };
         let ident = Ident {
-            fixed_time: std::env::var("GIT_COMMITTER_DATE")
-                .ok()
-                .and(ident.fixed_time),
+            fixed_time: ident.fixed_time.filter(|_| self.env.committer_date),
             ..ident
         };
-        Ok(IDENT.get_or_init(|| ident))
+        Ok(self.ident.get_or_init(|| ident))
     }
 
     fn signature(&self) -> Result<git2::Signature<'static>> {
@@ -477,9 +502,14 @@ impl Repo {
         Ok(ancestor == descendant || self.repo.graph_descendant_of(descendant.0, ancestor.0)?)
     }
 
-    /// Files changed between two trees, `.codemachine/` excluded unless `all`:
+    /// Files changed between two commits, paths under `skip` left out:
     /// (path, lines added, lines removed); binary files count 0/0.
-    pub fn diffstat(&self, old: Oid, new: Oid, all: bool) -> Result<Vec<(String, usize, usize)>> {
+    pub fn diffstat(
+        &self,
+        old: Oid,
+        new: Oid,
+        skip: Option<&str>,
+    ) -> Result<Vec<(String, usize, usize)>> {
         let old_tree = self.repo.find_commit(old.0)?.tree()?;
         let new_tree = self.repo.find_commit(new.0)?.tree()?;
         let diff = self
@@ -493,7 +523,7 @@ impl Repo {
                 .or(delta.old_file().path())
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !all && path.starts_with(".codemachine/") {
+            if skip.is_some_and(|prefix| path.starts_with(prefix)) {
                 continue;
             }
             let (mut add, mut del) = (0, 0);
@@ -714,8 +744,125 @@ impl Worktree {
         Worktree { path }
     }
 
-    pub fn git(&self, args: &[&str]) -> Result<String> {
+    fn git(&self, args: &[&str]) -> Result<String> {
         run_git(&self.path, args)
+    }
+
+    /// The commit checked out.
+    pub fn head(&self) -> Result<Oid> {
+        let out = self.git(&["rev-parse", "HEAD"])?;
+        Oid::parse(out.trim()).ok_or_else(|| GitError::Cli {
+            args: "rev-parse HEAD".to_string(),
+            stderr: format!("not a commit id: {out}"),
+        })
+    }
+
+    /// Check out `commit` detached, whatever was checked out before.
+    pub fn detach_at(&self, commit: Oid) -> Result<()> {
+        self.git(&["checkout", "-q", "--force", "--detach", &commit.to_string()])?;
+        Ok(())
+    }
+
+    /// Paths with unresolved merge conflicts in the working tree.
+    pub fn unmerged_paths(&self) -> Result<Vec<String>> {
+        let out = self.git(&["diff", "--name-only", "--diff-filter=U"])?;
+        Ok(out.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// Whether a merge is in progress (resolved or not, but not committed).
+    pub fn merging(&self) -> bool {
+        self.git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .is_ok()
+    }
+
+    /// Start merging `commit` without committing, leaving conflicts (markers and all) for a
+    /// person or a resolver step; returns whether it merged cleanly.
+    pub fn start_merge(&self, commit: Oid) -> bool {
+        self.git(&[
+            "-c",
+            "user.name=git machine",
+            "-c",
+            "user.email=git-machine@localhost",
+            "merge",
+            "--no-ff",
+            "--no-commit",
+            &commit.to_string(),
+        ])
+        .is_ok()
+    }
+
+    /// Forget the merge in progress (its result is committed by other means).
+    pub fn quit_merge(&self) {
+        let _ = self.git(&["merge", "--quit"]);
+    }
+
+    /// Stage everything and tell whether any path is still unmerged in the index.
+    pub fn stage_resolution(&self) -> Result<bool> {
+        self.git(&["add", "-A"])?;
+        Ok(!self.git(&["ls-files", "-u"])?.trim().is_empty())
+    }
+
+    /// Files of the worktree git does not ignore: tracked ones and untracked ones.
+    pub fn unignored_files(&self) -> Result<Vec<String>> {
+        let out = self.git(&[
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Tracked files that differ from HEAD (in the index or the working tree), as
+    /// `git status --porcelain` lines.
+    pub fn tracked_changes(&self) -> Result<Vec<String>> {
+        Ok(self
+            .git(&["status", "--porcelain", "--untracked-files=no"])?
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Which of `paths` git tracks (taken literally, not as patterns).
+    pub fn tracked_among(&self, paths: &[&str]) -> Result<Vec<String>> {
+        let mut args = vec!["--literal-pathspecs", "ls-files", "-z", "--"];
+        args.extend_from_slice(paths);
+        Ok(self
+            .git(&args)?
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Move index and files from tree `from` to tree `to` (two-way `read-tree -m -u`), refusing
+    /// to overwrite local changes; no ref moves.
+    pub fn switch_trees(&self, from: Oid, to: Oid) -> Result<()> {
+        self.git(&["read-tree", "-m", "-u", &from.to_string(), &to.to_string()])?;
+        Ok(())
+    }
+
+    /// Paths that `to` adds compared to `from`.
+    pub fn added_paths(&self, from: Oid, to: Oid) -> Result<Vec<String>> {
+        let out = self.git(&[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "--diff-filter=A",
+            "-z",
+            &from.to_string(),
+            &to.to_string(),
+        ])?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Whether this folder is a live checkout git recognises.
@@ -850,7 +997,12 @@ impl Worktree {
 impl Repo {
     /// A config value, honouring `git -c` (`GIT_CONFIG_PARAMETERS`, which libgit2 ignores) first.
     pub fn config_str(&self, key: &str) -> Option<String> {
-        if let Some(v) = config_from_parameters(key) {
+        if let Some(v) = self
+            .env
+            .config_parameters
+            .as_deref()
+            .and_then(|params| config_from_parameters(params, key))
+        {
             return Some(v);
         }
         self.repo.config().ok()?.get_string(key).ok()
@@ -858,8 +1010,7 @@ impl Repo {
 }
 
 /// Look `key` up in `GIT_CONFIG_PARAMETERS` (`'k'='v' 'k2'='v2'`, as `git -c` passes it).
-pub fn config_from_parameters(key: &str) -> Option<String> {
-    let params = std::env::var("GIT_CONFIG_PARAMETERS").ok()?;
+pub fn config_from_parameters(params: &str, key: &str) -> Option<String> {
     let mut found = None;
     let mut chars = params.chars().peekable();
     let mut words: Vec<String> = Vec::new();

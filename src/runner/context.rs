@@ -22,7 +22,7 @@
 //! and the prompt goes over `context_limit` only when the feedback alone is longer.
 
 use crate::git::Worktree;
-use crate::store::{LoopFeedback, RunId};
+use crate::store::{self, layout, LoopFeedback, RunId};
 use crate::workflow::{ContextSource, ResolvedStep};
 
 pub const DEFAULT_CONTEXT_LIMIT: usize = 200_000;
@@ -203,7 +203,10 @@ fn read(wt: &Worktree, rel: &str) -> Option<String> {
 /// `message.md` of the latest record of `step` in the run's folder of the worktree.
 fn last_message(run: &RunId, wt: &Worktree, step: &str) -> Option<String> {
     let latest = latest_record(run, wt, step)?;
-    read(wt, &format!("{}/steps/{latest}/message.md", run.dir()))
+    read(
+        wt,
+        &format!("{}/{}", store::record_dir(run, &latest), layout::MESSAGE),
+    )
 }
 
 /// The folder name (`NN-<step>`) of the latest record of `step`, if it has run.
@@ -231,18 +234,11 @@ fn matching(wt: &Worktree, pattern: &str) -> Option<Vec<(String, String)>> {
         .build()
         .ok()?
         .compile_matcher();
-    let listed = wt
-        .git(&[
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .ok()?;
+    let listed = wt.unignored_files().ok()?;
     let mut files: Vec<&str> = listed
-        .split('\0')
-        .filter(|p| !p.is_empty() && !p.starts_with(".codemachine/runs/") && glob.is_match(p))
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with(layout::RUNS_DIR) && glob.is_match(p))
         .collect();
     files.sort_unstable();
     files.dedup();

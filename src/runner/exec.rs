@@ -10,7 +10,7 @@ use crate::engine::{self, process, Ending, StepInput};
 use crate::env::Env;
 use crate::error::Result;
 use crate::git::{Oid, Worktree};
-use crate::store::{self, SessionRef, StepRecord, StepStatus};
+use crate::store::{self, layout, SessionRef, StepRecord, StepStatus};
 use crate::workflow::ResolvedStep;
 
 /// Agent steps without an `idle_timeout` get this one: some CLIs wait forever, silently, when
@@ -24,14 +24,14 @@ const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
 pub fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
     let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
     if size == 0 {
-        std::fs::write(dir.join("output.log"), "")?;
-        return Ok("output.log".to_string());
+        std::fs::write(dir.join(layout::OUTPUT), "")?;
+        return Ok(layout::OUTPUT.to_string());
     }
     // A small log moves into the record (same file system: no copy); a large one is packed.
-    if size <= LOG_COMPRESS_ABOVE && std::fs::rename(log, dir.join("output.log")).is_ok() {
-        return Ok("output.log".to_string());
+    if size <= LOG_COMPRESS_ABOVE && std::fs::rename(log, dir.join(layout::OUTPUT)).is_ok() {
+        return Ok(layout::OUTPUT.to_string());
     }
-    keep_file(log, dir, "output.log")
+    keep_file(log, dir, layout::OUTPUT)
 }
 
 /// Copy `src` into `dir` as `name`, or as `name.gz` when it is large; returns the name used.
@@ -135,7 +135,7 @@ pub fn attempt_step(
         &step.engines[..]
     };
     for (i, engine_name) in engines.iter().enumerate() {
-        let Some(engine) = engine::by_name(engine_name) else {
+        let Some(engine) = engine::by_name(engine_name, &run.env.vars) else {
             skipped.push(format!("{engine_name}: not built into this git machine"));
             continue;
         };
@@ -268,8 +268,7 @@ pub fn attempt_step(
     })
 }
 
-/// Where an agent steers the run, relative to the worktree.
-pub const DIRECTIVE_PATH: &str = ".codemachine/directive.toml";
+use store::layout::DIRECTIVE as DIRECTIVE_PATH;
 
 /// `.codemachine/directive.toml`, as written.
 #[derive(serde::Deserialize)]
@@ -329,7 +328,7 @@ pub fn run_gate(
         env_remove: Vec::new(),
         stdin: Vec::new(),
     };
-    let command = engine::by_name("command").expect("the command engine is built in");
+    let command = engine::by_name("command", &env.vars).expect("the command engine is built in");
     let mut parser = command.parser();
     let limits = process::Limits {
         timeout: step.timeout,
@@ -474,11 +473,11 @@ pub fn write_record(
 ) -> Result {
     std::fs::create_dir_all(dir)?;
     let log_file = keep_log(log, dir)?;
-    record.log_file = (log_file != "output.log").then(|| log_file.to_string());
-    std::fs::write(dir.join("step.toml"), store::to_toml(&*record))?;
-    std::fs::write(dir.join("prompt.md"), prompt)?;
+    record.log_file = (log_file != layout::OUTPUT).then(|| log_file.to_string());
+    std::fs::write(dir.join(layout::STEP), store::to_toml(&*record))?;
+    std::fs::write(dir.join(layout::PROMPT), prompt)?;
     if let Some(message) = message {
-        std::fs::write(dir.join("message.md"), message)?;
+        std::fs::write(dir.join(layout::MESSAGE), message)?;
     }
     Ok(())
 }

@@ -300,8 +300,9 @@ impl Runner<'_> {
         match (&info.state.next, info.state.status) {
             (Some(next), Status::Running) if !restart_step => {
                 let rec = record_name(info.state.seq + 1, next);
-                exec::read_inflight(&self.paths.inflight_session(&info.id, &rec))
-                    .filter(|s| engine::by_name(&s.engine).is_some_and(|e| e.can_resume()))
+                exec::read_inflight(&self.paths.inflight_session(&info.id, &rec)).filter(|s| {
+                    engine::by_name(&s.engine, &self.env.vars).is_some_and(|e| e.can_resume())
+                })
             }
             _ => None,
         }
@@ -310,22 +311,19 @@ impl Runner<'_> {
     /// After a merge conflict: go on only once the person resolved and committed it.
     fn check_resolved(&mut self, info: &mut RunInfo, tip: Oid, wt: &Worktree) -> Result {
         let id = info.id.clone();
-        let unmerged = wt.git(&["diff", "--name-only", "--diff-filter=U"])?;
+        let unmerged = wt.unmerged_paths()?;
         let hint = format!(
             "in {}: edit the files, `git add` them, `git commit`, then `git machine resume {id}`",
             wt.path.display()
         );
-        if !unmerged.trim().is_empty() {
+        if !unmerged.is_empty() {
             return Err(Error::failed(format!(
                 "run {id} still has unresolved conflicts: {}",
-                unmerged.split_whitespace().collect::<Vec<_>>().join(", ")
+                unmerged.join(", ")
             ))
             .with_hint(hint));
         }
-        if wt
-            .git(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
-            .is_ok()
-        {
+        if wt.merging() {
             return Err(Error::failed(format!(
                 "the merge in run {id}'s worktree is resolved but not committed"
             ))
@@ -873,7 +871,10 @@ impl Runner<'_> {
             &self.paths.log(&id, rec),
         )?;
         if self.paths.gate_log(&id, rec).exists() {
-            std::fs::rename(self.paths.gate_log(&id, rec), staging.join("gate.log"))?;
+            std::fs::rename(
+                self.paths.gate_log(&id, rec),
+                staging.join(store::layout::GATE_LOG),
+            )?;
         }
         let mut files = exec::record_files(&staging, &format!("{}/steps/{rec}", id.dir()))?;
         files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
@@ -988,7 +989,7 @@ impl Runner<'_> {
                 wt.path.display(),
                 id.dir(),
                 record_name(record.seq, &record.step),
-                record.log_file.as_deref().unwrap_or("output.log")
+                record.log_file.as_deref().unwrap_or(store::layout::OUTPUT)
             );
             let tail = exec::tail_lines(attempt.outcome.final_message.as_deref(), 10);
             self.emit(
@@ -1053,7 +1054,7 @@ impl Runner<'_> {
 
     /// Files, lines added and removed between two commits, git machine's own files left out.
     fn diffstat(&self, old: Oid, new: Oid) -> Result<Diffstat> {
-        let stat = self.repo.diffstat(old, new, false)?;
+        let stat = self.repo.diffstat(old, new, Some(store::layout::OWN_DIR))?;
         Ok(Diffstat {
             files: stat.len(),
             insertions: stat.iter().map(|(_, a, _)| a).sum(),

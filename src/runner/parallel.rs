@@ -112,7 +112,7 @@ impl Runner<'_> {
             let path = self.paths.member_worktree(id, &step.id);
             let mwt = Worktree::new(path.clone());
             if mwt.is_valid() {
-                mwt.git(&["checkout", "-q", "--force", "--detach", &base.to_string()])?;
+                mwt.detach_at(base)?;
                 mwt.reset_hard(base)?;
             } else {
                 if path.exists() {
@@ -238,7 +238,7 @@ impl Runner<'_> {
             record.status = store::StepStatus::Failed;
             record.summary = format!("failed ({})", exec::first_line(&error));
             record.error = Some(error.clone());
-            let head = self.member_head(&slot.wt)?;
+            let head = slot.wt.head()?;
             let attempt = self.attempt(&id, &slot.wt, base, head, &slot.rec, "failed")?;
             record.attempt_commit = attempt.as_ref().map(|(c, _)| *c);
             self.emit(
@@ -318,12 +318,6 @@ impl Runner<'_> {
         Ok(None)
     }
 
-    fn member_head(&self, wt: &Worktree) -> Result<Oid> {
-        let head = wt.git(&["rev-parse", "HEAD"])?;
-        Oid::parse(head.trim())
-            .ok_or_else(|| Error::bug(format!("no HEAD in {}", wt.path.display())))
-    }
-
     /// Commit a finished member in its worktree (not on any branch: the run transaction
     /// publishes it).
     fn commit_member(
@@ -342,7 +336,7 @@ impl Runner<'_> {
             &slot.log,
         )?;
         let tree = slot.wt.stage_all(&[id.dir().as_str()])?;
-        let head = self.member_head(&slot.wt)?;
+        let head = slot.wt.head()?;
         let mut trailers = vec![
             (trailer::RUN, id.as_str()),
             (trailer::STEP, slot.step.id.as_str()),
@@ -539,16 +533,7 @@ impl Runner<'_> {
             );
             self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state)?;
             // Leave the conflicting merge in the worktree, markers and all.
-            let _ = wt.git(&[
-                "-c",
-                "user.name=git machine",
-                "-c",
-                "user.email=git-machine@localhost",
-                "merge",
-                "--no-ff",
-                "--no-commit",
-                &commit.to_string(),
-            ]);
+            wt.start_merge(commit);
             let resolver = plan.resolver(&group).and_then(|r| plan.step(&r));
             if let Some(resolver) = resolver {
                 if self.resolve_with(
@@ -719,7 +704,7 @@ impl Runner<'_> {
         )?;
         let _ = std::fs::remove_dir_all(&staging);
         // The merge is committed: drop git's in-progress merge state.
-        let _ = wt.git(&["merge", "--quit"]);
+        wt.quit_merge();
         wt.reset_hard(resolved)?;
         info.tip = resolved;
         info.state = t.state;
@@ -743,15 +728,13 @@ impl Runner<'_> {
         if !attempt.outcome.success {
             return Ok(Some(attempt.error()));
         }
-        wt.git(&["add", "-A"])?;
-        let unmerged = wt.git(&["ls-files", "-u"])?;
+        let unmerged = wt.stage_resolution()?;
         let markers = paths.iter().any(|p| {
             std::fs::read_to_string(wt.path.join(p)).is_ok_and(|t| {
                 t.lines()
                     .any(|l| l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> "))
             })
         });
-        Ok((!unmerged.trim().is_empty() || markers)
-            .then(|| "conflicts left unresolved".to_string()))
+        Ok((unmerged || markers).then(|| "conflicts left unresolved".to_string()))
     }
 }

@@ -111,7 +111,8 @@ impl Runner<'_> {
         }
         let dir = id.dir();
         let mut files = store::run_files(&next);
-        files.retain(|(path, _)| !path.ends_with("/state.toml"));
+        let state = store::state_path(&id);
+        files.retain(|(path, _)| *path != state);
         if next.prompt_files.is_empty() && !info.prompt_files.is_empty() {
             files.push((format!("{dir}/{}", store::PROMPT_FILES), b"".to_vec()));
         }

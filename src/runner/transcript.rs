@@ -13,7 +13,7 @@ use crate::engine;
 use crate::git::Worktree;
 use crate::store::{self, RunId, StepRecord};
 
-const NAME: &str = "transcript.jsonl";
+use crate::store::layout::TRANSCRIPT as NAME;
 
 /// Copy the session's transcript, if the CLI keeps one here, into the record folder.
 pub fn save(
@@ -24,7 +24,7 @@ pub fn save(
     rec_dir: &Path,
 ) -> std::io::Result<bool> {
     let Some(src) =
-        engine::by_name(engine_name).and_then(|e| e.transcript_path(env, &wt.path, session))
+        engine::by_name(engine_name, env).and_then(|e| e.transcript_path(env, &wt.path, session))
     else {
         return Ok(false);
     };
@@ -46,7 +46,7 @@ pub fn restore(
     session: &str,
 ) -> std::io::Result<Option<PathBuf>> {
     let Some(target) =
-        engine::by_name(engine_name).and_then(|e| e.transcript_path(env, &wt.path, session))
+        engine::by_name(engine_name, env).and_then(|e| e.transcript_path(env, &wt.path, session))
     else {
         return Ok(None);
     };
@@ -60,10 +60,10 @@ pub fn restore(
     let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     dirs.sort();
     for dir in dirs.iter().rev() {
-        let Ok(text) = std::fs::read(dir.join("step.toml")) else {
+        let Ok(text) = std::fs::read(dir.join(store::layout::STEP)) else {
             continue;
         };
-        let Ok(record) = store::upgrade::<StepRecord>(run, "step.toml", &text) else {
+        let Ok(record) = store::upgrade::<StepRecord>(run, store::layout::STEP, &text) else {
             continue;
         };
         if record.session.as_deref() != Some(session) {

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::env::Env;
 use crate::git::{Oid, RefName, Repo};
 
 /// Version of `run.toml`, `state.toml` and `step.toml` this build writes.
@@ -118,16 +119,17 @@ pub struct Paths {
 /// Not inside `.git/`: agent CLIs treat any path under a `.git` folder as sensitive and refuse
 /// to edit files there (Claude Code does, even with edits allowed), and the path must stay the
 /// same for the life of a run because agents keep their sessions per working directory.
-pub fn worktrees_root(repo: &Repo) -> PathBuf {
+pub fn worktrees_root(repo: &Repo, env: &Env) -> PathBuf {
     if let Some(dir) = repo.config_str("machine.worktrees") {
         return PathBuf::from(dir);
     }
     let common = std::fs::canonicalize(repo.common_dir())
         .unwrap_or_else(|_| repo.common_dir().to_path_buf());
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+    let cache = env
+        .var("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+        .or_else(|| env.var("HOME").map(|h| PathBuf::from(h).join(".cache")));
     let Some(cache) = cache else {
         return common.join("machine").join("worktrees");
     };
@@ -152,10 +154,10 @@ pub fn worktrees_root(repo: &Repo) -> PathBuf {
 }
 
 impl Paths {
-    pub fn new(repo: &Repo) -> Paths {
+    pub fn new(repo: &Repo, env: &Env) -> Paths {
         Paths {
             root: repo.common_dir().join("machine"),
-            worktrees: worktrees_root(repo),
+            worktrees: worktrees_root(repo, env),
         }
     }
     pub fn worktree(&self, run: &RunId) -> PathBuf {
@@ -450,6 +452,33 @@ pub struct StepRecord {
     pub log_file: Option<String>,
 }
 
+/// File names of git machine's files (spelled here and nowhere else).
+pub mod layout {
+    /// A step record's fields.
+    pub const STEP: &str = "step.toml";
+    /// The prompt as sent.
+    pub const PROMPT: &str = "prompt.md";
+    /// The agent's final message.
+    pub const MESSAGE: &str = "message.md";
+    /// The step's output (or `output.log.gz` when large).
+    pub const OUTPUT: &str = "output.log";
+    /// The loop gate's output.
+    pub const GATE_LOG: &str = "gate.log";
+    /// An agent transcript kept with the record.
+    pub const TRANSCRIPT: &str = "transcript.jsonl";
+    /// Where an agent steers the run, relative to the worktree; never committed.
+    pub const DIRECTIVE: &str = ".codemachine/directive.toml";
+    /// Where runs keep their files, in every run commit.
+    pub const RUNS_DIR: &str = ".codemachine/runs/";
+    /// git machine's own folder in a worktree.
+    pub const OWN_DIR: &str = ".codemachine/";
+}
+
+/// `steps/<record>` of a run, in the tree.
+pub fn record_dir(run: &RunId, record: &str) -> String {
+    format!("{}/steps/{record}", run.dir())
+}
+
 /// Folder name of a step record: `NN-<id>`.
 pub fn record_name(seq: u32, step: &str) -> String {
     format!("{seq:02}-{step}")
@@ -624,11 +653,11 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
     let mut start = None;
     while let Some(oid) = cursor {
         let info = repo.commit_info(oid)?;
-        let ours = info.trailer("Machine-Run") == Some(id);
+        let ours = info.trailer(txn::trailer::RUN) == Some(id);
         if ours
-            && info.trailer("Machine-Step").is_none()
-            && info.trailer("Machine-Review").is_none()
-            && info.trailer("Machine-Group").is_none()
+            && info.trailer(txn::trailer::STEP).is_none()
+            && info.trailer(txn::trailer::REVIEW).is_none()
+            && info.trailer(txn::trailer::GROUP).is_none()
             && info.trailer(txn::trailer::WORKFLOW).is_none()
         {
             start = Some(oid);
@@ -658,17 +687,18 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
     for (oid, info) in chain {
         for side in info.parents.iter().skip(1) {
             let si = repo.commit_info(*side)?;
-            if si.trailer("Machine-Run") != Some(id) || out.iter().any(|c| c.commit == *side) {
+            if si.trailer(txn::trailer::RUN) != Some(id) || out.iter().any(|c| c.commit == *side) {
                 continue;
             }
-            if let (Some(_), Some(name)) =
-                (si.trailer("Machine-Step"), si.trailer("Machine-Record"))
-            {
+            if let (Some(_), Some(name)) = (
+                si.trailer(txn::trailer::STEP),
+                si.trailer(txn::trailer::RECORD),
+            ) {
                 // A member of a parallel group: its diff starts where the group started.
                 let mut base = si.parents.first().copied();
                 while let Some(b) = base {
                     let bi = repo.commit_info(b)?;
-                    if bi.trailer("Machine-Run") == Some(id) {
+                    if bi.trailer(txn::trailer::RUN) == Some(id) {
                         break;
                     }
                     base = bi.parents.first().copied();
@@ -681,12 +711,12 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
                 });
             }
         }
-        if info.trailer("Machine-Run") != Some(id) {
+        if info.trailer(txn::trailer::RUN) != Some(id) {
             continue;
         }
         if let Some(name) = info
-            .trailer("Machine-Record")
-            .filter(|_| info.trailer("Machine-Step").is_some())
+            .trailer(txn::trailer::RECORD)
+            .filter(|_| info.trailer(txn::trailer::STEP).is_some())
         {
             out.push(StepCommit {
                 commit: oid,
@@ -694,7 +724,7 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
                 record_name: name.to_string(),
                 record: record(oid, name)?,
             });
-        } else if let Some(names) = info.trailer("Machine-Records") {
+        } else if let Some(names) = info.trailer(txn::trailer::RECORDS) {
             for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 out.push(StepCommit {
                     commit: oid,

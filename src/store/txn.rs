@@ -24,6 +24,8 @@ pub mod trailer {
     pub const REVIEW: &str = "Machine-Review";
     pub const ATTEMPT: &str = "Machine-Attempt";
     pub const WORKFLOW: &str = "Machine-Workflow";
+    /// On a commit `apply` made: the run commit it was copied from.
+    pub const APPLIED_FROM: &str = "Machine-Applied-From";
 }
 
 /// Author of commits git machine makes for an engine (`None`: the run itself).

@@ -1,6 +1,7 @@
 //! Integration tests: the built `git-machine` binary driven through real git in temporary
 //! repositories, with a hermetic environment (see [`common::TestEnv`]).
 
+mod architecture;
 mod basics;
 mod common;
 mod e2e;

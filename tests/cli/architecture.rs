@@ -22,7 +22,11 @@ fn offenders(needle: &str, allowed: impl Fn(&str) -> bool) -> Vec<String> {
     sources(&root, &mut files);
     let mut found = Vec::new();
     for file in files {
-        let rel = file.strip_prefix(&root).expect("under src").display().to_string();
+        let rel = file
+            .strip_prefix(&root)
+            .expect("under src")
+            .display()
+            .to_string();
         if allowed(&rel) || rel.ends_with("tests.rs") {
             continue;
         }
@@ -69,7 +73,14 @@ fn only_the_git_layer_spawns_git_or_builds_its_argv() {
 
 #[test]
 fn only_the_store_spells_trailer_keys_and_record_file_names() {
-    for needle in ["\"Machine-", "\"step.toml\"", "\"state.toml\"", "\"message.md\"", "\"prompt.md\"", "\"output.log\""] {
+    for needle in [
+        "\"Machine-",
+        "\"step.toml\"",
+        "\"state.toml\"",
+        "\"message.md\"",
+        "\"prompt.md\"",
+        "\"output.log\"",
+    ] {
         let bad = offenders(needle, |f| f.starts_with("store/"));
         assert!(bad.is_empty(), "{needle}: {bad:#?}");
     }
@@ -77,6 +88,8 @@ fn only_the_store_spells_trailer_keys_and_record_file_names() {
 
 #[test]
 fn only_the_run_transaction_moves_refs() {
-    let bad = offenders(".update_refs(", |f| f.starts_with("git/") || f == "store/txn.rs" || f == "cli/apply.rs");
+    let bad = offenders(".update_refs(", |f| {
+        f.starts_with("git/") || f == "store/txn.rs" || f == "cli/apply.rs"
+    });
     assert!(bad.is_empty(), "{bad:#?}");
 }

@@ -7,6 +7,7 @@ use super::error::CliResult;
 use super::{find_run, Ctx};
 use crate::git::Repo;
 use crate::store::{self, RunId, StepStatus};
+use crate::workflow::StepId;
 
 /// Show each executed step: commit, engine, session, duration and diffstat
 #[derive(Args, Debug)]
@@ -35,7 +36,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
         let stat = repo.diffstat(c.previous, c.commit, Some(store::layout::OWN_DIR))?;
         entries.push((c, stat));
     }
-    let skipped: Vec<String> = match info.workflow() {
+    let skipped: Vec<StepId> = match info.workflow() {
         Ok(wf) => wf
             .steps
             .iter()

@@ -98,7 +98,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         let Some(found) = commits
             .iter()
             .rev()
-            .find(|c| c.record.step == step || c.record_name == step)
+            .find(|c| c.record.step == step || c.record_name.as_str() == step)
         else {
             let executed: Vec<&str> = commits.iter().map(|c| c.record.step.as_str()).collect();
             return Err(

@@ -32,11 +32,11 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
     let wanted = step;
     let found = commits.iter().rev().find(|c| {
         c.record.step == wanted
-            || c.record_name == wanted
+            || c.record_name.as_str() == wanted
             || wanted.parse::<u32>().is_ok_and(|n| n == c.record.seq)
     });
     let Some(c) = found else {
-        let known: Vec<String> = commits.iter().map(|c| c.record_name.clone()).collect();
+        let known: Vec<String> = commits.iter().map(|c| c.record_name.to_string()).collect();
         return Err(
             CliError::usage(format!("run {id} has no executed step `{wanted}`")).with_hint(
                 if known.is_empty() {

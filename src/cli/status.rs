@@ -8,6 +8,7 @@ use super::{find_run, Ctx};
 use crate::git::Repo;
 use crate::store::lock;
 use crate::store::{self, Paths, RunId, RunInfo, Status, StepStatus};
+use crate::workflow::StepId;
 
 /// List runs with their state, or show one run's steps
 #[derive(Args, Debug)]
@@ -125,7 +126,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
     let paths = Paths::new(repo, &ctx.env);
     let state = shown_state(&paths, &info);
     let (_, commits) = store::step_commits(repo, &info)?;
-    let step_ids: Vec<String> = match info.workflow() {
+    let step_ids: Vec<StepId> = match info.workflow() {
         Ok(wf) => wf.steps.iter().map(|s| s.id.clone()).collect(),
         Err(_) => commits.iter().map(|c| c.record.step.clone()).collect(),
     };
@@ -135,12 +136,7 @@ fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bo
         let runs = commits.iter().filter(|c| &c.record.step == step).count();
         // The step that failed is the one the checkpoint names; `next` may be another (a loop
         // that ran out resumes at the step it goes back to).
-        let failed_here = info
-            .state
-            .failed
-            .as_deref()
-            .unwrap_or(info.state.next.as_deref().unwrap_or_default())
-            == step;
+        let failed_here = info.state.failed.as_ref().or(info.state.next.as_ref()) == Some(step);
         let step_state = if state == "failed" && failed_here {
             "failed"
         } else if info.state.next.as_deref() == Some(step.as_str()) {

@@ -18,7 +18,7 @@ impl Engine for CommandEngine {
             .run
             .split_first()
             .ok_or_else(|| EngineError::Invalid {
-                step: input.step.id.clone(),
+                step: input.step.id.to_string(),
                 message: "the command engine needs `run = [\"program\", \"arg\", …]`".to_string(),
             })?;
         let mut args = args.to_vec();

@@ -286,7 +286,7 @@ mod tests {
 
     fn feedback(reason: &str) -> LoopFeedback {
         LoopFeedback {
-            from: "review".to_string(),
+            from: "review".into(),
             pass: 2,
             reason: reason.to_string(),
         }

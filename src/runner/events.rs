@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::git::Oid;
+use crate::workflow::StepId;
 
 /// Version of the event schema (docs/events.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -41,7 +42,7 @@ pub enum Kind {
         #[serde(skip_serializing_if = "Option::is_none")]
         resumed: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        next: Option<String>,
+        next: Option<StepId>,
     },
     /// The run's workflow was replaced (`resume --reload`) or its engine or model changed.
     WorkflowChanged {
@@ -58,7 +59,7 @@ pub enum Kind {
         path: String,
     },
     StepStarted {
-        step: String,
+        step: StepId,
         /// 1-based position and the number of steps in the workflow.
         position: usize,
         total: usize,
@@ -70,33 +71,33 @@ pub enum Kind {
     },
     /// A transcript was put back where its agent CLI looks for it.
     TranscriptRestored {
-        step: String,
+        step: StepId,
         engine: String,
         session: String,
         path: String,
     },
     EngineSkipped {
-        step: String,
+        step: StepId,
         engine: String,
         reason: String,
     },
     GateStarted {
-        step: String,
+        step: StepId,
         command: String,
     },
     Gate {
-        step: String,
+        step: StepId,
         command: String,
         passed: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         ending: Option<String>,
     },
     Directive {
-        step: String,
+        step: StepId,
         directive: String,
     },
     StepFinished {
-        step: String,
+        step: StepId,
         commit: Oid,
         engine: String,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,7 +111,7 @@ pub enum Kind {
         summary: String,
     },
     StepFailed {
-        step: String,
+        step: StepId,
         reason: String,
         /// Where the log is: the file in the worktree and the commit holding it.
         log: String,
@@ -121,24 +122,24 @@ pub enum Kind {
         tail: Vec<String>,
     },
     StepSkipped {
-        step: String,
+        step: StepId,
         why: String,
     },
     StepInterrupted {
-        step: String,
+        step: StepId,
         duration_ms: u64,
     },
     /// The step changed git machine's own files; they were kept as recorded.
     RecordRepaired {
-        step: String,
+        step: StepId,
     },
     GroupStarted {
         group: String,
-        members: Vec<String>,
+        members: Vec<StepId>,
         jobs: usize,
     },
     MemberFinished {
-        step: String,
+        step: StepId,
         group: String,
         commit: Oid,
         checkpoint: Oid,
@@ -147,7 +148,7 @@ pub enum Kind {
         summary: String,
     },
     MemberFailed {
-        step: String,
+        step: StepId,
         group: String,
         reason: String,
         duration_ms: u64,
@@ -157,36 +158,36 @@ pub enum Kind {
     GroupMerged {
         group: String,
         commit: Oid,
-        members: Vec<String>,
+        members: Vec<StepId>,
     },
     Conflict {
         group: String,
-        step: String,
+        step: StepId,
         paths: Vec<String>,
         worktree: String,
     },
     ResolverStarted {
-        step: String,
+        step: StepId,
         group: String,
-        member: String,
+        member: StepId,
     },
     Resolved {
-        step: String,
+        step: StepId,
         commit: Oid,
     },
     ResolverFailed {
-        step: String,
+        step: StepId,
         reason: String,
     },
     Loop {
-        step: String,
-        to: String,
+        step: StepId,
+        to: StepId,
         pass: u32,
         max: u32,
         why: String,
     },
     LoopExhausted {
-        step: String,
+        step: StepId,
         max: u32,
         went_on: bool,
     },
@@ -208,7 +209,7 @@ pub enum Kind {
         reason: Option<String>,
         /// The step that failed, when the state is `failed`.
         #[serde(skip_serializing_if = "Option::is_none")]
-        failed_step: Option<String>,
+        failed_step: Option<StepId>,
         duration_ms: u64,
     },
 }

@@ -12,7 +12,7 @@ use crate::git::Oid;
 use crate::store::{
     GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status,
 };
-use crate::workflow::{LoopSpec, ResolvedStep};
+use crate::workflow::{LoopSpec, ResolvedStep, StepId};
 
 /// The workflow as resolved for this run: which steps apply (track and conditions), which are
 /// conflict resolvers, and what follows what.
@@ -20,8 +20,8 @@ pub struct Plan {
     pub steps: Vec<ResolvedStep>,
     selected: Vec<bool>,
     /// Each group's `on_conflict` step, by group.
-    on_conflict: BTreeMap<String, String>,
-    resolvers: BTreeSet<String>,
+    on_conflict: BTreeMap<String, StepId>,
+    resolvers: BTreeSet<StepId>,
 }
 
 impl Plan {
@@ -29,7 +29,7 @@ impl Plan {
     pub fn new(
         steps: Vec<ResolvedStep>,
         record: &RunRecord,
-        on_conflict: Vec<(String, String)>,
+        on_conflict: Vec<(String, StepId)>,
     ) -> Plan {
         let selected = steps
             .iter()
@@ -44,7 +44,7 @@ impl Plan {
     }
 
     /// The step that resolves `group`'s merge conflicts, if it has one.
-    pub fn resolver(&self, group: &str) -> Option<String> {
+    pub fn resolver(&self, group: &str) -> Option<StepId> {
         self.on_conflict.get(group).cloned()
     }
 
@@ -61,11 +61,11 @@ impl Plan {
     }
 
     /// The first step that runs.
-    pub fn first(&self) -> Option<String> {
+    pub fn first(&self) -> Option<StepId> {
         self.runnable_from(0)
     }
 
-    fn runnable_from(&self, from: usize) -> Option<String> {
+    fn runnable_from(&self, from: usize) -> Option<StepId> {
         (from..self.steps.len())
             .find(|&i| self.selected[i] && !self.resolvers.contains(&self.steps[i].id))
             .map(|i| self.steps[i].id.clone())
@@ -73,7 +73,7 @@ impl Plan {
 
     /// The step that runs after `id`: the next one that applies, past `id`'s whole group when
     /// it is in one. Resolver steps run only for conflicts and are never a successor.
-    pub fn successor(&self, id: &str) -> Option<String> {
+    pub fn successor(&self, id: &str) -> Option<StepId> {
         let index = self.index(id)?;
         let group = self.steps[index].group.as_deref();
         let after = match group {
@@ -91,7 +91,7 @@ impl Plan {
 
     /// Steps between `id` and its successor that are passed over (their conditions or tracks
     /// were not chosen), for the report.
-    pub fn skipped_after(&self, id: &str) -> Vec<String> {
+    pub fn skipped_after(&self, id: &str) -> Vec<StepId> {
         let Some(index) = self.index(id) else {
             return Vec::new();
         };
@@ -206,20 +206,20 @@ pub enum Input {
     /// A step's program succeeded (and its declared outputs exist). `gate` is set when the
     /// runner ran the step's loop gate (see [`needs_gate`]).
     StepSucceeded {
-        step: String,
+        step: StepId,
         session: Option<SessionRef>,
         directive: Option<Directive>,
         gate: Option<Gate>,
     },
     /// A step's program failed, timed out, or could not start with any engine.
     StepFailed {
-        step: String,
+        step: StepId,
         session: Option<SessionRef>,
         error: String,
     },
     /// A member of the group in progress finished and its commit exists.
     MemberSucceeded {
-        member: String,
+        member: StepId,
         /// Its record number (taken when the group started it).
         seq: u32,
         commit: Oid,
@@ -229,22 +229,22 @@ pub enum Input {
     /// Members of the group failed; the group is over for now. `seq`: the highest record
     /// number the group has taken.
     MembersFailed {
-        first: String,
+        first: StepId,
         seq: u32,
         base: Oid,
-        failed: Vec<(String, String)>,
+        failed: Vec<(StepId, String)>,
     },
     /// All members merged cleanly onto the run.
-    Merged { first: String },
+    Merged { first: StepId },
     /// Merging `member` conflicts in `paths`; `pending` are the members still to merge.
     Conflict {
-        first: String,
-        member: String,
+        first: StepId,
+        member: StepId,
         paths: Vec<String>,
-        pending: Vec<String>,
+        pending: Vec<StepId>,
     },
     /// The group's resolver (or a person, on resume) resolved the conflict with `member`.
-    Resolved { member: String },
+    Resolved { member: StepId },
     /// A person's edits after a pause are committed, or a paused run just goes on.
     Reviewed,
 }
@@ -273,15 +273,15 @@ pub enum Publish {
 pub enum Notice {
     /// A loop sends the run back.
     Loop {
-        from: String,
-        to: String,
+        from: StepId,
+        to: StepId,
         pass: u32,
         max: u32,
         why: String,
     },
     /// A loop ran out of passes: the run goes on (`on_max = "continue"`) or stops failed.
     LoopExhausted {
-        from: String,
+        from: StepId,
         max: u32,
         went_on: bool,
     },
@@ -292,7 +292,7 @@ pub enum Notice {
         reason: String,
     },
     Failed {
-        step: String,
+        step: StepId,
         reason: String,
     },
 }
@@ -392,6 +392,10 @@ pub fn decide(state: &State, plan: &Plan, input: Input) -> Transition {
             next.seq = state.seq.max(seq);
             next.group_base = Some(base);
             let names: Vec<&str> = failed.iter().map(|(m, _)| m.as_str()).collect();
+            let failed_step = failed
+                .first()
+                .map(|(m, _)| m.clone())
+                .unwrap_or_else(|| first.clone());
             let group = plan
                 .step(&first)
                 .and_then(|s| s.group.clone())
@@ -401,7 +405,6 @@ pub fn decide(state: &State, plan: &Plan, input: Input) -> Transition {
                 names.join(", "),
                 if names.len() == 1 { "it" } else { "those" }
             );
-            let failed_step = names.first().map(|s| s.to_string()).unwrap_or_default();
             fail(next, Publish::GroupFailure, &failed_step, &first, reason)
         }
         Input::Merged { first } => merged(state, plan, &first),
@@ -449,9 +452,9 @@ fn begin(state: &State) -> State {
     next
 }
 
-fn remember_session(state: &mut State, step: &str, session: Option<SessionRef>) {
+fn remember_session(state: &mut State, step: &StepId, session: Option<SessionRef>) {
     if let Some(s) = session {
-        state.sessions.insert(step.to_string(), s);
+        state.sessions.insert(step.clone(), s);
     }
 }
 
@@ -459,17 +462,17 @@ fn remember_session(state: &mut State, step: &str, session: Option<SessionRef>) 
 fn fail(
     mut state: State,
     publish: Publish,
-    failed: &str,
-    resume_at: &str,
+    failed: &StepId,
+    resume_at: &StepId,
     reason: String,
 ) -> Transition {
     state.status = Status::Failed;
-    state.next = Some(resume_at.to_string());
-    state.failed = Some(failed.to_string());
+    state.next = Some(resume_at.clone());
+    state.failed = Some(failed.clone());
     state.reason = Some(reason.clone());
     let mut t = Transition::new(state, publish);
     t.notices.push(Notice::Failed {
-        step: failed.to_string(),
+        step: failed.clone(),
         reason,
     });
     t
@@ -478,7 +481,7 @@ fn fail(
 fn step_succeeded(
     state: &State,
     plan: &Plan,
-    step: &str,
+    step: &StepId,
     session: Option<SessionRef>,
     directive: Option<Directive>,
     gate: Option<Gate>,
@@ -529,7 +532,7 @@ fn step_succeeded(
                     format!("the directive asks to loop, but step `{step}` declares no `loop`"),
                 );
             };
-            if let Some(to) = to.filter(|to| *to != spec.to) {
+            if let Some(to) = to.filter(|to| spec.to != *to) {
                 return failure(
                     next,
                     format!(
@@ -587,14 +590,19 @@ fn step_succeeded(
 
 /// A loop asks to go back (`why`): back to `spec.to` while passes remain, else out of passes.
 /// `Some` when the run stops failed here.
-fn loop_back(t: &mut Transition, step: &str, spec: &LoopSpec, why: String) -> Option<Transition> {
+fn loop_back(
+    t: &mut Transition,
+    step: &StepId,
+    spec: &LoopSpec,
+    why: String,
+) -> Option<Transition> {
     let done = t.state.loops.get(step).copied().unwrap_or(0) + 1;
     if done < spec.max {
-        t.state.loops.insert(step.to_string(), done);
+        t.state.loops.insert(step.clone(), done);
         t.state.next = Some(spec.to.clone());
         let pass = done + 1;
         t.state.feedback = Some(LoopFeedback {
-            from: step.to_string(),
+            from: step.clone(),
             pass,
             reason: why.clone(),
         });
@@ -605,7 +613,7 @@ fn loop_back(t: &mut Transition, step: &str, spec: &LoopSpec, why: String) -> Op
             exhausted: false,
         });
         t.notices.push(Notice::Loop {
-            from: step.to_string(),
+            from: step.clone(),
             to: spec.to.clone(),
             pass,
             max: spec.max,
@@ -620,7 +628,7 @@ fn loop_back(t: &mut Transition, step: &str, spec: &LoopSpec, why: String) -> Op
             exhausted: true,
         });
         t.notices.push(Notice::LoopExhausted {
-            from: step.to_string(),
+            from: step.clone(),
             max: spec.max,
             went_on: spec.continue_on_max,
         });
@@ -657,7 +665,7 @@ fn finish_or_pause(t: &mut Transition, reason: Option<String>) {
 fn member_succeeded(
     state: &State,
     plan: &Plan,
-    member: &str,
+    member: &StepId,
     commit: Oid,
     base: Oid,
     directive: Option<Directive>,
@@ -675,7 +683,7 @@ fn member_succeeded(
         None | Some(Directive::Continue) => {}
         Some(Directive::Stop(reason)) => {
             t.state.group_directive = Some(GroupDirective {
-                member: member.to_string(),
+                member: member.clone(),
                 action: "stop".to_string(),
                 reason,
             })
@@ -687,7 +695,7 @@ fn member_succeeded(
                 .map_or(true, |d| d.action != "stop")
             {
                 t.state.group_directive = Some(GroupDirective {
-                    member: member.to_string(),
+                    member: member.clone(),
                     action: "pause".to_string(),
                     reason,
                 })
@@ -697,7 +705,7 @@ fn member_succeeded(
         // arrive here, its error is still recorded rather than the directive obeyed.
         Some(d) => t.error = member_directive_problem(member, &group, &d),
     }
-    t.state.group_done.insert(member.to_string(), commit);
+    t.state.group_done.insert(member.clone(), commit);
     t
 }
 
@@ -721,7 +729,7 @@ fn member_directive_error(member: &str, group: &str, directive: &str) -> String 
     }
 }
 
-fn merged(state: &State, plan: &Plan, first: &str) -> Transition {
+fn merged(state: &State, plan: &Plan, first: &StepId) -> Transition {
     let mut next = begin(state);
     next.group_done.clear();
     next.group_base = None;

@@ -333,9 +333,9 @@ impl Runner<'_> {
             .state
             .pending_merge
             .first()
-            .cloned()
-            .unwrap_or_default();
-        match info.state.group_done.get(&waiting) {
+            .map(|s| s.as_str())
+            .unwrap_or("-");
+        match info.state.group_done.get(waiting) {
             Some(c) if self.repo.is_ancestor(*c, tip)? => {
                 info.tip = tip;
                 Ok(())
@@ -876,7 +876,7 @@ impl Runner<'_> {
                 staging.join(store::layout::GATE_LOG),
             )?;
         }
-        let mut files = exec::record_files(&staging, &format!("{}/steps/{rec}", id.dir()))?;
+        let mut files = exec::record_files(&staging, &store::record_dir(&id, rec))?;
         files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
         let (tree, parent, repaired) = if failed {
             (self.repo.tree_of(tip_before)?, tip_before, false)
@@ -985,10 +985,9 @@ impl Runner<'_> {
             );
         } else {
             let log = format!(
-                "{}/{}/steps/{}/{}",
+                "{}/{}/{}",
                 wt.path.display(),
-                id.dir(),
-                record_name(record.seq, &record.step),
+                store::record_dir(id, &record_name(record.seq, &record.step)),
                 record.log_file.as_deref().unwrap_or(store::layout::OUTPUT)
             );
             let tail = exec::tail_lines(attempt.outcome.final_message.as_deref(), 10);

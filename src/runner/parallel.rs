@@ -29,14 +29,14 @@ use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, Worktree};
 use crate::store::lock::RunLock;
 use crate::store::txn::{self, trailer};
-use crate::store::{self, record_name, to_toml, RunInfo, StepRecord, PARALLEL_PREFIX};
-use crate::workflow::ResolvedStep;
+use crate::store::{self, record_name, to_toml, RecordName, RunInfo, StepRecord, PARALLEL_PREFIX};
+use crate::workflow::{ResolvedStep, StepId};
 
 /// A member about to run: its worktree, prompt and record name.
 struct Slot<'a> {
     step: &'a ResolvedStep,
     seq: u32,
-    rec: String,
+    rec: RecordName,
     wt: Worktree,
     prompt: String,
     context: Vec<String>,
@@ -62,7 +62,7 @@ impl Runner<'_> {
         info: &mut RunInfo,
         wt: &Worktree,
         plan: &Plan,
-        first: &str,
+        first: &StepId,
         lock: &mut RunLock,
     ) -> Result<Option<RunEnd>> {
         if !info.state.pending_merge.is_empty() {
@@ -327,7 +327,12 @@ impl Runner<'_> {
         record: &mut StepRecord,
         a: &Attempt,
     ) -> Result<Oid> {
-        let dir = slot.wt.path.join(id.dir()).join("steps").join(&slot.rec);
+        let dir = slot
+            .wt
+            .path
+            .join(id.dir())
+            .join("steps")
+            .join(slot.rec.as_str());
         exec::write_record(
             &dir,
             record,
@@ -360,7 +365,7 @@ impl Runner<'_> {
         info: &mut RunInfo,
         wt: &Worktree,
         plan: &Plan,
-        first: &str,
+        first: &StepId,
         slots: &[Slot<'_>],
         failed: Vec<Failed>,
         base: Oid,
@@ -374,7 +379,7 @@ impl Runner<'_> {
             &info.state,
             plan,
             Input::MembersFailed {
-                first: first.to_string(),
+                first: first.clone(),
                 seq: slots.last().map_or(info.state.seq, |s| s.seq),
                 base,
                 failed: failed
@@ -391,22 +396,20 @@ impl Runner<'_> {
         let mut files = vec![(store::state_path(&id), to_toml(&t.state).into_bytes())];
         let mut side_refs = Vec::new();
         let mut records = Vec::new();
+        let mut names = Vec::new();
         for mut f in failed {
             let slot = &slots[f.slot];
             let staging = self.paths.record_staging(&id, &slot.rec);
             exec::write_record(&staging, &mut f.record, &slot.prompt, None, &slot.log)?;
             files.extend(exec::record_files(
                 &staging,
-                &format!("{}/steps/{}", id.dir(), slot.rec),
+                &store::record_dir(&id, &slot.rec),
             )?);
             let _ = std::fs::remove_dir_all(&staging);
             side_refs.extend(f.attempt.map(|(_, update)| update));
-            records.push(slot.rec.clone());
+            records.push(slot.rec.to_string());
+            names.push(slot.step.id.as_str());
         }
-        let names: Vec<&str> = records
-            .iter()
-            .map(|r| r.split_once('-').map_or(r.as_str(), |(_, s)| s))
-            .collect();
         let records = records.join(",");
         let commit = txn::publish(
             self.repo,
@@ -442,7 +445,7 @@ impl Runner<'_> {
         info: &mut RunInfo,
         wt: &Worktree,
         plan: &Plan,
-        first: &str,
+        first: &StepId,
         lock: &mut RunLock,
     ) -> Result<Option<RunEnd>> {
         let id = info.id.clone();
@@ -450,7 +453,7 @@ impl Runner<'_> {
         let base_tree = self.repo.tree_of(base)?;
         let members = plan.members(first);
         let group = members[0].group.clone().unwrap_or_default();
-        let mut queue: Vec<(String, Oid)> = Vec::new();
+        let mut queue: Vec<(StepId, Oid)> = Vec::new();
         for m in &members {
             let commit = info.state.group_done.get(&m.id).copied().ok_or_else(|| {
                 Error::failed(format!(
@@ -463,7 +466,7 @@ impl Runner<'_> {
         loop {
             let tip = info.tip;
             let mut acc = self.repo.tree_of(tip)?;
-            let mut clean: Vec<(String, Oid)> = Vec::new();
+            let mut clean: Vec<(StepId, Oid)> = Vec::new();
             let mut conflict = None;
             while let Some((step, commit)) = queue.first().cloned() {
                 if self.repo.is_ancestor(commit, tip)? {
@@ -484,7 +487,7 @@ impl Runner<'_> {
                     }
                 }
             }
-            let names: Vec<String> = clean.iter().map(|(s, _)| s.clone()).collect();
+            let names: Vec<StepId> = clean.iter().map(|(s, _)| s.clone()).collect();
             let mut parents = vec![tip];
             parents.extend(clean.iter().map(|(_, c)| *c));
             let Some((member, commit, paths)) = conflict else {
@@ -492,7 +495,7 @@ impl Runner<'_> {
                     &info.state,
                     plan,
                     Input::Merged {
-                        first: first.to_string(),
+                        first: first.clone(),
                     },
                 );
                 let subject = if names.is_empty() {
@@ -517,7 +520,7 @@ impl Runner<'_> {
                 &info.state,
                 plan,
                 Input::Conflict {
-                    first: first.to_string(),
+                    first: first.clone(),
                     member: member.clone(),
                     paths: paths.clone(),
                     pending: queue.iter().map(|(s, _)| s.clone()).collect(),
@@ -609,7 +612,7 @@ impl Runner<'_> {
         plan: &Plan,
         group: &str,
         resolver: &ResolvedStep,
-        (member, commit): (&str, Oid),
+        (member, commit): (&StepId, Oid),
         paths: &[String],
         lock: &mut RunLock,
     ) -> Result<bool> {
@@ -628,7 +631,7 @@ impl Runner<'_> {
             Kind::ResolverStarted {
                 step: resolver.id.clone(),
                 group: group.to_string(),
-                member: member.to_string(),
+                member: member.clone(),
             },
         );
         let started_at = store::now_rfc3339();
@@ -662,7 +665,7 @@ impl Runner<'_> {
             &info.state,
             plan,
             Input::Resolved {
-                member: member.to_string(),
+                member: member.clone(),
             },
         );
         let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
@@ -674,7 +677,7 @@ impl Runner<'_> {
             attempt.outcome.final_message.as_deref(),
             &log,
         )?;
-        let mut files = exec::record_files(&staging, &format!("{}/steps/{rec}", id.dir()))?;
+        let mut files = exec::record_files(&staging, &store::record_dir(&id, &rec))?;
         files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
         let tree = wt.stage_all(&[id.dir().as_str()])?;
         let tip = info.tip;

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::git::Worktree;
 use crate::store::txn::{self, trailer};
 use crate::store::{self, RunInfo};
-use crate::workflow::Workflow;
+use crate::workflow::{StepId, Workflow};
 
 /// What a resume changes about the run.
 #[derive(Default)]
@@ -48,15 +48,19 @@ impl Reload {
         let in_group = !info.state.group_done.is_empty() || !info.state.pending_merge.is_empty();
         if in_group {
             let old = info.workflow()?;
-            let members = |wf: &Workflow, g: &Option<String>| -> Vec<String> {
+            let members = |wf: &Workflow, g: &Option<String>| -> Vec<StepId> {
                 wf.steps
                     .iter()
                     .filter(|s| &s.group == g)
                     .map(|s| s.id.clone())
                     .collect()
             };
-            let next = info.state.next.clone().unwrap_or_default();
-            let group = group_of(&old, &next).flatten();
+            let group = info
+                .state
+                .next
+                .as_ref()
+                .and_then(|next| group_of(&old, next))
+                .flatten();
             if group.is_some() && members(&old, &group) != members(wf, &group) {
                 return Err(Error::usage(format!(
                     "run {id} is in the middle of parallel group `{}`, whose members the new workflow changes",

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::env::Env;
 use crate::git::{Oid, RefName, Repo};
+use crate::workflow::StepId;
 
 /// Version of `run.toml`, `state.toml` and `step.toml` this build writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -100,7 +101,7 @@ impl RunId {
 
 impl std::fmt::Display for RunId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -253,7 +254,7 @@ pub struct State {
     pub status: Status,
     /// Id of the step that runs next; `None` once the run is complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
+    pub next: Option<StepId>,
     /// Number of step records written so far (records are numbered from 1).
     pub seq: u32,
     /// Why the run stopped, when it is failed or paused.
@@ -261,14 +262,14 @@ pub struct State {
     pub reason: Option<String>,
     /// Times each loop has sent the run back, by the id of the step that loops.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub loops: BTreeMap<String, u32>,
+    pub loops: BTreeMap<StepId, u32>,
     /// Agent session of each step that reported one (latest execution).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sessions: BTreeMap<String, SessionRef>,
+    pub sessions: BTreeMap<StepId, SessionRef>,
     /// Members of the parallel group in progress that finished, with their commits (kept
     /// reachable under `refs/machine/parallel/`), so a resume reruns only the others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub group_done: BTreeMap<String, Oid>,
+    pub group_done: BTreeMap<StepId, Oid>,
     /// The commit the group in progress started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_base: Option<Oid>,
@@ -279,10 +280,10 @@ pub struct State {
     /// The step that failed, when the status is `failed` (`next` says where a resume starts,
     /// which for a loop that ran out is the step looped back to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed: Option<String>,
+    pub failed: Option<StepId>,
     /// Members of the group in progress whose merge is still to be done (after a conflict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_merge: Vec<String>,
+    pub pending_merge: Vec<StepId>,
     /// Paths in conflict, when the status is `conflict`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflict_paths: Vec<String>,
@@ -295,7 +296,7 @@ pub struct State {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GroupDirective {
-    pub member: String,
+    pub member: StepId,
     /// `stop` or `pause`.
     pub action: String,
     #[serde(default)]
@@ -307,7 +308,7 @@ pub struct GroupDirective {
 #[serde(deny_unknown_fields)]
 pub struct LoopRecord {
     /// The step the run went back to.
-    pub to: String,
+    pub to: StepId,
     /// The pass that step runs next (2 = its first repeat).
     pub pass: u32,
     /// Passes the loop allows.
@@ -322,7 +323,7 @@ pub struct LoopRecord {
 #[serde(deny_unknown_fields)]
 pub struct LoopFeedback {
     /// The step whose loop sent the run back.
-    pub from: String,
+    pub from: StepId,
     /// The pass the looped-to step is about to run (2 = the first repeat).
     pub pass: u32,
     /// The directive's reason, or the gate's command with the tail of its failing output.
@@ -331,7 +332,7 @@ pub struct LoopFeedback {
 
 impl State {
     /// The checkpoint of a run that has not run a step yet.
-    pub fn new(next: Option<String>) -> State {
+    pub fn new(next: Option<StepId>) -> State {
         State {
             version: FORMAT_VERSION,
             status: Status::Running,
@@ -400,7 +401,7 @@ pub enum StepStatus {
 #[serde(deny_unknown_fields)]
 pub struct StepRecord {
     pub version: u32,
-    pub step: String,
+    pub step: StepId,
     pub seq: u32,
     pub engine: String,
     pub status: StepStatus,
@@ -479,9 +480,43 @@ pub fn record_dir(run: &RunId, record: &str) -> String {
     format!("{}/steps/{record}", run.dir())
 }
 
+/// Folder name of a step record, `NN-<step id>`: which execution of which step.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordName(String);
+
+impl RecordName {
+    pub fn new(seq: u32, step: &StepId) -> RecordName {
+        RecordName(format!("{seq:02}-{step}"))
+    }
+
+    /// A record name as stored (a trailer, a folder name); `None` when it is not one.
+    pub fn parse(text: &str) -> Option<RecordName> {
+        let (seq, step) = text.split_once('-')?;
+        let seq: u32 = seq.parse().ok().filter(|_| seq.len() >= 2)?;
+        Some(RecordName::new(seq, &StepId::parse(step)?)).filter(|r| r.0 == text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for RecordName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RecordName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
 /// Folder name of a step record: `NN-<id>`.
-pub fn record_name(seq: u32, step: &str) -> String {
-    format!("{seq:02}-{step}")
+pub fn record_name(seq: u32, step: &StepId) -> RecordName {
+    RecordName::new(seq, step)
 }
 
 fn version_of(value: &toml::Value) -> u32 {
@@ -562,6 +597,17 @@ pub fn read_run_at(repo: &Repo, id: &RunId, commit: Oid) -> Result<RunInfo, Stor
             })
     };
     let record: RunRecord = upgrade(id, "run.toml", &read("run.toml")?)?;
+    if record.run_id != id.as_str() {
+        return Err(StoreError::Corrupt {
+            run: id.to_string(),
+            what: "run.toml".to_string(),
+            detail: format!(
+                "it belongs to run {}, not to the branch it is on (commit {})",
+                record.run_id,
+                commit.short()
+            ),
+        });
+    }
     let state: State = upgrade(id, "state.toml", &read("state.toml")?)?;
     let workflow_source = String::from_utf8_lossy(&read("workflow.toml")?).into_owned();
     let prompt_files = match repo.read_file(commit, &format!("{dir}/{PROMPT_FILES}"))? {
@@ -639,7 +685,7 @@ pub struct StepCommit {
     pub commit: Oid,
     /// The step commit before it (or the run's start commit).
     pub previous: Oid,
-    pub record_name: String,
+    pub record_name: RecordName,
     pub record: StepRecord,
 }
 
@@ -672,15 +718,23 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
         detail: "no start commit found on its first-parent chain".to_string(),
     })?;
     chain.reverse();
-    let record = |commit: Oid, name: &str| -> Result<StepRecord, StoreError> {
+    let record = |commit: Oid, name: &str| -> Result<(RecordName, StepRecord), StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            run: id.to_string(),
+            what: format!("step record {name}"),
+            detail,
+        };
+        let name = RecordName::parse(name).ok_or_else(|| {
+            corrupt(format!(
+                "commit {} names a record that is not NN-<step>",
+                commit.short()
+            ))
+        })?;
+        let path = format!("{}/{}", record_dir(&run.id, &name), layout::STEP);
         let bytes = repo
-            .read_file(commit, &format!("{}/steps/{name}/step.toml", run.id.dir()))?
-            .ok_or_else(|| StoreError::Corrupt {
-                run: id.to_string(),
-                what: format!("step record {name}"),
-                detail: format!("missing from commit {}", commit.short()),
-            })?;
-        upgrade(&run.id, "step.toml", &bytes)
+            .read_file(commit, &path)?
+            .ok_or_else(|| corrupt(format!("missing from commit {}", commit.short())))?;
+        Ok((name, upgrade(&run.id, layout::STEP, &bytes)?))
     };
     let mut out: Vec<StepCommit> = Vec::new();
     let mut previous = start;
@@ -703,11 +757,12 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
                     }
                     base = bi.parents.first().copied();
                 }
+                let (record_name, record) = record(*side, name)?;
                 out.push(StepCommit {
                     commit: *side,
                     previous: base.unwrap_or(start),
-                    record_name: name.to_string(),
-                    record: record(*side, name)?,
+                    record_name,
+                    record,
                 });
             }
         }
@@ -718,19 +773,21 @@ pub fn step_commits(repo: &Repo, run: &RunInfo) -> Result<(Oid, Vec<StepCommit>)
             .trailer(txn::trailer::RECORD)
             .filter(|_| info.trailer(txn::trailer::STEP).is_some())
         {
+            let (record_name, record) = record(oid, name)?;
             out.push(StepCommit {
                 commit: oid,
                 previous,
-                record_name: name.to_string(),
-                record: record(oid, name)?,
+                record_name,
+                record,
             });
         } else if let Some(names) = info.trailer(txn::trailer::RECORDS) {
             for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let (record_name, record) = record(oid, name)?;
                 out.push(StepCommit {
                     commit: oid,
                     previous,
-                    record_name: name.to_string(),
-                    record: record(oid, name)?,
+                    record_name,
+                    record,
                 });
             }
         }
@@ -759,6 +816,38 @@ mod tests {
         assert!(a < b, "{a} < {b}");
         assert_eq!(a.as_str().len(), 17);
         assert!(a.as_str().starts_with("270115-"), "{a}");
+    }
+
+    #[test]
+    fn record_names_are_checked_when_read() {
+        let name = RecordName::new(7, &StepId::parse("build").expect("id"));
+        assert_eq!(name.as_str(), "07-build");
+        assert_eq!(RecordName::parse("07-build"), Some(name));
+        assert_eq!(
+            RecordName::parse("123-x").map(|r| r.to_string()).as_deref(),
+            Some("123-x")
+        );
+        for bad in ["build", "7-build", "07-", "07-Build", "xx-build", "07-a b"] {
+            assert_eq!(RecordName::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_step_id_in_a_stored_checkpoint_is_an_error() {
+        let err = upgrade::<State>(
+            &RunId::from_stored("x"),
+            "state.toml",
+            b"version = 1\nstatus = \"running\"\nseq = 0\nnext = \"Not An Id\"\n",
+        )
+        .expect_err("a bad id is not dropped");
+        assert!(err.to_string().contains("not a step id"), "{err}");
+        let err = upgrade::<State>(
+            &RunId::from_stored("x"),
+            "state.toml",
+            b"version = 1\nstatus = \"running\"\nseq = 0\n[group_done]\na = \"zz\"\n",
+        )
+        .expect_err("a bad oid is not dropped");
+        assert!(err.to_string().contains("not a commit id"), "{err}");
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn read_summary(repo: &Repo, id: &RunId, tip: Oid) -> Result<RunSummary, Sto
         id: id.clone(),
         tip,
         status: state.status,
-        next: state.next,
+        next: state.next.map(String::from),
         workflow: record.workflow,
         started: record.started,
     })

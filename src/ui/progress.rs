@@ -113,7 +113,7 @@ impl Progress<'_> {
                 if passed {
                     vec![format!("  {} `{command}` {}", ui.dim("gate"), ui.green("passed"))]
                 } else {
-                    self.failed_gate = Some((step, command, ending.unwrap_or_default()));
+                    self.failed_gate = Some((step.to_string(), command, ending.unwrap_or_default()));
                     Vec::new()
                 }
             }
@@ -189,14 +189,14 @@ impl Progress<'_> {
                 vec![format!("  {} {step}: {reason}", ui.red("failed"))]
             }
             Kind::Loop { step, to, pass, max, why } => {
-                let cause = match self.failed_gate.take().filter(|(s, _, _)| *s == step) {
+                let cause = match self.failed_gate.take().filter(|(s, _, _)| step == *s) {
                     Some((_, command, ending)) => format!("gate `{command}` failed ({ending})"),
                     None => format!("`{step}` asks to loop: {}", why.lines().next().unwrap_or_default()),
                 };
                 vec![format!("  {} → back to {to}, pass {pass}/{max}", ui.yellow(&cause))]
             }
             Kind::LoopExhausted { step, max, went_on } => {
-                let cause = match self.failed_gate.take().filter(|(s, _, _)| *s == step) {
+                let cause = match self.failed_gate.take().filter(|(s, _, _)| step == *s) {
                     Some((_, command, ending)) => format!("gate `{command}` failed ({ending}); "),
                     None => String::new(),
                 };
@@ -219,7 +219,7 @@ impl Progress<'_> {
                 "failed" => vec![format!(
                     "{} {}",
                     ui.red("stopped"),
-                    reason.unwrap_or_else(|| format!("step `{}` failed", failed_step.unwrap_or_default()))
+                    reason.unwrap_or_else(|| format!("step `{}` failed", failed_step.map(String::from).unwrap_or_default()))
                 )],
                 _ => Vec::new(),
             },

@@ -19,6 +19,7 @@
 mod builtin;
 mod error;
 mod find;
+mod id;
 pub mod model;
 mod parse;
 mod raw;
@@ -28,9 +29,9 @@ mod vars;
 pub use builtin::builtin;
 pub use error::WorkflowError;
 pub use find::{list, load};
+pub use id::StepId;
 pub use model::*;
 pub use parse::{parse, parse_with_files};
-// Until the runner passes loop feedback to the steps it resolves (then drop the `allow`).
 pub use vars::loop_values;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! placeholders (`run`, `prompt`, `outputs`, `env` values, `args`) are kept as written; they are
 //! expanded per run by [`Workflow::resolve`].
 
+use super::StepId;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ pub struct Choice {
 pub struct GroupSpec {
     pub id: String,
     /// Step that resolves merge conflicts of the group (an agent step outside the group).
-    pub on_conflict: Option<String>,
+    pub on_conflict: Option<StepId>,
 }
 
 /// Where a step's prompt gets extra context from.
@@ -77,7 +78,7 @@ pub enum ContextSource {
     /// A step's final message, or one of its declared outputs: an earlier step, or a later one
     /// that loops back over this one.
     Step {
-        from: String,
+        from: StepId,
         output: Option<String>,
         required: bool,
         /// `from` comes after this step: its loop goes back to this step or before it, so this
@@ -95,7 +96,7 @@ pub enum ContextSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoopSpec {
     /// The step the run goes back to (this step or an earlier one).
-    pub to: String,
+    pub to: StepId,
     /// How many times the loop may send the run back.
     pub max: u32,
     /// Gate: the loop ends when this command passes (run in the worktree after the step).
@@ -123,7 +124,7 @@ pub enum Permissions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// Unique within the workflow; lowercase letters, digits and '-'.
-    pub id: String,
+    pub id: StepId,
     /// Engines to try in order (fallback); never empty. One of [`ENGINES`] each.
     pub engines: Vec<String>,
     /// argv for the `command` engine (templates).
@@ -144,7 +145,7 @@ pub struct Step {
     /// Extra CLI arguments (templates).
     pub args: Vec<String>,
     /// Continue the conversation of an earlier step (its id).
-    pub session: Option<String>,
+    pub session: Option<StepId>,
     pub context: Vec<ContextSource>,
     /// Budget in bytes for the context sections added to the prompt.
     pub context_limit: Option<usize>,
@@ -164,7 +165,7 @@ pub struct Step {
 /// A step with every placeholder expanded: what one execution of it gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedStep {
-    pub id: String,
+    pub id: StepId,
     pub engines: Vec<String>,
     pub run: Vec<String>,
     pub prompt: Option<String>,
@@ -176,7 +177,7 @@ pub struct ResolvedStep {
     pub permissions: Option<Permissions>,
     pub env: BTreeMap<String, String>,
     pub args: Vec<String>,
-    pub session: Option<String>,
+    pub session: Option<StepId>,
     pub context: Vec<ContextSource>,
     pub context_limit: Option<usize>,
     pub loop_spec: Option<LoopSpec>,

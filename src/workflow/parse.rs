@@ -34,6 +34,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{backticked, closest, line_column, WorkflowError};
+use super::id::StepId;
 use super::model::{
     Choice, ContextSource, GroupSpec, LoopSpec, Permissions, Step, VarDecl, Workflow,
     BUILTIN_PLACEHOLDERS, ENGINES,
@@ -674,7 +675,7 @@ impl Checker<'_> {
     fn step(
         &self,
         raw: &Spanned<RawStep>,
-        id: String,
+        id: StepId,
         earlier: &[Step],
         scope: &Scope<'_>,
     ) -> Result<Step> {
@@ -715,10 +716,14 @@ impl Checker<'_> {
         };
         let group = s.group.as_ref().map(|g| self.group_id(g)).transpose()?;
         let group = group.as_deref();
-        if let Some(session) = &s.session {
-            let target = self.step_ref(session, &id, earlier, scope.all, &SESSION_REF)?;
-            self.not_in_own_group(session, "session", &id, group, &earlier[target])?;
-        }
+        let session = match &s.session {
+            Some(session) => {
+                let target = self.step_ref(session, &id, earlier, scope.all, &SESSION_REF)?;
+                self.not_in_own_group(session, "session", &id, group, &earlier[target])?;
+                Some(earlier[target].id.clone())
+            }
+            None => None,
+        };
         let context = match &s.context {
             Some(list) => list
                 .get_ref()
@@ -759,7 +764,7 @@ impl Checker<'_> {
                 .args
                 .or_else(|| defaults.args.clone())
                 .unwrap_or_default(),
-            session: s.session.as_ref().map(|s| s.get_ref().clone()),
+            session,
             context,
             context_limit: own.context_limit.or(defaults.context_limit),
             loop_spec,
@@ -899,7 +904,7 @@ impl Checker<'_> {
         Ok(text)
     }
 
-    fn step_id(&self, id: Option<&Str>, step_at: usize, number: usize) -> Result<String> {
+    fn step_id(&self, id: Option<&Str>, step_at: usize, number: usize) -> Result<StepId> {
         let rule =
             "a step id uses lowercase letters, digits and '-', starts with a letter or digit, \
                     and is at most 40 characters";
@@ -909,16 +914,8 @@ impl Checker<'_> {
                 .with_hint(format!(r#"add a line like `id = "build"`; {rule}"#)));
         };
         let value = id.get_ref();
-        let ok = value.len() <= MAX_ID_LEN
-            && value
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
-            return Ok(value.clone());
+        if let Some(id) = StepId::parse(value) {
+            return Ok(id);
         }
         let mut hint = rule.to_string();
         let suggestion: String = slug(value, false).chars().take(MAX_ID_LEN).collect();
@@ -1060,8 +1057,14 @@ impl Checker<'_> {
                         .as_ref()
                         .map(|o| self.step_output(o, value.get_ref(), &outputs))
                         .transpose()?;
+                    let from = StepId::parse(value.get_ref()).ok_or_else(|| {
+                        self.err(
+                            value.span().start,
+                            format!("bad step id `{}`", value.get_ref()),
+                        )
+                    })?;
                     return Ok(ContextSource::Step {
-                        from: value.get_ref().clone(),
+                        from,
                         output,
                         required,
                         later: true,
@@ -1180,9 +1183,12 @@ impl Checker<'_> {
                             )));
                     }
                 }
-                to.get_ref().clone()
+                match earlier.get(target) {
+                    Some(step) => step.id.clone(),
+                    None => this_step(id),
+                }
             }
-            None => id.to_string(),
+            None => this_step(id),
         };
         let max = match &l.max {
             Some(max) => self.loop_max(max)?,
@@ -1726,7 +1732,7 @@ impl Checker<'_> {
                         .err(at, format!("`on_conflict` names step `{name}`, which is in group `{g}` itself"))
                         .with_hint("conflicts between the steps of a group are resolved by a step outside it"));
                 }
-                out[k].on_conflict = Some(name.clone());
+                out[k].on_conflict = Some(step.id.clone());
             }
         }
         Ok(out)
@@ -1992,6 +1998,11 @@ fn unknown_placeholder(text: &str, declared: &[&str]) -> Option<BadPlaceholder> 
         written,
         hint,
     })
+}
+
+/// The id of the step being checked, which [`Checker::step_id`] has accepted.
+fn this_step(id: &str) -> StepId {
+    StepId::parse(id).expect("the step's own id was checked before its parts")
 }
 
 /// Whether `value` is an id: lowercase letters, digits and '-' (and '_' if `underscore`),

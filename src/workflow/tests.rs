@@ -1142,7 +1142,7 @@ context_limit = "64KiB"
         wf.groups,
         [GroupSpec {
             id: "checks".to_string(),
-            on_conflict: Some("fix".to_string())
+            on_conflict: Some("fix".into())
         }]
     );
     assert!(wf.prompt_files.is_empty());
@@ -1161,13 +1161,13 @@ context_limit = "64KiB"
         implement.context,
         [
             ContextSource::Step {
-                from: "design".to_string(),
+                from: "design".into(),
                 output: None,
                 required: false,
                 later: false
             },
             ContextSource::Step {
-                from: "design".to_string(),
+                from: "design".into(),
                 output: Some("schema.json".to_string()),
                 required: true,
                 later: false
@@ -1186,7 +1186,7 @@ context_limit = "64KiB"
     assert_eq!(
         implement.loop_spec,
         Some(LoopSpec {
-            to: "implement".to_string(),
+            to: "implement".into(),
             max: 5,
             until: vec!["cargo".into(), "test".into(), "{area}".into()],
             continue_on_max: true,
@@ -1459,7 +1459,7 @@ fn loop_over_b(ctx: &str, loop_: &str) -> String {
 #[test]
 fn context_may_come_from_a_later_step_whose_loop_comes_back() {
     let from_d = |output: Option<&str>, required: bool| ContextSource::Step {
-        from: "d".to_string(),
+        from: "d".into(),
         output: output.map(str::to_string),
         required,
         later: true,

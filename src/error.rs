@@ -65,7 +65,12 @@ impl std::fmt::Display for Error {
 
 impl From<WorkflowError> for Error {
     fn from(e: WorkflowError) -> Error {
-        let mut err = Error::usage(format!("invalid workflow {e}"));
+        // A mistake in a file names the file; one in how a workflow was asked for does not.
+        let mut err = if e.origin.is_empty() {
+            Error::usage(e.to_string())
+        } else {
+            Error::usage(format!("invalid workflow {e}"))
+        };
         err.hint = e.hint.clone();
         err
     }

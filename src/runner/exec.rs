@@ -160,56 +160,14 @@ pub fn attempt_step(
                 continue;
             }
         };
-        let mut parser = Inflight {
-            inner: engine.parser(),
-            path: run.session_path.to_path_buf(),
-            engine: engine_name.clone(),
-            written: false,
-        };
-        let limits = process::Limits {
-            timeout: step.timeout,
-            idle_timeout: step
-                .idle_timeout
-                .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
-        };
-        let mut spawned = |pgid: i32| on_spawn(Some(pgid));
-        let echoing = echo.is_some();
-        let mut print = |_: engine::Stream, line: &str| {
-            if let Some(echo) = echo.as_mut() {
-                echo(line)
-            }
-        };
-        let ending = process::run(
+        let (ending, mut outcome) = run_engine(
+            run,
+            engine.as_ref(),
+            engine_name,
             &inv,
-            run.workdir,
-            &run.env.vars,
-            run.log,
-            limits,
-            run.cancel,
-            &mut spawned,
-            &mut parser,
-            if echoing { Some(&mut print) } else { None },
-        );
-        on_spawn(None);
-        let (ending, mut outcome) = match ending {
-            Ok(ending) => {
-                let outcome = parser.inner.finish(&ending);
-                (ending, outcome)
-            }
-            // The log could not be written: the disk is full, which no engine fixes.
-            Err(e) if crate::error::is_disk_full(&e) => return Err(e.into()),
-            Err(e) => {
-                // Could not be started: an engine that cannot serve now.
-                let msg = format!("could not start `{}`: {e}", inv.program);
-                std::fs::write(run.log, format!("{msg}\n"))?;
-                let outcome = engine::Outcome {
-                    error: Some(msg.clone()),
-                    fallback_reason: Some(msg),
-                    ..Default::default()
-                };
-                (Ending::Exited(127), outcome)
-            }
-        };
+            on_spawn,
+            echo.as_deref_mut(),
+        )?;
         if ending != Ending::Cancelled && !outcome.success && i + 1 < step.engines.len() {
             if let Some(reason) = &outcome.fallback_reason {
                 skipped.push(format!("{engine_name}: {reason}"));
@@ -266,6 +224,68 @@ pub fn attempt_step(
         skipped,
         passed_over,
     })
+}
+
+/// Run one engine's invocation to its end: how it ended and what its output said. A program
+/// that cannot be started is an engine that cannot serve now (a fallback reason).
+fn run_engine<'e>(
+    run: &StepRun<'_>,
+    engine: &dyn engine::Engine,
+    engine_name: &str,
+    inv: &engine::Invocation,
+    on_spawn: &mut dyn FnMut(Option<i32>),
+    mut echo: Option<&mut (dyn FnMut(&str) + 'e)>,
+) -> Result<(Ending, engine::Outcome)> {
+    let mut parser = Inflight {
+        inner: engine.parser(),
+        path: run.session_path.to_path_buf(),
+        engine: engine_name.to_string(),
+        written: false,
+    };
+    let limits = process::Limits {
+        timeout: run.step.timeout,
+        idle_timeout: run
+            .step
+            .idle_timeout
+            .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
+    };
+    let mut spawned = |pgid: i32| on_spawn(Some(pgid));
+    let echoing = echo.is_some();
+    let mut print = |_: engine::Stream, line: &str| {
+        if let Some(echo) = echo.as_mut() {
+            echo(line)
+        }
+    };
+    let ending = process::run(
+        inv,
+        run.workdir,
+        &run.env.vars,
+        run.log,
+        limits,
+        run.cancel,
+        &mut spawned,
+        &mut parser,
+        if echoing { Some(&mut print) } else { None },
+    );
+    on_spawn(None);
+    match ending {
+        Ok(ending) => {
+            let outcome = parser.inner.finish(&ending);
+            Ok((ending, outcome))
+        }
+        // The log could not be written: the disk is full, which no engine fixes.
+        Err(e) if crate::error::is_disk_full(&e) => Err(e.into()),
+        Err(e) => {
+            let msg = format!("could not start `{}`: {e}", inv.program);
+            std::fs::write(run.log, format!("{msg}\n"))?;
+            let outcome = engine::Outcome {
+                error: Some(msg.clone()),
+                fallback_reason: Some(msg),
+                ..Default::default()
+            };
+            Ok((Ending::Exited(127), outcome))
+        }
+    }
 }
 
 use store::layout::DIRECTIVE as DIRECTIVE_PATH;

@@ -387,26 +387,7 @@ pub fn decide(state: &State, plan: &Plan, input: Input) -> Transition {
             seq,
             base,
             failed,
-        } => {
-            let mut next = state.clone();
-            next.seq = state.seq.max(seq);
-            next.group_base = Some(base);
-            let names: Vec<&str> = failed.iter().map(|(m, _)| m.as_str()).collect();
-            let failed_step = failed
-                .first()
-                .map(|(m, _)| m.clone())
-                .unwrap_or_else(|| first.clone());
-            let group = plan
-                .step(&first)
-                .and_then(|s| s.group.clone())
-                .unwrap_or_default();
-            let reason = format!(
-                "parallel group `{group}`: {} failed; `git machine resume` reruns only {}",
-                names.join(", "),
-                if names.len() == 1 { "it" } else { "those" }
-            );
-            fail(next, Publish::GroupFailure, &failed_step, &first, reason)
-        }
+        } => members_failed(state, plan, &first, seq, base, &failed),
         Input::Merged { first } => merged(state, plan, &first),
         Input::Conflict {
             first,
@@ -507,14 +488,12 @@ fn step_succeeded(
     };
     let mut loop_why = None;
     let mut pause = checkpoint.then(String::new);
-    match directive {
-        None | Some(Directive::Continue) => {}
-        Some(Directive::Invalid(message)) => return failure(next, message),
-        Some(Directive::Error(why)) => {
-            return failure(next, format!("the step reported an error: {why}"))
-        }
-        Some(Directive::Stop(why)) => {
-            let reason = format!("stopped by step `{step}`: {why}");
+    match asked(step, spec.as_ref(), directive) {
+        Asked::Nothing => {}
+        Asked::Fail(error) => return failure(next, error),
+        Asked::Pause(reason) => pause = Some(reason),
+        Asked::Loop(why) => loop_why = Some(why),
+        Asked::Stop(reason) => {
             next.loops.remove(step);
             next.status = Status::Completed;
             next.next = None;
@@ -523,29 +502,6 @@ fn step_succeeded(
             t.directive = described;
             t.notices.push(Notice::Stopped { reason });
             return t;
-        }
-        Some(Directive::Pause(why)) => pause = Some(format!("paused by step `{step}`: {why}")),
-        Some(Directive::Loop { to, reason }) => {
-            let Some(spec) = &spec else {
-                return failure(
-                    next,
-                    format!("the directive asks to loop, but step `{step}` declares no `loop`"),
-                );
-            };
-            if let Some(to) = to.filter(|to| spec.to != *to) {
-                return failure(
-                    next,
-                    format!(
-                        "the directive asks to loop to `{to}`; step `{step}` may only loop to `{}`",
-                        spec.to
-                    ),
-                );
-            }
-            loop_why = Some(if reason.is_empty() {
-                format!("step `{step}` asked to loop")
-            } else {
-                reason
-            });
         }
     }
     let gate_text = gate.as_ref().map(Gate::describe);
@@ -586,6 +542,40 @@ fn step_succeeded(
         t.state.status = Status::Completed;
     }
     t
+}
+
+/// What a step's directive asks for, checked against the step's limits.
+enum Asked {
+    Nothing,
+    Pause(String),
+    Stop(String),
+    /// Go back, for this reason.
+    Loop(String),
+    /// The step fails after all, with this error.
+    Fail(String),
+}
+
+fn asked(step: &StepId, spec: Option<&LoopSpec>, directive: Option<Directive>) -> Asked {
+    match directive {
+        None | Some(Directive::Continue) => Asked::Nothing,
+        Some(Directive::Invalid(message)) => Asked::Fail(message),
+        Some(Directive::Error(why)) => Asked::Fail(format!("the step reported an error: {why}")),
+        Some(Directive::Stop(why)) => Asked::Stop(format!("stopped by step `{step}`: {why}")),
+        Some(Directive::Pause(why)) => Asked::Pause(format!("paused by step `{step}`: {why}")),
+        Some(Directive::Loop { to, reason }) => match spec {
+            None => Asked::Fail(format!(
+                "the directive asks to loop, but step `{step}` declares no `loop`"
+            )),
+            Some(spec) => match to.filter(|to| spec.to != *to) {
+                Some(to) => Asked::Fail(format!(
+                    "the directive asks to loop to `{to}`; step `{step}` may only loop to `{}`",
+                    spec.to
+                )),
+                None if reason.is_empty() => Asked::Loop(format!("step `{step}` asked to loop")),
+                None => Asked::Loop(reason),
+            },
+        },
+    }
 }
 
 /// A loop asks to go back (`why`): back to `spec.to` while passes remain, else out of passes.
@@ -653,6 +643,31 @@ fn loop_back(
         ));
     }
     None
+}
+
+fn members_failed(
+    state: &State,
+    plan: &Plan,
+    first: &StepId,
+    seq: u32,
+    base: Oid,
+    failed: &[(StepId, String)],
+) -> Transition {
+    let mut next = state.clone();
+    next.seq = state.seq.max(seq);
+    next.group_base = Some(base);
+    let names: Vec<&str> = failed.iter().map(|(m, _)| m.as_str()).collect();
+    let failed_step = failed.first().map_or(first, |(m, _)| m);
+    let group = plan
+        .step(first)
+        .and_then(|s| s.group.clone())
+        .unwrap_or_default();
+    let reason = format!(
+        "parallel group `{group}`: {} failed; `git machine resume` reruns only {}",
+        names.join(", "),
+        if names.len() == 1 { "it" } else { "those" }
+    );
+    fail(next, Publish::GroupFailure, failed_step, first, reason)
 }
 
 fn finish_or_pause(t: &mut Transition, reason: Option<String>) {

@@ -36,7 +36,7 @@ use crate::store::{
     self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, SessionRef, State, Status,
     ATTEMPTS_PREFIX,
 };
-use crate::workflow::{ResolvedStep, Workflow};
+use crate::workflow::{ResolvedStep, StepId, Workflow};
 pub use events::{Diffstat, Event, Kind, Sink};
 use exec::{Attempt, StepRun};
 pub use machine::selected;
@@ -645,28 +645,8 @@ impl Runner<'_> {
             .loop_spec
             .as_ref()
             .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1);
-        let input = if attempt.outcome.success {
-            let directive = exec::take_directive(&wt.path)?;
-            let gate = if machine::needs_gate(step, directive.as_ref()) {
-                match self.gate(&id, step, wt, &rec) {
-                    Some(g) => Some(g),
-                    None => return Ok(Some(RunEnd::Interrupted)),
-                }
-            } else {
-                None
-            };
-            Input::StepSucceeded {
-                step: step.id.clone(),
-                session: attempt.session(),
-                directive,
-                gate,
-            }
-        } else {
-            Input::StepFailed {
-                step: step.id.clone(),
-                session: attempt.session(),
-                error: attempt.error(),
-            }
+        let Some(input) = self.input_of(&id, step, wt, &rec, &attempt)? else {
+            return Ok(Some(RunEnd::Interrupted));
         };
         let t = machine::decide(&info.state, plan, input);
         self.finish_step(
@@ -679,6 +659,40 @@ impl Runner<'_> {
             (&prepared.prompt, &attempt),
             t,
         )
+    }
+
+    /// What the step's run means for the run: its directive read, its gate run. `None` when
+    /// Ctrl-C stopped the gate.
+    fn input_of(
+        &mut self,
+        id: &RunId,
+        step: &ResolvedStep,
+        wt: &Worktree,
+        rec: &str,
+        attempt: &Attempt,
+    ) -> Result<Option<Input>> {
+        if !attempt.outcome.success {
+            return Ok(Some(Input::StepFailed {
+                step: step.id.clone(),
+                session: attempt.session(),
+                error: attempt.error(),
+            }));
+        }
+        let directive = exec::take_directive(&wt.path)?;
+        let gate = if machine::needs_gate(step, directive.as_ref()) {
+            match self.gate(id, step, wt, rec) {
+                Some(g) => Some(g),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        Ok(Some(Input::StepSucceeded {
+            step: step.id.clone(),
+            session: attempt.session(),
+            directive,
+            gate,
+        }))
     }
 
     /// The prompt (with its context report) and the session a step continues, if any.
@@ -841,16 +855,7 @@ impl Runner<'_> {
             transcript::save(&attempt.engine, &self.env.vars, wt, session, &dir)?;
         }
         let tip_before = info.tip;
-        let current = self.branch_tip(&id)?;
-        if current != tip_before && !self.repo.is_ancestor(tip_before, current)? {
-            return Err(Error::refused(format!(
-                "branch machine/{id} was moved off the run while step `{}` ran",
-                step.id
-            ))
-            .with_hint(format!(
-                "see `git reflog machine/{id}`; `git machine resume {id}` starts the step again"
-            )));
-        }
+        let current = self.tip_above(&id, tip_before, &step.id)?;
         let failed = t.publish == Publish::Failure;
         let mut side_refs = Vec::new();
         if failed {
@@ -862,22 +867,7 @@ impl Runner<'_> {
                 side_refs.push(update);
             }
         }
-        let staging = self.paths.record_staging(&id, rec);
-        exec::write_record(
-            &staging,
-            &mut record,
-            prompt,
-            attempt.outcome.final_message.as_deref(),
-            &self.paths.log(&id, rec),
-        )?;
-        if self.paths.gate_log(&id, rec).exists() {
-            std::fs::rename(
-                self.paths.gate_log(&id, rec),
-                staging.join(store::layout::GATE_LOG),
-            )?;
-        }
-        let mut files = exec::record_files(&staging, &store::record_dir(&id, rec))?;
-        files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
+        let files = self.record_files(&id, rec, &mut record, prompt, attempt, &t.state)?;
         let (tree, parent, repaired) = if failed {
             (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
@@ -886,19 +876,6 @@ impl Runner<'_> {
             let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged, &files)?;
             (tree, current, repaired)
         };
-        let engine_name = record.engine.clone();
-        let mut trailers = vec![
-            (trailer::RUN, id.as_str()),
-            (trailer::STEP, step.id.as_str()),
-            (trailer::RECORD, rec),
-            (trailer::ENGINE, engine_name.as_str()),
-        ];
-        if let Some(s) = &record.session {
-            trailers.push((trailer::SESSION, s.as_str()));
-        }
-        if failed {
-            trailers.push((trailer::STATUS, "failed"));
-        }
         let commit = txn::publish(
             self.repo,
             &id,
@@ -906,14 +883,13 @@ impl Runner<'_> {
             txn::Commit {
                 tree,
                 files: if failed { files } else { Vec::new() },
-
                 parents: vec![parent],
-                message: txn::message(&format!("{}: {}", step.id, record.summary), &trailers),
-                author: Some(txn::author(Some(&engine_name))),
+                message: step_message(&id, rec, &record, failed),
+                author: Some(txn::author(Some(&record.engine))),
                 side_refs,
             },
         )?;
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(self.paths.record_staging(&id, rec));
         let _ = std::fs::remove_file(self.paths.inflight_session(&id, rec));
         if failed || repaired {
             // The worktree follows the commit: clean after a failure, git machine's files
@@ -931,6 +907,43 @@ impl Runner<'_> {
         info.tip = commit;
         info.state = t.state.clone();
         self.report_step(&id, wt, plan, step, &record, (parent, commit), attempt, &t)
+    }
+
+    /// The branch tip, which must still contain `tip` (the step's own commits may sit above it).
+    fn tip_above(&self, id: &RunId, tip: Oid, step: &StepId) -> Result<Oid> {
+        let current = self.branch_tip(id)?;
+        if current != tip && !self.repo.is_ancestor(tip, current)? {
+            return Err(Error::refused(format!(
+                "branch machine/{id} was moved off the run while step `{step}` ran"
+            ))
+            .with_hint(format!(
+                "see `git reflog machine/{id}`; `git machine resume {id}` starts the step again"
+            )));
+        }
+        Ok(current)
+    }
+
+    /// Put the step's record together outside the worktree (its log moved in, its gate's log
+    /// beside it) and return its files and the new checkpoint, as paths in the tree.
+    fn record_files(
+        &self,
+        id: &RunId,
+        rec: &str,
+        record: &mut store::StepRecord,
+        prompt: &str,
+        attempt: &Attempt,
+        state: &State,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let staging = self.paths.record_staging(id, rec);
+        let message = attempt.outcome.final_message.as_deref();
+        exec::write_record(&staging, record, prompt, message, &self.paths.log(id, rec))?;
+        let gate_log = self.paths.gate_log(id, rec);
+        if gate_log.exists() {
+            std::fs::rename(gate_log, staging.join(store::layout::GATE_LOG))?;
+        }
+        let mut files = exec::record_files(&staging, &store::record_dir(id, rec))?;
+        files.push((store::state_path(id), to_toml(state).into_bytes()));
+        Ok(files)
     }
 
     /// Write the record's files into the worktree, beside the step's work, to be staged with it.
@@ -1091,6 +1104,23 @@ impl Runner<'_> {
         }
         Ok((self.repo.tree_with_subtree(staged, &dir, expected)?, true))
     }
+}
+
+/// The message of a step's commit: `<step>: <summary>` and its trailers.
+fn step_message(id: &RunId, rec: &str, record: &store::StepRecord, failed: bool) -> String {
+    let mut trailers = vec![
+        (trailer::RUN, id.as_str()),
+        (trailer::STEP, record.step.as_str()),
+        (trailer::RECORD, rec),
+        (trailer::ENGINE, record.engine.as_str()),
+    ];
+    if let Some(s) = &record.session {
+        trailers.push((trailer::SESSION, s.as_str()));
+    }
+    if failed {
+        trailers.push((trailer::STATUS, "failed"));
+    }
+    txn::message(&format!("{}: {}", record.step, record.summary), &trailers)
 }
 
 /// What a step is sent, and what it continues.

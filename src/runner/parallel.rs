@@ -235,27 +235,8 @@ impl Runner<'_> {
             error = error.or_else(|| machine::member_directive_problem(&slot.step.id, group, d));
         }
         if let Some(error) = error {
-            record.status = store::StepStatus::Failed;
-            record.summary = format!("failed ({})", exec::first_line(&error));
-            record.error = Some(error.clone());
-            let head = slot.wt.head()?;
-            let attempt = self.attempt(&id, &slot.wt, base, head, &slot.rec, "failed")?;
-            record.attempt_commit = attempt.as_ref().map(|(c, _)| *c);
-            self.emit(
-                &id,
-                Kind::MemberFailed {
-                    step: slot.step.id.clone(),
-                    group: group.to_string(),
-                    reason: error,
-                    duration_ms: record.duration_ms,
-                    tail: exec::tail_lines(a.outcome.final_message.as_deref(), 10),
-                },
-            );
-            return Ok(Some(Failed {
-                slot: index,
-                record,
-                attempt,
-            }));
+            let tail = exec::tail_lines(a.outcome.final_message.as_deref(), 10);
+            return self.member_failed(&id, group, slot, index, base, record, (error, tail));
         }
         let commit = self.commit_member(&id, slot, &mut record, &a)?;
         let t = machine::decide(
@@ -269,14 +250,83 @@ impl Runner<'_> {
                 directive,
             },
         );
-        let done = t.state.group_done.len();
+        let checkpoint = self.publish_member(info, plan, group, slot, commit, &t.state)?;
+        info.tip = checkpoint;
+        info.state = t.state;
+        let _ = std::fs::remove_file(&slot.session);
+        // A finished member's worktree is disposable; a failed one stays for a look.
+        let _ = self.repo.worktree_remove(&slot.wt.path);
+        self.emit(
+            &id,
+            Kind::MemberFinished {
+                step: slot.step.id.clone(),
+                group: group.to_string(),
+                commit,
+                checkpoint,
+                engine: record.engine.clone(),
+                duration_ms: record.duration_ms,
+                summary: record.summary.clone(),
+            },
+        );
+        Ok(None)
+    }
+
+    /// A member failed (its program, or its directive): keep its work aside, report it; the
+    /// group's failure record is written once the others end.
+    #[allow(clippy::too_many_arguments)]
+    fn member_failed(
+        &mut self,
+        id: &store::RunId,
+        group: &str,
+        slot: &Slot<'_>,
+        index: usize,
+        base: Oid,
+        mut record: StepRecord,
+        (error, tail): (String, Vec<String>),
+    ) -> Result<Option<Failed>> {
+        record.status = store::StepStatus::Failed;
+        record.summary = format!("failed ({})", exec::first_line(&error));
+        record.error = Some(error.clone());
+        let head = slot.wt.head()?;
+        let attempt = self.attempt(id, &slot.wt, base, head, &slot.rec, "failed")?;
+        record.attempt_commit = attempt.as_ref().map(|(c, _)| *c);
+        self.emit(
+            id,
+            Kind::MemberFailed {
+                step: slot.step.id.clone(),
+                group: group.to_string(),
+                reason: error,
+                duration_ms: record.duration_ms,
+                tail,
+            },
+        );
+        Ok(Some(Failed {
+            slot: index,
+            record,
+            attempt,
+        }))
+    }
+
+    /// Publish a finished member: its commit under `refs/machine/parallel/` and a checkpoint
+    /// commit listing it, in one transaction. Returns the checkpoint commit.
+    fn publish_member(
+        &self,
+        info: &RunInfo,
+        plan: &Plan,
+        group: &str,
+        slot: &Slot<'_>,
+        commit: Oid,
+        state: &store::State,
+    ) -> Result<Oid> {
+        let id = &info.id;
+        let done = state.group_done.len();
         let checkpoint = txn::publish(
             self.repo,
-            &id,
+            id,
             info.tip,
             txn::Commit {
                 tree: self.repo.tree_of(info.tip)?,
-                files: vec![(store::state_path(&id), to_toml(&t.state).into_bytes())],
+                files: vec![(store::state_path(id), to_toml(state).into_bytes())],
                 parents: vec![info.tip],
                 message: txn::message(
                     &format!(
@@ -298,24 +348,7 @@ impl Runner<'_> {
                 )],
             },
         )?;
-        info.tip = checkpoint;
-        info.state = t.state;
-        let _ = std::fs::remove_file(&slot.session);
-        // A finished member's worktree is disposable; a failed one stays for a look.
-        let _ = self.repo.worktree_remove(&slot.wt.path);
-        self.emit(
-            &id,
-            Kind::MemberFinished {
-                step: slot.step.id.clone(),
-                group: group.to_string(),
-                commit,
-                checkpoint,
-                engine: record.engine.clone(),
-                duration_ms: record.duration_ms,
-                summary: record.summary.clone(),
-            },
-        );
-        Ok(None)
+        Ok(checkpoint)
     }
 
     /// Commit a finished member in its worktree (not on any branch: the run transaction
@@ -465,28 +498,7 @@ impl Runner<'_> {
         }
         loop {
             let tip = info.tip;
-            let mut acc = self.repo.tree_of(tip)?;
-            let mut clean: Vec<(StepId, Oid)> = Vec::new();
-            let mut conflict = None;
-            while let Some((step, commit)) = queue.first().cloned() {
-                if self.repo.is_ancestor(commit, tip)? {
-                    queue.remove(0); // merged already (by a person, after a conflict)
-                    continue;
-                }
-                match self
-                    .repo
-                    .merge_trees(base_tree, acc, self.repo.tree_of(commit)?)?
-                {
-                    Ok(tree) => {
-                        acc = tree;
-                        clean.push(queue.remove(0));
-                    }
-                    Err(paths) => {
-                        conflict = Some((step, commit, paths));
-                        break;
-                    }
-                }
-            }
+            let (acc, clean, conflict) = self.merge_queue(tip, base_tree, &mut queue)?;
             let names: Vec<StepId> = clean.iter().map(|(s, _)| s.clone()).collect();
             let mut parents = vec![tip];
             parents.extend(clean.iter().map(|(_, c)| *c));
@@ -505,12 +517,13 @@ impl Runner<'_> {
                 };
                 let merge =
                     self.commit_merge(info, wt, &group, acc, &parents, &subject, t.state.clone())?;
+                let members = names;
                 self.emit(
                     &id,
                     Kind::GroupMerged {
-                        group: group.clone(),
+                        group,
                         commit: merge,
-                        members: names,
+                        members,
                     },
                 );
                 self.report_notices(&id, wt, &t.notices);
@@ -564,6 +577,37 @@ impl Runner<'_> {
             );
             return Ok(Some(RunEnd::Conflict));
         }
+    }
+
+    /// Merge the queued members onto `tip`'s tree, in order, until one conflicts: the tree so
+    /// far, the members merged cleanly, and the conflicting one with its paths. Members a
+    /// person already merged (after a conflict) leave the queue.
+    #[allow(clippy::type_complexity)]
+    fn merge_queue(
+        &self,
+        tip: Oid,
+        base_tree: Oid,
+        queue: &mut Vec<(StepId, Oid)>,
+    ) -> Result<(Oid, Vec<(StepId, Oid)>, Option<(StepId, Oid, Vec<String>)>)> {
+        let mut acc = self.repo.tree_of(tip)?;
+        let mut clean = Vec::new();
+        while let Some((step, commit)) = queue.first().cloned() {
+            if self.repo.is_ancestor(commit, tip)? {
+                queue.remove(0);
+                continue;
+            }
+            match self
+                .repo
+                .merge_trees(base_tree, acc, self.repo.tree_of(commit)?)?
+            {
+                Ok(tree) => {
+                    acc = tree;
+                    clean.push(queue.remove(0));
+                }
+                Err(paths) => return Ok((acc, clean, Some((step, commit, paths)))),
+            }
+        }
+        Ok((acc, clean, None))
     }
 
     /// Commit `tree` plus the checkpoint `state` with `parents` (the tip first, then merged
@@ -669,16 +713,8 @@ impl Runner<'_> {
             },
         );
         let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
-        let staging = self.paths.record_staging(&id, &rec);
-        exec::write_record(
-            &staging,
-            &mut record,
-            &prompt,
-            attempt.outcome.final_message.as_deref(),
-            &log,
-        )?;
-        let mut files = exec::record_files(&staging, &store::record_dir(&id, &rec))?;
-        files.push((store::state_path(&id), to_toml(&t.state).into_bytes()));
+        record.summary = format!("resolve the conflicts of {group} with {member}");
+        let files = self.record_files(&id, &rec, &mut record, &prompt, &attempt, &t.state)?;
         let tree = wt.stage_all(&[id.dir().as_str()])?;
         let tip = info.tip;
         let resolved = txn::publish(
@@ -689,23 +725,12 @@ impl Runner<'_> {
                 tree,
                 files,
                 parents: vec![tip, commit],
-                message: txn::message(
-                    &format!(
-                        "{}: resolve the conflicts of {group} with {member}",
-                        resolver.id
-                    ),
-                    &[
-                        (trailer::RUN, id.as_str()),
-                        (trailer::STEP, resolver.id.as_str()),
-                        (trailer::RECORD, rec.as_str()),
-                        (trailer::ENGINE, attempt.engine.as_str()),
-                    ],
-                ),
+                message: super::step_message(&id, &rec, &record, false),
                 author: Some(txn::author(Some(&attempt.engine))),
                 side_refs: Vec::new(),
             },
         )?;
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(self.paths.record_staging(&id, &rec));
         // The merge is committed: drop git's in-progress merge state.
         wt.quit_merge();
         wt.reset_hard(resolved)?;

@@ -49,9 +49,43 @@ impl Sink for Progress<'_> {
 impl Progress<'_> {
     /// The lines an event shows as, in plain mode.
     fn lines(&mut self, run: &str, kind: Kind) -> Vec<String> {
+        match kind {
+            Kind::RunStarted { .. }
+            | Kind::WorkflowChanged { .. }
+            | Kind::AttemptKept { .. }
+            | Kind::StaleLockRemoved { .. }
+            | Kind::Review { .. }
+            | Kind::RunFinished { .. }
+            | Kind::Stopped { .. }
+            | Kind::Paused { .. } => self.run_lines(run, kind),
+            Kind::GroupStarted { .. }
+            | Kind::MemberFinished { .. }
+            | Kind::MemberFailed { .. }
+            | Kind::GroupMerged { .. }
+            | Kind::Conflict { .. }
+            | Kind::ResolverStarted { .. }
+            | Kind::Resolved { .. }
+            | Kind::ResolverFailed { .. } => self.group_lines(run, kind),
+            Kind::GateStarted { .. }
+            | Kind::Gate { .. }
+            | Kind::Loop { .. }
+            | Kind::LoopExhausted { .. }
+            | Kind::Directive { .. } => self.flow_lines(kind),
+            _ => self.step_lines(run, kind),
+        }
+    }
+
+    fn run_lines(&mut self, run: &str, kind: Kind) -> Vec<String> {
         let ui = &*self.ui;
         match kind {
-            Kind::RunStarted { workflow, branch, worktree, resumed, next, .. } => {
+            Kind::RunStarted {
+                workflow,
+                branch,
+                worktree,
+                resumed,
+                next,
+                ..
+            } => {
                 let Some(how) = resumed else {
                     self.ui.out(run);
                     let ui = &*self.ui;
@@ -66,10 +100,22 @@ impl Progress<'_> {
                     "merge" => "after the resolved merge".to_string(),
                     _ => format!("at step {}", next.as_deref().unwrap_or("-")),
                 };
-                vec![format!("{} {} {workflow}  {}", ui.bold("resume"), ui.cyan(run), ui.dim(&at))]
+                vec![format!(
+                    "{} {} {workflow}  {}",
+                    ui.bold("resume"),
+                    ui.cyan(run),
+                    ui.dim(&at)
+                )]
             }
             Kind::WorkflowChanged { commit, diff } => {
-                let mut out = vec![format!("{} {}", ui.bold("workflow"), ui.dim(&format!("changed for the rest of the run ({})", commit.short())))];
+                let mut out = vec![format!(
+                    "{} {}",
+                    ui.bold("workflow"),
+                    ui.dim(&format!(
+                        "changed for the rest of the run ({})",
+                        commit.short()
+                    ))
+                )];
                 for line in diff.lines() {
                     out.push(match line.chars().next() {
                         Some('+') if !line.starts_with("+++") => ui.green(line),
@@ -85,8 +131,54 @@ impl Progress<'_> {
                 ref = r#ref
             ))],
             Kind::StaleLockRemoved { path } => {
-                vec![ui.dim(&format!("removed {path}, left by a process that was killed"))]
+                vec![ui.dim(&format!(
+                    "removed {path}, left by a process that was killed"
+                ))]
             }
+            Kind::Review { commit, .. } => {
+                vec![format!(
+                    "{} your changes as {}",
+                    ui.bold("review"),
+                    commit.short()
+                )]
+            }
+            Kind::RunFinished {
+                state,
+                reason,
+                failed_step,
+                duration_ms,
+            } => match state.as_str() {
+                "completed" => match reason {
+                    Some(why) if duration_ms == 0 => vec![format!("run {run}: {why}")],
+                    _ => vec![format!(
+                        "{} run {run} completed in {}",
+                        ui.green("done"),
+                        ms(duration_ms)
+                    )],
+                },
+                "failed" => vec![format!(
+                    "{} {}",
+                    ui.red("stopped"),
+                    reason.unwrap_or_else(|| format!(
+                        "step `{}` failed",
+                        failed_step.map(String::from).unwrap_or_default()
+                    ))
+                )],
+                _ => Vec::new(),
+            },
+            Kind::Stopped { reason } => vec![format!("  {}", ui.yellow(&reason))],
+            Kind::Paused { reason, worktree } => vec![format!(
+                "{} {reason}: review and edit {worktree}, then `git machine resume {run}`",
+                ui.yellow("paused")
+            )],
+            // `lines` sends only this function's kinds here.
+            _ => Vec::new(),
+        }
+    }
+
+    fn step_lines(&mut self, run: &str, kind: Kind) -> Vec<String> {
+        let ui = &*self.ui;
+        match kind {
             Kind::StepStarted { step, position, total, engines, pass, continues_session } => {
                 let mut extra = engines.join(" → ");
                 if let Some(p) = pass {
@@ -107,18 +199,6 @@ impl Progress<'_> {
             ))],
             Kind::EngineSkipped { engine, reason, .. } => {
                 vec![format!("  {} {engine}: {reason}", ui.yellow("skipped"))]
-            }
-            Kind::GateStarted { command, .. } => vec![format!("  {} {command}", ui.dim("gate"))],
-            Kind::Gate { step, command, passed, ending } => {
-                if passed {
-                    vec![format!("  {} `{command}` {}", ui.dim("gate"), ui.green("passed"))]
-                } else {
-                    self.failed_gate = Some((step.to_string(), command, ending.unwrap_or_default()));
-                    Vec::new()
-                }
-            }
-            Kind::Directive { step, directive } => {
-                vec![format!("  {} {}", ui.dim("directive"), ui.dim(&format!("from `{step}`: {directive}")))]
             }
             Kind::StepFinished { step, commit, duration_ms, summary, .. } => vec![format!(
                 "{} {step} {}  {summary}",
@@ -148,6 +228,14 @@ impl Progress<'_> {
             Kind::RecordRepaired { .. } => vec![ui.yellow(
                 "  the step changed git machine's own files under .codemachine/runs/; they are kept as recorded",
             )],
+            // `lines` sends only this function's kinds here.
+            _ => Vec::new(),
+        }
+    }
+
+    fn group_lines(&mut self, run: &str, kind: Kind) -> Vec<String> {
+        let ui = &*self.ui;
+        match kind {
             Kind::GroupStarted { group, members, jobs } => vec![format!(
                 "{} {} {}",
                 ui.bold(&format!("group {group}")),
@@ -188,12 +276,51 @@ impl Progress<'_> {
             Kind::ResolverFailed { step, reason } => {
                 vec![format!("  {} {step}: {reason}", ui.red("failed"))]
             }
-            Kind::Loop { step, to, pass, max, why } => {
+            // `lines` sends only this function's kinds here.
+            _ => Vec::new(),
+        }
+    }
+
+    fn flow_lines(&mut self, kind: Kind) -> Vec<String> {
+        let ui = &*self.ui;
+        match kind {
+            Kind::GateStarted { command, .. } => vec![format!("  {} {command}", ui.dim("gate"))],
+            Kind::Gate {
+                step,
+                command,
+                passed,
+                ending,
+            } => {
+                if passed {
+                    vec![format!(
+                        "  {} `{command}` {}",
+                        ui.dim("gate"),
+                        ui.green("passed")
+                    )]
+                } else {
+                    self.failed_gate =
+                        Some((step.to_string(), command, ending.unwrap_or_default()));
+                    Vec::new()
+                }
+            }
+            Kind::Loop {
+                step,
+                to,
+                pass,
+                max,
+                why,
+            } => {
                 let cause = match self.failed_gate.take().filter(|(s, _, _)| step == *s) {
                     Some((_, command, ending)) => format!("gate `{command}` failed ({ending})"),
-                    None => format!("`{step}` asks to loop: {}", why.lines().next().unwrap_or_default()),
+                    None => format!(
+                        "`{step}` asks to loop: {}",
+                        why.lines().next().unwrap_or_default()
+                    ),
                 };
-                vec![format!("  {} → back to {to}, pass {pass}/{max}", ui.yellow(&cause))]
+                vec![format!(
+                    "  {} → back to {to}, pass {pass}/{max}",
+                    ui.yellow(&cause)
+                )]
             }
             Kind::LoopExhausted { step, max, went_on } => {
                 let cause = match self.failed_gate.take().filter(|(s, _, _)| step == *s) {
@@ -201,28 +328,22 @@ impl Progress<'_> {
                     None => String::new(),
                 };
                 let then = if went_on { "going on" } else { "the run stops" };
-                vec![format!("  {}", ui.yellow(&format!("{cause}loop of `{step}` reached its max of {max} passes; {then}")))]
+                vec![format!(
+                    "  {}",
+                    ui.yellow(&format!(
+                        "{cause}loop of `{step}` reached its max of {max} passes; {then}"
+                    ))
+                )]
             }
-            Kind::Stopped { reason } => vec![format!("  {}", ui.yellow(&reason))],
-            Kind::Paused { reason, worktree } => vec![format!(
-                "{} {reason}: review and edit {worktree}, then `git machine resume {run}`",
-                ui.yellow("paused")
-            )],
-            Kind::Review { commit, .. } => {
-                vec![format!("{} your changes as {}", ui.bold("review"), commit.short())]
+            Kind::Directive { step, directive } => {
+                vec![format!(
+                    "  {} {}",
+                    ui.dim("directive"),
+                    ui.dim(&format!("from `{step}`: {directive}"))
+                )]
             }
-            Kind::RunFinished { state, reason, failed_step, duration_ms } => match state.as_str() {
-                "completed" => match reason {
-                    Some(why) if duration_ms == 0 => vec![format!("run {run}: {why}")],
-                    _ => vec![format!("{} run {run} completed in {}", ui.green("done"), ms(duration_ms))],
-                },
-                "failed" => vec![format!(
-                    "{} {}",
-                    ui.red("stopped"),
-                    reason.unwrap_or_else(|| format!("step `{}` failed", failed_step.map(String::from).unwrap_or_default()))
-                )],
-                _ => Vec::new(),
-            },
+            // `lines` sends only this function's kinds here.
+            _ => Vec::new(),
         }
     }
 }

@@ -519,3 +519,92 @@ pub fn record_files(dir: &Path, tree_dir: &str) -> Result<Vec<(String, Vec<u8>)>
 pub fn shown(path: &Path) -> String {
     path.display().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::{GitEnv, Repo};
+    use std::sync::atomic::AtomicBool;
+
+    /// Regression: an engine that gave way inside a parallel group reset the member's worktree
+    /// to an all-zeros commit (`read-tree --reset -u 0000…` failed, exit 101). The worktree
+    /// goes back to the base the step started from.
+    #[test]
+    fn an_engine_that_gives_way_leaves_the_worktree_at_the_steps_base() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        crate::git::init_scratch_repo(dir.path()).expect("scratch repo");
+        let repo = Repo::open(dir.path(), &GitEnv::default()).expect("repo");
+        let base = repo.head_commit().expect("a commit");
+        std::fs::write(dir.path().join("left-over.txt"), "x").expect("write");
+        let wf = crate::workflow::parse(
+            "t.toml",
+            "version = 1\nname = \"t\"\n[[steps]]\nid = \"s\"\nengine = \"command\"\nrun = [\"/nonexistent/program\"]\n",
+        )
+        .expect("workflow");
+        let mut step = wf.resolve(&Default::default()).remove(0);
+        // The first engine cannot start, so the second is tried from the base.
+        step.engines = vec!["command".into(), "command".into()];
+        let logs = tempfile::tempdir().expect("temp dir");
+        let env = Env {
+            cwd: dir.path().to_path_buf(),
+            vars: Vec::new(),
+            no_color: true,
+        };
+        let cancel = AtomicBool::new(false);
+        let run = StepRun {
+            step: &step,
+            prompt: "",
+            workdir: dir.path(),
+            log: &logs.path().join("log"),
+            session_path: &logs.path().join("session"),
+            continued: None,
+            prestart_error: None,
+            base,
+            env: &env,
+            cancel: &cancel,
+            path_var: None,
+        };
+        let attempt = attempt_step(&run, &mut |_| {}, None).expect("no internal error");
+        assert!(!attempt.outcome.success);
+        assert_eq!(attempt.passed_over.len(), 1, "{:?}", attempt.passed_over);
+        assert!(
+            !dir.path().join("left-over.txt").exists(),
+            "reset to the base"
+        );
+    }
+
+    #[test]
+    fn a_directive_is_read_removed_and_typed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(take_directive(dir.path()).expect("none"), None);
+        std::fs::create_dir_all(dir.path().join(".codemachine")).expect("mkdir");
+        let path = dir.path().join(DIRECTIVE_PATH);
+        for (text, want) in [
+            (
+                "action = \"stop\"\nreason = \"done\"",
+                Directive::Stop("done".into()),
+            ),
+            (
+                "action = \"loop\"\nto = \"a\"",
+                Directive::Loop {
+                    to: Some("a".into()),
+                    reason: String::new(),
+                },
+            ),
+            ("action = \"continue\"", Directive::Continue),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            assert_eq!(take_directive(dir.path()).expect("read"), Some(want));
+            assert!(!path.exists(), "removed, so it is never committed");
+        }
+        std::fs::write(&path, "action = \"dance\"").expect("write");
+        assert!(
+            matches!(take_directive(dir.path()).expect("read"), Some(Directive::Invalid(m)) if m.contains("dance"))
+        );
+        std::fs::write(&path, "not toml [").expect("write");
+        assert!(matches!(
+            take_directive(dir.path()).expect("read"),
+            Some(Directive::Invalid(_))
+        ));
+    }
+}

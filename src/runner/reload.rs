@@ -156,3 +156,73 @@ fn definition_diff(old: &str, new: &str) -> String {
         .header("workflow (run)", "workflow (now)")
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RunId, RunRecord, State, FORMAT_VERSION};
+    use std::collections::BTreeMap;
+
+    const WF: &str = "version = 1\nname = \"w\"\n[defaults]\nengine = \"command\"\n[[steps]]\nid = \"one\"\nrun = [\"true\"]\n[[steps]]\nid = \"a\"\ngroup = \"g\"\nrun = [\"true\"]\n[[steps]]\nid = \"b\"\ngroup = \"g\"\nrun = [\"true\"]\n";
+
+    fn info(next: &str) -> RunInfo {
+        RunInfo {
+            id: RunId::from_stored("261130-000000-aaa"),
+            tip: crate::git::Oid::parse(&"1".repeat(40)).expect("oid"),
+            record: RunRecord {
+                version: FORMAT_VERSION,
+                run_id: "261130-000000-aaa".into(),
+                workflow: "w".into(),
+                origin: "w.toml".into(),
+                base: "1".repeat(40),
+                started: "2026-11-30T00:00:00Z".into(),
+                vars: BTreeMap::new(),
+                overrides: BTreeMap::new(),
+                track: None,
+                conditions: Vec::new(),
+            },
+            state: State::new(Some(next.into())),
+            workflow_source: WF.into(),
+            prompt_files: BTreeMap::new(),
+        }
+    }
+
+    fn reload(source: &str) -> Reload {
+        Reload {
+            workflow: Some(crate::workflow::parse("w.toml", source).expect("valid")),
+            engine: None,
+            model: None,
+        }
+    }
+
+    #[test]
+    fn a_reload_keeping_the_next_step_is_accepted() {
+        let fixed = WF.replace(
+            "run = [\"true\"]\n[[steps]]\nid = \"a\"",
+            "run = [\"echo\"]\n[[steps]]\nid = \"a\"",
+        );
+        assert!(reload(&fixed).check(&info("one")).is_ok());
+    }
+
+    #[test]
+    fn a_reload_without_the_next_step_is_refused() {
+        let e = reload(&WF.replace("id = \"one\"", "id = \"uno\""))
+            .check(&info("one"))
+            .expect_err("the checkpoint would point at nothing");
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+        assert!(e.message.contains("step `one`"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_reload_changing_a_group_in_progress_is_refused() {
+        let mut i = info("a");
+        i.state.group_done.insert(
+            "b".into(),
+            crate::git::Oid::parse(&"2".repeat(40)).expect("oid"),
+        );
+        let with_c = format!("{WF}[[steps]]\nid = \"c\"\ngroup = \"g\"\nrun = [\"true\"]\n");
+        let e = reload(&with_c).check(&i).expect_err("mid-group");
+        assert!(e.message.contains("parallel group `g`"), "{}", e.message);
+        assert!(reload(WF).check(&i).is_ok(), "the same members are fine");
+    }
+}

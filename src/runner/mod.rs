@@ -850,7 +850,7 @@ impl Runner<'_> {
             record.summary = format!("failed ({})", exec::first_line(error));
         }
         if let Some(session) = &attempt.outcome.session {
-            let dir = self.paths.record_staging(&id, rec);
+            let dir = wt.path.join(store::record_dir(&id, rec));
             std::fs::create_dir_all(&dir)?;
             transcript::save(&attempt.engine, &self.env.vars, wt, session, &dir)?;
         }
@@ -867,11 +867,10 @@ impl Runner<'_> {
                 side_refs.push(update);
             }
         }
-        let files = self.record_files(&id, rec, &mut record, prompt, attempt, &t.state)?;
+        let files = self.record_files(wt, &id, rec, &mut record, (prompt, attempt), &t.state)?;
         let (tree, parent, repaired) = if failed {
             (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
-            self.place_record(wt, &files)?;
             let staged = wt.stage_all(&[id.dir().as_str()])?;
             let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged, &files)?;
             (tree, current, repaired)
@@ -889,7 +888,6 @@ impl Runner<'_> {
                 side_refs,
             },
         )?;
-        let _ = std::fs::remove_dir_all(self.paths.record_staging(&id, rec));
         let _ = std::fs::remove_file(self.paths.inflight_session(&id, rec));
         if failed || repaired {
             // The worktree follows the commit: clean after a failure, git machine's files
@@ -923,39 +921,30 @@ impl Runner<'_> {
         Ok(current)
     }
 
-    /// Put the step's record together outside the worktree (its log moved in, its gate's log
-    /// beside it) and return its files and the new checkpoint, as paths in the tree.
+    /// Write the step's record (its log moved in, its gate's log beside it) and the new
+    /// checkpoint into the worktree, and return them as (path in the tree, bytes): staged with
+    /// the step's work, or committed alone on the checkpoint when the step failed.
     fn record_files(
         &self,
+        wt: &Worktree,
         id: &RunId,
         rec: &str,
         record: &mut store::StepRecord,
-        prompt: &str,
-        attempt: &Attempt,
+        (prompt, attempt): (&str, &Attempt),
         state: &State,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        let staging = self.paths.record_staging(id, rec);
+        let dir = wt.path.join(store::record_dir(id, rec));
         let message = attempt.outcome.final_message.as_deref();
-        exec::write_record(&staging, record, prompt, message, &self.paths.log(id, rec))?;
+        exec::write_record(&dir, record, prompt, message, &self.paths.log(id, rec))?;
         let gate_log = self.paths.gate_log(id, rec);
         if gate_log.exists() {
-            std::fs::rename(gate_log, staging.join(store::layout::GATE_LOG))?;
+            std::fs::rename(gate_log, dir.join(store::layout::GATE_LOG))?;
         }
-        let mut files = exec::record_files(&staging, &store::record_dir(id, rec))?;
-        files.push((store::state_path(id), to_toml(state).into_bytes()));
+        let mut files = exec::record_files(&dir, &store::record_dir(id, rec))?;
+        let state = to_toml(state).into_bytes();
+        std::fs::write(wt.path.join(store::state_path(id)), &state)?;
+        files.push((store::state_path(id), state));
         Ok(files)
-    }
-
-    /// Write the record's files into the worktree, beside the step's work, to be staged with it.
-    fn place_record(&self, wt: &Worktree, files: &[(String, Vec<u8>)]) -> Result {
-        for (path, bytes) in files {
-            let path = wt.path.join(path);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(path, bytes)?;
-        }
-        Ok(())
     }
 
     /// Tell what a published step did, then what the decision found.

@@ -432,13 +432,12 @@ impl Runner<'_> {
         let mut names = Vec::new();
         for mut f in failed {
             let slot = &slots[f.slot];
-            let staging = self.paths.record_staging(&id, &slot.rec);
-            exec::write_record(&staging, &mut f.record, &slot.prompt, None, &slot.log)?;
+            let dir = wt.path.join(store::record_dir(&id, &slot.rec));
+            exec::write_record(&dir, &mut f.record, &slot.prompt, None, &slot.log)?;
             files.extend(exec::record_files(
-                &staging,
+                &dir,
                 &store::record_dir(&id, &slot.rec),
             )?);
-            let _ = std::fs::remove_dir_all(&staging);
             side_refs.extend(f.attempt.map(|(_, update)| update));
             records.push(slot.rec.to_string());
             names.push(slot.step.id.as_str());
@@ -714,7 +713,7 @@ impl Runner<'_> {
         );
         let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
         record.summary = format!("resolve the conflicts of {group} with {member}");
-        let files = self.record_files(&id, &rec, &mut record, &prompt, &attempt, &t.state)?;
+        let files = self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
         let tree = wt.stage_all(&[id.dir().as_str()])?;
         let tip = info.tip;
         let resolved = txn::publish(
@@ -730,7 +729,6 @@ impl Runner<'_> {
                 side_refs: Vec::new(),
             },
         )?;
-        let _ = std::fs::remove_dir_all(self.paths.record_staging(&id, &rec));
         // The merge is committed: drop git's in-progress merge state.
         wt.quit_merge();
         wt.reset_hard(resolved)?;

@@ -191,12 +191,6 @@ impl Paths {
     pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
         self.root.join("sessions").join(run.as_str()).join(record)
     }
-    /// Where a step's record is put together before it is committed (beside its log).
-    pub fn record_staging(&self, run: &RunId, record: &str) -> PathBuf {
-        self.worktrees
-            .join(format!("{run}.logs"))
-            .join(format!("{record}.record"))
-    }
     /// A loop gate's output while it runs.
     pub fn gate_log(&self, run: &RunId, record: &str) -> PathBuf {
         self.worktrees

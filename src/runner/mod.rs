@@ -182,22 +182,20 @@ impl Runner<'_> {
             Error::usage("no step of this workflow applies to the chosen track and conditions")
         })?;
         info.state.next = Some(first);
-        let tree = self
-            .repo
-            .tree_with_files(self.repo.tree_of(req.base)?, &store::run_files(&info))?;
-        let message = txn::message(
-            &format!("start: {} ({})", info.record.workflow, id),
-            &[(trailer::RUN, id.as_str())],
-        );
-        let start = self.repo.commit(tree, &[req.base], &message, None)?;
-        txn::move_refs(
+        let start = txn::start(
             self.repo,
-            &[RefUpdate {
-                name: id.branch(),
-                old: None,
-                new: Some(start),
-            }],
-            &format!("git machine: start run {id}"),
+            &id,
+            txn::Commit {
+                tree: self.repo.tree_of(req.base)?,
+                files: store::run_files(&info),
+                parents: vec![req.base],
+                message: txn::message(
+                    &format!("start: {} ({})", info.record.workflow, id),
+                    &[(trailer::RUN, id.as_str())],
+                ),
+                author: None,
+                side_refs: Vec::new(),
+            },
         )?;
         info.tip = start;
         // Locked once the run exists: a kill before this leaves no lock of a run that never was.

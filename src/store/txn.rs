@@ -63,6 +63,20 @@ pub struct Commit {
 
 /// Commit and move the run branch from `expected` to it, with the side refs, atomically.
 pub fn publish(repo: &Repo, run: &RunId, expected: Oid, c: Commit) -> Result<Oid, StoreError> {
+    publish_from(repo, run, Some(expected), c)
+}
+
+/// Create the run branch at its start commit; refused if the branch exists.
+pub fn start(repo: &Repo, run: &RunId, c: Commit) -> Result<Oid, StoreError> {
+    publish_from(repo, run, None, c)
+}
+
+fn publish_from(
+    repo: &Repo,
+    run: &RunId,
+    expected: Option<Oid>,
+    c: Commit,
+) -> Result<Oid, StoreError> {
     let _critical = crate::signal::critical();
     let tree = if c.files.is_empty() {
         c.tree
@@ -73,7 +87,7 @@ pub fn publish(repo: &Repo, run: &RunId, expected: Oid, c: Commit) -> Result<Oid
     let commit = repo.commit(tree, &c.parents, &c.message, author)?;
     let mut updates = vec![RefUpdate {
         name: run.branch(),
-        old: Some(expected),
+        old: expected,
         new: Some(commit),
     }];
     updates.extend(c.side_refs);

@@ -7,7 +7,11 @@
 //!   reported through `on_spawn` so a later resume can kill an orphaned group;
 //! - stdin is a pipe that gets the invocation's bytes and is then closed;
 //! - whatever the program leaves running when it exits is killed with its group;
-//! - the log is bounded: the first [`LOG_HEAD`] bytes and the last [`LOG_TAIL`] bytes are kept.
+//! - the log is bounded: the first [`LOG_HEAD`] bytes and the last [`LOG_TAIL`] bytes are kept;
+//! - memory is bounded whatever the program prints: a line longer than [`MAX_LINE`] is cut
+//!   (its rest skipped up to the next newline), and at most [`QUEUED_LINES`] lines wait between
+//!   the readers and the loop that logs and parses them — a reader waits when they are full,
+//!   which makes the program wait on its pipe.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -23,6 +27,10 @@ use super::{Ending, EventParser, Invocation, Stream};
 
 pub const LOG_HEAD: u64 = 8 << 20;
 pub const LOG_TAIL: usize = 256 << 10;
+/// Longest line kept whole; the rest of a longer one is dropped (and said so in the log).
+pub const MAX_LINE: usize = 4 << 20;
+/// Lines in flight between the pipe readers and the loop that handles them.
+pub const QUEUED_LINES: usize = 8;
 /// Time between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
@@ -76,9 +84,8 @@ impl Log {
         }
         self.dropped += len;
         self.tail.extend(prefix.iter().chain(line).chain(b"\n"));
-        while self.tail.len() > LOG_TAIL {
-            self.tail.pop_front();
-        }
+        let excess = self.tail.len().saturating_sub(LOG_TAIL);
+        self.tail.drain(..excess);
     }
 
     fn finish(mut self) -> std::io::Result<()> {
@@ -103,24 +110,53 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-fn pump(stream: Stream, reader: impl Read, tx: mpsc::Sender<Event>) {
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
+/// Read `reader` line by line into `tx`, never holding more than [`MAX_LINE`] bytes of a line.
+fn pump(stream: Stream, reader: impl Read, tx: mpsc::SyncSender<Event>) {
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
+    let mut line = Vec::new();
+    // Bytes of the current line dropped past MAX_LINE.
+    let mut cut = 0usize;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
-                }
-                if tx.send(Event::Line(stream, buf.clone())).is_err() {
-                    break;
-                }
-            }
+        let chunk = match reader.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (part, end) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&part[..part.len().min(room)]);
+        cut += part.len().saturating_sub(room);
+        let used = end.unwrap_or(chunk.len());
+        reader.consume(used);
+        if end.is_some() && !send_line(stream, &mut line, &mut cut, &tx) {
+            return;
         }
     }
+    if !line.is_empty() || cut > 0 {
+        send_line(stream, &mut line, &mut cut, &tx);
+    }
     let _ = tx.send(Event::Eof);
+}
+
+/// Send the line gathered so far (noting what was cut); false when nobody listens any more.
+fn send_line(
+    stream: Stream,
+    line: &mut Vec<u8>,
+    cut: &mut usize,
+    tx: &mpsc::SyncSender<Event>,
+) -> bool {
+    while line.last().is_some_and(|b| *b == b'\r') {
+        line.pop();
+    }
+    if *cut > 0 {
+        line.extend_from_slice(
+            format!(" [git machine: {cut} more bytes of this line not kept]").as_bytes(),
+        );
+        *cut = 0;
+    }
+    tx.send(Event::Line(stream, std::mem::take(line))).is_ok()
 }
 
 /// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
@@ -178,7 +214,7 @@ pub fn run(
     let pgid = child.id() as i32;
     on_spawn(pgid);
 
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(QUEUED_LINES);
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let input = inv.stdin.clone();
     std::thread::spawn(move || {

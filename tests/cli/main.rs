@@ -11,5 +11,6 @@ mod fake_model;
 mod faults;
 mod flow;
 mod machine;
+mod output;
 mod parallel;
 mod snapshots;

@@ -2,9 +2,12 @@
 //!
 //! Invariants:
 //! - the program runs in a process group of its own, so a timeout, an idle timeout or Ctrl-C
-//!   ends it and everything it started (SIGTERM to the group, SIGKILL after a grace period); on
-//!   Linux it also dies with git machine itself (`PR_SET_PDEATHSIG`), and the group id is
-//!   reported through `on_spawn` so a later resume can kill an orphaned group;
+//!   ends it and everything it started (SIGTERM to the group, SIGKILL after a grace period);
+//! - if git machine itself dies (even by SIGKILL), the whole group dies with it: a guard (a
+//!   tiny `sh`, in a process group of its own, deaf to Ctrl-C and hangups) holds a pipe from git
+//!   machine and kills the group when the pipe closes without a "done"; the program itself also
+//!   has `PR_SET_PDEATHSIG` on Linux, and the group id is reported through `on_spawn` so a later
+//!   command that takes the run over kills a group the guard could not;
 //! - stdin is a pipe that gets the invocation's bytes and is then closed;
 //! - whatever the program leaves running when it exits is killed with its group;
 //! - the log is bounded: the first [`LOG_HEAD`] bytes and the last [`LOG_TAIL`] bytes are kept;
@@ -100,6 +103,33 @@ impl Log {
             self.file.write_all(b)?;
         }
         self.file.flush()
+    }
+}
+
+/// Start the guard of group `pgid`: it kills the group unless told "done" before its stdin
+/// closes. `None` when no `sh` could be started (the group then relies on PR_SET_PDEATHSIG and
+/// on the next command that takes the run over).
+fn guard(pgid: i32) -> Option<std::process::Child> {
+    let script = format!(
+        "trap '' INT HUP TERM; read -r word; [ \"$word\" = done ] || kill -s KILL -- -{pgid}"
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
+}
+
+/// The group has ended normally: release its guard.
+fn release(guard: Option<std::process::Child>) {
+    if let Some(mut g) = guard {
+        if let Some(mut stdin) = g.stdin.take() {
+            let _ = stdin.write_all(b"done\n");
+        }
+        let _ = g.wait();
     }
 }
 
@@ -212,6 +242,7 @@ pub fn run(
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;
+    let guard = guard(pgid);
     on_spawn(pgid);
 
     let (tx, rx) = mpsc::sync_channel(QUEUED_LINES);
@@ -292,6 +323,8 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    // The group is gone (killed when the program exited): its guard has nothing left to do.
+    release(guard);
     // The program has ended either way; a log that could not be written (a full disk) is
     // reported as the error it is, after the program is gone.
     log.finish()?;

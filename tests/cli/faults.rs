@@ -870,3 +870,59 @@ fn resume_removes_git_lock_files_left_by_a_killed_process() {
     assert_eq!(shown_state(&env, &run), "completed");
     assert_eq!(show(&env, &run, "out.txt"), "s1\ns2\n");
 }
+
+/// Whether a process is gone (or a zombie waiting for its parent to read its end).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// Regression: killed with SIGKILL, git machine left the step's own children running (a
+/// `sleep` the step started survived); the whole process group now ends with it.
+#[test]
+fn kill_9_of_git_machine_ends_everything_the_step_started() {
+    let env = TestEnv::new();
+    let pids = env.path("pids");
+    env.workflow(
+        "bg",
+        &format!(
+            "version = 1\nname = \"bg\"\n[[steps]]\nid = \"bg\"\nengine = \"command\"\nrun = [\"sh\", \"-c\", \"sleep 300 & echo $! > '{p}.tmp'; mv '{p}.tmp' '{p}'; sleep 300\"]\n",
+            p = pids.display()
+        ),
+    );
+    let mut child = env
+        .machine_cmd(&["run", "bg"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !pids.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sleeper: i32 = std::fs::read_to_string(&pids)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(!gone(sleeper), "the step's child runs");
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone(sleeper) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step's child {sleeper} outlived git machine"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -7,6 +7,10 @@ pub struct Env {
     pub cwd: PathBuf,
     pub vars: Vec<(String, String)>,
     pub no_color: bool,
+    /// The command line as given (without the program), for `--detach` to start it again.
+    pub args: Vec<String>,
+    /// This program's own executable, if the system can tell.
+    pub exe: Option<PathBuf>,
 }
 
 impl Env {
@@ -15,6 +19,8 @@ impl Env {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             vars: std::env::vars().collect(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            args: std::env::args().skip(1).collect(),
+            exe: std::env::current_exe().ok(),
         }
     }
 

@@ -4,6 +4,7 @@
 mod apply;
 mod choices;
 mod demo;
+mod detach;
 mod engines;
 pub mod error;
 mod log;
@@ -13,7 +14,9 @@ mod rm;
 mod run;
 mod show;
 mod status;
+mod stop;
 mod validate;
+mod watch;
 mod workflows;
 
 use std::sync::atomic::AtomicBool;
@@ -54,6 +57,8 @@ enum Command {
     Rewind(rewind::RewindArgs),
     Apply(apply::ApplyArgs),
     Rm(rm::RmArgs),
+    Stop(stop::StopArgs),
+    Watch(watch::WatchArgs),
     Validate(validate::ValidateArgs),
     Workflows(workflows::WorkflowsArgs),
     Demo(demo::DemoArgs),
@@ -157,6 +162,8 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Rewind(a) => rewind::run(ctx, a),
         Command::Apply(a) => apply::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
+        Command::Stop(a) => stop::run(ctx, a),
+        Command::Watch(a) => watch::run(ctx, a),
         Command::Validate(a) => validate::run(ctx, a),
         Command::Workflows(a) => workflows::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a),

@@ -6,6 +6,7 @@ use super::error::CliResult;
 use super::{find_run, Ctx};
 use crate::runner::{Reload, ResumeOptions, Runner};
 use crate::store::{self, Paths};
+use crate::ui::eventlog::Logged;
 use crate::ui::progress::Progress;
 use crate::workflow;
 
@@ -38,11 +39,17 @@ pub struct ResumeArgs {
     /// Report events as JSON lines on stdout (schema: docs/events.md)
     #[arg(long)]
     pub json: bool,
+    /// Continue in the background: print the run id and return at once (`watch` follows it)
+    #[arg(long)]
+    pub detach: bool,
 }
 
 pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     let repo = ctx.repo()?;
     let (id, tip) = find_run(&repo, args.run.as_deref())?;
+    if args.detach {
+        return super::detach::detach(ctx, &[]);
+    }
     if let Some(engine) = &args.engine {
         super::run::check_engine("--engine", engine)?;
     }
@@ -71,11 +78,13 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     } else {
         None
     };
+    let paths = Paths::new(&repo, &ctx.env);
     let mut progress = Progress::new(&mut ctx.ui, args.json);
+    let mut logged = Logged::new(&mut progress, paths.clone());
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(&repo, &ctx.env),
-        sink: &mut progress,
+        paths,
+        sink: &mut logged,
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,

@@ -8,6 +8,7 @@ use super::error::{CliError, CliResult};
 use super::Ctx;
 use crate::runner::{Runner, StartRequest};
 use crate::store::Paths;
+use crate::ui::eventlog::Logged;
 use crate::ui::progress::Progress;
 use crate::workflow;
 
@@ -46,6 +47,9 @@ pub struct RunArgs {
     /// Report events as JSON lines on stdout (schema: docs/events.md)
     #[arg(long)]
     pub json: bool,
+    /// Run in the background: print the run id and return at once (`watch` follows it)
+    #[arg(long)]
+    pub detach: bool,
 }
 
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -74,6 +78,12 @@ pub fn check_engine(from: &str, engine: &str) -> CliResult {
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let repo = ctx.repo()?;
     let wf = workflow::load(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
+    if args.detach {
+        // Checked here first, so a mistake is told on this terminal: the same checks run again.
+        wf.bind_vars(&args.vars)?;
+        super::choices::choose(&wf, args.track.as_deref(), &args.with, false)?;
+        return super::detach::detach(ctx, &["--no-input"]);
+    }
     let vars = wf.bind_vars(&args.vars)?;
     let (track, conditions) =
         super::choices::choose(&wf, args.track.as_deref(), &args.with, !args.no_input)?;
@@ -104,11 +114,13 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     if let Some(model) = &args.model {
         overrides.insert("model".to_string(), model.clone());
     }
+    let paths = Paths::new(&repo, &ctx.env);
     let mut progress = Progress::new(&mut ctx.ui, args.json);
+    let mut logged = Logged::new(&mut progress, paths.clone());
     let mut runner = Runner {
         repo: &repo,
-        paths: Paths::new(&repo, &ctx.env),
-        sink: &mut progress,
+        paths,
+        sink: &mut logged,
         env: &ctx.env,
         cancel: &ctx.cancel,
         echo: args.verbose,

@@ -121,7 +121,13 @@ fn paint_state(ctx: &Ctx, state: &str) -> String {
     }
 }
 
-fn one(ctx: &mut Ctx, repo: &Repo, id: &RunId, tip: crate::git::Oid, as_json: bool) -> CliResult {
+pub fn one(
+    ctx: &mut Ctx,
+    repo: &Repo,
+    id: &RunId,
+    tip: crate::git::Oid,
+    as_json: bool,
+) -> CliResult {
     let info = store::read_run_at(repo, id, tip)?;
     let paths = Paths::new(repo, &ctx.env);
     let state = shown_state(&paths, &info);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::git::Oid;
 use crate::workflow::StepId;
@@ -13,7 +13,7 @@ use crate::workflow::StepId;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One event: what happened, to which run, when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub run: String,
     /// RFC 3339, UTC.
@@ -23,14 +23,14 @@ pub struct Event {
 }
 
 /// Lines added and removed by a step.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Diffstat {
     pub files: usize,
     pub insertions: usize,
     pub deletions: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Kind {
     RunStarted {

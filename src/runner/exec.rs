@@ -549,6 +549,8 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             vars: Vec::new(),
             no_color: true,
+            args: Vec::new(),
+            exe: None,
         };
         let cancel = AtomicBool::new(false);
         let run = StepRun {

@@ -177,3 +177,24 @@ pub fn kill_group(pgid: i32) {
         }
     }
 }
+
+/// The live holder of a run's lock: the process executing it, if any.
+pub fn live_holder(path: &Path) -> Option<Holder> {
+    read(path).filter(holder_alive)
+}
+
+/// Ask the holder to stop: `SIGTERM` (it stops its step and leaves the run resumable), or with
+/// `now`, `SIGKILL` to it and its step's process group.
+pub fn signal_holder(holder: &Holder, now: bool) -> std::io::Result<()> {
+    let signal = if now { libc::SIGKILL } else { libc::SIGTERM };
+    // SAFETY: kill only sends a signal to the process that holds the lock.
+    if unsafe { libc::kill(holder.pid as libc::pid_t, signal) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if now {
+        if let Some(pgid) = holder.step_pgid {
+            kill_group(pgid);
+        }
+    }
+    Ok(())
+}

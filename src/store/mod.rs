@@ -191,6 +191,11 @@ impl Paths {
     pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
         self.root.join("sessions").join(run.as_str()).join(record)
     }
+    /// The events of a run as they happen (JSON lines), for `watch`; bounded by
+    /// [`EVENT_LOG_MAX`], the older half kept as `<run>.jsonl.1`.
+    pub fn events(&self, run: &RunId) -> PathBuf {
+        self.root.join("events").join(format!("{run}.jsonl"))
+    }
     /// A loop gate's output while it runs.
     pub fn gate_log(&self, run: &RunId, record: &str) -> PathBuf {
         self.worktrees
@@ -205,6 +210,9 @@ impl Paths {
             .join(format!("{record}.log"))
     }
 }
+
+/// Size at which a run's event log starts a new file (the previous one kept as `.1`).
+pub const EVENT_LOG_MAX: u64 = 4 << 20;
 
 /// `run.toml`: the run as started. Never changes after the start commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

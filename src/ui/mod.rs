@@ -3,6 +3,7 @@
 //! Commands get a [`Ui`] and write through it; nothing deeper prints. Colour is chosen from
 //! `--color`, then `color.machine`, `color.ui`, `NO_COLOR`, then whether stdout is a terminal.
 
+pub mod eventlog;
 pub mod progress;
 
 use std::io::{IsTerminal, Write};

@@ -86,9 +86,10 @@ impl Progress<'_> {
                 next,
                 ..
             } => {
+                // The run id alone is the first line of stdout, so scripts can capture it.
+                self.ui.out(run);
+                let ui = &*self.ui;
                 let Some(how) = resumed else {
-                    self.ui.out(run);
-                    let ui = &*self.ui;
                     return vec![format!(
                         "{} {} {workflow}  {}",
                         ui.bold("run"),

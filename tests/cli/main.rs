@@ -14,3 +14,4 @@ mod machine;
 mod output;
 mod parallel;
 mod snapshots;
+mod watch;

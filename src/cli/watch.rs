@@ -1,0 +1,106 @@
+//! `git machine watch`: follow a run that another process executes (another terminal, or
+//! `--detach`), from the events it appends under the common git dir.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::error::CliResult;
+use super::{find_run, Ctx};
+use crate::runner::{Event, Kind, RunEnd, Sink};
+use crate::store::{lock, Paths, RunId};
+use crate::ui::progress::Progress;
+
+/// Follow a run executing in another process, until it ends
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Run id or a unique prefix of it (default: the most recent run)
+    pub run: Option<String>,
+    /// Report events as JSON lines on stdout (schema: docs/events.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let (id, tip) = find_run(&repo, args.run.as_deref())?;
+    let paths = Paths::new(&repo, &ctx.env);
+    let Some(holder) = lock::live_holder(&paths.lock(&id)) else {
+        ctx.ui.note(&format!("run {id} is not running"));
+        return super::status::one(ctx, &repo, &id, tip, args.json);
+    };
+    let mut progress = Progress::new(&mut ctx.ui, args.json);
+    let end = follow(&mut progress, &paths, &id, || lock::holder_alive(&holder))?;
+    match end {
+        Some(end) => super::run_end(end, &id),
+        None => {
+            ctx.ui.note(&format!(
+                "run {id} stopped without a last word (its process was killed); `git machine resume {id}` continues it"
+            ));
+            super::run_end(RunEnd::Interrupted, &id)
+        }
+    }
+}
+
+/// Show the run's events from its log as they come, until `run_finished` (its end) or until
+/// the process running it is gone (`None`).
+fn follow(
+    sink: &mut dyn Sink,
+    paths: &Paths,
+    id: &RunId,
+    alive: impl Fn() -> bool,
+) -> std::io::Result<Option<RunEnd>> {
+    let path = paths.events(id);
+    let mut offset = 0u64;
+    let mut partial = String::new();
+    loop {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size < offset {
+            offset = 0; // a new file was started
+        }
+        let mut read_any = false;
+        if size > offset {
+            let mut file = std::fs::File::open(&path)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 0 {
+                offset += line.len() as u64;
+                partial.push_str(&line);
+                line.clear();
+                if !partial.ends_with('\n') {
+                    continue;
+                }
+                read_any = true;
+                if let Ok(event) = serde_json::from_str::<Event>(partial.trim_end()) {
+                    let end = finished(&event);
+                    sink.emit(event);
+                    if end.is_some() {
+                        return Ok(end);
+                    }
+                }
+                partial.clear();
+            }
+        }
+        if !read_any {
+            if !alive() {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn finished(event: &Event) -> Option<RunEnd> {
+    let Kind::RunFinished { state, .. } = &event.kind else {
+        return None;
+    };
+    Some(match state.as_str() {
+        "completed" => RunEnd::Completed,
+        "paused" => RunEnd::Paused,
+        "conflict" => RunEnd::Conflict,
+        "interrupted" => RunEnd::Interrupted,
+        _ => RunEnd::Failed,
+    })
+}

@@ -1,0 +1,141 @@
+//! Running a run in the background, following it from another process, stopping it.
+
+use std::time::{Duration, Instant};
+
+use crate::common::TestEnv;
+
+/// A workflow whose middle step waits until `gate` exists (at most 60 s).
+fn waiting(env: &TestEnv) -> std::path::PathBuf {
+    let gate = env.path("gate");
+    env.workflow(
+        "slow",
+        &format!(
+            r#"version = 1
+name = "slow"
+[defaults]
+engine = "command"
+[[steps]]
+id = "one"
+run = ["sh", "-c", "echo 1 > one.txt"]
+[[steps]]
+id = "wait"
+run = ["sh", "-c", "i=0; while [ ! -e '{g}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo w > w.txt"]
+[[steps]]
+id = "three"
+run = ["sh", "-c", "echo 3 > three.txt"]
+"#,
+            g = gate.display()
+        ),
+    );
+    gate
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn at_step(env: &TestEnv, run: &str, step: &str) -> bool {
+    env.machine(&["status", run])
+        .stdout
+        .contains(&format!("{step}"))
+        && env
+            .git(&["log", "-1", "--format=%s", &format!("machine/{run}")])
+            .starts_with("one:")
+}
+
+#[test]
+fn a_detached_run_prints_its_id_and_watch_follows_it_to_the_end() {
+    let env = TestEnv::new();
+    let gate = waiting(&env);
+    let started = env.machine_ok(&["run", "slow", "--detach"]);
+    let run = started.stdout.trim().to_string();
+    assert_eq!(run, env.last_run(), "{started}");
+    assert!(started.stderr.contains("git machine watch"), "{started}");
+    wait_for("step `one`", || at_step(&env, &run, "wait"));
+    let watcher = env
+        .machine_cmd(&["watch", &run])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&gate, "").expect("open the gate");
+    let out = watcher.wait_with_output().expect("watch ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("ok one") && stderr.contains("ok three"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("done run {run} completed")),
+        "{stderr}"
+    );
+    let json = env.machine_ok(&["watch", &run, "--json"]);
+    assert!(
+        json.stdout.contains(&format!("run {run}")) || json.stdout.contains(&run),
+        "a finished run shows its status: {json}"
+    );
+}
+
+#[test]
+fn stop_stops_a_running_run_resumably_and_refuses_one_that_is_not_running() {
+    let env = TestEnv::new();
+    let gate = waiting(&env);
+    let run = env
+        .machine_ok(&["run", "slow", "--detach"])
+        .stdout
+        .trim()
+        .to_string();
+    wait_for("step `wait`", || at_step(&env, &run, "wait"));
+    let stopped = env.machine_ok(&["stop", &run]);
+    assert!(
+        stopped
+            .stdout
+            .contains(&format!("stopped run {run} at step `wait`")),
+        "{stopped}"
+    );
+    let status = env.machine_ok(&["status", &run]);
+    assert!(status.stdout.contains("interrupted"), "{status}");
+    let again = env.machine_code(2, &["stop", &run]);
+    assert!(
+        again.stderr.contains(&format!("run {run} is not running")),
+        "{again}"
+    );
+    assert!(again.stderr.contains("hint:"), "{again}");
+    std::fs::write(&gate, "").expect("open the gate");
+    env.machine_ok(&["resume", &run]);
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:three.txt")]),
+        "3\n"
+    );
+}
+
+#[test]
+fn stop_now_kills_the_run_and_its_step() {
+    let env = TestEnv::new();
+    waiting(&env);
+    let run = env
+        .machine_ok(&["run", "slow", "--detach"])
+        .stdout
+        .trim()
+        .to_string();
+    wait_for("step `wait`", || at_step(&env, &run, "wait"));
+    let stopped = env.machine_ok(&["stop", "--now", &run]);
+    assert!(stopped.stdout.contains("killed"), "{stopped}");
+    let status = env.machine_ok(&["status", &run]);
+    assert!(status.stdout.contains("interrupted"), "{status}");
+}
+
+#[test]
+fn a_detached_run_with_a_mistake_says_so_on_this_terminal() {
+    let env = TestEnv::new();
+    waiting(&env);
+    let r = env.machine_code(2, &["run", "slow", "--detach", "--var", "nope=1"]);
+    assert!(r.stderr.contains("nope"), "{r}");
+    assert!(env.runs().is_empty(), "nothing was created");
+}

@@ -38,10 +38,12 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether the run has committed `one` and runs `step` now.
 fn at_step(env: &TestEnv, run: &str, step: &str) -> bool {
-    env.machine(&["status", run])
-        .stdout
-        .contains(&format!("{step}"))
+    let status = env.machine(&["status", run]).stdout;
+    status
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == [step, "running"])
         && env
             .git(&["log", "-1", "--format=%s", &format!("machine/{run}")])
             .starts_with("one:")

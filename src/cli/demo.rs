@@ -38,7 +38,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         paths: Paths::new(&repo, &ctx.env),
         sink: &mut progress,
         env: &ctx.env,
-        cancel: &ctx.cancel,
+        controls: &ctx.controls,
         echo: args.verbose,
         jobs: super::DEFAULT_JOBS,
     };

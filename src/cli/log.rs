@@ -52,7 +52,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                 json!({
                     "seq": c.record.seq,
                     "step": c.record.step,
-                    "status": match c.record.status { StepStatus::Succeeded => "succeeded", StepStatus::Failed => "failed" },
+                    "status": match c.record.status { StepStatus::Succeeded => "succeeded", StepStatus::Failed => "failed", StepStatus::Skipped => "skipped" },
                     "commit": c.commit.to_string(),
                     "engine": c.record.engine,
                     "session": c.record.session,
@@ -104,6 +104,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
         let status = match r.status {
             StepStatus::Succeeded => ctx.ui.green("ok"),
             StepStatus::Failed => ctx.ui.red("failed"),
+            StepStatus::Skipped => ctx.ui.yellow("skipped"),
         };
         let pass = r
             .iteration

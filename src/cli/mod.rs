@@ -19,14 +19,12 @@ mod validate;
 mod watch;
 mod workflows;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
 use clap::{Parser, Subcommand};
 
 pub use crate::env::Env;
 use crate::git::Repo;
 use crate::runner::RunEnd;
+use crate::signal::Controls;
 use crate::store::{self, Lookup, RunId};
 use crate::ui::{ColorChoice, Ui};
 use error::{CliError, CliResult};
@@ -68,8 +66,8 @@ enum Command {
 pub struct Ctx {
     pub env: Env,
     pub ui: Ui,
-    /// Set by SIGINT/SIGTERM/SIGHUP: stop the step, leave the run resumable.
-    pub cancel: Arc<AtomicBool>,
+    /// What the person asks of a run: stop (SIGINT/SIGTERM/SIGHUP), pause, skip.
+    pub controls: Controls,
 }
 
 impl Ctx {
@@ -101,6 +99,45 @@ pub fn jobs(repo: &Repo, given: Option<usize>) -> CliResult<usize> {
 }
 
 pub const DEFAULT_JOBS: usize = 4;
+
+/// How a run's events are shown: the live view when stdout and stderr are a terminal (and
+/// neither `--plain` nor `--json` was asked), else progress lines or JSON lines.
+pub enum View<'a> {
+    Live(crate::ui::live::Live),
+    Lines(crate::ui::progress::Progress<'a>),
+}
+
+impl View<'_> {
+    pub fn new<'a>(ui: &'a mut Ui, controls: &Controls, json: bool, plain: bool) -> View<'a> {
+        use std::io::IsTerminal;
+        let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        if terminal && !json && !plain {
+            View::Live(crate::ui::live::Live::start(ui, controls))
+        } else {
+            View::Lines(crate::ui::progress::Progress::new(ui, json))
+        }
+    }
+
+    /// Whether the steps' output should reach the view (the live view shows their activity).
+    pub fn wants_output(&self) -> bool {
+        matches!(self, View::Live(_))
+    }
+}
+
+impl crate::runner::Sink for View<'_> {
+    fn emit(&mut self, event: crate::runner::Event) {
+        match self {
+            View::Live(v) => v.emit(event),
+            View::Lines(v) => v.emit(event),
+        }
+    }
+    fn output(&mut self, line: &str) {
+        match self {
+            View::Live(v) => v.output(line),
+            View::Lines(v) => v.output(line),
+        }
+    }
+}
 
 /// How the end of a run's execution ends the command: the one place a run's end becomes an
 /// exit code.
@@ -196,12 +233,12 @@ pub fn main() -> i32 {
         ui_color.as_deref(),
         env.no_color,
     );
-    let cancel = Arc::new(AtomicBool::new(false));
-    crate::signal::install(&cancel);
+    let controls = Controls::default();
+    crate::signal::install(&controls);
     let mut ctx = Ctx {
         env,
         ui: Ui::new(color),
-        cancel,
+        controls,
     };
     match dispatch(&mut ctx, &cli) {
         Ok(()) => 0,

@@ -7,7 +7,6 @@ use super::{find_run, Ctx};
 use crate::runner::{Reload, ResumeOptions, Runner};
 use crate::store::{self, Paths};
 use crate::ui::eventlog::Logged;
-use crate::ui::progress::Progress;
 use crate::workflow;
 
 /// Continue a run from its last step commit (retrying a failed step)
@@ -39,6 +38,9 @@ pub struct ResumeArgs {
     /// Report events as JSON lines on stdout (schema: docs/events.md)
     #[arg(long)]
     pub json: bool,
+    /// One line per event instead of the live view, even on a terminal
+    #[arg(long)]
+    pub plain: bool,
     /// Continue in the background: print the run id and return at once (`watch` follows it)
     #[arg(long)]
     pub detach: bool,
@@ -79,15 +81,16 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
         None
     };
     let paths = Paths::new(&repo, &ctx.env);
-    let mut progress = Progress::new(&mut ctx.ui, args.json);
-    let mut logged = Logged::new(&mut progress, paths.clone());
+    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, args.json, args.plain);
+    let echo = args.verbose || view.wants_output();
+    let mut logged = Logged::new(&mut view, paths.clone());
     let mut runner = Runner {
         repo: &repo,
         paths,
         sink: &mut logged,
         env: &ctx.env,
-        cancel: &ctx.cancel,
-        echo: args.verbose,
+        controls: &ctx.controls,
+        echo,
         jobs: super::jobs(&repo, args.jobs)?,
     };
     let opts = ResumeOptions {

@@ -54,7 +54,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         paths: paths.clone(),
         sink: &mut progress,
         env: &ctx.env,
-        cancel: &ctx.cancel,
+        controls: &ctx.controls,
         echo: false,
         jobs: 1,
     };

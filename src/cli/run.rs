@@ -9,7 +9,6 @@ use super::Ctx;
 use crate::runner::{Runner, StartRequest};
 use crate::store::Paths;
 use crate::ui::eventlog::Logged;
-use crate::ui::progress::Progress;
 use crate::workflow;
 
 /// Start a workflow as a new run on its own branch
@@ -47,6 +46,9 @@ pub struct RunArgs {
     /// Report events as JSON lines on stdout (schema: docs/events.md)
     #[arg(long)]
     pub json: bool,
+    /// One line per event instead of the live view, even on a terminal
+    #[arg(long)]
+    pub plain: bool,
     /// Run in the background: print the run id and return at once (`watch` follows it)
     #[arg(long)]
     pub detach: bool,
@@ -115,15 +117,16 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         overrides.insert("model".to_string(), model.clone());
     }
     let paths = Paths::new(&repo, &ctx.env);
-    let mut progress = Progress::new(&mut ctx.ui, args.json);
-    let mut logged = Logged::new(&mut progress, paths.clone());
+    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, args.json, args.plain);
+    let echo = args.verbose || view.wants_output();
+    let mut logged = Logged::new(&mut view, paths.clone());
     let mut runner = Runner {
         repo: &repo,
         paths,
         sink: &mut logged,
         env: &ctx.env,
-        cancel: &ctx.cancel,
-        echo: args.verbose,
+        controls: &ctx.controls,
+        echo,
         jobs: super::jobs(&repo, args.jobs)?,
     };
     let (id, end) = runner.start(StartRequest {

@@ -155,6 +155,7 @@ pub fn one(
             match last.map(|c| c.record.status) {
                 Some(StepStatus::Succeeded) => "done",
                 Some(StepStatus::Failed) => "failed",
+                Some(StepStatus::Skipped) => "skipped",
                 None => "pending",
             }
         };

@@ -190,7 +190,8 @@ fn send_line(
 }
 
 /// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
-/// and `parser` (and `echo`, if given). `cancel` is polled: once set, the program is stopped.
+/// and `parser` (and `echo`, if given). `stop` is polled: once any flag is set, the program is
+/// stopped (Ctrl-C, `git machine stop`, a person skipping the step).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     inv: &Invocation,
@@ -198,7 +199,7 @@ pub fn run(
     env: &[(String, String)],
     log: &Path,
     limits: Limits,
-    cancel: &AtomicBool,
+    stop: &[&AtomicBool],
     on_spawn: &mut dyn FnMut(i32),
     parser: &mut dyn EventParser,
     mut echo: Option<Echo<'_>>,
@@ -274,7 +275,7 @@ pub fn run(
         }
         let now = Instant::now();
         if stopping.is_none() {
-            let reason = if cancel.load(Ordering::SeqCst) {
+            let reason = if stop.iter().any(|f| f.load(Ordering::SeqCst)) {
                 Some(Ending::Cancelled)
             } else if limits.timeout.is_some_and(|t| now >= started + t) {
                 limits.timeout.map(Ending::TimedOut)

@@ -354,6 +354,13 @@ impl Repo {
         Ok(self.ident.get_or_init(|| ident))
     }
 
+    /// The person using git here (`user.name`, as git's own rules find it).
+    pub fn user_name(&self) -> String {
+        self.ident()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|_| "the user".to_string())
+    }
+
     fn signature(&self) -> Result<git2::Signature<'static>> {
         let ident = self.ident()?;
         self.signature_as(&ident.name, &ident.email)

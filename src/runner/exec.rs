@@ -104,6 +104,8 @@ pub struct StepRun<'a> {
     pub base: Oid,
     pub env: &'a Env,
     pub cancel: &'a AtomicBool,
+    /// Set when a person skips the step: its program is stopped like on `cancel`.
+    pub skip: Option<&'a AtomicBool>,
     pub path_var: Option<&'a std::ffi::OsStr>,
 }
 
@@ -226,6 +228,13 @@ pub fn attempt_step(
     })
 }
 
+/// The flags that stop a step's program.
+fn stop_flags<'a>(run: &StepRun<'a>) -> Vec<&'a AtomicBool> {
+    let mut flags = vec![run.cancel];
+    flags.extend(run.skip);
+    flags
+}
+
 /// Run one engine's invocation to its end: how it ended and what its output said. A program
 /// that cannot be started is an engine that cannot serve now (a fallback reason).
 fn run_engine<'e>(
@@ -262,7 +271,7 @@ fn run_engine<'e>(
         &run.env.vars,
         run.log,
         limits,
-        run.cancel,
+        &stop_flags(run),
         &mut spawned,
         &mut parser,
         if echoing { Some(&mut print) } else { None },
@@ -360,7 +369,7 @@ pub fn run_gate(
         &env.vars,
         log,
         limits,
-        cancel,
+        &[cancel],
         &mut |_| {},
         parser.as_mut(),
         None,
@@ -446,6 +455,7 @@ pub fn record_of(
         directive: None,
         gate: None,
         looped: None,
+        skipped_by: None,
         iteration: None,
         context: Vec::new(),
         log_file: None,
@@ -564,6 +574,7 @@ mod tests {
             base,
             env: &env,
             cancel: &cancel,
+            skip: None,
             path_var: None,
         };
         let attempt = attempt_step(&run, &mut |_| {}, None).expect("no internal error");

@@ -211,6 +211,8 @@ pub enum Input {
         directive: Option<Directive>,
         gate: Option<Gate>,
     },
+    /// A person skipped the step while it ran (`by`: who).
+    StepSkipped { step: StepId, by: String },
     /// A step's program failed, timed out, or could not start with any engine.
     StepFailed {
         step: StepId,
@@ -256,6 +258,8 @@ pub enum Publish {
     Step,
     /// Only the step's record, the work set aside: the step failed.
     Failure,
+    /// Only the step's record, the work set aside: a person skipped the step.
+    Skipped,
     /// Only the checkpoint: a member finished (its commit goes under a side ref).
     MemberDone,
     /// The failed members' records.
@@ -295,6 +299,11 @@ pub enum Notice {
         step: StepId,
         reason: String,
     },
+    /// A person skipped a step.
+    Skipped {
+        step: StepId,
+        by: String,
+    },
 }
 
 /// The decision: the next checkpoint, how it is published, what to tell.
@@ -324,6 +333,15 @@ impl Transition {
             error: None,
         }
     }
+}
+
+/// A person asked the run to pause once the current step is committed (`p`, SIGUSR1): a run
+/// that would go on pauses at its next step instead.
+pub fn with_pause(mut t: Transition, by: &str) -> Transition {
+    if t.state.status == Status::Running && t.state.next.is_some() {
+        finish_or_pause(&mut t, Some(format!("paused by {by}")));
+    }
+    t
 }
 
 /// Whether the step's loop gate must run: it has one, and no directive already decided.
@@ -370,6 +388,19 @@ pub fn decide(state: &State, plan: &Plan, input: Input) -> Transition {
                 &step,
                 format!("step `{step}` failed: {error}"),
             )
+        }
+        Input::StepSkipped { step, by } => {
+            let mut next = begin(state);
+            next.seq = state.seq + 1;
+            next.feedback = None;
+            next.loops.remove(&step);
+            next.next = plan.successor(&step);
+            if next.next.is_none() {
+                next.status = Status::Completed;
+            }
+            let mut t = Transition::new(next, Publish::Skipped);
+            t.notices.push(Notice::Skipped { step, by });
+            t
         }
         Input::MemberSucceeded {
             member,

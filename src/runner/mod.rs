@@ -23,7 +23,7 @@ mod reload;
 mod transcript;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use crate::engine::{self, Ending};
@@ -59,7 +59,8 @@ pub struct Runner<'a> {
     pub paths: Paths,
     pub sink: &'a mut dyn Sink,
     pub env: &'a Env,
-    pub cancel: &'a AtomicBool,
+    /// What the person asks: stop now, pause after the step, skip the step.
+    pub controls: &'a crate::signal::Controls,
     /// Pass the steps' output to the sink as it arrives.
     pub echo: bool,
     /// How many members of a parallel group run at once.
@@ -534,7 +535,7 @@ impl Runner<'_> {
             let Some(next) = info.state.next.clone() else {
                 break RunEnd::Completed;
             };
-            if self.cancel.load(Ordering::SeqCst) {
+            if self.controls.cancel.load(Ordering::SeqCst) {
                 break RunEnd::Interrupted;
             }
             let plan = plan_of(&wf, &info);
@@ -621,7 +622,9 @@ impl Runner<'_> {
         let started_at = store::now_rfc3339();
         let started = Instant::now();
         let attempt = self.attempt_step(info, wt, step, &rec, &prepared, lock)?;
-        let Some(attempt) = attempt else {
+        let skipped =
+            attempt.ending == Ending::Cancelled && self.controls.skip.swap(false, Ordering::SeqCst);
+        if attempt.ending == Ending::Cancelled && !skipped {
             self.emit(
                 &id,
                 Kind::StepInterrupted {
@@ -630,7 +633,7 @@ impl Runner<'_> {
                 },
             );
             return Ok(Some(RunEnd::Interrupted));
-        };
+        }
         let mut record = exec::record_of(
             step,
             info.state.seq + 1,
@@ -643,10 +646,25 @@ impl Runner<'_> {
             .loop_spec
             .as_ref()
             .map(|_| info.state.loops.get(&step.id).copied().unwrap_or(0) + 1);
-        let Some(input) = self.input_of(&id, step, wt, &rec, &attempt)? else {
-            return Ok(Some(RunEnd::Interrupted));
+        let input = if skipped {
+            let by = self.repo.user_name();
+            record.status = store::StepStatus::Skipped;
+            record.summary = format!("skipped by {by}");
+            record.skipped_by = Some(by.clone());
+            Input::StepSkipped {
+                step: step.id.clone(),
+                by,
+            }
+        } else {
+            let Some(input) = self.input_of(&id, step, wt, &rec, &attempt)? else {
+                return Ok(Some(RunEnd::Interrupted));
+            };
+            input
         };
-        let t = machine::decide(&info.state, plan, input);
+        let mut t = machine::decide(&info.state, plan, input);
+        if self.controls.pause.swap(false, Ordering::SeqCst) {
+            t = machine::with_pause(t, &self.repo.user_name());
+        }
         self.finish_step(
             info,
             wt,
@@ -734,7 +752,7 @@ impl Runner<'_> {
         }
     }
 
-    /// Run the step's program; `None` when Ctrl-C stopped it.
+    /// Run the step's program (its ending is `Cancelled` when it was stopped or skipped).
     fn attempt_step(
         &mut self,
         info: &RunInfo,
@@ -743,7 +761,7 @@ impl Runner<'_> {
         rec: &str,
         prepared: &Prepared,
         lock: &mut RunLock,
-    ) -> Result<Option<Attempt>> {
+    ) -> Result<Attempt> {
         let id = &info.id;
         if let Some(s) = &prepared.continued {
             if let Some(path) = transcript::restore(&s.engine, &self.env.vars, wt, id, &s.id)? {
@@ -771,7 +789,8 @@ impl Runner<'_> {
             prestart_error: prepared.prestart_error.clone(),
             base: info.tip,
             env: self.env,
-            cancel: self.cancel,
+            cancel: &self.controls.cancel,
+            skip: Some(&self.controls.skip),
             path_var: path_var.as_deref(),
         };
         let sink = &mut *self.sink;
@@ -788,7 +807,7 @@ impl Runner<'_> {
                 },
             );
         }
-        Ok((attempt.ending != Ending::Cancelled).then_some(attempt))
+        Ok(attempt)
     }
 
     /// Run the step's loop gate, reporting it; `None` when Ctrl-C stopped it.
@@ -812,7 +831,7 @@ impl Runner<'_> {
             },
         );
         let log = self.paths.gate_log(id, rec);
-        let gate = exec::run_gate(step, &wt.path, self.env, &log, self.cancel)?;
+        let gate = exec::run_gate(step, &wt.path, self.env, &log, &self.controls.cancel)?;
         self.emit(
             id,
             Kind::Gate {
@@ -854,12 +873,17 @@ impl Runner<'_> {
         }
         let tip_before = info.tip;
         let current = self.tip_above(&id, tip_before, &step.id)?;
-        let failed = t.publish == Publish::Failure;
+        let failed = matches!(t.publish, Publish::Failure | Publish::Skipped);
+        let label = if t.publish == Publish::Skipped {
+            "skipped"
+        } else {
+            "failed"
+        };
         let mut side_refs = Vec::new();
         if failed {
             // Keep what the failed attempt did; the failure record sits on the checkpoint.
             if let Some((snapshot, update)) =
-                self.attempt(&id, wt, tip_before, current, rec, "failed")?
+                self.attempt(&id, wt, tip_before, current, rec, label)?
             {
                 record.attempt_commit = Some(snapshot);
                 side_refs.push(update);
@@ -881,7 +905,7 @@ impl Runner<'_> {
                 tree,
                 files: if failed { files } else { Vec::new() },
                 parents: vec![parent],
-                message: step_message(&id, rec, &record, failed),
+                message: step_message(&id, rec, &record, failed.then_some(label)),
                 author: Some(txn::author(Some(&record.engine))),
                 side_refs,
             },
@@ -967,7 +991,9 @@ impl Runner<'_> {
                 },
             );
         }
-        if record.status == store::StepStatus::Succeeded {
+        if record.status == store::StepStatus::Skipped {
+            // The decision's notice says it was skipped, and by whom.
+        } else if record.status == store::StepStatus::Succeeded {
             let diffstat = self.diffstat(parent, commit)?;
             self.emit(
                 id,
@@ -1044,6 +1070,10 @@ impl Runner<'_> {
                     worktree: exec::shown(&wt.path),
                 },
                 Notice::Stopped { reason } => Kind::Stopped { reason },
+                Notice::Skipped { step, by } => Kind::StepSkipped {
+                    step,
+                    why: format!("skipped by {by}"),
+                },
                 // The step's own failure event says it; the run's end repeats the reason.
                 Notice::Failed { .. } => continue,
             };
@@ -1094,7 +1124,7 @@ impl Runner<'_> {
 }
 
 /// The message of a step's commit: `<step>: <summary>` and its trailers.
-fn step_message(id: &RunId, rec: &str, record: &store::StepRecord, failed: bool) -> String {
+fn step_message(id: &RunId, rec: &str, record: &store::StepRecord, status: Option<&str>) -> String {
     let mut trailers = vec![
         (trailer::RUN, id.as_str()),
         (trailer::STEP, record.step.as_str()),
@@ -1104,8 +1134,8 @@ fn step_message(id: &RunId, rec: &str, record: &store::StepRecord, failed: bool)
     if let Some(s) = &record.session {
         trailers.push((trailer::SESSION, s.as_str()));
     }
-    if failed {
-        trailers.push((trailer::STATUS, "failed"));
+    if let Some(status) = status {
+        trailers.push((trailer::STATUS, status));
     }
     txn::message(&format!("{}: {}", record.step, record.summary), &trailers)
 }

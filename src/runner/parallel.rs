@@ -84,7 +84,7 @@ impl Runner<'_> {
             },
         );
         let failed = self.run_slots(info, plan, &group, &slots, base)?;
-        if self.cancel.load(Ordering::SeqCst) {
+        if self.controls.cancel.load(Ordering::SeqCst) {
             return Ok(Some(RunEnd::Interrupted));
         }
         if !failed.is_empty() {
@@ -151,7 +151,7 @@ impl Runner<'_> {
     ) -> Result<Vec<Failed>> {
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::channel::<Done>();
-        let (env, cancel) = (self.env, self.cancel);
+        let (env, cancel) = (self.env, &*self.controls.cancel);
         let path_var = env.var("PATH").map(std::ffi::OsString::from);
         let mut failed = Vec::new();
         std::thread::scope(|scope| -> Result {
@@ -175,6 +175,7 @@ impl Runner<'_> {
                         base,
                         env,
                         cancel,
+                        skip: None,
                         path_var: path_var.as_deref(),
                     };
                     let attempt = exec::attempt_step(&run, &mut |_| {}, None);
@@ -218,7 +219,7 @@ impl Runner<'_> {
         (a, started_at, duration): (Attempt, String, Duration),
     ) -> Result<Option<Failed>> {
         let id = info.id.clone();
-        if self.cancel.load(Ordering::SeqCst) && !a.outcome.success {
+        if self.controls.cancel.load(Ordering::SeqCst) && !a.outcome.success {
             // Stopped by Ctrl-C: neither done nor failed; resume runs it again.
             return Ok(None);
         }
@@ -690,7 +691,8 @@ impl Runner<'_> {
             prestart_error: None,
             base: info.tip,
             env: self.env,
-            cancel: self.cancel,
+            cancel: &self.controls.cancel,
+            skip: None,
             path_var: path_var.as_deref(),
         };
         let attempt = exec::attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid), None)?;
@@ -724,7 +726,7 @@ impl Runner<'_> {
                 tree,
                 files,
                 parents: vec![tip, commit],
-                message: super::step_message(&id, &rec, &record, false),
+                message: super::step_message(&id, &rec, &record, None),
                 author: Some(txn::author(Some(&attempt.engine))),
                 side_refs: Vec::new(),
             },

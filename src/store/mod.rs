@@ -396,6 +396,8 @@ pub struct SessionRef {
 pub enum StepStatus {
     Succeeded,
     Failed,
+    /// A person skipped it while it ran; what it had done is kept as an attempt.
+    Skipped,
 }
 
 /// `step.toml`: one execution of one step.
@@ -444,6 +446,9 @@ pub struct StepRecord {
     /// Where this step's loop sent the run, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub looped: Option<LoopRecord>,
+    /// Who skipped the step, when it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_by: Option<String>,
     /// Which pass of a loop this execution was (1 = first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iteration: Option<u32>,

@@ -4,6 +4,7 @@
 //! `--color`, then `color.machine`, `color.ui`, `NO_COLOR`, then whether stdout is a terminal.
 
 pub mod eventlog;
+pub mod live;
 pub mod progress;
 
 use std::io::{IsTerminal, Write};

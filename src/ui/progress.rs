@@ -41,8 +41,15 @@ impl Sink for Progress<'_> {
         }
     }
 
+    /// A step's output with `-v`: in words (an agent's JSON events read as its tool calls and
+    /// text), never raw JSON.
     fn output(&mut self, line: &str) {
-        self.ui.note(&format!("    {line}"));
+        if self.json {
+            return;
+        }
+        if let Some(text) = super::live::activity(line) {
+            self.ui.note(&format!("    {}", self.ui.dim(&text)));
+        }
     }
 }
 

@@ -482,10 +482,14 @@ struct OnPty {
 
 impl OnPty {
     fn spawn(env: &TestEnv, args: &[&str]) -> OnPty {
+        OnPty::spawn_sized(env, args, 200)
+    }
+
+    fn spawn_sized(env: &TestEnv, args: &[&str], cols: u16) -> OnPty {
         use portable_pty::{native_pty_system, CommandBuilder, PtySize};
         let size = PtySize {
             rows: 24,
-            cols: 200,
+            cols,
             pixel_width: 0,
             pixel_height: 0,
         };
@@ -529,6 +533,32 @@ impl OnPty {
         String::from_utf8_lossy(&self.screen.lock().expect("screen lock")).into_owned()
     }
 
+    /// Type one key.
+    fn key(&mut self, key: u8) {
+        self.writer.write_all(&[key]).expect("type a key");
+        self.writer.flush().expect("flush");
+    }
+
+    /// The screen without colours and cursor moves, as text.
+    fn text(&self) -> String {
+        let raw = self.screen();
+        let mut out = String::new();
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' && chars.peek() == Some(&'[') {
+                chars.next();
+                // Colours go; cursor moves and erasures end a line.
+                let end = chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                if end != Some('m') {
+                    out.push('\n');
+                }
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    }
+
     /// Type Ctrl-C: the terminal sends SIGINT to its foreground process group.
     fn ctrl_c(&mut self) {
         self.writer.write_all(b"\x03").expect("type Ctrl-C");
@@ -567,7 +597,7 @@ fn ctrl_c_in_a_terminal_stops_the_step_group_and_resume_finishes() {
     ];
     env.workflow("ctrlc", &workflow_text("ctrlc", &steps));
 
-    let mut machine = OnPty::spawn(&env, &["run", "ctrlc"]);
+    let mut machine = OnPty::spawn(&env, &["run", "ctrlc", "--plain"]);
     let screen = || machine.screen();
     let sleepers = || {
         processes_with(&sleep)
@@ -623,7 +653,7 @@ fn ctrl_c_at_any_moment_exits_130_and_the_run_resumes() {
     env.workflow("busy", &workflow_text("busy", &steps));
     for attempt in 0..10u64 {
         let before = env.runs();
-        let mut machine = OnPty::spawn(&env, &["run", "busy"]);
+        let mut machine = OnPty::spawn(&env, &["run", "busy", "--plain"]);
         assert!(
             wait_until(PATIENCE, || machine.screen().contains("[1/8]")),
             "the run never started\n{}",
@@ -925,4 +955,89 @@ fn kill_9_of_git_machine_ends_everything_the_step_started() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// A workflow of four steps; `wait-a`, `wait-b` and `last` each wait for their gate file.
+fn gated(env: &TestEnv) -> [std::path::PathBuf; 3] {
+    let gates = ["a", "b", "c"].map(|g| env.path(&format!("gate-{g}")));
+    let wait = |g: &std::path::Path, out: &str| {
+        format!(
+            "[\"sh\", \"-c\", \"i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo {out} > {out}.txt\"]",
+            g.display()
+        )
+    };
+    env.workflow(
+        "gated",
+        &format!(
+            "version = 1\nname = \"gated\"\n[defaults]\nengine = \"command\"\n[[steps]]\nid = \"one\"\nrun = [\"sh\", \"-c\", \"echo 1 > one.txt\"]\n[[steps]]\nid = \"wait-a\"\nrun = {}\n[[steps]]\nid = \"wait-b\"\nrun = {}\n[[steps]]\nid = \"last\"\nrun = {}\n",
+            wait(&gates[0], "a"),
+            wait(&gates[1], "b"),
+            wait(&gates[2], "c")
+        ),
+    );
+    gates
+}
+
+/// The live view on a real terminal 40 columns wide: it shows the steps as they run; `s` skips
+/// the running step (recorded as skipped, by whom), `p` pauses once the step is committed, `q`
+/// stops a resumed run (resumable); every frame fits the width, and the terminal gets its
+/// cursor back.
+#[test]
+fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
+    let env = TestEnv::new();
+    let gates = gated(&env);
+    let mut view = OnPty::spawn_sized(&env, &["run", "gated"], 40);
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-a")),
+        "wait-a never showed as running\n{}",
+        view.text()
+    );
+    view.key(b's');
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-b")),
+        "wait-b never started after the skip\n{}",
+        view.text()
+    );
+    view.key(b'p');
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&gates[1], "").expect("open gate b");
+    let code = view.wait(PATIENCE).expect("the run pauses and exits");
+    let text = view.text();
+    assert_eq!(code, 1, "paused\n{text}");
+    assert!(text.contains("↷ wait-a"), "{text}");
+    assert!(text.contains("paused"), "{text}");
+    // The view's frames, before the error message that follows it (wrapped by the terminal).
+    for line in text.lines().take_while(|l| !l.contains("error:")) {
+        let line = line.trim_end_matches('\r');
+        assert!(
+            line.chars().count() <= 40,
+            "wider than the terminal: {line:?}"
+        );
+    }
+    assert!(
+        view.screen().contains("\x1b[?25h"),
+        "the cursor is shown again"
+    );
+    let run = env.last_run();
+    let log = env.machine_ok(&["log", &run]);
+    assert!(
+        log.stdout.contains("skipped") && log.stdout.contains("skipped by"),
+        "{log}"
+    );
+    assert!(!env
+        .git(&["ls-tree", "-r", "--name-only", &format!("machine/{run}")])
+        .contains("a.txt"));
+    let mut resumed = OnPty::spawn_sized(&env, &["resume", &run], 40);
+    assert!(
+        wait_until(PATIENCE, || resumed.text().contains("▶ last")),
+        "last never showed as running\n{}",
+        resumed.text()
+    );
+    resumed.key(b'q');
+    let code = resumed.wait(PATIENCE).expect("q stops the run");
+    assert_eq!(code, 130, "{}", resumed.text());
+    // Resumed without edits, the pause needed no review commit: the branch still says paused.
+    assert!(["paused", "interrupted"].contains(&shown_state(&env, &run).as_str()));
+    std::fs::write(&gates[2], "").expect("open gate c");
+    env.machine_ok(&["resume", &run, "--plain"]);
 }

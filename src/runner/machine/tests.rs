@@ -572,3 +572,54 @@ fn a_groups_members_are_found_from_its_first() {
     assert_eq!(ids, ["a", "b"]);
     assert_eq!(p.successor("a").as_deref(), Some("look"));
 }
+
+#[test]
+fn a_skipped_step_is_recorded_and_the_run_goes_on() {
+    let mut s = at("implement");
+    s.feedback = Some(LoopFeedback {
+        from: "review".into(),
+        pass: 2,
+        reason: "x".into(),
+    });
+    let t = decide(
+        &s,
+        &plan(),
+        Input::StepSkipped {
+            step: "implement".into(),
+            by: "Ada".into(),
+        },
+    );
+    assert_eq!(t.publish, Publish::Skipped);
+    assert_eq!(t.state.next.as_deref(), Some("review"));
+    assert_eq!(t.state.status, Status::Running);
+    assert_eq!(t.state.seq, 5);
+    assert_eq!(t.state.feedback, None);
+    assert!(matches!(&t.notices[0], Notice::Skipped { by, .. } if by == "Ada"));
+}
+
+#[test]
+fn a_pause_request_pauses_at_the_next_step_but_never_ends_a_finished_or_failed_run() {
+    let t = with_pause(decide(&at("design"), &plan(), ok("design")), "Ada");
+    assert_eq!(
+        (t.state.status, t.state.next.as_deref()),
+        (Status::Paused, Some("implement"))
+    );
+    assert_eq!(t.state.reason.as_deref(), Some("paused by Ada"));
+    let mut p = plan();
+    p.steps.last_mut().expect("steps").loop_spec = None;
+    let done = with_pause(decide(&at("last"), &p, ok("last")), "Ada");
+    assert_eq!(done.state.status, Status::Completed);
+    let failed = with_pause(
+        decide(
+            &at("design"),
+            &plan(),
+            Input::StepFailed {
+                step: "design".into(),
+                session: None,
+                error: "x".into(),
+            },
+        ),
+        "Ada",
+    );
+    assert_eq!(failed.state.status, Status::Failed);
+}

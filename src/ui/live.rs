@@ -1,0 +1,504 @@
+//! The live view: when stderr is a terminal, a run is shown as a table of its steps, redrawn in
+//! place at most ten times a second — state, elapsed time, engine, summary or the running
+//! step's latest activity — with what needs the person (paused, conflict) on top, and keys:
+//! `p` pause after this step, `s` skip this step, `l` the running step's recent output,
+//! `q`/Esc stop now (resumable). Ctrl-C stays a signal: once graceful, twice hard.
+//!
+//! The terminal is put in non-canonical, no-echo mode (signals kept) while the view runs, the
+//! cursor hidden; both are restored when the view ends, and by the signal handler if a second
+//! Ctrl-C ends the process (see [`crate::signal`]). When the run ends, the last frame — a clean
+//! summary — stays on the terminal.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use console::{measure_text_width, truncate_str, Term};
+
+use super::{elapsed, Ui};
+use crate::runner::{Event, Kind, Sink};
+use crate::signal::Controls;
+
+/// Frames per second, at most.
+const FRAME: Duration = Duration::from_millis(100);
+/// Output lines of the running step kept for `l`.
+const RECENT: usize = 8;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Done,
+    Failed,
+    Skipped,
+    Interrupted,
+}
+
+struct Row {
+    step: String,
+    /// Parallel group, for members.
+    group: Option<String>,
+    state: State,
+    started: Instant,
+    took: Option<Duration>,
+    engine: String,
+    pass: Option<u32>,
+    text: String,
+}
+
+/// What the view shows; shared with the drawing thread.
+#[derive(Default)]
+struct Screen {
+    run: String,
+    workflow: String,
+    rows: Vec<Row>,
+    /// What needs the person (paused, conflict) or ended the run.
+    attention: Option<String>,
+    notes: VecDeque<String>,
+    recent: VecDeque<String>,
+    show_recent: bool,
+    finished: Option<String>,
+    dirty: bool,
+    color: bool,
+}
+
+pub struct Live {
+    screen: Arc<Mutex<Screen>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Live {
+    /// Start the view on stderr, with keys read from stdin when it is a terminal.
+    pub fn start(ui: &Ui, controls: &Controls) -> Live {
+        let screen = Arc::new(Mutex::new(Screen {
+            color: ui.color,
+            ..Screen::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let (s, st) = (Arc::clone(&screen), Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || draw_loop(&s, &st)));
+        if crate::signal::keys_mode_on() {
+            let (s, st, c) = (Arc::clone(&screen), Arc::clone(&stop), controls.clone());
+            threads.push(std::thread::spawn(move || key_loop(&s, &st, &c)));
+        }
+        Live {
+            screen,
+            stop,
+            threads,
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Screen)) {
+        let mut s = self
+            .screen
+            .lock()
+            .expect("no thread panics holding the screen");
+        f(&mut s);
+        s.dirty = true;
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        crate::signal::keys_mode_off();
+    }
+}
+
+impl Sink for Live {
+    fn emit(&mut self, event: Event) {
+        self.with(|s| s.apply(event));
+    }
+
+    fn output(&mut self, line: &str) {
+        let text = activity(line);
+        self.with(|s| {
+            if let Some(text) = text {
+                if let Some(row) = s.rows.iter_mut().rev().find(|r| r.state == State::Running) {
+                    row.text = text.clone();
+                }
+                s.recent.push_back(text);
+                while s.recent.len() > RECENT {
+                    s.recent.pop_front();
+                }
+            }
+        });
+    }
+}
+
+/// The running agent's latest activity, in words: a tool call or a line of its text. Agent
+/// CLIs print JSON events; the common fields of their tool calls and messages are read.
+pub fn activity(line: &str) -> Option<String> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    if !line.starts_with('{') {
+        return Some(line.to_string());
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let mut found = None;
+    find_activity(&v, &mut found, 0);
+    found
+}
+
+fn find_activity(v: &serde_json::Value, found: &mut Option<String>, depth: usize) {
+    if depth > 6 || found.is_some() {
+        return;
+    }
+    match v {
+        serde_json::Value::Object(map) => {
+            let s = |k: &str| map.get(k).and_then(|x| x.as_str());
+            if let Some(cmd) = s("command") {
+                *found = Some(format!("run {cmd}"));
+            } else if let (Some(name), Some(input)) = (s("name"), map.get("input")) {
+                let target = ["file_path", "path", "command", "pattern"]
+                    .iter()
+                    .find_map(|k| input.get(*k).and_then(|x| x.as_str()));
+                *found = Some(match target {
+                    Some(t) => format!("{} {t}", name.to_lowercase()),
+                    None => name.to_lowercase(),
+                });
+            } else if let Some(text) = s("text").filter(|t| !t.trim().is_empty()) {
+                *found = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string);
+            }
+            for value in map.values() {
+                find_activity(value, found, depth + 1);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items.iter().rev() {
+                find_activity(item, found, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Screen {
+    fn row(&mut self, step: &str) -> Option<&mut Row> {
+        self.rows.iter_mut().rev().find(|r| r.step == step)
+    }
+
+    fn start(&mut self, step: String, group: Option<String>, engine: String, pass: Option<u32>) {
+        self.rows.push(Row {
+            step,
+            group,
+            state: State::Running,
+            started: Instant::now(),
+            took: None,
+            engine,
+            pass,
+            text: String::new(),
+        });
+        self.recent.clear();
+    }
+
+    fn end(&mut self, step: &str, state: State, ms: Option<u64>, text: String) {
+        if let Some(r) = self.row(step) {
+            r.state = state;
+            r.took = Some(ms.map_or_else(|| r.started.elapsed(), Duration::from_millis));
+            r.text = text;
+        }
+    }
+
+    fn note(&mut self, text: String) {
+        self.notes.push_back(text);
+        while self.notes.len() > 3 {
+            self.notes.pop_front();
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        self.run = event.run;
+        match event.kind {
+            Kind::RunStarted { workflow, .. } => self.workflow = workflow,
+            Kind::StepStarted {
+                step,
+                engines,
+                pass,
+                ..
+            } => self.start(step.to_string(), None, engines.join(" → "), pass),
+            Kind::GroupStarted { group, members, .. } => {
+                for m in members {
+                    self.start(m.to_string(), Some(group.clone()), String::new(), None);
+                }
+            }
+            Kind::StepFinished {
+                step,
+                duration_ms,
+                summary,
+                diffstat,
+                engine,
+                commit,
+                ..
+            } => {
+                let stat = format!("+{} -{}", diffstat.insertions, diffstat.deletions);
+                let text = format!("{}  {summary}  {stat}", commit.short());
+                self.end(&step, State::Done, Some(duration_ms), text);
+                if let Some(r) = self.row(&step) {
+                    r.engine = engine;
+                }
+            }
+            Kind::MemberFinished {
+                step,
+                duration_ms,
+                summary,
+                engine,
+                commit,
+                ..
+            } => {
+                self.end(
+                    &step,
+                    State::Done,
+                    Some(duration_ms),
+                    format!("{}  {summary}", commit.short()),
+                );
+                if let Some(r) = self.row(&step) {
+                    r.engine = engine;
+                }
+            }
+            Kind::StepFailed {
+                step,
+                reason,
+                duration_ms,
+                ..
+            }
+            | Kind::MemberFailed {
+                step,
+                reason,
+                duration_ms,
+                ..
+            } => self.end(&step, State::Failed, Some(duration_ms), reason),
+            Kind::StepSkipped { step, why }
+                if self.row(&step).is_some_and(|r| r.state == State::Running) =>
+            {
+                self.end(&step, State::Skipped, None, why)
+            }
+            Kind::StepInterrupted { step, duration_ms } => self.end(
+                &step,
+                State::Interrupted,
+                Some(duration_ms),
+                "interrupted".into(),
+            ),
+            Kind::EngineSkipped { engine, reason, .. } => self.note(format!("{engine}: {reason}")),
+            Kind::Gate {
+                command,
+                passed,
+                ending,
+                ..
+            } => self.note(if passed {
+                format!("gate `{command}` passed")
+            } else {
+                format!("gate `{command}` failed ({})", ending.unwrap_or_default())
+            }),
+            Kind::Loop { to, pass, max, .. } => {
+                self.note(format!("→ back to {to}, pass {pass}/{max}"))
+            }
+            Kind::GroupMerged { group, .. } => self.note(format!("group {group} merged")),
+            Kind::Paused { reason, worktree } => {
+                self.attention = Some(format!(
+                    "paused: {reason} — review {worktree}, then `git machine resume {}`",
+                    self.run
+                ))
+            }
+            Kind::Conflict {
+                step,
+                paths,
+                worktree,
+                ..
+            } => {
+                self.attention = Some(format!(
+                    "conflict merging `{step}` in {} — resolve in {worktree}",
+                    paths.join(", ")
+                ))
+            }
+            Kind::Stopped { reason } => self.attention = Some(reason),
+            Kind::RunFinished {
+                state,
+                reason,
+                duration_ms,
+                ..
+            } => {
+                self.finished = Some(match reason {
+                    Some(r) if state != "completed" => format!("{state}: {r}"),
+                    _ => format!("{state} in {}", elapsed(Duration::from_millis(duration_ms))),
+                })
+            }
+            _ => {}
+        }
+    }
+
+    /// The frame, as lines no wider than `width`.
+    fn frame(&self, width: usize) -> Vec<String> {
+        let paint = |code: &str, t: &str| {
+            if self.color {
+                format!("\x1b[{code}m{t}\x1b[0m")
+            } else {
+                t.to_string()
+            }
+        };
+        let mut lines = Vec::new();
+        lines.push(format!(
+            "{} {}  {}",
+            paint("1", "run"),
+            paint("36", &self.run),
+            self.workflow
+        ));
+        if let Some(a) = &self.attention {
+            lines.push(paint("33", a));
+        }
+        for r in &self.rows {
+            let (symbol, code) = match r.state {
+                State::Running => ("▶", "36"),
+                State::Done => ("✓", "32"),
+                State::Failed => ("✗", "31"),
+                State::Skipped => ("↷", "33"),
+                State::Interrupted => ("■", "33"),
+            };
+            let took = elapsed(r.took.unwrap_or_else(|| r.started.elapsed()));
+            let name = match (&r.group, r.pass) {
+                (Some(_), _) => format!("  {}", r.step),
+                (None, Some(p)) => format!("{} #{p}", r.step),
+                (None, None) => r.step.clone(),
+            };
+            lines.push(format!(
+                "{} {name:<18} {took:>6}  {}  {}",
+                paint(code, symbol),
+                paint("2", &r.engine),
+                r.text
+            ));
+        }
+        for n in &self.notes {
+            lines.push(paint("2", &format!("  {n}")));
+        }
+        if self.show_recent {
+            lines.extend(
+                self.recent
+                    .iter()
+                    .map(|l| paint("2", &format!("    │ {l}"))),
+            );
+        }
+        match &self.finished {
+            Some(f) => lines.push(paint("1", f)),
+            None => lines.push(paint(
+                "2",
+                "p pause after this step · s skip it · l its output · q stop (resumable)",
+            )),
+        }
+        lines
+            .into_iter()
+            .map(|l| {
+                if measure_text_width(&l) > width {
+                    truncate_str(&l, width, "…").into_owned()
+                } else {
+                    l
+                }
+            })
+            .collect()
+    }
+}
+
+/// Redraw what changed, at most every [`FRAME`], until told to stop; then the final frame.
+fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
+    let term = Term::stderr();
+    let _ = term.hide_cursor();
+    let mut drawn = 0;
+    let mut last = Instant::now() - FRAME;
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        {
+            let mut s = screen.lock().expect("no thread panics holding the screen");
+            let running = s.rows.iter().any(|r| r.state == State::Running);
+            if s.dirty || running || stopping {
+                let width = term.size().1.max(20) as usize;
+                let lines = s.frame(width);
+                let _ = term.clear_last_lines(drawn);
+                for l in &lines {
+                    let _ = term.write_line(l);
+                }
+                drawn = lines.len();
+                s.dirty = false;
+            }
+        }
+        if stopping {
+            break;
+        }
+        let wait = FRAME.saturating_sub(last.elapsed());
+        std::thread::sleep(wait.max(Duration::from_millis(10)));
+        last = Instant::now();
+    }
+    let _ = term.show_cursor();
+}
+
+/// Read keys from the terminal until told to stop.
+fn key_loop(screen: &Mutex<Screen>, stop: &AtomicBool, controls: &Controls) {
+    while !stop.load(Ordering::SeqCst) {
+        let Some(key) = crate::signal::read_key(FRAME) else {
+            continue;
+        };
+        let mut s = screen.lock().expect("no thread panics holding the screen");
+        match key {
+            b'p' => {
+                controls.pause.store(true, Ordering::SeqCst);
+                s.note("pause asked: the run pauses once this step is committed".into());
+            }
+            b's' => {
+                controls.skip.store(true, Ordering::SeqCst);
+                s.note("skip asked: this step stops and is recorded as skipped".into());
+            }
+            b'l' => s.show_recent = !s.show_recent,
+            b'q' | 0x1b => {
+                controls.cancel.store(true, Ordering::SeqCst);
+                s.note("stopping: the step is stopped, the run stays resumable".into());
+            }
+            _ => continue,
+        }
+        s.dirty = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_activity_reads_as_words() {
+        assert_eq!(
+            activity(r#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Edit","input":{"file_path":"src/api.rs"}}]}}"#).as_deref(),
+            Some("edit src/api.rs")
+        );
+        assert_eq!(
+            activity(r#"{"type":"item.started","item":{"type":"command_execution","command":"cargo test"}}"#).as_deref(),
+            Some("run cargo test")
+        );
+        assert_eq!(
+            activity(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Looking at it.\nDone."}]}}"#).as_deref(),
+            Some("Done.")
+        );
+        assert_eq!(activity("plain words").as_deref(), Some("plain words"));
+        assert_eq!(activity("   "), None);
+    }
+
+    #[test]
+    fn a_frame_fits_the_width() {
+        let mut s = Screen {
+            run: "261130-000000-aaa".into(),
+            ..Screen::default()
+        };
+        s.start("a-very-long-step-name".into(), None, "claude".into(), None);
+        s.rows[0].text = "x".repeat(300);
+        for line in s.frame(40) {
+            assert!(measure_text_width(&line) <= 40, "{line}");
+        }
+    }
+}

@@ -1,7 +1,11 @@
 //! The `gemini` engine: Gemini CLI in headless mode with a JSON event stream.
 //!
-//! Command line: `gemini --prompt=PROMPT -o stream-json --skip-trust [-m M] --approval-mode MODE
-//! [--resume ID] [args…]`. `--prompt=` keeps a prompt starting with `-` whole; `--skip-trust`
+//! Command line: `gemini --prompt= -o stream-json --skip-trust [-m M] --approval-mode MODE
+//! [--resume ID] [args…]` with the prompt on stdin. Measured on Gemini CLI 0.61.0: headless
+//! Gemini reads a piped stdin to its end and puts it *before* the `-p` text, joined by a blank
+//! line (`STDIN\n\nP`); with `-p` empty the model gets exactly stdin, a trailing newline
+//! included (a 1 MiB prompt, new and `--resume`d, reached the model whole). The empty
+//! `--prompt=` is what selects headless mode explicitly; `--skip-trust`
 //! trusts the worktree for this run (otherwise headless Gemini exits 55 in an untrusted
 //! folder); `GEMINI_CLI_NO_RELAUNCH=true` keeps it in one process. Gemini has no reasoning
 //! setting on its command line: `reasoning` is not used.
@@ -36,7 +40,7 @@ impl Engine for GeminiEngine {
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;
         let mut args = vec![
-            format!("--prompt={}", input.prompt),
+            "--prompt=".to_string(),
             "-o".into(),
             "stream-json".into(),
             "--skip-trust".into(),
@@ -56,7 +60,7 @@ impl Engine for GeminiEngine {
         args.extend(step.args.iter().cloned());
         let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
         env.extend(agent::step_env(step));
-        Ok(Invocation::agent(&self.program, args, env))
+        Ok(Invocation::agent(&self.program, args, env, input.prompt))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
@@ -216,12 +220,13 @@ mod tests {
                 prompt: "-x",
                 workdir: Path::new("/w"),
                 resume_session: Some("08b8"),
+                prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv");
         assert_eq!(
             inv.args,
             [
-                "--prompt=-x",
+                "--prompt=",
                 "-o",
                 "stream-json",
                 "--skip-trust",
@@ -233,6 +238,7 @@ mod tests {
                 "08b8"
             ]
         );
+        assert_eq!(inv.stdin, b"-x");
         assert!(inv
             .env
             .contains(&("GEMINI_CLI_NO_RELAUNCH".into(), "true".into())));

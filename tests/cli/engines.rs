@@ -157,9 +157,20 @@ fn every_engine_commits_what_its_agent_wrote_with_the_session() {
         assert_eq!(session, expected, "{engine}");
         let starts = f.starts();
         assert_eq!(starts.len(), 1, "{engine}");
+        // The prompt travels on stdin where the CLI reads it there; stdin is closed either way.
+        let on_stdin = !matches!(*engine, "cursor" | "aider");
         assert_eq!(
-            starts[0]["stdin"], "",
-            "{engine}: stdin gets nothing and is closed"
+            starts[0]["stdin"].as_str() == Some(""),
+            !on_stdin,
+            "{engine}: {}",
+            starts[0]["stdin"]
+        );
+        assert!(
+            starts[0]["prompt"]
+                .as_str()
+                .expect("prompt")
+                .contains("FAKE_REPLY Wrote the notes"),
+            "{engine}: the agent got the prompt"
         );
         assert_eq!(
             starts[0]["cli"],
@@ -280,11 +291,11 @@ fn the_command_line_carries_model_reasoning_permissions_args_and_env() {
             "--permission-mode",
             "acceptEdits",
             "--max-turns",
-            "7",
-            "--",
-            "-starts with a dash\n"
+            "7"
         ]
     );
+    assert_eq!(start["stdin"], "-starts with a dash\n");
+    assert_eq!(start["prompt"], "-starts with a dash\n");
     assert_eq!(
         Path::new(start["cwd"].as_str().expect("cwd"))
             .canonicalize()

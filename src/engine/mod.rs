@@ -11,7 +11,8 @@
 //! one. So a prompt never travels in argv or the environment beyond a small size: each engine
 //! puts it on the program's stdin, or in [`StepInput::prompt_file`] (which the engine writes, see
 //! [`StepInput::write_prompt_file`]), wherever its CLI reads it. Only Cursor, whose documented
-//! headless form takes the prompt as an argument only, keeps it in argv — while it is small.
+//! headless form takes the prompt as an argument only, keeps it in argv — while it is small;
+//! above 100 KiB the argument asks the agent to read the prompt file.
 
 pub mod agent;
 pub mod aider;

@@ -10,6 +10,13 @@
 //! folder); `GEMINI_CLI_NO_RELAUNCH=true` keeps it in one process. Gemini has no reasoning
 //! setting on its command line: `reasoning` is not used.
 //!
+//! Known limit, not ours (measured, 0.61.0): stream-json echoes the whole prompt as its first
+//! `message` event, and when stdout is a pipe Gemini can exit before that write has drained,
+//! losing the events after it — the final `result` included, so the step fails with "exited 0
+//! without reporting a result" although the model got the prompt whole. Seen 5 times in 5 with
+//! a 1 MiB prompt, once in 5 at 300 KB, never with stdout a file or with `-o json` (which does
+//! not echo the prompt).
+//!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]) are approval modes:
 //! `read` → `default` (headless, this offers only read-only tools), `edit` → `auto_edit`,
 //! `full` → `yolo`.

@@ -1,10 +1,17 @@
 //! The `aider` engine: Aider with one message, answering yes to its questions.
 //!
-//! Command line: `aider --message=PROMPT --yes-always --no-pretty --no-stream --no-fancy-input
-//! --no-auto-commits --no-dirty-commits --no-gitignore --no-check-update
+//! Command line: `aider --message-file=FILE --yes-always --no-pretty --no-stream
+//! --no-fancy-input --no-auto-commits --no-dirty-commits --no-gitignore --no-check-update
 //! --no-show-release-notes --no-analytics [--model M] [--reasoning-effort R]
 //! [--dry-run] [--restore-chat-history] [args…]`. git machine commits the step itself, so
 //! Aider must not commit, and must not add `.aider*` to the user's `.gitignore`.
+//!
+//! The prompt goes in a file because Aider takes it only as `--message` (argv, refused by the
+//! kernel over 128 KiB) or `--message-file`, and does not read stdin for it. FILE is the step's
+//! [`StepInput::prompt_file`], written here, outside the worktree. Measured on Aider 0.86.2: the
+//! file is read whole as UTF-8 and sent as is (a 1 MiB prompt, new and with
+//! `--restore-chat-history`, reached the model whole; Aider only warns that the context is
+//! over the model's token limit, and sends it anyway under `--yes-always`).
 //!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]): Aider has no tool
 //! permissions; `read` → `--dry-run` (no file is changed), `edit` and `full` → edits applied.
@@ -40,7 +47,8 @@ impl Engine for AiderEngine {
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;
-        let mut args = vec![format!("--message={}", input.prompt)];
+        let file = input.write_prompt_file()?;
+        let mut args = vec![format!("--message-file={}", file.display())];
         args.extend(
             [
                 "--yes-always",
@@ -73,6 +81,7 @@ impl Engine for AiderEngine {
             &self.program,
             args,
             agent::step_env(step),
+            "",
         ))
     }
 
@@ -227,15 +236,23 @@ mod tests {
         let mut step = resolved("s");
         step.model = Some("openai/fake-model".into());
         step.permissions = Some(Permissions::Read);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("logs").join("01-s.prompt");
         let inv = engine()
             .invocation(&StepInput {
                 step: &step,
                 prompt: "fix it",
                 workdir: Path::new("/w"),
                 resume_session: Some(CHAT_HISTORY),
+                prompt_file: &file,
             })
             .expect("inv");
-        assert_eq!(inv.args[0], "--message=fix it");
+        assert_eq!(inv.args[0], format!("--message-file={}", file.display()));
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("prompt file"),
+            "fix it"
+        );
+        assert!(inv.stdin.is_empty());
         assert!(inv.args.contains(&"--yes-always".to_string()));
         assert!(inv.args.contains(&"--no-auto-commits".to_string()));
         assert!(inv.args.contains(&"--dry-run".to_string()));

@@ -1,8 +1,12 @@
 //! The `claude` engine: Claude Code in print mode with a JSON event stream.
 //!
 //! Command line: `claude -p --output-format stream-json --verbose [--model M] [--effort R]
-//! <permissions> [--resume ID] [args…] -- PROMPT` (without `--verbose` stream-json exits 1; the
-//! `--` keeps a prompt starting with `-` and variadic options such as `--add-dir` apart).
+//! <permissions> [--resume ID] [args…]` with the prompt on stdin (without `--verbose`
+//! stream-json exits 1). Measured on Claude Code 2.1.197: with no prompt argument, `-p` reads a
+//! non-terminal stdin to its end and sends exactly that, a trailing newline included (a 1 MiB
+//! prompt, new and `--resume`d, reached the model whole); given an argument as well it would send
+//! `ARG\nSTDIN`. Nothing of the prompt is in argv, so no size limit applies and a prompt
+//! starting with `-` or following a variadic option such as `--add-dir` needs no `--`.
 //!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]):
 //! - `read` → `--permission-mode plan`: tools that change nothing;
@@ -61,12 +65,11 @@ impl Engine for ClaudeEngine {
             args.extend(["--resume".into(), id.to_string()]);
         }
         args.extend(step.args.iter().cloned());
-        args.push("--".into());
-        args.push(input.prompt.to_string());
         Ok(Invocation::agent(
             &self.program,
             args,
             agent::step_env(step),
+            input.prompt,
         ))
     }
 
@@ -288,6 +291,7 @@ mod tests {
                 prompt: "-write it",
                 workdir: Path::new("/w"),
                 resume_session: None,
+                prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("invocation");
         assert_eq!(inv.program, "claude");
@@ -305,13 +309,11 @@ mod tests {
                 "--permission-mode",
                 "acceptEdits",
                 "--max-turns",
-                "5",
-                "--",
-                "-write it"
+                "5"
             ]
         );
         assert_eq!(inv.env, [("FOO".to_string(), "bar".to_string())]);
-        assert!(inv.stdin.is_empty());
+        assert_eq!(inv.stdin, b"-write it");
     }
 
     #[test]
@@ -324,6 +326,7 @@ mod tests {
                     prompt: "p",
                     workdir: Path::new("/w"),
                     resume_session: Some("abc"),
+                    prompt_file: Path::new("/nonexistent/p.prompt"),
                 })
                 .expect("inv")
                 .args

@@ -1,7 +1,12 @@
 //! The `codex` engine: OpenAI Codex CLI, `codex exec --json`.
 //!
 //! Command line: `codex exec --json --skip-git-repo-check [-m M]
-//! [-c model_reasoning_effort="R"] <permissions> -C WORKDIR [args…] [resume ID] -- PROMPT`.
+//! [-c model_reasoning_effort="R"] <permissions> -C WORKDIR [args…] [resume ID] -- -` with the
+//! prompt on stdin. Measured on Codex 0.169.0: the prompt `-` reads stdin to its end and sends
+//! exactly that (a 1 MiB prompt, new and resumed, reached the model whole; without `-` a prompt
+//! argument gets stdin appended inside `<stdin>` tags). Codex itself refuses a prompt over
+//! 1,048,576 characters (`Error: … Input exceeds the maximum length …` on stderr, exit 1): that
+//! line is the step's error.
 //! Options of `exec` go before the `resume` subcommand (measured: `exec resume` itself has no
 //! `-s`/`-C`, but takes them from `exec`). `--skip-git-repo-check` is harmless: the worktree is
 //! a git checkout, but a linked worktree is not always "trusted" by Codex.
@@ -54,12 +59,12 @@ impl Engine for CodexEngine {
         if let Some(id) = input.resume_session {
             args.extend(["resume".into(), id.to_string()]);
         }
-        args.push("--".into());
-        args.push(input.prompt.to_string());
+        args.extend(["--".into(), "-".into()]);
         Ok(Invocation::agent(
             &self.program,
             args,
             agent::step_env(step),
+            input.prompt,
         ))
     }
 
@@ -136,8 +141,14 @@ impl EventParser for CodexParser {
                     );
                 } else if line.contains("Not inside a trusted directory") {
                     self.report.error(line.trim().to_string());
+                } else if let Some(e) = line.strip_prefix("Error: ") {
+                    // Fatal, before any event: e.g. "turn/start failed: Input exceeds the
+                    // maximum length of 1048576 characters. …", then a stack backtrace.
+                    self.report.error(e.trim().to_string());
                 }
-                if !line.starts_with("Reading additional input from stdin") {
+                if !line.starts_with("Reading additional input from stdin")
+                    && !line.starts_with("Reading prompt from stdin")
+                {
                     self.report.stderr_line(line);
                 }
             }
@@ -189,6 +200,7 @@ mod tests {
             prompt: "do it",
             workdir: Path::new("/w"),
             resume_session: None,
+            prompt_file: Path::new("/nonexistent/p.prompt"),
         };
         let inv = engine().invocation(&input).expect("inv");
         assert_eq!(
@@ -206,9 +218,10 @@ mod tests {
                 "-C",
                 "/w",
                 "--",
-                "do it"
+                "-"
             ]
         );
+        assert_eq!(inv.stdin, b"do it");
         input.resume_session = Some("01a1");
         let inv = engine().invocation(&input).expect("inv");
         let tail: Vec<&str> = inv
@@ -219,7 +232,8 @@ mod tests {
             .rev()
             .map(String::as_str)
             .collect();
-        assert_eq!(tail, ["resume", "01a1", "--", "do it"]);
+        assert_eq!(tail, ["resume", "01a1", "--", "-"]);
+        assert_eq!(inv.stdin, b"do it");
     }
 
     #[test]
@@ -239,6 +253,7 @@ mod tests {
                     prompt: "p",
                     workdir: Path::new("/w"),
                     resume_session: None,
+                    prompt_file: Path::new("/nonexistent/p.prompt"),
                 })
                 .expect("inv");
             assert!(inv.args.iter().any(|a| a == flag), "{p:?}: {:?}", inv.args);
@@ -301,6 +316,28 @@ mod tests {
         let e = o.error.expect("error");
         assert!(e.starts_with("timed out after 10m"), "{e}");
         assert!(e.contains("Reconnecting... 2/5"), "{e}");
+    }
+
+    #[test]
+    fn a_prompt_codex_refuses_fails_with_codexs_reason() {
+        let o = parse(
+            &engine(),
+            &[STARTED],
+            &[
+                "Reading prompt from stdin...",
+                r#"Error: turn/start: turn/start failed: Input exceeds the maximum length of 1048576 characters. (code -32602), data: {"input_error_code":"input_too_large","max_chars":1048576,"actual_chars":1048577}"#,
+                "",
+                "Stack backtrace:",
+                "   0: <unknown>",
+            ],
+            1,
+        );
+        assert!(!o.success);
+        let e = o.error.expect("error");
+        assert!(
+            e.starts_with("turn/start: turn/start failed: Input exceeds the maximum length"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,11 +1,24 @@
 //! The `command` engine: any program, run with the step's `run` argv in the worktree.
 //!
-//! The prompt (if any) is written to stdin and passed as `$MACHINE_PROMPT`. The step succeeds
-//! when the program exits 0; its first line of stdout becomes the commit summary.
+//! The prompt (empty if the step has none) reaches the program three ways:
+//! - on stdin, which is then closed;
+//! - in the file named by `$MACHINE_PROMPT_FILE` (beside the step's log, outside the worktree),
+//!   always;
+//! - as `$MACHINE_PROMPT`, only while it is at most [`PROMPT_ENV_MAX`] bytes (32 KiB). A larger
+//!   prompt would make the program fail to start: Linux refuses an environment string over
+//!   128 KiB ("Argument list too long"), and the environment shares its room with argv. Above
+//!   the limit `$MACHINE_PROMPT` is unset, not truncated, so a script cannot mistake a part for
+//!   the whole.
+//!
+//! The step succeeds when the program exits 0; its first line of stdout becomes the commit
+//! summary.
 
 use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
 
 pub struct CommandEngine;
+
+/// The largest prompt also passed as `$MACHINE_PROMPT`, in bytes.
+pub const PROMPT_ENV_MAX: usize = 32 << 10;
 
 impl Engine for CommandEngine {
     fn name(&self) -> &'static str {
@@ -23,11 +36,23 @@ impl Engine for CommandEngine {
             })?;
         let mut args = args.to_vec();
         args.extend(input.step.args.iter().cloned());
+        let file = input.write_prompt_file()?;
+        let mut env = vec![(
+            "MACHINE_PROMPT_FILE".to_string(),
+            file.display().to_string(),
+        )];
+        let mut env_remove = Vec::new();
+        if input.prompt.len() <= PROMPT_ENV_MAX {
+            env.push(("MACHINE_PROMPT".to_string(), input.prompt.to_string()));
+        } else {
+            // Not even the user's own: a nested run must not see a stale prompt.
+            env_remove.push("MACHINE_PROMPT".to_string());
+        }
         Ok(Invocation {
             program: program.clone(),
             args,
-            env: vec![("MACHINE_PROMPT".to_string(), input.prompt.to_string())],
-            env_remove: Vec::new(),
+            env,
+            env_remove,
             stdin: input.prompt.as_bytes().to_vec(),
         })
     }

@@ -5,6 +5,13 @@
 //! workspace-trust question a headless run cannot answer. Cursor has no reasoning setting on
 //! its command line (reasoning is part of the model name, e.g. `…-thinking`).
 //!
+//! The prompt is an argument: Cursor documents no other way in (not stdin, not a file), and
+//! Cursor cannot be installed where git machine is tested, so this follows its documentation
+//! only. Linux refuses an argument over 128 KiB, so a prompt over [`ARGV_PROMPT_MAX`] (100 KiB)
+//! is written to the step's [`StepInput::prompt_file`] (outside the worktree) and the argument
+//! becomes a short request to read that file first ([`pointer_prompt`]): the agent then reads
+//! its instructions with its own file tool instead of receiving them in the first message.
+//!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]): `read` → `--mode ask`
 //! (read-only), `edit` → `--force --sandbox enabled` (in print mode Cursor applies changes only
 //! with `--force`; the sandbox keeps shell commands inside the workspace), `full` → `--force
@@ -27,6 +34,17 @@ pub const CLI: Cli = Cli {
     override_var: "MACHINE_CURSOR_BIN",
     install: "curl https://cursor.com/install -fsS | bash",
 };
+
+/// The largest prompt passed as it is in argv, in bytes (Linux caps one argument at 128 KiB).
+pub const ARGV_PROMPT_MAX: usize = 100 << 10;
+
+/// The argument that stands for a prompt too long for argv, kept in `file`.
+pub fn pointer_prompt(file: &std::path::Path, len: usize) -> String {
+    format!(
+        "Your instructions for this step are too long for a command line, so they are in the file {} ({len} bytes). Read that whole file first, then do what it says.",
+        file.display()
+    )
+}
 
 agent::cli_engine!(CursorEngine, CLI);
 
@@ -55,11 +73,17 @@ impl Engine for CursorEngine {
             args.extend(["--resume".into(), id.to_string()]);
         }
         args.extend(step.args.iter().cloned());
-        args.push(input.prompt.to_string());
+        if input.prompt.len() <= ARGV_PROMPT_MAX {
+            args.push(input.prompt.to_string());
+        } else {
+            let file = input.write_prompt_file()?;
+            args.push(pointer_prompt(file, input.prompt.len()));
+        }
         Ok(Invocation::agent(
             &self.program,
             args,
             agent::step_env(step),
+            "",
         ))
     }
 
@@ -113,6 +137,7 @@ mod tests {
                 prompt: "go",
                 workdir: Path::new("/w"),
                 resume_session: Some("c6b6"),
+                prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv");
         assert_eq!(
@@ -132,6 +157,26 @@ mod tests {
                 "go"
             ]
         );
+    }
+
+    #[test]
+    fn a_prompt_too_long_for_argv_goes_in_the_prompt_file() {
+        let step = resolved("s");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("01-s.prompt");
+        let prompt = "x".repeat(ARGV_PROMPT_MAX + 1);
+        let inv = engine()
+            .invocation(&StepInput {
+                step: &step,
+                prompt: &prompt,
+                workdir: Path::new("/w"),
+                resume_session: None,
+                prompt_file: &file,
+            })
+            .expect("inv");
+        let last = inv.args.last().expect("prompt argument");
+        assert_eq!(*last, pointer_prompt(&file, prompt.len()));
+        assert_eq!(std::fs::read_to_string(&file).expect("prompt file"), prompt);
     }
 
     #[test]

@@ -1,10 +1,21 @@
 //! The `gemini` engine: Gemini CLI in headless mode with a JSON event stream.
 //!
-//! Command line: `gemini --prompt=PROMPT -o stream-json --skip-trust [-m M] --approval-mode MODE
-//! [--resume ID] [args…]`. `--prompt=` keeps a prompt starting with `-` whole; `--skip-trust`
+//! Command line: `gemini --prompt= -o stream-json --skip-trust [-m M] --approval-mode MODE
+//! [--resume ID] [args…]` with the prompt on stdin. Measured on Gemini CLI 0.61.0: headless
+//! Gemini reads a piped stdin to its end and puts it *before* the `-p` text, joined by a blank
+//! line (`STDIN\n\nP`); with `-p` empty the model gets exactly stdin, a trailing newline
+//! included (a 1 MiB prompt, new and `--resume`d, reached the model whole). The empty
+//! `--prompt=` is what selects headless mode explicitly; `--skip-trust`
 //! trusts the worktree for this run (otherwise headless Gemini exits 55 in an untrusted
 //! folder); `GEMINI_CLI_NO_RELAUNCH=true` keeps it in one process. Gemini has no reasoning
 //! setting on its command line: `reasoning` is not used.
+//!
+//! Known limit, not ours (measured, 0.61.0): stream-json echoes the whole prompt as its first
+//! `message` event, and when stdout is a pipe Gemini can exit before that write has drained,
+//! losing the events after it — the final `result` included, so the step fails with "exited 0
+//! without reporting a result" although the model got the prompt whole. Seen 5 times in 5 with
+//! a 1 MiB prompt, once in 5 at 300 KB, never with stdout a file or with `-o json` (which does
+//! not echo the prompt).
 //!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]) are approval modes:
 //! `read` → `default` (headless, this offers only read-only tools), `edit` → `auto_edit`,
@@ -36,7 +47,7 @@ impl Engine for GeminiEngine {
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;
         let mut args = vec![
-            format!("--prompt={}", input.prompt),
+            "--prompt=".to_string(),
             "-o".into(),
             "stream-json".into(),
             "--skip-trust".into(),
@@ -56,7 +67,7 @@ impl Engine for GeminiEngine {
         args.extend(step.args.iter().cloned());
         let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
         env.extend(agent::step_env(step));
-        Ok(Invocation::agent(&self.program, args, env))
+        Ok(Invocation::agent(&self.program, args, env, input.prompt))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
@@ -216,12 +227,13 @@ mod tests {
                 prompt: "-x",
                 workdir: Path::new("/w"),
                 resume_session: Some("08b8"),
+                prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv");
         assert_eq!(
             inv.args,
             [
-                "--prompt=-x",
+                "--prompt=",
                 "-o",
                 "stream-json",
                 "--skip-trust",
@@ -233,6 +245,7 @@ mod tests {
                 "08b8"
             ]
         );
+        assert_eq!(inv.stdin, b"-x");
         assert!(inv
             .env
             .contains(&("GEMINI_CLI_NO_RELAUNCH".into(), "true".into())));

@@ -5,6 +5,14 @@
 //! it arrives into an [`Outcome`] (success, summary, session id, usage, error). Engines never
 //! touch git and never spawn anything themselves: [`process::run`] does that the same way for
 //! all of them (own process group, timeouts, Ctrl-C, bounded log).
+//!
+//! Prompts of any size: Linux refuses an argument or environment string over 128 KiB
+//! (`MAX_ARG_STRLEN`, "Argument list too long"), and a prompt with a `files` context easily is
+//! one. So a prompt never travels in argv or the environment beyond a small size: each engine
+//! puts it on the program's stdin, or in [`StepInput::prompt_file`] (which the engine writes, see
+//! [`StepInput::write_prompt_file`]), wherever its CLI reads it. Only Cursor, whose documented
+//! headless form takes the prompt as an argument only, keeps it in argv — while it is small;
+//! above 100 KiB the argument asks the agent to read the prompt file.
 
 pub mod agent;
 pub mod aider;
@@ -35,15 +43,20 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// An agent CLI's invocation: the prompt travels in `args`, so stdin gets nothing and is
-    /// closed at once (some CLIs wait for an open stdin to end).
-    pub fn agent(program: &str, args: Vec<String>, env: Vec<(String, String)>) -> Invocation {
+    /// An agent CLI's invocation. `stdin` is the prompt for a CLI that reads it there, else
+    /// empty; either way stdin is closed once written (some CLIs wait for an open stdin to end).
+    pub fn agent(
+        program: &str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        stdin: &str,
+    ) -> Invocation {
         Invocation {
             program: program.to_string(),
             args,
             env,
             env_remove: Vec::new(),
-            stdin: Vec::new(),
+            stdin: stdin.as_bytes().to_vec(),
         }
     }
 }
@@ -56,6 +69,27 @@ pub struct StepInput<'a> {
     pub workdir: &'a Path,
     /// A session to continue instead of starting a new one.
     pub resume_session: Option<&'a str>,
+    /// Where the prompt goes for a program that reads it from a file: beside the step's log,
+    /// outside the worktree (so the step never commits it), one per step attempt. Nothing is
+    /// there until an engine calls [`StepInput::write_prompt_file`]; it is left for
+    /// `git machine rm`, like the log.
+    pub prompt_file: &'a Path,
+}
+
+impl StepInput<'_> {
+    /// Write the prompt to [`StepInput::prompt_file`] (creating its folder) and return the path.
+    pub fn write_prompt_file(&self) -> Result<&Path, EngineError> {
+        let path = self.prompt_file;
+        let written = match path.parent() {
+            Some(dir) => std::fs::create_dir_all(dir),
+            None => Ok(()),
+        }
+        .and_then(|()| std::fs::write(path, self.prompt));
+        written.map(|()| path).map_err(|e| EngineError::Invalid {
+            step: self.step.id.to_string(),
+            message: format!("cannot write the prompt to {}: {e}", path.display()),
+        })
+    }
 }
 
 /// Which stream a line came from.
@@ -215,5 +249,93 @@ pub(crate) mod testing {
             p.line(Stream::Stderr, l);
         }
         p.finish(&Ending::Exited(code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prompt of `len` bytes whose last line is `last`.
+    fn big_prompt(len: usize, last: &str) -> String {
+        let mut p = "-starts with a dash\n".to_string();
+        while p.len() + 40 + last.len() < len {
+            p.push_str("filler filler filler filler filler\n");
+        }
+        p.push_str(&"x".repeat(len - p.len() - last.len() - 1));
+        p.push('\n');
+        p.push_str(last);
+        p
+    }
+
+    #[test]
+    fn a_one_mib_prompt_stays_out_of_argv_and_the_environment_for_every_engine() {
+        let prompt = big_prompt(1 << 20, "FAKE_REPLY ok");
+        assert_eq!(prompt.len(), 1 << 20);
+        let mut step = testing::resolved("s");
+        step.run = vec!["sh".into(), "-c".into(), "cat".into()];
+        for name in [
+            "command", "claude", "codex", "gemini", "opencode", "cursor", "aider",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("logs").join("01-s.prompt");
+            for resume in [None, Some("abc")] {
+                let engine = by_name(name, &[]).expect("engine");
+                let inv = engine
+                    .invocation(&StepInput {
+                        step: &step,
+                        prompt: &prompt,
+                        workdir: Path::new("/w"),
+                        resume_session: resume,
+                        prompt_file: &file,
+                    })
+                    .expect("invocation");
+                let longest = inv
+                    .args
+                    .iter()
+                    .chain(inv.env.iter().map(|(_, v)| v))
+                    .map(String::len)
+                    .max()
+                    .unwrap_or(0);
+                assert!(longest < 1024, "{name}: an argument of {longest} bytes");
+                let in_file = std::fs::read_to_string(&file).ok();
+                assert!(
+                    inv.stdin == prompt.as_bytes() || in_file.as_deref() == Some(&prompt),
+                    "{name}: the prompt is neither on stdin nor in the prompt file"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_command_gets_the_prompt_on_stdin_in_a_file_and_in_the_environment_while_small() {
+        let mut step = testing::resolved("s");
+        step.run = vec!["cat".into()];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("logs").join("01-s.prompt");
+        let env = |prompt: &str| {
+            let inv = command::CommandEngine
+                .invocation(&StepInput {
+                    step: &step,
+                    prompt,
+                    workdir: Path::new("/w"),
+                    resume_session: None,
+                    prompt_file: &file,
+                })
+                .expect("invocation");
+            assert_eq!(inv.stdin, prompt.as_bytes());
+            assert_eq!(std::fs::read_to_string(&file).expect("prompt file"), prompt);
+            let var = |k: &str| inv.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            assert_eq!(
+                var("MACHINE_PROMPT_FILE").as_deref(),
+                Some(file.to_str().expect("utf-8 path"))
+            );
+            (var("MACHINE_PROMPT"), inv.env_remove)
+        };
+        let small = "a".repeat(command::PROMPT_ENV_MAX);
+        assert_eq!(env(&small), (Some(small.clone()), Vec::new()));
+        let large = "a".repeat(command::PROMPT_ENV_MAX + 1);
+        assert_eq!(env(&large), (None, vec!["MACHINE_PROMPT".to_string()]));
+        assert_eq!(env(""), (Some(String::new()), Vec::new()));
     }
 }

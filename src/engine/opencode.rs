@@ -1,8 +1,11 @@
 //! The `opencode` engine: OpenCode, `opencode run --format json`.
 //!
 //! Command line: `opencode run --format json [-m PROVIDER/MODEL] [--variant R] <permissions>
-//! --dir WORKDIR [-s ID] [args…] -- PROMPT`. `reasoning` maps to `--variant` (the provider's
-//! reasoning effort, e.g. high, max, minimal).
+//! --dir WORKDIR [-s ID] [args…]` with the prompt on stdin. `reasoning` maps to `--variant`
+//! (the provider's reasoning effort, e.g. high, max, minimal). Measured on OpenCode 1.18.33:
+//! with no message argument, `run` reads a non-terminal stdin to its end and sends exactly that,
+//! a trailing newline included (a 1 MiB prompt, new and `-s`-resumed, reached the model whole);
+//! given a message as well it would send `MESSAGE\nSTDIN`.
 //!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]): `read` → `--agent plan`
 //! (OpenCode's built-in read-only agent), `edit` → nothing (file writes are allowed by default
@@ -48,12 +51,11 @@ impl Engine for OpencodeEngine {
             args.extend(["-s".into(), id.to_string()]);
         }
         args.extend(step.args.iter().cloned());
-        args.push("--".into());
-        args.push(input.prompt.to_string());
         Ok(Invocation::agent(
             &self.program,
             args,
             agent::step_env(step),
+            input.prompt,
         ))
     }
 
@@ -175,6 +177,7 @@ mod tests {
                 prompt: "go",
                 workdir: Path::new("/w"),
                 resume_session: Some("ses_1"),
+                prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv");
         assert_eq!(
@@ -190,11 +193,10 @@ mod tests {
                 "--dir",
                 "/w",
                 "-s",
-                "ses_1",
-                "--",
-                "go"
+                "ses_1"
             ]
         );
+        assert_eq!(inv.stdin, b"go");
     }
 
     #[test]

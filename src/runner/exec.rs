@@ -154,6 +154,8 @@ pub fn attempt_step(
             prompt: run.prompt,
             workdir: run.workdir,
             resume_session: resume_session.as_deref(),
+            // `<record>.prompt` beside `<record>.log`: outside the worktree, per attempt.
+            prompt_file: &run.log.with_extension("prompt"),
         };
         let inv = match engine.invocation(&input) {
             Ok(inv) => inv,

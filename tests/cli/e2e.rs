@@ -672,6 +672,80 @@ fn codex_api_error_fails_the_step() {
     an_api_error_fails_the_step(&CODEX);
 }
 
+/// Whether `v` holds, anywhere, a string that is exactly `text`.
+fn holds_exactly(v: &serde_json::Value, text: &str) -> bool {
+    match v {
+        serde_json::Value::String(s) => s == text,
+        serde_json::Value::Array(a) => a.iter().any(|x| holds_exactly(x, text)),
+        serde_json::Value::Object(o) => o.values().any(|x| holds_exactly(x, text)),
+        _ => false,
+    }
+}
+
+/// A prompt of 1 MiB (the largest Codex takes: 1,048,576 characters) reaches the model whole,
+/// in a new session and in the same session continued by a second step. Linux refuses an
+/// argument over 128 KiB, so this passes only if the prompt does not travel in argv.
+fn a_one_mib_prompt_reaches_the_model_whole(cli: &'static Cli) {
+    let Some(lab) = Lab::new(cli) else { return };
+    let prompt = |tag: &str| {
+        let last = format!("{tag}: FAKE_REPLY ok\n");
+        let mut p = String::new();
+        let mut i = 0;
+        while p.len() + 64 + last.len() < 1 << 20 {
+            p.push_str(&format!(
+                "{tag} line {i:07} of a prompt far over the argv limit\n"
+            ));
+            i += 1;
+        }
+        p.push_str(&"x".repeat((1 << 20) - p.len() - last.len() - 1));
+        p.push('\n');
+        p.push_str(&last);
+        assert_eq!(p.len(), 1 << 20);
+        p
+    };
+    let (first, second) = (prompt("first"), prompt("second"));
+    // A `'''` string drops only the newline right after its opening quotes.
+    lab.env.workflow(
+        "big",
+        &format!(
+            "version = 1\nname = \"big\"\ndescription = \"t\"\n[defaults]\nengine = \"{}\"\ntimeout = \"2m\"\n\n\
+             [[steps]]\nid = \"first\"\nprompt = '''\n{first}'''\n\n\
+             [[steps]]\nid = \"second\"\nsession = \"first\"\nprompt = '''\n{second}'''\n",
+            cli.engine
+        ),
+    );
+    let r = lab.run(0, &["run", "big"]);
+    let requests = lab.model.requests();
+    for (name, p) in [("first", &first), ("second", &second)] {
+        assert!(
+            requests
+                .iter()
+                .any(|q| q.json.as_ref().is_some_and(|b| holds_exactly(b, p))),
+            "{}: no request held the {name} prompt whole ({} requests)\n{r}",
+            cli.engine,
+            requests.len()
+        );
+    }
+    assert_eq!(
+        lab.record("02-second")["resumed_session"].as_str(),
+        Some(
+            lab.trailer(&format!("{}~1", lab.tip()), "Machine-Session")
+                .as_str()
+        ),
+        "the second step continued the first one's session"
+    );
+}
+
+#[test]
+fn claude_gets_a_one_mib_prompt_whole() {
+    a_one_mib_prompt_reaches_the_model_whole(&CLAUDE);
+}
+
+#[test]
+fn codex_gets_a_one_mib_prompt_whole() {
+    a_one_mib_prompt_reaches_the_model_whole(&CODEX);
+}
+
 impl Drop for Lab {
     /// What the model saw, for the test's output (shown on failure or with `--nocapture`).
     fn drop(&mut self) {

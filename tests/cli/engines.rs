@@ -157,9 +157,20 @@ fn every_engine_commits_what_its_agent_wrote_with_the_session() {
         assert_eq!(session, expected, "{engine}");
         let starts = f.starts();
         assert_eq!(starts.len(), 1, "{engine}");
+        // The prompt travels on stdin where the CLI reads it there; stdin is closed either way.
+        let on_stdin = !matches!(*engine, "cursor" | "aider");
         assert_eq!(
-            starts[0]["stdin"], "",
-            "{engine}: stdin gets nothing and is closed"
+            starts[0]["stdin"].as_str() == Some(""),
+            !on_stdin,
+            "{engine}: {}",
+            starts[0]["stdin"]
+        );
+        assert!(
+            starts[0]["prompt"]
+                .as_str()
+                .expect("prompt")
+                .contains("FAKE_REPLY Wrote the notes"),
+            "{engine}: the agent got the prompt"
         );
         assert_eq!(
             starts[0]["cli"],
@@ -280,11 +291,11 @@ fn the_command_line_carries_model_reasoning_permissions_args_and_env() {
             "--permission-mode",
             "acceptEdits",
             "--max-turns",
-            "7",
-            "--",
-            "-starts with a dash\n"
+            "7"
         ]
     );
+    assert_eq!(start["stdin"], "-starts with a dash\n");
+    assert_eq!(start["prompt"], "-starts with a dash\n");
     assert_eq!(
         Path::new(start["cwd"].as_str().expect("cwd"))
             .canonicalize()
@@ -814,4 +825,97 @@ fn resume_with_another_engine_switches_the_remaining_agent_steps_and_records_it(
     );
     let bad = f.run(2, &["resume", &run, "--engine", "nope"]);
     assert!(bad.stderr.contains("unknown agent engine `nope`"), "{bad}");
+}
+
+/// A prompt of exactly `len` bytes: filler lines, then the directive `FAKE_REPLY ok` as the
+/// last line (so the agent's reply, and the commit subject, say the whole prompt was read).
+fn big_prompt(len: usize) -> String {
+    let last = "FAKE_REPLY ok";
+    let mut p = String::with_capacity(len);
+    let mut i = 0;
+    while p.len() + 64 + last.len() < len {
+        p.push_str(&format!(
+            "line {i:07} of a prompt far over the 128 KiB argv limit\n"
+        ));
+        i += 1;
+    }
+    p.push_str(&"x".repeat(len - p.len() - last.len() - 1));
+    p.push('\n');
+    p.push_str(last);
+    assert_eq!(p.len(), len);
+    p
+}
+
+#[test]
+fn a_one_mib_prompt_reaches_a_command_on_stdin_and_in_a_file_but_not_in_the_environment() {
+    let env = TestEnv::new();
+    let out = env.tmp.path().join("seen");
+    std::fs::create_dir_all(&out).expect("out dir");
+    // The `prompt` of a workflow ends with the newline before the closing quotes.
+    let prompt = format!("{}\n", big_prompt((1 << 20) - 1));
+    let script = format!(
+        "cat > {o}/stdin; cp \"$MACHINE_PROMPT_FILE\" {o}/file; echo \"${{MACHINE_PROMPT+set}}\" > {o}/env; echo ran",
+        o = out.display()
+    );
+    env.workflow(
+        "big",
+        &format!(
+            "version = 1\nname = \"big\"\ndescription = \"t\"\n\n[[steps]]\nid = \"read\"\nrun = [\"sh\", \"-c\", '''{script}''']\nprompt = '''\n{prompt}'''\n"
+        ),
+    );
+    // Even a stale $MACHINE_PROMPT from the caller (a nested run) is not passed on.
+    let r = Run::from(
+        env.machine_cmd(&["run", "big"])
+            .env("MACHINE_PROMPT", "stale")
+            .output()
+            .expect("spawn git-machine"),
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).expect("written by the step");
+    assert_eq!(read("stdin").len(), 1 << 20);
+    assert!(read("stdin") == prompt, "stdin holds the whole prompt");
+    assert!(
+        read("file") == prompt,
+        "$MACHINE_PROMPT_FILE holds the whole prompt"
+    );
+    assert_eq!(read("env"), "\n", "$MACHINE_PROMPT is unset above 32 KiB");
+}
+
+#[test]
+fn a_one_mib_prompt_reaches_every_agent_whole() {
+    let prompt = format!("{}\n", big_prompt((1 << 20) - 1));
+    for (engine, _, _) in CLIS {
+        let f = Fakes::new();
+        f.one_step(
+            &format!("\"{engine}\""),
+            prompt.strip_suffix('\n').expect("newline"),
+            "",
+        );
+        let r = f.run(0, &["run", "t"]);
+        let starts = f.starts();
+        let start = &starts[0];
+        let longest = argv(start).iter().map(String::len).max().unwrap_or(0);
+        assert!(longest < 1024, "{engine}: an argument of {longest} bytes");
+        let got = start["prompt"].as_str().expect("prompt");
+        if *engine == "cursor" {
+            // Cursor takes the prompt as an argument only: above 100 KiB the argument asks the
+            // agent to read the prompt file, outside the worktree.
+            let path = got
+                .split_once("in the file ")
+                .and_then(|(_, rest)| rest.split_once(" ("))
+                .map(|(path, _)| PathBuf::from(path))
+                .unwrap_or_else(|| panic!("cursor: no prompt file named in {got:?}"));
+            let wt = f.env.worktree(&f.env.last_run());
+            assert!(!path.starts_with(&wt), "{}", path.display());
+            let kept = std::fs::read_to_string(&path).expect("prompt file");
+            assert!(
+                kept == prompt,
+                "cursor: the prompt file holds the whole prompt"
+            );
+        } else {
+            assert_eq!(got.len(), prompt.len(), "{engine}");
+            assert!(got == prompt, "{engine}: the agent read the whole prompt");
+            assert_eq!(f.subject(&f.tip()), "work: ok", "{engine}: {r}");
+        }
+    }
 }

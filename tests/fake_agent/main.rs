@@ -23,6 +23,10 @@
 //! A line `<cli>: DIRECTIVE` (e.g. `claude: FAKE_ERROR 429`) applies only when impersonating
 //! that CLI (`cursor` for cursor-agent), so one prompt can script a fallback chain.
 //!
+//! The prompt is read where the real CLI reads it, as measured with the pinned versions (see
+//! `parse_args`): the prompt argument and/or a non-terminal stdin (claude, codex `-`, gemini,
+//! opencode), `--message`/`--message-file` (aider), the argument only (cursor-agent).
+//!
 //! A resume flag (`--resume ID`, `exec resume ID`, `-s ID`) keeps the given session id; a
 //! new session gets a fresh id. `--version` prints a version line. With `FAKE_AGENT_LOG` set,
 //! one JSON line per start is appended to that file: `{"cli", "argv", "cwd", "prompt",
@@ -99,13 +103,15 @@ impl Script {
     }
 }
 
-/// What the command line says.
+/// What the command line (and stdin, or a message file) says.
 struct Args {
     prompt: String,
     resume: Option<String>,
     dir: Option<PathBuf>,
     /// Whether this CLI, with these flags, would let the model write files.
     can_write: bool,
+    /// Codex: what it says on stderr about stdin before it starts.
+    stdin_note: Option<&'static str>,
 }
 
 fn value_after(argv: &[String], names: &[&str]) -> Option<String> {
@@ -126,18 +132,106 @@ fn has(argv: &[String], flag: &str) -> bool {
     argv.iter().any(|a| a == flag)
 }
 
-/// The positional prompt: what follows `--`, else the last argument.
-fn positional(argv: &[String]) -> String {
-    match argv.iter().position(|a| a == "--") {
-        Some(i) => argv[i + 1..].join(" "),
-        None => argv.last().cloned().unwrap_or_default(),
+/// The positional arguments, given the options that take a value (`--opt value`; `--opt=value`
+/// and flags are skipped); everything after `--` is positional, and so is a lone `-`.
+fn positionals(argv: &[String], with_value: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            out.extend(it.cloned());
+            break;
+        }
+        if a.starts_with('-') && a.len() > 1 {
+            if !a.contains('=') && with_value.contains(&a.as_str()) {
+                it.next();
+            }
+            continue;
+        }
+        out.push(a.clone());
     }
+    out
 }
 
-fn parse_args(cli: Cli, argv: &[String]) -> Args {
+const CLAUDE_VALUES: &[&str] = &[
+    "--output-format",
+    "--input-format",
+    "--model",
+    "--effort",
+    "--permission-mode",
+    "--resume",
+    "-r",
+    "--session-id",
+    "--max-turns",
+    "--append-system-prompt",
+    "--system-prompt",
+    "--fallback-model",
+    "--settings",
+];
+const CODEX_VALUES: &[&str] = &[
+    "-m",
+    "--model",
+    "-c",
+    "--config",
+    "-s",
+    "--sandbox",
+    "-C",
+    "--cd",
+    "-o",
+    "--output-last-message",
+    "-p",
+    "--profile",
+    "-i",
+    "--image",
+    "--color",
+];
+const OPENCODE_VALUES: &[&str] = &[
+    "--format",
+    "-m",
+    "--model",
+    "--variant",
+    "--agent",
+    "--dir",
+    "-s",
+    "--session",
+    "--title",
+    "--port",
+    "-f",
+    "--file",
+];
+const CURSOR_VALUES: &[&str] = &[
+    "--output-format",
+    "--model",
+    "--mode",
+    "--sandbox",
+    "--workspace",
+    "--resume",
+    "--api-key",
+    "-H",
+    "--header",
+];
+
+/// `stdin` is what a non-terminal stdin held (None for a terminal). Each CLI builds its prompt
+/// from its argument and stdin the way the real one was measured to (agent-lab, pinned
+/// versions):
+/// - claude `-p`: the prompt argument, then `\n` and stdin; stdin alone without an argument;
+/// - codex `exec`: the prompt `-` is stdin; no prompt argument: stdin; an argument with a
+///   non-empty stdin: `ARG\n\n<stdin>\nSTDIN</stdin>`;
+/// - gemini: stdin, then a blank line and `-p`; with `-p` empty (or absent), stdin alone;
+/// - opencode `run`: the message argument, then `\n` and stdin; stdin alone without a message;
+/// - cursor-agent: the prompt argument only (its documentation names no other way);
+/// - aider: `--message`, else the contents of `--message-file`; stdin is not read for it.
+fn parse_args(cli: Cli, argv: &[String], stdin: Option<&str>) -> Args {
+    let stdin_text = stdin.unwrap_or("");
+    let joined = |words: Vec<String>| (!words.is_empty()).then(|| words.join(" "));
+    let arg_then_stdin = |arg: Option<String>| match arg {
+        Some(a) if !stdin_text.is_empty() => format!("{a}\n{stdin_text}"),
+        Some(a) => a,
+        None => stdin_text.to_string(),
+    };
     match cli {
         Cli::Claude => Args {
-            prompt: positional(argv),
+            prompt: arg_then_stdin(joined(positionals(argv, CLAUDE_VALUES))),
             resume: value_after(argv, &["--resume", "-r"]),
             dir: None,
             can_write: has(argv, "--dangerously-skip-permissions")
@@ -145,48 +239,100 @@ fn parse_args(cli: Cli, argv: &[String]) -> Args {
                     value_after(argv, &["--permission-mode"]).as_deref(),
                     Some("acceptEdits" | "bypassPermissions")
                 ),
+            stdin_note: None,
         },
-        Cli::Codex => Args {
-            prompt: positional(argv),
-            resume: argv
-                .iter()
-                .position(|a| a == "resume")
-                .and_then(|i| argv.get(i + 1).cloned()),
-            dir: value_after(argv, &["-C", "--cd"]).map(PathBuf::from),
-            can_write: has(argv, "--dangerously-bypass-approvals-and-sandbox")
-                || matches!(
-                    value_after(argv, &["-s", "--sandbox"]).as_deref(),
-                    Some("workspace-write" | "danger-full-access")
-                ),
-        },
-        Cli::Gemini => Args {
-            prompt: value_after(argv, &["--prompt", "-p"]).unwrap_or_default(),
-            resume: value_after(argv, &["--resume", "-r"]),
-            dir: None,
-            can_write: has(argv, "--yolo")
-                || has(argv, "-y")
-                || matches!(
-                    value_after(argv, &["--approval-mode"]).as_deref(),
-                    Some("auto_edit" | "yolo")
-                ),
-        },
-        Cli::Opencode => Args {
-            prompt: positional(argv),
-            resume: value_after(argv, &["-s", "--session"]),
-            dir: value_after(argv, &["--dir"]).map(PathBuf::from),
-            can_write: value_after(argv, &["--agent"]).as_deref() != Some("plan"),
-        },
+        Cli::Codex => {
+            let mut words = positionals(argv, CODEX_VALUES);
+            if words.first().map(String::as_str) == Some("exec") {
+                words.remove(0);
+            }
+            let mut resume = None;
+            if words.first().map(String::as_str) == Some("resume") {
+                words.remove(0);
+                resume = (!words.is_empty()).then(|| words.remove(0));
+            }
+            let (prompt, stdin_note) = match joined(words) {
+                Some(p) if p == "-" => (stdin_text.to_string(), None),
+                None => (stdin_text.to_string(), Some("Reading prompt from stdin...")),
+                Some(p) if stdin.is_none() => (p, None),
+                Some(p) => {
+                    let note = Some("Reading additional input from stdin...");
+                    if stdin_text.is_empty() {
+                        (p, note)
+                    } else {
+                        let nl = if stdin_text.ends_with('\n') { "" } else { "\n" };
+                        (format!("{p}\n\n<stdin>\n{stdin_text}{nl}</stdin>"), note)
+                    }
+                }
+            };
+            Args {
+                prompt,
+                resume,
+                dir: value_after(argv, &["-C", "--cd"]).map(PathBuf::from),
+                can_write: has(argv, "--dangerously-bypass-approvals-and-sandbox")
+                    || matches!(
+                        value_after(argv, &["-s", "--sandbox"]).as_deref(),
+                        Some("workspace-write" | "danger-full-access")
+                    ),
+                stdin_note,
+            }
+        }
+        Cli::Gemini => {
+            let p = value_after(argv, &["--prompt", "-p"]).unwrap_or_default();
+            Args {
+                prompt: match (stdin_text.is_empty(), p.is_empty()) {
+                    (true, _) => p,
+                    (false, true) => stdin_text.to_string(),
+                    (false, false) => format!("{stdin_text}\n\n{p}"),
+                },
+                resume: value_after(argv, &["--resume", "-r"]),
+                dir: None,
+                can_write: has(argv, "--yolo")
+                    || has(argv, "-y")
+                    || matches!(
+                        value_after(argv, &["--approval-mode"]).as_deref(),
+                        Some("auto_edit" | "yolo")
+                    ),
+                stdin_note: None,
+            }
+        }
+        Cli::Opencode => {
+            let mut words = positionals(argv, OPENCODE_VALUES);
+            if words.first().map(String::as_str) == Some("run") {
+                words.remove(0);
+            }
+            Args {
+                prompt: arg_then_stdin(joined(words)),
+                resume: value_after(argv, &["-s", "--session"]),
+                dir: value_after(argv, &["--dir"]).map(PathBuf::from),
+                can_write: value_after(argv, &["--agent"]).as_deref() != Some("plan"),
+                stdin_note: None,
+            }
+        }
         Cli::Cursor => Args {
-            prompt: positional(argv),
+            prompt: joined(positionals(argv, CURSOR_VALUES)).unwrap_or_default(),
             resume: value_after(argv, &["--resume"]),
             dir: value_after(argv, &["--workspace"]).map(PathBuf::from),
             can_write: has(argv, "--force") || has(argv, "--yolo") || has(argv, "-f"),
+            stdin_note: None,
         },
         Cli::Aider => Args {
-            prompt: value_after(argv, &["--message", "-m"]).unwrap_or_default(),
+            prompt: value_after(argv, &["--message", "--msg", "-m"])
+                .or_else(|| {
+                    let file = value_after(argv, &["--message-file", "-f"])?;
+                    match std::fs::read_to_string(&file) {
+                        Ok(text) => Some(text),
+                        Err(e) => {
+                            warn(&format!("{file}: unable to read: {e}"));
+                            None
+                        }
+                    }
+                })
+                .unwrap_or_default(),
             resume: has(argv, "--restore-chat-history").then(|| ".aider.chat.history.md".into()),
             dir: None,
             can_write: !has(argv, "--dry-run"),
+            stdin_note: None,
         },
     }
 }
@@ -288,8 +434,12 @@ fn error_body(code: u16, msg: &str) -> String {
         .to_string()
 }
 
+/// Codex refuses a longer prompt (measured on 0.169.0).
+const CODEX_MAX_CHARS: usize = 1 << 20;
+
 struct Run {
     cli: Cli,
+    stdin_note: Option<&'static str>,
     script: Script,
     session: String,
     dir: PathBuf,
@@ -431,8 +581,18 @@ impl Run {
     }
 
     fn codex(&self) -> i32 {
-        warn("Reading additional input from stdin...");
+        if let Some(note) = self.stdin_note {
+            warn(note);
+        }
         emit(json!({"type": "thread.started", "thread_id": self.session}));
+        let chars = self.prompt.chars().count();
+        if chars > CODEX_MAX_CHARS {
+            warn(&format!("Error: turn/start: turn/start failed: Input exceeds the maximum length of {CODEX_MAX_CHARS} characters. (code -32602), data: {{\"input_error_code\":\"input_too_large\",\"max_chars\":{CODEX_MAX_CHARS},\"actual_chars\":{chars}}}"));
+            warn("");
+            warn("Stack backtrace:");
+            warn("   0: <unknown>");
+            return 1;
+        }
         emit(json!({"type": "turn.started"}));
         self.pause();
         if let Some(n) = self.script.reconnect {
@@ -646,10 +806,11 @@ fn main() {
     // Like the real CLIs, read a non-terminal stdin to its end (an open pipe would block).
     let mut stdin = String::new();
     // SAFETY: isatty only inspects file descriptor 0.
-    if unsafe { libc::isatty(0) } == 0 {
+    let piped = unsafe { libc::isatty(0) } == 0;
+    if piped {
         let _ = std::io::stdin().read_to_string(&mut stdin);
     }
-    let args = parse_args(cli, &argv);
+    let args = parse_args(cli, &argv, piped.then_some(stdin.as_str()));
     let mut script = Script::default();
     if let Ok(path) = std::env::var("FAKE_AGENT_SCRIPT") {
         match std::fs::read_to_string(&path) {
@@ -706,6 +867,7 @@ fn main() {
     let exit_override = script.exit;
     let run = Run {
         cli,
+        stdin_note: args.stdin_note,
         script,
         session,
         dir: args.dir.unwrap_or(cwd),

@@ -1041,3 +1041,37 @@ fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
     std::fs::write(&gates[2], "").expect("open gate c");
     env.machine_ok(&["resume", &run, "--plain"]);
 }
+
+/// `watch` of a detached run shows the live view, and its keys act on that run: `s` skips the
+/// running step there; Ctrl-C ends only the watching.
+#[test]
+fn watch_shows_a_detached_run_and_its_keys_reach_it() {
+    let env = TestEnv::new();
+    let gates = gated(&env);
+    let run = env
+        .machine_ok(&["run", "gated", "--detach"])
+        .stdout
+        .trim()
+        .to_string();
+    let mut view = OnPty::spawn_sized(&env, &["watch", &run], 80);
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-a")),
+        "watch never showed wait-a running\n{}",
+        view.text()
+    );
+    view.key(b's');
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-b")),
+        "the skip never reached the run\n{}",
+        view.text()
+    );
+    view.ctrl_c();
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+    assert!(view.text().contains("stopped watching"), "{}", view.text());
+    std::fs::write(&gates[1], "").expect("open gate b");
+    std::fs::write(&gates[2], "").expect("open gate c");
+    let finished = || env.machine(&["status", &run]).stdout.contains("completed");
+    assert!(wait_until(PATIENCE, finished), "the run went on to the end");
+    let log = env.machine_ok(&["log", &run]);
+    assert!(log.stdout.contains("skipped by"), "{log}");
+}

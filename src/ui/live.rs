@@ -131,6 +131,27 @@ impl Sink for Live {
     }
 }
 
+/// Tokens and cost an engine reported, short: `  12.3k tok $0.04`.
+fn spent(usage: &std::collections::BTreeMap<String, u64>) -> String {
+    let tokens: u64 = usage
+        .iter()
+        .filter(|(k, _)| k.ends_with("_tokens"))
+        .map(|(_, v)| v)
+        .sum();
+    let mut out = String::new();
+    if tokens > 0 {
+        out.push_str(&if tokens >= 1000 {
+            format!("  {:.1}k tok", tokens as f64 / 1000.0)
+        } else {
+            format!("  {tokens} tok")
+        });
+    }
+    if let Some(micros) = usage.get("cost_usd_micros").filter(|m| **m > 0) {
+        out.push_str(&format!(" ${:.2}", *micros as f64 / 1e6));
+    }
+    out
+}
+
 /// The running agent's latest activity, in words: a tool call or a line of its text. Agent
 /// CLIs print JSON events; the common fields of their tool calls and messages are read.
 pub fn activity(line: &str) -> Option<String> {
@@ -240,10 +261,11 @@ impl Screen {
                 diffstat,
                 engine,
                 commit,
+                usage,
                 ..
             } => {
                 let stat = format!("+{} -{}", diffstat.insertions, diffstat.deletions);
-                let text = format!("{}  {summary}  {stat}", commit.short());
+                let text = format!("{}  {summary}  {stat}{}", commit.short(), spent(&usage));
                 self.end(&step, State::Done, Some(duration_ms), text);
                 if let Some(r) = self.row(&step) {
                     r.engine = engine;
@@ -338,8 +360,9 @@ impl Screen {
         }
     }
 
-    /// The frame, as lines no wider than `width`.
-    fn frame(&self, width: usize) -> Vec<String> {
+    /// The frame, as lines no wider than `width` and, while the run goes on, no taller than
+    /// `height` (the oldest finished rows give way), so it can always be redrawn in place.
+    fn frame(&self, width: usize, height: usize) -> Vec<String> {
         let paint = |code: &str, t: &str| {
             if self.color {
                 format!("\x1b[{code}m{t}\x1b[0m")
@@ -357,7 +380,21 @@ impl Screen {
         if let Some(a) = &self.attention {
             lines.push(paint("33", a));
         }
-        for r in &self.rows {
+        let extra = self.notes.len()
+            + if self.show_recent {
+                self.recent.len()
+            } else {
+                0
+            };
+        let room = height.saturating_sub(lines.len() + extra + 2).max(1);
+        let hidden = match self.finished {
+            Some(_) => 0,
+            None => self.rows.len().saturating_sub(room),
+        };
+        if hidden > 0 {
+            lines.push(paint("2", &format!("… {hidden} earlier steps")));
+        }
+        for r in &self.rows[hidden..] {
             let (symbol, code) = match r.state {
                 State::Running => ("▶", "36"),
                 State::Done => ("✓", "32"),
@@ -412,7 +449,7 @@ impl Screen {
 fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
     let term = Term::stderr();
     let _ = term.hide_cursor();
-    let mut drawn = 0;
+    let mut drawn: Vec<String> = Vec::new();
     let mut last = Instant::now() - FRAME;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
@@ -420,13 +457,10 @@ fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
             let mut s = screen.lock().expect("no thread panics holding the screen");
             let running = s.rows.iter().any(|r| r.state == State::Running);
             if s.dirty || running || stopping {
-                let width = term.size().1.max(20) as usize;
-                let lines = s.frame(width);
-                let _ = term.clear_last_lines(drawn);
-                for l in &lines {
-                    let _ = term.write_line(l);
-                }
-                drawn = lines.len();
+                let (rows, cols) = term.size();
+                let lines = s.frame(cols.max(20) as usize, rows.max(5) as usize);
+                redraw(&term, &drawn, &lines);
+                drawn = lines;
                 s.dirty = false;
             }
         }
@@ -438,6 +472,20 @@ fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
         last = Instant::now();
     }
     let _ = term.show_cursor();
+}
+
+/// Rewrite only from the first line that changed: the cursor goes up to it, the rest of the
+/// screen is cleared and the new lines written.
+fn redraw(term: &Term, old: &[String], new: &[String]) {
+    let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    if same == old.len() && same == new.len() {
+        return;
+    }
+    let _ = term.move_cursor_up(old.len() - same);
+    let _ = term.write_str("\r\x1b[J");
+    for l in &new[same..] {
+        let _ = term.write_line(l);
+    }
 }
 
 /// Read keys from the terminal until told to stop.
@@ -497,8 +545,20 @@ mod tests {
         };
         s.start("a-very-long-step-name".into(), None, "claude".into(), None);
         s.rows[0].text = "x".repeat(300);
-        for line in s.frame(40) {
+        for line in s.frame(40, 24) {
             assert!(measure_text_width(&line) <= 40, "{line}");
         }
+        for i in 0..50 {
+            s.start(format!("step-{i}"), None, "command".into(), None);
+            s.end(&format!("step-{i}"), State::Done, Some(5), "ok".into());
+        }
+        let frame = s.frame(80, 10);
+        assert!(frame.len() <= 10, "{}", frame.len());
+        assert!(frame.iter().any(|l| l.contains("earlier steps")));
+        s.finished = Some("completed".into());
+        assert!(
+            s.frame(80, 10).len() > 50,
+            "the final summary lists every step"
+        );
     }
 }

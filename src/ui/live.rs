@@ -364,11 +364,15 @@ impl Screen {
     /// `height` (the oldest finished rows give way), so it can always be redrawn in place.
     fn frame(&self, width: usize, height: usize) -> Vec<String> {
         let paint = |code: &str, t: &str| {
-            if self.color {
-                format!("\x1b[{code}m{t}\x1b[0m")
-            } else {
-                t.to_string()
-            }
+            let style = match code {
+                "1" => console::Style::new().bold(),
+                "2" => console::Style::new().dim(),
+                "31" => console::Style::new().red(),
+                "32" => console::Style::new().green(),
+                "33" => console::Style::new().yellow(),
+                _ => console::Style::new().cyan(),
+            };
+            style.force_styling(self.color).apply_to(t).to_string()
         };
         let mut lines = Vec::new();
         lines.push(format!(
@@ -482,7 +486,8 @@ fn redraw(term: &Term, old: &[String], new: &[String]) {
         return;
     }
     let _ = term.move_cursor_up(old.len() - same);
-    let _ = term.write_str("\r\x1b[J");
+    let _ = term.write_str("\r");
+    let _ = term.clear_to_end_of_screen();
     for l in &new[same..] {
         let _ = term.write_line(l);
     }

@@ -2,7 +2,8 @@
 //! place at most ten times a second — state, elapsed time, engine, summary or the running
 //! step's latest activity — with what needs the person (paused, conflict) on top, and keys:
 //! `p` pause after this step, `s` skip this step, `l` the running step's recent output,
-//! `q`/Esc stop now (resumable). Ctrl-C stays a signal: once graceful, twice hard.
+//! ↑/↓ (or k/j) select a step and `d` show the files it changed, `q`/Esc stop now
+//! (resumable). Ctrl-C stays a signal: once graceful, twice hard.
 //!
 //! The terminal is put in non-canonical, no-echo mode (signals kept) while the view runs, the
 //! cursor hidden; both are restored when the view ends, and by the signal handler if a second
@@ -19,6 +20,10 @@ use console::{measure_text_width, truncate_str, Term};
 use super::{elapsed, Ui};
 use crate::runner::{Event, Kind, Sink};
 use crate::signal::Controls;
+
+/// The arrow keys, as [`read_key_or_arrow`] gives them.
+const UP: u8 = 0x80;
+const DOWN: u8 = 0x81;
 
 /// Frames per second, at most.
 const FRAME: Duration = Duration::from_millis(100);
@@ -44,6 +49,8 @@ struct Row {
     engine: String,
     pass: Option<u32>,
     text: String,
+    /// Files the step's commit changed: (path, added, removed).
+    files: Vec<(String, usize, usize)>,
 }
 
 /// What the view shows; shared with the drawing thread.
@@ -57,6 +64,9 @@ struct Screen {
     notes: VecDeque<String>,
     recent: VecDeque<String>,
     show_recent: bool,
+    /// The row `d` shows the files of (default: the last committed one).
+    selected: Option<usize>,
+    show_files: bool,
     finished: Option<String>,
     dirty: bool,
     color: bool,
@@ -220,6 +230,7 @@ impl Screen {
             engine,
             pass,
             text: String::new(),
+            files: Vec::new(),
         });
         self.recent.clear();
     }
@@ -230,6 +241,21 @@ impl Screen {
             r.took = Some(ms.map_or_else(|| r.started.elapsed(), Duration::from_millis));
             r.text = text;
         }
+    }
+
+    /// The row `d` is about: the one selected, else the last that finished.
+    fn chosen(&self) -> Option<usize> {
+        self.selected
+            .filter(|i| *i < self.rows.len())
+            .or_else(|| self.rows.iter().rposition(|r| r.state == State::Done))
+    }
+
+    /// Move the selection up (`-1`) or down (`1`).
+    fn select(&mut self, by: isize) {
+        let last = self.rows.len().saturating_sub(1);
+        let from = self.chosen().unwrap_or(last) as isize;
+        self.selected = Some((from + by).clamp(0, last as isize) as usize);
+        self.show_files = true;
     }
 
     fn note(&mut self, text: String) {
@@ -269,6 +295,11 @@ impl Screen {
                 self.end(&step, State::Done, Some(duration_ms), text);
                 if let Some(r) = self.row(&step) {
                     r.engine = engine;
+                    r.files = diffstat
+                        .paths
+                        .into_iter()
+                        .map(|p| (p.path, p.insertions, p.deletions))
+                        .collect();
                 }
             }
             Kind::MemberFinished {
@@ -398,7 +429,8 @@ impl Screen {
         if hidden > 0 {
             lines.push(paint("2", &format!("… {hidden} earlier steps")));
         }
-        for r in &self.rows[hidden..] {
+        let chosen = self.chosen();
+        for (i, r) in self.rows.iter().enumerate().skip(hidden) {
             let (symbol, code) = match r.state {
                 State::Running => ("▶", "36"),
                 State::Done => ("✓", "32"),
@@ -412,12 +444,29 @@ impl Screen {
                 (None, Some(p)) => format!("{} #{p}", r.step),
                 (None, None) => r.step.clone(),
             };
+            let mark = if Some(i) == chosen && self.show_files {
+                "›"
+            } else {
+                " "
+            };
             lines.push(format!(
-                "{} {name:<18} {took:>6}  {}  {}",
+                "{mark}{} {name:<18} {took:>6}  {}  {}",
                 paint(code, symbol),
                 paint("2", &r.engine),
                 r.text
             ));
+            if Some(i) == chosen && self.show_files {
+                if r.files.is_empty() {
+                    lines.push(paint("2", "    (no files changed)"));
+                }
+                for (path, added, removed) in &r.files {
+                    lines.push(format!(
+                        "    {path}  {} {}",
+                        paint("32", &format!("+{added}")),
+                        paint("31", &format!("-{removed}"))
+                    ));
+                }
+            }
         }
         for n in &self.notes {
             lines.push(paint("2", &format!("  {n}")));
@@ -433,7 +482,7 @@ impl Screen {
             Some(f) => lines.push(paint("1", f)),
             None => lines.push(paint(
                 "2",
-                "p pause after this step · s skip it · l its output · q stop (resumable)",
+                "p pause · s skip · l output · ↑↓ d files · q stop (resumable)",
             )),
         }
         lines
@@ -493,10 +542,27 @@ fn redraw(term: &Term, old: &[String], new: &[String]) {
     }
 }
 
+/// A key, with the arrows' escape sequences (`ESC [ A`, `ESC [ B`) read as [`UP`]/[`DOWN`];
+/// an Esc alone stays Esc.
+fn read_key_or_arrow() -> Option<u8> {
+    let key = crate::signal::read_key(FRAME)?;
+    if key != 0x1b {
+        return Some(key);
+    }
+    match crate::signal::read_key(Duration::from_millis(30)) {
+        Some(b'[') => match crate::signal::read_key(Duration::from_millis(30)) {
+            Some(b'A') => Some(UP),
+            Some(b'B') => Some(DOWN),
+            _ => None,
+        },
+        _ => Some(0x1b),
+    }
+}
+
 /// Read keys from the terminal until told to stop.
 fn key_loop(screen: &Mutex<Screen>, stop: &AtomicBool, controls: &Controls) {
     while !stop.load(Ordering::SeqCst) {
-        let Some(key) = crate::signal::read_key(FRAME) else {
+        let Some(key) = read_key_or_arrow() else {
             continue;
         };
         let mut s = screen.lock().expect("no thread panics holding the screen");
@@ -510,6 +576,9 @@ fn key_loop(screen: &Mutex<Screen>, stop: &AtomicBool, controls: &Controls) {
                 s.note("skip asked: this step stops and is recorded as skipped".into());
             }
             b'l' => s.show_recent = !s.show_recent,
+            b'd' => s.show_files = !s.show_files,
+            b'k' | UP => s.select(-1),
+            b'j' | DOWN => s.select(1),
             b'q' | 0x1b => {
                 controls.cancel.store(true, Ordering::SeqCst);
                 s.note("stopping: the step is stopped, the run stays resumable".into());

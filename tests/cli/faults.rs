@@ -992,6 +992,13 @@ fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
         "wait-a never showed as running\n{}",
         view.text()
     );
+    view.key(b'd');
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("one.txt  +1 -0")),
+        "d never showed the files of the last committed step\n{}",
+        view.text()
+    );
+    view.key(b'l');
     view.key(b's');
     assert!(
         wait_until(PATIENCE, || view.text().contains("▶ wait-b")),

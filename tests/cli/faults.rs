@@ -533,6 +533,18 @@ impl OnPty {
         String::from_utf8_lossy(&self.screen.lock().expect("screen lock")).into_owned()
     }
 
+    /// Make the terminal `cols` wide, as a person resizing the window does.
+    fn resize(&self, cols: u16) {
+        self._master
+            .resize(portable_pty::PtySize {
+                rows: 24,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("resize the pty");
+    }
+
     /// Type one key.
     fn key(&mut self, key: u8) {
         self.writer.write_all(&[key]).expect("type a key");
@@ -1081,4 +1093,37 @@ fn watch_shows_a_detached_run_and_its_keys_reach_it() {
     assert!(wait_until(PATIENCE, finished), "the run went on to the end");
     let log = env.machine_ok(&["log", &run]);
     assert!(log.stdout.contains("skipped by"), "{log}");
+}
+
+/// After the terminal is made narrower mid-run, every frame the live view draws fits it.
+#[test]
+fn the_live_view_follows_a_resize() {
+    let env = TestEnv::new();
+    let gates = gated(&env);
+    let view = OnPty::spawn_sized(&env, &["run", "gated"], 120);
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-a")),
+        "wait-a never showed as running\n{}",
+        view.text()
+    );
+    let before = view.text().len();
+    view.resize(40);
+    std::thread::sleep(Duration::from_millis(600));
+    let after = view.text()[before..].to_string();
+    assert!(
+        after.contains("wait-a"),
+        "the view was redrawn after the resize\n{after}"
+    );
+    for line in after.lines() {
+        let line = line.trim_end_matches('\r');
+        assert!(
+            line.chars().count() <= 40,
+            "wider than the terminal: {line:?}"
+        );
+    }
+    for gate in &gates {
+        std::fs::write(gate, "").expect("open the gates");
+    }
+    let mut view = view;
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
 }

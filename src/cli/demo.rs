@@ -32,14 +32,15 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         .ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
     ctx.ui
         .note(&format!("scratch repository: {}", dir.display()));
-    let mut progress = crate::ui::progress::Progress::new(&mut ctx.ui, false);
+    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, false, false);
+    let echo = args.verbose || view.wants_output();
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(&repo, &ctx.env),
-        sink: &mut progress,
+        sink: &mut view,
         env: &ctx.env,
         controls: &ctx.controls,
-        echo: args.verbose,
+        echo,
         jobs: super::DEFAULT_JOBS,
     };
     let (id, end) = runner.start(StartRequest {
@@ -50,6 +51,8 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         track: None,
         conditions: Vec::new(),
     })?;
+    drop(runner);
+    drop(view);
     ctx.ui.out("");
     super::log::print(ctx, &repo, &id, false)?;
     ctx.ui.out("");

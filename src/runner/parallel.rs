@@ -321,34 +321,23 @@ impl Runner<'_> {
     ) -> Result<Oid> {
         let id = &info.id;
         let done = state.group_done.len();
-        let checkpoint = txn::publish(
-            self.repo,
-            id,
-            info.tip,
-            txn::Commit {
-                tree: self.repo.tree_of(info.tip)?,
-                files: vec![(store::state_path(id), to_toml(state).into_bytes())],
-                parents: vec![info.tip],
-                message: txn::message(
-                    &format!(
-                        "{group}: `{}` done ({done} of {})",
-                        slot.step.id,
-                        plan.members(&slot.step.id).len()
-                    ),
-                    &[
-                        (trailer::RUN, id.as_str()),
-                        (trailer::GROUP, group),
-                        (trailer::MEMBER, slot.step.id.as_str()),
-                    ],
-                ),
-                author: Some(txn::author(None)),
-                side_refs: vec![txn::side_ref(
-                    self.repo,
-                    RefName::new(format!("{PARALLEL_PREFIX}{id}/{}", slot.step.id)),
-                    commit,
-                )],
-            },
-        )?;
+        let message = txn::message(
+            &format!(
+                "{group}: `{}` done ({done} of {})",
+                slot.step.id,
+                plan.members(&slot.step.id).len()
+            ),
+            &[
+                (trailer::RUN, id.as_str()),
+                (trailer::GROUP, group),
+                (trailer::MEMBER, slot.step.id.as_str()),
+            ],
+        );
+        let member_ref = RefName::new(format!("{PARALLEL_PREFIX}{id}/{}", slot.step.id));
+        let files = vec![(store::state_path(id), to_toml(state).into_bytes())];
+        let side_refs = vec![txn::side_ref(self.repo, member_ref, commit)];
+        let author = Some(txn::author(None));
+        let checkpoint = txn::on_top(self.repo, id, info.tip, files, message, author, side_refs)?;
         Ok(checkpoint)
     }
 
@@ -444,27 +433,16 @@ impl Runner<'_> {
             names.push(slot.step.id.as_str());
         }
         let records = records.join(",");
-        let commit = txn::publish(
-            self.repo,
-            &id,
-            info.tip,
-            txn::Commit {
-                tree: self.repo.tree_of(info.tip)?,
-                files,
-                parents: vec![info.tip],
-                message: txn::message(
-                    &format!("{group}: failed ({})", names.join(", ")),
-                    &[
-                        (trailer::RUN, id.as_str()),
-                        (trailer::GROUP, group.as_str()),
-                        (trailer::RECORDS, records.as_str()),
-                        (trailer::STATUS, "failed"),
-                    ],
-                ),
-                author: None,
-                side_refs,
-            },
-        )?;
+        let message = txn::message(
+            &format!("{group}: failed ({})", names.join(", ")),
+            &[
+                (trailer::RUN, id.as_str()),
+                (trailer::GROUP, group.as_str()),
+                (trailer::RECORDS, records.as_str()),
+                (trailer::STATUS, "failed"),
+            ],
+        );
+        let commit = txn::on_top(self.repo, &id, info.tip, files, message, None, side_refs)?;
         wt.reset_hard(commit)?;
         info.tip = commit;
         info.state = t.state;

@@ -121,22 +121,11 @@ impl Runner<'_> {
             files.push((format!("{dir}/{}", store::PROMPT_FILES), b"".to_vec()));
         }
         let subject = format!("workflow: {}", changes.join(", "));
-        let commit = txn::publish(
-            self.repo,
-            &id,
-            info.tip,
-            txn::Commit {
-                tree: self.repo.tree_of(info.tip)?,
-                files,
-                parents: vec![info.tip],
-                message: txn::message(
-                    &subject,
-                    &[(trailer::RUN, id.as_str()), (trailer::WORKFLOW, "reload")],
-                ),
-                author: None,
-                side_refs: Vec::new(),
-            },
-        )?;
+        let message = txn::message(
+            &subject,
+            &[(trailer::RUN, id.as_str()), (trailer::WORKFLOW, "reload")],
+        );
+        let commit = txn::on_top(self.repo, &id, info.tip, files, message, None, Vec::new())?;
         wt.reset_hard(commit)?;
         next.tip = commit;
         *info = next;

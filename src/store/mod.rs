@@ -871,22 +871,8 @@ mod tests {
 
     #[test]
     fn state_round_trips() {
-        let s = State {
-            version: 1,
-            status: Status::Running,
-            next: Some("design".into()),
-            seq: 0,
-            reason: None,
-            loops: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            group_done: BTreeMap::new(),
-            group_base: None,
-            pending_merge: Vec::new(),
-            conflict_paths: Vec::new(),
-            feedback: None,
-            group_directive: None,
-            failed: None,
-        };
+        let mut s = State::new(Some(StepId::parse("design").expect("an id")));
+        s.loops.insert(StepId::parse("review").expect("an id"), 2);
         let back: State = upgrade(
             &RunId::from_stored("x"),
             "state.toml",

@@ -66,6 +66,33 @@ pub fn publish(repo: &Repo, run: &RunId, expected: Oid, c: Commit) -> Result<Oid
     publish_from(repo, run, Some(expected), c)
 }
 
+/// A commit on top of `tip` with the same code: only git machine's `files` change (a
+/// checkpoint, a failure record, a reloaded workflow).
+pub fn on_top(
+    repo: &Repo,
+    run: &RunId,
+    tip: Oid,
+    files: Vec<(String, Vec<u8>)>,
+    message: String,
+    author: Option<(String, String)>,
+    side_refs: Vec<RefUpdate>,
+) -> Result<Oid, StoreError> {
+    let tree = repo.tree_of(tip)?;
+    publish(
+        repo,
+        run,
+        tip,
+        Commit {
+            tree,
+            files,
+            parents: vec![tip],
+            message,
+            author,
+            side_refs,
+        },
+    )
+}
+
 /// Create the run branch at its start commit; refused if the branch exists.
 pub fn start(repo: &Repo, run: &RunId, c: Commit) -> Result<Oid, StoreError> {
     publish_from(repo, run, None, c)

@@ -86,22 +86,9 @@ fn plan() -> Plan {
 }
 
 fn at(next: &str) -> State {
-    State {
-        version: FORMAT_VERSION,
-        status: Status::Running,
-        next: Some(next.into()),
-        seq: 4,
-        reason: None,
-        loops: BTreeMap::new(),
-        sessions: BTreeMap::new(),
-        group_done: BTreeMap::new(),
-        group_base: None,
-        pending_merge: Vec::new(),
-        conflict_paths: Vec::new(),
-        feedback: None,
-        group_directive: None,
-        failed: None,
-    }
+    let mut state = State::new(Some(next.into()));
+    state.seq = 4;
+    state
 }
 
 fn ok(step: &str) -> Input {

@@ -137,6 +137,12 @@ impl crate::runner::Sink for View<'_> {
             View::Lines(v) => v.output(line),
         }
     }
+    fn member_output(&mut self, step: &str, line: &str) {
+        match self {
+            View::Live(v) => v.member_output(step, line),
+            View::Lines(v) => v.member_output(step, line),
+        }
+    }
 }
 
 /// How the end of a run's execution ends the command: the one place a run's end becomes an

@@ -232,7 +232,7 @@ impl Report {
         if self.stderr.len() == STDERR_TAIL {
             self.stderr.pop_front();
         }
-        self.stderr.push_back(line.to_string());
+        self.stderr.push_back(super::kept(line));
     }
 
     /// Keep a line of either stream the adapter did not understand: stderr lines feed error

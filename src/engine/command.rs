@@ -74,12 +74,13 @@ const TAIL_LINES: usize = 20;
 impl EventParser for CommandParser {
     fn line(&mut self, stream: Stream, line: &str) {
         if stream == Stream::Stdout && self.first_stdout.is_none() && !line.trim().is_empty() {
-            self.first_stdout = Some(line.to_string());
+            self.first_stdout = Some(super::kept(line));
         }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
-        self.tail.push_back(line.to_string());
+        // Lines are kept cut: the tail becomes the step's message and is committed.
+        self.tail.push_back(super::kept(line));
     }
 
     fn finish(self: Box<Self>, ending: &Ending) -> Outcome {

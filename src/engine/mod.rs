@@ -187,6 +187,21 @@ pub trait Engine {
     }
 }
 
+/// Longest line an engine keeps for messages and summaries (the step log keeps more).
+pub const KEPT_LINE: usize = 4 << 10;
+
+/// `line`, cut to at most [`KEPT_LINE`] bytes (at a character boundary).
+pub fn kept(line: &str) -> String {
+    if line.len() <= KEPT_LINE {
+        return line.to_string();
+    }
+    let mut end = KEPT_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} […]", &line[..end])
+}
+
 /// The engine called `name`, if this build has it. Agent engines read their program override
 /// (`MACHINE_<ENGINE>_BIN`, see [`agent`]) from `vars`, the environment as read at start.
 pub fn by_name(name: &str, vars: &[(String, String)]) -> Option<Box<dyn Engine>> {

@@ -39,7 +39,7 @@ pub const LOG_TAIL: usize = 256 << 10;
 /// Longest line kept whole; the rest of a longer one is dropped (and said so in the log).
 pub const MAX_LINE: usize = 4 << 20;
 /// Lines in flight between the pipe readers and the loop that handles them.
-pub const QUEUED_LINES: usize = 8;
+pub const QUEUED_LINES: usize = 4;
 /// Time between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 

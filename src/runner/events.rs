@@ -231,6 +231,10 @@ pub enum Kind {
 /// Where events go: the command line hands the runner one.
 pub trait Sink {
     fn emit(&mut self, event: Event);
-    /// Output of a step's program as it arrives (`--verbose`).
+    /// Output of a step's program as it arrives (`--verbose`, the live view).
     fn output(&mut self, _line: &str) {}
+    /// Output of a member of a parallel group, as it arrives.
+    fn member_output(&mut self, _step: &str, line: &str) {
+        self.output(line);
+    }
 }

@@ -45,8 +45,15 @@ struct Slot<'a> {
     session: std::path::PathBuf,
 }
 
-/// What a worker sends back: the slot's index, the attempt, its start time and duration.
-type Done = (usize, Result<Attempt>, String, Duration);
+/// What a worker sends the driver: a line a member printed (when the view wants output), or
+/// the member's end: the slot's index, the attempt, its start time and duration.
+enum Msg {
+    Output(usize, String),
+    Done(usize, Box<Result<Attempt>>, String, Duration),
+}
+
+/// Messages in flight from the workers; a worker waits when they are full.
+const QUEUED: usize = 64;
 
 /// A member that failed, waiting for the group's failure record.
 struct Failed {
@@ -150,7 +157,8 @@ impl Runner<'_> {
         base: Oid,
     ) -> Result<Vec<Failed>> {
         let next = AtomicUsize::new(0);
-        let (tx, rx) = mpsc::channel::<Done>();
+        let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUED);
+        let echo = self.echo;
         let (env, cancel) = (self.env, &*self.controls.cancel);
         let path_var = env.var("PATH").map(std::ffi::OsString::from);
         let mut failed = Vec::new();
@@ -178,17 +186,30 @@ impl Runner<'_> {
                         skip: None,
                         path_var: path_var.as_deref(),
                     };
-                    let attempt = exec::attempt_step(&run, &mut |_| {}, None);
-                    if tx
-                        .send((i, attempt, started_at, started.elapsed()))
-                        .is_err()
-                    {
+                    let out = tx.clone();
+                    let mut forward = |line: &str| {
+                        let _ = out.send(Msg::Output(i, line.to_string()));
+                    };
+                    let shown: Option<&mut dyn FnMut(&str)> =
+                        if echo { Some(&mut forward) } else { None };
+                    let attempt = exec::attempt_step(&run, &mut |_| {}, shown);
+                    let done = Msg::Done(i, Box::new(attempt), started_at, started.elapsed());
+                    if tx.send(done).is_err() {
                         break;
                     }
                 });
             }
             drop(tx);
-            for (i, attempt, started_at, duration) in rx {
+            for msg in rx {
+                let (i, attempt, started_at, duration) = match msg {
+                    Msg::Output(i, line) => {
+                        self.sink.member_output(&slots[i].step.id, &line);
+                        continue;
+                    }
+                    Msg::Done(i, attempt, started_at, duration) => {
+                        (i, attempt, started_at, duration)
+                    }
+                };
                 if let Some(f) = self.member_done(
                     info,
                     plan,
@@ -196,7 +217,7 @@ impl Runner<'_> {
                     &slots[i],
                     i,
                     base,
-                    (attempt?, started_at, duration),
+                    ((*attempt)?, started_at, duration),
                 )? {
                     failed.push(f);
                 }

@@ -68,4 +68,8 @@ impl Sink for Logged<'_> {
     fn output(&mut self, line: &str) {
         self.inner.output(line);
     }
+
+    fn member_output(&mut self, step: &str, line: &str) {
+        self.inner.member_output(step, line);
+    }
 }

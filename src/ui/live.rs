@@ -125,6 +125,17 @@ impl Sink for Live {
         self.with(|s| s.apply(event));
     }
 
+    fn member_output(&mut self, step: &str, line: &str) {
+        let Some(text) = activity(line) else {
+            return;
+        };
+        self.with(|s| {
+            if let Some(row) = s.row(step).filter(|r| r.state == State::Running) {
+                row.text = text;
+            }
+        });
+    }
+
     fn output(&mut self, line: &str) {
         let text = activity(line);
         self.with(|s| {

@@ -54,6 +54,19 @@ impl Sink for Progress<'_> {
             self.ui.note(&format!("    {}", self.ui.dim(&text)));
         }
     }
+
+    fn member_output(&mut self, step: &str, line: &str) {
+        if self.json {
+            return;
+        }
+        if let Some(text) = super::live::activity(line) {
+            self.ui.note(&format!(
+                "    {} {}",
+                self.ui.cyan(&format!("[{step}]")),
+                self.ui.dim(&text)
+            ));
+        }
+    }
 }
 
 impl Progress<'_> {

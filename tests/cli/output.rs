@@ -44,6 +44,10 @@ fn a_step_printing_a_gibibyte_of_lines_or_one_endless_line_keeps_memory_bounded(
             "yes \"$(head -c 1000 /dev/zero | tr '\\0' x)\" | head -c 1073741824",
         ),
         ("one line", "head -c 1073741824 /dev/zero | tr '\\0' x"),
+        (
+            "4 MiB lines, the longest kept whole",
+            "i=0; while [ $i -lt 256 ]; do head -c 4194303 /dev/zero | tr '\\0' x; echo; i=$((i+1)); done",
+        ),
     ] {
         let env = TestEnv::new();
         env.workflow(
@@ -55,6 +59,13 @@ fn a_step_printing_a_gibibyte_of_lines_or_one_endless_line_keeps_memory_bounded(
         let peak = run_and_measure(&env);
         assert!(peak < 64, "{what}: git machine peaked at {peak} MiB");
         let run = env.last_run();
+        let message = env.git_output(&[
+            "cat-file",
+            "-s",
+            &format!("machine/{run}:.codemachine/runs/{run}/steps/01-loud/message.md"),
+        ]);
+        let size: u64 = String::from_utf8_lossy(&message.stdout).trim().parse().unwrap_or(0);
+        assert!(size < 256 << 10, "{what}: the committed message is {size} bytes");
         let log = env.git(&[
             "show",
             &format!("machine/{run}:.codemachine/runs/{run}/steps/01-loud/output.log.gz"),

@@ -48,6 +48,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_git-machine");
 const FILES_PER_DIR: usize = 100;
+/// `MAX_LINE` in src/engine/process.rs: the longest line git machine keeps whole.
+const MAX_LINE: usize = 4 << 20;
 /// Seconds the untimed first step sleeps (see `bench_size`).
 const RACY_WAIT: &str = "1.2";
 
@@ -637,22 +639,31 @@ fn watch_memory(mut c: Command, what: &str, stderr_file: &Path) -> Peak {
     }
 }
 
-/// The step's log as committed on `machine/<id>`: "<bytes> (<file name>)".
-fn committed_log(env: &Env, repo: &Path, id: &str) -> Option<String> {
+/// The run's record as committed on `machine/<id>`: "<bytes of all its files>; <the largest
+/// file's name> <its bytes>".
+fn committed_record(env: &Env, repo: &Path, id: &str) -> Option<String> {
     let branch = format!("machine/{id}");
-    env.git(
+    let list = env.git(
         repo,
         &["ls-tree", "-r", "-l", &branch, "--", ".codemachine/runs/"],
-    )
-    .lines()
-    .find_map(|l| {
-        let (meta, path) = l.split_once('\t')?;
-        let name = path.rsplit('/').next()?;
-        if name != "output.log" && name != "output.log.gz" {
-            return None;
+    );
+    let mut total = 0u64;
+    let mut largest: Option<(u64, String)> = None;
+    for l in list.lines() {
+        let Some((meta, path)) = l.split_once('\t') else {
+            continue;
+        };
+        let Some(size) = meta.split_whitespace().nth(3).and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        total += size;
+        if !matches!(&largest, Some((max, _)) if *max >= size) {
+            let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+            largest = Some((size, name));
         }
-        Some(format!("{} (`{name}`)", meta.split_whitespace().nth(3)?))
-    })
+    }
+    let (size, name) = largest?;
+    Some(format!("{total}; `{name}` {size}"))
 }
 
 struct MemoryRow {
@@ -681,6 +692,15 @@ fn bench_memory(env: &Env, root: &Path, bytes: usize, reps: usize) -> Vec<Memory
             "oneline",
             "one line, no newline",
             format!("head -c {bytes} /dev/zero | tr '\\0' x"),
+        ),
+        (
+            "longlines",
+            "4 MiB lines, the longest kept whole",
+            format!(
+                "i=0; while [ $i -lt {} ]; do head -c {} /dev/zero | tr '\\0' x; echo; i=$((i+1)); done",
+                bytes.div_ceil(MAX_LINE + 1),
+                MAX_LINE
+            ),
         ),
         ("silent", "nothing; baseline", "true".to_owned()),
     ];
@@ -722,7 +742,7 @@ fn bench_memory(env: &Env, root: &Path, bytes: usize, reps: usize) -> Vec<Memory
             row.maxrss_kib.push(peak.maxrss_kib);
             row.wall.push_d(peak.wall);
             row.samples += peak.samples;
-            row.log = committed_log(env, &repo, &id);
+            row.log = committed_record(env, &repo, &id);
             machine_rm(env, &repo, &id);
             eprintln!(
                 "  {name} rep {}/{reps}: VmHWM {} KiB, ru_maxrss {} KiB, {:.1}s, {} samples",
@@ -941,7 +961,7 @@ fn main() {
         );
         let _ = writeln!(
             out,
-            "| step prints | **peak RSS, `VmHWM`** (MiB) | `ru_maxrss`, incl. reaped children (MiB) | wall time (s) | log committed (bytes) |"
+            "| step prints | **peak RSS, `VmHWM`** (MiB) | `ru_maxrss`, incl. reaped children (MiB) | wall time (s) | run record committed (bytes): all; largest file |"
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         for r in rows {

@@ -41,7 +41,7 @@
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -639,6 +639,25 @@ fn watch_memory(mut c: Command, what: &str, stderr_file: &Path) -> Peak {
     }
 }
 
+/// The time `sh -c script` takes with its stdout read (64 KiB at a time) and dropped: what the
+/// step's program costs on its own, without git machine.
+fn time_script(env: &Env, cwd: &Path, script: &str) -> Duration {
+    let mut c = env.cmd("sh", cwd);
+    c.args(["-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let start = Instant::now();
+    let mut child = c.spawn().expect("spawn sh");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut buf = vec![0u8; 64 << 10];
+    while out.read(&mut buf).expect("read the script's output") > 0 {}
+    assert!(
+        child.wait().expect("wait sh").success(),
+        "sh -c {script} failed"
+    );
+    start.elapsed()
+}
+
 /// The run's record as committed on `machine/<id>`: "<bytes of all its files>; <the largest
 /// file's name> <its bytes>".
 fn committed_record(env: &Env, repo: &Path, id: &str) -> Option<String> {
@@ -672,6 +691,8 @@ struct MemoryRow {
     hwm_kib: Vec<u64>,
     maxrss_kib: Vec<u64>,
     wall: Stats,
+    /// The step's script on its own, its output read and dropped by the bench.
+    alone: Stats,
     samples: usize,
     log: Option<String>,
 }
@@ -721,6 +742,7 @@ fn bench_memory(env: &Env, root: &Path, bytes: usize, reps: usize) -> Vec<Memory
             hwm_kib: Vec::new(),
             maxrss_kib: Vec::new(),
             wall: Stats::default(),
+            alone: Stats::default(),
             samples: 0,
             log: None,
         })
@@ -728,7 +750,8 @@ fn bench_memory(env: &Env, root: &Path, bytes: usize, reps: usize) -> Vec<Memory
     let stderr_file = root.join("memory-stderr");
     for rep in 0..reps {
         // Interleaved, so a burst of other work on the machine lands on every case alike.
-        for ((name, _, _), row) in cases.iter().zip(rows.iter_mut()) {
+        for ((name, _, sh), row) in cases.iter().zip(rows.iter_mut()) {
+            row.alone.push_d(time_script(env, &repo, sh));
             let before = machine_branches(env, &repo);
             settle(env);
             let mut c = env.cmd(BIN, &repo);
@@ -961,19 +984,22 @@ fn main() {
         );
         let _ = writeln!(
             out,
-            "| step prints | **peak RSS, `VmHWM`** (MiB) | `ru_maxrss`, incl. reaped children (MiB) | wall time (s) | run record committed (bytes): all; largest file |"
+            "| step prints | **peak RSS, `VmHWM`** (MiB) | `ru_maxrss`, incl. reaped children (MiB) | wall time (s) | script alone (s) | run record committed (bytes): all; largest file |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
         for r in rows {
-            let wall = Stats(r.wall.0.iter().map(|ms| ms / 1e3).collect());
+            let secs = |s: &Stats| {
+                let s = Stats(s.0.iter().map(|ms| ms / 1e3).collect());
+                format!("{:.2} (min {:.2})", s.median(), s.min())
+            };
             let _ = writeln!(
                 out,
-                "| {} | **{}** | {} | {:.2} (min {:.2}) | {} |",
+                "| {} | **{}** | {} | {} | {} | {} |",
                 r.label,
                 show_peaks(&r.hwm_kib),
                 show_peaks(&r.maxrss_kib),
-                wall.median(),
-                wall.min(),
+                secs(&r.wall),
+                secs(&r.alone),
                 r.log.as_deref().unwrap_or("–")
             );
         }

@@ -21,8 +21,9 @@
 //! - `git machine status` (and `--json`) with 200 runs in a small repository.
 //! - memory: the peak RSS of the `git-machine` process itself (`VmHWM` from
 //!   `/proc/<pid>/status`, polled until it exits, and `ru_maxrss` from `wait4`) and the wall
-//!   time of a one-step `command` workflow that prints 1 GiB as 1000-byte lines, 1 GiB as one
-//!   line with no newline, and nothing (the baseline).
+//!   time of a one-step `command` workflow that prints 1 GiB as 1000-byte lines, as one line
+//!   with no newline, as lines of 4 MiB (the longest kept whole), and nothing (the baseline);
+//!   the same scripts on their own, and the size of the record each run committed.
 //! - start-up: spawn to exit of `git-machine --version` and of `git-machine status` in a
 //!   repository with no runs (median and min of 50), with `git` and `true` for reference.
 //!

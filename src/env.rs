@@ -7,6 +7,8 @@ pub struct Env {
     pub cwd: PathBuf,
     pub vars: Vec<(String, String)>,
     pub no_color: bool,
+    /// `CLICOLOR_FORCE` is set (and not `0`): colour even when not on a terminal.
+    pub clicolor_force: bool,
     /// The command line as given (without the program), for `--detach` to start it again.
     pub args: Vec<String>,
     /// This program's own executable, if the system can tell.
@@ -19,6 +21,8 @@ impl Env {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             vars: std::env::vars().collect(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            clicolor_force: std::env::var_os("CLICOLOR_FORCE")
+                .is_some_and(|v| !v.is_empty() && v != "0"),
             args: std::env::args().skip(1).collect(),
             exe: std::env::current_exe().ok(),
         }

@@ -232,6 +232,7 @@ pub fn main() -> i32 {
         machine.as_deref(),
         ui_color.as_deref(),
         env.no_color,
+        env.clicolor_force,
     );
     let controls = Controls::default();
     crate::signal::install(&controls);

@@ -8,9 +8,12 @@ use clap::Args;
 
 use super::error::CliResult;
 use super::{find_run, Ctx};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::runner::{Event, Kind, RunEnd, Sink};
+use crate::signal::Controls;
 use crate::store::{lock, Paths, RunId};
-use crate::ui::progress::Progress;
 
 /// Follow a run executing in another process, until it ends
 #[derive(Args, Debug)]
@@ -20,6 +23,9 @@ pub struct WatchArgs {
     /// Report events as JSON lines on stdout (schema: docs/events.md)
     #[arg(long)]
     pub json: bool,
+    /// One line per event instead of the live view, even on a terminal
+    #[arg(long)]
+    pub plain: bool,
 }
 
 pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
@@ -30,8 +36,23 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
         ctx.ui.note(&format!("run {id} is not running"));
         return super::status::one(ctx, &repo, &id, tip, args.json);
     };
-    let mut progress = Progress::new(&mut ctx.ui, args.json);
-    let end = follow(&mut progress, &paths, &id, || lock::holder_alive(&holder))?;
+    // The live view's keys act on the run through signals to the process executing it; Ctrl-C
+    // here only ends the watching.
+    let remote = Controls::default();
+    let forward = forward_keys(remote.clone(), holder.clone(), ctx.controls.cancel.clone());
+    let mut view = super::View::new(&mut ctx.ui, &remote, args.json, args.plain);
+    let watching = &ctx.controls.cancel;
+    let end = follow(&mut view, &paths, &id, || {
+        lock::holder_alive(&holder) && !watching.load(Ordering::SeqCst)
+    })?;
+    drop(view);
+    forward.store(true, Ordering::SeqCst);
+    if ctx.controls.cancel.load(Ordering::SeqCst) && end.is_none() {
+        ctx.ui.note(&format!(
+            "stopped watching; run {id} goes on (`git machine stop {id}` stops it)"
+        ));
+        return Ok(());
+    }
     match end {
         Some(end) => super::run_end(end, &id),
         None => {
@@ -41,6 +62,33 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
             super::run_end(RunEnd::Interrupted, &id)
         }
     }
+}
+
+/// Pass what the person asks with the view's keys to the process executing the run: `p` as
+/// SIGUSR1, `s` as SIGUSR2, `q` as SIGTERM (the same as `git machine stop`). Returns the flag that
+/// ends the forwarding.
+fn forward_keys(
+    remote: Controls,
+    holder: lock::Holder,
+    watching_stopped: Arc<AtomicBool>,
+) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = Arc::clone(&done);
+    std::thread::spawn(move || {
+        while !finished.load(Ordering::SeqCst) && !watching_stopped.load(Ordering::SeqCst) {
+            for (flag, signal) in [
+                (&remote.pause, crate::signal::PAUSE_SIGNAL),
+                (&remote.skip, crate::signal::SKIP_SIGNAL),
+                (&remote.cancel, libc::SIGTERM),
+            ] {
+                if flag.swap(false, Ordering::SeqCst) {
+                    let _ = lock::signal_holder_with(&holder, signal);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    done
 }
 
 /// Show the run's events from its log as they come, until `run_finished` (its end) or until

@@ -1,5 +1,9 @@
 //! Running a step's program: one place for process groups, limits, cancellation and logs.
 //!
+//! Supervision runs on a tokio event loop (one current-thread runtime per program run): the
+//! child, its two output pipes, its stdin, the timeouts and the polling of the stop flags are
+//! futures on that loop, joined by one bounded channel.
+//!
 //! Invariants:
 //! - the program runs in a process group of its own, so a timeout, an idle timeout or Ctrl-C
 //!   ends it and everything it started (SIGTERM to the group, SIGKILL after a grace period);
@@ -18,13 +22,15 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use super::{Ending, EventParser, Invocation, Stream};
 
@@ -47,12 +53,6 @@ pub type Echo<'a> = &'a mut dyn FnMut(Stream, &str);
 pub struct Limits {
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
-}
-
-enum Event {
-    Line(Stream, Vec<u8>),
-    Eof,
-    Exited(ExitStatus),
 }
 
 /// Bounded log file: head kept in the file as it comes, tail kept in memory and appended.
@@ -140,14 +140,17 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
+/// A line of a program's output, as read from one of its pipes.
+type Line = (Stream, Vec<u8>);
+
 /// Read `reader` line by line into `tx`, never holding more than [`MAX_LINE`] bytes of a line.
-fn pump(stream: Stream, reader: impl Read, tx: mpsc::SyncSender<Event>) {
-    let mut reader = BufReader::with_capacity(64 << 10, reader);
+async fn pump(stream: Stream, reader: impl AsyncRead + Unpin, tx: mpsc::Sender<Line>) {
+    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
     let mut line = Vec::new();
     // Bytes of the current line dropped past MAX_LINE.
     let mut cut = 0usize;
     loop {
-        let chunk = match reader.fill_buf() {
+        let chunk = match reader.fill_buf().await {
             Ok([]) | Err(_) => break,
             Ok(chunk) => chunk,
         };
@@ -160,23 +163,22 @@ fn pump(stream: Stream, reader: impl Read, tx: mpsc::SyncSender<Event>) {
         cut += part.len().saturating_sub(room);
         let used = end.unwrap_or(chunk.len());
         reader.consume(used);
-        if end.is_some() && !send_line(stream, &mut line, &mut cut, &tx) {
+        if end.is_some()
+            && tx
+                .send((stream, finish_line(&mut line, &mut cut)))
+                .await
+                .is_err()
+        {
             return;
         }
     }
     if !line.is_empty() || cut > 0 {
-        send_line(stream, &mut line, &mut cut, &tx);
+        let _ = tx.send((stream, finish_line(&mut line, &mut cut))).await;
     }
-    let _ = tx.send(Event::Eof);
 }
 
-/// Send the line gathered so far (noting what was cut); false when nobody listens any more.
-fn send_line(
-    stream: Stream,
-    line: &mut Vec<u8>,
-    cut: &mut usize,
-    tx: &mpsc::SyncSender<Event>,
-) -> bool {
+/// The line gathered so far, with a note of what was cut.
+fn finish_line(line: &mut Vec<u8>, cut: &mut usize) -> Vec<u8> {
     while line.last().is_some_and(|b| *b == b'\r') {
         line.pop();
     }
@@ -186,35 +188,30 @@ fn send_line(
         );
         *cut = 0;
     }
-    tx.send(Event::Line(stream, std::mem::take(line))).is_ok()
+    std::mem::take(line)
 }
 
-/// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
-/// and `parser` (and `echo`, if given). `stop` is polled: once any flag is set, the program is
-/// stopped (Ctrl-C, `git machine stop`, a person skipping the step).
+/// How a supervised program ended: its status, why it was stopped (if it was), its guard.
+type Supervised = (
+    ExitStatus,
+    Option<(Ending, Instant, bool)>,
+    Option<std::process::Child>,
+);
+
+/// Start the program and follow it on the event loop until it has exited and its pipes closed.
 #[allow(clippy::too_many_arguments)]
-pub fn run(
+async fn supervise(
     inv: &Invocation,
     cwd: &Path,
     env: &[(String, String)],
-    log: &Path,
+    log: &mut Log,
     limits: Limits,
     stop: &[&AtomicBool],
     on_spawn: &mut dyn FnMut(i32),
     parser: &mut dyn EventParser,
     mut echo: Option<Echo<'_>>,
-) -> std::io::Result<Ending> {
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut log = Log {
-        file: File::create(log)?,
-        written: 0,
-        dropped: 0,
-        tail: VecDeque::new(),
-        error: None,
-    };
-    let mut cmd = Command::new(&inv.program);
+) -> std::io::Result<Supervised> {
+    let mut cmd = tokio::process::Command::new(&inv.program);
     cmd.args(&inv.args)
         .current_dir(cwd)
         .env_clear()
@@ -242,35 +239,29 @@ pub fn run(
         });
     }
     let mut child = cmd.spawn()?;
-    let pgid = child.id() as i32;
+    let pgid = child.id().expect("a child that was just spawned has an id") as i32;
     let guard = guard(pgid);
     on_spawn(pgid);
 
-    let (tx, rx) = mpsc::sync_channel(QUEUED_LINES);
+    let (tx, mut rx) = mpsc::channel::<Line>(QUEUED_LINES);
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let input = inv.stdin.clone();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
+    tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
         // Dropping closes the pipe: programs that read stdin see EOF.
     });
     let out = child.stdout.take().expect("stdout was piped");
     let err = child.stderr.take().expect("stderr was piped");
-    let (t1, t2, t3) = (tx.clone(), tx.clone(), tx);
-    std::thread::spawn(move || pump(Stream::Stdout, out, t1));
-    std::thread::spawn(move || pump(Stream::Stderr, err, t2));
-    std::thread::spawn(move || {
-        if let Ok(status) = child.wait() {
-            let _ = t3.send(Event::Exited(status));
-        }
-    });
+    tokio::spawn(pump(Stream::Stdout, out, tx.clone()));
+    tokio::spawn(pump(Stream::Stderr, err, tx));
 
     let started = Instant::now();
     let mut last_output = started;
-    let mut eofs = 0;
+    let mut open = true;
     let mut exit: Option<ExitStatus> = None;
     let mut stopping: Option<(Ending, Instant, bool)> = None;
     loop {
-        if exit.is_some() && eofs == 2 {
+        if exit.is_some() && !open {
             break;
         }
         let now = Instant::now();
@@ -304,32 +295,69 @@ pub fn run(
         if let Some(t) = limits.idle_timeout {
             wait = wait.min((last_output + t).saturating_duration_since(now));
         }
-        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Ok(Event::Line(stream, bytes)) => {
-                last_output = Instant::now();
-                let text = String::from_utf8_lossy(&bytes);
-                log.write(stream, &bytes);
-                parser.line(stream, &text);
-                if let Some(echo) = echo.as_mut() {
-                    echo(stream, &text);
+        tokio::select! {
+            line = rx.recv(), if open => match line {
+                Some((stream, bytes)) => {
+                    last_output = Instant::now();
+                    let text = String::from_utf8_lossy(&bytes);
+                    log.write(stream, &bytes);
+                    parser.line(stream, &text);
+                    if let Some(echo) = echo.as_mut() {
+                        echo(stream, &text);
+                    }
                 }
-            }
-            Ok(Event::Eof) => eofs += 1,
-            Ok(Event::Exited(status)) => {
-                exit = Some(status);
+                // Both pipes are closed.
+                None => open = false,
+            },
+            status = child.wait(), if exit.is_none() => {
+                exit = Some(status?);
                 // Whatever the program left behind goes with it; it also releases the pipes.
                 signal_group(pgid, libc::SIGKILL);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
         }
     }
+    let status = exit.expect("the loop ends only after the program exited");
+    Ok((status, stopping, guard))
+}
+
+/// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
+/// and `parser` (and `echo`, if given). `stop` is polled: once any flag is set, the program is
+/// stopped (Ctrl-C, `git machine stop`, a person skipping the step).
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    inv: &Invocation,
+    cwd: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    limits: Limits,
+    stop: &[&AtomicBool],
+    on_spawn: &mut dyn FnMut(i32),
+    parser: &mut dyn EventParser,
+    echo: Option<Echo<'_>>,
+) -> std::io::Result<Ending> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut log = Log {
+        file: File::create(log)?,
+        written: 0,
+        dropped: 0,
+        tail: VecDeque::new(),
+        error: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let (status, stopping, guard) = runtime.block_on(supervise(
+        inv, cwd, env, &mut log, limits, stop, on_spawn, parser, echo,
+    ))?;
     // The group is gone (killed when the program exited): its guard has nothing left to do.
     release(guard);
     // The program has ended either way; a log that could not be written (a full disk) is
     // reported as the error it is, after the program is gone.
     log.finish()?;
-    let status = exit.expect("the loop ends only after the program exited");
     Ok(match stopping {
         Some((reason, _, _)) => reason,
         None => match (status.code(), status.signal()) {

@@ -28,7 +28,21 @@ pub struct Diffstat {
     pub files: usize,
     pub insertions: usize,
     pub deletions: usize,
+    /// Each changed file (the first [`DIFFSTAT_PATHS`]), git machine's own files left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathStat>,
 }
+
+/// One file a step changed: lines added and removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PathStat {
+    pub path: String,
+    pub insertions: usize,
+    pub deletions: usize,
+}
+
+/// Files listed by name in a diffstat, at most.
+pub const DIFFSTAT_PATHS: usize = 50;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -561,6 +561,7 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             vars: Vec::new(),
             no_color: true,
+            clicolor_force: false,
             args: Vec::new(),
             exe: None,
         };

@@ -1088,6 +1088,15 @@ impl Runner<'_> {
             files: stat.len(),
             insertions: stat.iter().map(|(_, a, _)| a).sum(),
             deletions: stat.iter().map(|(_, _, d)| d).sum(),
+            paths: stat
+                .into_iter()
+                .take(events::DIFFSTAT_PATHS)
+                .map(|(path, insertions, deletions)| events::PathStat {
+                    path,
+                    insertions,
+                    deletions,
+                })
+                .collect(),
         })
     }
 

@@ -183,14 +183,19 @@ pub fn live_holder(path: &Path) -> Option<Holder> {
     read(path).filter(holder_alive)
 }
 
-/// Ask the holder to stop: `SIGTERM` (it stops its step and leaves the run resumable), or with
-/// `now`, `SIGKILL` to it and its step's process group.
-pub fn signal_holder(holder: &Holder, now: bool) -> std::io::Result<()> {
-    let signal = if now { libc::SIGKILL } else { libc::SIGTERM };
+/// Send `signal` to the process that holds the lock.
+pub fn signal_holder_with(holder: &Holder, signal: i32) -> std::io::Result<()> {
     // SAFETY: kill only sends a signal to the process that holds the lock.
     if unsafe { libc::kill(holder.pid as libc::pid_t, signal) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Ask the holder to stop: `SIGTERM` (it stops its step and leaves the run resumable), or with
+/// `now`, `SIGKILL` to it and its step's process group.
+pub fn signal_holder(holder: &Holder, now: bool) -> std::io::Result<()> {
+    signal_holder_with(holder, if now { libc::SIGKILL } else { libc::SIGTERM })?;
     if now {
         if let Some(pgid) = holder.step_pgid {
             kill_group(pgid);

@@ -2,7 +2,8 @@
 //! place at most ten times a second — state, elapsed time, engine, summary or the running
 //! step's latest activity — with what needs the person (paused, conflict) on top, and keys:
 //! `p` pause after this step, `s` skip this step, `l` the running step's recent output,
-//! `q`/Esc stop now (resumable). Ctrl-C stays a signal: once graceful, twice hard.
+//! ↑/↓ (or k/j) select a step and `d` show the files it changed, `q`/Esc stop now
+//! (resumable). Ctrl-C stays a signal: once graceful, twice hard.
 //!
 //! The terminal is put in non-canonical, no-echo mode (signals kept) while the view runs, the
 //! cursor hidden; both are restored when the view ends, and by the signal handler if a second
@@ -19,6 +20,10 @@ use console::{measure_text_width, truncate_str, Term};
 use super::{elapsed, Ui};
 use crate::runner::{Event, Kind, Sink};
 use crate::signal::Controls;
+
+/// The arrow keys, as [`read_key_or_arrow`] gives them.
+const UP: u8 = 0x80;
+const DOWN: u8 = 0x81;
 
 /// Frames per second, at most.
 const FRAME: Duration = Duration::from_millis(100);
@@ -44,6 +49,8 @@ struct Row {
     engine: String,
     pass: Option<u32>,
     text: String,
+    /// Files the step's commit changed: (path, added, removed).
+    files: Vec<(String, usize, usize)>,
 }
 
 /// What the view shows; shared with the drawing thread.
@@ -57,6 +64,9 @@ struct Screen {
     notes: VecDeque<String>,
     recent: VecDeque<String>,
     show_recent: bool,
+    /// The row `d` shows the files of (default: the last committed one).
+    selected: Option<usize>,
+    show_files: bool,
     finished: Option<String>,
     dirty: bool,
     color: bool,
@@ -131,6 +141,27 @@ impl Sink for Live {
     }
 }
 
+/// Tokens and cost an engine reported, short: `  12.3k tok $0.04`.
+fn spent(usage: &std::collections::BTreeMap<String, u64>) -> String {
+    let tokens: u64 = usage
+        .iter()
+        .filter(|(k, _)| k.ends_with("_tokens"))
+        .map(|(_, v)| v)
+        .sum();
+    let mut out = String::new();
+    if tokens > 0 {
+        out.push_str(&if tokens >= 1000 {
+            format!("  {:.1}k tok", tokens as f64 / 1000.0)
+        } else {
+            format!("  {tokens} tok")
+        });
+    }
+    if let Some(micros) = usage.get("cost_usd_micros").filter(|m| **m > 0) {
+        out.push_str(&format!(" ${:.2}", *micros as f64 / 1e6));
+    }
+    out
+}
+
 /// The running agent's latest activity, in words: a tool call or a line of its text. Agent
 /// CLIs print JSON events; the common fields of their tool calls and messages are read.
 pub fn activity(line: &str) -> Option<String> {
@@ -199,6 +230,7 @@ impl Screen {
             engine,
             pass,
             text: String::new(),
+            files: Vec::new(),
         });
         self.recent.clear();
     }
@@ -209,6 +241,21 @@ impl Screen {
             r.took = Some(ms.map_or_else(|| r.started.elapsed(), Duration::from_millis));
             r.text = text;
         }
+    }
+
+    /// The row `d` is about: the one selected, else the last that finished.
+    fn chosen(&self) -> Option<usize> {
+        self.selected
+            .filter(|i| *i < self.rows.len())
+            .or_else(|| self.rows.iter().rposition(|r| r.state == State::Done))
+    }
+
+    /// Move the selection up (`-1`) or down (`1`).
+    fn select(&mut self, by: isize) {
+        let last = self.rows.len().saturating_sub(1);
+        let from = self.chosen().unwrap_or(last) as isize;
+        self.selected = Some((from + by).clamp(0, last as isize) as usize);
+        self.show_files = true;
     }
 
     fn note(&mut self, text: String) {
@@ -240,13 +287,19 @@ impl Screen {
                 diffstat,
                 engine,
                 commit,
+                usage,
                 ..
             } => {
                 let stat = format!("+{} -{}", diffstat.insertions, diffstat.deletions);
-                let text = format!("{}  {summary}  {stat}", commit.short());
+                let text = format!("{}  {summary}  {stat}{}", commit.short(), spent(&usage));
                 self.end(&step, State::Done, Some(duration_ms), text);
                 if let Some(r) = self.row(&step) {
                     r.engine = engine;
+                    r.files = diffstat
+                        .paths
+                        .into_iter()
+                        .map(|p| (p.path, p.insertions, p.deletions))
+                        .collect();
                 }
             }
             Kind::MemberFinished {
@@ -338,14 +391,19 @@ impl Screen {
         }
     }
 
-    /// The frame, as lines no wider than `width`.
-    fn frame(&self, width: usize) -> Vec<String> {
+    /// The frame, as lines no wider than `width` and, while the run goes on, no taller than
+    /// `height` (the oldest finished rows give way), so it can always be redrawn in place.
+    fn frame(&self, width: usize, height: usize) -> Vec<String> {
         let paint = |code: &str, t: &str| {
-            if self.color {
-                format!("\x1b[{code}m{t}\x1b[0m")
-            } else {
-                t.to_string()
-            }
+            let style = match code {
+                "1" => console::Style::new().bold(),
+                "2" => console::Style::new().dim(),
+                "31" => console::Style::new().red(),
+                "32" => console::Style::new().green(),
+                "33" => console::Style::new().yellow(),
+                _ => console::Style::new().cyan(),
+            };
+            style.force_styling(self.color).apply_to(t).to_string()
         };
         let mut lines = Vec::new();
         lines.push(format!(
@@ -357,7 +415,22 @@ impl Screen {
         if let Some(a) = &self.attention {
             lines.push(paint("33", a));
         }
-        for r in &self.rows {
+        let extra = self.notes.len()
+            + if self.show_recent {
+                self.recent.len()
+            } else {
+                0
+            };
+        let room = height.saturating_sub(lines.len() + extra + 2).max(1);
+        let hidden = match self.finished {
+            Some(_) => 0,
+            None => self.rows.len().saturating_sub(room),
+        };
+        if hidden > 0 {
+            lines.push(paint("2", &format!("… {hidden} earlier steps")));
+        }
+        let chosen = self.chosen();
+        for (i, r) in self.rows.iter().enumerate().skip(hidden) {
             let (symbol, code) = match r.state {
                 State::Running => ("▶", "36"),
                 State::Done => ("✓", "32"),
@@ -371,12 +444,29 @@ impl Screen {
                 (None, Some(p)) => format!("{} #{p}", r.step),
                 (None, None) => r.step.clone(),
             };
+            let mark = if Some(i) == chosen && self.show_files {
+                "›"
+            } else {
+                " "
+            };
             lines.push(format!(
-                "{} {name:<18} {took:>6}  {}  {}",
+                "{mark}{} {name:<18} {took:>6}  {}  {}",
                 paint(code, symbol),
                 paint("2", &r.engine),
                 r.text
             ));
+            if Some(i) == chosen && self.show_files {
+                if r.files.is_empty() {
+                    lines.push(paint("2", "    (no files changed)"));
+                }
+                for (path, added, removed) in &r.files {
+                    lines.push(format!(
+                        "    {path}  {} {}",
+                        paint("32", &format!("+{added}")),
+                        paint("31", &format!("-{removed}"))
+                    ));
+                }
+            }
         }
         for n in &self.notes {
             lines.push(paint("2", &format!("  {n}")));
@@ -392,7 +482,7 @@ impl Screen {
             Some(f) => lines.push(paint("1", f)),
             None => lines.push(paint(
                 "2",
-                "p pause after this step · s skip it · l its output · q stop (resumable)",
+                "p pause · s skip · l output · ↑↓ d files · q stop (resumable)",
             )),
         }
         lines
@@ -412,7 +502,7 @@ impl Screen {
 fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
     let term = Term::stderr();
     let _ = term.hide_cursor();
-    let mut drawn = 0;
+    let mut drawn: Vec<String> = Vec::new();
     let mut last = Instant::now() - FRAME;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
@@ -420,13 +510,10 @@ fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
             let mut s = screen.lock().expect("no thread panics holding the screen");
             let running = s.rows.iter().any(|r| r.state == State::Running);
             if s.dirty || running || stopping {
-                let width = term.size().1.max(20) as usize;
-                let lines = s.frame(width);
-                let _ = term.clear_last_lines(drawn);
-                for l in &lines {
-                    let _ = term.write_line(l);
-                }
-                drawn = lines.len();
+                let (rows, cols) = term.size();
+                let lines = s.frame(cols.max(20) as usize, rows.max(5) as usize);
+                redraw(&term, &drawn, &lines);
+                drawn = lines;
                 s.dirty = false;
             }
         }
@@ -440,10 +527,42 @@ fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
     let _ = term.show_cursor();
 }
 
+/// Rewrite only from the first line that changed: the cursor goes up to it, the rest of the
+/// screen is cleared and the new lines written.
+fn redraw(term: &Term, old: &[String], new: &[String]) {
+    let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    if same == old.len() && same == new.len() {
+        return;
+    }
+    let _ = term.move_cursor_up(old.len() - same);
+    let _ = term.write_str("\r");
+    let _ = term.clear_to_end_of_screen();
+    for l in &new[same..] {
+        let _ = term.write_line(l);
+    }
+}
+
+/// A key, with the arrows' escape sequences (`ESC [ A`, `ESC [ B`) read as [`UP`]/[`DOWN`];
+/// an Esc alone stays Esc.
+fn read_key_or_arrow() -> Option<u8> {
+    let key = crate::signal::read_key(FRAME)?;
+    if key != 0x1b {
+        return Some(key);
+    }
+    match crate::signal::read_key(Duration::from_millis(30)) {
+        Some(b'[') => match crate::signal::read_key(Duration::from_millis(30)) {
+            Some(b'A') => Some(UP),
+            Some(b'B') => Some(DOWN),
+            _ => None,
+        },
+        _ => Some(0x1b),
+    }
+}
+
 /// Read keys from the terminal until told to stop.
 fn key_loop(screen: &Mutex<Screen>, stop: &AtomicBool, controls: &Controls) {
     while !stop.load(Ordering::SeqCst) {
-        let Some(key) = crate::signal::read_key(FRAME) else {
+        let Some(key) = read_key_or_arrow() else {
             continue;
         };
         let mut s = screen.lock().expect("no thread panics holding the screen");
@@ -457,6 +576,9 @@ fn key_loop(screen: &Mutex<Screen>, stop: &AtomicBool, controls: &Controls) {
                 s.note("skip asked: this step stops and is recorded as skipped".into());
             }
             b'l' => s.show_recent = !s.show_recent,
+            b'd' => s.show_files = !s.show_files,
+            b'k' | UP => s.select(-1),
+            b'j' | DOWN => s.select(1),
             b'q' | 0x1b => {
                 controls.cancel.store(true, Ordering::SeqCst);
                 s.note("stopping: the step is stopped, the run stays resumable".into());
@@ -497,8 +619,20 @@ mod tests {
         };
         s.start("a-very-long-step-name".into(), None, "claude".into(), None);
         s.rows[0].text = "x".repeat(300);
-        for line in s.frame(40) {
+        for line in s.frame(40, 24) {
             assert!(measure_text_width(&line) <= 40, "{line}");
         }
+        for i in 0..50 {
+            s.start(format!("step-{i}"), None, "command".into(), None);
+            s.end(&format!("step-{i}"), State::Done, Some(5), "ok".into());
+        }
+        let frame = s.frame(80, 10);
+        assert!(frame.len() <= 10, "{}", frame.len());
+        assert!(frame.iter().any(|l| l.contains("earlier steps")));
+        s.finished = Some("completed".into());
+        assert!(
+            s.frame(80, 10).len() > 50,
+            "the final summary lists every step"
+        );
     }
 }

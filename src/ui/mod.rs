@@ -25,11 +25,14 @@ pub struct Ui {
 }
 
 /// Decide colour from the flag, git config values (already looked up), `NO_COLOR` and the tty.
+/// `--color` first, then `color.machine`, `color.ui`, then `NO_COLOR` (never) and
+/// `CLICOLOR_FORCE` (always), then whether stdout is a terminal.
 pub fn use_color(
     flag: ColorChoice,
     machine: Option<&str>,
     ui: Option<&str>,
     no_color: bool,
+    force: bool,
 ) -> bool {
     match flag {
         ColorChoice::Always => return true,
@@ -44,7 +47,7 @@ pub fn use_color(
             _ => {}
         }
     }
-    !no_color && std::io::stdout().is_terminal()
+    !no_color && (force || std::io::stdout().is_terminal())
 }
 
 impl Ui {
@@ -68,30 +71,26 @@ impl Ui {
         let _ = self.err.flush();
     }
 
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+    fn paint(&self, style: console::Style, text: &str) -> String {
+        style.force_styling(self.color).apply_to(text).to_string()
     }
     pub fn bold(&self, t: &str) -> String {
-        self.paint("1", t)
+        self.paint(console::Style::new().bold(), t)
     }
     pub fn dim(&self, t: &str) -> String {
-        self.paint("2", t)
+        self.paint(console::Style::new().dim(), t)
     }
     pub fn green(&self, t: &str) -> String {
-        self.paint("32", t)
+        self.paint(console::Style::new().green(), t)
     }
     pub fn red(&self, t: &str) -> String {
-        self.paint("31", t)
+        self.paint(console::Style::new().red(), t)
     }
     pub fn yellow(&self, t: &str) -> String {
-        self.paint("33", t)
+        self.paint(console::Style::new().yellow(), t)
     }
     pub fn cyan(&self, t: &str) -> String {
-        self.paint("36", t)
+        self.paint(console::Style::new().cyan(), t)
     }
 }
 
@@ -115,16 +114,49 @@ mod tests {
 
     #[test]
     fn colour_follows_flag_then_config_then_no_color() {
-        assert!(use_color(ColorChoice::Always, Some("never"), None, true));
-        assert!(!use_color(ColorChoice::Never, Some("always"), None, false));
+        assert!(use_color(
+            ColorChoice::Always,
+            Some("never"),
+            None,
+            true,
+            false
+        ));
+        assert!(!use_color(
+            ColorChoice::Never,
+            Some("always"),
+            None,
+            false,
+            true
+        ));
         assert!(use_color(
             ColorChoice::Auto,
             Some("always"),
             Some("never"),
+            true,
+            false
+        ));
+        assert!(!use_color(
+            ColorChoice::Auto,
+            None,
+            Some("never"),
+            false,
             true
         ));
-        assert!(!use_color(ColorChoice::Auto, None, Some("never"), false));
-        assert!(use_color(ColorChoice::Auto, None, Some("always"), true));
+        assert!(use_color(
+            ColorChoice::Auto,
+            None,
+            Some("always"),
+            true,
+            false
+        ));
+        assert!(
+            use_color(ColorChoice::Auto, None, None, false, true),
+            "CLICOLOR_FORCE"
+        );
+        assert!(
+            !use_color(ColorChoice::Auto, None, None, true, true),
+            "NO_COLOR wins"
+        );
     }
 
     #[test]

@@ -35,9 +35,12 @@ impl Sink for Progress<'_> {
             return;
         }
         let run = event.run.clone();
+        // `2026-11-30T19:24:40Z` → `19:24:40`, in front of every line of the event.
+        let time = event.time.get(11..19).unwrap_or_default().to_string();
         let lines = self.lines(&run, event.kind);
         for line in lines {
-            self.ui.note(&line);
+            let stamp = self.ui.dim(&time);
+            self.ui.note(&format!("{stamp} {line}"));
         }
     }
 

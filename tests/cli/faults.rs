@@ -533,6 +533,18 @@ impl OnPty {
         String::from_utf8_lossy(&self.screen.lock().expect("screen lock")).into_owned()
     }
 
+    /// Make the terminal `cols` wide, as a person resizing the window does.
+    fn resize(&self, cols: u16) {
+        self._master
+            .resize(portable_pty::PtySize {
+                rows: 24,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("resize the pty");
+    }
+
     /// Type one key.
     fn key(&mut self, key: u8) {
         self.writer.write_all(&[key]).expect("type a key");
@@ -992,6 +1004,13 @@ fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
         "wait-a never showed as running\n{}",
         view.text()
     );
+    view.key(b'd');
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("one.txt  +1 -0")),
+        "d never showed the files of the last committed step\n{}",
+        view.text()
+    );
+    view.key(b'l');
     view.key(b's');
     assert!(
         wait_until(PATIENCE, || view.text().contains("▶ wait-b")),
@@ -1040,4 +1059,71 @@ fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
     assert!(["paused", "interrupted"].contains(&shown_state(&env, &run).as_str()));
     std::fs::write(&gates[2], "").expect("open gate c");
     env.machine_ok(&["resume", &run, "--plain"]);
+}
+
+/// `watch` of a detached run shows the live view, and its keys act on that run: `s` skips the
+/// running step there; Ctrl-C ends only the watching.
+#[test]
+fn watch_shows_a_detached_run_and_its_keys_reach_it() {
+    let env = TestEnv::new();
+    let gates = gated(&env);
+    let run = env
+        .machine_ok(&["run", "gated", "--detach"])
+        .stdout
+        .trim()
+        .to_string();
+    let mut view = OnPty::spawn_sized(&env, &["watch", &run], 80);
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-a")),
+        "watch never showed wait-a running\n{}",
+        view.text()
+    );
+    view.key(b's');
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-b")),
+        "the skip never reached the run\n{}",
+        view.text()
+    );
+    view.ctrl_c();
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+    assert!(view.text().contains("stopped watching"), "{}", view.text());
+    std::fs::write(&gates[1], "").expect("open gate b");
+    std::fs::write(&gates[2], "").expect("open gate c");
+    let finished = || env.machine(&["status", &run]).stdout.contains("completed");
+    assert!(wait_until(PATIENCE, finished), "the run went on to the end");
+    let log = env.machine_ok(&["log", &run]);
+    assert!(log.stdout.contains("skipped by"), "{log}");
+}
+
+/// After the terminal is made narrower mid-run, every frame the live view draws fits it.
+#[test]
+fn the_live_view_follows_a_resize() {
+    let env = TestEnv::new();
+    let gates = gated(&env);
+    let view = OnPty::spawn_sized(&env, &["run", "gated"], 120);
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("▶ wait-a")),
+        "wait-a never showed as running\n{}",
+        view.text()
+    );
+    let before = view.text().len();
+    view.resize(40);
+    std::thread::sleep(Duration::from_millis(600));
+    let after = view.text()[before..].to_string();
+    assert!(
+        after.contains("wait-a"),
+        "the view was redrawn after the resize\n{after}"
+    );
+    for line in after.lines() {
+        let line = line.trim_end_matches('\r');
+        assert!(
+            line.chars().count() <= 40,
+            "wider than the terminal: {line:?}"
+        );
+    }
+    for gate in &gates {
+        std::fs::write(gate, "").expect("open the gates");
+    }
+    let mut view = view;
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
 }

@@ -155,6 +155,8 @@ fn check_snapshot(name: &str, env: &TestEnv, runs: &[String], extra: &[(&str, &s
                 "[TIME]",
             ),
             (r"\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?\b", "[TIME]"),
+            // The clock in front of each progress line.
+            (r"(?m)^\d{2}:\d{2}:\d{2} ", "[CLOCK] "),
             (r"\b[0-9a-f]{7,40}\b", "[OID]"),
             (r"\b\d+(\.\d)?s\b|\b\d+m\d{2}s\b|\b\d+h\d{2}m\b", "[DUR]"),
         ]

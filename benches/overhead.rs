@@ -19,22 +19,38 @@
 //!   -b <branch> HEAD`. Also the whole 1-step run minus one step (start + finish), below 50k
 //!   files only.
 //! - `git machine status` (and `--json`) with 200 runs in a small repository.
+//! - memory: the peak RSS of the `git-machine` process itself (`VmHWM` from
+//!   `/proc/<pid>/status`, polled until it exits, and `ru_maxrss` from `wait4`) and the wall
+//!   time of a one-step `command` workflow that prints 1 GiB as 1000-byte lines, as one line
+//!   with no newline, as lines of 4 MiB (the longest kept whole), and nothing (the baseline);
+//!   the same scripts on their own, and the size of the record each run committed.
+//! - start-up: spawn to exit of `git-machine --version` and of `git-machine status` in a
+//!   repository with no runs (median and min of 50), with `git` and `true` for reference.
 //!
-//! Environment: `OVERHEAD_SIZES=1000,10000` chooses sizes (default 1000,10000,100000),
+//! The binary is spawned directly, never as `git machine`: git would exec it as its child, and
+//! the figures would be git's.
+//!
+//! Environment: `OVERHEAD_PARTS=steps,status,memory,startup` chooses the parts (default all of
+//! them; `steps` is per-step overhead and run start, for every size).
+//! `OVERHEAD_SIZES=1000,10000` chooses sizes (default 1000,10000,100000),
 //! `OVERHEAD_REPS` repetitions (default 5; `OVERHEAD_REPS_BIG`, default 2, from 50k files),
 //! `OVERHEAD_STEPS` K (default 15), `OVERHEAD_RUNS`
-//! the number of runs for the status measurement (default 200). Temp files go under `TMPDIR`.
+//! the number of runs for the status measurement (default 200), `OVERHEAD_PRINT_BYTES` what the
+//! memory steps print (default 1 GiB), `OVERHEAD_MEMORY_REPS` (default 3),
+//! `OVERHEAD_STARTUP_N` calls timed for start-up (default 50). Temp files go under `TMPDIR`.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_git-machine");
 const FILES_PER_DIR: usize = 100;
+/// `MAX_LINE` in src/engine/process.rs: the longest line git machine keeps whole.
+const MAX_LINE: usize = 4 << 20;
 /// Seconds the untimed first step sleeps (see `bench_size`).
 const RACY_WAIT: &str = "1.2";
 
@@ -559,6 +575,257 @@ fn bench_status(env: &Env, root: &Path, runs: usize) -> StatusResult {
     }
 }
 
+/// What `watch_memory` saw of one git-machine process.
+struct Peak {
+    /// Highest `VmHWM` read from `/proc/<pid>/status` while the process lived, in KiB.
+    hwm_kib: u64,
+    /// `ru_maxrss` from `wait4`: the process or any child it reaped (steps, git), in KiB.
+    maxrss_kib: u64,
+    wall: Duration,
+    /// How many times `/proc/<pid>/status` was read with `VmHWM` in it.
+    samples: usize,
+}
+
+/// `VmHWM` (peak resident set) from a `/proc/<pid>/status`, in KiB; `None` once the process
+/// has exited (a zombie has no memory left to report).
+fn vm_hwm(status_path: &str) -> Option<u64> {
+    let text = fs::read_to_string(status_path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Spawn `c` and poll its peak RSS every `POLL` until it exits; panics on failure.
+// The child is reaped by `libc::wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn watch_memory(mut c: Command, what: &str, stderr_file: &Path) -> Peak {
+    const POLL: Duration = Duration::from_millis(5);
+    let err = fs::File::create(stderr_file).expect("create stderr file");
+    c.stdout(Stdio::null()).stderr(err);
+    let start = Instant::now();
+    let child = c.spawn().expect("spawn git-machine");
+    let pid = child.id() as libc::pid_t;
+    let status_path = format!("/proc/{pid}/status");
+    let mut hwm_kib = 0;
+    let mut samples = 0;
+    loop {
+        // Read before reaping: until `wait4` returns the pid, it cannot name another process.
+        if let Some(kib) = vm_hwm(&status_path) {
+            hwm_kib = hwm_kib.max(kib);
+            samples += 1;
+        }
+        let mut status = 0;
+        // SAFETY: rusage is plain integers; all zeroes is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 only writes into the two locals; `pid` is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            let wall = start.elapsed();
+            // The child is reaped here; dropping `child` neither waits nor signals.
+            drop(child);
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                panic!(
+                    "{what} failed (wait status {status:#x}): {}",
+                    fs::read_to_string(stderr_file).unwrap_or_default()
+                );
+            }
+            return Peak {
+                hwm_kib,
+                maxrss_kib: usage.ru_maxrss as u64,
+                wall,
+                samples,
+            };
+        }
+        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The time `sh -c script` takes with its stdout read (64 KiB at a time) and dropped: what the
+/// step's program costs on its own, without git machine.
+fn time_script(env: &Env, cwd: &Path, script: &str) -> Duration {
+    let mut c = env.cmd("sh", cwd);
+    c.args(["-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let start = Instant::now();
+    let mut child = c.spawn().expect("spawn sh");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut buf = vec![0u8; 64 << 10];
+    while out.read(&mut buf).expect("read the script's output") > 0 {}
+    assert!(
+        child.wait().expect("wait sh").success(),
+        "sh -c {script} failed"
+    );
+    start.elapsed()
+}
+
+/// The run's record as committed on `machine/<id>`: "<bytes of all its files>; <the largest
+/// file's name> <its bytes>".
+fn committed_record(env: &Env, repo: &Path, id: &str) -> Option<String> {
+    let branch = format!("machine/{id}");
+    let list = env.git(
+        repo,
+        &["ls-tree", "-r", "-l", &branch, "--", ".codemachine/runs/"],
+    );
+    let mut total = 0u64;
+    let mut largest: Option<(u64, String)> = None;
+    for l in list.lines() {
+        let Some((meta, path)) = l.split_once('\t') else {
+            continue;
+        };
+        let Some(size) = meta.split_whitespace().nth(3).and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        total += size;
+        if !matches!(&largest, Some((max, _)) if *max >= size) {
+            let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+            largest = Some((size, name));
+        }
+    }
+    let (size, name) = largest?;
+    Some(format!("{total}; `{name}` {size}"))
+}
+
+struct MemoryRow {
+    label: String,
+    /// Peak `VmHWM` of each repetition, KiB.
+    hwm_kib: Vec<u64>,
+    maxrss_kib: Vec<u64>,
+    wall: Stats,
+    /// The step's script on its own, its output read and dropped by the bench.
+    alone: Stats,
+    samples: usize,
+    log: Option<String>,
+}
+
+/// Peak memory of git machine while one `command` step prints `bytes` bytes: as 1000-byte lines,
+/// as one line with no newline, and (baseline) nothing at all.
+fn bench_memory(env: &Env, root: &Path, bytes: usize, reps: usize) -> Vec<MemoryRow> {
+    let repo = root.join("repo-memory");
+    make_repo(env, &repo, 10);
+    // (workflow name, what the table says of it, the step's `sh -c` script)
+    let cases = [
+        (
+            "lines",
+            "1000-byte lines",
+            format!("yes \"$(head -c 1000 /dev/zero | tr '\\0' x)\" | head -c {bytes}"),
+        ),
+        (
+            "oneline",
+            "one line, no newline",
+            format!("head -c {bytes} /dev/zero | tr '\\0' x"),
+        ),
+        (
+            "longlines",
+            "4 MiB lines, the longest kept whole",
+            format!(
+                "i=0; while [ $i -lt {} ]; do head -c {} /dev/zero | tr '\\0' x; echo; i=$((i+1)); done",
+                bytes.div_ceil(MAX_LINE + 1),
+                MAX_LINE
+            ),
+        ),
+        ("silent", "nothing; baseline", "true".to_owned()),
+    ];
+    for (name, _, sh) in &cases {
+        write_workflow(&repo, name, std::slice::from_ref(sh));
+    }
+    env.git(&repo, &["add", "-A"]);
+    env.git(&repo, &["commit", "-q", "-m", "workflows"]);
+    // Warm-up, not counted: the first run of the tool in this repository.
+    let (id, _, _) = machine_run(env, &repo, "silent");
+    machine_rm(env, &repo, &id);
+
+    let mut rows: Vec<MemoryRow> = cases
+        .iter()
+        .map(|(_, what, sh)| MemoryRow {
+            // A `|` inside a table cell, even in a code span, needs its backslash.
+            label: format!("`{}` ({what})", sh.replace('|', "\\|")),
+            hwm_kib: Vec::new(),
+            maxrss_kib: Vec::new(),
+            wall: Stats::default(),
+            alone: Stats::default(),
+            samples: 0,
+            log: None,
+        })
+        .collect();
+    let stderr_file = root.join("memory-stderr");
+    for rep in 0..reps {
+        // Interleaved, so a burst of other work on the machine lands on every case alike.
+        for ((name, _, sh), row) in cases.iter().zip(rows.iter_mut()) {
+            row.alone.push_d(time_script(env, &repo, sh));
+            let before = machine_branches(env, &repo);
+            settle(env);
+            let mut c = env.cmd(BIN, &repo);
+            c.args(["run", name]);
+            let peak = watch_memory(c, &format!("git-machine run {name}"), &stderr_file);
+            let id = machine_branches(env, &repo)
+                .into_iter()
+                .find(|b| !before.contains(b))
+                .expect("the run made a branch machine/<id>");
+            row.hwm_kib.push(peak.hwm_kib);
+            row.maxrss_kib.push(peak.maxrss_kib);
+            row.wall.push_d(peak.wall);
+            row.samples += peak.samples;
+            row.log = committed_record(env, &repo, &id);
+            machine_rm(env, &repo, &id);
+            eprintln!(
+                "  {name} rep {}/{reps}: VmHWM {} KiB, ru_maxrss {} KiB, {:.1}s, {} samples",
+                rep + 1,
+                peak.hwm_kib,
+                peak.maxrss_kib,
+                peak.wall.as_secs_f64(),
+                peak.samples
+            );
+        }
+    }
+    fs::remove_dir_all(&repo).expect("remove bench repo");
+    rows
+}
+
+/// From spawn to exit of a process that does (almost) nothing: the floor under every command.
+fn bench_startup(env: &Env, root: &Path, n: usize) -> Vec<(String, Stats)> {
+    let repo = root.join("repo-startup");
+    make_repo(env, &repo, 10);
+    let rows = vec![
+        (
+            "**`git-machine --version`**".to_owned(),
+            time_n(env, &repo, BIN, &["--version"], n),
+        ),
+        (
+            "**`git-machine status`**, repository with no runs".to_owned(),
+            time_n(env, &repo, BIN, &["status"], n),
+        ),
+        (
+            "`git --version` (reference)".to_owned(),
+            time_n(env, &repo, "git", &["--version"], n),
+        ),
+        (
+            "`git status --short`, same 10-file repository (reference)".to_owned(),
+            time_n(env, &repo, "git", &["status", "--short"], n),
+        ),
+        (
+            "`true` (reference: the spawn floor of this machine)".to_owned(),
+            time_n(env, &repo, "true", &[], n),
+        ),
+    ];
+    fs::remove_dir_all(&repo).expect("remove bench repo");
+    rows
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// "median (max)" of peak sizes in MiB: the max is the figure that matters for a bound.
+fn show_peaks(kib: &[u64]) -> String {
+    let mut v = kib.to_vec();
+    v.sort_unstable();
+    match (v.get(v.len() / 2), v.last()) {
+        (Some(m), Some(max)) => format!("{} (max {})", mib(*m), mib(*max)),
+        _ => "–".to_owned(),
+    }
+}
+
 /// The 1-minute load average: other work on the machine shows in every figure.
 fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
@@ -574,8 +841,25 @@ fn env_num(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The parts of the bench `OVERHEAD_PARTS` can name.
+const PARTS: &[&str] = &["steps", "status", "memory", "startup"];
+
 fn main() {
     // cargo passes `--bench`; this harness takes its settings from the environment only.
+    let parts: Vec<String> = std::env::var("OVERHEAD_PARTS")
+        .unwrap_or_else(|_| PARTS.join(","))
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for p in &parts {
+        assert!(
+            PARTS.contains(&p.as_str()),
+            "OVERHEAD_PARTS: unknown part {p:?} (known: {})",
+            PARTS.join(", ")
+        );
+    }
+    let part = |name: &str| parts.iter().any(|p| p == name);
     let sizes: Vec<usize> = std::env::var("OVERHEAD_SIZES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
         .split(',')
@@ -590,6 +874,9 @@ fn main() {
     let reps_big = env_num("OVERHEAD_REPS_BIG", 2);
     let k = env_num("OVERHEAD_STEPS", 15);
     let runs = env_num("OVERHEAD_RUNS", 200);
+    let print_bytes = env_num("OVERHEAD_PRINT_BYTES", 1 << 30);
+    let memory_reps = env_num("OVERHEAD_MEMORY_REPS", 3);
+    let startup_n = env_num("OVERHEAD_STARTUP_N", 50);
 
     let tmp = tempfile::Builder::new()
         .prefix("git-machine-bench-")
@@ -598,16 +885,30 @@ fn main() {
     let env = Env::new(tmp.path());
     let started = Instant::now();
     let load_before = loadavg();
-    eprintln!("git-machine overhead bench: binary {BIN}, sizes {sizes:?}, {reps} reps, K = {k}");
+    eprintln!(
+        "git-machine overhead bench: binary {BIN}, parts {parts:?}, sizes {sizes:?}, {reps} reps, K = {k}"
+    );
 
     let mut results = Vec::new();
-    for &n in &sizes {
-        eprintln!("size {n}:");
-        let reps = if n >= 50_000 { reps_big } else { reps };
-        results.push(bench_size(&env, tmp.path(), n, k, reps));
+    if part("steps") {
+        for &n in &sizes {
+            eprintln!("size {n}:");
+            let reps = if n >= 50_000 { reps_big } else { reps };
+            results.push(bench_size(&env, tmp.path(), n, k, reps));
+        }
     }
-    eprintln!("status with {runs} runs:");
-    let status = bench_status(&env, tmp.path(), runs);
+    let status = part("status").then(|| {
+        eprintln!("status with {runs} runs:");
+        bench_status(&env, tmp.path(), runs)
+    });
+    let memory = part("memory").then(|| {
+        eprintln!("memory while a step prints {print_bytes} bytes ({memory_reps} reps):");
+        bench_memory(&env, tmp.path(), print_bytes, memory_reps)
+    });
+    let startup = part("startup").then(|| {
+        eprintln!("start-up ({startup_n} calls each):");
+        bench_startup(&env, tmp.path(), startup_n)
+    });
 
     let mut out = String::new();
     let _ = writeln!(
@@ -616,63 +917,113 @@ fn main() {
         loadavg(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let _ = writeln!(
-        out,
-        "\nAll times in ms: median (min) over repetitions ({reps} a size, {reps_big} from 50k files); K = {k} steps per run.\n"
-    );
-    let _ = writeln!(out, "### Per-step overhead\n");
-    let _ = writeln!(
-        out,
-        "| files | reps | step interval in run | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
-    );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &results {
+    if !results.is_empty() {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | **{}** | **{}** | {} |",
-            r.files,
-            r.step_interval.0.len(),
-            r.step_interval.show(),
-            r.sh_interval.show(),
-            r.per_step.show(),
-            r.git_commit.show(),
-            ratio(&r.per_step, &r.git_commit)
+            "\nAll times in ms: median (min) over repetitions ({reps} a size, {reps_big} from 50k files); K = {k} steps per run.\n"
         );
-    }
-    let _ = writeln!(out, "\n### Run start\n");
-    let _ = writeln!(
-        out,
-        "| files | **spawn → first step** | **git worktree add** | ratio | 1-step run total | start + finish (total − one step interval) | ratio |"
-    );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &results {
+        let _ = writeln!(out, "### Per-step overhead\n");
         let _ = writeln!(
             out,
-            "| {} | **{}** | **{}** | {} | {} | {} | {} |",
-            r.files,
-            r.first_step.show(),
-            r.worktree_add.show(),
-            ratio(&r.first_step, &r.worktree_add),
-            r.one_step_total.show(),
-            r.fixed.show(),
-            ratio(&r.fixed, &r.worktree_add)
+            "| files | reps | step interval in run | step process alone | **tool per step** | **git add -A + commit** | tool / git |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &results {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | **{}** | **{}** | {} |",
+                r.files,
+                r.step_interval.0.len(),
+                r.step_interval.show(),
+                r.sh_interval.show(),
+                r.per_step.show(),
+                r.git_commit.show(),
+                ratio(&r.per_step, &r.git_commit)
+            );
+        }
+        let _ = writeln!(out, "\n### Run start\n");
+        let _ = writeln!(
+            out,
+            "| files | **spawn → first step** | **git worktree add** | ratio | 1-step run total | start + finish (total − one step interval) | ratio |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &results {
+            let _ = writeln!(
+                out,
+                "| {} | **{}** | **{}** | {} | {} | {} | {} |",
+                r.files,
+                r.first_step.show(),
+                r.worktree_add.show(),
+                ratio(&r.first_step, &r.worktree_add),
+                r.one_step_total.show(),
+                r.fixed.show(),
+                ratio(&r.fixed, &r.worktree_add)
+            );
+        }
+    }
+    if let Some(status) = &status {
+        let _ = writeln!(
+            out,
+            "\n### `git machine status` with {} runs (median (min) of 20)\n",
+            status.runs
+        );
+        let _ = writeln!(out, "| command | time |");
+        let _ = writeln!(out, "|---|---:|");
+        for (label, stats) in &status.rows {
+            let _ = writeln!(out, "| {label} | {} |", stats.show());
+        }
+        let _ = writeln!(
+            out,
+            "\n(creating the {} runs took {:.1}s)",
+            status.runs, status.create_s
         );
     }
-    let _ = writeln!(
-        out,
-        "\n### `git machine status` with {} runs (median (min) of 20)\n",
-        status.runs
-    );
-    let _ = writeln!(out, "| command | time |");
-    let _ = writeln!(out, "|---|---:|");
-    for (label, stats) in &status.rows {
-        let _ = writeln!(out, "| {label} | {} |", stats.show());
+    if let Some(rows) = &memory {
+        let _ = writeln!(
+            out,
+            "\n### Peak memory of `git-machine run` while a one-step `command` workflow prints {print_bytes} bytes ({memory_reps} reps)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| step prints | **peak RSS, `VmHWM`** (MiB) | `ru_maxrss`, incl. reaped children (MiB) | wall time (s) | script alone (s) | run record committed (bytes): all; largest file |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for r in rows {
+            let secs = |s: &Stats| {
+                let s = Stats(s.0.iter().map(|ms| ms / 1e3).collect());
+                format!("{:.2} (min {:.2})", s.median(), s.min())
+            };
+            let _ = writeln!(
+                out,
+                "| {} | **{}** | {} | {} | {} | {} |",
+                r.label,
+                show_peaks(&r.hwm_kib),
+                show_peaks(&r.maxrss_kib),
+                secs(&r.wall),
+                secs(&r.alone),
+                r.log.as_deref().unwrap_or("–")
+            );
+        }
+        let samples: usize = rows.iter().map(|r| r.samples).sum();
+        let _ = writeln!(
+            out,
+            "\n(peak: median (max) over repetitions; `VmHWM` polled every 5 ms until exit, {samples} reads in all)"
+        );
+    }
+    if let Some(rows) = &startup {
+        let _ = writeln!(
+            out,
+            "\n### Start-up: spawn to exit (median (min) of {startup_n}, after 2 warm-ups)\n"
+        );
+        let _ = writeln!(out, "| command | time (ms) |");
+        let _ = writeln!(out, "|---|---:|");
+        for (label, stats) in rows {
+            let _ = writeln!(out, "| {label} | {} |", stats.show());
+        }
     }
     let _ = writeln!(
         out,
-        "\n(creating the {} runs took {:.1}s; whole bench {:.0}s)",
-        status.runs,
-        status.create_s,
+        "\n(whole bench {:.0}s)",
         started.elapsed().as_secs_f64()
     );
     print!("{out}");

@@ -32,8 +32,10 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         .ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
     ctx.ui
         .note(&format!("scratch repository: {}", dir.display()));
-    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, false, false);
-    let echo = args.verbose || view.wants_output();
+    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, false, false, args.verbose);
+    // Output always reaches the sinks: the view shows activity, the event log keeps it for
+    // `watch`, and lines show it with -v.
+    let echo = true;
     let mut runner = Runner {
         repo: &repo,
         paths: Paths::new(&repo, &ctx.env),

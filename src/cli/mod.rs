@@ -108,19 +108,22 @@ pub enum View<'a> {
 }
 
 impl View<'_> {
-    pub fn new<'a>(ui: &'a mut Ui, controls: &Controls, json: bool, plain: bool) -> View<'a> {
+    pub fn new<'a>(
+        ui: &'a mut Ui,
+        controls: &Controls,
+        json: bool,
+        plain: bool,
+        verbose: bool,
+    ) -> View<'a> {
         use std::io::IsTerminal;
         let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         if terminal && !json && !plain {
             View::Live(crate::ui::live::Live::start(ui, controls))
         } else {
-            View::Lines(crate::ui::progress::Progress::new(ui, json))
+            let mut lines = crate::ui::progress::Progress::new(ui, json);
+            lines.verbose = verbose;
+            View::Lines(lines)
         }
-    }
-
-    /// Whether the steps' output should reach the view (the live view shows their activity).
-    pub fn wants_output(&self) -> bool {
-        matches!(self, View::Live(_))
     }
 }
 

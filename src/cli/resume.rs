@@ -81,8 +81,16 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
         None
     };
     let paths = Paths::new(&repo, &ctx.env);
-    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, args.json, args.plain);
-    let echo = args.verbose || view.wants_output();
+    let mut view = super::View::new(
+        &mut ctx.ui,
+        &ctx.controls,
+        args.json,
+        args.plain,
+        args.verbose,
+    );
+    // Output always reaches the sinks: the view shows activity, the event log keeps it for
+    // `watch`, and lines show it with -v.
+    let echo = true;
     let mut logged = Logged::new(&mut view, paths.clone());
     let mut runner = Runner {
         repo: &repo,

@@ -40,7 +40,7 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
     // here only ends the watching.
     let remote = Controls::default();
     let forward = forward_keys(remote.clone(), holder.clone(), ctx.controls.cancel.clone());
-    let mut view = super::View::new(&mut ctx.ui, &remote, args.json, args.plain);
+    let mut view = super::View::new(&mut ctx.ui, &remote, args.json, args.plain, false);
     let watching = &ctx.controls.cancel;
     let end = follow(&mut view, &paths, &id, || {
         lock::holder_alive(&holder) && !watching.load(Ordering::SeqCst)

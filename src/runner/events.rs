@@ -110,6 +110,13 @@ pub enum Kind {
         step: StepId,
         directive: String,
     },
+    /// What a running step (or `member`) is doing, in words; in the event log for `watch`, at
+    /// most a few a second, never on `--json` stdout.
+    Activity {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
+        text: String,
+    },
     StepFinished {
         step: StepId,
         commit: Oid,

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
-use crate::runner::{Event, Sink};
+use crate::runner::{Event, Kind, Sink};
 use crate::store::{Paths, RunId, EVENT_LOG_MAX};
 
 /// Passes every event to `inner` and appends it to the run's event log.
@@ -13,7 +13,12 @@ pub struct Logged<'a> {
     inner: &'a mut dyn Sink,
     paths: Paths,
     file: Option<(RunId, File, u64)>,
+    /// When activity was last logged: at most one line each [`ACTIVITY_EVERY`].
+    activity_at: Option<std::time::Instant>,
 }
+
+/// Activity lines in the log, at most one this often.
+const ACTIVITY_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl<'a> Logged<'a> {
     pub fn new(inner: &'a mut dyn Sink, paths: Paths) -> Logged<'a> {
@@ -21,7 +26,31 @@ impl<'a> Logged<'a> {
             inner,
             paths,
             file: None,
+            activity_at: None,
         }
+    }
+
+    /// Keep a running step's activity in the log now and then, for `watch`.
+    fn log_activity(&mut self, member: Option<&str>, line: &str) {
+        if self
+            .activity_at
+            .is_some_and(|t| t.elapsed() < ACTIVITY_EVERY)
+        {
+            return;
+        }
+        let (Some((run, _, _)), Some(text)) = (&self.file, super::live::activity(line)) else {
+            return;
+        };
+        let event = Event {
+            run: run.to_string(),
+            time: crate::store::now_rfc3339(),
+            kind: Kind::Activity {
+                member: member.map(str::to_string),
+                text,
+            },
+        };
+        self.activity_at = Some(std::time::Instant::now());
+        self.append(&event);
     }
 
     fn append(&mut self, event: &Event) {
@@ -66,10 +95,12 @@ impl Sink for Logged<'_> {
     }
 
     fn output(&mut self, line: &str) {
+        self.log_activity(None, line);
         self.inner.output(line);
     }
 
     fn member_output(&mut self, step: &str, line: &str) {
+        self.log_activity(Some(step), line);
         self.inner.member_output(step, line);
     }
 }

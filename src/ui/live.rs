@@ -354,6 +354,19 @@ impl Screen {
                 Some(duration_ms),
                 "interrupted".into(),
             ),
+            Kind::Activity { member, text } => {
+                let row = match &member {
+                    Some(m) => self.row(m),
+                    None => self
+                        .rows
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.state == State::Running),
+                };
+                if let Some(row) = row.filter(|r| r.state == State::Running) {
+                    row.text = text;
+                }
+            }
             Kind::EngineSkipped { engine, reason, .. } => self.note(format!("{engine}: {reason}")),
             Kind::Gate {
                 command,

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Progress<'a> {
     ui: &'a mut Ui,
     json: bool,
+    /// Show the steps' activity (`-v`).
+    pub verbose: bool,
     /// The last failed gate, shown with the loop it causes: (step, command, ending).
     failed_gate: Option<(String, String, String)>,
 }
@@ -18,6 +20,7 @@ impl<'a> Progress<'a> {
         Progress {
             ui,
             json,
+            verbose: false,
             failed_gate: None,
         }
     }
@@ -47,7 +50,7 @@ impl Sink for Progress<'_> {
     /// A step's output with `-v`: in words (an agent's JSON events read as its tool calls and
     /// text), never raw JSON.
     fn output(&mut self, line: &str) {
-        if self.json {
+        if self.json || !self.verbose {
             return;
         }
         if let Some(text) = super::live::activity(line) {
@@ -56,7 +59,7 @@ impl Sink for Progress<'_> {
     }
 
     fn member_output(&mut self, step: &str, line: &str) {
-        if self.json {
+        if self.json || !self.verbose {
             return;
         }
         if let Some(text) = super::live::activity(line) {
@@ -359,6 +362,7 @@ impl Progress<'_> {
                     ))
                 )]
             }
+            Kind::Activity { .. } => Vec::new(),
             Kind::Directive { step, directive } => {
                 vec![format!(
                     "  {} {}",

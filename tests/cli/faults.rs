@@ -974,7 +974,7 @@ fn gated(env: &TestEnv) -> [std::path::PathBuf; 3] {
     let gates = ["a", "b", "c"].map(|g| env.path(&format!("gate-{g}")));
     let wait = |g: &std::path::Path, out: &str| {
         format!(
-            "[\"sh\", \"-c\", \"i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo {out} > {out}.txt\"]",
+            "[\"sh\", \"-c\", \"echo waiting for gate {out}; i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo {out} > {out}.txt\"]",
             g.display()
         )
     };
@@ -1076,6 +1076,11 @@ fn watch_shows_a_detached_run_and_its_keys_reach_it() {
     assert!(
         wait_until(PATIENCE, || view.text().contains("▶ wait-a")),
         "watch never showed wait-a running\n{}",
+        view.text()
+    );
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("waiting for gate a")),
+        "watch never showed the step's activity (from the event log)\n{}",
         view.text()
     );
     view.key(b's');

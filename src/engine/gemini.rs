@@ -1,32 +1,63 @@
-//! The `gemini` engine: Gemini CLI in headless mode with a JSON event stream.
+//! The `gemini` engine: Gemini CLI in headless mode, its answer read as JSON.
 //!
-//! Command line: `gemini --prompt= -o stream-json --skip-trust [-m M] --approval-mode MODE
-//! [--resume ID] [args…]` with the prompt on stdin. Measured on Gemini CLI 0.61.0: headless
-//! Gemini reads a piped stdin to its end and puts it *before* the `-p` text, joined by a blank
-//! line (`STDIN\n\nP`); with `-p` empty the model gets exactly stdin, a trailing newline
-//! included (a 1 MiB prompt, new and `--resume`d, reached the model whole). The empty
-//! `--prompt=` is what selects headless mode explicitly; `--skip-trust`
-//! trusts the worktree for this run (otherwise headless Gemini exits 55 in an untrusted
-//! folder); `GEMINI_CLI_NO_RELAUNCH=true` keeps it in one process. Gemini has no reasoning
-//! setting on its command line: `reasoning` is not used.
+//! Command line: `gemini --prompt= -o FORMAT --skip-trust [-m M] --approval-mode MODE
+//! (--session-id UUID | --resume ID) [args…]` with the prompt on stdin. Measured on Gemini CLI
+//! 0.61.0: headless Gemini reads a piped stdin to its end and puts it *before* the `-p` text,
+//! joined by a blank line (`STDIN\n\nP`); with `-p` empty the model gets exactly stdin, a
+//! trailing newline included (a 1 MiB prompt, new and `--resume`d, reached the model whole). The
+//! empty `--prompt=` is what selects headless mode explicitly; `--skip-trust` trusts the worktree
+//! for this run (otherwise headless Gemini exits 55 in an untrusted folder);
+//! `GEMINI_CLI_NO_RELAUNCH=true` keeps it in one process. Gemini has no reasoning setting on its
+//! command line: `reasoning` is not used.
 //!
-//! Known limit, not ours (measured, 0.61.0): stream-json echoes the whole prompt as its first
-//! `message` event, and when stdout is a pipe Gemini can exit before that write has drained,
-//! losing the events after it — the final `result` included, so the step fails with "exited 0
-//! without reporting a result" although the model got the prompt whole. Seen 5 times in 5 with
-//! a 1 MiB prompt, once in 5 at 300 KB, never with stdout a file or with `-o json` (which does
-//! not echo the prompt).
+//! FORMAT depends on the prompt's size. `stream-json` repeats the whole prompt as its first
+//! event, and Gemini exits without waiting for stdout to drain: whatever does not fit in the
+//! pipe (64 KiB) when it exits is lost, the final `result` included, and the step would fail
+//! with "exited 0 without reporting a result" although the model did its work. Measured with a
+//! reader that waits until Gemini has exited: everything arrives up to 56 KiB of output; above,
+//! the stream is cut at the pipe's 64 KiB. Through git machine, how often a large prompt lost the
+//! result depended on how fast its output was read (a 1 MiB prompt: 5 times in 5 on one machine,
+//! never in 7 on another). `-o json` does not repeat the prompt: it prints one
+//! object at the end (`{session_id, response, stats}`, indented over many lines). But it prints
+//! nothing while the agent works, so a step would show no activity and a turn longer than the
+//! step's `idle_timeout` (15 minutes by default for agent steps) would be stopped as silent. So
+//! a prompt up to [`STREAM_PROMPT_MAX`] (16 KiB, whose echo stays well inside the pipe even if
+//! JSON escaping doubles it) keeps the live stream; a larger one gets `-o json`.
+//!
+//! The session id is chosen here: a new session gets `--session-id` with a fresh v4 UUID, a
+//! continued one `--resume ID`, and the parser reports that id before any output. With `-o json`
+//! nothing on stdout names it before the end; the runner writes it down at the program's first
+//! line of output, which with Gemini is a warning on stderr as it starts (`Warning: 256-color
+//! support not detected…` when not on a terminal), so an interrupted step can continue its
+//! session. Measured: `--resume` of an id Gemini never saved (killed before its first request)
+//! exits 42 with `Error resuming session: Invalid session identifier …` on stderr;
+//! `--session-id` of an id that exists exits 42 with `Error starting session: …`.
 //!
 //! Permissions (default `edit`, see [`agent::DEFAULT_PERMISSIONS`]) are approval modes:
 //! `read` → `default` (headless, this offers only read-only tools), `edit` → `auto_edit`,
 //! `full` → `yolo`.
 //!
-//! Stream: `init` (`session_id`), `message` (`role`, `content`, `delta`), `tool_use`,
-//! `tool_result`, and `result` (`status` "success"/"error", `error.message`, `stats`). Measured:
-//! on an API error the exit code is the HTTP status mod 256 (400 → 144, 401 → 145); with
-//! `-o json` the error object goes to stderr. 429 and 5xx are retried with backoff for minutes
-//! (`Attempt N failed with status 429. Retrying with backoff...` on stderr): a problem, not an
-//! error, until the runner's timeout ends the run.
+//! `-o stream-json`: `init` (`session_id`), `message` (`role`, `content`, `delta`), `tool_use`,
+//! `tool_result`, `error` (`severity` "warning"/"error"), and `result` (`status`
+//! "success"/"error", `error.message`, `stats`).
+//!
+//! `-o json`, success (exit 0): `{session_id, response, stats: {models: {NAME: {tokens: {prompt,
+//! candidates, cached, …}}}, tools: {totalCalls}, …}, warnings?}` on stdout; `response` is the
+//! final message; `warnings` says e.g. that Gemini stopped a looping model (which stream-json
+//! reports as an `error` of severity "warning"); per Gemini's source an invalid model stream
+//! adds `error: {type: "INVALID_STREAM", message}`.
+//! Failure: stdout stays empty and `{session_id, error: {type, message, code}}` goes to stderr,
+//! `message` being the provider's JSON error body for an API error.
+//!
+//! Measured in both formats: on an API error the exit code is the HTTP status mod 256 (400 →
+//! 144, 401 → 145, 403 → 147). 429 and 5xx are retried with backoff (`Attempt N failed with
+//! status 429. Retrying with backoff...` on stderr): a problem, not an error, while Gemini may
+//! still recover, named if the runner's timeout ends the run. A 429 is given up after ten
+//! attempts (nearly four minutes): exit 173, `{error: {message: "…", code: 429}}` on stderr with
+//! `-o json`, a `result` with `[API Error: …]\nPlease wait and try again later…` in stream-json.
+//! Either way a 429 makes way for the step's next engine.
+
+use std::sync::Mutex;
 
 use super::agent::{self, json_line, str_at, tidy_api_error, u64_at, Cli, Report};
 use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
@@ -39,17 +70,64 @@ pub const CLI: Cli = Cli {
     install: "npm install -g @google/gemini-cli",
 };
 
-agent::cli_engine!(GeminiEngine, CLI);
+/// The largest prompt (in bytes) sent with `-o stream-json`; a larger one gets `-o json`, see
+/// the module header.
+pub const STREAM_PROMPT_MAX: usize = 16 << 10;
+
+pub struct GeminiEngine {
+    program: String,
+    /// The session id the last [`Engine::invocation`] gave Gemini (preset or resumed), for the
+    /// parser of that invocation: the runner builds the parser after the invocation.
+    session: Mutex<Option<String>>,
+}
+
+impl GeminiEngine {
+    #[cfg(test)]
+    pub fn new(program: impl Into<String>) -> GeminiEngine {
+        GeminiEngine {
+            program: program.into(),
+            session: Mutex::new(None),
+        }
+    }
+
+    pub fn from_vars(vars: &[(String, String)]) -> GeminiEngine {
+        GeminiEngine {
+            program: CLI.program_in(vars),
+            session: Mutex::new(None),
+        }
+    }
+}
+
+/// A random (version 4) UUID, the form `--session-id` wants.
+fn new_session_id() -> String {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
 
 impl Engine for GeminiEngine {
     agent::cli_engine_basics!(CLI);
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
         let step = input.step;
+        let format = if input.prompt.len() > STREAM_PROMPT_MAX {
+            "json"
+        } else {
+            "stream-json"
+        };
         let mut args = vec![
             "--prompt=".to_string(),
             "-o".into(),
-            "stream-json".into(),
+            format.into(),
             "--skip-trust".into(),
         ];
         if let Some(model) = &step.model {
@@ -61,9 +139,18 @@ impl Engine for GeminiEngine {
             Permissions::Full => "yolo",
         };
         args.extend(["--approval-mode".into(), mode.into()]);
-        if let Some(id) = input.resume_session {
-            args.extend(["--resume".into(), id.to_string()]);
-        }
+        let session = match input.resume_session {
+            Some(id) => {
+                args.extend(["--resume".into(), id.to_string()]);
+                id.to_string()
+            }
+            None => {
+                let id = new_session_id();
+                args.extend(["--session-id".into(), id.clone()]);
+                id
+            }
+        };
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
         args.extend(step.args.iter().cloned());
         let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
         env.extend(agent::step_env(step));
@@ -71,7 +158,13 @@ impl Engine for GeminiEngine {
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
-        Box::new(GeminiParser::default())
+        let mut parser = GeminiParser::default();
+        parser.report.session = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        Box::new(parser)
     }
 
     fn can_resume(&self) -> bool {
@@ -79,11 +172,16 @@ impl Engine for GeminiEngine {
     }
 }
 
+/// Reads either format: `stream-json` events one per line, or the one indented JSON object of
+/// `-o json` (on stdout for a success, on stderr for a failure), gathered from its opening `{`
+/// line to its closing `}` line (the only braces at the start of a line in that layout).
 #[derive(Default)]
 struct GeminiParser {
     report: Report,
     /// Assistant text since the last tool call: the final message once the turn ends.
     text: String,
+    /// The `-o json` object being gathered, per stream.
+    object: [Option<String>; 2],
 }
 
 impl GeminiParser {
@@ -133,19 +231,68 @@ impl GeminiParser {
         }
     }
 
+    /// The `-o json` object: the answer (from stdout) or the failure (from stderr).
+    fn object(&mut self, v: &serde_json::Value) {
+        let r = &mut self.report;
+        if let Some(id) = str_at(v, "session_id").filter(|s| !s.is_empty()) {
+            r.session = Some(id.to_string());
+        }
+        if let Some(e) = v.get("error") {
+            r.error(error_text(e));
+        } else if v.get("response").is_some() {
+            r.completed = true;
+        }
+        if let Some(text) = str_at(v, "response").filter(|t| !t.trim().is_empty()) {
+            self.text = text.to_string();
+        }
+        if let Some(w) = v.get("warnings").and_then(|w| w.as_array()) {
+            if let Some(last) = w.iter().rev().find_map(|w| w.as_str()) {
+                r.problem = Some(last.to_string());
+            }
+        }
+        if let Some(s) = v.get("stats") {
+            let models = s.get("models").and_then(|m| m.as_object());
+            for tokens in models
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, m)| m.get("tokens"))
+            {
+                r.add_usage("input_tokens", u64_at(tokens, "prompt"));
+                r.add_usage("output_tokens", u64_at(tokens, "candidates"));
+                r.add_usage("cache_read_input_tokens", u64_at(tokens, "cached"));
+            }
+            let calls = s.get("tools").and_then(|t| u64_at(t, "totalCalls"));
+            r.add_usage("tool_calls", calls);
+        }
+    }
+
+    /// Gather the lines of a `-o json` object; true if `line` was one of them.
+    fn gather(&mut self, stream: Stream, line: &str) -> bool {
+        let slot = &mut self.object[usize::from(stream == Stream::Stderr)];
+        match slot {
+            None if line.trim_end() == "{" => *slot = Some("{\n".to_string()),
+            None => return false,
+            Some(text) => {
+                text.push_str(line);
+                text.push('\n');
+                if line.trim_end() == "}" {
+                    let text = slot.take().unwrap_or_default();
+                    match json_line(&text) {
+                        Some(v) => self.object(&v),
+                        None => self.report.other_line(stream, &text),
+                    }
+                }
+            }
+        }
+        true
+    }
+
     fn stderr(&mut self, line: &str) {
         let l = line.trim();
         if let Some(v) = json_line(l) {
-            // `-o json` puts `{session_id, error:{type,message,code}}` on stderr.
-            if let Some(e) = v.get("error") {
-                let msg = str_at(e, "message").unwrap_or("error");
-                let msg = match u64_at(e, "code") {
-                    Some(code) if !msg.starts_with("API") => {
-                        format!("API error {code}: {msg}")
-                    }
-                    _ => tidy_api_error(msg),
-                };
-                self.report.error(msg);
+            // The failure object of `-o json`, should it come on one line.
+            if v.get("error").is_some() {
+                self.object(&v);
                 return;
             }
         }
@@ -153,14 +300,38 @@ impl GeminiParser {
             let head = l.split(" _ApiError").next().unwrap_or(l);
             self.report.problem = Some(head.to_string());
         }
-        if !l.starts_with("at ") && !l.starts_with("Warning: 256-color") {
+        if l.starts_with("Error resuming session") || l.starts_with("Error starting session") {
+            self.report.error(l);
+        }
+        let noise = [
+            "at ",
+            "Warning: 256-color",
+            "[STARTUP]",
+            "Ripgrep is not available",
+        ];
+        if !noise.iter().any(|n| l.starts_with(n)) {
             self.report.stderr_line(l);
         }
     }
 }
 
+/// The text of an `-o json` error object `{type, message, code}`: an API error's JSON body made
+/// readable, its HTTP status kept.
+fn error_text(e: &serde_json::Value) -> String {
+    let msg = tidy_api_error(str_at(e, "message").unwrap_or("error"));
+    match u64_at(e, "code") {
+        Some(code @ 400..=599) if !msg.starts_with("API error") => {
+            format!("API error {code}: {msg}")
+        }
+        _ => msg,
+    }
+}
+
 impl EventParser for GeminiParser {
     fn line(&mut self, stream: Stream, line: &str) {
+        if self.gather(stream, line) {
+            return;
+        }
         match (stream, json_line(line)) {
             (Stream::Stdout, Some(v)) => self.event(&v),
             (Stream::Stderr, _) => self.stderr(line),
@@ -173,6 +344,12 @@ impl EventParser for GeminiParser {
     }
 
     fn finish(mut self: Box<Self>, ending: &Ending) -> Outcome {
+        // An object cut short (the program killed while printing it) is only text.
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            if let Some(text) = self.object[i].take() {
+                self.report.other_line(stream, &text);
+            }
+        }
         if !self.text.trim().is_empty() {
             self.report.final_message = Some(std::mem::take(&mut self.text));
         }
@@ -213,23 +390,91 @@ mod tests {
     const RESULT: &str = r#"{"type":"result","timestamp":"2026-11-21T12:41:43.488Z","status":"success","stats":{"total_tokens":30,"input_tokens":20,"output_tokens":10,"cached":0,"input":20,"duration_ms":359,"tool_calls":1}}"#;
     const RESULT_400: &str = r#"{"type":"result","timestamp":"2026-11-21T12:41:48.172Z","status":"error","error":{"type":"unknown","message":"[API Error: {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"scripted 400\",\"code\":400,\"status\":\"invalid_request_error\"}}]"},"stats":{"total_tokens":0,"input_tokens":0,"output_tokens":0}}"#;
 
+    // `-o json`, recorded the same way (`stats.tools` and `stats.files` shortened).
+    const JSON_OK: &str = r#"{
+  "session_id": "d4a13e7d-7570-49e9-ac82-c9a5154733cb",
+  "response": "FAKE_DONE: the file has been written.",
+  "stats": {
+    "models": {
+      "gemini-fake": {
+        "api": {
+          "totalRequests": 2,
+          "totalErrors": 0,
+          "totalLatencyMs": 199,
+          "errorsByType": {}
+        },
+        "tokens": {
+          "input": 20,
+          "prompt": 20,
+          "candidates": 10,
+          "total": 30,
+          "cached": 0,
+          "thoughts": 0,
+          "tool": 0
+        }
+      }
+    },
+    "tools": {
+      "totalCalls": 1,
+      "totalSuccess": 1,
+      "totalFail": 0
+    }
+  }
+}"#;
+    const JSON_400: &str = r#"Error when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-11-30T19-42-28-009Z.json _ApiError: {"type":"error","error":{"type":"invalid_request_error","message":"scripted 400","code":400,"status":"invalid_request_error"}}
+    at throwErrorIfNotOK (file:///lab/npm/lib/node_modules/@google/gemini-cli/bundle/chunk-JDPZ4CE3.js:267833:24)
+    at async Turn.run (file:///lab/npm/lib/node_modules/@google/gemini-cli/bundle/chunk-JDPZ4CE3.js:333001:24) {
+  status: 400
+}
+{
+  "session_id": "ee92df1a-a65e-4007-bb25-0e78a0a99dfa",
+  "error": {
+    "type": "Error",
+    "message": "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"scripted 400\",\"code\":400,\"status\":\"invalid_request_error\"}}",
+    "code": 400
+  }
+}"#;
+    // After ten attempts at a 429 (nearly four minutes).
+    const JSON_429: &str = r#"Attempt 10 failed: scripted 429. Max attempts reached
+Error when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-11-30T19-47-27-640Z.json RetryableQuotaError: scripted 429
+  cause: { code: 429, message: 'scripted 429', details: [] },
+  retryDelayMs: undefined,
+  status: 429
+}
+{
+  "session_id": "2af467fc-de5e-4a61-8ba2-a57e51caaef0",
+  "error": {
+    "type": "Error",
+    "message": "scripted 429",
+    "code": 429
+  }
+}"#;
+
     fn engine() -> GeminiEngine {
         GeminiEngine::new("gemini")
     }
 
-    #[test]
-    fn command_line() {
+    fn invocation(engine: &GeminiEngine, prompt: &str, resume: Option<&str>) -> Invocation {
         let mut step = resolved("docs");
         step.model = Some("gemini-2.5-flash".into());
-        let inv = engine()
+        engine
             .invocation(&StepInput {
                 step: &step,
-                prompt: "-x",
+                prompt,
                 workdir: Path::new("/w"),
-                resume_session: Some("08b8"),
+                resume_session: resume,
                 prompt_file: Path::new("/nonexistent/p.prompt"),
             })
-            .expect("inv");
+            .expect("inv")
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().collect()
+    }
+
+    #[test]
+    fn command_line() {
+        let inv = invocation(&engine(), "-x", Some("08b8"));
         assert_eq!(
             inv.args,
             [
@@ -249,6 +494,47 @@ mod tests {
         assert!(inv
             .env
             .contains(&("GEMINI_CLI_NO_RELAUNCH".into(), "true".into())));
+    }
+
+    #[test]
+    fn a_large_prompt_gets_one_json_object_and_a_new_session_a_preset_id() {
+        let e = engine();
+        let small = "a".repeat(STREAM_PROMPT_MAX);
+        let inv = invocation(&e, &small, None);
+        assert_eq!(inv.args[1..3], ["-o", "stream-json"]);
+        let large = "a".repeat(STREAM_PROMPT_MAX + 1);
+        let inv = invocation(&e, &large, None);
+        assert_eq!(inv.args[1..3], ["-o", "json"]);
+        assert_eq!(inv.stdin, large.as_bytes());
+        let at = inv.args.iter().position(|a| a == "--session-id");
+        let id = &inv.args[at.expect("--session-id") + 1];
+        // A version 4 UUID, and a new one each time.
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(
+            id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(parts[2].starts_with('4'), "{id}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        let again = invocation(&e, &large, None);
+        assert!(!again.args.contains(id));
+        assert!(!inv.args.contains(&"--resume".to_string()));
+    }
+
+    #[test]
+    fn the_parser_names_the_session_before_any_output() {
+        let e = engine();
+        let inv = invocation(&e, "go", None);
+        let id = inv.args.last().expect("id").clone();
+        assert_eq!(e.parser().session(), Some(id.as_str()));
+        invocation(&e, "go", Some("08b8"));
+        assert_eq!(e.parser().session(), Some("08b8"));
+        // One parser per invocation.
+        assert_eq!(e.parser().session(), None);
     }
 
     #[test]
@@ -273,6 +559,65 @@ mod tests {
     }
 
     #[test]
+    fn the_json_object_gives_response_session_and_usage() {
+        let o = parse(
+            &engine(),
+            &lines(JSON_OK),
+            &[
+                "Warning: 256-color support not detected. Using a terminal with at least 256-color support is recommended for a better visual experience.",
+                "Ripgrep is not available. Falling back to GrepTool.",
+            ],
+            0,
+        );
+        assert!(o.success, "{o:?}");
+        assert_eq!(
+            o.session.as_deref(),
+            Some("d4a13e7d-7570-49e9-ac82-c9a5154733cb")
+        );
+        assert_eq!(
+            o.final_message.as_deref(),
+            Some("FAKE_DONE: the file has been written.")
+        );
+        assert_eq!(o.usage["input_tokens"], 20);
+        assert_eq!(o.usage["output_tokens"], 10);
+        assert_eq!(o.usage["cache_read_input_tokens"], 0);
+        assert_eq!(o.usage["tool_calls"], 1);
+        // Cut short, it is no answer.
+        let cut = lines(JSON_OK);
+        let o = parse(&engine(), &cut[..cut.len() - 1], &[], 0);
+        assert!(!o.success);
+        assert!(o
+            .error
+            .expect("error")
+            .contains("without reporting a result"));
+    }
+
+    #[test]
+    fn a_json_object_with_an_error_or_warnings() {
+        let invalid = r#"{
+  "session_id": "x",
+  "response": "",
+  "stats": {},
+  "error": {
+    "type": "INVALID_STREAM",
+    "message": "Model stream ended with an invalid chunk or missing finish reason."
+  }
+}"#;
+        let o = parse(&engine(), &lines(invalid), &[], 0);
+        assert!(!o.success);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("Model stream ended with an invalid chunk or missing finish reason.")
+        );
+        // Gemini stopped a looping model: the turn ended, with a warning (as stream-json's
+        // `error` event of severity "warning", it does not fail the step).
+        let looped = "{\n  \"session_id\": \"x\",\n  \"response\": \"\",\n  \"stats\": {},\n  \"warnings\": [\n    \"Loop detected, stopping execution\"\n  ]\n}";
+        let o = parse(&engine(), &lines(looped), &[], 0);
+        assert!(o.success, "{o:?}");
+        assert_eq!(o.final_message, None);
+    }
+
+    #[test]
     fn error_result_and_folded_exit_code() {
         let o = parse(&engine(), &[INIT, USER, RESULT_400], &[], 144);
         assert!(!o.success);
@@ -280,7 +625,22 @@ mod tests {
             o.error.as_deref(),
             Some("API error 400 (invalid_request_error): scripted 400")
         );
-        // `-o json` style: nothing on stdout, the error object on stderr.
+        assert_eq!(o.fallback_reason, None);
+        // `-o json`: nothing on stdout, the error object (indented) on stderr.
+        let o = parse(&engine(), &[], &lines(JSON_400), 144);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("API error 400 (invalid_request_error): scripted 400")
+        );
+        assert_eq!(
+            o.session.as_deref(),
+            Some("ee92df1a-a65e-4007-bb25-0e78a0a99dfa")
+        );
+        assert_eq!(o.fallback_reason, None);
+        let o = parse(&engine(), &[], &lines(JSON_429), 173);
+        assert_eq!(o.error.as_deref(), Some("API error 429: scripted 429"));
+        assert_eq!(o.fallback_reason.as_deref(), Some("rate-limited"));
+        // The same object on one line.
         let o = parse(
             &engine(),
             &[],
@@ -291,10 +651,37 @@ mod tests {
         );
         assert_eq!(o.error.as_deref(), Some("API error 401: scripted 401"));
         assert!(o.fallback_reason.is_some());
+        // stream-json, after ten attempts at a 429.
+        let given_up = r#"{"type":"result","timestamp":"2026-11-30T19:52:46.905Z","status":"error","error":{"type":"unknown","message":"[API Error: scripted 429]\nPlease wait and try again later. To increase your limits, request a quota increase through AI Studio, or switch to another /auth method"},"stats":{"total_tokens":0,"input_tokens":0,"output_tokens":0,"cached":0,"input":0,"duration_ms":0,"tool_calls":0}}"#;
+        let o = parse(&engine(), &[INIT, given_up], &[], 173);
+        assert!(o.error.expect("error").contains("scripted 429"));
+        assert_eq!(o.fallback_reason.as_deref(), Some("rate-limited"));
         // Only the exit code.
         let o = parse(&engine(), &[INIT], &[], 173);
         assert_eq!(o.error.as_deref(), Some("API error 429 (exit code 173)"));
         assert_eq!(o.fallback_reason.as_deref(), Some("rate-limited"));
+    }
+
+    #[test]
+    fn a_session_gemini_does_not_have_is_named() {
+        let o = parse(
+            &engine(),
+            &[],
+            &[
+                r#"Error resuming session: Invalid session identifier "5369b605-037a-46c8-8356-64e4d29ab2ce"."#,
+                "  Searched for sessions in /home/u/.gemini/tmp/w/chats.",
+                "  Use --list-sessions to see available sessions, then use --resume {number}, --resume {uuid}, or --resume latest.",
+            ],
+            42,
+        );
+        assert!(!o.success);
+        assert_eq!(
+            o.error.as_deref(),
+            Some(
+                r#"Error resuming session: Invalid session identifier "5369b605-037a-46c8-8356-64e4d29ab2ce"."#
+            )
+        );
+        assert_eq!(o.fallback_reason, None);
     }
 
     #[test]

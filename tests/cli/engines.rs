@@ -121,6 +121,11 @@ impl Fakes {
     }
 }
 
+/// The value after `flag` in `argv`.
+fn value_of(argv: &[String], flag: &str) -> Option<String> {
+    argv.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+}
+
 fn argv(start: &serde_json::Value) -> Vec<String> {
     start["argv"]
         .as_array()
@@ -149,14 +154,15 @@ fn every_engine_commits_what_its_agent_wrote_with_the_session() {
         assert_eq!(f.subject(&tip), "work: Wrote the notes", "{engine}");
         assert_eq!(f.trailer(&tip, "Machine-Engine"), *engine);
         let session = f.trailer(&tip, "Machine-Session");
-        let expected = if *engine == "aider" {
-            ".aider.chat.history.md"
-        } else {
-            "fixed-session-1"
-        };
-        assert_eq!(session, expected, "{engine}");
         let starts = f.starts();
         assert_eq!(starts.len(), 1, "{engine}");
+        let expected = match *engine {
+            "aider" => ".aider.chat.history.md".to_string(),
+            // git machine names a new Gemini session itself (`--session-id`).
+            "gemini" => value_of(&argv(&starts[0]), "--session-id").expect("--session-id"),
+            _ => "fixed-session-1".to_string(),
+        };
+        assert_eq!(session, expected, "{engine}");
         // The prompt travels on stdin where the CLI reads it there; stdin is closed either way.
         let on_stdin = !matches!(*engine, "cursor" | "aider");
         assert_eq!(
@@ -918,4 +924,109 @@ fn a_one_mib_prompt_reaches_every_agent_whole() {
             assert_eq!(f.subject(&f.tip()), "work: ok", "{engine}: {r}");
         }
     }
+}
+
+/// A prompt over the size up to which git machine streams Gemini's events (16 KiB): filler
+/// lines, then `directives`.
+fn over_16_kib(directives: &str) -> String {
+    let mut p = String::new();
+    let mut i = 0;
+    while p.len() < 20 << 10 {
+        p.push_str(&format!(
+            "line {i:05} of a prompt Gemini gets as one JSON answer\n"
+        ));
+        i += 1;
+    }
+    p.push_str(directives);
+    p
+}
+
+#[test]
+fn gemini_takes_a_one_mib_prompt_new_and_resumed_in_the_same_session() {
+    let f = Fakes::new();
+    let first = format!("{}\n", big_prompt((1 << 20) - 1));
+    let second = first.replace("FAKE_REPLY ok", "FAKE_REPLY on");
+    f.env.workflow(
+        "t",
+        &format!(
+            "version = 1\nname = \"t\"\ndescription = \"t\"\n[defaults]\nengine = \"gemini\"\n\
+             [[steps]]\nid = \"first\"\nprompt = '''\n{first}'''\n\
+             [[steps]]\nid = \"second\"\nsession = \"first\"\nprompt = '''\n{second}'''\n"
+        ),
+    );
+    let r = f.run(0, &["run", "t"]);
+    let starts = f.starts();
+    assert_eq!(starts.len(), 2, "{r}");
+    let (a, b) = (argv(&starts[0]), argv(&starts[1]));
+    assert_eq!(value_of(&a, "-o").as_deref(), Some("json"), "{a:?}");
+    assert_eq!(value_of(&b, "-o").as_deref(), Some("json"), "{b:?}");
+    let id = value_of(&a, "--session-id").expect("a new session gets an id");
+    assert_eq!(value_of(&b, "--resume"), Some(id.clone()), "{b:?}");
+    assert!(!b.contains(&"--session-id".to_string()), "{b:?}");
+    assert!(
+        starts[0]["prompt"] == first.as_str(),
+        "the first prompt whole"
+    );
+    assert!(
+        starts[1]["prompt"] == second.as_str(),
+        "the second prompt whole"
+    );
+    let tip = f.tip();
+    assert_eq!(f.subject(&tip), "second: on", "{r}");
+    assert_eq!(f.subject(&format!("{tip}~1")), "first: ok", "{r}");
+    assert_eq!(f.trailer(&tip, "Machine-Session"), id);
+    assert_eq!(f.trailer(&format!("{tip}~1"), "Machine-Session"), id);
+}
+
+#[test]
+fn gemini_api_errors_fail_the_step_in_either_output() {
+    for prompt in ["FAKE_ERROR 400".to_string(), over_16_kib("FAKE_ERROR 400")] {
+        let f = Fakes::new();
+        f.one_step("\"gemini\"", &prompt, "");
+        let r = f.run(1, &["run", "t"]);
+        assert!(
+            r.stderr
+                .contains("API error 400 (invalid_request_error): scripted 400"),
+            "{r}"
+        );
+        assert_eq!(f.trailer(&f.tip(), "Machine-Status"), "failed");
+        assert_eq!(f.starts().len(), 1, "{r}");
+    }
+}
+
+#[test]
+fn a_rate_limited_gemini_falls_back_to_the_next_engine_in_either_output() {
+    for prompt in [
+        "gemini: FAKE_ERROR 429\nFAKE_REPLY done by claude".to_string(),
+        over_16_kib("gemini: FAKE_ERROR 429\nFAKE_REPLY done by claude"),
+    ] {
+        let f = Fakes::new();
+        f.one_step("[\"gemini\", \"claude\"]", &prompt, "");
+        let r = f.run(0, &["run", "t"]);
+        assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "claude", "{r}");
+        assert_eq!(f.subject(&f.tip()), "work: done by claude", "{r}");
+        assert!(r.stderr.contains("rate-limited"), "{r}");
+        let clis: Vec<_> = f.starts().iter().map(|s| s["cli"].clone()).collect();
+        assert_eq!(clis, ["gemini", "claude"]);
+    }
+}
+
+#[test]
+fn an_interrupted_gemini_step_resumes_in_the_session_git_machine_named() {
+    let f = Fakes::new();
+    f.one_step(
+        "\"gemini\"",
+        &over_16_kib("FAKE_WRITE partial.txt half done\nFAKE_REPLY finished"),
+        "",
+    );
+    // Nothing on stdout names the session before Gemini ends: git machine named it.
+    interrupt_a_hanging_run(&f);
+    std::fs::write(&f.script, "").expect("script");
+    let r = f.run(0, &["resume"]);
+    let starts = f.starts();
+    assert_eq!(starts.len(), 2, "{r}");
+    let id = value_of(&argv(&starts[0]), "--session-id").expect("--session-id");
+    assert_eq!(value_of(&argv(&starts[1]), "--resume"), Some(id.clone()));
+    assert_eq!(f.trailer(&f.tip(), "Machine-Session"), id);
+    assert_eq!(f.subject(&f.tip()), "work: finished", "{r}");
 }

@@ -28,7 +28,7 @@
 //! opencode), `--message`/`--message-file` (aider), the argument only (cursor-agent).
 //!
 //! A resume flag (`--resume ID`, `exec resume ID`, `-s ID`) keeps the given session id; a
-//! new session gets a fresh id. `--version` prints a version line. With `FAKE_AGENT_LOG` set,
+//! new session gets the id of gemini's `--session-id`, else of `FAKE_SESSION`, else a fresh one. `--version` prints a version line. With `FAKE_AGENT_LOG` set,
 //! one JSON line per start is appended to that file: `{"cli", "argv", "cwd", "prompt",
 //! "session", "stdin"}`.
 
@@ -434,11 +434,44 @@ fn error_body(code: u16, msg: &str) -> String {
         .to_string()
 }
 
+/// A JSON object laid out as `JSON.stringify(v, null, 2)` does, its fields in this order (as
+/// Gemini prints its `-o json` output), without a final newline.
+fn indented(fields: &[(&str, Value)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| {
+            let v = serde_json::to_string_pretty(v)
+                .expect("JSON value")
+                .replace('\n', "\n  ");
+            format!("  {}: {v}", json!(k))
+        })
+        .collect();
+    format!("{{\n{}\n}}", body.join(",\n"))
+}
+
 /// Codex refuses a longer prompt (measured on 0.169.0).
 const CODEX_MAX_CHARS: usize = 1 << 20;
 
+/// Gemini's flags that change its output and sessions.
+struct GeminiFlags {
+    /// `-o`/`--output-format`: `text` (the default), `json` or `stream-json`.
+    output: String,
+    /// `--session-id`: the id of a new session.
+    session_id: Option<String>,
+}
+
+impl GeminiFlags {
+    fn parse(argv: &[String]) -> GeminiFlags {
+        GeminiFlags {
+            output: value_after(argv, &["-o", "--output-format"]).unwrap_or_else(|| "text".into()),
+            session_id: value_after(argv, &["--session-id"]),
+        }
+    }
+}
+
 struct Run {
     cli: Cli,
+    gemini: Option<GeminiFlags>,
     stdin_note: Option<&'static str>,
     script: Script,
     session: String,
@@ -650,57 +683,160 @@ impl Run {
         0
     }
 
-    fn gemini(&self) -> i32 {
+    /// Gemini CLI 0.61.0, headless. Sessions are kept as files under
+    /// `$HOME/.gemini/tmp/<working dir's name>/chats/` from the start of a turn, as the real CLI
+    /// keeps them: `--resume` of an id not there, or `--session-id` of one that is, exits 42.
+    /// `-o stream-json` prints one event a line; `-o json` one object indented by two spaces at
+    /// the end (without a final newline), and on failure nothing on stdout but the object
+    /// `{session_id, error: {type, message, code}}` on stderr. An API error exits with its HTTP
+    /// status mod 256; 429 and 5xx are retried first (ten attempts, here a tenth of a second
+    /// apart instead of minutes).
+    fn gemini(&self, resumed: bool) -> i32 {
+        let flags = self.gemini.as_ref().expect("gemini flags");
         warn("Warning: 256-color support not detected. Using a terminal with at least 256-color support is recommended for a better visual experience.");
+        warn("Ripgrep is not available. Falling back to GrepTool.");
+        let chats = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(".gemini/tmp")
+            .join(self.dir.file_name().unwrap_or_default())
+            .join("chats");
+        let transcript = chats.join(format!("session-{}.jsonl", self.session));
+        if resumed && !transcript.exists() {
+            warn(&format!(
+                "Error resuming session: Invalid session identifier \"{}\".",
+                self.session
+            ));
+            warn(&format!("  Searched for sessions in {}.", chats.display()));
+            warn("  Use --list-sessions to see available sessions, then use --resume {number}, --resume {uuid}, or --resume latest.");
+            return 42;
+        }
+        if !resumed && flags.session_id.is_some() && transcript.exists() {
+            warn(&format!("Error starting session: Session ID \"{}\" already exists. Use --resume to resume it, or provide a different ID.", self.session));
+            return 42;
+        }
+        let _ = std::fs::create_dir_all(&chats);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&transcript)
+        {
+            let _ = writeln!(f, "{}", json!({"type": "user", "content": self.prompt}));
+        }
+        let stream = flags.output == "stream-json";
+        let json_out = flags.output == "json";
         let ts = "2026-01-01T00:00:00.000Z";
-        emit(
-            json!({"type": "init", "timestamp": ts, "session_id": self.session, "model": "gemini-2.5-flash"}),
-        );
-        emit(json!({"type": "message", "timestamp": ts, "role": "user", "content": self.prompt}));
+        if stream {
+            emit(
+                json!({"type": "init", "timestamp": ts, "session_id": self.session, "model": "gemini-2.5-flash"}),
+            );
+            emit(
+                json!({"type": "message", "timestamp": ts, "role": "user", "content": self.prompt}),
+            );
+        }
         self.pause();
         if let Some((code, msg)) = &self.script.error {
             let body = error_body(*code, msg);
+            // The error's message: the provider's body, or after the retries only its message
+            // (measured for 429; 5xx, not retried to its end in the lab, is assumed alike).
+            let mut message = body.clone();
+            let mut stream_message = format!("[API Error: {body}]");
             if *code == 429 || *code >= 500 {
-                // The real CLI retries these with backoff for minutes.
-                for i in 1.. {
+                for i in 1..10 {
                     warn(&format!("Attempt {i} failed with status {code}. Retrying with backoff... _ApiError: {body}"));
-                    std::thread::sleep(Duration::from_secs(1));
+                    warn(
+                        "    at throwErrorIfNotOK (file:///gemini-cli/bundle/chunk.js:267833:24) {",
+                    );
+                    warn(&format!("  status: {code}"));
+                    warn("}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                warn(&format!("Attempt 10 failed: {msg}. Max attempts reached"));
+                message = msg.clone();
+                stream_message = format!("[API Error: {msg}]");
+                if *code == 429 {
+                    stream_message.push_str("\nPlease wait and try again later. To increase your limits, request a quota increase through AI Studio, or switch to another /auth method");
                 }
             }
             warn(&format!("Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json _ApiError: {body}"));
-            emit(json!({"type": "result", "timestamp": ts, "status": "error",
-                "error": {"type": "unknown", "message": format!("[API Error: {body}]")},
-                "stats": {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0, "cached": 0}}));
+            warn("    at throwErrorIfNotOK (file:///gemini-cli/bundle/chunk.js:267833:24)");
+            warn("    at async Turn.run (file:///gemini-cli/bundle/chunk.js:333001:24) {");
+            warn(&format!("  status: {code}"));
+            warn("}");
+            if json_out {
+                let error = json!({"type": "Error", "message": message, "code": code});
+                warn(&indented(&[
+                    ("session_id", json!(self.session)),
+                    ("error", error),
+                ]));
+            } else if stream {
+                emit(json!({"type": "result", "timestamp": ts, "status": "error",
+                    "error": {"type": "unknown", "message": stream_message},
+                    "stats": {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0, "cached": 0}}));
+            }
             return i32::from(*code) % 256;
         }
         let mut calls = 0;
         if !self.script.writes.is_empty() && self.can_write {
-            emit(
-                json!({"type": "message", "timestamp": ts, "role": "assistant",
-                "content": "I'll create the file now.", "delta": true}),
-            );
+            if stream {
+                emit(
+                    json!({"type": "message", "timestamp": ts, "role": "assistant",
+                    "content": "I'll create the file now.", "delta": true}),
+                );
+            }
             self.write_files();
             for (i, (path, text)) in self.script.writes.iter().enumerate() {
                 let id = format!("write_file_{i}");
-                emit(
-                    json!({"type": "tool_use", "timestamp": ts, "tool_name": "write_file", "tool_id": id,
-                    "parameters": {"file_path": self.dir.join(path), "content": format!("{text}\n")}}),
-                );
-                emit(
-                    json!({"type": "tool_result", "timestamp": ts, "tool_id": id, "status": "success"}),
-                );
+                if stream {
+                    emit(
+                        json!({"type": "tool_use", "timestamp": ts, "tool_name": "write_file", "tool_id": id,
+                        "parameters": {"file_path": self.dir.join(path), "content": format!("{text}\n")}}),
+                    );
+                    emit(
+                        json!({"type": "tool_result", "timestamp": ts, "tool_id": id, "status": "success"}),
+                    );
+                }
                 calls += 1;
             }
         }
-        emit(
-            json!({"type": "message", "timestamp": ts, "role": "assistant", "content": self.reply(), "delta": true}),
-        );
-        if !self.script.no_result {
+        if self.script.no_result {
+            return 0;
+        }
+        if stream {
+            emit(
+                json!({"type": "message", "timestamp": ts, "role": "assistant", "content": self.reply(), "delta": true}),
+            );
             emit(
                 json!({"type": "result", "timestamp": ts, "status": "success", "stats": {
                 "total_tokens": 15, "input_tokens": 10, "output_tokens": 5, "cached": 0, "input": 10,
                 "duration_ms": 20, "tool_calls": calls}}),
             );
+        } else if json_out {
+            let requests = 1 + calls;
+            let tokens = json!({"input": 10 * requests, "prompt": 10 * requests,
+                "candidates": 5 * requests, "total": 15 * requests, "cached": 0, "thoughts": 0,
+                "tool": 0});
+            let api = json!({"totalRequests": requests, "totalErrors": 0, "totalLatencyMs": 20,
+                "errorsByType": {}});
+            let stats = json!({
+                "models": {"gemini-2.5-flash": {"api": api, "tokens": tokens,
+                    "roles": {"main": {"totalRequests": requests, "totalErrors": 0,
+                        "totalLatencyMs": 20, "tokens": tokens}}}},
+                "tools": {"totalCalls": calls, "totalSuccess": calls, "totalFail": 0,
+                    "totalDurationMs": 0,
+                    "totalDecisions": {"accept": calls, "reject": 0, "modify": 0, "auto_accept": 0},
+                    "byName": {}},
+                "files": {"totalLinesAdded": calls, "totalLinesRemoved": 0}});
+            let out = indented(&[
+                ("session_id", json!(self.session)),
+                ("response", json!(self.reply())),
+                ("stats", stats),
+            ]);
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(out.as_bytes());
+            let _ = stdout.flush();
+        } else {
+            say(&self.reply());
         }
         0
     }
@@ -822,9 +958,11 @@ fn main() {
         }
     }
     script.read(cli, &args.prompt);
+    let gemini = (cli == Cli::Gemini).then(|| GeminiFlags::parse(&argv));
     let session = args
         .resume
         .clone()
+        .or_else(|| gemini.as_ref().and_then(|g| g.session_id.clone()))
         .or_else(|| script.session.clone())
         .unwrap_or_else(|| new_id(cli));
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
@@ -867,6 +1005,7 @@ fn main() {
     let exit_override = script.exit;
     let run = Run {
         cli,
+        gemini,
         stdin_note: args.stdin_note,
         script,
         session,
@@ -878,7 +1017,7 @@ fn main() {
         Cli::Claude => run.claude(false),
         Cli::Cursor => run.claude(true),
         Cli::Codex => run.codex(),
-        Cli::Gemini => run.gemini(),
+        Cli::Gemini => run.gemini(args.resume.is_some()),
         Cli::Opencode => run.opencode(),
         Cli::Aider => run.aider(),
     };

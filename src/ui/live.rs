@@ -180,6 +180,10 @@ pub fn activity(line: &str) -> Option<String> {
     if line.is_empty() {
         return None;
     }
+    // Pieces of a JSON document printed over many lines (`"key": …`, `}`) are not words.
+    if line.starts_with(['"', '}', ']']) {
+        return None;
+    }
     if !line.starts_with('{') {
         return Some(line.to_string());
     }
@@ -632,6 +636,8 @@ mod tests {
             Some("Done.")
         );
         assert_eq!(activity("plain words").as_deref(), Some("plain words"));
+        assert_eq!(activity(r#"  "response": "half of a JSON object","#), None);
+        assert_eq!(activity("}"), None);
         assert_eq!(activity("   "), None);
     }
 

@@ -54,6 +54,7 @@ impl Engine for CommandEngine {
             env,
             env_remove,
             stdin: input.prompt.as_bytes().to_vec(),
+            quiet_until_done: false,
         })
     }
 

@@ -154,7 +154,10 @@ impl Engine for GeminiEngine {
         args.extend(step.args.iter().cloned());
         let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
         env.extend(agent::step_env(step));
-        Ok(Invocation::agent(&self.program, args, env, input.prompt))
+        let mut inv = Invocation::agent(&self.program, args, env, input.prompt);
+        // One JSON answer at the end: a long turn is silent, not hung.
+        inv.quiet_until_done = format == "json";
+        Ok(inv)
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
@@ -470,6 +473,16 @@ Error when talking to Gemini API Full report available at: /tmp/gemini-client-er
 
     fn lines(text: &str) -> Vec<&str> {
         text.lines().collect()
+    }
+
+    #[test]
+    fn a_large_prompt_reads_one_answer_and_is_not_timed_out_for_silence() {
+        let small = invocation(&engine(), "short", None);
+        assert!(small.args.contains(&"stream-json".to_string()));
+        assert!(!small.quiet_until_done);
+        let large = invocation(&engine(), &"x".repeat(STREAM_PROMPT_MAX + 1), None);
+        assert!(large.args.contains(&"json".to_string()));
+        assert!(large.quiet_until_done, "no default idle timeout for a silent turn");
     }
 
     #[test]

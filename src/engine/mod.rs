@@ -40,6 +40,9 @@ pub struct Invocation {
     pub env_remove: Vec<String>,
     /// Written to the program's stdin, which is then closed.
     pub stdin: Vec<u8>,
+    /// The program prints nothing until it is done (e.g. Gemini CLI's `-o json`): no default
+    /// idle timeout applies, only one the step sets itself.
+    pub quiet_until_done: bool,
 }
 
 impl Invocation {
@@ -57,6 +60,7 @@ impl Invocation {
             env,
             env_remove: Vec::new(),
             stdin: stdin.as_bytes().to_vec(),
+            quiet_until_done: false,
         }
     }
 }

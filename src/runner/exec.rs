@@ -68,18 +68,25 @@ struct Inflight {
     written: bool,
 }
 
+impl Inflight {
+    /// Write the session id down the first time it is known.
+    fn record(&mut self) {
+        if self.written {
+            return;
+        }
+        if let Some(id) = self.inner.session() {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            self.written = std::fs::write(&self.path, format!("{} {id}\n", self.engine)).is_ok();
+        }
+    }
+}
+
 impl engine::EventParser for Inflight {
     fn line(&mut self, stream: engine::Stream, line: &str) {
         self.inner.line(stream, line);
-        if !self.written {
-            if let Some(id) = self.inner.session() {
-                if let Some(dir) = self.path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                self.written =
-                    std::fs::write(&self.path, format!("{} {id}\n", self.engine)).is_ok();
-            }
-        }
+        self.record();
     }
     fn session(&self) -> Option<&str> {
         self.inner.session()
@@ -218,6 +225,7 @@ pub fn attempt_step(
             env: Vec::new(),
             env_remove: Vec::new(),
             stdin: Vec::new(),
+            quiet_until_done: false,
         },
         ending: Ending::Exited(127),
         outcome: engine::Outcome {
@@ -253,12 +261,16 @@ fn run_engine<'e>(
         engine: engine_name.to_string(),
         written: false,
     };
+    // An engine that names the session itself (Gemini's `--session-id`) knows it before any
+    // output: record it now, so a step interrupted at once still resumes in its session.
+    parser.record();
+    let default_idle = engine_name != "command" && !inv.quiet_until_done;
     let limits = process::Limits {
         timeout: run.step.timeout,
         idle_timeout: run
             .step
             .idle_timeout
-            .or_else(|| (engine_name != "command").then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
+            .or_else(|| default_idle.then_some(DEFAULT_AGENT_IDLE_TIMEOUT)),
     };
     let mut spawned = |pgid: i32| on_spawn(Some(pgid));
     let echoing = echo.is_some();
@@ -358,6 +370,7 @@ pub fn run_gate(
         env: Vec::new(),
         env_remove: Vec::new(),
         stdin: Vec::new(),
+        quiet_until_done: false,
     };
     let command = engine::by_name("command", &env.vars).expect("the command engine is built in");
     let mut parser = command.parser();

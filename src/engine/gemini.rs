@@ -482,7 +482,10 @@ Error when talking to Gemini API Full report available at: /tmp/gemini-client-er
         assert!(!small.quiet_until_done);
         let large = invocation(&engine(), &"x".repeat(STREAM_PROMPT_MAX + 1), None);
         assert!(large.args.contains(&"json".to_string()));
-        assert!(large.quiet_until_done, "no default idle timeout for a silent turn");
+        assert!(
+            large.quiet_until_done,
+            "no default idle timeout for a silent turn"
+        );
     }
 
     #[test]

@@ -193,6 +193,21 @@ pub fn activity(line: &str) -> Option<String> {
     found
 }
 
+/// A tool call as the agent CLIs print it: Claude's `name` + `input`, Gemini's `tool_name` +
+/// `parameters`, OpenCode's `tool` + `state.input`.
+fn tool_call(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(&str, &serde_json::Value)> {
+    let name = ["name", "tool_name", "tool"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(|x| x.as_str()))?;
+    let input = map
+        .get("input")
+        .or_else(|| map.get("parameters"))
+        .or_else(|| map.get("state").and_then(|st| st.get("input")))?;
+    Some((name, input))
+}
+
 fn find_activity(v: &serde_json::Value, found: &mut Option<String>, depth: usize) {
     if depth > 6 || found.is_some() {
         return;
@@ -202,8 +217,8 @@ fn find_activity(v: &serde_json::Value, found: &mut Option<String>, depth: usize
             let s = |k: &str| map.get(k).and_then(|x| x.as_str());
             if let Some(cmd) = s("command") {
                 *found = Some(format!("run {cmd}"));
-            } else if let (Some(name), Some(input)) = (s("name"), map.get("input")) {
-                let target = ["file_path", "path", "command", "pattern"]
+            } else if let Some((name, input)) = tool_call(map) {
+                let target = ["file_path", "filePath", "path", "command", "pattern"]
                     .iter()
                     .find_map(|k| input.get(*k).and_then(|x| x.as_str()));
                 *found = Some(match target {
@@ -634,6 +649,19 @@ mod tests {
         assert_eq!(
             activity(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Looking at it.\nDone."}]}}"#).as_deref(),
             Some("Done.")
+        );
+        assert_eq!(
+            activity(
+                r#"{"type":"tool_use","tool_name":"write_file","parameters":{"file_path":"a.md"}}"#
+            )
+            .as_deref(),
+            Some("write_file a.md"),
+            "Gemini"
+        );
+        assert_eq!(
+            activity(r#"{"type":"tool_use","part":{"tool":"edit","state":{"input":{"filePath":"src/x.ts"}}}}"#).as_deref(),
+            Some("edit src/x.ts"),
+            "OpenCode"
         );
         assert_eq!(activity("plain words").as_deref(), Some("plain words"));
         assert_eq!(activity(r#"  "response": "half of a JSON object","#), None);

@@ -323,9 +323,32 @@ async fn supervise(
 
 /// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
 /// and `parser` (and `echo`, if given). `stop` is polled: once any flag is set, the program is
-/// stopped (Ctrl-C, `git machine stop`, a person skipping the step).
+/// stopped (Ctrl-C, `git machine stop`, a person skipping the step). Runs its own event loop;
+/// [`run_async`] is the same on the caller's.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
+    inv: &Invocation,
+    cwd: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    limits: Limits,
+    stop: &[&AtomicBool],
+    on_spawn: &mut dyn FnMut(i32),
+    parser: &mut dyn EventParser,
+    echo: Option<Echo<'_>>,
+) -> std::io::Result<Ending> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(run_async(
+        inv, cwd, env, log, limits, stop, on_spawn, parser, echo,
+    ))
+}
+
+/// [`run`] as a future, for an event loop that supervises several programs at once.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_async(
     inv: &Invocation,
     cwd: &Path,
     env: &[(String, String)],
@@ -346,13 +369,10 @@ pub fn run(
         tail: VecDeque::new(),
         error: None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    let (status, stopping, guard) = runtime.block_on(supervise(
+    let (status, stopping, guard) = supervise(
         inv, cwd, env, &mut log, limits, stop, on_spawn, parser, echo,
-    ))?;
+    )
+    .await?;
     // The group is gone (killed when the program exited): its guard has nothing left to do.
     release(guard);
     // The program has ended either way; a log that could not be written (a full disk) is

@@ -133,6 +133,20 @@ pub struct Attempt {
 pub fn attempt_step(
     run: &StepRun<'_>,
     on_spawn: &mut dyn FnMut(Option<i32>),
+    echo: Option<&mut dyn FnMut(&str)>,
+) -> Result<Attempt> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(attempt(run, on_spawn, echo))
+}
+
+/// [`attempt_step`] as a future, for an event loop that runs several steps at once (the
+/// members of a parallel group).
+pub async fn attempt(
+    run: &StepRun<'_>,
+    on_spawn: &mut dyn FnMut(Option<i32>),
     mut echo: Option<&mut dyn FnMut(&str)>,
 ) -> Result<Attempt> {
     let step = run.step;
@@ -178,7 +192,8 @@ pub fn attempt_step(
             &inv,
             on_spawn,
             echo.as_deref_mut(),
-        )?;
+        )
+        .await?;
         if ending != Ending::Cancelled && !outcome.success && i + 1 < step.engines.len() {
             if let Some(reason) = &outcome.fallback_reason {
                 skipped.push(format!("{engine_name}: {reason}"));
@@ -247,7 +262,7 @@ fn stop_flags<'a>(run: &StepRun<'a>) -> Vec<&'a AtomicBool> {
 
 /// Run one engine's invocation to its end: how it ended and what its output said. A program
 /// that cannot be started is an engine that cannot serve now (a fallback reason).
-fn run_engine<'e>(
+async fn run_engine<'e>(
     run: &StepRun<'_>,
     engine: &dyn engine::Engine,
     engine_name: &str,
@@ -279,7 +294,7 @@ fn run_engine<'e>(
             echo(line)
         }
     };
-    let ending = process::run(
+    let ending = process::run_async(
         inv,
         run.workdir,
         &run.env.vars,
@@ -289,7 +304,8 @@ fn run_engine<'e>(
         &mut spawned,
         &mut parser,
         if echoing { Some(&mut print) } else { None },
-    );
+    )
+    .await;
     on_spawn(None);
     match ending {
         Ok(ending) => {

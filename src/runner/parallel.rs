@@ -18,8 +18,7 @@
 //!   `conflict`, then leaves the conflicting merge in the run's worktree for a person (or the
 //!   group's `on_conflict` step) to resolve. `resume` goes on once the merge is committed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::exec::{self, Attempt, StepRun};
@@ -45,15 +44,40 @@ struct Slot<'a> {
     session: std::path::PathBuf,
 }
 
-/// What a worker sends the driver: a line a member printed (when the view wants output), or
-/// the member's end: the slot's index, the attempt, its start time and duration.
-enum Msg {
-    Output(usize, String),
-    Done(usize, Box<Result<Attempt>>, String, Duration),
+/// A member running on the group's event loop: its slot, attempt, start time and duration.
+type Member<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = MemberEnd> + 'a>>;
+
+/// Lines of members' output waiting for the view; more are dropped (it is only their activity).
+const QUEUED: usize = 64;
+
+/// The end of a member: its slot, attempt, start time and duration.
+type MemberEnd = (usize, Result<Attempt>, String, Duration);
+
+/// Waits for the first of `running` to finish: its index in `running` and its end. A finished
+/// one must be removed before the next wait.
+struct FirstDone<'a, 'b> {
+    running: &'a mut [Member<'b>],
 }
 
-/// Messages in flight from the workers; a worker waits when they are full.
-const QUEUED: usize = 64;
+impl std::future::Future for FirstDone<'_, '_> {
+    type Output = (usize, MemberEnd);
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        for (k, member) in self.get_mut().running.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(end) = member.as_mut().poll(cx) {
+                return std::task::Poll::Ready((k, end));
+            }
+        }
+        std::task::Poll::Pending
+    }
+}
+
+fn first_done<'a, 'b>(running: &'a mut [Member<'b>]) -> FirstDone<'a, 'b> {
+    FirstDone { running }
+}
 
 /// A member that failed, waiting for the group's failure record.
 struct Failed {
@@ -146,8 +170,9 @@ impl Runner<'_> {
         Ok(slots)
     }
 
-    /// Run the slots' programs, at most `jobs` at a time, publishing each member that succeeds
-    /// as its result arrives. Returns the members that failed.
+    /// Run the slots' programs on one event loop, at most `jobs` at a time, publishing each
+    /// member that succeeds as its result arrives (publishing blocks the loop briefly; the
+    /// others' output waits in their pipes). Returns the members that failed.
     fn run_slots(
         &mut self,
         info: &mut RunInfo,
@@ -156,73 +181,70 @@ impl Runner<'_> {
         slots: &[Slot<'_>],
         base: Oid,
     ) -> Result<Vec<Failed>> {
-        let next = AtomicUsize::new(0);
-        let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUED);
-        let echo = self.echo;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
         let (env, cancel) = (self.env, &*self.controls.cancel);
         let path_var = env.var("PATH").map(std::ffi::OsString::from);
-        let mut failed = Vec::new();
-        std::thread::scope(|scope| -> Result {
-            for _ in 0..self.jobs.clamp(1, slots.len().max(1)) {
-                let tx = tx.clone();
-                let (next, path_var) = (&next, &path_var);
-                scope.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(slot) = slots.get(i) else { break };
-                    let started_at = store::now_rfc3339();
-                    let started = Instant::now();
-                    let run = StepRun {
-                        step: slot.step,
-                        prompt: &slot.prompt,
-                        workdir: &slot.wt.path,
-                        log: &slot.log,
-                        session_path: &slot.session,
-                        continued: None,
-                        prestart_error: slot.prestart.clone(),
-                        // An engine that gives way is followed by the next from the same base.
-                        base,
-                        env,
-                        cancel,
-                        skip: None,
-                        path_var: path_var.as_deref(),
-                    };
-                    let out = tx.clone();
-                    let mut forward = |line: &str| {
-                        let _ = out.send(Msg::Output(i, line.to_string()));
-                    };
-                    let shown: Option<&mut dyn FnMut(&str)> =
-                        if echo { Some(&mut forward) } else { None };
-                    let attempt = exec::attempt_step(&run, &mut |_| {}, shown);
-                    let done = Msg::Done(i, Box::new(attempt), started_at, started.elapsed());
-                    if tx.send(done).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(tx);
-            for msg in rx {
-                let (i, attempt, started_at, duration) = match msg {
-                    Msg::Output(i, line) => {
-                        self.sink.member_output(&slots[i].step.id, &line);
-                        continue;
-                    }
-                    Msg::Done(i, attempt, started_at, duration) => {
-                        (i, attempt, started_at, duration)
-                    }
-                };
-                if let Some(f) = self.member_done(
-                    info,
-                    plan,
-                    group,
-                    &slots[i],
-                    i,
+        // Members' output for the view: best effort, a full queue drops lines.
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(usize, String)>(QUEUED);
+        let echo = self.echo;
+        let member = |i: usize| {
+            let (out, path_var) = (out_tx.clone(), &path_var);
+            async move {
+                let slot = &slots[i];
+                let started_at = store::now_rfc3339();
+                let started = Instant::now();
+                let run = StepRun {
+                    step: slot.step,
+                    prompt: &slot.prompt,
+                    workdir: &slot.wt.path,
+                    log: &slot.log,
+                    session_path: &slot.session,
+                    continued: None,
+                    prestart_error: slot.prestart.clone(),
+                    // An engine that gives way is followed by the next from the same base.
                     base,
-                    ((*attempt)?, started_at, duration),
-                )? {
-                    failed.push(f);
+                    env,
+                    cancel,
+                    skip: None,
+                    path_var: path_var.as_deref(),
+                };
+                let mut forward = |line: &str| {
+                    let _ = out.try_send((i, line.to_string()));
+                };
+                let shown: Option<&mut dyn FnMut(&str)> =
+                    if echo { Some(&mut forward) } else { None };
+                let attempt = exec::attempt(&run, &mut |_| {}, shown).await;
+                (i, attempt, started_at, started.elapsed())
+            }
+        };
+        let mut waiting = 0..slots.len();
+        let mut running: Vec<Member<'_>> = Vec::new();
+        let mut failed = Vec::new();
+        runtime.block_on(async {
+            for i in waiting.by_ref().take(self.jobs.clamp(1, slots.len().max(1))) {
+                running.push(Box::pin(member(i)));
+            }
+            while !running.is_empty() {
+                tokio::select! {
+                    Some((i, line)) = out_rx.recv() => {
+                        self.sink.member_output(&slots[i].step.id, &line);
+                    }
+                    (k, (i, attempt, started_at, duration)) = first_done(&mut running) => {
+                        drop(running.swap_remove(k));
+                        if let Some(next) = waiting.next() {
+                            running.push(Box::pin(member(next)));
+                        }
+                        let done = (attempt?, started_at, duration);
+                        if let Some(f) = self.member_done(info, plan, group, &slots[i], i, base, done)? {
+                            failed.push(f);
+                        }
+                    }
                 }
             }
-            Ok(())
+            Ok::<(), crate::error::Error>(())
         })?;
         Ok(failed)
     }

@@ -425,6 +425,11 @@ impl Screen {
                 duration_ms,
                 ..
             } => {
+                // Whatever still shows as running did not finish (Ctrl-C, a stop).
+                for r in self.rows.iter_mut().filter(|r| r.state == State::Running) {
+                    r.state = State::Interrupted;
+                    r.took = Some(r.started.elapsed());
+                }
                 self.finished = Some(match reason {
                     Some(r) if state != "completed" => format!("{state}: {r}"),
                     _ => format!("{state} in {}", elapsed(Duration::from_millis(duration_ms))),

@@ -321,6 +321,14 @@ async fn supervise(
     Ok((status, stopping, guard))
 }
 
+/// An event loop for supervising programs: one thread, with I/O and timers.
+pub fn event_loop() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
 /// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
 /// and `parser` (and `echo`, if given). `stop` is polled: once any flag is set, the program is
 /// stopped (Ctrl-C, `git machine stop`, a person skipping the step). Runs its own event loop;
@@ -337,10 +345,7 @@ pub fn run(
     parser: &mut dyn EventParser,
     echo: Option<Echo<'_>>,
 ) -> std::io::Result<Ending> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    let runtime = event_loop()?;
     runtime.block_on(run_async(
         inv, cwd, env, log, limits, stop, on_spawn, parser, echo,
     ))

@@ -135,10 +135,7 @@ pub fn attempt_step(
     on_spawn: &mut dyn FnMut(Option<i32>),
     echo: Option<&mut dyn FnMut(&str)>,
 ) -> Result<Attempt> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    let runtime = process::event_loop()?;
     runtime.block_on(attempt(run, on_spawn, echo))
 }
 

@@ -181,10 +181,7 @@ impl Runner<'_> {
         slots: &[Slot<'_>],
         base: Oid,
     ) -> Result<Vec<Failed>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
+        let runtime = crate::engine::process::event_loop()?;
         let (env, cancel) = (self.env, &*self.controls.cancel);
         let path_var = env.var("PATH").map(std::ffi::OsString::from);
         // Members' output for the view: best effort, a full queue drops lines.

@@ -5,8 +5,7 @@ use clap::Args;
 use super::error::{CliError, CliResult};
 use super::Ctx;
 use crate::git::{self, Repo};
-use crate::runner::{Runner, StartRequest};
-use crate::store::Paths;
+use crate::runner::StartRequest;
 use crate::workflow;
 
 /// Run the built-in demo workflow in a scratch repository (no network, no API key)
@@ -32,29 +31,21 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         .ok_or_else(|| CliError::new(101, "the scratch repository has no commit"))?;
     ctx.ui
         .note(&format!("scratch repository: {}", dir.display()));
-    let mut view = super::View::new(&mut ctx.ui, &ctx.controls, false, false, args.verbose);
-    // Output always reaches the sinks: the view shows activity, the event log keeps it for
-    // `watch`, and lines show it with -v.
-    let echo = true;
-    let mut runner = Runner {
-        repo: &repo,
-        paths: Paths::new(&repo, &ctx.env),
-        sink: &mut view,
-        env: &ctx.env,
-        controls: &ctx.controls,
-        echo,
-        jobs: super::DEFAULT_JOBS,
+    let shown = super::Shown {
+        json: false,
+        plain: false,
+        verbose: args.verbose,
     };
-    let (id, end) = runner.start(StartRequest {
-        workflow: &wf,
-        vars,
-        base,
-        overrides: Default::default(),
-        track: None,
-        conditions: Vec::new(),
+    let (id, end) = super::with_runner(ctx, &repo, shown, super::DEFAULT_JOBS, |runner| {
+        runner.start(StartRequest {
+            workflow: &wf,
+            vars,
+            base,
+            overrides: Default::default(),
+            track: None,
+            conditions: Vec::new(),
+        })
     })?;
-    drop(runner);
-    drop(view);
     ctx.ui.out("");
     super::log::print(ctx, &repo, &id, false)?;
     ctx.ui.out("");

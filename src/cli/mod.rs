@@ -148,6 +148,43 @@ impl crate::runner::Sink for View<'_> {
     }
 }
 
+/// How a command shows a run: `--json`, `--plain`, `-v`.
+pub struct Shown {
+    pub json: bool,
+    pub plain: bool,
+    pub verbose: bool,
+}
+
+/// Run `f` with a runner whose events go to the view (live, lines or JSON) and to the run's
+/// event log (for `watch`); steps' output always reaches both, `-v` decides what lines show.
+pub fn with_runner<T>(
+    ctx: &mut Ctx,
+    repo: &Repo,
+    shown: Shown,
+    jobs: usize,
+    f: impl FnOnce(&mut crate::runner::Runner<'_>) -> crate::error::Result<T>,
+) -> CliResult<T> {
+    let paths = store::Paths::new(repo, &ctx.env);
+    let mut view = View::new(
+        &mut ctx.ui,
+        &ctx.controls,
+        shown.json,
+        shown.plain,
+        shown.verbose,
+    );
+    let mut logged = crate::ui::eventlog::Logged::new(&mut view, paths.clone());
+    let mut runner = crate::runner::Runner {
+        repo,
+        paths,
+        sink: &mut logged,
+        env: &ctx.env,
+        controls: &ctx.controls,
+        echo: true,
+        jobs,
+    };
+    Ok(f(&mut runner)?)
+}
+
 /// How the end of a run's execution ends the command: the one place a run's end becomes an
 /// exit code.
 pub fn run_end(end: RunEnd, id: &RunId) -> CliResult {

@@ -4,9 +4,8 @@ use clap::Args;
 
 use super::error::CliResult;
 use super::{find_run, Ctx};
-use crate::runner::{Reload, ResumeOptions, Runner};
-use crate::store::{self, Paths};
-use crate::ui::eventlog::Logged;
+use crate::runner::{Reload, ResumeOptions};
+use crate::store;
 use crate::workflow;
 
 /// Continue a run from its last step commit (retrying a failed step)
@@ -80,31 +79,16 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     } else {
         None
     };
-    let paths = Paths::new(&repo, &ctx.env);
-    let mut view = super::View::new(
-        &mut ctx.ui,
-        &ctx.controls,
-        args.json,
-        args.plain,
-        args.verbose,
-    );
-    // Output always reaches the sinks: the view shows activity, the event log keeps it for
-    // `watch`, and lines show it with -v.
-    let echo = true;
-    let mut logged = Logged::new(&mut view, paths.clone());
-    let mut runner = Runner {
-        repo: &repo,
-        paths,
-        sink: &mut logged,
-        env: &ctx.env,
-        controls: &ctx.controls,
-        echo,
-        jobs: super::jobs(&repo, args.jobs)?,
-    };
     let opts = ResumeOptions {
         restart_step: args.restart_step,
         reload,
     };
-    let end = runner.resume(&id, opts)?;
+    let jobs = super::jobs(&repo, args.jobs)?;
+    let shown = super::Shown {
+        json: args.json,
+        plain: args.plain,
+        verbose: args.verbose,
+    };
+    let end = super::with_runner(ctx, &repo, shown, jobs, |runner| runner.resume(&id, opts))?;
     super::run_end(end, &id)
 }

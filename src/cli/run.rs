@@ -6,9 +6,7 @@ use clap::Args;
 
 use super::error::{CliError, CliResult};
 use super::Ctx;
-use crate::runner::{Runner, StartRequest};
-use crate::store::Paths;
-use crate::ui::eventlog::Logged;
+use crate::runner::StartRequest;
 use crate::workflow;
 
 /// Start a workflow as a new run on its own branch
@@ -116,34 +114,21 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     if let Some(model) = &args.model {
         overrides.insert("model".to_string(), model.clone());
     }
-    let paths = Paths::new(&repo, &ctx.env);
-    let mut view = super::View::new(
-        &mut ctx.ui,
-        &ctx.controls,
-        args.json,
-        args.plain,
-        args.verbose,
-    );
-    // Output always reaches the sinks: the view shows activity, the event log keeps it for
-    // `watch`, and lines show it with -v.
-    let echo = true;
-    let mut logged = Logged::new(&mut view, paths.clone());
-    let mut runner = Runner {
-        repo: &repo,
-        paths,
-        sink: &mut logged,
-        env: &ctx.env,
-        controls: &ctx.controls,
-        echo,
-        jobs: super::jobs(&repo, args.jobs)?,
+    let jobs = super::jobs(&repo, args.jobs)?;
+    let shown = super::Shown {
+        json: args.json,
+        plain: args.plain,
+        verbose: args.verbose,
     };
-    let (id, end) = runner.start(StartRequest {
-        workflow: &wf,
-        vars,
-        base,
-        overrides,
-        track,
-        conditions,
+    let (id, end) = super::with_runner(ctx, &repo, shown, jobs, |runner| {
+        runner.start(StartRequest {
+            workflow: &wf,
+            vars,
+            base,
+            overrides,
+            track,
+            conditions,
+        })
     })?;
     super::run_end(end, &id)
 }

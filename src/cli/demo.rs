@@ -11,7 +11,7 @@ use crate::workflow;
 /// Run the built-in demo workflow in a scratch repository (no network, no API key)
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Print the steps' output as it arrives
+    /// Show what the steps do as they run (agents' tool calls and text, in words)
     #[arg(short, long)]
     pub verbose: bool,
 }

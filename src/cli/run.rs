@@ -38,7 +38,7 @@ pub struct RunArgs {
     /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Print the steps' output as it arrives
+    /// Show what the steps do as they run (agents' tool calls and text, in words)
     #[arg(short, long)]
     pub verbose: bool,
     /// Report events as JSON lines on stdout (schema: docs/events.md)

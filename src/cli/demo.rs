@@ -36,7 +36,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         plain: false,
         verbose: args.verbose,
     };
-    let (id, end) = super::with_runner(ctx, &repo, shown, super::DEFAULT_JOBS, |runner| {
+    let (id, end) = super::with_runner(ctx, &repo, &shown, super::DEFAULT_JOBS, |runner| {
         runner.start(StartRequest {
             workflow: &wf,
             vars,

@@ -15,7 +15,14 @@ pub fn detach(ctx: &mut Ctx, extra: &[&str]) -> CliResult {
         CliError::failed("cannot find git machine's own program to start it in the background")
             .with_hint("run without --detach")
     })?;
-    let args: Vec<&String> = ctx.env.args.iter().filter(|a| *a != "--detach").collect();
+    // Its output goes nowhere once the id is read; `--json` would put JSON before the id
+    // (`watch --json` shows the events of a detached run).
+    let args: Vec<&String> = ctx
+        .env
+        .args
+        .iter()
+        .filter(|a| !["--detach", "--json"].contains(&a.as_str()))
+        .collect();
     let mut cmd = Command::new(exe);
     cmd.args(&args)
         .args(extra)

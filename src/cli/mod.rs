@@ -149,10 +149,17 @@ impl crate::runner::Sink for View<'_> {
 }
 
 /// How a command shows a run: `--json`, `--plain`, `-v`.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct Shown {
-    pub json: bool,
-    pub plain: bool,
+    /// Show what the steps do as they run (agents' tool calls and text, in words)
+    #[arg(short, long)]
     pub verbose: bool,
+    /// Report events as JSON lines on stdout (schema: docs/events.md)
+    #[arg(long)]
+    pub json: bool,
+    /// One line per event instead of the live view, even on a terminal
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// Run `f` with a runner whose events go to the view (live, lines or JSON) and to the run's
@@ -160,7 +167,7 @@ pub struct Shown {
 pub fn with_runner<T>(
     ctx: &mut Ctx,
     repo: &Repo,
-    shown: Shown,
+    shown: &Shown,
     jobs: usize,
     f: impl FnOnce(&mut crate::runner::Runner<'_>) -> crate::error::Result<T>,
 ) -> CliResult<T> {

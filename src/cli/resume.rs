@@ -31,15 +31,8 @@ pub struct ResumeArgs {
     /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Show what the steps do as they run (agents' tool calls and text, in words)
-    #[arg(short, long)]
-    pub verbose: bool,
-    /// Report events as JSON lines on stdout (schema: docs/events.md)
-    #[arg(long)]
-    pub json: bool,
-    /// One line per event instead of the live view, even on a terminal
-    #[arg(long)]
-    pub plain: bool,
+    #[command(flatten)]
+    pub shown: super::Shown,
     /// Continue in the background: print the run id and return at once (`watch` follows it)
     #[arg(long)]
     pub detach: bool,
@@ -84,11 +77,8 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
         reload,
     };
     let jobs = super::jobs(&repo, args.jobs)?;
-    let shown = super::Shown {
-        json: args.json,
-        plain: args.plain,
-        verbose: args.verbose,
-    };
-    let end = super::with_runner(ctx, &repo, shown, jobs, |runner| runner.resume(&id, opts))?;
+    let end = super::with_runner(ctx, &repo, &args.shown, jobs, |runner| {
+        runner.resume(&id, opts)
+    })?;
     super::run_end(end, &id)
 }

@@ -59,6 +59,10 @@ pub fn run(ctx: &mut Ctx, args: &RmArgs) -> CliResult {
             }
         }
         crate::store::txn::move_refs(&repo, &updates, &format!("git machine: remove run {id}"))?;
+        // The run is gone: so is the event log `watch` read it from.
+        let events = paths.events(&id);
+        let _ = std::fs::remove_file(events.with_extension("jsonl.1"));
+        let _ = std::fs::remove_file(events);
         ctx.ui.out(&format!(
             "deleted branch machine/{id} (was {})",
             tip.short()

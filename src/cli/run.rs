@@ -38,15 +38,8 @@ pub struct RunArgs {
     /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Show what the steps do as they run (agents' tool calls and text, in words)
-    #[arg(short, long)]
-    pub verbose: bool,
-    /// Report events as JSON lines on stdout (schema: docs/events.md)
-    #[arg(long)]
-    pub json: bool,
-    /// One line per event instead of the live view, even on a terminal
-    #[arg(long)]
-    pub plain: bool,
+    #[command(flatten)]
+    pub shown: super::Shown,
     /// Run in the background: print the run id and return at once (`watch` follows it)
     #[arg(long)]
     pub detach: bool,
@@ -115,12 +108,7 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         overrides.insert("model".to_string(), model.clone());
     }
     let jobs = super::jobs(&repo, args.jobs)?;
-    let shown = super::Shown {
-        json: args.json,
-        plain: args.plain,
-        verbose: args.verbose,
-    };
-    let (id, end) = super::with_runner(ctx, &repo, shown, jobs, |runner| {
+    let (id, end) = super::with_runner(ctx, &repo, &args.shown, jobs, |runner| {
         runner.start(StartRequest {
             workflow: &wf,
             vars,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::git::Oid;
 use crate::store::{
-    GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status,
+    GroupAction, GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status,
 };
 use crate::workflow::{LoopSpec, ResolvedStep, StepId};
 
@@ -730,7 +730,7 @@ fn member_succeeded(
         Some(Directive::Stop(reason)) => {
             t.state.group_directive = Some(GroupDirective {
                 member: member.clone(),
-                action: "stop".to_string(),
+                action: GroupAction::Stop,
                 reason,
             })
         }
@@ -738,11 +738,11 @@ fn member_succeeded(
             if t.state
                 .group_directive
                 .as_ref()
-                .map_or(true, |d| d.action != "stop")
+                .map_or(true, |d| d.action != GroupAction::Stop)
             {
                 t.state.group_directive = Some(GroupDirective {
                     member: member.clone(),
-                    action: "pause".to_string(),
+                    action: GroupAction::Pause,
                     reason,
                 })
             }
@@ -785,7 +785,7 @@ fn merged(state: &State, plan: &Plan, first: &StepId) -> Transition {
     let directive = next.group_directive.take();
     let mut t = Transition::new(next, Publish::Merge);
     match directive {
-        Some(d) if d.action == "stop" => {
+        Some(d) if d.action == GroupAction::Stop => {
             let reason = format!("stopped by step `{}`: {}", d.member, d.reason);
             t.state.next = None;
             t.state.status = Status::Completed;

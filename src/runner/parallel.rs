@@ -75,10 +75,6 @@ impl std::future::Future for FirstDone<'_, '_> {
     }
 }
 
-fn first_done<'a, 'b>(running: &'a mut [Member<'b>]) -> FirstDone<'a, 'b> {
-    FirstDone { running }
-}
-
 /// A member that failed, waiting for the group's failure record.
 struct Failed {
     slot: usize,
@@ -229,7 +225,7 @@ impl Runner<'_> {
                     Some((i, line)) = out_rx.recv() => {
                         self.sink.member_output(&slots[i].step.id, &line);
                     }
-                    (k, (i, attempt, started_at, duration)) = first_done(&mut running) => {
+                    (k, (i, attempt, started_at, duration)) = FirstDone { running: &mut running } => {
                         drop(running.swap_remove(k));
                         if let Some(next) = waiting.next() {
                             running.push(Box::pin(member(next)));

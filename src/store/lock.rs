@@ -183,8 +183,15 @@ pub fn live_holder(path: &Path) -> Option<Holder> {
     read(path).filter(holder_alive)
 }
 
-/// Send `signal` to the process that holds the lock.
+/// Send `signal` to the process that holds the lock. A holder on another host (a shared git
+/// dir) is refused: its pid means nothing here, and could name an unrelated process.
 pub fn signal_holder_with(holder: &Holder, signal: i32) -> std::io::Result<()> {
+    if holder.host != host_name() {
+        return Err(std::io::Error::other(format!(
+            "it runs on host {}; stop it there",
+            holder.host
+        )));
+    }
     // SAFETY: kill only sends a signal to the process that holds the lock.
     if unsafe { libc::kill(holder.pid as libc::pid_t, signal) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -202,4 +209,22 @@ pub fn signal_holder(holder: &Holder, now: bool) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod holder_tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_on_another_host_is_never_signalled() {
+        let holder = Holder {
+            pid: std::process::id(),
+            host: format!("{}-elsewhere", host_name()),
+            proc_start: None,
+            since: "2026-11-30T00:00:00Z".into(),
+            step_pgid: None,
+        };
+        let err = signal_holder_with(&holder, 0).expect_err("another host");
+        assert!(err.to_string().contains("-elsewhere"), "{err}");
+    }
 }

@@ -299,10 +299,17 @@ pub struct State {
 #[serde(deny_unknown_fields)]
 pub struct GroupDirective {
     pub member: StepId,
-    /// `stop` or `pause`.
-    pub action: String,
+    pub action: GroupAction,
     #[serde(default)]
     pub reason: String,
+}
+
+/// What a member of a group may ask of the group: obeyed once the group has merged.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupAction {
+    Stop,
+    Pause,
 }
 
 /// A loop decision as the step record keeps it, for `log` and progress.

@@ -175,14 +175,12 @@ impl Progress<'_> {
                 failed_step,
                 duration_ms,
             } => match state.as_str() {
-                "completed" => match reason {
-                    Some(why) if duration_ms == 0 => vec![format!("run {run}: {why}")],
-                    _ => vec![format!(
-                        "{} run {run} completed in {}",
-                        ui.green("done"),
-                        ms(duration_ms)
-                    )],
-                },
+                "completed" => vec![format!(
+                    "{} run {run} completed in {}{}",
+                    ui.green("done"),
+                    ms(duration_ms),
+                    reason.map(|why| format!(" ({why})")).unwrap_or_default()
+                )],
                 "failed" => vec![format!(
                     "{} {}",
                     ui.red("stopped"),

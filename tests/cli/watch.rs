@@ -141,3 +141,25 @@ fn a_detached_run_with_a_mistake_says_so_on_this_terminal() {
     assert!(r.stderr.contains("nope"), "{r}");
     assert!(env.runs().is_empty(), "nothing was created");
 }
+
+#[test]
+fn a_detached_run_with_json_still_prints_its_id_and_rm_takes_its_event_log() {
+    let env = TestEnv::new();
+    let gate = waiting(&env);
+    std::fs::write(&gate, "").expect("open the gate");
+    let started = env.machine_ok(&["run", "slow", "--detach", "--json"]);
+    let run = started.stdout.trim().to_string();
+    assert_eq!(run, env.last_run(), "{started}");
+    let events = env
+        .common_dir()
+        .join("machine/events")
+        .join(format!("{run}.jsonl"));
+    wait_for("the run's end", || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains("\"run_finished\""))
+    });
+    wait_for("the lock's release", || {
+        !env.common_dir().join("machine/locks").join(&run).exists()
+    });
+    env.machine_ok(&["rm", "--branch", &run]);
+    assert!(!events.exists(), "the event log goes with the run");
+}

@@ -450,7 +450,7 @@ fn a_members_pause_pauses_after_the_merge() {
     let mut s = at("a");
     s.group_directive = Some(GroupDirective {
         member: "a".into(),
-        action: "pause".into(),
+        action: crate::store::GroupAction::Pause,
         reason: "check".into(),
     });
     let t = decide(&s, &plan(), Input::Merged { first: "a".into() });

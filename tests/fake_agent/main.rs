@@ -974,7 +974,8 @@ fn main() {
             .append(true)
             .open(log)
         {
-            let _ = writeln!(f, "{line}");
+            // One write: a reader never sees half a line followed by another's.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
     if cli == Cli::Claude {

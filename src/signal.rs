@@ -152,19 +152,28 @@ fn restore_terminal() {
     }
 }
 
-/// One key from stdin, waiting at most `timeout`.
-pub fn read_key(timeout: std::time::Duration) -> Option<u8> {
-    let mut fd = libc::pollfd {
-        fd: 0,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll and read on fd 0 into a local buffer.
+/// The terminal's input (fd 0), for an event loop to wait on; never closed by this.
+pub struct Stdin;
+
+impl std::os::fd::AsRawFd for Stdin {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        0
+    }
+}
+
+/// The bytes waiting on stdin (at most 64), without waiting: empty when none are, or when the
+/// terminal hung up.
+pub fn read_available() -> Vec<u8> {
+    let mut waiting: libc::c_int = 0;
+    let mut buf = [0u8; 64];
+    // SAFETY: FIONREAD writes one int; read is bounded by the local buffer and by what is
+    // waiting, so it does not block.
     unsafe {
-        if libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) != 1 {
-            return None;
+        if libc::ioctl(0, libc::FIONREAD, std::ptr::addr_of_mut!(waiting)) != 0 || waiting <= 0 {
+            return Vec::new();
         }
-        let mut byte = 0u8;
-        (libc::read(0, std::ptr::addr_of_mut!(byte).cast(), 1) == 1).then_some(byte)
+        let want = (waiting as usize).min(buf.len());
+        let got = libc::read(0, buf.as_mut_ptr().cast(), want);
+        buf[..got.max(0) as usize].to_vec()
     }
 }

@@ -109,6 +109,7 @@ pub enum View<'a> {
 
 impl View<'_> {
     pub fn new<'a>(
+        rt: &tokio::runtime::Handle,
         ui: &'a mut Ui,
         controls: &Controls,
         json: bool,
@@ -118,7 +119,7 @@ impl View<'_> {
         use std::io::IsTerminal;
         let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         if terminal && !json && !plain {
-            View::Live(crate::ui::live::Live::start(ui, controls))
+            View::Live(crate::ui::live::Live::start(rt, ui, controls))
         } else {
             let mut lines = crate::ui::progress::Progress::new(ui, json);
             lines.verbose = verbose;
@@ -172,7 +173,9 @@ pub fn with_runner<T>(
     f: impl FnOnce(&mut crate::runner::Runner<'_>) -> crate::error::Result<T>,
 ) -> CliResult<T> {
     let paths = store::Paths::new(repo, &ctx.env);
+    let rt = crate::engine::process::event_loop()?;
     let mut view = View::new(
+        rt.handle(),
         &mut ctx.ui,
         &ctx.controls,
         shown.json,
@@ -188,6 +191,7 @@ pub fn with_runner<T>(
         controls: &ctx.controls,
         echo: true,
         jobs,
+        rt: &rt,
     };
     Ok(f(&mut runner)?)
 }

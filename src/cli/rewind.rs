@@ -49,7 +49,9 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             .unwrap_or(0)
     };
     let mut progress = crate::ui::progress::Progress::new(&mut ctx.ui, false);
+    let rt = crate::engine::process::event_loop()?;
     let mut runner = Runner {
+        rt: &rt,
         repo: &repo,
         paths: paths.clone(),
         sink: &mut progress,

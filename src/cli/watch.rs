@@ -8,8 +8,7 @@ use clap::Args;
 
 use super::error::CliResult;
 use super::{find_run, Ctx};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::runner::{Event, Kind, RunEnd, Sink};
 use crate::signal::Controls;
@@ -39,14 +38,22 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
     // The live view's keys act on the run through signals to the process executing it; Ctrl-C
     // here only ends the watching.
     let remote = Controls::default();
-    let forward = forward_keys(remote.clone(), holder.clone(), ctx.controls.cancel.clone());
-    let mut view = super::View::new(&mut ctx.ui, &remote, args.json, args.plain, false);
+    let rt = crate::engine::process::event_loop()?;
+    let forward = rt.spawn(forward_keys(remote.clone(), holder.clone()));
+    let mut view = super::View::new(
+        rt.handle(),
+        &mut ctx.ui,
+        &remote,
+        args.json,
+        args.plain,
+        false,
+    );
     let watching = &ctx.controls.cancel;
-    let end = follow(&mut view, &paths, &id, || {
+    let end = rt.block_on(follow(&mut view, &paths, &id, || {
         lock::holder_alive(&holder) && !watching.load(Ordering::SeqCst)
-    })?;
+    }))?;
     drop(view);
-    forward.store(true, Ordering::SeqCst);
+    forward.abort();
     if ctx.controls.cancel.load(Ordering::SeqCst) && end.is_none() {
         ctx.ui.note(&format!(
             "stopped watching; run {id} goes on (`git machine stop {id}` stops it)"
@@ -65,35 +72,27 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
 }
 
 /// Pass what the person asks with the view's keys to the process executing the run: `p` as
-/// SIGUSR1, `s` as SIGUSR2, `q` as SIGTERM (the same as `git machine stop`). Returns the flag that
-/// ends the forwarding.
-fn forward_keys(
-    remote: Controls,
-    holder: lock::Holder,
-    watching_stopped: Arc<AtomicBool>,
-) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let finished = Arc::clone(&done);
-    std::thread::spawn(move || {
-        while !finished.load(Ordering::SeqCst) && !watching_stopped.load(Ordering::SeqCst) {
-            for (flag, signal) in [
-                (&remote.pause, crate::signal::PAUSE_SIGNAL),
-                (&remote.skip, crate::signal::SKIP_SIGNAL),
-                (&remote.cancel, libc::SIGTERM),
-            ] {
-                if flag.swap(false, Ordering::SeqCst) {
-                    let _ = lock::signal_holder_with(&holder, signal);
-                }
+/// SIGUSR1, `s` as SIGUSR2, `q` as SIGTERM (the same as `git machine stop`). A task on the
+/// watching command's event loop, ended by aborting it.
+async fn forward_keys(remote: Controls, holder: lock::Holder) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        for (flag, signal) in [
+            (&remote.pause, crate::signal::PAUSE_SIGNAL),
+            (&remote.skip, crate::signal::SKIP_SIGNAL),
+            (&remote.cancel, libc::SIGTERM),
+        ] {
+            if flag.swap(false, Ordering::SeqCst) {
+                let _ = lock::signal_holder_with(&holder, signal);
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-    });
-    done
+    }
 }
 
 /// Show the run's events from its log as they come, until `run_finished` (its end) or until
 /// the process running it is gone (`None`).
-fn follow(
+async fn follow(
     sink: &mut dyn Sink,
     paths: &Paths,
     id: &RunId,
@@ -135,7 +134,7 @@ fn follow(
             if !alive() {
                 return Ok(None);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -321,7 +321,9 @@ async fn supervise(
     Ok((status, stopping, guard))
 }
 
-/// An event loop for supervising programs: one thread, with I/O and timers.
+/// The one event loop of a command: a single thread with I/O and timers, on which the steps'
+/// programs, a parallel group's members and the live view's redraw and keys all run. The
+/// runner's own work (git) happens between its turns, on the same thread.
 pub fn event_loop() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -331,27 +333,8 @@ pub fn event_loop() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Run `inv` in `cwd` with the given environment until it ends; stream its output to `log`
 /// and `parser` (and `echo`, if given). `stop` is polled: once any flag is set, the program is
-/// stopped (Ctrl-C, `git machine stop`, a person skipping the step). Runs its own event loop;
-/// [`run_async`] is the same on the caller's.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    inv: &Invocation,
-    cwd: &Path,
-    env: &[(String, String)],
-    log: &Path,
-    limits: Limits,
-    stop: &[&AtomicBool],
-    on_spawn: &mut dyn FnMut(i32),
-    parser: &mut dyn EventParser,
-    echo: Option<Echo<'_>>,
-) -> std::io::Result<Ending> {
-    let runtime = event_loop()?;
-    runtime.block_on(run_async(
-        inv, cwd, env, log, limits, stop, on_spawn, parser, echo,
-    ))
-}
-
-/// [`run`] as a future, for an event loop that supervises several programs at once.
+/// stopped (Ctrl-C, `git machine stop`, a person skipping the step). A future for the caller's
+/// event loop, which may supervise several programs at once.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_async(
     inv: &Invocation,

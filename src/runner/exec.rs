@@ -131,12 +131,12 @@ pub struct Attempt {
 /// Try the step's engines in order; an engine that is missing, cannot start or reports a
 /// fallback reason gives way to the next. `on_spawn` gets the process group (None when done).
 pub fn attempt_step(
+    rt: &tokio::runtime::Runtime,
     run: &StepRun<'_>,
     on_spawn: &mut dyn FnMut(Option<i32>),
     echo: Option<&mut dyn FnMut(&str)>,
 ) -> Result<Attempt> {
-    let runtime = process::event_loop()?;
-    runtime.block_on(attempt(run, on_spawn, echo))
+    rt.block_on(attempt(run, on_spawn, echo))
 }
 
 /// [`attempt_step`] as a future, for an event loop that runs several steps at once (the
@@ -369,6 +369,7 @@ pub fn take_directive(workdir: &Path) -> Result<Option<Directive>> {
 
 /// Run a loop gate in the worktree, its output kept in `log`. `None` when Ctrl-C stopped it.
 pub fn run_gate(
+    rt: &tokio::runtime::Runtime,
     step: &ResolvedStep,
     workdir: &Path,
     env: &Env,
@@ -391,7 +392,7 @@ pub fn run_gate(
         timeout: step.timeout,
         idle_timeout: step.idle_timeout,
     };
-    let ending = process::run(
+    let ending = rt.block_on(process::run_async(
         &inv,
         workdir,
         &env.vars,
@@ -401,7 +402,7 @@ pub fn run_gate(
         &mut |_| {},
         parser.as_mut(),
         None,
-    );
+    ));
     let ending = match ending {
         Ok(Ending::Cancelled) => return None,
         Ok(Ending::Exited(0)) => None,
@@ -606,7 +607,8 @@ mod tests {
             skip: None,
             path_var: None,
         };
-        let attempt = attempt_step(&run, &mut |_| {}, None).expect("no internal error");
+        let rt = process::event_loop().expect("an event loop");
+        let attempt = attempt_step(&rt, &run, &mut |_| {}, None).expect("no internal error");
         assert!(!attempt.outcome.success);
         assert_eq!(attempt.passed_over.len(), 1, "{:?}", attempt.passed_over);
         assert!(

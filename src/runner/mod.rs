@@ -65,6 +65,8 @@ pub struct Runner<'a> {
     pub echo: bool,
     /// How many members of a parallel group run at once.
     pub jobs: usize,
+    /// The one event loop: the steps' programs, parallel members and the live view run on it.
+    pub rt: &'a tokio::runtime::Runtime,
 }
 
 /// How a run's execution ended; the command line maps it to an exit code.
@@ -347,7 +349,8 @@ impl Runner<'_> {
     }
 
     /// A paused run goes on: what the person changed in the worktree (files, or commits of
-    /// their own) is committed first as a `review:` commit authored by them.
+    /// their own) is committed first as a `review:` commit authored by them — empty when they
+    /// changed nothing.
     fn review(&mut self, info: &mut RunInfo, tip: Oid, wt: &Worktree) -> Result {
         let id = info.id.clone();
         let after = self
@@ -358,10 +361,13 @@ impl Runner<'_> {
             .to_string();
         let plan = plan_of(&info.workflow()?, info);
         let t = machine::decide(&info.state, &plan, Input::Reviewed);
-        if !wt.is_dirty()? && tip == info.tip {
-            info.state = t.state;
-            return Ok(());
-        }
+        // Without changes the review is still committed (empty): the run's state leaves
+        // `paused` in history, and the log shows who let it go on, and when.
+        let title = if !wt.is_dirty()? && tip == info.tip {
+            format!("review: no changes after `{after}`")
+        } else {
+            format!("review: changes after `{after}`")
+        };
         let code = wt.stage_all(&[])?;
         let tree = self.repo.tree_with_subtree(
             code,
@@ -379,7 +385,7 @@ impl Runner<'_> {
                 files: vec![(store::state_path(&id), to_toml(&t.state).into_bytes())],
                 parents: vec![tip],
                 message: txn::message(
-                    &format!("review: changes after `{after}`"),
+                    &title,
                     &[
                         (trailer::RUN, id.as_str()),
                         (trailer::REVIEW, after.as_str()),
@@ -796,7 +802,8 @@ impl Runner<'_> {
         let sink = &mut *self.sink;
         let mut echo = |line: &str| sink.output(line);
         let echo: Option<&mut dyn FnMut(&str)> = if self.echo { Some(&mut echo) } else { None };
-        let attempt = exec::attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid), echo)?;
+        let attempt =
+            exec::attempt_step(self.rt, &run, &mut |pgid| lock.set_step_pgid(pgid), echo)?;
         for (engine, reason) in &attempt.passed_over {
             self.emit(
                 id,
@@ -831,7 +838,14 @@ impl Runner<'_> {
             },
         );
         let log = self.paths.gate_log(id, rec);
-        let gate = exec::run_gate(step, &wt.path, self.env, &log, &self.controls.cancel)?;
+        let gate = exec::run_gate(
+            self.rt,
+            step,
+            &wt.path,
+            self.env,
+            &log,
+            &self.controls.cancel,
+        )?;
         self.emit(
             id,
             Kind::Gate {

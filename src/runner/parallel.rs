@@ -177,7 +177,7 @@ impl Runner<'_> {
         slots: &[Slot<'_>],
         base: Oid,
     ) -> Result<Vec<Failed>> {
-        let runtime = crate::engine::process::event_loop()?;
+        let runtime = self.rt;
         let (env, cancel) = (self.env, &*self.controls.cancel);
         let path_var = env.var("PATH").map(std::ffi::OsString::from);
         // Members' output for the view: best effort, a full queue drops lines.
@@ -709,7 +709,8 @@ impl Runner<'_> {
             skip: None,
             path_var: path_var.as_deref(),
         };
-        let attempt = exec::attempt_step(&run, &mut |pgid| lock.set_step_pgid(pgid), None)?;
+        let attempt =
+            exec::attempt_step(self.rt, &run, &mut |pgid| lock.set_step_pgid(pgid), None)?;
         if let Some(reason) = self.unresolved(wt, paths, &attempt)? {
             self.emit(
                 &id,

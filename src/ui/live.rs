@@ -21,7 +21,7 @@ use super::{elapsed, Ui};
 use crate::runner::{Event, Kind, Sink};
 use crate::signal::Controls;
 
-/// The arrow keys, as [`read_key_or_arrow`] gives them.
+/// The arrow keys, as [`keys`] gives them.
 const UP: u8 = 0x80;
 const DOWN: u8 = 0x81;
 
@@ -70,52 +70,49 @@ struct Screen {
     finished: Option<String>,
     dirty: bool,
     color: bool,
+    /// The lines on the terminal now, to redraw only what changed.
+    drawn: Vec<String>,
 }
 
 pub struct Live {
     screen: Arc<Mutex<Screen>>,
     stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Live {
-    /// Start the view on stderr, with keys read from stdin when it is a terminal.
-    pub fn start(ui: &Ui, controls: &Controls) -> Live {
+    /// Start the view on stderr, with keys read from stdin when it is a terminal: its redraw
+    /// timer and key reader are tasks on the command's event loop `rt`.
+    pub fn start(rt: &tokio::runtime::Handle, ui: &Ui, controls: &Controls) -> Live {
         let screen = Arc::new(Mutex::new(Screen {
             color: ui.color,
             ..Screen::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let (s, st) = (Arc::clone(&screen), Arc::clone(&stop));
-        threads.push(std::thread::spawn(move || draw_loop(&s, &st)));
+        let _ = Term::stderr().hide_cursor();
+        rt.spawn(draw_task(Arc::clone(&screen), Arc::clone(&stop)));
         if crate::signal::keys_mode_on() {
             let (s, st, c) = (Arc::clone(&screen), Arc::clone(&stop), controls.clone());
-            threads.push(std::thread::spawn(move || key_loop(&s, &st, &c)));
+            rt.spawn(key_task(s, st, c));
         }
-        Live {
-            screen,
-            stop,
-            threads,
-        }
+        Live { screen, stop }
     }
 
     fn with(&self, f: impl FnOnce(&mut Screen)) {
         let mut s = self
             .screen
             .lock()
-            .expect("no thread panics holding the screen");
+            .expect("no task panics holding the screen");
         f(&mut s);
         s.dirty = true;
     }
 }
 
 impl Drop for Live {
+    /// The last frame, drawn here whether or not the loop turns again: a clean summary.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        draw(&self.screen, true);
+        let _ = Term::stderr().show_cursor();
         crate::signal::keys_mode_off();
     }
 }
@@ -465,7 +462,7 @@ impl Screen {
         }
         let extra = self.notes.len()
             + if self.show_recent {
-                self.recent.len()
+                self.recent.len().max(1)
             } else {
                 0
             };
@@ -519,7 +516,9 @@ impl Screen {
         for n in &self.notes {
             lines.push(paint("2", &format!("  {n}")));
         }
-        if self.show_recent {
+        if self.show_recent && self.recent.is_empty() {
+            lines.push(paint("2", "    │ (no output from the running step yet)"));
+        } else if self.show_recent {
             lines.extend(
                 self.recent
                     .iter()
@@ -547,32 +546,31 @@ impl Screen {
 }
 
 /// Redraw what changed, at most every [`FRAME`], until told to stop; then the final frame.
-fn draw_loop(screen: &Mutex<Screen>, stop: &AtomicBool) {
-    let term = Term::stderr();
-    let _ = term.hide_cursor();
-    let mut drawn: Vec<String> = Vec::new();
-    let mut last = Instant::now() - FRAME;
+/// Redraw at most once per [`FRAME`] until the view ends.
+async fn draw_task(screen: Arc<Mutex<Screen>>, stop: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        {
-            let mut s = screen.lock().expect("no thread panics holding the screen");
-            let running = s.rows.iter().any(|r| r.state == State::Running);
-            if s.dirty || running || stopping {
-                let (rows, cols) = term.size();
-                let lines = s.frame(cols.max(20) as usize, rows.max(5) as usize);
-                redraw(&term, &drawn, &lines);
-                drawn = lines;
-                s.dirty = false;
-            }
+        tick.tick().await;
+        if stop.load(Ordering::SeqCst) {
+            return;
         }
-        if stopping {
-            break;
-        }
-        let wait = FRAME.saturating_sub(last.elapsed());
-        std::thread::sleep(wait.max(Duration::from_millis(10)));
-        last = Instant::now();
+        draw(&screen, false);
     }
-    let _ = term.show_cursor();
+}
+
+/// Draw the frame if anything changed (a running step's clock always does), or if `force`d.
+fn draw(screen: &Mutex<Screen>, force: bool) {
+    let term = Term::stderr();
+    let mut s = screen.lock().expect("no task panics holding the screen");
+    let running = s.rows.iter().any(|r| r.state == State::Running);
+    if s.dirty || running || force {
+        let (rows, cols) = term.size();
+        let lines = s.frame(cols.max(20) as usize, rows.max(5) as usize);
+        redraw(&term, &s.drawn, &lines);
+        s.drawn = lines;
+        s.dirty = false;
+    }
 }
 
 /// Rewrite only from the first line that changed: the cursor goes up to it, the rest of the
@@ -590,56 +588,94 @@ fn redraw(term: &Term, old: &[String], new: &[String]) {
     }
 }
 
-/// A key, with the arrows' escape sequences (`ESC [ A`, `ESC [ B`) read as [`UP`]/[`DOWN`];
-/// an Esc alone stays Esc.
-fn read_key_or_arrow() -> Option<u8> {
-    let key = crate::signal::read_key(FRAME)?;
-    if key != 0x1b {
-        return Some(key);
+/// Keys in the bytes one read gave: arrows (`ESC [ A`, `ESC [ B`) as [`UP`] and [`DOWN`], a lone
+/// ESC as itself; other escape sequences are dropped.
+fn keys(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (0x1b, Some(b'['), Some(b'A')) => out.push(UP),
+            (0x1b, Some(b'['), Some(b'B')) => out.push(DOWN),
+            (0x1b, Some(b'[' | b'O'), Some(_)) => {}
+            (key, _, _) => {
+                out.push(key);
+                i += 1;
+                continue;
+            }
+        }
+        i += 3;
     }
-    match crate::signal::read_key(Duration::from_millis(30)) {
-        Some(b'[') => match crate::signal::read_key(Duration::from_millis(30)) {
-            Some(b'A') => Some(UP),
-            Some(b'B') => Some(DOWN),
-            _ => None,
-        },
-        _ => Some(0x1b),
+    out
+}
+
+/// Read keys from the terminal, as the event loop says they come, until the view ends.
+async fn key_task(screen: Arc<Mutex<Screen>>, stop: Arc<AtomicBool>, controls: Controls) {
+    // SAFETY: fd 0 is open for the whole life of the process; git machine never closes it.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(
+            crate::signal::Stdin,
+            tokio::io::Interest::READABLE,
+        )
+    };
+    let Ok(stdin) = registered else {
+        return;
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut ready) = stdin.readable().await else {
+            return;
+        };
+        let bytes = crate::signal::read_available();
+        ready.clear_ready();
+        if bytes.is_empty() || stop.load(Ordering::SeqCst) {
+            // The terminal hung up, or the view ended while the key waited.
+            return;
+        }
+        let mut s = screen.lock().expect("no task panics holding the screen");
+        for key in keys(&bytes) {
+            s.key(key, &controls);
+        }
     }
 }
 
-/// Read keys from the terminal until told to stop.
-fn key_loop(screen: &Mutex<Screen>, stop: &AtomicBool, controls: &Controls) {
-    while !stop.load(Ordering::SeqCst) {
-        let Some(key) = read_key_or_arrow() else {
-            continue;
-        };
-        let mut s = screen.lock().expect("no thread panics holding the screen");
+impl Screen {
+    /// What a key does: ask the run (pause, skip, stop) or change what is shown.
+    fn key(&mut self, key: u8, controls: &Controls) {
         match key {
             b'p' => {
                 controls.pause.store(true, Ordering::SeqCst);
-                s.note("pause asked: the run pauses once this step is committed".into());
+                self.note("pause asked: the run pauses once this step is committed".into());
             }
             b's' => {
                 controls.skip.store(true, Ordering::SeqCst);
-                s.note("skip asked: this step stops and is recorded as skipped".into());
+                self.note("skip asked: this step stops and is recorded as skipped".into());
             }
-            b'l' => s.show_recent = !s.show_recent,
-            b'd' => s.show_files = !s.show_files,
-            b'k' | UP => s.select(-1),
-            b'j' | DOWN => s.select(1),
+            b'l' => self.show_recent = !self.show_recent,
+            b'd' => self.show_files = !self.show_files,
+            b'k' | UP => self.select(-1),
+            b'j' | DOWN => self.select(1),
             b'q' | 0x1b => {
                 controls.cancel.store(true, Ordering::SeqCst);
-                s.note("stopping: the step is stopped, the run stays resumable".into());
+                self.note("stopping: the step is stopped, the run stays resumable".into());
             }
-            _ => continue,
+            _ => return,
         }
-        s.dirty = true;
+        self.dirty = true;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_read_arrows_and_a_lone_escape_from_one_read() {
+        assert_eq!(keys(b"p"), vec![b'p']);
+        assert_eq!(keys(b"\x1b[A\x1b[Bj"), vec![UP, DOWN, b'j']);
+        assert_eq!(keys(b"\x1b"), vec![0x1b]);
+        // Other sequences (here a function key) are not keys of the view.
+        assert_eq!(keys(b"\x1bOPq"), vec![b'q']);
+    }
 
     #[test]
     fn agent_activity_reads_as_words() {

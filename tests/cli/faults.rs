@@ -1055,8 +1055,14 @@ fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
     resumed.key(b'q');
     let code = resumed.wait(PATIENCE).expect("q stops the run");
     assert_eq!(code, 130, "{}", resumed.text());
-    // Resumed without edits, the pause needed no review commit: the branch still says paused.
-    assert!(["paused", "interrupted"].contains(&shown_state(&env, &run).as_str()));
+    // Resumed without edits, the pause is still reviewed (an empty commit): the run no longer
+    // says paused once the step after it is stopped.
+    assert_eq!(shown_state(&env, &run), "interrupted");
+    let subjects = env.git(&["log", "--format=%s", &format!("machine/{run}")]);
+    assert!(
+        subjects.contains("review: no changes after `wait-b`"),
+        "{subjects}"
+    );
     std::fs::write(&gates[2], "").expect("open gate c");
     env.machine_ok(&["resume", &run, "--plain"]);
 }

@@ -45,6 +45,10 @@ pub struct Workflow {
     /// Every parallel group (steps sharing `group = "<id>"`), in the order of its first step,
     /// with its `[groups.<id>]` settings (defaults where the file has none).
     pub groups: Vec<GroupSpec>,
+    /// `[controller]`: the run begins with a conversation. Its step (id [`CONTROLLER`]) is the
+    /// first of `steps`; `Some(Some(id))` when the controller is also step `id` (its `step`
+    /// key), which is then recorded as done by the conversation, not run again.
+    pub controller: Option<Option<StepId>>,
     /// The `prompt_file`s read at parse time: path as written → contents. A run saves them
     /// next to `source` so that [`super::parse_with_files`] can re-parse without the files.
     pub prompt_files: BTreeMap<String, String>,
@@ -114,6 +118,32 @@ pub struct VarDecl {
     pub default: Option<String>,
 }
 
+/// The id of the step a `[controller]` becomes: the run's first step.
+pub const CONTROLLER: &str = "controller";
+
+/// How the person takes part in a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Headless: the agent works alone (the default).
+    #[default]
+    Autonomous,
+    /// The terminal is handed to the agent CLI's own interface (or to the command).
+    Interactive,
+    /// The controller's chat: each of the person's lines is the next headless turn of one
+    /// session.
+    Conversation,
+}
+
+/// What an interactive step does when no terminal can be handed over (CI, `--no-input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Run the step headless, as an autonomous one.
+    Headless,
+    /// Pause the run before the step, saying how to continue on a terminal (the default).
+    #[default]
+    Pause,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permissions {
     Read,
@@ -160,6 +190,10 @@ pub struct Step {
     pub tracks: Vec<String>,
     /// Parallel group: consecutive steps with the same group run at the same time.
     pub group: Option<String>,
+    /// How the person takes part: headless, on the terminal, or the controller's chat.
+    pub mode: Mode,
+    /// What an interactive step does without a terminal.
+    pub interactive_fallback: Fallback,
 }
 
 /// A step with every placeholder expanded: what one execution of it gets.
@@ -186,4 +220,8 @@ pub struct ResolvedStep {
     pub when_any: Vec<String>,
     pub tracks: Vec<String>,
     pub group: Option<String>,
+    /// How the person takes part: headless, on the terminal, or the controller's chat.
+    pub mode: Mode,
+    /// What an interactive step does without a terminal.
+    pub interactive_fallback: Fallback,
 }

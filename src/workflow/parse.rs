@@ -36,8 +36,8 @@ use toml::Spanned;
 use super::error::{backticked, closest, line_column, WorkflowError};
 use super::id::StepId;
 use super::model::{
-    Choice, ContextSource, GroupSpec, LoopSpec, Permissions, Step, VarDecl, Workflow,
-    BUILTIN_PLACEHOLDERS, ENGINES,
+    Choice, ContextSource, Fallback, GroupSpec, LoopSpec, Mode, Permissions, Step, VarDecl,
+    Workflow, BUILTIN_PLACEHOLDERS, CONTROLLER, ENGINES,
 };
 use super::raw::{
     Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
@@ -60,6 +60,7 @@ const TOP_KEYS: &[&str] = &[
     "tracks",
     "condition_groups",
     "groups",
+    "controller",
     "steps",
 ];
 /// Keys of a step that `[defaults]` may not set.
@@ -77,6 +78,9 @@ const STEP_ONLY_KEYS: &[&str] = &[
     "when_any",
     "tracks",
     "group",
+    "mode",
+    "interactive_fallback",
+    "step",
 ];
 const MAX_ID_LEN: usize = 40;
 /// `loop.max` when it is not given.
@@ -164,6 +168,7 @@ enum Place {
     Group(String),
     /// A step: its id when it has a string one, else its 1-based position.
     Step(std::result::Result<String, usize>),
+    Controller,
     Unknown,
 }
 
@@ -182,6 +187,7 @@ impl Place {
             Place::Group(id) => format!(" in [groups.{id}]"),
             Place::Step(Ok(id)) => format!(" in step `{id}`"),
             Place::Step(Err(n)) => format!(" in step #{n}"),
+            Place::Controller => " in [controller]".to_string(),
         }
     }
 }
@@ -472,6 +478,8 @@ impl Checker<'_> {
             Place::Groups
         } else if let Some(name) = inner.strip_prefix("groups.") {
             Place::Group(name.trim().trim_matches('"').to_string())
+        } else if inner == "controller" || inner.starts_with("controller.") {
+            Place::Controller
         } else {
             Place::Unknown
         }
@@ -504,10 +512,17 @@ impl Checker<'_> {
             conditions: &condition_groups,
             all,
         };
-        let steps = self.steps(&scope)?;
-        let groups = self.groups(all, &steps, raw.groups.as_ref())?;
-        let prompt_files = all
-            .iter()
+        let controller = raw
+            .controller
+            .as_ref()
+            .map(|c| self.controller(c, &scope))
+            .transpose()?;
+        let takes_over = controller.as_ref().map(|(_, takes)| takes.clone());
+        let offset = usize::from(controller.is_some());
+        let steps = self.steps(&scope, controller.map(|(c, _)| c))?;
+        let groups = self.groups(all, &steps[offset..], raw.groups.as_ref())?;
+        let raws = raw.controller.iter().chain(all);
+        let prompt_files = raws
             .zip(&steps)
             .filter_map(|(raw, step)| {
                 let path = raw.get_ref().prompt_file.as_ref()?;
@@ -528,6 +543,7 @@ impl Checker<'_> {
             tracks,
             condition_groups,
             groups,
+            controller: takes_over,
             prompt_files,
         })
     }
@@ -645,9 +661,14 @@ impl Checker<'_> {
         Ok(steps.get_ref())
     }
 
-    fn steps(&self, scope: &Scope<'_>) -> Result<Vec<Step>> {
+    /// The `[[steps]]`, after the controller's step when there is one (so they may name it).
+    fn steps(&self, scope: &Scope<'_>, controller: Option<Step>) -> Result<Vec<Step>> {
         let mut out: Vec<Step> = Vec::new();
         let mut id_spans: Vec<usize> = Vec::new();
+        if let Some(c) = controller {
+            out.push(c);
+            id_spans.push(0);
+        }
         for (i, raw) in scope.all.iter().enumerate() {
             let id = self.step_id(raw.get_ref().id.as_ref(), raw.span().start, i + 1)?;
             let id_at = raw
@@ -655,6 +676,16 @@ impl Checker<'_> {
                 .id
                 .as_ref()
                 .map_or(raw.span().start, |id| id.span().start);
+            if id.as_str() == CONTROLLER {
+                return Err(self
+                    .err(id_at, format!("step id `{CONTROLLER}` is taken by the controller"))
+                    .with_hint("`controller` names the step of `[controller]`, the run's conversation; give this step another id"));
+            }
+            if let Some(step) = &raw.get_ref().step {
+                return Err(self
+                    .err(step.span().start, format!("`step` belongs in [controller], not in step `{id}`"))
+                    .with_hint("`[controller]` with `step = \"<first step>\"` makes the conversation that step; remove `step` here"));
+            }
             if let Some(first) = out.iter().position(|s| s.id == id) {
                 let (line, _) = line_column(self.source, id_spans[first]);
                 return Err(self
@@ -743,6 +774,12 @@ impl Checker<'_> {
                 .err(c.span().start, format!("step `{id}` is in group `{g}`, so it can't have `checkpoint`"))
                 .with_hint("the steps of a group run side by side and are committed as one merge, so the run can't stop between them; put the checkpoint on the step after the group"));
         }
+        // The controller's own mode is read by `controller`.
+        let (mode, interactive_fallback) = if id.as_str() == CONTROLLER {
+            (Mode::Conversation, Fallback::Pause)
+        } else {
+            self.mode(s, &id)?
+        };
         let when = self.conditions(s.when.as_ref(), "when", &id, scope)?;
         let when_any = self.conditions(s.when_any.as_ref(), "when_any", &id, scope)?;
         let tracks = self.track_names(s.tracks.as_ref(), &id, scope)?;
@@ -773,7 +810,152 @@ impl Checker<'_> {
             when_any,
             tracks,
             group: group.map(str::to_string),
+            mode,
+            interactive_fallback,
         })
+    }
+
+    /// `[controller]`: the step the run's conversation is, with id [`CONTROLLER`], and the
+    /// first step it takes over (its `step` key), if any. Taking over `x` means starting from
+    /// `x`'s settings (engine, model, prompt, …), which the table's own keys override.
+    fn controller(
+        &self,
+        raw: &Spanned<RawStep>,
+        scope: &Scope<'_>,
+    ) -> Result<(Step, Option<StepId>)> {
+        let c = raw.get_ref();
+        let not_here = [
+            ("id", c.id.as_ref().map(|v| v.span().start)),
+            ("group", c.group.as_ref().map(|v| v.span().start)),
+            ("loop", c.loop_.as_ref().map(|v| v.span().start)),
+            ("checkpoint", c.checkpoint.as_ref().map(|v| v.span().start)),
+            ("session", c.session.as_ref().map(|v| v.span().start)),
+            ("when", c.when.as_ref().map(|v| v.span().start)),
+            ("when_any", c.when_any.as_ref().map(|v| v.span().start)),
+            ("tracks", c.tracks.as_ref().map(|v| v.span().start)),
+            (
+                "interactive_fallback",
+                c.interactive_fallback.as_ref().map(|v| v.span().start),
+            ),
+        ];
+        if let Some((key, Some(at))) = not_here.into_iter().find(|(_, at)| at.is_some()) {
+            return Err(self
+                .err(at, format!("`{key}` can't be set in [controller]"))
+                .with_hint("the controller is the run's opening conversation with you: it has a prompt, engine, model, permissions, mode, and optionally `step`, the first step it takes over"));
+        }
+        let id = this_step(CONTROLLER);
+        let takes = match &c.step {
+            Some(name) => Some(self.taken_over(name, scope)?),
+            None => None,
+        };
+        let mut step = match &takes {
+            Some(first) => {
+                let mut base = self.step(&scope.all[0], first.clone(), &[], scope)?;
+                let own = self.shared(SharedRaw::from(c), scope.declared)?;
+                base.id = id.clone();
+                base.engines = own.engines.unwrap_or(base.engines);
+                base.model = own.model.or(base.model);
+                base.reasoning = own.reasoning.or(base.reasoning);
+                base.permissions = own.permissions.or(base.permissions);
+                base.timeout = own.timeout.or(base.timeout);
+                base.idle_timeout = own.idle_timeout.or(base.idle_timeout);
+                base.args = own.args.unwrap_or(base.args);
+                base.env.extend(own.env);
+                if c.prompt.is_some() || c.prompt_file.is_some() {
+                    let agent = base.engines.iter().find(|e| *e != "command");
+                    base.prompt = self.prompt(
+                        c,
+                        &id,
+                        raw.span().start,
+                        agent.map(String::as_str),
+                        scope.declared,
+                    )?;
+                }
+                base
+            }
+            None => self.step(raw, id.clone(), &[], scope)?,
+        };
+        step.mode = match &c.mode {
+            Some(m) => match self.one_of(m, "mode", &["conversation", "interactive"])? {
+                "interactive" => Mode::Interactive,
+                _ => Mode::Conversation,
+            },
+            None => Mode::Conversation,
+        };
+        if step.engines.iter().any(|e| e == "command") && step.mode == Mode::Conversation {
+            return Err(self
+                .err(raw.span().start, "the controller's conversation needs an agent engine")
+                .with_hint("set `engine` in [controller] to an agent CLI, e.g. `engine = \"claude\"`; a command can be the controller with `mode = \"interactive\"`"));
+        }
+        Ok((step, takes))
+    }
+
+    /// The `step` of `[controller]`: it must name the first step, an agent step outside any
+    /// group.
+    fn taken_over(&self, name: &Str, scope: &Scope<'_>) -> Result<StepId> {
+        let first = scope.all.first().and_then(|s| s.get_ref().id.as_ref());
+        let Some(first) = first.filter(|f| f.get_ref() == name.get_ref()) else {
+            let hint = match first {
+                Some(f) => format!(
+                    "the first step is `{}`; the conversation can only be the first step",
+                    f.get_ref()
+                ),
+                None => "the conversation can only be the first step".to_string(),
+            };
+            return Err(self
+                .err(
+                    name.span().start,
+                    format!(
+                        "`step` in [controller] names `{}`, which is not the first step",
+                        name.get_ref()
+                    ),
+                )
+                .with_hint(hint));
+        };
+        if let Some(g) = &scope.all[0].get_ref().group {
+            return Err(self
+                .err(
+                    name.span().start,
+                    format!(
+                        "the controller can't take over step `{}`: it is in group `{}`",
+                        first.get_ref(),
+                        g.get_ref()
+                    ),
+                )
+                .with_hint(
+                    "take the first step out of its group, or remove `step` from [controller]",
+                ));
+        }
+        self.step_id(Some(first), scope.all[0].span().start, 1)
+    }
+
+    /// A step's `mode` and `interactive_fallback`.
+    fn mode(&self, s: &RawStep, id: &StepId) -> Result<(Mode, Fallback)> {
+        let mode = match &s.mode {
+            Some(m) => match self.one_of(m, "mode", &["autonomous", "interactive"])? {
+                "interactive" => Mode::Interactive,
+                _ => Mode::Autonomous,
+            },
+            None => Mode::Autonomous,
+        };
+        let fallback = match &s.interactive_fallback {
+            Some(f) if mode != Mode::Interactive => {
+                return Err(self
+                    .err(f.span().start, format!("`interactive_fallback` is for interactive steps, and step `{id}` is not one"))
+                    .with_hint("add `mode = \"interactive\"`, or remove `interactive_fallback`"));
+            }
+            Some(f) => match self.one_of(f, "interactive_fallback", &["headless", "pause"])? {
+                "headless" => Fallback::Headless,
+                _ => Fallback::Pause,
+            },
+            None => Fallback::Pause,
+        };
+        if let (Mode::Interactive, Some(g)) = (mode, &s.group) {
+            return Err(self
+                .err(g.span().start, format!("step `{id}` is interactive, so it can't be in group `{}`", g.get_ref()))
+                .with_hint("the steps of a group run side by side, and one terminal can be handed to one of them; make it autonomous or take it out of the group"));
+        }
+        Ok((mode, fallback))
     }
 
     /// A step's prompt: `prompt` as written or the text of `prompt_file`; agents need one.
@@ -1161,6 +1343,11 @@ impl Checker<'_> {
         let to = match &l.to {
             Some(to) => {
                 let target = self.step_ref(to, id, earlier, scope.all, &LOOP_REF)?;
+                if to.get_ref() == CONTROLLER {
+                    return Err(self
+                        .err(to.span().start, format!("step `{id}`'s loop can't go back to the controller"))
+                        .with_hint("the conversation is had once, at the start (return to it with `git machine controller`); loop to the first step after it"));
+                }
                 if let Some(Step {
                     id: target,
                     group: Some(g),

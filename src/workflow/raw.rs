@@ -28,6 +28,8 @@ pub struct RawWorkflow {
     pub tracks: Option<Spanned<RawTracks>>,
     pub condition_groups: Option<Spanned<Vec<Spanned<RawConditionGroup>>>>,
     pub groups: Option<BTreeMap<Str, RawGroup>>,
+    /// `[controller]`: a step table without `id`, plus `step`.
+    pub controller: Option<Spanned<RawStep>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
 }
 
@@ -136,6 +138,10 @@ pub struct RawStep {
     pub when_any: Option<Spanned<Names>>,
     pub tracks: Option<Spanned<Names>>,
     pub group: Option<Str>,
+    pub mode: Option<Str>,
+    pub interactive_fallback: Option<Str>,
+    /// `[controller]` only: the first step, which the conversation is.
+    pub step: Option<Str>,
 }
 
 /// `engine = "claude"` or `engine = ["claude", "codex"]`.

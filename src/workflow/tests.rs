@@ -2064,3 +2064,134 @@ fn list_reads_prompt_files_of_repo_workflows() {
     assert_eq!(wf.steps[0].prompt.as_deref(), Some("Design {area}"));
     assert_eq!(wf.origin, ".codemachine/workflows/withfile.toml");
 }
+
+// ---- interactive steps and the controller -------------------------------------------------
+
+const CONTROLLED: &str = r#"version = 1
+name = "c"
+
+[controller]
+engine = "claude"
+prompt = "Ask what to build, then write spec.md"
+
+[[steps]]
+id = "build"
+engine = "codex"
+prompt = "Build what spec.md says"
+context = [{ from = "controller" }]
+
+[[steps]]
+id = "manual"
+run = ["bash"]
+mode = "interactive"
+interactive_fallback = "headless"
+"#;
+
+#[test]
+fn the_controller_is_the_first_step_and_later_steps_may_name_it() {
+    let wf = parse_ok(CONTROLLED);
+    let ids: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["controller", "build", "manual"]);
+    assert_eq!(wf.controller, Some(None));
+    assert_eq!(wf.steps[0].mode, Mode::Conversation);
+    assert_eq!(wf.steps[0].engines, ["claude"]);
+    assert_eq!(wf.steps[1].mode, Mode::Autonomous);
+    assert_eq!(wf.steps[2].mode, Mode::Interactive);
+    assert_eq!(wf.steps[2].interactive_fallback, Fallback::Headless);
+    let resolved = wf.resolve(&BTreeMap::new());
+    assert_eq!(resolved[0].mode, Mode::Conversation);
+    assert_eq!(resolved[2].interactive_fallback, Fallback::Headless);
+}
+
+#[test]
+fn an_interactive_step_pauses_without_a_terminal_unless_told_otherwise() {
+    let wf = parse_ok(
+        "version = 1\nname = \"i\"\n[[steps]]\nid = \"talk\"\nengine = \"claude\"\nprompt = \"p\"\nmode = \"interactive\"\n",
+    );
+    assert_eq!(wf.steps[0].mode, Mode::Interactive);
+    assert_eq!(wf.steps[0].interactive_fallback, Fallback::Pause);
+    assert_eq!(wf.controller, None);
+}
+
+#[test]
+fn a_controller_that_takes_over_the_first_step_starts_from_its_settings() {
+    let wf = parse_ok(
+        "version = 1\nname = \"c\"\n[controller]\nstep = \"spec\"\nmodel = \"opus\"\nmode = \"interactive\"\n[[steps]]\nid = \"spec\"\nengine = \"gemini\"\nprompt = \"Write the spec\"\npermissions = \"edit\"\n[[steps]]\nid = \"build\"\nengine = \"codex\"\nprompt = \"b\"\n",
+    );
+    assert_eq!(
+        wf.controller,
+        Some(Some(StepId::parse("spec").expect("id")))
+    );
+    let c = &wf.steps[0];
+    assert_eq!(c.id.as_str(), "controller");
+    assert_eq!(c.engines, ["gemini"]);
+    assert_eq!(c.model.as_deref(), Some("opus"));
+    assert_eq!(c.prompt.as_deref(), Some("Write the spec"));
+    assert_eq!(c.permissions, Some(Permissions::Edit));
+    assert_eq!(c.mode, Mode::Interactive);
+    assert_eq!(wf.steps[1].id.as_str(), "spec");
+}
+
+#[test]
+fn controller_mistakes_are_placed_and_explained() {
+    let head = "version = 1\nname = \"c\"\n";
+    let agent = "[[steps]]\nid = \"a\"\nengine = \"claude\"\nprompt = \"p\"\n";
+    assert_err(
+        &format!("{head}[controller]\nstep = \"b\"\n{agent}[[steps]]\nid = \"b\"\nengine = \"claude\"\nprompt = \"p\"\n"),
+        4,
+        8,
+        "`step` in [controller] names `b`, which is not the first step",
+        "the first step is `a`",
+    );
+    assert_err(
+        &format!("{head}[controller]\nengine = \"claude\"\nprompt = \"p\"\nloop = {{ to = \"a\" }}\n{agent}"),
+        6,
+        8,
+        "`loop` can't be set in [controller]",
+        "optionally `step`",
+    );
+    assert_err(
+        &format!("{head}[controller]\nrun = [\"sh\"]\n{agent}"),
+        3,
+        1,
+        "the controller's conversation needs an agent engine",
+        "mode = \"interactive\"",
+    );
+    assert_err(
+        &format!("{head}[controller]\nengine = \"claude\"\nprompt = \"p\"\nmode = \"autonomous\"\n{agent}"),
+        6,
+        8,
+        "unknown mode `autonomous`",
+        "conversation, interactive",
+    );
+    assert_err(
+        &format!("{head}[[steps]]\nid = \"controller\"\nrun = [\"true\"]\n"),
+        4,
+        6,
+        "step id `controller` is taken by the controller",
+        "give this step another id",
+    );
+    assert_err(
+        &format!("{head}[controller]\nengine = \"claude\"\nprompt = \"p\"\n{agent}loop = {{ to = \"controller\" }}\n"),
+        10,
+        15,
+        "loop can't go back to the controller",
+        "git machine controller",
+    );
+    assert_err(
+        &format!(
+            "{head}[[steps]]\nid = \"a\"\nrun = [\"true\"]\ninteractive_fallback = \"pause\"\n"
+        ),
+        6,
+        24,
+        "`interactive_fallback` is for interactive steps",
+        "mode = \"interactive\"",
+    );
+    assert_err(
+        &format!("{head}[[steps]]\nid = \"a\"\nrun = [\"true\"]\nmode = \"interactive\"\ngroup = \"g\"\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\ngroup = \"g\"\n"),
+        7,
+        9,
+        "step `a` is interactive, so it can't be in group `g`",
+        "one terminal",
+    );
+}

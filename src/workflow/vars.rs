@@ -152,6 +152,8 @@ impl Workflow {
                 when_any: s.when_any.clone(),
                 tracks: s.tracks.clone(),
                 group: s.group.clone(),
+                mode: s.mode,
+                interactive_fallback: s.interactive_fallback,
             })
             .collect()
     }

@@ -1,11 +1,61 @@
-//! Choosing a run's track and conditions: from `--track` / `--with`, else asked on a terminal,
-//! else the workflow's defaults. Every answer is checked against the workflow's options before
-//! anything is created.
+//! A run's inputs: its vars, track and conditions. Each comes from the command line (`--var`,
+//! `--track`, `--with`), else is asked on a terminal, else is the workflow's default — except a
+//! var without a default, which is then an error. Every answer is checked against the workflow
+//! before anything is created.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::error::{CliError, CliResult};
-use crate::workflow::{Choice, Workflow};
+use crate::workflow::{BindError, Choice, MissingVars, Workflow};
+
+/// The run's var values: `given` (from `--var`), then on a terminal the required vars nobody
+/// gave, asked one by one. `refused_by` is the flag that forbids asking (`--no-input`,
+/// `--detach`), if any. Unknown names are told before anything is asked.
+pub fn bind_vars(
+    wf: &Workflow,
+    given: &[(String, String)],
+    refused_by: Option<&str>,
+) -> CliResult<BTreeMap<String, String>> {
+    let missing = match wf.bind_vars(given) {
+        Ok(values) => return Ok(values),
+        Err(BindError::Unknown(e)) => return Err(e.into()),
+        Err(BindError::Missing(missing)) => missing,
+    };
+    let mut asker = Asker::new(refused_by.is_none());
+    if !asker.interactive {
+        let it = if missing.vars.len() == 1 {
+            "it"
+        } else {
+            "them"
+        };
+        let why = match refused_by {
+            Some(flag) => format!("without {flag}, git machine asks for {it} on a terminal"),
+            None => format!("git machine asks for {it} when stdin and stderr are a terminal"),
+        };
+        return Err(not_given(missing, &why));
+    }
+    let mut all = given.to_vec();
+    for (i, var) in missing.vars.iter().enumerate() {
+        match asker.ask_value(&var.name, &var.help)? {
+            Some(value) => all.push((var.name.clone(), value)),
+            None => {
+                let mut left = missing.clone();
+                left.vars.drain(..i);
+                return Err(not_given(left, "the input ended before an answer"));
+            }
+        }
+    }
+    Ok(wf.bind_vars(&all)?)
+}
+
+/// The error for required vars nobody gave, its hint saying `why` none was asked. Not an
+/// "invalid workflow": the file is fine, the run lacks input.
+fn not_given(missing: MissingVars, why: &str) -> CliError {
+    let e = missing.error();
+    let hint = format!("{}; {why}", e.hint.as_deref().unwrap_or_default());
+    CliError::usage(e.message).with_hint(hint)
+}
 
 /// (track, conditions) for a new run.
 pub fn choose(
@@ -103,7 +153,8 @@ fn option_list(q: &Choice) -> String {
         .join(", ")
 }
 
-/// Asks questions on the terminal when there is one (stdin and stderr both terminals).
+/// Asks questions on the terminal when there is one (stdin and stderr both terminals), on
+/// stderr.
 struct Asker {
     interactive: bool,
 }
@@ -114,6 +165,33 @@ impl Asker {
             interactive: interactive
                 && std::io::stdin().is_terminal()
                 && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A value for var `name`, typed on one line (surrounding whitespace dropped); an empty
+    /// answer asks again. `None` when no terminal can answer or the input ends (Ctrl-D).
+    fn ask_value(&mut self, name: &str, help: &str) -> CliResult<Option<String>> {
+        if !self.interactive {
+            return Ok(None);
+        }
+        let mut err = std::io::stderr();
+        if !help.is_empty() {
+            let _ = writeln!(err, "{name} — {help}");
+        }
+        loop {
+            let _ = write!(err, "Value for {name}: ");
+            let _ = err.flush();
+            let mut line = String::new();
+            if std::io::stdin().lock().read_line(&mut line)? == 0 {
+                let _ = writeln!(err);
+                return Ok(None);
+            }
+            match line.trim() {
+                "" => {
+                    let _ = writeln!(err, "{name} has no default: type a value (Ctrl-D gives up)");
+                }
+                value => return Ok(Some(value.to_string())),
+            }
         }
     }
 

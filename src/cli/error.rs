@@ -6,7 +6,7 @@ use crate::error::{Error, Kind};
 use crate::git::GitError;
 use crate::store::lock::LockError;
 use crate::store::StoreError;
-use crate::workflow::WorkflowError;
+use crate::workflow::{BindError, WorkflowError};
 
 /// Exit codes.
 pub const EXIT_FAILED: i32 = 1;
@@ -85,6 +85,12 @@ impl From<Error> for CliError {
 impl From<WorkflowError> for CliError {
     fn from(e: WorkflowError) -> CliError {
         Error::from(e).into()
+    }
+}
+
+impl From<BindError> for CliError {
+    fn from(e: BindError) -> CliError {
+        WorkflowError::from(e).into()
     }
 }
 

@@ -7,16 +7,16 @@ use clap::Args;
 use super::error::{CliError, CliResult};
 use super::Ctx;
 use crate::runner::StartRequest;
-use crate::workflow;
+use crate::workflow::{self, VarValue};
 
 /// Start a workflow as a new run on its own branch
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Workflow name (.codemachine/workflows/<name>.toml or a built-in) or path to a .toml file
     pub workflow: String,
-    /// Set a workflow variable
+    /// Set a workflow variable (NAME=@FILE reads the value from FILE; @@ starts a value with @)
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-    pub vars: Vec<(String, String)>,
+    pub vars: Vec<(String, VarValue)>,
     /// Start from this revision instead of HEAD
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Conditions that hold for this run, comma-separated (asked on a terminal when not given)
     #[arg(long = "with", value_name = "COND,…", value_delimiter = ',')]
     pub with: Vec<String>,
-    /// Never ask questions; use defaults
+    /// Never ask questions; use defaults (a var without one must be given with --var)
     #[arg(long)]
     pub no_input: bool,
     /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
@@ -45,11 +45,19 @@ pub struct RunArgs {
     pub detach: bool,
 }
 
-pub fn parse_var(s: &str) -> Result<(String, String), String> {
+pub fn parse_var(s: &str) -> Result<(String, VarValue), String> {
     match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), VarValue::parse(v)?)),
         _ => Err(format!("`{s}` is not NAME=VALUE")),
     }
+}
+
+/// The `--var` values, `@FILE`s read (relative to the current directory).
+fn given_vars(ctx: &Ctx, args: &RunArgs) -> CliResult<Vec<(String, String)>> {
+    args.vars
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), value.read(name, &ctx.env.cwd)?)))
+        .collect()
 }
 
 /// An engine given for every agent step must be an agent engine git machine knows.
@@ -71,13 +79,15 @@ pub fn check_engine(from: &str, engine: &str) -> CliResult {
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let repo = ctx.repo()?;
     let wf = workflow::load(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
+    let given = given_vars(ctx, args)?;
     if args.detach {
         // Checked here first, so a mistake is told on this terminal: the same checks run again.
-        wf.bind_vars(&args.vars)?;
+        super::choices::bind_vars(&wf, &given, Some("--detach"))?;
         super::choices::choose(&wf, args.track.as_deref(), &args.with, false)?;
         return super::detach::detach(ctx, &["--no-input"]);
     }
-    let vars = wf.bind_vars(&args.vars)?;
+    let no_input = args.no_input.then_some("--no-input");
+    let vars = super::choices::bind_vars(&wf, &given, no_input)?;
     let (track, conditions) =
         super::choices::choose(&wf, args.track.as_deref(), &args.with, !args.no_input)?;
     let base = match &args.base {

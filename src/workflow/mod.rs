@@ -5,7 +5,7 @@
 //! can be given, a hint. The stages: `raw` (serde shapes with spans) → `parse` (every rule,
 //! `[defaults]` merged) → `model` (what the rest of the crate sees). Placeholders are checked at
 //! parse time and expanded per run by [`Workflow::resolve`] (`template`); `--var` values are
-//! checked by [`Workflow::bind_vars`]; [`loop_values`] gives the two built-ins that change from
+//! read by [`VarValue`] and checked by [`Workflow::bind_vars`]; [`loop_values`] gives the two built-ins that change from
 //! one execution of a step to the next, `{loop_reason}` and `{loop_pass}`. `find`/`list` locate
 //! workflows in a repository's `.codemachine/workflows/` and among the built-ins; [`load`] finds
 //! and parses in one go.
@@ -32,7 +32,7 @@ pub use find::{list, load};
 pub use id::StepId;
 pub use model::*;
 pub use parse::{parse, parse_with_files};
-pub use vars::loop_values;
+pub use vars::{loop_values, BindError, MissingVars, VarValue};
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! positions and hints, placeholders, `--var` binding and lookup.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use super::find::find;
@@ -867,28 +868,131 @@ fn bind_vars_applies_defaults_and_given_values() {
 }
 
 #[test]
-fn bind_vars_rejects_unknown_and_missing() {
+fn bind_vars_rejects_unknown_names_first() {
     let wf = parse_ok(&with_head("[[steps]]\nid = \"a\"\nrun = [\"x\"]\n"));
-    let e = wf
-        .bind_vars(&[("feture_name".to_string(), "x".to_string())])
-        .expect_err("unknown var");
+    // `owner` is missing too, but a misspelt name is told before anything could be asked.
+    let Err(BindError::Unknown(e)) = wf.bind_vars(&[("feture_name".to_string(), "x".to_string())])
+    else {
+        panic!("an unknown var is BindError::Unknown");
+    };
     assert_eq!(e.message, "unknown var `feture_name` for workflow `hello`");
     assert_eq!(
         e.hint.as_deref(),
         Some("did you mean `feature_name`? declared vars: feature_name, owner")
     );
     assert_eq!(e.line, None);
+}
 
-    let e = wf.bind_vars(&[]).expect_err("owner is required");
+#[test]
+fn bind_vars_reports_missing_vars_to_ask_for() {
+    let wf = parse_ok(&with_head("[[steps]]\nid = \"a\"\nrun = [\"x\"]\n"));
+    let given = [("feature_name".to_string(), "x".to_string())];
+    let Err(BindError::Missing(missing)) = wf.bind_vars(&given) else {
+        panic!("owner is required");
+    };
+    assert_eq!(missing.workflow, "hello");
+    let names: Vec<(&str, &str)> = missing
+        .vars
+        .iter()
+        .map(|v| (v.name.as_str(), v.help.as_str()))
+        .collect();
+    assert_eq!(names, [("owner", "who owns it")]);
+    let e = missing.error();
     assert_eq!(
         e.message,
         "workflow `hello` needs var `owner` (who owns it)"
     );
-    assert_eq!(e.hint.as_deref(), Some("pass --var owner=VALUE"));
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("pass --var owner=VALUE, or --var owner=@FILE to read it from a file")
+    );
     assert_eq!(
         e.to_string(),
         "wf.toml: workflow `hello` needs var `owner` (who owns it)"
     );
+    assert_eq!(WorkflowError::from(BindError::Missing(missing.clone())), e);
+
+    // An answer (here as the CLI adds it after asking) completes the binding.
+    let mut answered = given.to_vec();
+    answered.push(("owner".to_string(), "me".to_string()));
+    assert_eq!(
+        wf.bind_vars(&answered),
+        Ok(values(&[("feature_name", "x"), ("owner", "me")]))
+    );
+}
+
+#[test]
+fn missing_vars_are_all_listed() {
+    let wf = parse_ok(
+        "version = 1\nname = \"two\"\n[vars.a]\nhelp = \"first\"\n[vars.b]\n\
+         [vars.c]\ndefault = \"\"\n[[steps]]\nid = \"s\"\nrun = [\"x\"]\n",
+    );
+    let Err(BindError::Missing(missing)) = wf.bind_vars(&[]) else {
+        panic!("a and b are required");
+    };
+    let e = missing.error();
+    assert_eq!(e.message, "workflow `two` needs vars `a` (first), `b`");
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("pass --var a=VALUE --var b=VALUE (--var NAME=@FILE reads a value from a file)")
+    );
+}
+
+// ---- --var values -----------------------------------------------------------------------
+
+#[test]
+fn var_values_name_files_with_at_and_escape_it_with_two() {
+    let text = |s: &str| Ok(VarValue::Text(s.to_string()));
+    assert_eq!(VarValue::parse("plain"), text("plain"));
+    assert_eq!(VarValue::parse(""), text(""));
+    assert_eq!(VarValue::parse("a@b"), text("a@b"));
+    assert_eq!(VarValue::parse("@@x"), text("@x"));
+    assert_eq!(VarValue::parse("@@"), text("@"));
+    assert_eq!(VarValue::parse("@@@x"), text("@@x"));
+    assert_eq!(
+        VarValue::parse("@notes/topic.md"),
+        Ok(VarValue::File("notes/topic.md".into()))
+    );
+    let e = VarValue::parse("@").expect_err("no file name");
+    assert!(e.contains("file name") && e.contains("`@@`"), "{e}");
+}
+
+#[test]
+fn var_files_are_read_relative_to_the_directory_less_one_newline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let read = |file: &str, content: &[u8]| {
+        std::fs::write(dir.path().join(file), content).expect("write");
+        VarValue::File(file.into()).read("v", dir.path())
+    };
+    assert_eq!(read("one", b"fix the bug\n"), Ok("fix the bug".to_string()));
+    assert_eq!(read("crlf", b"fix\r\n"), Ok("fix".to_string()));
+    assert_eq!(read("two", b"a\n\n"), Ok("a\n".to_string()));
+    assert_eq!(read("none", b"  kept  "), Ok("  kept  ".to_string()));
+    assert_eq!(read("lines", b"a\nb\n"), Ok("a\nb".to_string()));
+    assert_eq!(read("empty", b""), Ok(String::new()));
+    assert_eq!(
+        VarValue::Text("@x".into()).read("v", Path::new("/nonexistent")),
+        Ok("@x".to_string())
+    );
+
+    let e = read("latin1", b"caf\xe9\n").expect_err("not UTF-8");
+    assert_eq!(
+        e.to_string(),
+        "cannot read var `v` from `latin1` (--var v=@latin1): not UTF-8 text"
+    );
+    let e = VarValue::File("gone.txt".into())
+        .read("topic", dir.path())
+        .expect_err("no such file");
+    assert!(
+        e.message
+            .starts_with("cannot read var `topic` from `gone.txt` (--var topic=@gone.txt): "),
+        "{e}"
+    );
+    assert!(e
+        .hint
+        .as_deref()
+        .is_some_and(|h| h.contains("relative to the current directory")));
+    assert_eq!(e.origin, "", "not an error in a workflow file");
 }
 
 // ---- find and list ----------------------------------------------------------------------

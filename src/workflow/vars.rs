@@ -1,13 +1,17 @@
 //! Binding a run's `--var` values and expanding a workflow's placeholders with them.
 //!
 //! `bind_vars` is where the CLI's input meets the declarations: after it, every declared var
-//! has a value and no undeclared one was given. `resolve` never fails: `parse` already checked
-//! every template, so only values the caller supplies go in.
+//! has a value and no undeclared one was given. It never asks anyone: required vars nobody gave
+//! come back as [`MissingVars`], for the command line to ask on a terminal and bind again.
+//! [`VarValue`] is a `--var` value as typed (`@file` reads it from a file, `@@` escapes a `@`).
+//! `resolve` never fails: `parse` already checked every template, so only values the caller
+//! supplies go in.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use super::error::{closest, WorkflowError};
-use super::model::{ContextSource, ResolvedStep, Workflow};
+use super::model::{ContextSource, ResolvedStep, VarDecl, Workflow};
 use super::template::expand;
 
 /// Values of `{loop_reason}` and `{loop_pass}` for one execution of a step, to merge into the
@@ -23,15 +27,135 @@ pub fn loop_values(feedback: Option<(&str, u32)>) -> [(String, String); 2] {
     ]
 }
 
+/// Why [`Workflow::bind_vars`] could not bind the given values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindError {
+    /// A given name the workflow does not declare.
+    Unknown(WorkflowError),
+    /// Required vars (no default) that were not given: a terminal may ask for them.
+    Missing(MissingVars),
+}
+
+impl From<BindError> for WorkflowError {
+    fn from(e: BindError) -> WorkflowError {
+        match e {
+            BindError::Unknown(e) => e,
+            BindError::Missing(m) => m.error(),
+        }
+    }
+}
+
+/// The required vars a run was not given, in declaration order (never empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingVars {
+    /// The workflow's origin and name, for the message.
+    pub origin: String,
+    pub workflow: String,
+    pub vars: Vec<VarDecl>,
+}
+
+impl MissingVars {
+    /// The error for when nobody answers: each var with its help text, and the flags that give
+    /// them.
+    pub fn error(&self) -> WorkflowError {
+        let described: Vec<String> = self
+            .vars
+            .iter()
+            .map(|v| match v.help.as_str() {
+                "" => format!("`{}`", v.name),
+                help => format!("`{}` ({help})", v.name),
+            })
+            .collect();
+        let flags: Vec<String> = self
+            .vars
+            .iter()
+            .map(|v| format!("--var {}=VALUE", v.name))
+            .collect();
+        let (noun, from_file) = match self.vars.as_slice() {
+            [one] => (
+                "var",
+                format!(", or --var {}=@FILE to read it from a file", one.name),
+            ),
+            _ => (
+                "vars",
+                " (--var NAME=@FILE reads a value from a file)".to_string(),
+            ),
+        };
+        WorkflowError::new(
+            self.origin.clone(),
+            format!(
+                "workflow `{}` needs {noun} {}",
+                self.workflow,
+                described.join(", ")
+            ),
+        )
+        .with_hint(format!("pass {}{from_file}", flags.join(" ")))
+    }
+}
+
+/// A `--var` value as given on the command line, before any file is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarValue {
+    /// The value itself; `@@x` on the command line is the value `@x`.
+    Text(String),
+    /// `@path`: the value is the file's text, its path relative to the current directory.
+    File(PathBuf),
+}
+
+impl VarValue {
+    /// `@path` names a file, `@@…` is a value starting with `@`, anything else is the value.
+    pub fn parse(s: &str) -> Result<VarValue, String> {
+        match s.strip_prefix('@') {
+            None => Ok(VarValue::Text(s.to_string())),
+            Some(rest) if rest.starts_with('@') => Ok(VarValue::Text(rest.to_string())),
+            Some("") => Err(
+                "`@` must be followed by a file name (`@@` starts a value with a literal `@`)"
+                    .to_string(),
+            ),
+            Some(path) => Ok(VarValue::File(PathBuf::from(path))),
+        }
+    }
+
+    /// The value of var `name`: the text, or the file's text (relative to `cwd`) less one
+    /// trailing newline (`\n` or `\r\n`, as editors end a file); everything else is kept. A
+    /// file that cannot be read, or is not UTF-8, is an error naming the var and the path.
+    pub fn read(&self, name: &str, cwd: &Path) -> Result<String, WorkflowError> {
+        let path = match self {
+            VarValue::Text(text) => return Ok(text.clone()),
+            VarValue::File(path) => path,
+        };
+        let shown = path.display();
+        let what = format!("cannot read var `{name}` from `{shown}` (--var {name}=@{shown})");
+        let bytes = std::fs::read(cwd.join(path)).map_err(|e| {
+            WorkflowError::new("", format!("{what}: {e}")).with_hint(
+                "the path is relative to the current directory; \
+                 `@@` starts a value with a literal `@`",
+            )
+        })?;
+        let mut text = String::from_utf8(bytes).map_err(|_| {
+            WorkflowError::new("", format!("{what}: not UTF-8 text"))
+                .with_hint("a var's value is text: convert the file to UTF-8")
+        })?;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        Ok(text)
+    }
+}
+
 impl Workflow {
-    /// Check CLI `--var` pairs against declared vars: an undeclared name is an error (suggest
-    /// the closest declared name), a required var (no default) not given is an error listing it
-    /// with its help text. Returns declared vars with their final values. When a name is given
-    /// twice the last value wins.
+    /// Check CLI `--var` pairs against declared vars: an undeclared name is
+    /// [`BindError::Unknown`] (suggesting the closest declared name); required vars (no
+    /// default) not given are [`BindError::Missing`], which the caller may ask for and bind
+    /// again. Returns declared vars with their final values. When a name is given twice the
+    /// last value wins.
     pub fn bind_vars(
         &self,
         given: &[(String, String)],
-    ) -> Result<BTreeMap<String, String>, WorkflowError> {
+    ) -> Result<BTreeMap<String, String>, BindError> {
         let declared: Vec<&str> = self.vars.iter().map(|v| v.name.as_str()).collect();
         for (name, _) in given {
             if declared.contains(&name.as_str()) {
@@ -46,11 +170,13 @@ impl Workflow {
             } else {
                 hint.push_str(&format!("declared vars: {}", declared.join(", ")));
             }
-            return Err(WorkflowError::new(
-                self.origin.clone(),
-                format!("unknown var `{name}` for workflow `{}`", self.name),
-            )
-            .with_hint(hint));
+            return Err(BindError::Unknown(
+                WorkflowError::new(
+                    self.origin.clone(),
+                    format!("unknown var `{name}` for workflow `{}`", self.name),
+                )
+                .with_hint(hint),
+            ));
         }
         let mut values = BTreeMap::new();
         let mut missing = Vec::new();
@@ -65,33 +191,17 @@ impl Workflow {
                 Some(value) => {
                     values.insert(var.name.clone(), value);
                 }
-                None => missing.push(var),
+                None => missing.push(var.clone()),
             }
         }
         if missing.is_empty() {
             return Ok(values);
         }
-        let described: Vec<String> = missing
-            .iter()
-            .map(|v| match v.help.as_str() {
-                "" => format!("`{}`", v.name),
-                help => format!("`{}` ({help})", v.name),
-            })
-            .collect();
-        let flags: Vec<String> = missing
-            .iter()
-            .map(|v| format!("--var {}=VALUE", v.name))
-            .collect();
-        let noun = if missing.len() == 1 { "var" } else { "vars" };
-        Err(WorkflowError::new(
-            self.origin.clone(),
-            format!(
-                "workflow `{}` needs {noun} {}",
-                self.name,
-                described.join(", ")
-            ),
-        )
-        .with_hint(format!("pass {}", flags.join(" "))))
+        Err(BindError::Missing(MissingVars {
+            origin: self.origin.clone(),
+            workflow: self.name.clone(),
+            vars: missing,
+        }))
     }
 
     /// Expand placeholders in every step with `values` (vars and built-ins merged by the caller).

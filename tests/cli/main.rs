@@ -13,5 +13,7 @@ mod flow;
 mod machine;
 mod output;
 mod parallel;
+mod pty;
 mod snapshots;
+mod vars_input;
 mod watch;

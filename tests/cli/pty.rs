@@ -1,0 +1,145 @@
+//! `git-machine` on a terminal of its own: a real pseudo-terminal, so that what git machine does
+//! only on a terminal (the live view, its keys, Ctrl-C, questions) is tested as a person meets it.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::{wait_until, TestEnv, BIN};
+
+/// The environment `TestEnv::machine_cmd` gives, as a full list (for a pty command).
+fn machine_env(env: &TestEnv) -> Vec<(String, String)> {
+    let cmd = env.machine_cmd(&[]);
+    let mut vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    for (k, v) in cmd.get_envs() {
+        let k = k.to_string_lossy().into_owned();
+        match v {
+            Some(v) => {
+                vars.insert(k, v.to_string_lossy().into_owned());
+            }
+            None => {
+                vars.remove(&k);
+            }
+        }
+    }
+    vars.into_iter().collect()
+}
+
+/// `git-machine` on a terminal of its own (a real pty), its screen collected as it comes.
+pub(crate) struct OnPty {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    screen: Arc<Mutex<Vec<u8>>>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl OnPty {
+    pub(crate) fn spawn(env: &TestEnv, args: &[&str]) -> OnPty {
+        OnPty::spawn_sized(env, args, 200)
+    }
+
+    pub(crate) fn spawn_sized(env: &TestEnv, args: &[&str], cols: u16) -> OnPty {
+        use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+        let size = PtySize {
+            rows: 24,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        };
+        let pair = native_pty_system().openpty(size).expect("open a pty");
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.cwd(&env.repo);
+        cmd.env_clear();
+        for (k, v) in machine_env(env) {
+            cmd.env(k, v);
+        }
+        let child = pair
+            .slave
+            .spawn_command(cmd)
+            .expect("spawn git-machine on a pty");
+        drop(pair.slave);
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = pair.master.try_clone_reader().expect("pty reader");
+        let sink = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("screen lock")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        let writer = pair.master.take_writer().expect("pty writer");
+        OnPty {
+            child,
+            writer,
+            screen,
+            _master: pair.master,
+        }
+    }
+
+    pub(crate) fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().expect("screen lock")).into_owned()
+    }
+
+    /// Make the terminal `cols` wide, as a person resizing the window does.
+    pub(crate) fn resize(&self, cols: u16) {
+        self._master
+            .resize(portable_pty::PtySize {
+                rows: 24,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("resize the pty");
+    }
+
+    /// Type one key.
+    pub(crate) fn key(&mut self, key: u8) {
+        self.writer.write_all(&[key]).expect("type a key");
+        self.writer.flush().expect("flush");
+    }
+
+    /// The screen without colours and cursor moves, as text.
+    pub(crate) fn text(&self) -> String {
+        let raw = self.screen();
+        let mut out = String::new();
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' && chars.peek() == Some(&'[') {
+                chars.next();
+                // Colours go; cursor moves and erasures end a line.
+                let end = chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                if end != Some('m') {
+                    out.push('\n');
+                }
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Type Ctrl-C: the terminal sends SIGINT to its foreground process group.
+    pub(crate) fn ctrl_c(&mut self) {
+        self.writer.write_all(b"\x03").expect("type Ctrl-C");
+        self.writer.flush().expect("flush");
+    }
+
+    /// The exit code, if it exits within `limit` (otherwise it is killed).
+    pub(crate) fn wait(&mut self, limit: Duration) -> Option<u32> {
+        let mut status = None;
+        wait_until(limit, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = self.child.kill();
+        }
+        status.map(|s| s.exit_code())
+    }
+}

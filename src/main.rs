@@ -8,6 +8,7 @@ mod git;
 mod runner;
 mod signal;
 mod store;
+mod tty;
 mod ui;
 mod workflow;
 

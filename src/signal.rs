@@ -134,6 +134,14 @@ pub fn keys_mode_on() -> bool {
     }
 }
 
+/// The terminal's modes from before the live view's key mode, while that mode is on.
+pub fn terminal_before_keys() -> Option<libc::termios> {
+    // SAFETY: TERMINAL is written before TERMINAL_SAVED is set.
+    TERMINAL_SAVED
+        .load(Ordering::SeqCst)
+        .then(|| unsafe { (*std::ptr::addr_of!(TERMINAL)).assume_init() })
+}
+
 /// Give the terminal back as it was.
 pub fn keys_mode_off() {
     restore_terminal();

@@ -35,6 +35,7 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
         json: false,
         plain: false,
         verbose: args.verbose,
+        no_input: true,
     };
     let (id, end) = super::with_runner(ctx, &repo, &shown, super::DEFAULT_JOBS, |runner| {
         runner.start(StartRequest {

@@ -3,6 +3,7 @@
 
 mod apply;
 mod choices;
+mod controller;
 mod demo;
 mod detach;
 mod engines;
@@ -49,6 +50,7 @@ pub struct Cli {
 enum Command {
     Run(run::RunArgs),
     Resume(resume::ResumeArgs),
+    Controller(controller::ControllerArgs),
     Status(status::StatusArgs),
     Log(log::LogArgs),
     Show(show::ShowArgs),
@@ -161,6 +163,10 @@ pub struct Shown {
     /// One line per event instead of the live view, even on a terminal
     #[arg(long)]
     pub plain: bool,
+    /// Never ask or hand over the terminal: questions take their defaults (a var without one
+    /// must be given with --var), interactive steps follow `interactive_fallback`
+    #[arg(long)]
+    pub no_input: bool,
 }
 
 /// Run `f` with a runner whose events go to the view (live, lines or JSON) and to the run's
@@ -183,6 +189,7 @@ pub fn with_runner<T>(
         shown.verbose,
     );
     let mut logged = crate::ui::eventlog::Logged::new(&mut view, paths.clone());
+    let mut person = crate::ui::person::Terminal::new(shown.no_input, ctx.controls.cancel.clone());
     let mut runner = crate::runner::Runner {
         repo,
         paths,
@@ -192,6 +199,7 @@ pub fn with_runner<T>(
         echo: true,
         jobs,
         rt: &rt,
+        person: Some(&mut person),
     };
     Ok(f(&mut runner)?)
 }
@@ -211,6 +219,11 @@ pub fn run_end(end: RunEnd, id: &RunId) -> CliResult {
             EXIT_FAILED,
             format!("run {id} is paused for review"),
             format!("look at and edit its worktree, then `git machine resume {id}` commits your changes as a review and goes on"),
+        ),
+        RunEnd::Waiting => (
+            EXIT_FAILED,
+            format!("run {id} waits for you at a terminal"),
+            format!("`git machine resume {id}` on a terminal goes on (`git machine status {id}` says which step)"),
         ),
         RunEnd::Failed => (
             EXIT_FAILED,
@@ -250,6 +263,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
     match &cli.command {
         Command::Run(a) => run::run(ctx, a),
         Command::Resume(a) => resume::run(ctx, a),
+        Command::Controller(a) => controller::run(ctx, a),
         Command::Status(a) => status::run(ctx, a),
         Command::Log(a) => log::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),

@@ -52,6 +52,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     let rt = crate::engine::process::event_loop()?;
     let mut runner = Runner {
         rt: &rt,
+        person: None,
         repo: &repo,
         paths: paths.clone(),
         sink: &mut progress,

@@ -32,9 +32,6 @@ pub struct RunArgs {
     /// Conditions that hold for this run, comma-separated (asked on a terminal when not given)
     #[arg(long = "with", value_name = "COND,…", value_delimiter = ',')]
     pub with: Vec<String>,
-    /// Never ask questions; use defaults (a var without one must be given with --var)
-    #[arg(long)]
-    pub no_input: bool,
     /// Members of a parallel group that run at once (default: git config machine.jobs, else 4)
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -86,10 +83,10 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         super::choices::choose(&wf, args.track.as_deref(), &args.with, false)?;
         return super::detach::detach(ctx, &["--no-input"]);
     }
-    let no_input = args.no_input.then_some("--no-input");
+    let no_input = args.shown.no_input.then_some("--no-input");
     let vars = super::choices::bind_vars(&wf, &given, no_input)?;
     let (track, conditions) =
-        super::choices::choose(&wf, args.track.as_deref(), &args.with, !args.no_input)?;
+        super::choices::choose(&wf, args.track.as_deref(), &args.with, !args.shown.no_input)?;
     let base = match &args.base {
         Some(rev) => repo.resolve_commit(rev).ok_or_else(|| {
             CliError::usage(format!("--base `{rev}` names no commit"))

@@ -65,6 +65,17 @@ impl Invocation {
     }
 }
 
+/// How a CLI's interactive interface is started for a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interactive {
+    /// Program and arguments; `stdin` stays empty (the terminal is the agent's input).
+    pub inv: Invocation,
+    /// The session id given up front (Claude Code `--session-id`, Gemini CLI `--session-id`),
+    /// or the one being continued; None when the CLI picks its own (found afterwards by
+    /// [`Engine::find_session`]).
+    pub session: Option<String>,
+}
+
 /// Everything an engine may use to build its command line.
 pub struct StepInput<'a> {
     pub step: &'a ResolvedStep,
@@ -187,6 +198,26 @@ pub trait Engine {
         session: &str,
     ) -> Option<std::path::PathBuf> {
         let _ = (env, workdir, session);
+        None
+    }
+    /// The CLI's interactive interface for this step: `input.prompt` as the first message,
+    /// continuing `input.resume_session` when set.
+    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError> {
+        Err(EngineError::Invalid {
+            step: input.step.id.to_string(),
+            message: format!("engine `{}` has no interactive interface", self.name()),
+        })
+    }
+    /// After the interactive program ended: the session it used, verified to exist in the
+    /// CLI's own storage. `expected` is [`Interactive::session`].
+    fn find_session(
+        &self,
+        env: &[(String, String)],
+        workdir: &Path,
+        since: std::time::SystemTime,
+        expected: Option<&str>,
+    ) -> Option<String> {
+        let _ = (env, workdir, since, expected);
         None
     }
 }

@@ -375,3 +375,92 @@ pub async fn run_async(
         },
     })
 }
+
+/// Run `inv` in `cwd` with the terminal handed to it (see [`crate::tty`]) until it exits; the
+/// terminal is taken back on every path, its modes restored. No time limits apply: a person is
+/// at the keys. A `stop` flag (`git machine stop`, or the run stopped from elsewhere) ends the
+/// program as for a headless one. A program stopped by Ctrl-Z is continued: git machine is
+/// not a job-control shell, and the person would be left without a terminal.
+pub async fn run_foreground(
+    inv: &Invocation,
+    cwd: &Path,
+    env: &[(String, String)],
+    stop: &[&AtomicBool],
+    on_spawn: &mut dyn FnMut(i32),
+) -> std::io::Result<Ending> {
+    let mut handover = crate::tty::Handover::begin(crate::signal::terminal_before_keys())?;
+    let mut cmd = Command::new(&inv.program);
+    cmd.args(&inv.args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    for var in REMOVED_ENV
+        .iter()
+        .copied()
+        .chain(inv.env_remove.iter().map(String::as_str))
+    {
+        cmd.env_remove(var);
+    }
+    cmd.envs(inv.env.iter().map(|(k, v)| (k, v)));
+    // SAFETY: take_terminal_in_child, prctl and signal are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            crate::tty::take_terminal_in_child()?;
+            #[cfg(target_os = "linux")]
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id() as i32;
+    handover.give(pid);
+    let guard = guard(pid);
+    on_spawn(pid);
+    let ending = wait_foreground(pid, stop, &handover).await;
+    signal_group(pid, libc::SIGKILL);
+    release(guard);
+    handover.take_back();
+    ending
+}
+
+/// Wait for the program `pid` (leader of its group) to exit, stopping it when a `stop` flag is
+/// set and continuing it when Ctrl-Z stopped it.
+async fn wait_foreground(
+    pid: i32,
+    stop: &[&AtomicBool],
+    handover: &crate::tty::Handover,
+) -> std::io::Result<Ending> {
+    let mut stopping: Option<(Instant, bool)> = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child, not blocking.
+        let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if got < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if got == pid && libc::WIFSTOPPED(status) {
+            handover.give(pid);
+            signal_group(pid, libc::SIGCONT);
+        } else if got == pid {
+            return Ok(match stopping {
+                Some(_) => Ending::Cancelled,
+                None if libc::WIFSIGNALED(status) => Ending::Signaled(libc::WTERMSIG(status)),
+                None => Ending::Exited(libc::WEXITSTATUS(status)),
+            });
+        }
+        match &mut stopping {
+            None if stop.iter().any(|f| f.load(Ordering::SeqCst)) => {
+                signal_group(pid, libc::SIGHUP);
+                signal_group(pid, libc::SIGTERM);
+                stopping = Some((Instant::now(), false));
+            }
+            Some((since, killed)) if !*killed && since.elapsed() >= KILL_GRACE => {
+                signal_group(pid, libc::SIGKILL);
+                *killed = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

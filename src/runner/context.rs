@@ -201,7 +201,7 @@ fn read(wt: &Worktree, rel: &str) -> Option<String> {
 }
 
 /// `message.md` of the latest record of `step` in the run's folder of the worktree.
-fn last_message(run: &RunId, wt: &Worktree, step: &str) -> Option<String> {
+pub(super) fn last_message(run: &RunId, wt: &Worktree, step: &str) -> Option<String> {
     let latest = latest_record(run, wt, step)?;
     read(
         wt,

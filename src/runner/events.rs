@@ -223,6 +223,43 @@ pub enum Kind {
         commit: Oid,
         after: String,
     },
+    /// The run is paused before `step`, which needs the person at a terminal.
+    Waiting {
+        step: StepId,
+        reason: String,
+    },
+    /// An interactive step's program has the terminal (the view steps aside).
+    TerminalHandedOver {
+        step: StepId,
+        engine: String,
+    },
+    /// The terminal is back from an interactive step's program.
+    TerminalTakenBack {
+        step: StepId,
+    },
+    /// The controller's conversation begins (or is reopened: `session` continues, with
+    /// `earlier_turns` already had).
+    ConversationStarted {
+        engine: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        earlier_turns: usize,
+    },
+    /// One turn of the conversation: the person's line or the agent's answer.
+    Turn {
+        who: String,
+        text: String,
+    },
+    /// The conversation is over; the run goes on (`started`) or stops where it is.
+    ConversationEnded {
+        started: bool,
+    },
+    /// A person's message reached a running step, which goes on in its session with it.
+    Said {
+        step: StepId,
+        by: String,
+        text: String,
+    },
     RunFinished {
         /// completed | failed | paused | conflict | interrupted
         state: String,

@@ -12,7 +12,7 @@ use crate::git::Oid;
 use crate::store::{
     GroupAction, GroupDirective, LoopFeedback, LoopRecord, RunRecord, SessionRef, State, Status,
 };
-use crate::workflow::{LoopSpec, ResolvedStep, StepId};
+use crate::workflow::{LoopSpec, ResolvedStep, StepId, CONTROLLER};
 
 /// The workflow as resolved for this run: which steps apply (track and conditions), which are
 /// conflict resolvers, and what follows what.
@@ -22,6 +22,8 @@ pub struct Plan {
     /// Each group's `on_conflict` step, by group.
     on_conflict: BTreeMap<String, StepId>,
     resolvers: BTreeSet<StepId>,
+    /// The first step, when the controller's conversation was it (`[controller] step = …`).
+    pub taken_over: Option<StepId>,
 }
 
 impl Plan {
@@ -40,6 +42,7 @@ impl Plan {
             selected,
             resolvers: on_conflict.iter().map(|(_, r)| r.clone()).collect(),
             on_conflict: on_conflict.into_iter().collect(),
+            taken_over: None,
         }
     }
 
@@ -249,6 +252,12 @@ pub enum Input {
     Resolved { member: StepId },
     /// A person's edits after a pause are committed, or a paused run just goes on.
     Reviewed,
+    /// The next step needs the person and cannot have them now (an interactive step with no
+    /// terminal): the run waits, paused before it.
+    WaitsForPerson { step: StepId, why: String },
+    /// The person went back to the controller's conversation in the middle of the run; it
+    /// adds a record and leaves the run where it was.
+    Returned { session: Option<SessionRef> },
 }
 
 /// What kind of commit publishes a transition.
@@ -270,6 +279,10 @@ pub enum Publish {
     Resolution,
     /// A person's edits.
     Review,
+    /// Only the checkpoint: the run waits for a person before its next step.
+    Wait,
+    /// A return to the controller's conversation: its files and its record.
+    Conversation,
 }
 
 /// Something worth telling the user that the decision itself found out.
@@ -290,6 +303,11 @@ pub enum Notice {
         went_on: bool,
     },
     Paused {
+        reason: String,
+    },
+    /// The run waits for the person before `step`.
+    Waiting {
+        step: StepId,
         reason: String,
     },
     Stopped {
@@ -451,6 +469,25 @@ pub fn decide(state: &State, plan: &Plan, input: Input) -> Transition {
             next.status = Status::Running;
             next.reason = None;
             Transition::new(next, Publish::Review)
+        }
+        Input::WaitsForPerson { step, why } => {
+            let mut next = state.clone();
+            next.status = Status::Paused;
+            next.next = Some(step.clone());
+            next.reason = Some(why.clone());
+            let mut t = Transition::new(next, Publish::Wait);
+            t.notices.push(Notice::Waiting { step, reason: why });
+            t
+        }
+        Input::Returned { session } => {
+            let mut next = state.clone();
+            next.seq += 1;
+            remember_session(
+                &mut next,
+                &StepId::parse(CONTROLLER).expect("an id"),
+                session,
+            );
+            Transition::new(next, Publish::Conversation)
         }
     }
 }

@@ -15,10 +15,13 @@
 //! `refs/machine/attempts/`); killed after it, the checkpoint already names what comes next.
 
 mod context;
+pub mod controller;
 pub mod events;
 mod exec;
+mod interactive;
 pub mod machine;
 mod parallel;
+pub mod person;
 mod reload;
 mod transcript;
 
@@ -67,6 +70,8 @@ pub struct Runner<'a> {
     pub jobs: usize,
     /// The one event loop: the steps' programs, parallel members and the live view run on it.
     pub rt: &'a tokio::runtime::Runtime,
+    /// The person at the terminal, when there is one to hand it to or to talk with.
+    pub person: Option<&'a mut dyn person::Person>,
 }
 
 /// How a run's execution ended; the command line maps it to an exit code.
@@ -75,6 +80,8 @@ pub enum RunEnd {
     Completed,
     Failed,
     Paused,
+    /// Paused before a step that needs the person at a terminal.
+    Waiting,
     Conflict,
     Interrupted,
 }
@@ -84,7 +91,7 @@ impl RunEnd {
         match self {
             RunEnd::Completed => "completed",
             RunEnd::Failed => "failed",
-            RunEnd::Paused => "paused",
+            RunEnd::Paused | RunEnd::Waiting => "paused",
             RunEnd::Conflict => "conflict",
             RunEnd::Interrupted => "interrupted",
         }
@@ -142,7 +149,9 @@ fn plan_of(wf: &Workflow, info: &RunInfo) -> Plan {
         .iter()
         .filter_map(|g| g.on_conflict.clone().map(|r| (g.id.clone(), r)))
         .collect();
-    Plan::new(steps, &info.record, on_conflict)
+    let mut plan = Plan::new(steps, &info.record, on_conflict);
+    plan.taken_over = wf.controller.clone().flatten();
+    plan
 }
 
 impl Runner<'_> {
@@ -346,6 +355,26 @@ impl Runner<'_> {
             ))
             .with_hint(hint)),
         }
+    }
+
+    /// Commit only a new checkpoint `state` on the run's branch, titled `title`: the run's
+    /// code and records as they are.
+    fn publish_state(&mut self, info: &RunInfo, state: &State, title: &str) -> Result<Oid> {
+        let id = &info.id;
+        let tip = self.branch_tip(id)?;
+        Ok(txn::publish(
+            self.repo,
+            id,
+            tip,
+            txn::Commit {
+                tree: self.repo.tree_of(tip)?,
+                files: vec![(store::state_path(id), to_toml(state).into_bytes())],
+                parents: vec![tip],
+                message: txn::message(title, &[(trailer::RUN, id.as_str())]),
+                author: None,
+                side_refs: Vec::new(),
+            },
+        )?)
     }
 
     /// A paused run goes on: what the person changed in the worktree (files, or commits of
@@ -601,6 +630,10 @@ impl Runner<'_> {
     ) -> Result<Option<RunEnd>> {
         let step = &plan.steps[index];
         let id = info.id.clone();
+        let how = self.how(plan, step);
+        if how == How::Wait {
+            return self.wait_for_person(info, wt, plan, step);
+        }
         let rec = record_name(info.state.seq + 1, &step.id);
         let prepared = self.prepare(info, wt, step, &rec, inflight);
         let continued = prepared.continued.clone();
@@ -627,7 +660,14 @@ impl Runner<'_> {
         );
         let started_at = store::now_rfc3339();
         let started = Instant::now();
-        let attempt = self.attempt_step(info, wt, step, &rec, &prepared, lock)?;
+        let attempt = match how {
+            How::Headless | How::Wait => {
+                self.attempt_step(info, wt, step, &rec, &prepared, lock)?
+            }
+            How::Terminal => self.hand_over(info, wt, step, &rec, &prepared, lock)?,
+            How::Conversation => self.converse(info, wt, step, &rec, &prepared, lock)?,
+            How::TakenOver => self.taken_over(info, wt, step)?,
+        };
         let skipped =
             attempt.ending == Ending::Cancelled && self.controls.skip.swap(false, Ordering::SeqCst);
         if attempt.ending == Ending::Cancelled && !skipped {
@@ -769,19 +809,7 @@ impl Runner<'_> {
         lock: &mut RunLock,
     ) -> Result<Attempt> {
         let id = &info.id;
-        if let Some(s) = &prepared.continued {
-            if let Some(path) = transcript::restore(&s.engine, &self.env.vars, wt, id, &s.id)? {
-                self.emit(
-                    id,
-                    Kind::TranscriptRestored {
-                        step: step.id.clone(),
-                        engine: s.engine.clone(),
-                        session: s.id.clone(),
-                        path: exec::shown(&path),
-                    },
-                );
-            }
-        }
+        self.restore_transcript(id, wt, step, prepared)?;
         let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         let log = self.paths.log(id, rec);
         let session_path = self.paths.inflight_session(id, rec);
@@ -815,6 +843,31 @@ impl Runner<'_> {
             );
         }
         Ok(attempt)
+    }
+
+    /// Before a step continues a session: its transcript put back where the CLI looks for it,
+    /// if the CLI does not have it here (another clone, another machine).
+    fn restore_transcript(
+        &mut self,
+        id: &RunId,
+        wt: &Worktree,
+        step: &ResolvedStep,
+        prepared: &Prepared,
+    ) -> Result {
+        if let Some(s) = &prepared.continued {
+            if let Some(path) = transcript::restore(&s.engine, &self.env.vars, wt, id, &s.id)? {
+                self.emit(
+                    id,
+                    Kind::TranscriptRestored {
+                        step: step.id.clone(),
+                        engine: s.engine.clone(),
+                        session: s.id.clone(),
+                        path: exec::shown(&path),
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Run the step's loop gate, reporting it; `None` when Ctrl-C stopped it.
@@ -1084,6 +1137,7 @@ impl Runner<'_> {
                     worktree: exec::shown(&wt.path),
                 },
                 Notice::Stopped { reason } => Kind::Stopped { reason },
+                Notice::Waiting { step, reason } => Kind::Waiting { step, reason },
                 Notice::Skipped { step, by } => Kind::StepSkipped {
                     step,
                     why: format!("skipped by {by}"),
@@ -1164,6 +1218,21 @@ fn step_message(id: &RunId, rec: &str, record: &store::StepRecord, status: Optio
 }
 
 /// What a step is sent, and what it continues.
+/// How a step is executed, from its mode and whether the person is here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Headless: the engine's program alone.
+    Headless,
+    /// The terminal handed to the step's program.
+    Terminal,
+    /// The controller's chat.
+    Conversation,
+    /// Done already: the controller's conversation was this step.
+    TakenOver,
+    /// The step needs the person, who is not here: the run pauses before it.
+    Wait,
+}
+
 struct Prepared {
     prompt: String,
     context: Vec<String>,

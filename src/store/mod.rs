@@ -481,6 +481,8 @@ pub mod layout {
     pub const GATE_LOG: &str = "gate.log";
     /// An agent transcript kept with the record.
     pub const TRANSCRIPT: &str = "transcript.jsonl";
+    /// The controller's conversation, one turn a line (`who`, `at`, `text`), written as it goes.
+    pub const CONVERSATION: &str = "conversation.jsonl";
     /// Where an agent steers the run, relative to the worktree; never committed.
     pub const DIRECTIVE: &str = ".codemachine/directive.toml";
     /// Where runs keep their files, in every run commit.

@@ -72,6 +72,11 @@ struct Screen {
     color: bool,
     /// The lines on the terminal now, to redraw only what changed.
     drawn: Vec<String>,
+    /// The terminal belongs to someone else (an interactive step's program, the controller's
+    /// conversation): nothing is drawn and no key is read.
+    suspended: bool,
+    /// Turns of a reopened conversation still to be shown again.
+    replay: usize,
 }
 
 pub struct Live {
@@ -111,15 +116,100 @@ impl Drop for Live {
     /// The last frame, drawn here whether or not the loop turns again: a clean summary.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Ok(mut s) = self.screen.lock() {
+            s.suspended = false;
+        }
         draw(&self.screen, true);
         let _ = Term::stderr().show_cursor();
         crate::signal::keys_mode_off();
     }
 }
 
+impl Live {
+    /// The view steps aside: its frame stays as it is, the terminal is someone else's.
+    fn suspend(&mut self, line: &str) {
+        draw(&self.screen, true);
+        self.with(|s| {
+            s.suspended = true;
+            s.drawn.clear();
+        });
+        let term = Term::stderr();
+        let _ = term.show_cursor();
+        let _ = term.write_line(line);
+    }
+
+    /// The view is back, drawn afresh below whatever the other party left on the screen.
+    fn resume(&mut self) {
+        self.with(|s| {
+            s.suspended = false;
+            s.drawn.clear();
+        });
+        let _ = Term::stderr().hide_cursor();
+    }
+
+    /// A turn of the conversation, printed while the view is aside: the agent's always, the
+    /// person's only when a reopened conversation shows its earlier turns.
+    fn turn(&mut self, who: &str, text: &str) {
+        let (color, replayed) = {
+            let mut s = self
+                .screen
+                .lock()
+                .expect("no task panics holding the screen");
+            let replayed = s.replay > 0;
+            s.replay = s.replay.saturating_sub(1);
+            (s.color, replayed)
+        };
+        let paint = |code: &str, t: &str| {
+            if color {
+                format!("\x1b[{code}m{t}\x1b[0m")
+            } else {
+                t.to_string()
+            }
+        };
+        let line = if who == crate::runner::controller::AGENT {
+            format!("{} {text}", paint("36", "controller ›"))
+        } else if replayed {
+            paint("2", &format!("{who} › {text}"))
+        } else {
+            return;
+        };
+        let _ = Term::stderr().write_line(&line);
+    }
+}
+
 impl Sink for Live {
     fn emit(&mut self, event: Event) {
-        self.with(|s| s.apply(event));
+        match &event.kind {
+            Kind::TerminalHandedOver { step, engine } => {
+                let line = format!("▶ the terminal is yours: `{step}` runs {engine}'s own interface; leave it to go on");
+                self.with(|s| s.apply(event));
+                self.suspend(&line);
+            }
+            Kind::ConversationStarted {
+                engine,
+                earlier_turns,
+                ..
+            } => {
+                let mut line = format!(
+                    "controller with {engine}: type your answers; an empty line when you are done"
+                );
+                if *earlier_turns > 0 {
+                    line.push_str(&format!(" (reopened: {earlier_turns} turns so far)"));
+                }
+                let (replay, run) = (*earlier_turns, event.run.clone());
+                self.with(|s| {
+                    s.replay = replay;
+                    s.run = run;
+                });
+                self.suspend(&line);
+            }
+            Kind::TerminalTakenBack { .. } | Kind::ConversationEnded { .. } => self.resume(),
+            Kind::Turn { who, text } => {
+                let (who, text) = (who.clone(), text.clone());
+                self.turn(&who, &text);
+            }
+            _ => self.with(|s| s.apply(event)),
+        }
     }
 
     fn member_output(&mut self, step: &str, line: &str) {
@@ -398,6 +488,7 @@ impl Screen {
                 self.note(format!("→ back to {to}, pass {pass}/{max}"))
             }
             Kind::GroupMerged { group, .. } => self.note(format!("group {group} merged")),
+            Kind::Waiting { reason, .. } => self.attention = Some(format!("waiting: {reason}")),
             Kind::Paused { reason, worktree } => {
                 self.attention = Some(format!(
                     "paused: {reason} — review {worktree}, then `git machine resume {}`",
@@ -555,6 +646,9 @@ async fn draw_task(screen: Arc<Mutex<Screen>>, stop: Arc<AtomicBool>) {
         if stop.load(Ordering::SeqCst) {
             return;
         }
+        if screen.lock().is_ok_and(|s| s.suspended) {
+            continue;
+        }
         draw(&screen, false);
     }
 }
@@ -625,6 +719,11 @@ async fn key_task(screen: Arc<Mutex<Screen>>, stop: Arc<AtomicBool>, controls: C
         let Ok(mut ready) = stdin.readable().await else {
             return;
         };
+        if screen.lock().is_ok_and(|s| s.suspended) {
+            // The keys are for whoever has the terminal now.
+            ready.clear_ready();
+            continue;
+        }
         let bytes = crate::signal::read_available();
         ready.clear_ready();
         if bytes.is_empty() || stop.load(Ordering::SeqCst) {

@@ -5,6 +5,7 @@
 
 pub mod eventlog;
 pub mod live;
+pub mod person;
 pub mod progress;
 
 use std::io::{IsTerminal, Write};

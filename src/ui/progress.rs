@@ -13,6 +13,9 @@ pub struct Progress<'a> {
     pub verbose: bool,
     /// The last failed gate, shown with the loop it causes: (step, command, ending).
     failed_gate: Option<(String, String, String)>,
+    /// Turns of a reopened conversation still to be shown again (the person's own lines
+    /// are on the screen already otherwise).
+    replay: usize,
 }
 
 impl<'a> Progress<'a> {
@@ -22,6 +25,7 @@ impl<'a> Progress<'a> {
             json,
             verbose: false,
             failed_gate: None,
+            replay: 0,
         }
     }
 }
@@ -249,6 +253,42 @@ impl Progress<'_> {
                 "{} {step} {}",
                 ui.yellow("interrupted"),
                 ui.dim(&format!("after {}; `git machine resume {run}` continues it", ms(duration_ms)))
+            )],
+            Kind::TerminalHandedOver { step, engine } => vec![format!(
+                "  {} the terminal is yours: `{step}` runs {engine}'s own interface; leave it to go on",
+                ui.cyan("▶")
+            )],
+            Kind::TerminalTakenBack { step } => {
+                vec![ui.dim(&format!("  the terminal is back from `{step}`"))]
+            }
+            Kind::ConversationStarted { engine, session, earlier_turns } => {
+                self.replay = earlier_turns;
+                let mut out = vec![format!(
+                    "{} with {engine}{}: type your answers; an empty line when you are done",
+                    ui.bold("controller"),
+                    session.map(|s| format!(" (session {s})")).unwrap_or_default()
+                )];
+                if earlier_turns > 0 {
+                    out.push(ui.dim(&format!("  reopened: {earlier_turns} turns so far")));
+                }
+                out
+            }
+            Kind::Turn { who, text } => {
+                let replayed = self.replay > 0;
+                self.replay = self.replay.saturating_sub(1);
+                if who == crate::runner::controller::AGENT {
+                    vec![format!("{} {text}", ui.cyan("controller ›"))]
+                } else if replayed {
+                    vec![format!("{} {text}", ui.dim(&format!("{who} ›")))]
+                } else {
+                    Vec::new()
+                }
+            }
+            Kind::ConversationEnded { .. } => vec![ui.dim("  the workflow starts")],
+            Kind::Waiting { reason, .. } => vec![format!("{} {reason}", ui.yellow("waiting"))],
+            Kind::Said { step, by, text } => vec![format!(
+                "  {} {by} to `{step}`: {text}",
+                ui.cyan("›")
             )],
             Kind::RecordRepaired { .. } => vec![ui.yellow(
                 "  the step changed git machine's own files under .codemachine/runs/; they are kept as recorded",

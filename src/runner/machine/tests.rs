@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::store::{RunRecord, State, Status, FORMAT_VERSION};
+use crate::store::{RunRecord, SessionRef, State, Status, FORMAT_VERSION};
 
 const WORKFLOW: &str = r#"
 version = 1
@@ -609,4 +609,61 @@ fn a_pause_request_pauses_at_the_next_step_but_never_ends_a_finished_or_failed_r
         "Ada",
     );
     assert_eq!(failed.state.status, Status::Failed);
+}
+
+#[test]
+fn a_step_that_needs_the_person_pauses_the_run_before_it() {
+    let mut s = at("implement");
+    s.seq = 4;
+    let why = "step `implement` is interactive and there is no terminal".to_string();
+    let t = decide(
+        &s,
+        &plan(),
+        Input::WaitsForPerson {
+            step: "implement".into(),
+            why: why.clone(),
+        },
+    );
+    assert_eq!(t.publish, Publish::Wait);
+    assert_eq!(t.state.status, Status::Paused);
+    assert_eq!(t.state.next.as_deref(), Some("implement"));
+    assert_eq!(t.state.reason.as_deref(), Some(why.as_str()));
+    // No record is written: the step has not run.
+    assert_eq!(t.state.seq, 4);
+    assert_eq!(
+        t.notices,
+        vec![Notice::Waiting {
+            step: "implement".into(),
+            reason: why
+        }]
+    );
+    // A review (the person on a terminal) lets it go on, to the same step.
+    let t = decide(&t.state, &plan(), Input::Reviewed);
+    assert_eq!(t.state.status, Status::Running);
+    assert_eq!(t.state.next.as_deref(), Some("implement"));
+}
+
+#[test]
+fn a_return_to_the_controller_adds_a_record_and_leaves_the_run_where_it_was() {
+    let mut s = at("review");
+    s.seq = 7;
+    s.loops.insert("review".into(), 1);
+    let session = SessionRef {
+        engine: "claude".into(),
+        id: "s-1".into(),
+    };
+    let t = decide(
+        &s,
+        &plan(),
+        Input::Returned {
+            session: Some(session.clone()),
+        },
+    );
+    assert_eq!(t.publish, Publish::Conversation);
+    assert_eq!(t.state.seq, 8);
+    assert_eq!(t.state.next.as_deref(), Some("review"));
+    assert_eq!(t.state.status, Status::Running);
+    assert_eq!(t.state.loops, s.loops);
+    assert_eq!(t.state.sessions.get("controller"), Some(&session));
+    assert!(t.notices.is_empty());
 }

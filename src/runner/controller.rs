@@ -455,3 +455,36 @@ fn empty(step: &ResolvedStep) -> Attempt {
         passed_over: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conversation_is_kept_turn_by_turn_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut chat = Conversation::open(dir.path()).expect("no file yet");
+        assert!(chat.turns.is_empty());
+        chat.push(AGENT, "What shall we build?").expect("written");
+        chat.push("Ada", "A todo app\nwith tags").expect("written");
+        let again = Conversation::open(dir.path()).expect("read back");
+        assert_eq!(again.turns, chat.turns);
+        assert_eq!(
+            again.markdown(),
+            "**agent**: What shall we build?\n\n**Ada**: A todo app\nwith tags\n\n"
+        );
+    }
+
+    #[test]
+    fn a_damaged_conversation_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(layout::CONVERSATION);
+        std::fs::write(
+            &path,
+            "{\"who\":\"agent\",\"at\":\"2026-01-01T00:00:00Z\",\"text\":\"hi\"}\nnot json\n",
+        )
+        .expect("write");
+        let e = Conversation::open(dir.path()).err().expect("an error");
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+}

@@ -833,15 +833,11 @@ impl Checker<'_> {
             ("when", c.when.as_ref().map(|v| v.span().start)),
             ("when_any", c.when_any.as_ref().map(|v| v.span().start)),
             ("tracks", c.tracks.as_ref().map(|v| v.span().start)),
-            (
-                "interactive_fallback",
-                c.interactive_fallback.as_ref().map(|v| v.span().start),
-            ),
         ];
         if let Some((key, Some(at))) = not_here.into_iter().find(|(_, at)| at.is_some()) {
             return Err(self
                 .err(at, format!("`{key}` can't be set in [controller]"))
-                .with_hint("the controller is the run's opening conversation with you: it has a prompt, engine, model, permissions, mode, and optionally `step`, the first step it takes over"));
+                .with_hint("the controller is the run's opening conversation with you: it has a prompt, engine, model, permissions, mode, interactive_fallback, and optionally `step`, the first step it takes over"));
         }
         let id = this_step(CONTROLLER);
         let takes = match &c.step {
@@ -881,6 +877,13 @@ impl Checker<'_> {
                 _ => Mode::Conversation,
             },
             None => Mode::Conversation,
+        };
+        step.interactive_fallback = match &c.interactive_fallback {
+            Some(f) => match self.one_of(f, "interactive_fallback", &["headless", "pause"])? {
+                "headless" => Fallback::Headless,
+                _ => Fallback::Pause,
+            },
+            None => Fallback::Pause,
         };
         if step.engines.iter().any(|e| e == "command") && step.mode == Mode::Conversation {
             return Err(self

@@ -2252,7 +2252,7 @@ fn controller_mistakes_are_placed_and_explained() {
         6,
         8,
         "`loop` can't be set in [controller]",
-        "optionally `step`",
+        "interactive_fallback, and optionally `step`",
     );
     assert_err(
         &format!("{head}[controller]\nrun = [\"sh\"]\n{agent}"),

@@ -13,6 +13,7 @@ mod flow;
 mod machine;
 mod output;
 mod parallel;
+mod person;
 mod pty;
 mod snapshots;
 mod vars_input;

@@ -39,6 +39,16 @@ impl OnPty {
     }
 
     pub(crate) fn spawn_sized(env: &TestEnv, args: &[&str], cols: u16) -> OnPty {
+        OnPty::spawn_with(env, args, cols, &[])
+    }
+
+    /// As [`OnPty::spawn_sized`], with `extra` variables added to the environment.
+    pub(crate) fn spawn_with(
+        env: &TestEnv,
+        args: &[&str],
+        cols: u16,
+        extra: &[(String, String)],
+    ) -> OnPty {
         use portable_pty::{native_pty_system, CommandBuilder, PtySize};
         let size = PtySize {
             rows: 24,
@@ -51,7 +61,7 @@ impl OnPty {
         cmd.args(args);
         cmd.cwd(&env.repo);
         cmd.env_clear();
-        for (k, v) in machine_env(env) {
+        for (k, v) in machine_env(env).into_iter().chain(extra.iter().cloned()) {
             cmd.env(k, v);
         }
         let child = pair
@@ -122,6 +132,19 @@ impl OnPty {
             out.push(c);
         }
         out
+    }
+
+    /// Type a line, as a person does: the text and Enter.
+    pub(crate) fn line(&mut self, text: &str) {
+        self.writer
+            .write_all(format!("{text}\r").as_bytes())
+            .expect("type a line");
+        self.writer.flush().expect("flush");
+    }
+
+    /// git machine's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.process_id().expect("a running child has a pid")
     }
 
     /// Type Ctrl-C: the terminal sends SIGINT to its foreground process group.

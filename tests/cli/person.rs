@@ -1,0 +1,320 @@
+//! The person in the loop, on a real terminal (a pty): the controller's conversation, returning
+//! to it mid-run, and what happens with no terminal. The fake agent stands in for Claude Code
+//! (`tests/fake_agent`), reached as a user's CLI is: `MACHINE_CLAUDE_BIN`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::common::{wait_until, TestEnv};
+use crate::pty::OnPty;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A repository whose `claude` is the fake agent, logging its starts.
+struct Lab {
+    env: TestEnv,
+    bin: PathBuf,
+    log: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let env = TestEnv::new();
+        let dir = env.tmp.path().join("agents");
+        std::fs::create_dir_all(&dir).expect("agents dir");
+        let bin = dir.join("claude");
+        std::os::unix::fs::symlink(FAKE, &bin).expect("link the fake claude");
+        let log = env.tmp.path().join("agent-log.jsonl");
+        Lab { env, bin, log }
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("MACHINE_CLAUDE_BIN".into(), self.bin.display().to_string()),
+            ("FAKE_AGENT_LOG".into(), self.log.display().to_string()),
+        ]
+    }
+
+    fn pty(&self, args: &[&str]) -> OnPty {
+        OnPty::spawn_with(&self.env, args, 120, &self.vars())
+    }
+
+    fn machine(&self, code: i32, args: &[&str]) -> crate::common::Run {
+        let mut cmd = self.env.machine_cmd(args);
+        cmd.envs(self.vars());
+        let r = crate::common::Run::from(cmd.output().expect("spawn git-machine"));
+        assert_eq!(r.code, code, "git machine {args:?}\n{r}");
+        r
+    }
+
+    /// The session each start of the fake agent used, in order.
+    fn sessions(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a log line");
+                v["session"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
+    fn file_at(&self, rev: &str, path: &str) -> String {
+        self.env.git(&["show", &format!("{rev}:{path}")])
+    }
+}
+
+/// A controller that writes what it is told; a step that keeps the prompt it got (the
+/// controller's conversation comes with it as context) and needs the spec.
+const TALK: &str = r#"version = 1
+name = "talk"
+
+[controller]
+engine = "claude"
+permissions = "edit"
+prompt = "You are the product owner: ask what to build."
+
+[[steps]]
+id = "build"
+run = ["sh", "-c", "test -f spec.md && cat > got-prompt.txt"]
+prompt = "Build it."
+context = [{ from = "controller" }]
+"#;
+
+#[track_caller]
+fn shows(view: &OnPty, text: &str) {
+    assert!(
+        wait_until(PATIENCE, || view.text().contains(text)),
+        "never showed {text:?}\n{}",
+        view.text()
+    );
+}
+
+/// How often `text` is on the screen.
+fn count(view: &OnPty, text: &str) -> usize {
+    view.text().matches(text).count()
+}
+
+#[test]
+fn the_controller_conversation_starts_the_workflow_and_is_its_first_commit() {
+    let lab = Lab::new();
+    lab.env.workflow("talk", TALK);
+    let mut view = lab.pty(&["run", "talk"]);
+    shows(&view, "You said: You are the product owner");
+    shows(&view, "you ›");
+    view.line("FAKE_WRITE spec.md a todo app");
+    shows(&view, "You said: FAKE_WRITE spec.md a todo app");
+    // An empty line asks; "n" goes back to the conversation.
+    view.line("");
+    shows(&view, "Start the workflow? [Y/n]");
+    view.line("n");
+    assert!(
+        wait_until(PATIENCE, || count(&view, "you ›") >= 3),
+        "{}",
+        view.text()
+    );
+    view.line("");
+    assert!(
+        wait_until(PATIENCE, || count(&view, "Start the workflow?") >= 2),
+        "{}",
+        view.text()
+    );
+    view.line("");
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+
+    let run = lab.env.last_run();
+    let subjects = lab.env.subjects(&run);
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert_eq!(subjects[1], "controller: conversation of 1 turn");
+    assert!(subjects[2].starts_with("build: "), "{subjects:?}");
+    let controller = format!("machine/{run}~1");
+    assert_eq!(lab.file_at(&controller, "spec.md").trim(), "a todo app");
+    let session = lab.env.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Machine-Session,valueonly)",
+        &controller,
+    ]);
+    let session = session.trim();
+    assert!(
+        !session.is_empty(),
+        "the controller's commit names its session"
+    );
+    // Every turn was one session: the first started it, the second continued it.
+    let sessions = lab.sessions();
+    assert_eq!(
+        sessions,
+        [session, session],
+        "one session for the whole conversation"
+    );
+    let record = format!(".codemachine/runs/{run}/steps/01-controller");
+    let turns = lab.file_at(&controller, &format!("{record}/conversation.jsonl"));
+    let turns: Vec<serde_json::Value> = turns
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a turn"))
+        .collect();
+    let who: Vec<&str> = turns
+        .iter()
+        .map(|t| t["who"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(who, ["agent", "Test User", "agent"]);
+    assert_eq!(turns[1]["text"], "FAKE_WRITE spec.md a todo app");
+    // `from = "controller"` gives the next step the conversation.
+    let got = lab.file_at(&format!("machine/{run}"), "got-prompt.txt");
+    assert!(got.contains("Build it."), "{got}");
+    assert!(got.contains("FAKE_WRITE spec.md a todo app"), "{got}");
+}
+
+#[test]
+fn a_conversation_cut_off_by_a_crash_resumes_in_the_same_session() {
+    let lab = Lab::new();
+    lab.env.workflow("talk", TALK);
+    let mut view = lab.pty(&["run", "talk"]);
+    shows(&view, "you ›");
+    view.line("FAKE_WRITE spec.md first words");
+    shows(&view, "You said: FAKE_WRITE spec.md first words");
+    assert!(wait_until(PATIENCE, || count(&view, "you ›") >= 2));
+    // SAFETY: kill only sends a signal, to the child this test started.
+    unsafe {
+        libc::kill(view.pid() as i32, libc::SIGKILL);
+    }
+    view.wait(PATIENCE);
+    let run = lab.env.last_run();
+    let first = lab.sessions()[0].clone();
+
+    let mut again = lab.pty(&["resume", &run]);
+    shows(&again, "reopened: 3 turns so far");
+    shows(&again, "Test User › FAKE_WRITE spec.md first words");
+    shows(&again, "you ›");
+    again.line("and a second thought");
+    shows(&again, "You said: and a second thought");
+    again.line("");
+    shows(&again, "Start the workflow?");
+    again.line("y");
+    assert_eq!(again.wait(PATIENCE), Some(0), "{}", again.text());
+    let sessions = lab.sessions();
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    assert!(sessions.iter().all(|s| *s == first), "{sessions:?}");
+    let record = format!(".codemachine/runs/{run}/steps/01-controller/conversation.jsonl");
+    let turns = lab.file_at(&format!("machine/{run}~1"), &record);
+    assert_eq!(turns.lines().count(), 5, "{turns}");
+    assert_eq!(
+        lab.file_at(&format!("machine/{run}"), "spec.md").trim(),
+        "first words"
+    );
+}
+
+#[test]
+fn without_a_terminal_the_controller_waits_or_runs_headless_as_the_workflow_says() {
+    let lab = Lab::new();
+    lab.env.workflow("talk", TALK);
+    let r = lab.machine(1, &["run", "talk", "--no-input"]);
+    assert!(r.stderr.contains("waits for you at a terminal"), "{r}");
+    assert!(r.stderr.contains("step `controller` waits for you"), "{r}");
+    let run = lab.env.last_run();
+    assert_eq!(
+        lab.env.subjects(&run)[1],
+        "wait: `controller` needs a person at a terminal"
+    );
+    let status = lab.machine(0, &["status", &run]);
+    assert!(status.stdout.contains("paused"), "{status}");
+    assert!(lab.sessions().is_empty(), "no agent started");
+    // On a terminal, the same run opens the conversation.
+    let mut view = lab.pty(&["resume", &run]);
+    shows(&view, "you ›");
+    view.line("FAKE_WRITE spec.md later");
+    shows(&view, "You said: FAKE_WRITE spec.md later");
+    view.line("");
+    view.line("");
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+
+    let headless = TALK
+        .replace(
+            "permissions = \"edit\"",
+            "permissions = \"edit\"\ninteractive_fallback = \"headless\"",
+        )
+        .replace(
+            "ask what to build.",
+            "ask what to build.\\nFAKE_WRITE spec.md decided alone",
+        );
+    lab.env.workflow(
+        "alone",
+        &headless.replace("name = \"talk\"", "name = \"alone\""),
+    );
+    lab.machine(0, &["run", "alone", "--no-input"]);
+    let run = lab.env.last_run();
+    let subjects = lab.env.subjects(&run);
+    assert!(subjects[1].starts_with("controller: "), "{subjects:?}");
+    assert_eq!(
+        lab.file_at(&format!("machine/{run}"), "spec.md").trim(),
+        "decided alone"
+    );
+}
+
+#[test]
+fn returning_to_the_controller_mid_run_continues_its_session_and_resumes_the_run() {
+    let lab = Lab::new();
+    let wf = TALK
+        .replace(
+            "permissions = \"edit\"",
+            "permissions = \"edit\"\ninteractive_fallback = \"headless\"",
+        )
+        .replace(
+            "ask what to build.",
+            "ask what to build.\\nFAKE_WRITE spec.md v1",
+        )
+        .replace("test -f spec.md", "test -f go");
+    lab.env.workflow("talk", &wf);
+    // Without a terminal the controller runs alone; the step after it fails (no `go`).
+    lab.machine(1, &["run", "talk", "--no-input"]);
+    let run = lab.env.last_run();
+    let first = lab.sessions()[0].clone();
+
+    let mut view = lab.pty(&["controller", &run]);
+    shows(&view, "you ›");
+    view.line("FAKE_WRITE go now");
+    shows(&view, "You said: FAKE_WRITE go now");
+    view.line("");
+    shows(&view, "Resume the run? [Y/n]");
+    view.line("");
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+    let subjects = lab.env.subjects(&run);
+    let names: Vec<&str> = subjects
+        .iter()
+        .map(|s| s.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["start", "controller", "build", "controller", "build"],
+        "{subjects:?}"
+    );
+    assert_eq!(subjects[3], "controller: conversation of 1 turn");
+    assert_eq!(
+        lab.sessions(),
+        [first.clone(), first],
+        "the same session, continued"
+    );
+    let tip = format!("machine/{run}");
+    assert_eq!(lab.file_at(&tip, "go").trim(), "now");
+    let record = format!(".codemachine/runs/{run}/steps/03-controller/conversation.jsonl");
+    assert!(lab.file_at(&tip, &record).contains("FAKE_WRITE go now"));
+}
+
+#[test]
+fn the_controller_refuses_a_run_without_one_and_a_missing_terminal() {
+    let lab = Lab::new();
+    lab.env.workflow(
+        "plain",
+        "version = 1\nname = \"plain\"\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n",
+    );
+    lab.machine(0, &["run", "plain"]);
+    let run = lab.env.last_run();
+    let r = lab.machine(2, &["controller", &run]);
+    assert!(r.stderr.contains("has no [controller]"), "{r}");
+    lab.env.workflow("talk", TALK);
+    lab.machine(1, &["run", "talk", "--no-input"]);
+    let run = lab.env.last_run();
+    let r = lab.machine(2, &["controller", &run]);
+    assert!(r.stderr.contains("needs a terminal"), "{r}");
+}

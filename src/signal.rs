@@ -25,16 +25,26 @@ pub struct Controls {
     pub pause: Arc<AtomicBool>,
     /// Stop the current step and record it as skipped: SIGUSR2, `s`.
     pub skip: Arc<AtomicBool>,
+    /// Messages for the running step wait (in the run's mailbox, or in `said`): SIGURG, `m`.
+    pub mail: Arc<AtomicBool>,
+    /// Messages typed in this process's live view (`m`), not yet taken.
+    pub said: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Go back to the controller's conversation once the run has stopped: `c`.
+    pub controller: Arc<AtomicBool>,
 }
 
 /// The signals that ask a run to pause after its step and to skip its step.
 pub const PAUSE_SIGNAL: i32 = signal_hook::consts::SIGUSR1;
 pub const SKIP_SIGNAL: i32 = signal_hook::consts::SIGUSR2;
+/// The signal that says messages wait in the run's mailbox (its default action is to do
+/// nothing, so a process that does not expect it is not harmed).
+pub const MAIL_SIGNAL: i32 = signal_hook::consts::SIGURG;
 
 /// Install the handlers: the first stop signal sets `cancel`, SIGUSR1 `pause`, SIGUSR2 `skip`.
 pub fn install(controls: &Controls) {
     let _ = signal_hook::flag::register(PAUSE_SIGNAL, Arc::clone(&controls.pause));
     let _ = signal_hook::flag::register(SKIP_SIGNAL, Arc::clone(&controls.skip));
+    let _ = signal_hook::flag::register(MAIL_SIGNAL, Arc::clone(&controls.mail));
     let cancel = &controls.cancel;
     for sig in [
         signal_hook::consts::SIGINT,

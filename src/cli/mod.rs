@@ -13,6 +13,7 @@ mod resume;
 mod rewind;
 mod rm;
 mod run;
+mod say;
 mod show;
 mod status;
 mod stop;
@@ -58,6 +59,7 @@ enum Command {
     Apply(apply::ApplyArgs),
     Rm(rm::RmArgs),
     Stop(stop::StopArgs),
+    Say(say::SayArgs),
     Watch(watch::WatchArgs),
     Validate(validate::ValidateArgs),
     Workflows(workflows::WorkflowsArgs),
@@ -271,6 +273,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Apply(a) => apply::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
         Command::Stop(a) => stop::run(ctx, a),
+        Command::Say(a) => say::run(ctx, a),
         Command::Watch(a) => watch::run(ctx, a),
         Command::Validate(a) => validate::run(ctx, a),
         Command::Workflows(a) => workflows::run(ctx, a),

@@ -78,7 +78,8 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     };
     let jobs = super::jobs(&repo, args.jobs)?;
     let end = super::with_runner(ctx, &repo, &args.shown, jobs, |runner| {
-        runner.resume(&id, opts)
+        let end = runner.resume(&id, opts)?;
+        runner.then_controller(&id, end)
     })?;
     super::run_end(end, &id)
 }

@@ -116,14 +116,15 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     }
     let jobs = super::jobs(&repo, args.jobs)?;
     let (id, end) = super::with_runner(ctx, &repo, &args.shown, jobs, |runner| {
-        runner.start(StartRequest {
+        let (id, end) = runner.start(StartRequest {
             workflow: &wf,
             vars,
             base,
             overrides,
             track,
             conditions,
-        })
+        })?;
+        Ok((id.clone(), runner.then_controller(&id, end)?))
     })?;
     super::run_end(end, &id)
 }

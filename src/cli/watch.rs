@@ -39,7 +39,8 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
     // here only ends the watching.
     let remote = Controls::default();
     let rt = crate::engine::process::event_loop()?;
-    let forward = rt.spawn(forward_keys(remote.clone(), holder.clone()));
+    let mailbox = (paths.mailbox(&id), repo.user_name());
+    let forward = rt.spawn(forward_keys(remote.clone(), holder.clone(), mailbox));
     let mut view = super::View::new(
         rt.handle(),
         &mut ctx.ui,
@@ -54,6 +55,28 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
     }))?;
     drop(view);
     forward.abort();
+    drop(rt);
+    if remote.controller.load(Ordering::SeqCst) && !lock::holder_alive(&holder) {
+        // `c`: the run has stopped for the controller; the conversation is had here.
+        let shown = super::Shown {
+            plain: args.plain,
+            json: args.json,
+            ..Default::default()
+        };
+        let jobs = super::jobs(&repo, None)?;
+        let end = super::with_runner(ctx, &repo, &shown, jobs, |runner| {
+            if !runner.return_to_controller(&id)? {
+                return Ok(None);
+            }
+            runner
+                .resume(&id, crate::runner::ResumeOptions::default())
+                .map(Some)
+        })?;
+        return match end {
+            Some(end) => super::run_end(end, &id),
+            None => Ok(()),
+        };
+    }
     if ctx.controls.cancel.load(Ordering::SeqCst) && end.is_none() {
         ctx.ui.note(&format!(
             "stopped watching; run {id} goes on (`git machine stop {id}` stops it)"
@@ -72,9 +95,14 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
 }
 
 /// Pass what the person asks with the view's keys to the process executing the run: `p` as
-/// SIGUSR1, `s` as SIGUSR2, `q` as SIGTERM (the same as `git machine stop`). A task on the
+/// SIGUSR1, `s` as SIGUSR2, `q` as SIGTERM (the same as `git machine stop`), `m` as a message
+/// in its mailbox and SIGURG (as `git machine say`). A task on the
 /// watching command's event loop, ended by aborting it.
-async fn forward_keys(remote: Controls, holder: lock::Holder) {
+async fn forward_keys(
+    remote: Controls,
+    holder: lock::Holder,
+    (mailbox, me): (std::path::PathBuf, String),
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
@@ -86,6 +114,21 @@ async fn forward_keys(remote: Controls, holder: lock::Holder) {
             if flag.swap(false, Ordering::SeqCst) {
                 let _ = lock::signal_holder_with(&holder, signal);
             }
+        }
+        // `m`: messages typed here go to the run's mailbox, as `git machine say` posts them.
+        if remote.mail.swap(false, Ordering::SeqCst) {
+            let said: Vec<String> = remote
+                .said
+                .lock()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default();
+            for text in said {
+                let _ = crate::store::mail::post(
+                    &mailbox,
+                    &crate::store::mail::Message::now(&me, &text),
+                );
+            }
+            let _ = lock::signal_holder_with(&holder, crate::signal::MAIL_SIGNAL);
         }
     }
 }

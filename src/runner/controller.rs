@@ -266,6 +266,7 @@ impl super::Runner<'_> {
             env: self.env,
             cancel: &self.controls.cancel,
             skip: None,
+            mail: None,
             path_var: path_var.as_deref(),
         };
         exec::attempt_step(self.rt, &run, &mut |pgid| lock.set_step_pgid(pgid), None)
@@ -273,6 +274,23 @@ impl super::Runner<'_> {
 }
 
 impl super::Runner<'_> {
+    /// The run stopped where the person asked for the controller (`c`): have the
+    /// conversation, then go on, as many times as they ask. Returns how the run ended at last.
+    pub fn then_controller(&mut self, id: &RunId, mut end: super::RunEnd) -> Result<super::RunEnd> {
+        use std::sync::atomic::Ordering::SeqCst;
+        while self.controls.controller.swap(false, SeqCst)
+            && matches!(end, super::RunEnd::Paused | super::RunEnd::Interrupted)
+        {
+            self.controls.cancel.store(false, SeqCst);
+            self.controls.pause.store(false, SeqCst);
+            if !self.return_to_controller(id)? {
+                return Ok(end);
+            }
+            end = self.resume(id, super::ResumeOptions::default())?;
+        }
+        Ok(end)
+    }
+
     /// Go back to the controller's conversation of run `id`, which no process executes: the
     /// same session, a new record, its own `controller:` commit. A step that was stopped in
     /// flight keeps its partial work in the worktree and its session: the commit then holds the

@@ -57,6 +57,9 @@ pub enum Kind {
         resumed: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         next: Option<StepId>,
+        /// The workflow has a `[controller]` to go back to (`c`, `git machine controller`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        controller: bool,
     },
     /// The run's workflow was replaced (`resume --reload`) or its engine or model changed.
     WorkflowChanged {

@@ -113,6 +113,9 @@ pub struct StepRun<'a> {
     pub cancel: &'a AtomicBool,
     /// Set when a person skips the step: its program is stopped like on `cancel`.
     pub skip: Option<&'a AtomicBool>,
+    /// Set when a message for the step waits: its program is stopped, to go on in its session
+    /// with the message.
+    pub mail: Option<&'a AtomicBool>,
     pub path_var: Option<&'a std::ffi::OsStr>,
 }
 
@@ -254,6 +257,7 @@ pub async fn attempt(
 fn stop_flags<'a>(run: &StepRun<'a>) -> Vec<&'a AtomicBool> {
     let mut flags = vec![run.cancel];
     flags.extend(run.skip);
+    flags.extend(run.mail);
     flags
 }
 
@@ -439,6 +443,7 @@ pub fn record_of(
     duration: std::time::Duration,
 ) -> StepRecord {
     StepRecord {
+        messages: Vec::new(),
         version: store::FORMAT_VERSION,
         step: step.id.clone(),
         seq,
@@ -605,6 +610,7 @@ mod tests {
             env: &env,
             cancel: &cancel,
             skip: None,
+            mail: None,
             path_var: None,
         };
         let rt = process::event_loop().expect("an event loop");

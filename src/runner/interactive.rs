@@ -267,6 +267,7 @@ impl super::Runner<'_> {
             env: self.env,
             cancel: &self.controls.cancel,
             skip: None,
+            mail: None,
             path_var: path_var.as_deref(),
         };
         if let Some(error) = &run.prestart_error {

@@ -20,6 +20,7 @@ pub mod events;
 mod exec;
 mod interactive;
 pub mod machine;
+mod messages;
 mod parallel;
 pub mod person;
 mod reload;
@@ -34,6 +35,7 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
+use crate::store::mail;
 use crate::store::txn::{self, trailer};
 use crate::store::{
     self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, SessionRef, State, Status,
@@ -223,6 +225,7 @@ impl Runner<'_> {
                 worktree: exec::shown(&wt_path),
                 resumed: None,
                 next: info.state.next.clone(),
+                controller: req.workflow.controller.is_some(),
             },
         );
         let end = self.execute(info, lock, None)?;
@@ -300,6 +303,7 @@ impl Runner<'_> {
                 worktree: exec::shown(&wt.path),
                 resumed: Some(resumed.to_string()),
                 next: info.state.next.clone(),
+                controller: info.workflow().is_ok_and(|wf| wf.controller.is_some()),
             },
         );
         self.execute(info, lock, inflight)
@@ -660,9 +664,13 @@ impl Runner<'_> {
         );
         let started_at = store::now_rfc3339();
         let started = Instant::now();
+        let mut heard = Vec::new();
         let attempt = match how {
             How::Headless | How::Wait => {
-                self.attempt_step(info, wt, step, &rec, &prepared, lock)?
+                let (attempt, messages) =
+                    self.attempt_heard(info, wt, step, &rec, &prepared, lock)?;
+                heard = messages;
+                attempt
             }
             How::Terminal => self.hand_over(info, wt, step, &rec, &prepared, lock)?,
             How::Conversation => self.converse(info, wt, step, &rec, &prepared, lock)?,
@@ -688,6 +696,7 @@ impl Runner<'_> {
             started.elapsed(),
         );
         record.context = prepared.context.clone();
+        record.messages = heard;
         record.iteration = step
             .loop_spec
             .as_ref()
@@ -782,13 +791,17 @@ impl Runner<'_> {
                     Some(message),
                 ),
             };
-        if was_inflight
-            && exec::read_inflight(&self.paths.inflight_session(&info.id, rec)).is_some()
-        {
+        let in_session = was_inflight
+            && exec::read_inflight(&self.paths.inflight_session(&info.id, rec)).is_some();
+        if in_session {
             prompt = format!(
                 "You were interrupted while working on this task. Continue where you stopped; \
                  the files you already changed are still in place.\n\nThe task was:\n{prompt}"
             );
+        } else {
+            // A step that starts again hears again what the person told it.
+            let said = mail::read(&self.paths.delivered(&info.id, rec)).unwrap_or_default();
+            prompt.push_str(&messages::replayed(&said));
         }
         Prepared {
             prompt,
@@ -825,6 +838,7 @@ impl Runner<'_> {
             env: self.env,
             cancel: &self.controls.cancel,
             skip: Some(&self.controls.skip),
+            mail: Some(&self.controls.mail),
             path_var: path_var.as_deref(),
         };
         let sink = &mut *self.sink;
@@ -978,6 +992,7 @@ impl Runner<'_> {
             },
         )?;
         let _ = std::fs::remove_file(self.paths.inflight_session(&id, rec));
+        let _ = std::fs::remove_file(self.paths.delivered(&id, rec));
         if failed || repaired {
             // The worktree follows the commit: clean after a failure, git machine's files
             // as recorded after a step that changed them.
@@ -1233,6 +1248,7 @@ enum How {
     Wait,
 }
 
+#[derive(Clone)]
 struct Prepared {
     prompt: String,
     context: Vec<String>,

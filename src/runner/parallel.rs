@@ -202,6 +202,7 @@ impl Runner<'_> {
                     env,
                     cancel,
                     skip: None,
+                    mail: None,
                     path_var: path_var.as_deref(),
                 };
                 let mut forward = |line: &str| {
@@ -707,6 +708,7 @@ impl Runner<'_> {
             env: self.env,
             cancel: &self.controls.cancel,
             skip: None,
+            mail: None,
             path_var: path_var.as_deref(),
         };
         let attempt =

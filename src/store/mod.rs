@@ -7,6 +7,7 @@
 //! and the serde forms here are the only place the on-disk shape is spelled out.
 
 pub mod lock;
+pub mod mail;
 pub mod summary;
 pub mod txn;
 
@@ -190,6 +191,19 @@ impl Paths {
     /// The session of a step in flight (`engine id`), written as soon as the agent reports it.
     pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
         self.root.join("sessions").join(run.as_str()).join(record)
+    }
+    /// Messages for the run's running step, posted by `git machine say` and taken by the
+    /// process executing the run.
+    pub fn mailbox(&self, run: &RunId) -> PathBuf {
+        self.root.join("mail").join(format!("{run}.jsonl"))
+    }
+    /// Messages a step got while it ran, kept until its record is committed, so a step that
+    /// starts again gets them again.
+    pub fn delivered(&self, run: &RunId, record: &str) -> PathBuf {
+        self.root
+            .join("sessions")
+            .join(run.as_str())
+            .join(format!("{record}.messages.jsonl"))
     }
     /// The events of a run as they happen (JSON lines), for `watch`; bounded by
     /// [`EVENT_LOG_MAX`], the older half kept as `<run>.jsonl.1`.
@@ -465,6 +479,9 @@ pub struct StepRecord {
     /// Name of the output file in the record (`output.log`, or `output.log.gz` when large).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<String>,
+    /// What the person said to the step while it ran (`git machine say`, `m`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<mail::Message>,
 }
 
 /// File names of git machine's files (spelled here and nowhere else).

@@ -21,9 +21,13 @@ use super::{elapsed, Ui};
 use crate::runner::{Event, Kind, Sink};
 use crate::signal::Controls;
 
-/// The arrow keys, as [`keys`] gives them.
-const UP: u8 = 0x80;
-const DOWN: u8 = 0x81;
+/// A key as [`keys`] reads it: a byte typed, or an arrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Byte(u8),
+    Up,
+    Down,
+}
 
 /// Frames per second, at most.
 const FRAME: Duration = Duration::from_millis(100);
@@ -77,6 +81,10 @@ struct Screen {
     suspended: bool,
     /// Turns of a reopened conversation still to be shown again.
     replay: usize,
+    /// A message to the running step being typed (`m`), as bytes typed so far.
+    composing: Option<Vec<u8>>,
+    /// The run's workflow has a controller to go back to (`c`).
+    has_controller: bool,
 }
 
 pub struct Live {
@@ -385,7 +393,14 @@ impl Screen {
     fn apply(&mut self, event: Event) {
         self.run = event.run;
         match event.kind {
-            Kind::RunStarted { workflow, .. } => self.workflow = workflow,
+            Kind::RunStarted {
+                workflow,
+                controller,
+                ..
+            } => {
+                self.workflow = workflow;
+                self.has_controller = controller;
+            }
             Kind::StepStarted {
                 step,
                 engines,
@@ -616,11 +631,17 @@ impl Screen {
                     .map(|l| paint("2", &format!("    │ {l}"))),
             );
         }
-        match &self.finished {
-            Some(f) => lines.push(paint("1", f)),
-            None => lines.push(paint(
+        match (&self.finished, &self.composing) {
+            (Some(f), _) => lines.push(paint("1", f)),
+            (None, Some(text)) => lines.push(format!(
+                "{} {}▏ {}",
+                paint("36", "message ›"),
+                String::from_utf8_lossy(text),
+                paint("2", "(Enter sends it to the running step · Esc drops it)")
+            )),
+            (None, None) => lines.push(paint(
                 "2",
-                "p pause · s skip · l output · ↑↓ d files · q stop (resumable)",
+                "p pause · s skip · m message · c controller · l output · ↑↓ d files · q stop",
             )),
         }
         lines
@@ -682,18 +703,18 @@ fn redraw(term: &Term, old: &[String], new: &[String]) {
     }
 }
 
-/// Keys in the bytes one read gave: arrows (`ESC [ A`, `ESC [ B`) as [`UP`] and [`DOWN`], a lone
+/// Keys in the bytes one read gave: arrows (`ESC [ A`, `ESC [ B`) as [`Key::Up`] and [`Key::Down`], a lone
 /// ESC as itself; other escape sequences are dropped.
-fn keys(bytes: &[u8]) -> Vec<u8> {
+fn keys(bytes: &[u8]) -> Vec<Key> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (0x1b, Some(b'['), Some(b'A')) => out.push(UP),
-            (0x1b, Some(b'['), Some(b'B')) => out.push(DOWN),
+            (0x1b, Some(b'['), Some(b'A')) => out.push(Key::Up),
+            (0x1b, Some(b'['), Some(b'B')) => out.push(Key::Down),
             (0x1b, Some(b'[' | b'O'), Some(_)) => {}
             (key, _, _) => {
-                out.push(key);
+                out.push(Key::Byte(key));
                 i += 1;
                 continue;
             }
@@ -738,22 +759,78 @@ async fn key_task(screen: Arc<Mutex<Screen>>, stop: Arc<AtomicBool>, controls: C
 }
 
 impl Screen {
-    /// What a key does: ask the run (pause, skip, stop) or change what is shown.
-    fn key(&mut self, key: u8, controls: &Controls) {
+    /// A key while a message is typed: Enter sends it, Esc drops it, Backspace takes back.
+    fn compose(&mut self, key: Key, controls: &Controls) {
+        let Some(text) = self.composing.as_mut() else {
+            return;
+        };
+        let Key::Byte(key) = key else {
+            return;
+        };
         match key {
-            b'p' => {
+            b'\r' | b'\n' => {
+                let text = String::from_utf8_lossy(text).trim().to_string();
+                self.composing = None;
+                if text.is_empty() {
+                    return;
+                }
+                if let Ok(mut said) = controls.said.lock() {
+                    said.push(text.clone());
+                }
+                controls.mail.store(true, Ordering::SeqCst);
+                self.note(format!("said: {text}"));
+            }
+            0x1b => self.composing = None,
+            0x7f | 0x08 => {
+                // Back over one character, whatever its length in bytes.
+                while let Some(b) = text.pop() {
+                    if b & 0xC0 != 0x80 {
+                        break;
+                    }
+                }
+            }
+            b if b >= 0x20 => text.push(b),
+            _ => {}
+        }
+    }
+
+    /// What a key does: ask the run (pause, skip, stop, a message, the controller) or change
+    /// what is shown.
+    fn key(&mut self, key: Key, controls: &Controls) {
+        if self.composing.is_some() {
+            self.compose(key, controls);
+            self.dirty = true;
+            return;
+        }
+        match key {
+            Key::Byte(b'm') => self.composing = Some(Vec::new()),
+            Key::Byte(b'c') if !self.has_controller => {
+                self.note("this run's workflow has no [controller] to go back to".into());
+            }
+            Key::Byte(b'c') if controls.controller.load(Ordering::SeqCst) => {
+                controls.cancel.store(true, Ordering::SeqCst);
+                self.note(
+                    "controller: stopping the step now; its work and session are kept".into(),
+                );
+            }
+            Key::Byte(b'c') => {
+                controls.controller.store(true, Ordering::SeqCst);
+                controls.pause.store(true, Ordering::SeqCst);
+                self.note("controller: opens once this step is committed (c again: now)".into());
+            }
+            Key::Byte(b'p') => {
                 controls.pause.store(true, Ordering::SeqCst);
                 self.note("pause asked: the run pauses once this step is committed".into());
             }
-            b's' => {
+            Key::Byte(b's') => {
                 controls.skip.store(true, Ordering::SeqCst);
                 self.note("skip asked: this step stops and is recorded as skipped".into());
             }
-            b'l' => self.show_recent = !self.show_recent,
-            b'd' => self.show_files = !self.show_files,
-            b'k' | UP => self.select(-1),
-            b'j' | DOWN => self.select(1),
-            b'q' | 0x1b => {
+            Key::Byte(b'l') => self.show_recent = !self.show_recent,
+            Key::Byte(b'd') => self.show_files = !self.show_files,
+            Key::Byte(b'k') | Key::Up => self.select(-1),
+            Key::Byte(b'j') | Key::Down => self.select(1),
+            Key::Byte(b'q' | 0x1b) => {
                 controls.cancel.store(true, Ordering::SeqCst);
                 self.note("stopping: the step is stopped, the run stays resumable".into());
             }
@@ -769,11 +846,16 @@ mod tests {
 
     #[test]
     fn keys_read_arrows_and_a_lone_escape_from_one_read() {
-        assert_eq!(keys(b"p"), vec![b'p']);
-        assert_eq!(keys(b"\x1b[A\x1b[Bj"), vec![UP, DOWN, b'j']);
-        assert_eq!(keys(b"\x1b"), vec![0x1b]);
+        assert_eq!(keys(b"p"), vec![Key::Byte(b'p')]);
+        assert_eq!(
+            keys(b"\x1b[A\x1b[Bj"),
+            vec![Key::Up, Key::Down, Key::Byte(b'j')]
+        );
+        assert_eq!(keys(b"\x1b"), vec![Key::Byte(0x1b)]);
         // Other sequences (here a function key) are not keys of the view.
-        assert_eq!(keys(b"\x1bOPq"), vec![b'q']);
+        assert_eq!(keys(b"\x1bOPq"), vec![Key::Byte(b'q')]);
+        // Bytes of a character typed into a message stay bytes.
+        assert_eq!(keys("é".as_bytes()), vec![Key::Byte(0xc3), Key::Byte(0xa9)]);
     }
 
     #[test]

@@ -318,3 +318,98 @@ fn the_controller_refuses_a_run_without_one_and_a_missing_terminal() {
     let r = lab.machine(2, &["controller", &run]);
     assert!(r.stderr.contains("needs a terminal"), "{r}");
 }
+
+/// Each start of the fake agent as logged: (prompt, session, resumed).
+fn starts(lab: &Lab) -> Vec<(String, String, bool)> {
+    std::fs::read_to_string(&lab.log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a log line");
+            (
+                v["prompt"].as_str().unwrap_or_default().to_string(),
+                v["session"].as_str().unwrap_or_default().to_string(),
+                v["resumed"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+const HANGS: &str = r#"version = 1
+name = "hangs"
+
+[[steps]]
+id = "work"
+engine = "claude"
+permissions = "edit"
+prompt = "Work on it.\nFAKE_HANG"
+"#;
+
+#[test]
+fn say_and_m_reach_the_running_step_which_goes_on_in_its_session() {
+    let lab = Lab::new();
+    lab.env.workflow("hangs", HANGS);
+    let r = lab.machine(2, &["say", "nope", "hello"]);
+    assert!(r.stderr.contains("nope"), "{r}");
+
+    // `git machine say` from another terminal.
+    let mut cmd = lab.env.machine_cmd(&["run", "hangs", "--plain"]);
+    cmd.envs(lab.vars());
+    let mut running = cmd.spawn().expect("start the run");
+    assert!(
+        wait_until(PATIENCE, || starts(&lab).len() == 1),
+        "the agent never started"
+    );
+    let run = lab.env.last_run();
+    let said = lab.machine(0, &["say", &run, "use", "sqlite"]);
+    assert!(
+        said.stdout.contains("said to run") && said.stdout.contains("use sqlite"),
+        "{said}"
+    );
+    let status = running.wait().expect("the run ends");
+    assert_eq!(status.code(), Some(0));
+    let s = starts(&lab);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert!(s[1].2, "the second start continues the session");
+    assert_eq!(s[1].1, s[0].1, "in the same session");
+    assert!(
+        s[1].0.contains("Message from Test User: use sqlite"),
+        "{}",
+        s[1].0
+    );
+    assert_eq!(lab.env.subjects(&run).len(), 2, "one commit for the step");
+    let record = lab.file_at(
+        &format!("machine/{run}"),
+        &format!(".codemachine/runs/{run}/steps/01-work/step.toml"),
+    );
+    let record: toml::Value = toml::from_str(&record).expect("a record");
+    let messages = record["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["by"].as_str(), Some("Test User"));
+    assert_eq!(messages[0]["text"].as_str(), Some("use sqlite"));
+    let r = lab.machine(2, &["say", &run, "too late"]);
+    assert!(r.stderr.contains("is not running"), "{r}");
+
+    // `m` in the live view.
+    let mut view = lab.pty(&["run", "hangs"]);
+    assert!(
+        wait_until(PATIENCE, || starts(&lab).len() == 3),
+        "the agent never started"
+    );
+    shows(&view, "▶ work");
+    view.key(b'm');
+    shows(&view, "message ›");
+    for b in "add tests".bytes() {
+        view.key(b);
+    }
+    view.key(b'\r');
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+    let s = starts(&lab);
+    assert_eq!(s.len(), 4, "{s:?}");
+    assert_eq!(s[3].1, s[2].1);
+    assert!(
+        s[3].0.contains("Message from Test User: add tests"),
+        "{}",
+        s[3].0
+    );
+}

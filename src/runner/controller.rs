@@ -249,6 +249,7 @@ impl super::Runner<'_> {
         prestart_error: Option<String>,
     ) -> Result<Attempt> {
         let id = &info.id;
+        let _session = self.lock_session(id, session.as_ref())?;
         let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         let (log, session_path) = (
             self.paths.log(id, rec),

@@ -249,6 +249,7 @@ impl super::Runner<'_> {
         lock: &mut RunLock,
     ) -> Result<Attempt> {
         let id = &info.id;
+        let _session = self.lock_session(id, prepared.continued.as_ref())?;
         self.restore_transcript(id, wt, step, prepared)?;
         let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         let (log, session_path) = (

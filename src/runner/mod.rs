@@ -822,6 +822,7 @@ impl Runner<'_> {
         lock: &mut RunLock,
     ) -> Result<Attempt> {
         let id = &info.id;
+        let _session = self.lock_session(id, prepared.continued.as_ref())?;
         self.restore_transcript(id, wt, step, prepared)?;
         let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
         let log = self.paths.log(id, rec);
@@ -857,6 +858,24 @@ impl Runner<'_> {
             );
         }
         Ok(attempt)
+    }
+
+    /// The lock of the session a step continues, held while its program runs: two processes
+    /// writing one session would corrupt it.
+    fn lock_session(&self, id: &RunId, continued: Option<&SessionRef>) -> Result<Option<RunLock>> {
+        let Some(s) = continued else {
+            return Ok(None);
+        };
+        let path = self.paths.session_lock(&s.engine, &s.id);
+        match RunLock::acquire(&path, id.as_str()) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(store::lock::LockError::Held { holder, .. }) => Err(Error::refused(format!(
+                "the {} session {} is in use by pid {} on {} since {}",
+                s.engine, s.id, holder.pid, holder.host, holder.since
+            ))
+            .with_hint("one process continues a session at a time; wait for it to end, or stop it with `git machine stop`")),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Before a step continues a session: its transcript put back where the CLI looks for it,

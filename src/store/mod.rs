@@ -188,6 +188,20 @@ impl Paths {
     pub fn lock(&self, run: &RunId) -> PathBuf {
         self.root.join("locks").join(run.as_str())
     }
+    /// The lock of an agent session: one live process per session at a time.
+    pub fn session_lock(&self, engine: &str, session: &str) -> PathBuf {
+        let safe: String = format!("{engine}-{session}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root.join("locks").join("sessions").join(safe)
+    }
     /// The session of a step in flight (`engine id`), written as soon as the agent reports it.
     pub fn inflight_session(&self, run: &RunId, record: &str) -> PathBuf {
         self.root.join("sessions").join(run.as_str()).join(record)

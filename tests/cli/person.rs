@@ -413,3 +413,45 @@ fn say_and_m_reach_the_running_step_which_goes_on_in_its_session() {
         s[3].0
     );
 }
+
+#[test]
+fn a_session_in_use_by_another_process_is_not_continued() {
+    let lab = Lab::new();
+    lab.env.workflow(
+        "two",
+        "version = 1\nname = \"two\"\n[[steps]]\nid = \"a\"\nengine = \"claude\"\nprompt = \"first\"\ncheckpoint = true\n[[steps]]\nid = \"b\"\nengine = \"claude\"\nprompt = \"second\"\nsession = \"a\"\n",
+    );
+    lab.machine(1, &["run", "two"]);
+    let run = lab.env.last_run();
+    let session = starts(&lab)[0].1.clone();
+    // Another live process (this test) holds the session.
+    let locks = lab.env.repo.join(".git/machine/locks/sessions");
+    std::fs::create_dir_all(&locks).expect("locks dir");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("host name");
+    let lock = locks.join(format!("claude-{session}"));
+    std::fs::write(
+        &lock,
+        format!(
+            "pid = {}\nhost = \"{}\"\nsince = \"2026-01-01T00:00:00Z\"\n",
+            std::process::id(),
+            host.trim()
+        ),
+    )
+    .expect("write the lock");
+    let r = lab.machine(3, &["resume", &run]);
+    assert!(
+        r.stderr.contains(&format!(
+            "the claude session {session} is in use by pid {}",
+            std::process::id()
+        )),
+        "{r}"
+    );
+    assert_eq!(starts(&lab).len(), 1, "no second process in the session");
+    std::fs::remove_file(&lock).expect("release");
+    lab.machine(0, &["resume", &run]);
+    let s = starts(&lab);
+    assert_eq!(
+        (s.len(), s[1].1.as_str(), s[1].2),
+        (2, session.as_str(), true)
+    );
+}

@@ -822,3 +822,91 @@ fn codex_command_lines_use_only_flags_codex_has() {
         &[&["exec", "--help"], &["exec", "resume", "--help"]],
     );
 }
+
+// ---- the person in the loop ------------------------------------------------------------------
+
+/// The controller's conversation with the real CLI on a pty: each line is the next turn of one
+/// session, the agent writes the spec with its own tool, and the workflow starts with it.
+fn the_controller_conversation_runs_in_one_session(cli: &'static Cli) {
+    let Some(lab) = Lab::new(cli) else { return };
+    lab.env.workflow(
+        "talk",
+        &format!(
+            "version = 1\nname = \"talk\"\n\n[controller]\nengine = \"{}\"\npermissions = \"edit\"\n\
+             prompt = \"You are the product owner.\"\ntimeout = \"2m\"\n\n[[steps]]\nid = \"build\"\n\
+             run = [\"sh\", \"-c\", \"test -f spec.md && cat > got.txt\"]\nprompt = \"Build it.\"\n\
+             context = [{{ from = \"controller\" }}]\n",
+            cli.engine
+        ),
+    );
+    let cmd = lab.cmd(&["run", "talk"]);
+    let mut view = crate::pty::OnPty::spawn_command(&lab.env, &cmd, 160);
+    let patience = Duration::from_secs(60);
+    let shows = |view: &crate::pty::OnPty, text: &str| {
+        assert!(
+            crate::common::wait_until(patience, || view.text().contains(text)),
+            "{}: never showed {text:?}\n{}\n--- model requests\n{}",
+            cli.engine,
+            view.text(),
+            lab.requests()
+        );
+    };
+    shows(&view, "REPLY: You are the product owner.");
+    shows(&view, "you ›");
+    view.line("CREATE_FILE spec.md a todo app");
+    shows(&view, "DONE: written.");
+    view.line("");
+    shows(&view, "Start the workflow?");
+    view.line("");
+    assert_eq!(view.wait(patience), Some(0), "{}", view.text());
+
+    let run = lab.env.last_run();
+    let controller = format!("machine/{run}~1");
+    assert_eq!(
+        lab.env
+            .git(&["log", "-1", "--format=%s", &controller])
+            .trim(),
+        "controller: conversation of 1 turn"
+    );
+    assert_eq!(
+        lab.env
+            .git(&["show", &format!("{controller}:spec.md")])
+            .trim(),
+        "a todo app"
+    );
+    let session = lab.env.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Machine-Session,valueonly)",
+        &controller,
+    ]);
+    assert!(
+        !session.trim().is_empty(),
+        "the controller's commit names its session"
+    );
+    // The second turn went to the same conversation: the model saw the first turn again.
+    let last = lab
+        .model
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.body.contains("CREATE_FILE spec.md"))
+        .expect("the second turn reached the model");
+    assert!(
+        last.body.contains("You are the product owner."),
+        "{}: the second turn does not carry the first",
+        cli.engine
+    );
+    let got = lab.env.git(&["show", &format!("machine/{run}:got.txt")]);
+    assert!(got.contains("CREATE_FILE spec.md a todo app"), "{got}");
+}
+
+#[test]
+fn claude_controller_conversation_runs_in_one_session() {
+    the_controller_conversation_runs_in_one_session(&CLAUDE);
+}
+
+#[test]
+fn codex_controller_conversation_runs_in_one_session() {
+    the_controller_conversation_runs_in_one_session(&CODEX);
+}

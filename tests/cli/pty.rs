@@ -9,7 +9,11 @@ use crate::common::{wait_until, TestEnv, BIN};
 
 /// The environment `TestEnv::machine_cmd` gives, as a full list (for a pty command).
 fn machine_env(env: &TestEnv) -> Vec<(String, String)> {
-    let cmd = env.machine_cmd(&[]);
+    env_of(&env.machine_cmd(&[]))
+}
+
+/// The environment `cmd` would run with, as a full list.
+fn env_of(cmd: &std::process::Command) -> Vec<(String, String)> {
     let mut vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     for (k, v) in cmd.get_envs() {
         let k = k.to_string_lossy().into_owned();
@@ -42,12 +46,44 @@ impl OnPty {
         OnPty::spawn_with(env, args, cols, &[])
     }
 
+    /// `cmd` (a `git-machine` command: its arguments and environment) on a pty, in `env`'s
+    /// repository.
+    pub(crate) fn spawn_command(env: &TestEnv, cmd: &std::process::Command, cols: u16) -> OnPty {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let base: std::collections::BTreeMap<String, String> =
+            machine_env(env).into_iter().collect();
+        let extra: Vec<(String, String)> = env_of(cmd)
+            .into_iter()
+            .filter(|(k, v)| base.get(k) != Some(v))
+            .collect();
+        let removed: Vec<String> = base
+            .keys()
+            .filter(|k| !env_of(cmd).iter().any(|(n, _)| n == *k))
+            .cloned()
+            .collect();
+        OnPty::spawn_full(env, &args, cols, &extra, &removed)
+    }
+
     /// As [`OnPty::spawn_sized`], with `extra` variables added to the environment.
     pub(crate) fn spawn_with(
         env: &TestEnv,
         args: &[&str],
         cols: u16,
         extra: &[(String, String)],
+    ) -> OnPty {
+        OnPty::spawn_full(env, args, cols, extra, &[])
+    }
+
+    fn spawn_full(
+        env: &TestEnv,
+        args: &[&str],
+        cols: u16,
+        extra: &[(String, String)],
+        removed: &[String],
     ) -> OnPty {
         use portable_pty::{native_pty_system, CommandBuilder, PtySize};
         let size = PtySize {
@@ -62,7 +98,9 @@ impl OnPty {
         cmd.cwd(&env.repo);
         cmd.env_clear();
         for (k, v) in machine_env(env).into_iter().chain(extra.iter().cloned()) {
-            cmd.env(k, v);
+            if !removed.contains(&k) {
+                cmd.env(k, v);
+            }
         }
         let child = pair
             .slave

@@ -63,6 +63,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                     "looped": c.record.looped,
                     "summary": c.record.summary,
                     "error": c.record.error,
+                    "messages": c.record.messages,
                     "files": stat.iter().map(|(p, a, d)| json!({"path": p, "added": a, "removed": d})).collect::<Vec<_>>(),
                 })
             })
@@ -127,6 +128,12 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
             r.summary,
             ctx.ui.dim(&session)
         ));
+        for m in &r.messages {
+            ctx.ui.out(&format!(
+                "     {}",
+                ctx.ui.dim(&format!("{} said at {}: {}", m.by, m.at, m.text))
+            ));
+        }
         if let Some(gate) = &r.gate {
             let then = match &r.looped {
                 Some(l) if !l.exhausted => {

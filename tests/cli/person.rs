@@ -387,6 +387,9 @@ fn say_and_m_reach_the_running_step_which_goes_on_in_its_session() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["by"].as_str(), Some("Test User"));
     assert_eq!(messages[0]["text"].as_str(), Some("use sqlite"));
+    let log = lab.machine(0, &["log", &run]);
+    assert!(log.stdout.contains("Test User said at"), "{log}");
+    assert!(log.stdout.contains(": use sqlite"), "{log}");
     let r = lab.machine(2, &["say", &run, "too late"]);
     assert!(r.stderr.contains("is not running"), "{r}");
 

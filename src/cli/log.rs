@@ -131,7 +131,8 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
         for m in &r.messages {
             ctx.ui.out(&format!(
                 "     {}",
-                ctx.ui.dim(&format!("{} said at {}: {}", m.by, m.at, m.text))
+                ctx.ui
+                    .dim(&format!("{} said at {}: {}", m.by, m.at, m.text))
             ));
         }
         if let Some(gate) = &r.gate {

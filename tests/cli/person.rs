@@ -458,3 +458,156 @@ fn a_session_in_use_by_another_process_is_not_continued() {
         (2, session.as_str(), true)
     );
 }
+
+// ---- interactive steps ------------------------------------------------------------------------
+
+const INTERACTIVE: &str = r#"version = 1
+name = "inter"
+
+[[steps]]
+id = "talk"
+engine = "claude"
+permissions = "edit"
+mode = "interactive"
+prompt = "Let us talk.{leave}"
+
+[[steps]]
+id = "after"
+run = ["sh", "-c", "sleep 30"]
+"#;
+
+/// The bytes on the screen after the first `marker`.
+fn after<'a>(screen: &'a str, marker: &str) -> &'a str {
+    screen.find(marker).map_or("", |i| &screen[i..])
+}
+
+#[test]
+fn an_interactive_agent_step_gets_the_terminal_and_gives_it_back_intact() {
+    let lab = Lab::new();
+    lab.env.workflow(
+        "inter",
+        &INTERACTIVE.replace("{leave}", "\\nFAKE_LEAVE_MODES"),
+    );
+    let mut view = lab.pty(&["run", "inter"]);
+    shows(&view, "fake claude interactive session ");
+    shows(&view, "fake: ");
+    view.line("FAKE_WRITE notes.md hello from me");
+    assert!(
+        wait_until(PATIENCE, || view.text().matches("fake: ").count() >= 2),
+        "{}",
+        view.text()
+    );
+    view.line("/exit");
+    // The view is back: the next step runs, and its keys work without Enter (key mode again).
+    shows(&view, "▶ after");
+    let screen = view.screen();
+    let handed = after(&screen, "fake claude interactive session");
+    assert!(
+        handed.contains("\x1b[?1049h"),
+        "the agent switched the alternate screen on"
+    );
+    let back = after(handed, "/exit");
+    for mode in [
+        "\x1b[?1049l",
+        "\x1b[?2004l",
+        "\x1b[?1000l",
+        "\x1b[<99u",
+        "\x1b[?25h",
+    ] {
+        assert!(
+            back.contains(mode),
+            "{mode:?} not switched off after the agent"
+        );
+    }
+    view.key(b'q');
+    assert_eq!(view.wait(PATIENCE), Some(130), "{}", view.text());
+
+    let run = lab.env.last_run();
+    let talk = format!("machine/{run}~0");
+    let subjects = lab.env.subjects(&run);
+    assert!(subjects[1].starts_with("talk: interactive"), "{subjects:?}");
+    assert_eq!(
+        lab.file_at(&talk, "notes.md").trim(),
+        "hello from me",
+        "the person's work with the agent is the step's commit"
+    );
+    let banner = view.text();
+    let session = after(&banner, "interactive session ")
+        .trim_start_matches("interactive session ")
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let trailer = lab.env.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Machine-Session,valueonly)",
+        &talk,
+    ]);
+    assert_eq!(
+        trailer.trim(),
+        session,
+        "the session the agent had, confirmed"
+    );
+}
+
+#[test]
+fn an_interactive_command_step_commits_the_persons_work() {
+    let lab = Lab::new();
+    lab.env.workflow(
+        "manual",
+        "version = 1\nname = \"manual\"\n[[steps]]\nid = \"by-hand\"\nrun = [\"sh\", \"-i\"]\nmode = \"interactive\"\n",
+    );
+    let mut view = lab.pty(&["run", "manual"]);
+    shows(&view, "the terminal is yours");
+    view.line("echo done by hand > manual.txt");
+    view.line("exit");
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+    let run = lab.env.last_run();
+    assert_eq!(
+        lab.file_at(&format!("machine/{run}"), "manual.txt").trim(),
+        "done by hand"
+    );
+
+    // A shell that exits non-zero fails the step: the person said it is not done.
+    let mut view = lab.pty(&["run", "manual"]);
+    shows(&view, "the terminal is yours");
+    view.line("exit 3");
+    assert_eq!(view.wait(PATIENCE), Some(1), "{}", view.text());
+    shows(&view, "exit code 3");
+}
+
+#[test]
+fn an_interactive_step_without_a_terminal_pauses_or_runs_headless() {
+    let lab = Lab::new();
+    lab.env
+        .workflow("inter", &INTERACTIVE.replace("{leave}", ""));
+    let r = lab.machine(1, &["run", "inter", "--no-input"]);
+    assert!(
+        r.stderr
+            .contains("step `talk` waits for you: it is interactive"),
+        "{r}"
+    );
+    let run = lab.env.last_run();
+    assert_eq!(
+        lab.env.subjects(&run)[1],
+        "wait: `talk` needs a person at a terminal"
+    );
+    assert!(starts(&lab).is_empty(), "no agent started");
+
+    let headless = INTERACTIVE
+        .replace("{leave}", "\\nFAKE_WRITE alone.txt alone")
+        .replace(
+            "mode = \"interactive\"",
+            "mode = \"interactive\"\ninteractive_fallback = \"headless\"",
+        )
+        .replace("sleep 30", "true");
+    lab.env.workflow("inter", &headless);
+    lab.machine(0, &["run", "inter", "--no-input"]);
+    let run = lab.env.last_run();
+    assert_eq!(
+        lab.file_at(&format!("machine/{run}"), "alone.txt").trim(),
+        "alone"
+    );
+    assert!(!starts(&lab)[0].2, "a headless start");
+}

@@ -14,14 +14,20 @@
 //! The program of each CLI can be replaced by an absolute path in an environment variable
 //! (`MACHINE_CLAUDE_BIN`, `MACHINE_CODEX_BIN`, …): tests point it at the fake agent, users at a
 //! wrapper script or a second installation. It is read once, when the engine is built.
+//!
+//! Also here: what the interactive forms share — the prompt as a first message within argv's
+//! limits ([`first_message`]), fresh session ids, and reading the CLIs' session files (the user's
+//! environment comes in as a list, never from `std::env`, so tests can give a temporary home).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::{summary_line, Ending, EngineError, Outcome, Stream};
+use super::{summary_line, Ending, EngineError, Outcome, StepInput, Stream};
 use crate::workflow::{Permissions, ResolvedStep};
 
 /// The permission level of a step that does not say: `edit`.
@@ -356,6 +362,129 @@ macro_rules! cli_engine_basics {
 }
 
 pub(crate) use {cli_engine, cli_engine_basics};
+
+/// The largest prompt passed as it is in argv, in bytes (Linux caps one argument at 128 KiB).
+pub const ARGV_PROMPT_MAX: usize = 100 << 10;
+
+/// The argument that stands for a prompt too long for argv, kept in `file`.
+pub fn pointer_prompt(file: &Path, len: usize) -> String {
+    format!(
+        "Your instructions for this step are too long for a command line, so they are in the file {} ({len} bytes). Read that whole file first, then do what it says.",
+        file.display()
+    )
+}
+
+/// The prompt as one program argument: itself up to [`ARGV_PROMPT_MAX`] bytes; a longer one is
+/// written to the step's prompt file (outside the worktree) and the argument asks the agent to
+/// read that file ([`pointer_prompt`]), so the program still starts.
+pub fn prompt_argument(input: &StepInput<'_>) -> Result<String, EngineError> {
+    if input.prompt.len() <= ARGV_PROMPT_MAX {
+        return Ok(input.prompt.to_string());
+    }
+    let file = input.write_prompt_file()?;
+    Ok(pointer_prompt(file, input.prompt.len()))
+}
+
+/// The first message of an interactive session, as [`prompt_argument`] makes it; `None` for a
+/// blank prompt, so the CLI starts waiting for the user instead of sending an empty message.
+pub fn first_message(input: &StepInput<'_>) -> Result<Option<String>, EngineError> {
+    if input.prompt.trim().is_empty() {
+        return Ok(None);
+    }
+    prompt_argument(input).map(Some)
+}
+
+/// A random (version 4) UUID, the form Claude Code's and Gemini CLI's `--session-id` want.
+pub fn new_session_id() -> String {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Whether `id` can be part of a file name as it is: not empty, only ASCII letters, digits,
+/// `-` and `_` (no `/`, no `..`). Session ids from the record are checked before they become
+/// paths.
+pub fn safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `key` in `env` (the user's environment as read at start), if set and not empty.
+pub fn var<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// `$HOME` in `env`.
+pub fn home(env: &[(String, String)]) -> Option<PathBuf> {
+    var(env, "HOME").map(PathBuf::from)
+}
+
+/// How much older than `since` a file's modification time may look although it was written
+/// after: some file systems keep whole seconds (FAT two).
+const MTIME_SLACK: Duration = Duration::from_secs(2);
+
+/// When `path` was last modified, if it was at or after `since` (less [`MTIME_SLACK`]).
+pub fn modified_since(path: &Path, since: SystemTime) -> Option<SystemTime> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let earliest = since.checked_sub(MTIME_SLACK).unwrap_or(since);
+    (modified >= earliest).then_some(modified)
+}
+
+/// The longest first line [`first_json_line`] reads (Codex puts its whole system prompt there).
+const FIRST_LINE_MAX: u64 = 4 << 20;
+
+/// The first line of the file at `path` as a JSON object: the header line the CLIs start their
+/// session files with.
+pub fn first_json_line(path: &Path) -> Option<Value> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(std::io::Read::take(file, FIRST_LINE_MAX))
+        .read_line(&mut line)
+        .ok()?;
+    json_line(&line)
+}
+
+/// The files in `dir` whose names satisfy `wanted` (unreadable folders have none).
+pub fn files_in(dir: &Path, wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(&wanted))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// Of `paths`, the one modified last, if any was modified since `since`, with what `pick`
+/// makes of it (files `pick` refuses are skipped).
+pub fn newest_since<T>(
+    paths: impl IntoIterator<Item = PathBuf>,
+    since: SystemTime,
+    pick: impl Fn(&Path) -> Option<T>,
+) -> Option<T> {
+    let mut found: Vec<(SystemTime, PathBuf)> = paths
+        .into_iter()
+        .filter_map(|p| modified_since(&p, since).map(|t| (t, p)))
+        .collect();
+    found.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    found.iter().find_map(|(_, p)| pick(p))
+}
 
 #[cfg(test)]
 mod tests {

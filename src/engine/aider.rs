@@ -23,12 +23,30 @@
 //! directory, so the "session" reported is that file's name, and resuming passes
 //! `--restore-chat-history`. Usage comes from `Tokens: 2.3k sent, 120 received. Cost: $0.01
 //! message, …` lines.
+//!
+//! Interactive: `aider --read=PROMPT_FILE --load=COMMANDS_FILE <the same no-commit and
+//! no-network options> [--model M] [--reasoning-effort R] [--dry-run] [--restore-chat-history]
+//! [args…]` — the headless options without those that only make sense with nobody at the
+//! terminal (`--yes-always`, `--no-pretty`, `--no-stream`, `--no-fancy-input`). Aider has no
+//! option that sends a first message and then stays in its chat (`--message` exits after the
+//! answer), so (measured on 0.86.2): the prompt file is added to the chat read-only (`--read`,
+//! it stays in the context of every turn), and `--load` runs one `/code` command that asks the
+//! model to do what that file says. Aider runs it at once, then opens the chat. Two
+//! limitations, measured: Aider prints "Command '/code …' is only supported in interactive
+//! mode, skipping." after the answer although it did run it, and the next turns do not see that
+//! first exchange (the instructions, being read-only context, they do see). The commands file
+//! is written beside the prompt file, outside the worktree. Aider has no session id: none is
+//! assigned or found (its history file is not a session the TUI can be pointed at by id).
+//! A continued session (`resume_session`) adds `--restore-chat-history`, as headless.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 
 use super::agent::{self, Cli, Report};
-use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
-use crate::workflow::Permissions;
+use super::{
+    Ending, Engine, EngineError, EventParser, Interactive, Invocation, Outcome, StepInput, Stream,
+};
+use crate::workflow::{Permissions, ResolvedStep};
 
 pub const CLI: Cli = Cli {
     engine: "aider",
@@ -55,28 +73,10 @@ impl Engine for AiderEngine {
                 "--no-pretty",
                 "--no-stream",
                 "--no-fancy-input",
-                "--no-auto-commits",
-                "--no-dirty-commits",
-                "--no-gitignore",
-                "--no-check-update",
-                "--no-show-release-notes",
-                "--no-analytics",
             ]
             .map(String::from),
         );
-        if let Some(model) = &step.model {
-            args.extend(["--model".into(), model.clone()]);
-        }
-        if let Some(effort) = &step.reasoning {
-            args.extend(["--reasoning-effort".into(), effort.clone()]);
-        }
-        if agent::permissions(step) == Permissions::Read {
-            args.push("--dry-run".into());
-        }
-        if input.resume_session.is_some() {
-            args.push("--restore-chat-history".into());
-        }
-        args.extend(step.args.iter().cloned());
+        args.extend(options(input));
         Ok(Invocation::agent(
             &self.program,
             args,
@@ -92,6 +92,82 @@ impl Engine for AiderEngine {
     fn can_resume(&self) -> bool {
         true
     }
+
+    /// `aider --read=PROMPT_FILE --load=COMMANDS_FILE [options…]`: see the module header.
+    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError> {
+        let step = input.step;
+        let mut args = Vec::new();
+        if !input.prompt.trim().is_empty() {
+            let prompt = input.write_prompt_file()?.to_path_buf();
+            let commands = write_commands_file(input, &prompt)?;
+            args.push(format!("--read={}", prompt.display()));
+            args.push(format!("--load={}", commands.display()));
+        }
+        args.extend(options(input));
+        Ok(Interactive {
+            inv: Invocation::agent(&self.program, args, agent::step_env(step), ""),
+            session: None,
+        })
+    }
+
+    fn find_session(
+        &self,
+        _env: &[(String, String)],
+        _workdir: &Path,
+        _since: std::time::SystemTime,
+        _expected: Option<&str>,
+    ) -> Option<String> {
+        None
+    }
+}
+
+/// The options headless and interactive runs share: no commits or `.gitignore` changes (git
+/// machine commits the step), no update checks or analytics, model, effort, `--dry-run` for
+/// `read`, the restored history of a continued session, and the step's own arguments.
+fn options(input: &StepInput<'_>) -> Vec<String> {
+    let step: &ResolvedStep = input.step;
+    let mut args: Vec<String> = [
+        "--no-auto-commits",
+        "--no-dirty-commits",
+        "--no-gitignore",
+        "--no-check-update",
+        "--no-show-release-notes",
+        "--no-analytics",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(model) = &step.model {
+        args.extend(["--model".into(), model.clone()]);
+    }
+    if let Some(effort) = &step.reasoning {
+        args.extend(["--reasoning-effort".into(), effort.clone()]);
+    }
+    if agent::permissions(step) == Permissions::Read {
+        args.push("--dry-run".into());
+    }
+    if input.resume_session.is_some() {
+        args.push("--restore-chat-history".into());
+    }
+    args.extend(step.args.iter().cloned());
+    args
+}
+
+/// Write the file of in-chat commands `--load` runs: one `/code` asking the model to do what
+/// `prompt` (the prompt file, in the chat read-only) says. Beside the prompt file, outside the
+/// worktree; returns its path.
+fn write_commands_file(input: &StepInput<'_>, prompt: &Path) -> Result<PathBuf, EngineError> {
+    let mut name = prompt.as_os_str().to_os_string();
+    name.push(".aider-commands");
+    let path = PathBuf::from(name);
+    let command = format!(
+        "/code Your instructions for this step are in the file {}, which is in this chat read-only. Do what it says.\n",
+        prompt.display()
+    );
+    std::fs::write(&path, command).map_err(|e| EngineError::Invalid {
+        step: input.step.id.to_string(),
+        message: format!("cannot write Aider's commands to {}: {e}", path.display()),
+    })?;
+    Ok(path)
 }
 
 /// Lines of Aider's reply kept for the final message.
@@ -335,5 +411,69 @@ mod tests {
         );
         assert!(!o.success);
         assert_eq!(o.error.as_deref(), Some("Connection error."));
+    }
+
+    #[test]
+    fn interactive_reads_the_prompt_file_and_runs_one_command() {
+        let mut step = resolved("s");
+        step.model = Some("openai/fake-model".into());
+        step.permissions = Some(Permissions::Read);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("logs").join("01-s.prompt");
+        let i = engine()
+            .interactive(&StepInput {
+                step: &step,
+                prompt: "fix it\nwell",
+                workdir: Path::new("/w"),
+                resume_session: Some(CHAT_HISTORY),
+                prompt_file: &file,
+            })
+            .expect("interactive");
+        assert_eq!(i.session, None, "Aider has no session id");
+        let commands = dir.path().join("logs").join("01-s.prompt.aider-commands");
+        assert_eq!(i.inv.args[0], format!("--read={}", file.display()));
+        assert_eq!(i.inv.args[1], format!("--load={}", commands.display()));
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("prompt"),
+            "fix it\nwell"
+        );
+        let command = std::fs::read_to_string(&commands).expect("commands");
+        assert!(
+            command.starts_with("/code ") && command.ends_with(".\n"),
+            "{command}"
+        );
+        assert_eq!(command.lines().count(), 1);
+        assert!(command.contains(&file.display().to_string()), "{command}");
+        for headless in [
+            "--yes-always",
+            "--no-pretty",
+            "--message-file",
+            "--no-fancy-input",
+        ] {
+            assert!(
+                !i.inv.args.iter().any(|a| a.starts_with(headless)),
+                "{headless}"
+            );
+        }
+        for kept in ["--no-auto-commits", "--dry-run", "--restore-chat-history"] {
+            assert!(i.inv.args.contains(&kept.to_string()), "{kept}");
+        }
+        assert!(i
+            .inv
+            .args
+            .windows(2)
+            .any(|w| w == ["--model", "openai/fake-model"]));
+        // A blank prompt: just the chat.
+        let a = crate::engine::testing::interactive_args(&engine(), &step, "", None);
+        assert!(!a
+            .iter()
+            .any(|a| a.starts_with("--read") || a.starts_with("--load")));
+        let home = tempfile::tempdir().expect("home");
+        let env = crate::engine::testing::home_env(home.path());
+        let now = std::time::SystemTime::now();
+        assert_eq!(
+            engine().find_session(&env, Path::new("/w"), now, None),
+            None
+        );
     }
 }

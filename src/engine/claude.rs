@@ -22,10 +22,22 @@
 //! `is_error`, `api_error_status`, `usage`, `total_cost_usd`, `permission_denials`. Measured on
 //! the real CLI: an API error gives `is_error:true` with `subtype:"success"`; under `-p` a
 //! denied write exits 0 and is only visible in `permission_denials` — both are failures here.
+//!
+//! Interactive: `claude [--model M] [--effort R] <permissions> (--session-id UUID | --resume ID)
+//! [args…] [-- MESSAGE]` — the same options without `-p`, the message as the one positional
+//! argument (after `--`, so a prompt starting with `-` is not an option). Measured on 2.1.197:
+//! the TUI sends the message at once, keeps the preset id, writes the transcript as
+//! `<project>/<id>.jsonl` from the first message, and `--resume ID MESSAGE` appends to that same
+//! file under the same id. A session with no message sent has no transcript, so it is not found.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::agent::{self, json_line, str_at, u64_at, Cli, Report};
-use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
-use crate::workflow::Permissions;
+use super::{
+    Ending, Engine, EngineError, EventParser, Interactive, Invocation, Outcome, StepInput, Stream,
+};
+use crate::workflow::{Permissions, ResolvedStep};
 
 pub const CLI: Cli = Cli {
     engine: "claude",
@@ -44,23 +56,7 @@ impl Engine for ClaudeEngine {
         let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
             .map(String::from)
             .to_vec();
-        if let Some(model) = &step.model {
-            args.extend(["--model".into(), model.clone()]);
-        }
-        if let Some(effort) = &step.reasoning {
-            // Claude Code's levels are low, medium, high, xhigh, max: no "minimal".
-            let effort = if effort == "minimal" {
-                "low"
-            } else {
-                effort.as_str()
-            };
-            args.extend(["--effort".into(), effort.to_string()]);
-        }
-        match agent::permissions(step) {
-            Permissions::Read => args.extend(["--permission-mode".into(), "plan".into()]),
-            Permissions::Edit => args.extend(["--permission-mode".into(), "acceptEdits".into()]),
-            Permissions::Full => args.push("--dangerously-skip-permissions".into()),
-        }
+        args.extend(options(step));
         if let Some(id) = input.resume_session {
             args.extend(["--resume".into(), id.to_string()]);
         }
@@ -73,6 +69,53 @@ impl Engine for ClaudeEngine {
         ))
     }
 
+    /// `claude [options] (--session-id UUID | --resume ID) [args…] [-- MESSAGE]`: see the module
+    /// header.
+    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError> {
+        let step = input.step;
+        let mut args = options(step);
+        let session = match input.resume_session {
+            Some(id) => {
+                args.extend(["--resume".into(), id.to_string()]);
+                id.to_string()
+            }
+            None => {
+                let id = agent::new_session_id();
+                args.extend(["--session-id".into(), id.clone()]);
+                id
+            }
+        };
+        args.extend(step.args.iter().cloned());
+        if let Some(message) = agent::first_message(input)? {
+            args.extend(["--".into(), message]);
+        }
+        Ok(Interactive {
+            inv: Invocation::agent(&self.program, args, agent::step_env(step), ""),
+            session: Some(session),
+        })
+    }
+
+    /// `expected` exists when its transcript does; without one, the transcript of the working
+    /// directory's project written last since `since`.
+    fn find_session(
+        &self,
+        env: &[(String, String)],
+        workdir: &Path,
+        since: SystemTime,
+        expected: Option<&str>,
+    ) -> Option<String> {
+        if let Some(id) = expected {
+            let path = self.transcript_path(env, workdir, id)?;
+            return path.is_file().then(|| id.to_string());
+        }
+        let dir = project_dir(env, workdir)?;
+        let transcripts = agent::files_in(&dir, |n| n.ends_with(".jsonl"));
+        agent::newest_since(transcripts, since, |p| {
+            let id = p.file_stem()?.to_str()?;
+            agent::safe_id(id).then(|| id.to_string())
+        })
+    }
+
     fn parser(&self) -> Box<dyn EventParser> {
         Box::new(ClaudeParser::default())
     }
@@ -82,40 +125,61 @@ impl Engine for ClaudeEngine {
     fn transcript_path(
         &self,
         env: &[(String, String)],
-        workdir: &std::path::Path,
+        workdir: &Path,
         session: &str,
-    ) -> Option<std::path::PathBuf> {
-        let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let config = match var("CLAUDE_CONFIG_DIR") {
-            Some(dir) => std::path::PathBuf::from(dir),
-            None => std::path::PathBuf::from(var("HOME")?).join(".claude"),
-        };
-        let project: String = workdir
-            .to_string_lossy()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        let safe = !session.is_empty()
-            && session
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-');
-        safe.then(|| {
-            config
-                .join("projects")
-                .join(project)
-                .join(format!("{session}.jsonl"))
-        })
+    ) -> Option<PathBuf> {
+        let dir = project_dir(env, workdir)?;
+        agent::safe_id(session).then(|| dir.join(format!("{session}.jsonl")))
     }
 
     fn can_resume(&self) -> bool {
         true
     }
+}
+
+/// The options headless and interactive runs share: model, effort and permissions.
+fn options(step: &ResolvedStep) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(model) = &step.model {
+        args.extend(["--model".into(), model.clone()]);
+    }
+    if let Some(effort) = &step.reasoning {
+        // Claude Code's levels are low, medium, high, xhigh, max: no "minimal".
+        let effort = if effort == "minimal" {
+            "low"
+        } else {
+            effort.as_str()
+        };
+        args.extend(["--effort".into(), effort.to_string()]);
+    }
+    match agent::permissions(step) {
+        Permissions::Read => args.extend(["--permission-mode".into(), "plan".into()]),
+        Permissions::Edit => args.extend(["--permission-mode".into(), "acceptEdits".into()]),
+        Permissions::Full => args.push("--dangerously-skip-permissions".into()),
+    }
+    args
+}
+
+/// Where Claude Code keeps the sessions of `workdir`: `$CLAUDE_CONFIG_DIR` (default
+/// `~/.claude`)`/projects/` and the path with every character other than a letter, digit or '-'
+/// made '-'.
+fn project_dir(env: &[(String, String)], workdir: &Path) -> Option<PathBuf> {
+    let config = match agent::var(env, "CLAUDE_CONFIG_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => agent::home(env)?.join(".claude"),
+    };
+    let project: String = workdir
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Some(config.join("projects").join(project))
 }
 
 /// Reads Claude Code's (and Cursor's, which copies it) stream-json events.
@@ -262,8 +326,10 @@ impl EventParser for ClaudeParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testing::{parse, resolved};
-    use std::path::Path;
+    use crate::engine::testing::{
+        home_env, interactive, interactive_args, large_prompt_goes_to_the_file, parse, resolved,
+        write,
+    };
 
     // Recorded from Claude Code 2.1.197 against the agent-lab model server (trimmed).
     const INIT: &str = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"9cdd6c31-9865-4c13-a6da-a3c3a4d44746","tools":["Write"],"model":"claude-opus-4-8[1m]","permissionMode":"acceptEdits"}"#;
@@ -405,5 +471,92 @@ mod tests {
             o.session.as_deref(),
             Some("9cdd6c31-9865-4c13-a6da-a3c3a4d44746")
         );
+    }
+
+    #[test]
+    fn interactive_presets_a_session_and_sends_the_prompt_as_the_first_message() {
+        let mut step = resolved("design");
+        step.model = Some("sonnet".into());
+        step.reasoning = Some("minimal".into());
+        step.args = vec!["--add-dir".into(), "/docs".into()];
+        step.env.insert("FOO".into(), "bar".into());
+        let i = interactive(&engine(), &step, "-write it", None).expect("interactive");
+        let id = i.session.expect("a preset id");
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(
+            i.inv.args,
+            [
+                "--model",
+                "sonnet",
+                "--effort",
+                "low",
+                "--permission-mode",
+                "acceptEdits",
+                "--session-id",
+                &id,
+                "--add-dir",
+                "/docs",
+                "--",
+                "-write it"
+            ]
+        );
+        assert!(!i.inv.args.contains(&"-p".to_string()));
+        assert_eq!(i.inv.env, [("FOO".to_string(), "bar".to_string())]);
+        assert!(i.inv.stdin.is_empty());
+        let again = interactive(&engine(), &step, "p", None).expect("interactive");
+        assert_ne!(again.session.as_deref(), Some(id.as_str()), "a fresh id");
+    }
+
+    #[test]
+    fn interactive_resume_permissions_and_a_blank_prompt() {
+        let mut step = resolved("s");
+        step.permissions = Some(Permissions::Full);
+        let i = interactive(&engine(), &step, "go on", Some("abc")).expect("interactive");
+        assert_eq!(i.session.as_deref(), Some("abc"));
+        assert_eq!(
+            i.inv.args,
+            [
+                "--dangerously-skip-permissions",
+                "--resume",
+                "abc",
+                "--",
+                "go on"
+            ]
+        );
+        step.permissions = Some(Permissions::Read);
+        let a = interactive_args(&engine(), &step, " \n", Some("abc"));
+        assert_eq!(a, ["--permission-mode", "plan", "--resume", "abc"]);
+        large_prompt_goes_to_the_file(&engine());
+    }
+
+    #[test]
+    fn find_session_verifies_the_transcript_in_the_project_folder() {
+        let home = tempfile::tempdir().expect("home");
+        let env = home_env(home.path());
+        let since = SystemTime::now();
+        let w = Path::new("/w/my repo");
+        let project = home.path().join(".claude/projects/-w-my-repo");
+        let e = engine();
+        assert_eq!(e.find_session(&env, w, since, Some("a-1")), None);
+        assert_eq!(e.find_session(&env, w, since, None), None);
+        write(&project.join("a-1.jsonl"), "{}\n");
+        assert_eq!(
+            e.find_session(&env, w, since, Some("a-1")).as_deref(),
+            Some("a-1")
+        );
+        assert_eq!(e.find_session(&env, w, since, Some("b-2")), None);
+        assert_eq!(e.find_session(&env, w, since, None).as_deref(), Some("a-1"));
+        // Another working directory's project is not this one's.
+        assert_eq!(
+            e.find_session(&env, Path::new("/w/other"), since, None),
+            None
+        );
+        // Written before the run started: not this run's.
+        let later = since + std::time::Duration::from_secs(60);
+        assert_eq!(e.find_session(&env, w, later, None), None);
+        // $CLAUDE_CONFIG_DIR replaces ~/.claude.
+        let mut env = env;
+        env.push(("CLAUDE_CONFIG_DIR".into(), "/nonexistent".into()));
+        assert_eq!(e.find_session(&env, w, since, Some("a-1")), None);
     }
 }

@@ -12,8 +12,17 @@
 //!
 //! The step succeeds when the program exits 0; its first line of stdout becomes the commit
 //! summary.
+//!
+//! Interactive (`mode = "interactive"`, e.g. `run = ["bash"]` for a manual step): the same
+//! program, arguments and environment, but stdin is the terminal, so the prompt is in
+//! `$MACHINE_PROMPT_FILE` (and `$MACHINE_PROMPT` while small) only. An arbitrary program has no
+//! session: none is assigned or found.
 
-use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
+use std::path::Path;
+
+use super::{
+    Ending, Engine, EngineError, EventParser, Interactive, Invocation, Outcome, StepInput, Stream,
+};
 
 pub struct CommandEngine;
 
@@ -26,41 +35,66 @@ impl Engine for CommandEngine {
     }
 
     fn invocation(&self, input: &StepInput<'_>) -> Result<Invocation, EngineError> {
-        let (program, args) = input
-            .step
-            .run
-            .split_first()
-            .ok_or_else(|| EngineError::Invalid {
-                step: input.step.id.to_string(),
-                message: "the command engine needs `run = [\"program\", \"arg\", …]`".to_string(),
-            })?;
-        let mut args = args.to_vec();
-        args.extend(input.step.args.iter().cloned());
-        let file = input.write_prompt_file()?;
-        let mut env = vec![(
-            "MACHINE_PROMPT_FILE".to_string(),
-            file.display().to_string(),
-        )];
-        let mut env_remove = Vec::new();
-        if input.prompt.len() <= PROMPT_ENV_MAX {
-            env.push(("MACHINE_PROMPT".to_string(), input.prompt.to_string()));
-        } else {
-            // Not even the user's own: a nested run must not see a stale prompt.
-            env_remove.push("MACHINE_PROMPT".to_string());
-        }
-        Ok(Invocation {
-            program: program.clone(),
-            args,
-            env,
-            env_remove,
-            stdin: input.prompt.as_bytes().to_vec(),
-            quiet_until_done: false,
-        })
+        let mut inv = command(input)?;
+        inv.stdin = input.prompt.as_bytes().to_vec();
+        Ok(inv)
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
         Box::new(CommandParser::default())
     }
+
+    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError> {
+        Ok(Interactive {
+            inv: command(input)?,
+            session: None,
+        })
+    }
+
+    fn find_session(
+        &self,
+        _env: &[(String, String)],
+        _workdir: &Path,
+        _since: std::time::SystemTime,
+        _expected: Option<&str>,
+    ) -> Option<String> {
+        None
+    }
+}
+
+/// The step's `run` argv (and `args`) with the prompt in `$MACHINE_PROMPT_FILE` and, while
+/// small, `$MACHINE_PROMPT`; stdin empty.
+fn command(input: &StepInput<'_>) -> Result<Invocation, EngineError> {
+    let (program, args) = input
+        .step
+        .run
+        .split_first()
+        .ok_or_else(|| EngineError::Invalid {
+            step: input.step.id.to_string(),
+            message: "the command engine needs `run = [\"program\", \"arg\", …]`".to_string(),
+        })?;
+    let mut args = args.to_vec();
+    args.extend(input.step.args.iter().cloned());
+    let file = input.write_prompt_file()?;
+    let mut env = vec![(
+        "MACHINE_PROMPT_FILE".to_string(),
+        file.display().to_string(),
+    )];
+    let mut env_remove = Vec::new();
+    if input.prompt.len() <= PROMPT_ENV_MAX {
+        env.push(("MACHINE_PROMPT".to_string(), input.prompt.to_string()));
+    } else {
+        // Not even the user's own: a nested run must not see a stale prompt.
+        env_remove.push("MACHINE_PROMPT".to_string());
+    }
+    Ok(Invocation {
+        program: program.clone(),
+        args,
+        env,
+        env_remove,
+        stdin: Vec::new(),
+        quiet_until_done: false,
+    })
 }
 
 /// Keeps the first stdout line and the last lines of output.

@@ -56,12 +56,30 @@
 //! attempts (nearly four minutes): exit 173, `{error: {message: "…", code: 429}}` on stderr with
 //! `-o json`, a `result` with `[API Error: …]\nPlease wait and try again later…` in stream-json.
 //! Either way a 429 makes way for the step's next engine.
+//!
+//! Interactive: `gemini --skip-trust [-m M] --approval-mode MODE (--session-id UUID | --resume
+//! ID) [args…] [--prompt-interactive=MESSAGE]` — `-i` ("execute the provided prompt and continue
+//! in interactive mode"), in its `=` form so a message starting with `-` stays a value; `read`
+//! is `--approval-mode plan`. Measured on 0.61.0: the TUI sends the message at once, keeps the
+//! preset id, and `--resume ID -i MESSAGE` continues the same session in the same file.
+//!
+//! Sessions: `$GEMINI_CLI_HOME` (default `$HOME`)`/.gemini/tmp/<slug>/chats/session-<start,
+//! YYYY-MM-DDTHH-MM>-<first 8 characters of the id>.jsonl`, whose first line is `{"sessionId",
+//! "projectHash", "startTime", "lastUpdated", "kind"}`. The slug is the project folder's own
+//! (each worktree is a project of its own): `.gemini/projects.json` maps the folder's path to
+//! it and `tmp/<slug>/.project_root` names its owner; a new folder gets its name made a slug
+//! (`-1`, `-2`, … when taken). `--resume` looks for any `session-*-<8 characters>.jsonl` in the
+//! chats folder whose first line has the id, so a restored transcript needs only that name.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use super::agent::{self, json_line, str_at, tidy_api_error, u64_at, Cli, Report};
-use super::{Ending, Engine, EngineError, EventParser, Invocation, Outcome, StepInput, Stream};
-use crate::workflow::Permissions;
+use super::{
+    Ending, Engine, EngineError, EventParser, Interactive, Invocation, Outcome, StepInput, Stream,
+};
+use crate::workflow::{Permissions, ResolvedStep};
 
 pub const CLI: Cli = Cli {
     engine: "gemini",
@@ -98,22 +116,6 @@ impl GeminiEngine {
     }
 }
 
-/// A random (version 4) UUID, the form `--session-id` wants.
-fn new_session_id() -> String {
-    let mut b = fastrand::u128(..).to_be_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 impl Engine for GeminiEngine {
     agent::cli_engine_basics!(CLI);
 
@@ -130,31 +132,11 @@ impl Engine for GeminiEngine {
             format.into(),
             "--skip-trust".into(),
         ];
-        if let Some(model) = &step.model {
-            args.extend(["-m".into(), model.clone()]);
-        }
-        let mode = match agent::permissions(step) {
-            Permissions::Read => "default",
-            Permissions::Edit => "auto_edit",
-            Permissions::Full => "yolo",
-        };
-        args.extend(["--approval-mode".into(), mode.into()]);
-        let session = match input.resume_session {
-            Some(id) => {
-                args.extend(["--resume".into(), id.to_string()]);
-                id.to_string()
-            }
-            None => {
-                let id = new_session_id();
-                args.extend(["--session-id".into(), id.clone()]);
-                id
-            }
-        };
+        args.extend(options(step, false));
+        let session = session_args(input, &mut args);
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
         args.extend(step.args.iter().cloned());
-        let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
-        env.extend(agent::step_env(step));
-        let mut inv = Invocation::agent(&self.program, args, env, input.prompt);
+        let mut inv = Invocation::agent(&self.program, args, env(step), input.prompt);
         // One JSON answer at the end: a long turn is silent, not hung.
         inv.quiet_until_done = format == "json";
         Ok(inv)
@@ -173,6 +155,215 @@ impl Engine for GeminiEngine {
     fn can_resume(&self) -> bool {
         true
     }
+
+    /// The session's file in the project's chats folder; for a session not here, a name Gemini
+    /// finds it by (`session-…-<first 8 characters of the id>.jsonl`) in the folder Gemini uses
+    /// (or will claim) for `workdir`.
+    fn transcript_path(
+        &self,
+        env: &[(String, String)],
+        workdir: &Path,
+        session: &str,
+    ) -> Option<PathBuf> {
+        let short = short_id(session)?;
+        let gemini = gemini_dir(env)?;
+        let slug = known_slug(&gemini, workdir).unwrap_or_else(|| free_slug(&gemini, workdir));
+        let chats = gemini.join("tmp").join(slug).join("chats");
+        session_file(&chats, session)
+            .or_else(|| Some(chats.join(format!("session-restored-{short}.jsonl"))))
+    }
+
+    /// `gemini --skip-trust [-m M] --approval-mode MODE (--session-id UUID | --resume ID)
+    /// [args…] [--prompt-interactive=MESSAGE]`: see the module header.
+    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError> {
+        let step = input.step;
+        let mut args = vec!["--skip-trust".to_string()];
+        args.extend(options(step, true));
+        let session = session_args(input, &mut args);
+        args.extend(step.args.iter().cloned());
+        if let Some(message) = agent::first_message(input)? {
+            args.push(format!("--prompt-interactive={message}"));
+        }
+        Ok(Interactive {
+            inv: Invocation::agent(&self.program, args, env(step), ""),
+            session: Some(session),
+        })
+    }
+
+    /// `expected` exists when a session file of the project holds it; without one, the
+    /// project's session file written last since `since`.
+    fn find_session(
+        &self,
+        env: &[(String, String)],
+        workdir: &Path,
+        since: SystemTime,
+        expected: Option<&str>,
+    ) -> Option<String> {
+        let gemini = gemini_dir(env)?;
+        let chats = gemini
+            .join("tmp")
+            .join(known_slug(&gemini, workdir)?)
+            .join("chats");
+        if let Some(id) = expected {
+            return session_file(&chats, id).map(|_| id.to_string());
+        }
+        let files = agent::files_in(&chats, |n| {
+            n.starts_with("session-") && n.ends_with(".jsonl")
+        });
+        agent::newest_since(files, since, |p| {
+            let head = agent::first_json_line(p)?;
+            let id = str_at(&head, "sessionId").filter(|id| agent::safe_id(id))?;
+            (str_at(&head, "kind") != Some("subagent")).then(|| id.to_string())
+        })
+    }
+}
+
+/// The model and approval-mode options headless and interactive runs share. `read` is
+/// `default` headless (where it offers only read-only tools) but `plan` (Gemini's read-only
+/// mode) interactively, where `default` would only ask before each change.
+fn options(step: &ResolvedStep, interactive: bool) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(model) = &step.model {
+        args.extend(["-m".into(), model.clone()]);
+    }
+    let mode = match agent::permissions(step) {
+        Permissions::Read if interactive => "plan",
+        Permissions::Read => "default",
+        Permissions::Edit => "auto_edit",
+        Permissions::Full => "yolo",
+    };
+    args.extend(["--approval-mode".into(), mode.into()]);
+    args
+}
+
+/// `--resume ID` for a continued session, else `--session-id` with a fresh id, added to
+/// `args`; returns the session's id.
+fn session_args(input: &StepInput<'_>, args: &mut Vec<String>) -> String {
+    match input.resume_session {
+        Some(id) => {
+            args.extend(["--resume".into(), id.to_string()]);
+            id.to_string()
+        }
+        None => {
+            let id = agent::new_session_id();
+            args.extend(["--session-id".into(), id.clone()]);
+            id
+        }
+    }
+}
+
+/// The step's environment, with Gemini kept in one process.
+fn env(step: &ResolvedStep) -> Vec<(String, String)> {
+    let mut env = vec![("GEMINI_CLI_NO_RELAUNCH".to_string(), "true".to_string())];
+    env.extend(agent::step_env(step));
+    env
+}
+
+/// `$GEMINI_CLI_HOME` (default `$HOME`)`/.gemini`.
+fn gemini_dir(env: &[(String, String)]) -> Option<PathBuf> {
+    let home = agent::var(env, "GEMINI_CLI_HOME")
+        .map(PathBuf::from)
+        .or_else(|| agent::home(env))?;
+    Some(home.join(".gemini"))
+}
+
+/// The first 8 characters of a session id, which Gemini puts in its file names.
+fn short_id(id: &str) -> Option<&str> {
+    (agent::safe_id(id) && id.len() >= 8).then(|| &id[..8])
+}
+
+/// The project folder's marker: the path that owns a slug.
+const PROJECT_ROOT: &str = ".project_root";
+
+/// Where Gemini keeps the slugs of project folders, each with its [`PROJECT_ROOT`] marker.
+const SLUG_BASES: [&str; 2] = ["tmp", "history"];
+
+/// The owner named by `<gemini>/<base>/<slug>/.project_root`, if there is one.
+fn slug_owner(gemini: &Path, base: &str, slug: &str) -> Option<String> {
+    let marker = gemini.join(base).join(slug).join(PROJECT_ROOT);
+    std::fs::read_to_string(marker)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The slugs `<gemini>/projects.json` maps project paths to.
+fn registry(gemini: &Path) -> serde_json::Map<String, serde_json::Value> {
+    std::fs::read_to_string(gemini.join("projects.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("projects")?.as_object().cloned())
+        .unwrap_or_default()
+}
+
+/// The slug Gemini CLI already uses for `workdir`: the one `projects.json` maps it to (unless a
+/// marker says another folder owns it), else the folder under `tmp` whose marker names it.
+fn known_slug(gemini: &Path, workdir: &Path) -> Option<String> {
+    let path = workdir.to_string_lossy();
+    let mapped = registry(gemini)
+        .get(path.as_ref())
+        .and_then(|v| v.as_str())
+        .map(String::from)
+        .filter(|slug| {
+            SLUG_BASES
+                .iter()
+                .all(|b| slug_owner(gemini, b, slug).map_or(true, |o| o == path))
+        });
+    mapped.or_else(|| {
+        let entries = std::fs::read_dir(gemini.join("tmp")).ok()?;
+        entries.flatten().find_map(|e| {
+            let slug = e.file_name().to_str()?.to_string();
+            (slug_owner(gemini, "tmp", &slug)? == path).then_some(slug)
+        })
+    })
+}
+
+/// The slug Gemini CLI would claim for a folder it has not seen: the folder's name in lower
+/// case with runs of other characters than letters and digits made one `-` (`project` if
+/// nothing is left), then `-1`, `-2`, … past slugs that `projects.json` gives out or a marker
+/// gives another folder.
+fn free_slug(gemini: &Path, workdir: &Path) -> String {
+    let name = workdir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = match slug.trim_end_matches('-') {
+        "" => "project".to_string(),
+        s => s.to_string(),
+    };
+    let taken = registry(gemini);
+    let path = workdir.to_string_lossy();
+    (0..)
+        .map(|n| {
+            if n == 0 {
+                slug.clone()
+            } else {
+                format!("{slug}-{n}")
+            }
+        })
+        .find(|c| {
+            !taken.values().any(|v| v.as_str() == Some(c))
+                && SLUG_BASES
+                    .iter()
+                    .all(|b| slug_owner(gemini, b, c).map_or(true, |o| o == path))
+        })
+        .expect("some slug is free")
+}
+
+/// The session file of `id` in `chats`: named `session-…-<first 8 characters>.jsonl`, its first
+/// line naming the whole id.
+fn session_file(chats: &Path, id: &str) -> Option<PathBuf> {
+    let suffix = format!("-{}.jsonl", short_id(id)?);
+    agent::files_in(chats, |n| n.starts_with("session-") && n.ends_with(&suffix))
+        .into_iter()
+        .find(|p| agent::first_json_line(p).is_some_and(|h| str_at(&h, "sessionId") == Some(id)))
 }
 
 /// Reads either format: `stream-json` events one per line, or the one indented JSON object of
@@ -380,8 +571,10 @@ impl EventParser for GeminiParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testing::{parse, resolved};
-    use std::path::Path;
+    use crate::engine::testing::{
+        home_env, interactive, interactive_args, large_prompt_goes_to_the_file, parse, resolved,
+        write,
+    };
 
     // Recorded from Gemini CLI 0.61.0 against the agent-lab model server.
     const INIT: &str = r#"{"type":"init","timestamp":"2026-11-21T12:41:43.130Z","session_id":"08b84faf-eef7-49c4-bc65-8ede672858aa","model":"gemini-2.5-flash"}"#;
@@ -712,5 +905,130 @@ Error when talking to Gemini API Full report available at: /tmp/gemini-client-er
         assert!(!o.success);
         assert!(o.error.expect("error").contains("status 429"));
         assert_eq!(o.fallback_reason.as_deref(), Some("rate-limited"));
+    }
+
+    #[test]
+    fn interactive_new_and_resumed() {
+        let mut step = resolved("docs");
+        step.model = Some("gemini-2.5-flash".into());
+        step.args = vec!["--include-directories".into(), "/docs".into()];
+        let i = interactive(&engine(), &step, "-x\ny", None).expect("interactive");
+        let id = i.session.expect("a preset id");
+        assert_eq!(
+            i.inv.args,
+            [
+                "--skip-trust",
+                "-m",
+                "gemini-2.5-flash",
+                "--approval-mode",
+                "auto_edit",
+                "--session-id",
+                &id,
+                "--include-directories",
+                "/docs",
+                "--prompt-interactive=-x\ny"
+            ]
+        );
+        assert!(i
+            .inv
+            .env
+            .contains(&("GEMINI_CLI_NO_RELAUNCH".into(), "true".into())));
+        step.permissions = Some(Permissions::Read);
+        step.args.clear();
+        let a = interactive_args(&engine(), &step, "", Some("08b8"));
+        assert_eq!(
+            a,
+            [
+                "--skip-trust",
+                "-m",
+                "gemini-2.5-flash",
+                "--approval-mode",
+                "plan",
+                "--resume",
+                "08b8"
+            ]
+        );
+        let args = large_prompt_goes_to_the_file(&engine());
+        assert!(!args.iter().any(|a| a.starts_with("--prompt=")));
+    }
+
+    const SESSION: &str = "22222222-3333-4444-8555-666666666666";
+
+    /// Gemini's files for the project folder `w` under the slug `slug`, with one session.
+    fn project(gemini: &Path, w: &str, slug: &str, session: &str) -> PathBuf {
+        let registry = serde_json::json!({"projects": {w: slug}});
+        write(&gemini.join("projects.json"), &registry.to_string());
+        write(&gemini.join("tmp").join(slug).join(".project_root"), w);
+        let file = gemini
+            .join("tmp")
+            .join(slug)
+            .join("chats")
+            .join(format!("session-2026-11-30T21-05-{}.jsonl", &session[..8]));
+        let head = serde_json::json!({"sessionId": session, "projectHash": "ab", "kind": "main"});
+        write(&file, &format!("{head}\n"));
+        file
+    }
+
+    #[test]
+    fn find_session_reads_the_projects_chats() {
+        let home = tempfile::tempdir().expect("home");
+        let env = home_env(home.path());
+        let since = SystemTime::now() - std::time::Duration::from_secs(60);
+        let e = engine();
+        let w = Path::new("/w/my-repo");
+        assert_eq!(e.find_session(&env, w, since, Some(SESSION)), None);
+        project(
+            &home.path().join(".gemini"),
+            "/w/my-repo",
+            "my-repo",
+            SESSION,
+        );
+        assert_eq!(
+            e.find_session(&env, w, since, Some(SESSION)).as_deref(),
+            Some(SESSION)
+        );
+        assert_eq!(
+            e.find_session(&env, w, since, None).as_deref(),
+            Some(SESSION)
+        );
+        // Same first 8 characters, another session.
+        let twin = "22222222-0000-4000-8000-000000000000";
+        assert_eq!(e.find_session(&env, w, since, Some(twin)), None);
+        // Another folder is another project.
+        assert_eq!(
+            e.find_session(&env, Path::new("/w/other"), since, None),
+            None
+        );
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        assert_eq!(e.find_session(&env, w, later, None), None);
+        // $GEMINI_CLI_HOME replaces $HOME.
+        let mut env = env;
+        env.push(("GEMINI_CLI_HOME".into(), "/nonexistent".into()));
+        assert_eq!(e.find_session(&env, w, since, Some(SESSION)), None);
+    }
+
+    #[test]
+    fn the_transcript_is_the_session_file_or_where_gemini_looks() {
+        let home = tempfile::tempdir().expect("home");
+        let env = home_env(home.path());
+        let gemini = home.path().join(".gemini");
+        let e = engine();
+        let w = Path::new("/w/My Repo!");
+        // Never seen: the slug Gemini will claim for the folder.
+        let fresh = gemini.join("tmp/my-repo/chats/session-restored-22222222.jsonl");
+        assert_eq!(e.transcript_path(&env, w, SESSION), Some(fresh));
+        // Taken by another folder: the next one.
+        project(
+            &gemini,
+            "/x/my-repo",
+            "my-repo",
+            "33333333-3333-4444-8555-666666666666",
+        );
+        let next = gemini.join("tmp/my-repo-1/chats/session-restored-22222222.jsonl");
+        assert_eq!(e.transcript_path(&env, w, SESSION), Some(next));
+        // Known, with the session: its file.
+        let file = project(&gemini, "/w/My Repo!", "mine", SESSION);
+        assert_eq!(e.transcript_path(&env, w, SESSION), Some(file));
+        assert_eq!(e.transcript_path(&env, w, "short"), None);
     }
 }

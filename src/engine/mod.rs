@@ -3,8 +3,10 @@
 //! An engine turns a resolved step into an [`Invocation`] (program, arguments, extra
 //! environment, stdin bytes) and supplies an [`EventParser`] that reads the program's output as
 //! it arrives into an [`Outcome`] (success, summary, session id, usage, error). Engines never
-//! touch git and never spawn anything themselves: [`process::run`] does that the same way for
-//! all of them (own process group, timeouts, Ctrl-C, bounded log).
+//! touch git and never spawn a step's program themselves: [`process`] does that the same way for
+//! all of them (own process group, timeouts, Ctrl-C, bounded log). The one program an engine
+//! runs itself is OpenCode's `session list`, to learn which session an interactive run used
+//! (OpenCode keeps sessions only in SQLite), bounded by a timeout in a process group of its own.
 //!
 //! Prompts of any size: Linux refuses an argument or environment string over 128 KiB
 //! (`MAX_ARG_STRLEN`, "Argument list too long"), and a prompt with a `files` context easily is
@@ -13,6 +15,14 @@
 //! [`StepInput::write_prompt_file`]), wherever its CLI reads it. Only Cursor, whose documented
 //! headless form takes the prompt as an argument only, keeps it in argv — while it is small;
 //! above 100 KiB the argument asks the agent to read the prompt file.
+//!
+//! Interactive steps: [`Engine::interactive`] gives the command line of the CLI's own terminal
+//! interface, started in the worktree with the step's prompt as its first message. There the
+//! terminal is the agent's input, so the prompt can only travel as an argument: the same
+//! 100 KiB rule applies to every CLI (a longer prompt goes to the prompt file, the argument
+//! asks the agent to read it). Nothing is parsed from a terminal interface's output; afterwards
+//! [`Engine::find_session`] reads the CLI's own session storage to learn, and verify, which
+//! session was used. `docs/interactive-clis.md` records each command line as measured.
 
 pub mod agent;
 pub mod aider;
@@ -70,8 +80,8 @@ impl Invocation {
 pub struct Interactive {
     /// Program and arguments; `stdin` stays empty (the terminal is the agent's input).
     pub inv: Invocation,
-    /// The session id given up front (Claude Code `--session-id`, Gemini CLI `--session-id`),
-    /// or the one being continued; None when the CLI picks its own (found afterwards by
+    /// The session id given up front (Claude Code `--session-id`, Gemini CLI `--session-id`), or
+    /// the one being continued; None when the CLI picks its own (found afterwards by
     /// [`Engine::find_session`]).
     pub session: Option<String>,
 }
@@ -190,7 +200,8 @@ pub trait Engine {
     }
     /// Where the CLI keeps the transcript of `session` when run in `workdir`, for CLIs that keep
     /// sessions per working directory: git machine saves it into the step record and restores
-    /// it there before resuming on another clone or machine. `env` is the user's environment.
+    /// it there before resuming on another clone or machine (so the path may not exist yet: it
+    /// is then where the CLI would look). `env` is the user's environment.
     fn transcript_path(
         &self,
         env: &[(String, String)],
@@ -201,25 +212,22 @@ pub trait Engine {
         None
     }
     /// The CLI's interactive interface for this step: `input.prompt` as the first message,
-    /// continuing `input.resume_session` when set.
-    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError> {
-        Err(EngineError::Invalid {
-            step: input.step.id.to_string(),
-            message: format!("engine `{}` has no interactive interface", self.name()),
-        })
-    }
-    /// After the interactive program ended: the session it used, verified to exist in the
-    /// CLI's own storage. `expected` is [`Interactive::session`].
+    /// continuing `input.resume_session` when set (else a new session, with an id assigned up
+    /// front where the CLI allows it). Err([`EngineError::Invalid`]) with a clear message when
+    /// the CLI has no interactive interface git machine can drive for this step.
+    fn interactive(&self, input: &StepInput<'_>) -> Result<Interactive, EngineError>;
+    /// After the interactive program ended: the session it used, verified to exist in the CLI's
+    /// own storage (not assumed). `expected` is [`Interactive::session`] (checked to exist); when
+    /// None, the session the CLI created (or last wrote to) for `workdir` since `since`. `env` is
+    /// the user's environment (`HOME` and the CLI's own variables are read from it, never from
+    /// the process). None when no session can be confirmed.
     fn find_session(
         &self,
         env: &[(String, String)],
         workdir: &Path,
         since: std::time::SystemTime,
         expected: Option<&str>,
-    ) -> Option<String> {
-        let _ = (env, workdir, since, expected);
-        None
-    }
+    ) -> Option<String>;
 }
 
 /// Longest line an engine keeps for messages and summaries (the step log keeps more).
@@ -277,7 +285,9 @@ pub fn summary_line(text: &str) -> Option<String> {
 /// recorded lines.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{Ending, Engine, Outcome, Stream};
+    use std::path::Path;
+
+    use super::{Ending, Engine, EngineError, Interactive, Outcome, StepInput, Stream};
     use crate::workflow::ResolvedStep;
 
     /// A resolved agent step `id` with nothing but a prompt set.
@@ -299,6 +309,75 @@ pub(crate) mod testing {
             p.line(Stream::Stderr, l);
         }
         p.finish(&Ending::Exited(code))
+    }
+
+    /// `engine`'s interactive form of `step` in `/w` with `prompt`, continuing `resume`.
+    pub fn interactive(
+        engine: &dyn Engine,
+        step: &ResolvedStep,
+        prompt: &str,
+        resume: Option<&str>,
+    ) -> Result<Interactive, EngineError> {
+        engine.interactive(&StepInput {
+            step,
+            prompt,
+            workdir: Path::new("/w"),
+            resume_session: resume,
+            prompt_file: Path::new("/nonexistent/p.prompt"),
+        })
+    }
+
+    /// The arguments of [`interactive`], which must succeed.
+    pub fn interactive_args(
+        engine: &dyn Engine,
+        step: &ResolvedStep,
+        prompt: &str,
+        resume: Option<&str>,
+    ) -> Vec<String> {
+        let i = interactive(engine, step, prompt, resume).expect("interactive");
+        assert!(i.inv.stdin.is_empty(), "the terminal is the agent's input");
+        i.inv.args
+    }
+
+    /// Check that a prompt too long for argv reaches `engine`'s interactive form as a short
+    /// argument naming the prompt file, which holds the whole prompt; returns the arguments.
+    pub fn large_prompt_goes_to_the_file(engine: &dyn Engine) -> Vec<String> {
+        let step = resolved("s");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("logs").join("01-s.prompt");
+        let prompt = "y".repeat(super::agent::ARGV_PROMPT_MAX + 1);
+        let i = engine
+            .interactive(&StepInput {
+                step: &step,
+                prompt: &prompt,
+                workdir: Path::new("/w"),
+                resume_session: None,
+                prompt_file: &file,
+            })
+            .expect("interactive");
+        assert_eq!(std::fs::read_to_string(&file).expect("prompt file"), prompt);
+        let longest = i.inv.args.iter().map(String::len).max().unwrap_or(0);
+        assert!(longest < 1024, "an argument of {longest} bytes");
+        assert!(
+            i.inv
+                .args
+                .iter()
+                .any(|a| a.contains(&file.display().to_string())),
+            "{:?}",
+            i.inv.args
+        );
+        i.inv.args
+    }
+
+    /// An environment whose only variable is `HOME`.
+    pub fn home_env(home: &Path) -> Vec<(String, String)> {
+        vec![("HOME".into(), home.display().to_string())]
+    }
+
+    /// Write `text` to `path`, creating its folders.
+    pub fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
     }
 }
 
@@ -387,5 +466,82 @@ mod tests {
         let large = "a".repeat(command::PROMPT_ENV_MAX + 1);
         assert_eq!(env(&large), (None, vec!["MACHINE_PROMPT".to_string()]));
         assert_eq!(env(""), (Some(String::new()), Vec::new()));
+    }
+
+    #[test]
+    fn a_one_mib_prompt_stays_out_of_argv_in_every_interactive_invocation() {
+        let prompt = big_prompt(1 << 20, "FAKE_REPLY ok");
+        let mut step = testing::resolved("s");
+        step.run = vec!["bash".into()];
+        for name in [
+            "command", "claude", "codex", "gemini", "opencode", "cursor", "aider",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("logs").join("01-s.prompt");
+            for resume in [None, Some("abc")] {
+                let engine = by_name(name, &[]).expect("engine");
+                let result = engine.interactive(&StepInput {
+                    step: &step,
+                    prompt: &prompt,
+                    workdir: Path::new("/w"),
+                    resume_session: resume,
+                    prompt_file: &file,
+                });
+                let inv = match (name, resume, result) {
+                    // OpenCode's TUI drops a first message given with `--session`.
+                    ("opencode", Some(_), Err(EngineError::Invalid { message, .. })) => {
+                        assert!(message.contains("--prompt"), "{message}");
+                        continue;
+                    }
+                    (_, _, result) => result.expect("interactive").inv,
+                };
+                assert!(inv.stdin.is_empty(), "{name}: the terminal is the input");
+                let longest = inv
+                    .args
+                    .iter()
+                    .chain(inv.env.iter().map(|(_, v)| v))
+                    .map(String::len)
+                    .max()
+                    .unwrap_or(0);
+                assert!(longest < 1024, "{name}: an argument of {longest} bytes");
+                let in_file = std::fs::read_to_string(&file).ok();
+                assert_eq!(in_file.as_deref(), Some(prompt.as_str()), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_command_runs_as_it_is_interactively_with_the_prompt_in_a_file() {
+        let mut step = testing::resolved("s");
+        step.run = vec!["bash".into()];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("01-s.prompt");
+        let i = command::CommandEngine
+            .interactive(&StepInput {
+                step: &step,
+                prompt: "check it by hand",
+                workdir: Path::new("/w"),
+                resume_session: None,
+                prompt_file: &file,
+            })
+            .expect("interactive");
+        assert_eq!(i.session, None);
+        assert_eq!((i.inv.program.as_str(), i.inv.args.len()), ("bash", 0));
+        assert!(i.inv.stdin.is_empty());
+        let file_var = (
+            "MACHINE_PROMPT_FILE".to_string(),
+            file.display().to_string(),
+        );
+        assert!(i.inv.env.contains(&file_var), "{:?}", i.inv.env);
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("prompt"),
+            "check it by hand"
+        );
+        let env = testing::home_env(dir.path());
+        let since = std::time::SystemTime::now();
+        assert_eq!(
+            command::CommandEngine.find_session(&env, Path::new("/w"), since, None),
+            None
+        );
     }
 }

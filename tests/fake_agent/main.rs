@@ -19,6 +19,7 @@
 //! | `FAKE_HANG` | after the first event, hang without output until killed |
 //! | `FAKE_RECONNECT <n>` | codex: `n` "Reconnecting..." error events, one a second, then hang |
 //! | `FAKE_SESSION <id>` | use this session id for a new session |
+//! | `FAKE_LEAVE_MODES` | interactive: exit without undoing the terminal modes (see below) |
 //!
 //! A line `<cli>: DIRECTIVE` (e.g. `claude: FAKE_ERROR 429`) applies only when impersonating
 //! that CLI (`cursor` for cursor-agent), so one prompt can script a fallback chain.
@@ -28,11 +29,32 @@
 //! opencode), `--message`/`--message-file` (aider), the argument only (cursor-agent).
 //!
 //! A resume flag (`--resume ID`, `exec resume ID`, `-s ID`) keeps the given session id; a
-//! new session gets the id of gemini's `--session-id`, else of `FAKE_SESSION`, else a fresh one. `--version` prints a version line. With `FAKE_AGENT_LOG` set,
-//! one JSON line per start is appended to that file: `{"cli", "argv", "cwd", "prompt",
-//! "session", "stdin"}`.
+//! new session gets the id of gemini's `--session-id`, else of `FAKE_SESSION`, else a fresh one
+//! (a version 7 UUID for codex, `ses_…` for opencode). `--version` prints a version line. With
+//! `FAKE_AGENT_LOG` set, one JSON line per start is appended to that file: `{"cli", "argv",
+//! "cwd", "prompt", "session", "resumed", "stdin"}`, plus `"interactive": true` for an
+//! interactive start. Sessions are kept on disk where the real CLIs keep them (see `Store`);
+//! `opencode session list --format json` lists the fake OpenCode's.
+//!
+//! Interactive mode: started with the CLI's interactive command line (no `-p`, `exec`, `run`,
+//! `--message`: see `is_interactive`) on a terminal, the fake acts like the CLI's own TUI:
+//! - prints `fake <cli> interactive session <id>` (`… resumed with <n> earlier turns` when it
+//!   continues a session; aider's id is `none`), then switches on the alternate screen,
+//!   bracketed paste, mouse reporting and the kitty keyboard protocol and turns the terminal's
+//!   echo off (lines stay canonical; it echoes each line itself as `> <line>`);
+//! - the first message (the prompt argument; aider's `/code` line of its `--load` file) is a
+//!   turn: its directives run (`FAKE_WRITE` with the CLI's write permissions, and files the
+//!   message names by absolute path are read for directives too, as an agent reads a prompt
+//!   file it is pointed at), then `fake: <reply>`;
+//! - each line from the terminal is a turn the same way; `/exit` or end of input ends with exit
+//!   0, `FAKE_EXIT <n>` with `n`;
+//! - on leaving it undoes the modes and restores the terminal, unless `FAKE_LEAVE_MODES` was in
+//!   a turn or `FAKE_AGENT_LEAVE_MODES=1` is set: then it leaves them on, as a crashed TUI does.
+//!
+//! Continuing a session the CLI does not have fails as the real CLI does (claude exit 1, codex
+//! exit 1, gemini exit 42, opencode exit 1).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +81,7 @@ struct Script {
     hang: bool,
     reconnect: Option<u32>,
     session: Option<String>,
+    leave_modes: bool,
 }
 
 impl Script {
@@ -97,6 +120,7 @@ impl Script {
                 "FAKE_HANG" => self.hang = true,
                 "FAKE_RECONNECT" => self.reconnect = rest.parse().ok(),
                 "FAKE_SESSION" => self.session = Some(rest.to_string()),
+                "FAKE_LEAVE_MODES" => self.leave_modes = true,
                 _ => {}
             }
         }
@@ -167,6 +191,7 @@ const CLAUDE_VALUES: &[&str] = &[
     "--system-prompt",
     "--fallback-model",
     "--settings",
+    "--add-dir",
 ];
 const CODEX_VALUES: &[&str] = &[
     "-m",
@@ -378,6 +403,19 @@ fn new_id(cli: Cli) -> String {
     let hex = format!("{n:032x}");
     match cli {
         Cli::Opencode => format!("ses_{}", &hex[..26]),
+        // A version 7 UUID, as Codex's: the time in milliseconds first.
+        Cli::Codex => {
+            let ms = now_ms();
+            format!(
+                "{:08x}-{:04x}-7{}-8{}-{}{}",
+                (ms >> 16) & 0xffff_ffff,
+                ms & 0xffff,
+                &hex[17..20],
+                &hex[21..24],
+                &hex[24..32],
+                &hex[4..8]
+            )
+        }
         _ => format!(
             "{}-{}-{}-{}-{}",
             &hex[0..8],
@@ -469,6 +507,36 @@ impl GeminiFlags {
     }
 }
 
+/// The fake model's answer when the prompt names none: the prompt's last line, quoted.
+fn default_reply(prompt: &str) -> String {
+    let last = prompt
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    format!("FAKE_REPLY: hello from the fake model. You said: {last}")
+}
+
+/// Write each `(path, text)` of `writes` (text + newline) under `dir` if `can_write`; the full
+/// paths refused otherwise.
+fn apply_writes(writes: &[(String, String)], dir: &Path, can_write: bool) -> Vec<String> {
+    let mut refused = Vec::new();
+    for (path, text) in writes {
+        let full = dir.join(path);
+        if !can_write {
+            refused.push(full.display().to_string());
+            continue;
+        }
+        if let Some(parent) = full.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = std::fs::write(&full, format!("{text}\n")) {
+            warn(&format!("fake-agent: cannot write {}: {e}", full.display()));
+        }
+    }
+    refused
+}
+
 struct Run {
     cli: Cli,
     gemini: Option<GeminiFlags>,
@@ -482,34 +550,15 @@ struct Run {
 
 impl Run {
     fn reply(&self) -> String {
-        self.script.reply.clone().unwrap_or_else(|| {
-            let last = self
-                .prompt
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            format!("FAKE_REPLY: hello from the fake model. You said: {last}")
-        })
+        self.script
+            .reply
+            .clone()
+            .unwrap_or_else(|| default_reply(&self.prompt))
     }
 
     /// Write the scripted files if allowed; the paths refused otherwise.
     fn write_files(&self) -> Vec<String> {
-        let mut refused = Vec::new();
-        for (path, text) in &self.script.writes {
-            let full = self.dir.join(path);
-            if !self.can_write {
-                refused.push(full.display().to_string());
-                continue;
-            }
-            if let Some(parent) = full.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            if let Err(e) = std::fs::write(&full, format!("{text}\n")) {
-                warn(&format!("fake-agent: cannot write {}: {e}", full.display()));
-            }
-        }
-        refused
+        apply_writes(&self.script.writes, &self.dir, self.can_write)
     }
 
     fn pause(&self) {
@@ -695,14 +744,12 @@ impl Run {
         let flags = self.gemini.as_ref().expect("gemini flags");
         warn("Warning: 256-color support not detected. Using a terminal with at least 256-color support is recommended for a better visual experience.");
         warn("Ripgrep is not available. Falling back to GrepTool.");
-        let chats = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".gemini/tmp")
-            .join(self.dir.file_name().unwrap_or_default())
-            .join("chats");
-        let transcript = chats.join(format!("session-{}.jsonl", self.session));
-        if resumed && !transcript.exists() {
+        let Some(store) = Store::locate(Cli::Gemini, &self.dir, &self.session) else {
+            warn("fake-agent: no HOME");
+            return 1;
+        };
+        if resumed && !store.exists() {
+            let chats = store.path.parent().unwrap_or(Path::new(""));
             warn(&format!(
                 "Error resuming session: Invalid session identifier \"{}\".",
                 self.session
@@ -711,18 +758,12 @@ impl Run {
             warn("  Use --list-sessions to see available sessions, then use --resume {number}, --resume {uuid}, or --resume latest.");
             return 42;
         }
-        if !resumed && flags.session_id.is_some() && transcript.exists() {
+        if !resumed && flags.session_id.is_some() && store.exists() {
             warn(&format!("Error starting session: Session ID \"{}\" already exists. Use --resume to resume it, or provide a different ID.", self.session));
             return 42;
         }
-        let _ = std::fs::create_dir_all(&chats);
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&transcript)
-        {
-            let _ = writeln!(f, "{}", json!({"type": "user", "content": self.prompt}));
-        }
+        store.create(&self.dir, "");
+        store.append(true, &self.prompt);
         let stream = flags.output == "stream-json";
         let json_out = flags.output == "json";
         let ts = "2026-01-01T00:00:00.000Z";
@@ -939,14 +980,22 @@ fn main() {
         say(version(cli));
         return;
     }
-    // Like the real CLIs, read a non-terminal stdin to its end (an open pipe would block).
-    let mut stdin = String::new();
-    // SAFETY: isatty only inspects file descriptor 0.
-    let piped = unsafe { libc::isatty(0) } == 0;
-    if piped {
-        let _ = std::io::stdin().read_to_string(&mut stdin);
+    if cli == Cli::Opencode
+        && positionals(&argv, OPENCODE_VALUES).starts_with(&["session".into(), "list".into()])
+    {
+        std::process::exit(opencode_session_list());
     }
-    let args = parse_args(cli, &argv, piped.then_some(stdin.as_str()));
+    // SAFETY: isatty only inspects file descriptor 0.
+    let terminal = unsafe { libc::isatty(0) } == 1;
+    if terminal && is_interactive(cli, &argv) {
+        std::process::exit(interactive(cli, &argv));
+    }
+    std::process::exit(headless(cli, &argv, terminal));
+}
+
+/// The directives of `FAKE_AGENT_SCRIPT` (read first) and of `prompt`; exits 2 if the script
+/// cannot be read.
+fn load_script(cli: Cli, prompt: &str) -> Script {
     let mut script = Script::default();
     if let Ok(path) = std::env::var("FAKE_AGENT_SCRIPT") {
         match std::fs::read_to_string(&path) {
@@ -957,18 +1006,13 @@ fn main() {
             }
         }
     }
-    script.read(cli, &args.prompt);
-    let gemini = (cli == Cli::Gemini).then(|| GeminiFlags::parse(&argv));
-    let session = args
-        .resume
-        .clone()
-        .or_else(|| gemini.as_ref().and_then(|g| g.session_id.clone()))
-        .or_else(|| script.session.clone())
-        .unwrap_or_else(|| new_id(cli));
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    script.read(cli, prompt);
+    script
+}
+
+/// Append one line for this start to `FAKE_AGENT_LOG`, if set.
+fn log_start(line: Value) {
     if let Ok(log) = std::env::var("FAKE_AGENT_LOG") {
-        let line = json!({"cli": cli.name(), "argv": argv, "cwd": cwd,
-            "prompt": args.prompt, "session": session, "resumed": args.resume.is_some(), "stdin": stdin});
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -978,30 +1022,30 @@ fn main() {
             let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
-    if cli == Cli::Claude {
-        // Like Claude Code: sessions live in $CLAUDE_CONFIG_DIR (or ~/.claude)/projects/<cwd with
-        // every character but letters, digits and '-' made '-'>/<session>.jsonl; resuming an
-        // id that is not there fails with exit 1 and nothing on stdout.
-        if let Some(transcript) = claude_transcript(&cwd, &session) {
-            if args.resume.is_some() && !transcript.exists() {
-                eprintln!("No conversation found with session ID: {session}");
-                std::process::exit(1);
-            }
-            if let Some(dir) = transcript.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&transcript)
-            {
-                let _ = writeln!(
-                    f,
-                    "{}",
-                    json!({"type": "user", "sessionId": session, "message": {"role": "user", "content": args.prompt}})
-                );
-            }
-        }
+}
+
+/// One headless run (print mode, `exec`, `run`, `--message`); the exit code.
+fn headless(cli: Cli, argv: &[String], terminal: bool) -> i32 {
+    // Like the real CLIs, read a non-terminal stdin to its end (an open pipe would block).
+    let mut stdin = String::new();
+    if !terminal {
+        let _ = std::io::stdin().read_to_string(&mut stdin);
+    }
+    let args = parse_args(cli, argv, (!terminal).then_some(stdin.as_str()));
+    let script = load_script(cli, &args.prompt);
+    let gemini = (cli == Cli::Gemini).then(|| GeminiFlags::parse(argv));
+    let session = args
+        .resume
+        .clone()
+        .or_else(|| gemini.as_ref().and_then(|g| g.session_id.clone()))
+        .or_else(|| script.session.clone())
+        .unwrap_or_else(|| new_id(cli));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    log_start(json!({"cli": cli.name(), "argv": argv, "cwd": cwd,
+        "prompt": args.prompt, "session": session, "resumed": args.resume.is_some(), "stdin": stdin}));
+    let dir = args.dir.clone().unwrap_or_else(|| cwd.clone());
+    if let Err(code) = keep_headless_session(cli, &cwd, &dir, &session, &args) {
+        return code;
     }
     let exit_override = script.exit;
     let run = Run {
@@ -1010,7 +1054,7 @@ fn main() {
         stdin_note: args.stdin_note,
         script,
         session,
-        dir: args.dir.unwrap_or(cwd),
+        dir,
         can_write: args.can_write,
         prompt: args.prompt,
     };
@@ -1022,13 +1066,218 @@ fn main() {
         Cli::Opencode => run.opencode(),
         Cli::Aider => run.aider(),
     };
-    std::process::exit(exit_override.unwrap_or(code));
+    exit_override.unwrap_or(code)
+}
+
+/// Keep a headless run's prompt in its session where the CLI keeps sessions (gemini's in
+/// `Run::gemini`, aider's history as it answers). Like Claude Code, resuming a session that is
+/// not there fails with exit 1 and nothing on stdout; the others start it.
+fn keep_headless_session(
+    cli: Cli,
+    cwd: &Path,
+    dir: &Path,
+    session: &str,
+    args: &Args,
+) -> Result<(), i32> {
+    let project = if cli == Cli::Claude { cwd } else { dir };
+    if matches!(cli, Cli::Gemini | Cli::Aider) {
+        return Ok(());
+    }
+    let Some(store) = Store::locate(cli, project, session) else {
+        return Ok(());
+    };
+    if cli == Cli::Claude && args.resume.is_some() && !store.exists() {
+        eprintln!("No conversation found with session ID: {session}");
+        return Err(1);
+    }
+    store.create(project, "codex_exec");
+    store.append(true, &args.prompt);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions on disk, where and as each real CLI keeps them (measured with the pinned versions
+// unless said otherwise), so git machine's `find_session` and `transcript_path` work against
+// the fake as against the real CLI:
+// - claude: `$CLAUDE_CONFIG_DIR` (or `~/.claude`)`/projects/<cwd, non-alphanumerics made
+//   '-'>/<id>.jsonl`;
+// - codex: `$CODEX_HOME` (or `~/.codex`)`/sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl`, first
+//   line `{"type":"session_meta","payload":{"id","cwd",…}}` (times in UTC here);
+// - gemini: `$GEMINI_CLI_HOME` (or `$HOME`)`/.gemini/tmp/<slug>/chats/session-<time>-<id, first
+//   8>.jsonl`, first line `{"sessionId",…}`; the slug registered in `.gemini/projects.json` and
+//   `.project_root` markers;
+// - opencode: the real one keeps SQLite; the fake keeps `$XDG_DATA_HOME` (or
+//   `~/.local/share`)`/opencode/fake-agent-sessions/<id>.jsonl`, read back by its `session list`;
+// - cursor: `~/.cursor/chats/<md5 of the workspace's real path>/<id>/store.db` (the real one is
+//   SQLite; here JSON lines, only its place matters);
+// - aider: `.aider.chat.history.md` in the working directory.
+
+/// A session of the impersonated CLI on disk.
+struct Store {
+    cli: Cli,
+    path: PathBuf,
+    id: String,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn env_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Milliseconds since 1970.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `ms` as a UTC civil date and time: (year, month, day, hour, minute, second).
+fn civil(ms: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d, rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+fn first_line(path: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(text.lines().next()?).ok()
+}
+
+impl Store {
+    /// Session `id` of `cli` in the project folder `dir`: the file it is in, or where a new one
+    /// goes.
+    fn locate(cli: Cli, dir: &Path, id: &str) -> Option<Store> {
+        let path = match cli {
+            Cli::Claude => claude_transcript(dir, id)?,
+            Cli::Codex => codex_rollout(id),
+            Cli::Gemini => {
+                let chats = gemini_chats(dir)?;
+                gemini_session_file(&chats, id).unwrap_or_else(|| {
+                    let (y, mo, d, h, mi, _) = civil(now_ms());
+                    let short = id.get(..8).unwrap_or(id);
+                    chats.join(format!(
+                        "session-{y:04}-{mo:02}-{d:02}T{h:02}-{mi:02}-{short}.jsonl"
+                    ))
+                })
+            }
+            Cli::Opencode => opencode_sessions().join(format!("{id}.jsonl")),
+            Cli::Cursor => {
+                let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+                let workspace = md5_hex(real.to_string_lossy().as_bytes());
+                let chats = home().join(".cursor").join("chats");
+                chats.join(workspace).join(id).join("store.db")
+            }
+            Cli::Aider => dir.join(".aider.chat.history.md"),
+        };
+        Some(Store {
+            cli,
+            path,
+            id: id.to_string(),
+        })
+    }
+
+    fn exists(&self) -> bool {
+        self.path.is_file()
+    }
+
+    /// Create the file of a new session with the CLI's header line (if it has one).
+    fn create(&self, dir: &Path, originator: &str) {
+        if self.exists() {
+            return;
+        }
+        let ts = "2026-01-01T00:00:00.000Z";
+        let header = match self.cli {
+            Cli::Codex => Some(json!({"timestamp": ts, "type": "session_meta",
+                "payload": {"id": self.id, "timestamp": ts, "cwd": dir,
+                    "originator": originator, "cli_version": "0.169.0"}})),
+            Cli::Gemini => Some(json!({"sessionId": self.id, "projectHash": "fake",
+                "startTime": ts, "lastUpdated": ts, "kind": "main"})),
+            Cli::Opencode => Some(json!({"id": self.id, "directory": dir, "created": now_ms()})),
+            Cli::Cursor => Some(json!({"chatId": self.id, "workspace": dir})),
+            Cli::Claude | Cli::Aider => None,
+        };
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(
+            &self.path,
+            header.map(|h| format!("{h}\n")).unwrap_or_default(),
+        );
+    }
+
+    /// Append one message, `user`'s or the agent's, in the CLI's format.
+    fn append(&self, user: bool, text: &str) {
+        let role = if user { "user" } else { "assistant" };
+        let line = match self.cli {
+            Cli::Claude if user => json!({"type": "user", "sessionId": self.id,
+                "message": {"role": "user", "content": text}})
+            .to_string(),
+            Cli::Claude => json!({"type": "assistant", "sessionId": self.id,
+                "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}})
+            .to_string(),
+            Cli::Codex => {
+                let kind = if user { "input_text" } else { "output_text" };
+                json!({"timestamp": "2026-01-01T00:00:00.000Z", "type": "response_item",
+                    "payload": {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
+                .to_string()
+            }
+            Cli::Gemini => {
+                let kind = if user { "user" } else { "gemini" };
+                json!({"type": kind, "content": text}).to_string()
+            }
+            Cli::Opencode | Cli::Cursor => json!({"role": role, "text": text}).to_string(),
+            Cli::Aider if user => format!("#### {text}\n"),
+            Cli::Aider => format!("{text}\n"),
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    /// How many user messages the session holds.
+    fn user_turns(&self) -> usize {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        text.lines()
+            .filter(|l| {
+                let v = serde_json::from_str::<Value>(l).unwrap_or_default();
+                match self.cli {
+                    Cli::Aider => l.starts_with("#### "),
+                    // Not the tool results Claude Code also files as "user".
+                    Cli::Claude => v["type"] == "user" && v["message"]["content"].is_string(),
+                    Cli::Gemini => v["type"] == "user",
+                    Cli::Codex => v["payload"]["role"] == "user",
+                    Cli::Opencode | Cli::Cursor => v["role"] == "user",
+                }
+            })
+            .count()
+    }
 }
 
 /// Where Claude Code keeps a session's transcript for a working directory.
 fn claude_transcript(cwd: &Path, session: &str) -> Option<PathBuf> {
-    let config = match std::env::var_os("CLAUDE_CONFIG_DIR") {
-        Some(dir) => PathBuf::from(dir),
+    let config = match env_dir("CLAUDE_CONFIG_DIR") {
+        Some(dir) => dir,
         None => PathBuf::from(std::env::var_os("HOME")?).join(".claude"),
     };
     let project: String = cwd
@@ -1048,4 +1297,573 @@ fn claude_transcript(cwd: &Path, session: &str) -> Option<PathBuf> {
             .join(project)
             .join(format!("{session}.jsonl")),
     )
+}
+
+/// Codex's rollout of `id`: the one in any day folder, else a new one for today.
+fn codex_rollout(id: &str) -> PathBuf {
+    let sessions = env_dir("CODEX_HOME")
+        .unwrap_or_else(|| home().join(".codex"))
+        .join("sessions");
+    let suffix = format!("-{id}.jsonl");
+    let children = |dirs: &[PathBuf]| -> Vec<PathBuf> {
+        dirs.iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|e| e.flatten().map(|e| e.path()))
+            .collect()
+    };
+    // sessions/YYYY/MM/DD
+    let mut days = vec![sessions.clone()];
+    for _ in 0..3 {
+        days = children(&days).into_iter().filter(|p| p.is_dir()).collect();
+    }
+    let found = children(&days).into_iter().find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("rollout-") && n.ends_with(&suffix))
+    });
+    found.unwrap_or_else(|| {
+        let (y, mo, d, h, mi, s) = civil(now_ms());
+        sessions
+            .join(format!("{y:04}/{mo:02}/{d:02}"))
+            .join(format!(
+                "rollout-{y:04}-{mo:02}-{d:02}T{h:02}-{mi:02}-{s:02}{suffix}"
+            ))
+    })
+}
+
+/// `$GEMINI_CLI_HOME` (or `$HOME`)`/.gemini`.
+fn gemini_dir() -> PathBuf {
+    env_dir("GEMINI_CLI_HOME")
+        .unwrap_or_else(home)
+        .join(".gemini")
+}
+
+/// The chats folder of the project `dir`, registering the project as Gemini CLI does: its slug
+/// from `projects.json`, else the folder's name made a slug (`-1`, `-2`, … when another folder
+/// owns it), with `.project_root` markers under `tmp` and `history`.
+fn gemini_chats(dir: &Path) -> Option<PathBuf> {
+    let gemini = gemini_dir();
+    let registry_path = gemini.join("projects.json");
+    let mut registry: Value = std::fs::read_to_string(&registry_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({"projects": {}}));
+    let path = dir.to_string_lossy().to_string();
+    let owner = |slug: &str| {
+        std::fs::read_to_string(gemini.join("tmp").join(slug).join(".project_root")).ok()
+    };
+    let slug = match registry["projects"][&path].as_str() {
+        Some(slug) => slug.to_string(),
+        None => {
+            let name = dir.file_name()?.to_string_lossy().to_lowercase();
+            let base: String = name
+                .split(|c: char| !c.is_ascii_lowercase() && !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join("-");
+            let base = if base.is_empty() {
+                "project".to_string()
+            } else {
+                base
+            };
+            let taken = |c: &str| {
+                registry["projects"]
+                    .as_object()
+                    .is_some_and(|m| m.values().any(|v| v == c))
+                    || owner(c).is_some_and(|o| o.trim() != path)
+            };
+            let slug = (0..)
+                .map(|n| {
+                    if n == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    }
+                })
+                .find(|c| !taken(c))?;
+            registry["projects"][&path] = json!(slug);
+            let _ = std::fs::create_dir_all(&gemini);
+            let _ = std::fs::write(&registry_path, registry.to_string());
+            slug
+        }
+    };
+    for base in ["tmp", "history"] {
+        let marker = gemini.join(base).join(&slug).join(".project_root");
+        let _ = std::fs::create_dir_all(marker.parent()?);
+        let _ = std::fs::write(marker, &path);
+    }
+    Some(gemini.join("tmp").join(slug).join("chats"))
+}
+
+/// The session file of `id` in a Gemini chats folder.
+fn gemini_session_file(chats: &Path, id: &str) -> Option<PathBuf> {
+    let suffix = format!("-{}.jsonl", id.get(..8)?);
+    std::fs::read_dir(chats)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("session-")
+                && name.ends_with(&suffix)
+                && first_line(p).is_some_and(|h| h["sessionId"] == id)
+        })
+}
+
+/// Where the fake OpenCode keeps its sessions.
+fn opencode_sessions() -> PathBuf {
+    env_dir("XDG_DATA_HOME")
+        .unwrap_or_else(|| home().join(".local").join("share"))
+        .join("opencode")
+        .join("fake-agent-sessions")
+}
+
+/// `opencode session list --format json`: every session, the last updated first, as OpenCode
+/// 1.18.33 prints them (`id`, `title`, `updated`, `created`, `projectId`, `directory`).
+fn opencode_session_list() -> i32 {
+    let files = std::fs::read_dir(opencode_sessions())
+        .map(|e| e.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut list: Vec<Value> = files
+        .iter()
+        .filter_map(|p| {
+            let head = first_line(p)?;
+            let modified = std::fs::metadata(p).ok()?.modified().ok()?;
+            let updated = modified.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+            let title = std::fs::read_to_string(p).ok()?.lines().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["role"] == "user").then(|| v["text"].clone())
+            });
+            Some(
+                json!({"id": head["id"], "title": title.unwrap_or(json!("New session")),
+                "updated": updated, "created": head["created"], "projectId": "global",
+                "directory": head["directory"]}),
+            )
+        })
+        .collect();
+    list.sort_by_key(|v| std::cmp::Reverse(v["updated"].as_u64()));
+    say(&serde_json::to_string_pretty(&list).expect("JSON"));
+    0
+}
+
+/// The MD5 digest of `data` in lower-case hex (RFC 1321): Cursor names a workspace's chat
+/// folder by the MD5 of its path.
+fn md5_hex(data: &[u8]) -> String {
+    const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+    let k: Vec<u32> = (0..64)
+        .map(|i: i32| (f64::from(i + 1).sin().abs() * 4_294_967_296.0) as u32)
+        .collect();
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
+    let mut h: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    for block in msg.chunks(64) {
+        let w: Vec<u32> = block
+            .chunks(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = h;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let rotated = a
+                .wrapping_add(f)
+                .wrapping_add(k[i])
+                .wrapping_add(w[g])
+                .rotate_left(S[i / 16 * 4 + i % 4]);
+            (a, d, c) = (d, c, b);
+            b = b.wrapping_add(rotated);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter()
+        .flat_map(|x| x.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interactive mode: the CLI's own terminal interface, as git machine starts it for a step with
+// `mode = "interactive"` (see the module header).
+
+/// Terminal modes real TUIs switch on (and may leave on when they crash): alternate screen,
+/// bracketed paste, mouse reporting, kitty keyboard protocol.
+const MODES_ON: &str = "\x1b[?1049h\x1b[?2004h\x1b[?1000h\x1b[>1u";
+/// The same, switched off in reverse order.
+const MODES_OFF: &str = "\x1b[<u\x1b[?1000l\x1b[?2004l\x1b[?1049l";
+
+/// Whether `argv` is the CLI's interactive command line: none of its headless forms (claude and
+/// cursor-agent `-p`, `codex exec`, gemini `-p`/`--prompt`, `opencode run`, aider `--message`
+/// or `--message-file`).
+fn is_interactive(cli: Cli, argv: &[String]) -> bool {
+    match cli {
+        Cli::Claude | Cli::Cursor => !has(argv, "-p") && !has(argv, "--print"),
+        Cli::Codex => !matches!(
+            positionals(argv, CODEX_VALUES).first().map(String::as_str),
+            Some("exec" | "e")
+        ),
+        Cli::Gemini => value_after(argv, &["--prompt", "-p"]).is_none(),
+        Cli::Opencode => {
+            positionals(argv, OPENCODE_VALUES)
+                .first()
+                .map(String::as_str)
+                != Some("run")
+        }
+        Cli::Aider => {
+            value_after(argv, &["--message", "--msg", "-m", "--message-file", "-f"]).is_none()
+        }
+    }
+}
+
+/// What an interactive command line says.
+struct Tui {
+    cli: Cli,
+    /// The first message ("" for none).
+    first: String,
+    resume: Option<String>,
+    /// A session id given up front (`--session-id`).
+    preset: Option<String>,
+    /// The folder the agent works (and writes) in.
+    dir: PathBuf,
+    can_write: bool,
+}
+
+/// Read an interactive command line the way each CLI's TUI takes it (see `is_interactive`).
+fn tui_args(cli: Cli, argv: &[String], cwd: &Path) -> Tui {
+    let mut tui = Tui {
+        cli,
+        first: String::new(),
+        resume: None,
+        preset: None,
+        dir: cwd.to_path_buf(),
+        can_write: parse_args(cli, argv, None).can_write,
+    };
+    let joined = |words: Vec<String>| words.join(" ");
+    match cli {
+        Cli::Claude => {
+            tui.first = joined(positionals(argv, CLAUDE_VALUES));
+            tui.resume = value_after(argv, &["--resume", "-r"]);
+            tui.preset = value_after(argv, &["--session-id"]);
+        }
+        Cli::Codex => {
+            let mut words = positionals(argv, CODEX_VALUES);
+            if words.first().map(String::as_str) == Some("resume") {
+                words.remove(0);
+                tui.resume = (!words.is_empty()).then(|| words.remove(0));
+            }
+            tui.first = joined(words);
+            tui.dir = value_after(argv, &["-C", "--cd"]).map_or(tui.dir, PathBuf::from);
+        }
+        Cli::Gemini => {
+            tui.first = value_after(argv, &["--prompt-interactive", "-i"]).unwrap_or_default();
+            tui.resume = value_after(argv, &["--resume", "-r"]);
+            tui.preset = value_after(argv, &["--session-id"]);
+        }
+        Cli::Opencode => {
+            let mut values = OPENCODE_VALUES.to_vec();
+            values.push("--prompt");
+            let words = positionals(argv, &values);
+            tui.dir = words.first().map_or(tui.dir, PathBuf::from);
+            tui.first = value_after(argv, &["--prompt"]).unwrap_or_default();
+            tui.resume = value_after(argv, &["-s", "--session"]);
+        }
+        Cli::Cursor => {
+            tui.first = joined(positionals(argv, CURSOR_VALUES));
+            tui.resume = value_after(argv, &["--resume"]);
+            tui.dir = value_after(argv, &["--workspace"]).map_or(tui.dir, PathBuf::from);
+            let mode = value_after(argv, &["--mode"]);
+            tui.can_write = !matches!(mode.as_deref(), Some("ask" | "plan"));
+        }
+        Cli::Aider => {
+            // `--load FILE` runs in-chat commands: a `/code MESSAGE` line sends MESSAGE.
+            let load = value_after(argv, &["--load"]).and_then(|f| std::fs::read_to_string(f).ok());
+            tui.first = load
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("/code ").map(String::from))
+                .unwrap_or_default();
+            tui.resume = has(argv, "--restore-chat-history").then(|| "none".to_string());
+        }
+    }
+    tui
+}
+
+/// The error the CLI gives for a session it does not have, and its exit code.
+fn unknown_session(cli: Cli, id: &str) -> (String, i32) {
+    match cli {
+        Cli::Claude => (format!("No conversation found with session ID: {id}"), 1),
+        Cli::Codex => (format!("ERROR: No saved session found with ID {id}. Run `codex resume` without an ID to choose from existing sessions."), 1),
+        Cli::Gemini => (format!("Error resuming session: Invalid session identifier \"{id}\"."), 42),
+        Cli::Opencode => (format!("Error: Session not found: {id}"), 1),
+        Cli::Cursor | Cli::Aider => (format!("Error: chat {id} not found"), 1),
+    }
+}
+
+/// The session an interactive start uses: the one to continue (which must exist), or a new one
+/// with the preset id, `FAKE_SESSION`, or a fresh id. Aider's is its history file ("none").
+fn tui_session(tui: &Tui, script: &Script, cwd: &Path) -> Result<Store, (String, i32)> {
+    let cli = tui.cli;
+    if cli == Cli::Aider {
+        return Store::locate(cli, cwd, "none").ok_or_else(|| ("no session".into(), 1));
+    }
+    // Claude Code and Gemini CLI keep sessions by the folder they run in.
+    let dir = if matches!(cli, Cli::Claude | Cli::Gemini) {
+        cwd
+    } else {
+        &tui.dir
+    };
+    let id = match (&tui.resume, &tui.preset) {
+        (Some(id), _) => id.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => script.session.clone().unwrap_or_else(|| new_id(cli)),
+    };
+    let store = Store::locate(cli, dir, &id).ok_or_else(|| ("no home".to_string(), 1))?;
+    if tui.resume.is_some() && !store.exists() {
+        return Err(unknown_session(cli, &id));
+    }
+    if cli == Cli::Gemini && tui.resume.is_none() && store.exists() {
+        return Err((format!("Error starting session: Session ID \"{id}\" already exists. Use --resume to resume it, or provide a different ID."), 42));
+    }
+    store.create(dir, "codex-tui");
+    Ok(store)
+}
+
+/// The terminal as a TUI leaves it: [`MODES_ON`] written and echo off (lines stay canonical;
+/// the fake echoes each line itself), so whoever started it must restore the terminal if the
+/// fake does not.
+struct Terminal {
+    saved: Option<libc::termios>,
+}
+
+impl Terminal {
+    fn enter() -> Terminal {
+        print!("{MODES_ON}");
+        let _ = std::io::stdout().flush();
+        // SAFETY: termios is plain data, filled in by tcgetattr on the terminal at fd 0.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 is a terminal (checked before) and `t` is a valid termios to fill.
+        let saved = (unsafe { libc::tcgetattr(0, &mut t) } == 0).then_some(t);
+        if let Some(mut quiet) = saved {
+            quiet.c_lflag &= !libc::ECHO;
+            // SAFETY: a termios obtained from tcgetattr, with one flag changed.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+        }
+        Terminal { saved }
+    }
+
+    fn restore(&self) {
+        if let Some(t) = &self.saved {
+            // SAFETY: the termios tcgetattr gave for fd 0.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
+        print!("{MODES_OFF}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// An interactive session in progress.
+struct Chat {
+    tui: Tui,
+    store: Store,
+    /// End like a crashed TUI: leave the terminal modes and termios as they are.
+    leave_modes: bool,
+}
+
+impl Chat {
+    /// The text a turn's directives are read from: the message and every file it names by an
+    /// absolute path (as an agent reads a prompt file it is pointed at).
+    fn turn_text(message: &str) -> String {
+        let mut text = message.to_string();
+        for word in message.split_whitespace() {
+            let word = word.trim_matches(|c: char| "()\"'`,;:".contains(c));
+            let word = word.trim_end_matches('.');
+            if word.starts_with('/') && Path::new(word).is_file() {
+                if let Ok(content) = std::fs::read_to_string(word) {
+                    text.push('\n');
+                    text.push_str(&content);
+                }
+            }
+        }
+        text
+    }
+
+    /// One turn: the directives of `message` (plus `script`), the reply printed as
+    /// `fake: <reply>`, both kept in the session. Some(code) when the turn ends the program.
+    fn turn(&mut self, message: &str, mut script: Script) -> Option<i32> {
+        script.read(self.tui.cli, &Chat::turn_text(message));
+        self.leave_modes |= script.leave_modes;
+        self.store.append(true, message);
+        if let Some(s) = script.sleep {
+            std::thread::sleep(Duration::from_secs_f64(s));
+        }
+        if script.hang {
+            hang();
+        }
+        let reply = if let Some((code, msg)) = &script.error {
+            format!("API error {code}: {msg}")
+        } else {
+            let refused = apply_writes(&script.writes, &self.tui.dir, self.tui.can_write);
+            for path in &refused {
+                say(&format!("fake: not allowed to write {path}"));
+            }
+            script
+                .reply
+                .clone()
+                .unwrap_or_else(|| default_reply(message))
+        };
+        say(&format!("fake: {reply}"));
+        self.store.append(false, &reply);
+        script.exit
+    }
+
+    /// Turns from the terminal, a line each, until `/exit`, end of input or `FAKE_EXIT`.
+    fn converse(&mut self) -> i32 {
+        let stdin = std::io::stdin();
+        loop {
+            let mut line = String::new();
+            match stdin.lock().read_line(&mut line) {
+                Ok(0) | Err(_) => return 0,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            say(&format!("> {line}"));
+            if line.trim() == "/exit" {
+                return 0;
+            }
+            if let Some(code) = self.turn(line, Script::default()) {
+                return code;
+            }
+        }
+    }
+}
+
+/// Run the interactive session of `cli` started with `argv` on a terminal; the exit code.
+fn interactive(cli: Cli, argv: &[String]) -> i32 {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let tui = tui_args(cli, argv, &cwd);
+    // The first message's directives are read by its turn; `FAKE_SESSION` is needed before.
+    let probe = load_script(cli, &Chat::turn_text(&tui.first));
+    let store = match tui_session(&tui, &probe, &cwd) {
+        Ok(store) => store,
+        Err((message, code)) => {
+            warn(&message);
+            return code;
+        }
+    };
+    log_start(
+        json!({"cli": cli.name(), "argv": argv, "cwd": cwd, "prompt": tui.first,
+        "session": store.id, "resumed": tui.resume.is_some(), "stdin": "", "interactive": true}),
+    );
+    let mut banner = format!("fake {} interactive session {}", cli.name(), store.id);
+    if tui.resume.is_some() {
+        let earlier = store.user_turns();
+        banner.push_str(&format!(" resumed with {earlier} earlier turns"));
+    }
+    say(&banner);
+    let terminal = Terminal::enter();
+    let leave = std::env::var("FAKE_AGENT_LEAVE_MODES").is_ok_and(|v| v == "1");
+    let first = tui.first.clone();
+    let mut chat = Chat {
+        tui,
+        store,
+        leave_modes: leave,
+    };
+    let code = if first.trim().is_empty() {
+        None
+    } else {
+        chat.turn(&first, load_script(cli, ""))
+    };
+    let code = code.unwrap_or_else(|| chat.converse());
+    if !chat.leave_modes {
+        terminal.restore();
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn headless_and_interactive_command_lines_are_told_apart() {
+        let cases = [
+            (Cli::Claude, &["-p", "--verbose"][..], false),
+            (Cli::Claude, &["--session-id", "x", "--", "hi"][..], true),
+            (Cli::Codex, &["exec", "--json", "--", "-"][..], false),
+            (
+                Cli::Codex,
+                &["resume", "--no-daemon", "id", "--", "hi"][..],
+                true,
+            ),
+            (Cli::Gemini, &["--prompt=", "-o", "json"][..], false),
+            (Cli::Gemini, &["--prompt-interactive=hi"][..], true),
+            (Cli::Opencode, &["run", "--format", "json"][..], false),
+            (Cli::Opencode, &["/w", "--prompt=hi"][..], true),
+            (Cli::Cursor, &["-p", "hi"][..], false),
+            (Cli::Cursor, &["--workspace", "/w", "hi"][..], true),
+            (Cli::Aider, &["--message-file=/p"][..], false),
+            (Cli::Aider, &["--read=/p", "--load=/c"][..], true),
+        ];
+        for (cli, words, interactive) in cases {
+            assert_eq!(
+                is_interactive(cli, &argv(words)),
+                interactive,
+                "{cli:?} {words:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn interactive_arguments_give_the_first_message_and_the_session() {
+        let cwd = Path::new("/w");
+        let t = tui_args(
+            Cli::Codex,
+            &argv(&["resume", "--no-daemon", "-C", "/x", "01a2", "--", "-go on"]),
+            cwd,
+        );
+        assert_eq!(
+            (t.first.as_str(), t.resume.as_deref()),
+            ("-go on", Some("01a2"))
+        );
+        assert_eq!(t.dir, Path::new("/x"));
+        let t = tui_args(
+            Cli::Opencode,
+            &argv(&["/y", "-m", "a/b", "--prompt=hi there"]),
+            cwd,
+        );
+        assert_eq!(
+            (t.first.as_str(), t.dir.as_path()),
+            ("hi there", Path::new("/y"))
+        );
+        let t = tui_args(
+            Cli::Gemini,
+            &argv(&["--session-id", "s", "--prompt-interactive=x"]),
+            cwd,
+        );
+        assert_eq!((t.first.as_str(), t.preset.as_deref()), ("x", Some("s")));
+    }
+
+    #[test]
+    fn md5_matches_rfc_1321() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(civil(1_796_072_608_378), (2026, 11, 30, 21, 3, 28));
+    }
 }

@@ -611,3 +611,62 @@ fn an_interactive_step_without_a_terminal_pauses_or_runs_headless() {
     );
     assert!(!starts(&lab)[0].2, "a headless start");
 }
+
+#[test]
+fn c_in_the_live_view_goes_back_to_the_controller_and_then_on() {
+    let lab = Lab::new();
+    lab.env.workflow(
+        "talk",
+        &TALK.replace(
+            "[[steps]]\nid = \"build\"",
+            "[[steps]]\nid = \"work\"\nengine = \"claude\"\nprompt = \"Work.\\nFAKE_SLEEP 3\"\n\n[[steps]]\nid = \"build\"",
+        ),
+    );
+    let mut view = lab.pty(&["run", "talk"]);
+    shows(&view, "you ›");
+    view.line("FAKE_WRITE spec.md v1");
+    shows(&view, "You said: FAKE_WRITE spec.md v1");
+    view.line("");
+    shows(&view, "Start the workflow?");
+    view.line("");
+    shows(&view, "▶ work");
+    assert!(
+        wait_until(PATIENCE, || starts(&lab).len() == 3),
+        "{:?}",
+        starts(&lab)
+    );
+    // `c` twice: at once, the step's session kept.
+    view.key(b'c');
+    shows(&view, "c again: now");
+    view.key(b'c');
+    assert!(
+        wait_until(PATIENCE, || count(&view, "you ›") >= 3),
+        "{}",
+        view.text()
+    );
+    view.line("FAKE_WRITE spec.md v2");
+    shows(&view, "You said: FAKE_WRITE spec.md v2");
+    view.line("");
+    shows(&view, "Resume the run? [Y/n]");
+    view.line("");
+    assert_eq!(view.wait(PATIENCE), Some(0), "{}", view.text());
+    let run = lab.env.last_run();
+    let names: Vec<String> = lab
+        .env
+        .subjects(&run)
+        .iter()
+        .map(|s| s.split(':').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["start", "controller", "controller", "work", "build"]
+    );
+    let s = starts(&lab);
+    // The controller's session both times; the step continued its own.
+    assert_eq!(s[3].1, s[0].1, "{s:?}");
+    assert!(s[4].2 && s[4].1 == s[2].1, "{s:?}");
+    assert_eq!(
+        lab.file_at(&format!("machine/{run}"), "spec.md").trim(),
+        "v2"
+    );
+}

@@ -910,3 +910,134 @@ fn claude_controller_conversation_runs_in_one_session() {
 fn codex_controller_conversation_runs_in_one_session() {
     the_controller_conversation_runs_in_one_session(&CODEX);
 }
+
+/// What the CLI needs to start its interface without first-run questions in the test's HOME:
+/// Claude Code's onboarding done, the fake key approved and the temp folder (where the run's
+/// worktrees are) trusted; Codex trusting the test repository (and so its linked worktrees).
+fn seed_interactive(lab: &Lab) {
+    let tmp = lab.env.tmp.path().display().to_string();
+    let claude = serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "theme": "dark",
+        "customApiKeyResponses": { "approved": ["sk-ant-fake-key"], "rejected": [] },
+        "projects": { tmp: { "hasTrustDialogAccepted": true } },
+    });
+    std::fs::write(lab.env.home.join(".claude.json"), claude.to_string()).expect("claude config");
+    let codex = lab.env.home.join(".codex/config.toml");
+    let mut config = std::fs::read_to_string(&codex).expect("codex config");
+    // The newer model Codex offers at start counts as offered already.
+    config.push_str(&format!(
+        "\n[notice.model_migrations]\n\"gpt-5.5\" = \"gpt-6-sol\"\n\n[projects.\"{}\"]\ntrust_level = \"trusted\"\n",
+        lab.env.repo.display()
+    ));
+    std::fs::write(codex, config).expect("codex config");
+}
+
+/// An interactive step with the real CLI's own interface on a pty: the first message goes at
+/// once, the agent writes a file with its tool, the person leaves with `/exit`, and the work is
+/// the step's commit, with the session confirmed in the CLI's storage.
+fn an_interactive_step_uses_the_clis_own_interface(cli: &'static Cli) {
+    let Some(lab) = Lab::new(cli) else { return };
+    seed_interactive(&lab);
+    lab.env.workflow(
+        "inter",
+        &format!(
+            "version = 1\nname = \"inter\"\n\n[[steps]]\nid = \"talk\"\nengine = \"{}\"\n\
+             permissions = \"edit\"\nmode = \"interactive\"\nprompt = \"CREATE_FILE notes.md hello\"\n",
+            cli.engine
+        ),
+    );
+    let cmd = lab.cmd(&["run", "inter", "--plain"]);
+    let mut view = crate::pty::OnPty::spawn_command(&lab.env, &cmd, 160);
+    let patience = Duration::from_secs(60);
+    // A full-screen interface moves the cursor between words: look for each word.
+    let shown = |view: &crate::pty::OnPty, text: &str| {
+        crate::common::wait_until(patience, || {
+            let t = view.text();
+            text.split(' ').all(|w| t.contains(w))
+        })
+    };
+    // Codex may first offer a newer model than the one configured: keep the configured one.
+    let first = crate::common::wait_until(patience, || {
+        let t = view.text();
+        t.contains("written.") || t.contains("Try new model")
+    });
+    if first && !view.text().contains("written.") {
+        eprintln!(
+            "{}: the newer-model notice came up; keeping the configured model",
+            cli.engine
+        );
+        view.keys(b"\x1b[B");
+        std::thread::sleep(Duration::from_millis(300));
+        view.keys(b"\r");
+    }
+    assert!(
+        shown(&view, "DONE: written."),
+        "{}: the agent never finished its first turn\n{}\n--- model requests\n{}",
+        cli.engine,
+        view.text()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        lab.requests()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    view.line("/exit");
+    let back = || {
+        crate::common::wait_until(Duration::from_secs(5), || {
+            view.text().contains("the terminal is back")
+        })
+    };
+    if !back() {
+        // Some interfaces take the command from a menu: Enter once more.
+        view.line("");
+    }
+    let code = view.wait(patience);
+    assert_eq!(code, Some(0), "{}: {}", cli.engine, view.text());
+    let tip = lab.tip();
+    assert_eq!(
+        lab.file_at(&tip, "notes.md").as_deref(),
+        Some("hello\n"),
+        "{}: {}\n--- model requests\n{}",
+        cli.engine,
+        view.text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        lab.requests()
+    );
+    let session = lab.trailer(&tip, "Machine-Session");
+    assert!(
+        !session.is_empty(),
+        "{}: no session confirmed\n{}",
+        cli.engine,
+        view.text()
+    );
+    let record = lab.record("01-talk");
+    assert_eq!(record["session"].as_str(), Some(session.as_str()));
+    assert!(
+        lab.file_at(
+            &tip,
+            &format!(
+                ".codemachine/runs/{}/steps/01-talk/transcript.jsonl",
+                lab.env.last_run()
+            )
+        )
+        .is_some_and(|t| t.contains("CREATE_FILE notes.md hello")),
+        "{}: the CLI's transcript is kept with the record",
+        cli.engine
+    );
+}
+
+#[test]
+fn claude_interactive_step_uses_its_own_interface() {
+    an_interactive_step_uses_the_clis_own_interface(&CLAUDE);
+}
+
+#[test]
+fn codex_interactive_step_uses_its_own_interface() {
+    an_interactive_step_uses_the_clis_own_interface(&CODEX);
+}

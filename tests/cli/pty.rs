@@ -29,10 +29,47 @@ fn env_of(cmd: &std::process::Command) -> Vec<(String, String)> {
     vars.into_iter().collect()
 }
 
+/// The pty's input, shared by the test typing and the terminal answering queries.
+#[derive(Clone)]
+struct Writer(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl Writer {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.lock().expect("pty writer lock").write_all(bytes)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().expect("pty writer lock").flush()
+    }
+}
+
+/// Answer what full-screen programs ask their terminal at start, as a terminal emulator does
+/// (a program such as Codex waits for the answers): the cursor position, the default colours,
+/// the device attributes, the kitty keyboard flags, the window size.
+fn answer_queries(bytes: &[u8], writer: &Writer, cols: u16) {
+    let text = String::from_utf8_lossy(bytes);
+    let answers: [(&str, String); 8] = [
+        ("\x1b[6n", "\x1b[1;1R".to_string()),
+        ("\x1b]10;?", "\x1b]10;rgb:ffff/ffff/ffff\x1b\\".to_string()),
+        ("\x1b]11;?", "\x1b]11;rgb:0000/0000/0000\x1b\\".to_string()),
+        ("\x1b[c", "\x1b[?62;22c".to_string()),
+        ("\x1b[0c", "\x1b[?62;22c".to_string()),
+        ("\x1b[>c", "\x1b[>1;10;0c".to_string()),
+        ("\x1b[?u", "\x1b[?0u".to_string()),
+        ("\x1b[18t", format!("\x1b[8;24;{cols}t")),
+    ];
+    let mut w = writer.clone();
+    for (query, answer) in &answers {
+        for _ in text.matches(query) {
+            let _ = w.write_all(answer.as_bytes());
+            let _ = w.flush();
+        }
+    }
+}
+
 /// `git-machine` on a terminal of its own (a real pty), its screen collected as it comes.
 pub(crate) struct OnPty {
     child: Box<dyn portable_pty::Child + Send + Sync>,
-    writer: Box<dyn Write + Send>,
+    writer: Writer,
     screen: Arc<Mutex<Vec<u8>>>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
 }
@@ -110,18 +147,22 @@ impl OnPty {
         let screen = Arc::new(Mutex::new(Vec::new()));
         let mut reader = pair.master.try_clone_reader().expect("pty reader");
         let sink = Arc::clone(&screen);
+        let writer = Writer(Arc::new(Mutex::new(
+            pair.master.take_writer().expect("pty writer"),
+        )));
+        let answers = writer.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
+                answer_queries(&buf[..n], &answers, cols);
                 sink.lock()
                     .expect("screen lock")
                     .extend_from_slice(&buf[..n]);
             }
         });
-        let writer = pair.master.take_writer().expect("pty writer");
         OnPty {
             child,
             writer,
@@ -144,6 +185,12 @@ impl OnPty {
                 pixel_height: 0,
             })
             .expect("resize the pty");
+    }
+
+    /// Type bytes as they come from a key (an arrow's escape sequence, say).
+    pub(crate) fn keys(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("type keys");
+        self.writer.flush().expect("flush");
     }
 
     /// Type one key.

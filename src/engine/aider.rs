@@ -320,6 +320,7 @@ mod tests {
                 prompt: "fix it",
                 workdir: Path::new("/w"),
                 resume_session: Some(CHAT_HISTORY),
+                fork_session: false,
                 prompt_file: &file,
             })
             .expect("inv");
@@ -426,6 +427,7 @@ mod tests {
                 prompt: "fix it\nwell",
                 workdir: Path::new("/w"),
                 resume_session: Some(CHAT_HISTORY),
+                fork_session: false,
                 prompt_file: &file,
             })
             .expect("interactive");

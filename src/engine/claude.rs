@@ -59,6 +59,9 @@ impl Engine for ClaudeEngine {
         args.extend(options(step));
         if let Some(id) = input.resume_session {
             args.extend(["--resume".into(), id.to_string()]);
+            if input.fork_session {
+                args.push("--fork-session".into());
+            }
         }
         args.extend(step.args.iter().cloned());
         Ok(Invocation::agent(
@@ -357,6 +360,7 @@ mod tests {
                 prompt: "-write it",
                 workdir: Path::new("/w"),
                 resume_session: None,
+                fork_session: false,
                 prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("invocation");
@@ -392,6 +396,7 @@ mod tests {
                     prompt: "p",
                     workdir: Path::new("/w"),
                     resume_session: Some("abc"),
+                    fork_session: false,
                     prompt_file: Path::new("/nonexistent/p.prompt"),
                 })
                 .expect("inv")
@@ -405,6 +410,28 @@ mod tests {
         let a = args(&step);
         assert!(a.contains(&"--dangerously-skip-permissions".to_string()));
         assert!(!a.contains(&"--permission-mode".to_string()));
+        assert!(!a.contains(&"--fork-session".to_string()));
+    }
+
+    #[test]
+    fn a_fork_resumes_the_session_as_a_copy() {
+        let step = resolved("s");
+        let input = |fork_session| StepInput {
+            step: &step,
+            prompt: "p",
+            workdir: Path::new("/w"),
+            resume_session: Some("abc"),
+            fork_session,
+            prompt_file: Path::new("/nonexistent/p.prompt"),
+        };
+        let a = engine().invocation(&input(true)).expect("inv").args;
+        assert!(
+            a.windows(3)
+                .any(|w| w == ["--resume", "abc", "--fork-session"]),
+            "{a:?}"
+        );
+        let a = engine().invocation(&input(false)).expect("inv").args;
+        assert!(!a.contains(&"--fork-session".to_string()));
     }
 
     #[test]

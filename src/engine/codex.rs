@@ -404,6 +404,7 @@ mod tests {
             prompt: "do it",
             workdir: Path::new("/w"),
             resume_session: None,
+            fork_session: false,
             prompt_file: Path::new("/nonexistent/p.prompt"),
         };
         let inv = engine().invocation(&input).expect("inv");
@@ -457,6 +458,7 @@ mod tests {
                     prompt: "p",
                     workdir: Path::new("/w"),
                     resume_session: None,
+                    fork_session: false,
                     prompt_file: Path::new("/nonexistent/p.prompt"),
                 })
                 .expect("inv");

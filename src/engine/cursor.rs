@@ -263,6 +263,7 @@ mod tests {
                 prompt: "go",
                 workdir: Path::new("/w"),
                 resume_session: Some("c6b6"),
+                fork_session: false,
                 prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv");
@@ -297,6 +298,7 @@ mod tests {
                 prompt: &prompt,
                 workdir: Path::new("/w"),
                 resume_session: None,
+                fork_session: false,
                 prompt_file: &file,
             })
             .expect("inv");

@@ -659,6 +659,7 @@ Error when talking to Gemini API Full report available at: /tmp/gemini-client-er
                 prompt,
                 workdir: Path::new("/w"),
                 resume_session: resume,
+                fork_session: false,
                 prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv")

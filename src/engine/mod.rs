@@ -94,6 +94,9 @@ pub struct StepInput<'a> {
     pub workdir: &'a Path,
     /// A session to continue instead of starting a new one.
     pub resume_session: Option<&'a str>,
+    /// Continue `resume_session` as a copy (a new session id), leaving the original as it was,
+    /// where the CLI can fork a session (Claude Code, OpenCode); others continue it.
+    pub fork_session: bool,
     /// Where the prompt goes for a program that reads it from a file: beside the step's log,
     /// outside the worktree (so the step never commits it), one per step attempt. Nothing is
     /// there until an engine calls [`StepInput::write_prompt_file`]; it is left for
@@ -323,6 +326,7 @@ pub(crate) mod testing {
             prompt,
             workdir: Path::new("/w"),
             resume_session: resume,
+            fork_session: false,
             prompt_file: Path::new("/nonexistent/p.prompt"),
         })
     }
@@ -352,6 +356,7 @@ pub(crate) mod testing {
                 prompt: &prompt,
                 workdir: Path::new("/w"),
                 resume_session: None,
+                fork_session: false,
                 prompt_file: &file,
             })
             .expect("interactive");
@@ -416,6 +421,7 @@ mod tests {
                         prompt: &prompt,
                         workdir: Path::new("/w"),
                         resume_session: resume,
+                        fork_session: false,
                         prompt_file: &file,
                     })
                     .expect("invocation");
@@ -449,6 +455,7 @@ mod tests {
                     prompt,
                     workdir: Path::new("/w"),
                     resume_session: None,
+                    fork_session: false,
                     prompt_file: &file,
                 })
                 .expect("invocation");
@@ -485,6 +492,7 @@ mod tests {
                     prompt: &prompt,
                     workdir: Path::new("/w"),
                     resume_session: resume,
+                    fork_session: false,
                     prompt_file: &file,
                 });
                 let inv = match (name, resume, result) {
@@ -522,6 +530,7 @@ mod tests {
                 prompt: "check it by hand",
                 workdir: Path::new("/w"),
                 resume_session: None,
+                fork_session: false,
                 prompt_file: &file,
             })
             .expect("interactive");

@@ -68,6 +68,9 @@ impl Engine for OpencodeEngine {
         args.extend(["--dir".into(), input.workdir.display().to_string()]);
         if let Some(id) = input.resume_session {
             args.extend(["-s".into(), id.to_string()]);
+            if input.fork_session {
+                args.push("--fork".into());
+            }
         }
         args.extend(step.args.iter().cloned());
         Ok(Invocation::agent(
@@ -313,6 +316,7 @@ mod tests {
                 prompt: "go",
                 workdir: Path::new("/w"),
                 resume_session: Some("ses_1"),
+                fork_session: false,
                 prompt_file: Path::new("/nonexistent/p.prompt"),
             })
             .expect("inv");

@@ -268,6 +268,7 @@ impl super::Runner<'_> {
             cancel: &self.controls.cancel,
             skip: None,
             mail: None,
+            fork: false,
             path_var: path_var.as_deref(),
         };
         exec::attempt_step(self.rt, &run, &mut |pgid| lock.set_step_pgid(pgid), None)
@@ -350,6 +351,7 @@ impl super::Runner<'_> {
         };
         let rec = record_name(info.state.seq + 1, &step.id);
         let prepared = Prepared {
+            fork: false,
             prompt: step.prompt.clone().unwrap_or_default(),
             context: Vec::new(),
             prestart_error: None,

@@ -116,6 +116,8 @@ pub struct StepRun<'a> {
     /// Set when a message for the step waits: its program is stopped, to go on in its session
     /// with the message.
     pub mail: Option<&'a AtomicBool>,
+    /// Continue `continued` as a fork, where the CLI can (a rewound run re-using a session).
+    pub fork: bool,
     pub path_var: Option<&'a std::ffi::OsStr>,
 }
 
@@ -175,6 +177,7 @@ pub async fn attempt(
             prompt: run.prompt,
             workdir: run.workdir,
             resume_session: resume_session.as_deref(),
+            fork_session: run.fork,
             // `<record>.prompt` beside `<record>.log`: outside the worktree, per attempt.
             prompt_file: &run.log.with_extension("prompt"),
         };
@@ -611,6 +614,7 @@ mod tests {
             cancel: &cancel,
             skip: None,
             mail: None,
+            fork: false,
             path_var: None,
         };
         let rt = process::event_loop().expect("an event loop");

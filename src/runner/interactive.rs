@@ -48,6 +48,7 @@ pub fn attempt(
             prompt: run.prompt,
             workdir: run.workdir,
             resume_session: resumed.as_deref(),
+            fork_session: false,
             prompt_file: &run.log.with_extension("prompt"),
         };
         let started = match engine.interactive(&input) {
@@ -269,6 +270,7 @@ impl super::Runner<'_> {
             cancel: &self.controls.cancel,
             skip: None,
             mail: None,
+            fork: false,
             path_var: path_var.as_deref(),
         };
         if let Some(error) = &run.prestart_error {

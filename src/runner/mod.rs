@@ -803,7 +803,16 @@ impl Runner<'_> {
             let said = mail::read(&self.paths.delivered(&info.id, rec)).unwrap_or_default();
             prompt.push_str(&messages::replayed(&said));
         }
+        // A rewound run may have continued this session already on the abandoned history: a
+        // fork leaves that history's session as it was.
+        let fork = !was_inflight
+            && continued.is_some()
+            && self
+                .repo
+                .refs_under(&info.id.attic_prefix())
+                .is_ok_and(|refs| !refs.is_empty());
         Prepared {
+            fork,
             prompt,
             context,
             prestart_error,
@@ -840,6 +849,7 @@ impl Runner<'_> {
             cancel: &self.controls.cancel,
             skip: Some(&self.controls.skip),
             mail: Some(&self.controls.mail),
+            fork: prepared.fork,
             path_var: path_var.as_deref(),
         };
         let sink = &mut *self.sink;
@@ -1274,6 +1284,8 @@ struct Prepared {
     /// A context that could not be built: the step fails before any program starts.
     prestart_error: Option<String>,
     continued: Option<SessionRef>,
+    /// Continue `continued` as a fork: a rewound run re-using an earlier step's session.
+    fork: bool,
 }
 
 fn skip_why() -> String {

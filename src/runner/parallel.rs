@@ -203,6 +203,7 @@ impl Runner<'_> {
                     cancel,
                     skip: None,
                     mail: None,
+                    fork: false,
                     path_var: path_var.as_deref(),
                 };
                 let mut forward = |line: &str| {
@@ -709,6 +710,7 @@ impl Runner<'_> {
             cancel: &self.controls.cancel,
             skip: None,
             mail: None,
+            fork: false,
             path_var: path_var.as_deref(),
         };
         let attempt =

@@ -670,3 +670,49 @@ fn c_in_the_live_view_goes_back_to_the_controller_and_then_on() {
         "v2"
     );
 }
+
+#[test]
+fn a_rewound_run_forks_a_session_it_continues_again() {
+    let lab = Lab::new();
+    lab.env.workflow(
+        "two",
+        "version = 1\nname = \"two\"\n[[steps]]\nid = \"a\"\nengine = \"claude\"\nprompt = \"first\"\n[[steps]]\nid = \"b\"\nengine = \"claude\"\nprompt = \"second\"\nsession = \"a\"\n",
+    );
+    lab.machine(0, &["run", "two"]);
+    let run = lab.env.last_run();
+    let s = starts(&lab);
+    let original = s[0].1.clone();
+    assert_eq!(
+        s[1].1, original,
+        "before any rewind, b continues a's session itself"
+    );
+    let log = |lab: &Lab| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&lab.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a log line"))
+            .collect()
+    };
+    assert!(log(&lab)[1]["forked_from"].is_null());
+
+    lab.machine(0, &["rewind", &run, "b"]);
+    lab.machine(0, &["resume", &run]);
+    let entries = log(&lab);
+    assert_eq!(entries.len(), 3);
+    let again = &entries[2];
+    assert_eq!(
+        again["forked_from"].as_str(),
+        Some(original.as_str()),
+        "{again}"
+    );
+    let forked = again["session"].as_str().expect("a session").to_string();
+    assert_ne!(forked, original, "a fork has an id of its own");
+    let tip = format!("machine/{run}");
+    let trailer = lab.env.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Machine-Session,valueonly)",
+        &tip,
+    ]);
+    assert_eq!(trailer.trim(), forked, "the step records the fork");
+}

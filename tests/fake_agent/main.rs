@@ -1034,16 +1034,32 @@ fn headless(cli: Cli, argv: &[String], terminal: bool) -> i32 {
     let args = parse_args(cli, argv, (!terminal).then_some(stdin.as_str()));
     let script = load_script(cli, &args.prompt);
     let gemini = (cli == Cli::Gemini).then(|| GeminiFlags::parse(argv));
-    let session = args
-        .resume
-        .clone()
+    // Claude Code's `--fork-session` and OpenCode's `--fork`: the resumed conversation goes on
+    // under a new id, the original left as it was.
+    let forked_from = args.resume.clone().filter(|_| {
+        (cli == Cli::Claude && has(argv, "--fork-session"))
+            || (cli == Cli::Opencode && has(argv, "--fork"))
+    });
+    let session = forked_from
+        .as_ref()
+        .map(|_| new_id(cli))
+        .or_else(|| args.resume.clone())
         .or_else(|| gemini.as_ref().and_then(|g| g.session_id.clone()))
         .or_else(|| script.session.clone())
         .unwrap_or_else(|| new_id(cli));
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     log_start(json!({"cli": cli.name(), "argv": argv, "cwd": cwd,
-        "prompt": args.prompt, "session": session, "resumed": args.resume.is_some(), "stdin": stdin}));
+        "prompt": args.prompt, "session": session, "resumed": args.resume.is_some(), "stdin": stdin,
+        "forked_from": forked_from}));
     let dir = args.dir.clone().unwrap_or_else(|| cwd.clone());
+    if let Some(original) = &forked_from {
+        fork_session(
+            cli,
+            if cli == Cli::Claude { &cwd } else { &dir },
+            original,
+            &session,
+        );
+    }
     if let Err(code) = keep_headless_session(cli, &cwd, &dir, &session, &args) {
         return code;
     }
@@ -1067,6 +1083,20 @@ fn headless(cli: Cli, argv: &[String], terminal: bool) -> i32 {
         Cli::Aider => run.aider(),
     };
     exit_override.unwrap_or(code)
+}
+
+/// A fork starts as a copy of the original session's file.
+fn fork_session(cli: Cli, project: &Path, original: &str, new: &str) {
+    let (Some(from), Some(to)) = (
+        Store::locate(cli, project, original),
+        Store::locate(cli, project, new),
+    ) else {
+        return;
+    };
+    if let Some(dir) = to.path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::copy(&from.path, &to.path);
 }
 
 /// Keep a headless run's prompt in its session where the CLI keeps sessions (gemini's in

@@ -155,6 +155,8 @@ impl super::Runner<'_> {
             );
         }
         let mut last = None;
+        // Tokens and cost of every turn, for the step's record.
+        let mut spent = std::collections::BTreeMap::new();
         let returned = question != "Start the workflow?";
         if chat.turns.is_empty() && !returned {
             // The controller's prompt opens the conversation; the agent speaks first.
@@ -173,6 +175,7 @@ impl super::Runner<'_> {
             }
             self.answered(info, &mut chat, &first)?;
             session = first.session().or(session);
+            add_usage(&mut spent, &first);
             last = Some(first);
         }
         let me = self.repo.user_name();
@@ -197,6 +200,7 @@ impl super::Runner<'_> {
                     }
                     self.answered(info, &mut chat, &answer)?;
                     session = answer.session().or(session);
+                    add_usage(&mut spent, &answer);
                     last = Some(answer);
                 }
                 Said::Done => {
@@ -211,7 +215,9 @@ impl super::Runner<'_> {
             }
         }
         self.emit(id, Kind::ConversationEnded { started: true });
-        Ok(finished(step, last, session, &chat))
+        let mut done = finished(step, last, session, &chat);
+        done.outcome.usage = spent;
+        Ok(done)
     }
 
     /// Show the agent's answer (or what went wrong) and keep it in the conversation.
@@ -438,6 +444,13 @@ fn left(step: &ResolvedStep, last: Option<Attempt>, session: Option<SessionRef>)
     a.ending = Ending::Cancelled;
     a.outcome.session = session.map(|s| s.id);
     a
+}
+
+/// Add a turn's tokens and cost to the conversation's.
+fn add_usage(spent: &mut std::collections::BTreeMap<String, u64>, turn: &Attempt) {
+    for (k, v) in &turn.outcome.usage {
+        *spent.entry(k.clone()).or_default() += v;
+    }
 }
 
 /// The conversation is over and the workflow starts: the step's result.

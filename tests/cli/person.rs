@@ -159,6 +159,12 @@ fn the_controller_conversation_starts_the_workflow_and_is_its_first_commit() {
         .map(|t| t["who"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(who, ["agent", "Test User", "agent"]);
+    // The record counts what every turn spent.
+    let step: toml::Value =
+        toml::from_str(&lab.file_at(&controller, &format!("{record}/step.toml")))
+            .expect("a record");
+    // One model turn for the opening, two for the write (its tool call, then the answer).
+    assert_eq!(step["usage"]["turns"].as_integer(), Some(3), "{step}");
     assert_eq!(turns[1]["text"], "FAKE_WRITE spec.md a todo app");
     // `from = "controller"` gives the next step the conversation.
     let got = lab.file_at(&format!("machine/{run}"), "got-prompt.txt");

@@ -256,27 +256,18 @@ impl super::Runner<'_> {
     ) -> Result<Attempt> {
         let id = &info.id;
         let _session = self.lock_session(id, session.as_ref())?;
-        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
-        let (log, session_path) = (
-            self.paths.log(id, rec),
-            self.paths.inflight_session(id, rec),
-        );
-        let run = StepRun {
+        let files = exec::RunFiles::of(&self.paths, id, rec, self.env);
+        let mut run = StepRun::new(
             step,
-            prompt: text,
-            workdir: &wt.path,
-            log: &log,
-            session_path: &session_path,
-            continued: session.as_ref(),
-            prestart_error,
-            base: info.tip,
-            env: self.env,
-            cancel: &self.controls.cancel,
-            skip: None,
-            mail: None,
-            fork: false,
-            path_var: path_var.as_deref(),
-        };
+            text,
+            &wt.path,
+            &files,
+            info.tip,
+            self.env,
+            &self.controls.cancel,
+        );
+        run.continued = session.as_ref();
+        run.prestart_error = prestart_error;
         exec::attempt_step(self.rt, &run, &mut |pgid| lock.set_step_pgid(pgid), None)
     }
 }

@@ -121,6 +121,55 @@ pub struct StepRun<'a> {
     pub path_var: Option<&'a std::ffi::OsStr>,
 }
 
+/// The files of one execution of a step (its log and in-flight session, outside the worktree)
+/// and the `PATH` its engines are looked up on: owned while a [`StepRun`] borrows them.
+pub struct RunFiles {
+    pub log: PathBuf,
+    pub session: PathBuf,
+    pub path_var: Option<std::ffi::OsString>,
+}
+
+impl RunFiles {
+    pub fn of(paths: &store::Paths, run: &store::RunId, rec: &str, env: &Env) -> RunFiles {
+        RunFiles {
+            log: paths.log(run, rec),
+            session: paths.inflight_session(run, rec),
+            path_var: env.var("PATH").map(std::ffi::OsString::from),
+        }
+    }
+}
+
+impl<'a> StepRun<'a> {
+    /// A run of `step` with `prompt` in `workdir`, starting a new session, that only `cancel`
+    /// stops; the caller sets what else applies.
+    pub fn new(
+        step: &'a ResolvedStep,
+        prompt: &'a str,
+        workdir: &'a Path,
+        files: &'a RunFiles,
+        base: Oid,
+        env: &'a Env,
+        cancel: &'a AtomicBool,
+    ) -> StepRun<'a> {
+        StepRun {
+            step,
+            prompt,
+            workdir,
+            log: &files.log,
+            session_path: &files.session,
+            continued: None,
+            prestart_error: None,
+            base,
+            env,
+            cancel,
+            skip: None,
+            mail: None,
+            fork: false,
+            path_var: files.path_var.as_deref(),
+        }
+    }
+}
+
 /// The result of running a step's program with the first engine that could serve.
 pub struct Attempt {
     pub engine: String,
@@ -160,18 +209,9 @@ pub async fn attempt(
         &step.engines[..]
     };
     for (i, engine_name) in engines.iter().enumerate() {
-        let Some(engine) = engine::by_name(engine_name, &run.env.vars) else {
-            skipped.push(format!("{engine_name}: not built into this git machine"));
+        let Some((engine, resume_session)) = usable(run, engine_name, &mut skipped) else {
             continue;
         };
-        if let Err(e) = engine.check(run.path_var) {
-            skipped.push(format!("{engine_name}: {e}"));
-            continue;
-        }
-        let resume_session = run
-            .continued
-            .filter(|s| &s.engine == engine_name && engine.can_resume())
-            .map(|s| s.id.clone());
         let input = StepInput {
             step,
             prompt: run.prompt,
@@ -254,6 +294,29 @@ pub async fn attempt(
         skipped,
         passed_over,
     })
+}
+
+/// The engine `name` if it is built in and can run here, with the session it continues (the
+/// run's, when it is this engine's and the engine can continue one); else why not, in
+/// `skipped`.
+pub fn usable(
+    run: &StepRun<'_>,
+    name: &str,
+    skipped: &mut Vec<String>,
+) -> Option<(Box<dyn engine::Engine>, Option<String>)> {
+    let Some(engine) = engine::by_name(name, &run.env.vars) else {
+        skipped.push(format!("{name}: not built into this git machine"));
+        return None;
+    };
+    if let Err(e) = engine.check(run.path_var) {
+        skipped.push(format!("{name}: {e}"));
+        return None;
+    }
+    let resumed = run
+        .continued
+        .filter(|s| s.engine == name && engine.can_resume())
+        .map(|s| s.id.clone());
+    Some((engine, resumed))
 }
 
 /// The flags that stop a step's program.

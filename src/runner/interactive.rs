@@ -31,18 +31,9 @@ pub fn attempt(
     let step = run.step;
     let mut skipped = Vec::new();
     for engine_name in &step.engines {
-        let Some(engine) = engine::by_name(engine_name, &run.env.vars) else {
-            skipped.push(format!("{engine_name}: not built into this git machine"));
+        let Some((engine, resumed)) = super::exec::usable(run, engine_name, &mut skipped) else {
             continue;
         };
-        if let Err(e) = engine.check(run.path_var) {
-            skipped.push(format!("{engine_name}: {e}"));
-            continue;
-        }
-        let resumed = run
-            .continued
-            .filter(|s| &s.engine == engine_name && engine.can_resume())
-            .map(|s| s.id.clone());
         let input = StepInput {
             step,
             prompt: run.prompt,
@@ -252,27 +243,18 @@ impl super::Runner<'_> {
         let id = &info.id;
         let _session = self.lock_session(id, prepared.continued.as_ref())?;
         self.restore_transcript(id, wt, step, prepared)?;
-        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
-        let (log, session_path) = (
-            self.paths.log(id, rec),
-            self.paths.inflight_session(id, rec),
-        );
-        let run = StepRun {
+        let files = super::exec::RunFiles::of(&self.paths, id, rec, self.env);
+        let mut run = StepRun::new(
             step,
-            prompt: &prepared.prompt,
-            workdir: &wt.path,
-            log: &log,
-            session_path: &session_path,
-            continued: prepared.continued.as_ref(),
-            prestart_error: prepared.prestart_error.clone(),
-            base: info.tip,
-            env: self.env,
-            cancel: &self.controls.cancel,
-            skip: None,
-            mail: None,
-            fork: false,
-            path_var: path_var.as_deref(),
-        };
+            &prepared.prompt,
+            &wt.path,
+            &files,
+            info.tip,
+            self.env,
+            &self.controls.cancel,
+        );
+        run.continued = prepared.continued.as_ref();
+        run.prestart_error = prepared.prestart_error.clone();
         if let Some(error) = &run.prestart_error {
             return Err(Error::failed(format!("step `{}`: {error}", step.id)));
         }

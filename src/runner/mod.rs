@@ -833,25 +833,21 @@ impl Runner<'_> {
         let id = &info.id;
         let _session = self.lock_session(id, prepared.continued.as_ref())?;
         self.restore_transcript(id, wt, step, prepared)?;
-        let path_var = self.env.var("PATH").map(std::ffi::OsString::from);
-        let log = self.paths.log(id, rec);
-        let session_path = self.paths.inflight_session(id, rec);
-        let run = StepRun {
+        let files = exec::RunFiles::of(&self.paths, id, rec, self.env);
+        let mut run = StepRun::new(
             step,
-            prompt: &prepared.prompt,
-            workdir: &wt.path,
-            log: &log,
-            session_path: &session_path,
-            continued: prepared.continued.as_ref(),
-            prestart_error: prepared.prestart_error.clone(),
-            base: info.tip,
-            env: self.env,
-            cancel: &self.controls.cancel,
-            skip: Some(&self.controls.skip),
-            mail: Some(&self.controls.mail),
-            fork: prepared.fork,
-            path_var: path_var.as_deref(),
-        };
+            &prepared.prompt,
+            &wt.path,
+            &files,
+            info.tip,
+            self.env,
+            &self.controls.cancel,
+        );
+        run.continued = prepared.continued.as_ref();
+        run.prestart_error = prepared.prestart_error.clone();
+        run.skip = Some(&self.controls.skip);
+        run.mail = Some(&self.controls.mail);
+        run.fork = prepared.fork;
         let sink = &mut *self.sink;
         let mut echo = |line: &str| sink.output(line);
         let echo: Option<&mut dyn FnMut(&str)> = if self.echo { Some(&mut echo) } else { None };

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -198,22 +198,37 @@ where
 {
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     // Its own process group: a Ctrl-C meant for git machine must not kill a `git write-tree`
-    // halfway; git machine itself decides when to stop.
-    let out = git_command()
-        .current_dir(dir)
-        .args(&args)
-        .stdin(Stdio::null())
-        .process_group(0)
-        .output()
-        .map_err(GitError::Spawn)?;
+    // halfway; git machine itself decides when to stop. A Ctrl-C that comes while the child is
+    // being started reaches it all the same (it is still in the terminal's group until it
+    // leaves it, with signals held, and gets the SIGINT once it has), before git has done
+    // anything: that one run is done again.
+    let run = || {
+        git_command()
+            .current_dir(dir)
+            .args(&args)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .output()
+            .map_err(GitError::Spawn)
+    };
+    let mut out = run()?;
+    if out.status.signal() == Some(libc::SIGINT) {
+        out = run()?;
+    }
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(GitError::Cli {
             args: args
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            // A git killed by a signal says nothing: say how it ended instead.
+            stderr: if stderr.is_empty() {
+                format!("it said nothing and ended with {}", out.status)
+            } else {
+                stderr
+            },
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())

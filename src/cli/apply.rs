@@ -12,7 +12,7 @@ use super::error::{CliError, CliResult};
 use super::{find_run, Ctx};
 use crate::git::{GitError, Oid, RefUpdate, Worktree};
 use crate::store::txn::trailer;
-use crate::store::{self, RunId, StepStatus};
+use crate::store::{self, Paths, RunId, Status, StepStatus};
 
 /// Put a run's code changes on the current branch, one commit per step or squashed
 #[derive(Args, Debug)]
@@ -22,6 +22,12 @@ pub struct ApplyArgs {
     /// Make one commit of the whole run
     #[arg(long)]
     pub squash: bool,
+    /// Apply a run that is not completed (failed, paused, interrupted): what it has so far
+    #[arg(long)]
+    pub partial: bool,
+    /// Say what would be applied, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
@@ -32,6 +38,21 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .to_path_buf();
     let (id, tip) = find_run(&repo, args.run.as_deref())?;
     let info = store::read_run_at(&repo, &id, tip)?;
+    if info.state.status != Status::Completed && !args.partial {
+        let at = info
+            .state
+            .next
+            .as_ref()
+            .map(|s| format!(" at step `{s}`"))
+            .unwrap_or_default();
+        return Err(CliError::usage(format!(
+            "run {id} is not completed: it is {}{at}",
+            status_word(info.state.status)
+        ))
+        .with_hint(format!(
+            "finish it with `git machine resume {id}`, or land what it has so far with `git machine apply {id} --partial`"
+        )));
+    }
     let (start, commits) = store::step_commits(&repo, &info)?;
     let user = Worktree::new(workdir);
     let changed = user.tracked_changes()?;
@@ -55,6 +76,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let head = repo
         .head_commit()
         .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
+    let worktree = Paths::new(&repo, &ctx.env).worktree(&id);
     let strip = |commit: Oid| -> CliResult<Oid> {
         Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?)
     };
@@ -63,8 +85,10 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .filter(|c| c.record.status == StepStatus::Succeeded)
         .collect();
     let first = strip(start)?;
+    let (already, squashed) = applied(&repo, &id, start, head)?;
     let mut cur = head;
     let mut made = Vec::new();
+    let mut skipped = 0usize;
     let merge = |prev: Oid, cur: Oid, next: Oid, what: &str| -> CliResult<Oid> {
         match repo.merge_trees(prev, repo.tree_of(cur)?, next)? {
             Ok(tree) => Ok(tree),
@@ -73,11 +97,21 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
                 paths.join(", ")
             ))
             .with_hint(format!(
-                "nothing was changed; rebase the run instead: `git rebase {} machine/{id}`",
+                "nothing was changed; bring the run up to date in its own worktree, where its \
+                 branch is checked out: `git -C {} rebase {}` (resolve there, `git -C … rebase \
+                 --continue`), then `git machine apply {id}` again",
+                worktree.display(),
                 branch.as_str().trim_start_matches("refs/heads/")
             ))),
         }
     };
+    if args.squash && squashed {
+        ctx.ui.out(&format!(
+            "run {id} is applied to {} already (squashed); nothing to do",
+            branch.as_str().trim_start_matches("refs/heads/")
+        ));
+        return Ok(());
+    }
     if args.squash {
         // The run's code as its tip has it (a failure record at the tip changes no code).
         let last = strip(tip)?;
@@ -107,6 +141,11 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
             }
             let (message, author, email) = repo.commit_text(c)?;
             let subject = message.lines().next().unwrap_or("").to_string();
+            if already.contains(&c) {
+                ctx.ui.note(&format!("already applied: {subject}"));
+                skipped += 1;
+                continue;
+            }
             let tree = merge(before, cur, next, &format!("`{subject}`"))?;
             let trailers = crate::git::parse_trailers(&message);
             let mut msg = format!("{subject}\n\n");
@@ -125,9 +164,28 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
             made.push((subject, cur));
         }
     }
+    if made.is_empty() && skipped > 0 {
+        ctx.ui.out(&format!(
+            "run {id} is applied to {} already; nothing to do",
+            branch.as_str().trim_start_matches("refs/heads/")
+        ));
+        return Ok(());
+    }
     if made.is_empty() {
         ctx.ui
             .out(&format!("nothing to apply: run {id} changed no files"));
+        return Ok(());
+    }
+    if args.dry_run {
+        for (step, _) in &made {
+            ctx.ui.out(&format!("would apply: {step}"));
+        }
+        ctx.ui.out(&format!(
+            "nothing was changed (--dry-run); {} commit{} would go on {}",
+            made.len(),
+            if made.len() == 1 { "" } else { "s" },
+            branch.as_str().trim_start_matches("refs/heads/")
+        ));
         return Ok(());
     }
     // Update files and index first (refusing to overwrite anything), then move the branch.
@@ -155,6 +213,52 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         if made.len() == 1 { "" } else { "s" }
     ));
     Ok(())
+}
+
+/// The state's name, as `status` shows it.
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Running => "running or interrupted",
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+        Status::Paused => "paused",
+        Status::Conflict => "stopped on a merge conflict",
+    }
+}
+
+/// What of run `id` the branch at `head` has already: the run commits applied one by one (by
+/// their `Machine-Applied-From` trailer), and whether the whole run was applied squashed (a
+/// commit with its `Machine-Run` and no `Machine-Applied-From`). Only the commits since the
+/// run started from the branch's history are read.
+fn applied(
+    repo: &crate::git::Repo,
+    id: &RunId,
+    start: Oid,
+    head: Oid,
+) -> CliResult<(BTreeSet<Oid>, bool)> {
+    let base = repo.commit_info(start)?.parents.first().copied();
+    let since = match base {
+        Some(base) if repo.is_ancestor(base, head)? => repo.commits_between(base, head)?,
+        _ => Vec::new(),
+    };
+    let mut one_by_one = BTreeSet::new();
+    let mut squashed = false;
+    for c in since {
+        let info = repo.commit_info(c)?;
+        match (
+            info.trailer(trailer::APPLIED_FROM),
+            info.trailer(trailer::RUN),
+        ) {
+            (Some(from), _) => {
+                if let Some(oid) = Oid::parse(from) {
+                    one_by_one.insert(oid);
+                }
+            }
+            (None, Some(run)) if run == id.as_str() => squashed = true,
+            _ => {}
+        }
+    }
+    Ok((one_by_one, squashed))
 }
 
 /// What `git read-tree -m -u` says when a file of the user's stands where the run puts one: the

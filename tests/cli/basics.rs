@@ -841,3 +841,124 @@ fn a_step_cannot_damage_the_runs_own_files() {
     let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
     assert_eq!(v["steps"].as_array().expect("steps").len(), 3);
 }
+
+#[test]
+fn apply_twice_adds_nothing_and_dry_run_changes_nothing() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.git(&["add", ".codemachine"]);
+    env.git(&["commit", "-qm", "add workflow"]);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let dry = env.machine_ok(&["apply", &run, "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains("would apply: design: designed greeting"),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout
+            .contains("nothing was changed (--dry-run); 2 commits"),
+        "{dry}"
+    );
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+    env.machine_ok(&["apply", &run]);
+    let applied = env.git(&["rev-parse", "HEAD"]);
+    let again = env.machine_ok(&["apply", &run]);
+    assert!(
+        again
+            .stdout
+            .contains("applied to main already; nothing to do"),
+        "{again}"
+    );
+    assert!(
+        again.stderr.contains("already applied: build: built"),
+        "{again}"
+    );
+    assert_eq!(
+        env.git(&["rev-parse", "HEAD"]),
+        applied,
+        "no empty duplicates"
+    );
+    // Squashed once, it is not squashed again.
+    env.git(&["checkout", "-q", "-b", "other", &head.trim().to_string()]);
+    env.machine_ok(&["apply", &run, "--squash"]);
+    let squashed = env.git(&["rev-parse", "HEAD"]);
+    let again = env.machine_ok(&["apply", &run, "--squash"]);
+    assert!(again.stdout.contains("already (squashed)"), "{again}");
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), squashed);
+}
+
+#[test]
+fn apply_lands_only_completed_runs_unless_partial() {
+    let env = TestEnv::new();
+    env.workflow(
+        "half",
+        "version = 1\nname = \"half\"\n[[steps]]\nid = \"one\"\nrun = [\"sh\", \"-c\", \"echo one > one.txt\"]\n[[steps]]\nid = \"two\"\nrun = [\"false\"]\n",
+    );
+    env.machine_code(1, &["run", "half"]);
+    let run = env.last_run();
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let r = env.machine_code(2, &["apply", &run]);
+    assert!(
+        r.stderr.contains(&format!(
+            "run {run} is not completed: it is failed at step `two`"
+        )),
+        "{r}"
+    );
+    assert!(r.stderr.contains("--partial"), "{r}");
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
+    env.machine_ok(&["apply", &run, "--partial"]);
+    assert_eq!(env.read("one.txt"), "one\n");
+}
+
+#[test]
+fn a_conflicting_apply_gives_a_hint_that_works() {
+    let env = TestEnv::new();
+    env.workflow(
+        "edit",
+        "version = 1\nname = \"edit\"\n[[steps]]\nid = \"edit\"\nrun = [\"sh\", \"-c\", \"echo from the run > README.md\"]\n",
+    );
+    env.machine_ok(&["run", "edit"]);
+    let run = env.last_run();
+    env.write("README.md", "from the person\n");
+    env.git(&["commit", "-qam", "person's readme"]);
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let r = env.machine_code(1, &["apply", &run]);
+    assert!(
+        r.stderr
+            .contains("conflicts with your branch in: README.md"),
+        "{r}"
+    );
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head, "nothing changed");
+    // The hint, followed: rebase the run in its own worktree, resolve, continue, apply.
+    let hint = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("hint:"))
+        .expect("a hint");
+    let wt = hint
+        .split("`git -C ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the worktree in the hint")
+        .to_string();
+    assert!(
+        hint.contains(&format!("`git -C {wt} rebase main`")),
+        "{hint}"
+    );
+    let rebase = env.git_output(&["-C", &wt, "rebase", "main"]);
+    assert!(!rebase.status.success(), "the rebase stops on the conflict");
+    std::fs::write(format!("{wt}/README.md"), "both\n").expect("resolve");
+    env.git(&["-C", &wt, "add", "README.md"]);
+    let cont = env.git_output(&["-C", &wt, "-c", "core.editor=true", "rebase", "--continue"]);
+    assert!(
+        cont.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cont.stderr)
+    );
+    env.machine_ok(&["apply", &run]);
+    assert_eq!(env.read("README.md"), "both\n");
+}

@@ -883,7 +883,7 @@ fn apply_twice_adds_nothing_and_dry_run_changes_nothing() {
         "no empty duplicates"
     );
     // Squashed once, it is not squashed again.
-    env.git(&["checkout", "-q", "-b", "other", &head.trim().to_string()]);
+    env.git(&["checkout", "-q", "-b", "other", head.trim()]);
     env.machine_ok(&["apply", &run, "--squash"]);
     let squashed = env.git(&["rev-parse", "HEAD"]);
     let again = env.machine_ok(&["apply", &run, "--squash"]);

@@ -916,10 +916,18 @@ impl Worktree {
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
     pub fn is_dirty(&self) -> Result<bool> {
-        Ok(!self
+        Ok(!self.changes()?.is_empty())
+    }
+
+    /// What differs from HEAD (tracked changes and untracked files, not ignored ones), as
+    /// `git status --porcelain` lines.
+    pub fn changes(&self) -> Result<Vec<String>> {
+        Ok(self
             .git(&["status", "--porcelain", "--untracked-files=all"])?
-            .trim()
-            .is_empty())
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Make the worktree's index and files exactly `commit` (untracked, non-ignored files

@@ -535,6 +535,27 @@ impl Runner<'_> {
         Ok(Some((snapshot, txn::side_ref(self.repo, name, snapshot))))
     }
 
+    /// Keep what the run's worktree holds beyond its branch tip (a person's edits, a step's
+    /// partial work) under `refs/machine/attempts/<run>/removed`, before the worktree goes.
+    /// Returns the ref, when there was anything to keep.
+    pub fn keep_before_removing(
+        &self,
+        id: &RunId,
+        wt: &Worktree,
+        tip: Oid,
+    ) -> Result<Option<String>> {
+        let Some((_, update)) = self.attempt(id, wt, tip, tip, "rm", "removed")? else {
+            return Ok(None);
+        };
+        let name = update.name.to_string();
+        txn::move_refs(
+            self.repo,
+            &[update],
+            "git machine: keep edits of a removed worktree",
+        )?;
+        Ok(Some(name))
+    }
+
     /// Keep whatever an unfinished step left (files in the worktree, commits above the
     /// checkpoint) under `refs/machine/attempts/`, so starting clean loses nothing.
     fn set_aside(&mut self, wt: &Worktree, info: &RunInfo, tip: Oid, label: &str) -> Result {

@@ -962,3 +962,53 @@ fn a_conflicting_apply_gives_a_hint_that_works() {
     env.machine_ok(&["apply", &run]);
     assert_eq!(env.read("README.md"), "both\n");
 }
+
+#[test]
+fn rm_keeps_a_persons_edits_and_takes_several_runs() {
+    let env = TestEnv::new();
+    env.workflow(
+        "check",
+        "version = 1\nname = \"check\"\n[[steps]]\nid = \"draft\"\nrun = [\"sh\", \"-c\", \"echo draft > d.txt\"]\ncheckpoint = true\n[[steps]]\nid = \"end\"\nrun = [\"true\"]\n",
+    );
+    env.machine_code(1, &["run", "check"]);
+    let paused = env.last_run();
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    let done = env
+        .runs()
+        .into_iter()
+        .find(|r| *r != paused)
+        .expect("the second run");
+    let status = env.machine_ok(&["status", &paused, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    let wt = v["worktree"].as_str().expect("a worktree").to_string();
+    std::fs::write(format!("{wt}/d.txt"), "my review edits\n").expect("edit");
+
+    // Refused, naming the change; nothing removed, not even the other run.
+    let r = env.machine_code(2, &["rm", &done, &paused]);
+    assert!(r.stderr.contains("holds uncommitted changes"), "{r}");
+    assert!(r.stderr.contains("d.txt"), "{r}");
+    assert!(std::path::Path::new(&wt).join("d.txt").exists());
+    // A mistake in one name removes none.
+    let r = env.machine_code(2, &["rm", &done, "no-such-run"]);
+    assert!(!r.stdout.contains("removed"), "{r}");
+
+    // --force: removed, the edits kept under the run's attempts, even with --branch.
+    let r = env.machine_ok(&["rm", "--force", "--branch", &done, &paused]);
+    assert!(
+        r.stdout.contains(&format!("deleted branch machine/{done}")),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("deleted branch machine/{paused}")),
+        "{r}"
+    );
+    assert!(!std::path::Path::new(&wt).exists());
+    let kept = format!("refs/machine/attempts/{paused}/rm-removed");
+    assert!(r.stderr.contains(&kept), "{r}");
+    assert_eq!(
+        env.git(&["show", &format!("{kept}:d.txt")]),
+        "my review edits\n"
+    );
+}

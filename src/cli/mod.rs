@@ -8,6 +8,7 @@ mod demo;
 mod detach;
 mod engines;
 pub mod error;
+mod gc;
 mod log;
 mod resume;
 mod rewind;
@@ -58,6 +59,7 @@ enum Command {
     Rewind(rewind::RewindArgs),
     Apply(apply::ApplyArgs),
     Rm(rm::RmArgs),
+    Gc(gc::GcArgs),
     Stop(stop::StopArgs),
     Say(say::SayArgs),
     Watch(watch::WatchArgs),
@@ -272,6 +274,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Rewind(a) => rewind::run(ctx, a),
         Command::Apply(a) => apply::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
+        Command::Gc(a) => gc::run(ctx, a),
         Command::Stop(a) => stop::run(ctx, a),
         Command::Say(a) => say::run(ctx, a),
         Command::Watch(a) => watch::run(ctx, a),

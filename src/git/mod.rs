@@ -508,6 +508,11 @@ impl Repo {
         Ok(Some(chain))
     }
 
+    /// When a commit was made (committer time, seconds since the epoch).
+    pub fn commit_time(&self, oid: Oid) -> Result<i64> {
+        Ok(self.repo.find_commit(oid.0)?.committer().when().seconds())
+    }
+
     /// A commit's message and author (name, email), to copy it elsewhere.
     pub fn commit_text(&self, oid: Oid) -> Result<(String, String, String)> {
         let c = self.repo.find_commit(oid.0)?;

@@ -165,6 +165,10 @@ impl Paths {
     pub fn worktree(&self, run: &RunId) -> PathBuf {
         self.worktrees.join(run.as_str())
     }
+    /// The folder of this repository's run worktrees (and their logs).
+    pub fn worktrees_dir(&self) -> &Path {
+        &self.worktrees
+    }
     /// Worktree of one member of a parallel group.
     pub fn member_worktree(&self, run: &RunId, step: &str) -> PathBuf {
         self.worktrees.join(format!("{run}--{step}"))

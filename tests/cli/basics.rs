@@ -1012,3 +1012,65 @@ fn rm_keeps_a_persons_edits_and_takes_several_runs() {
         "my review edits\n"
     );
 }
+
+#[test]
+fn gc_removes_what_finished_runs_hold_and_keeps_what_can_be_resumed() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.machine_ok(&["run", "hello"]);
+    let done = env.last_run();
+    env.workflow(
+        "fails",
+        "version = 1\nname = \"fails\"\n[[steps]]\nid = \"no\"\nrun = [\"false\"]\n",
+    );
+    env.machine_code(1, &["run", "fails"]);
+    let failed = env
+        .runs()
+        .into_iter()
+        .find(|r| *r != done)
+        .expect("the failed run");
+    let worktree = |run: &str| {
+        let s = env.machine_ok(&["status", run, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("json");
+        std::path::PathBuf::from(v["worktree"].as_str().expect("a worktree"))
+    };
+    let (done_wt, failed_wt) = (worktree(&done), worktree(&failed));
+    assert!(done_wt.exists() && failed_wt.exists());
+
+    // Runs here were committed on 2026-01-01: not a thousand days ago.
+    let young = env.machine_ok(&["gc", "--older-than", "1000d"]);
+    assert!(
+        young
+            .stderr
+            .contains(&format!("kept {done}: it finished too recently")),
+        "{young}"
+    );
+    let dry = env.machine_ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains(&format!("would remove the worktree and logs of run {done}")),
+        "{dry}"
+    );
+    assert!(done_wt.exists(), "--dry-run removes nothing");
+
+    let r = env.machine_ok(&["gc"]);
+    assert!(
+        r.stdout
+            .contains(&format!("removed the worktree and logs of run {done}")),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("kept {failed}: it is failed and can be resumed")),
+        "{r}"
+    );
+    assert!(r.stdout.contains("the worktree cache "), "{r}");
+    assert!(r.stdout.contains(" MiB"), "{r}");
+    assert!(!done_wt.exists());
+    assert!(failed_wt.exists());
+    // Its history stays, and a rewind makes its worktree again.
+    env.machine_ok(&["log", &done]);
+    env.machine_ok(&["apply", &done, "--dry-run"]);
+    let bad = env.machine_code(2, &["gc", "--older-than", "soon"]);
+    assert!(bad.stderr.contains("soon"), "{bad}");
+}

@@ -1,0 +1,223 @@
+//! `git machine gc`: give back the disk that finished runs hold — their worktrees, step logs
+//! and empty session folders, and what is left of runs whose branch was deleted — and say how
+//! much the worktree cache holds. Branches, records and refs are never touched: a run removed
+//! here is still in `log`, `show` and `apply`, and `resume`/`rewind` make its worktree again.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use super::error::CliResult;
+use super::Ctx;
+use crate::git::{Repo, Worktree};
+use crate::store::{self, lock, Paths, RunId, Status};
+
+/// Remove the worktrees and logs of finished runs; show the worktree cache's size
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Only runs that finished at least this long ago (e.g. "7d", "12h")
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub older_than: Option<Duration>,
+    /// Say what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}`: {e} (write it like \"7d\" or \"12h\")"))
+}
+
+pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let paths = Paths::new(&repo, &ctx.env);
+    let dir = paths.worktrees_dir().to_path_buf();
+    let before = size_of(&dir);
+    let runs = store::list_runs(&repo)?;
+    let mut removed = Vec::new();
+    for (id, tip) in &runs {
+        if let Some(why) = kept(&repo, &paths, id, *tip, args.older_than)? {
+            if why != Keep::Nothing {
+                ctx.ui.note(&format!("kept {id}: {}", why.say()));
+            }
+            continue;
+        }
+        if !args.dry_run {
+            remove(&repo, &paths, id)?;
+        }
+        removed.push(id.to_string());
+    }
+    let orphans = orphans(&dir, &runs);
+    if !args.dry_run {
+        for path in &orphans {
+            repo.worktree_remove(path)?;
+        }
+    }
+    report(ctx, args.dry_run, &removed, &orphans, &dir, before);
+    Ok(())
+}
+
+/// Why a run's files stay.
+#[derive(PartialEq, Eq)]
+enum Keep {
+    /// It has no worktree or logs to remove.
+    Nothing,
+    Running,
+    Resumable(Status),
+    Young,
+    Edited,
+}
+
+impl Keep {
+    fn say(&self) -> String {
+        match self {
+            Keep::Nothing => String::new(),
+            Keep::Running => "it is running".into(),
+            Keep::Resumable(s) => format!("it is {} and can be resumed", word(*s)),
+            Keep::Young => "it finished too recently for --older-than".into(),
+            Keep::Edited => "its worktree holds uncommitted changes (`git machine rm --force` keeps them as an attempt)".into(),
+        }
+    }
+}
+
+/// `None` when the run's worktree and logs can go: it is completed, not running, old enough,
+/// and its worktree holds nothing uncommitted.
+fn kept(
+    repo: &Repo,
+    paths: &Paths,
+    id: &RunId,
+    tip: crate::git::Oid,
+    older_than: Option<Duration>,
+) -> CliResult<Option<Keep>> {
+    let wt = paths.worktree(id);
+    let logs = paths.log(id, "x").parent().map(Path::to_path_buf);
+    if !wt.exists() && paths.member_worktrees(id).is_empty() && !logs.is_some_and(|l| l.exists()) {
+        return Ok(Some(Keep::Nothing));
+    }
+    if lock::live_holder(&paths.lock(id)).is_some() {
+        return Ok(Some(Keep::Running));
+    }
+    let info = store::read_run_at(repo, id, tip)?;
+    if info.state.status != Status::Completed {
+        return Ok(Some(Keep::Resumable(info.state.status)));
+    }
+    if let Some(age) = older_than {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if now - repo.commit_time(tip)? < age.as_secs() as i64 {
+            return Ok(Some(Keep::Young));
+        }
+    }
+    let w = Worktree::new(wt);
+    if w.is_valid() && w.is_dirty()? {
+        return Ok(Some(Keep::Edited));
+    }
+    Ok(None)
+}
+
+/// Remove a finished run's worktrees, step logs and its empty session folder.
+fn remove(repo: &Repo, paths: &Paths, id: &RunId) -> CliResult {
+    repo.worktree_remove(&paths.worktree(id))?;
+    for member in paths.member_worktrees(id) {
+        repo.worktree_remove(&member)?;
+    }
+    if let Some(logs) = paths.log(id, "x").parent() {
+        let _ = std::fs::remove_dir_all(logs);
+    }
+    if let Some(sessions) = paths.inflight_session(id, "x").parent() {
+        // Only an empty one: a session in flight is never thrown away.
+        let _ = std::fs::remove_dir(sessions);
+    }
+    Ok(())
+}
+
+/// Worktrees and logs in the cache whose run branch is gone (deleted without `rm`).
+fn orphans(dir: &Path, runs: &[(RunId, crate::git::Oid)]) -> Vec<std::path::PathBuf> {
+    let known: Vec<&str> = runs.iter().map(|(id, _)| id.as_str()).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let run = name
+                .split("--")
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(".logs");
+            looks_like_run(run) && !known.contains(&run)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Whether `name` has the shape of a run id (`YYMMDD-HHMMSS-xxx`): nothing else in the folder
+/// is git machine's to remove.
+fn looks_like_run(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    matches!(parts.as_slice(), [d, t, tail]
+        if d.len() == 6 && t.len() == 6 && tail.len() == 3
+            && d.chars().chain(t.chars()).all(|c| c.is_ascii_digit())
+            && tail.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// Bytes of the files under `dir`.
+fn size_of(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn report(
+    ctx: &mut Ctx,
+    dry_run: bool,
+    removed: &[String],
+    orphans: &[std::path::PathBuf],
+    dir: &Path,
+    before: u64,
+) {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for id in removed {
+        ctx.ui
+            .out(&format!("{verb} the worktree and logs of run {id}"));
+    }
+    for path in orphans {
+        ctx.ui.out(&format!(
+            "{verb} {} (its run's branch is gone)",
+            path.display()
+        ));
+    }
+    let after = if dry_run { before } else { size_of(dir) };
+    ctx.ui.out(&format!(
+        "the worktree cache {} holds {}{}",
+        dir.display(),
+        mib(after),
+        if dry_run || after == before {
+            String::new()
+        } else {
+            format!(" (was {})", mib(before))
+        }
+    ));
+}
+
+/// A state a run can be resumed from, as `status` names it.
+fn word(status: Status) -> &'static str {
+    match status {
+        Status::Running => "interrupted",
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+        Status::Paused => "paused",
+        Status::Conflict => "stopped on a conflict",
+    }
+}

@@ -9,6 +9,7 @@ mod detach;
 mod engines;
 pub mod error;
 mod gc;
+mod init;
 mod log;
 mod resume;
 mod rewind;
@@ -60,6 +61,7 @@ enum Command {
     Apply(apply::ApplyArgs),
     Rm(rm::RmArgs),
     Gc(gc::GcArgs),
+    Init(init::InitArgs),
     Stop(stop::StopArgs),
     Say(say::SayArgs),
     Watch(watch::WatchArgs),
@@ -275,6 +277,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Apply(a) => apply::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
+        Command::Init(a) => init::run(ctx, a),
         Command::Stop(a) => stop::run(ctx, a),
         Command::Say(a) => say::run(ctx, a),
         Command::Watch(a) => watch::run(ctx, a),

@@ -1074,3 +1074,55 @@ fn gc_removes_what_finished_runs_hold_and_keeps_what_can_be_resumed() {
     let bad = env.machine_code(2, &["gc", "--older-than", "soon"]);
     assert!(bad.stderr.contains("soon"), "{bad}");
 }
+
+#[test]
+fn init_scaffolds_a_starter_that_validates_and_never_overwrites() {
+    let env = TestEnv::new();
+    // No agent CLI here (the test's PATH has none): a clear error, nothing written.
+    let mut cmd = env.machine_cmd(&["init"]);
+    cmd.env("PATH", "/usr/bin:/bin");
+    let r = crate::common::Run::from(cmd.output().expect("init"));
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("no agent CLI is installed"), "{r}");
+    assert!(!env.path(".codemachine").exists());
+
+    let mut cmd = env.machine_cmd(&["init"]);
+    cmd.env("MACHINE_CODEX_BIN", "/bin/true");
+    let r = crate::common::Run::from(cmd.output().expect("init"));
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout
+            .contains("wrote .codemachine/workflows/starter.toml"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("uses codex"), "{r}");
+    let v = env.machine_ok(&["validate", "starter"]);
+    assert!(v.stdout.contains("ok"), "{v}");
+    assert!(env
+        .read(".codemachine/workflows/starter.toml")
+        .contains("engine = \"codex\""));
+
+    env.write(
+        ".codemachine/workflows/prompts/plan.md",
+        "my own plan prompt\n",
+    );
+    std::fs::remove_file(env.path(".codemachine/README.md")).expect("rm");
+    let r = env.machine_ok(&["init", "--engine", "claude"]);
+    assert!(r.stdout.contains("wrote .codemachine/README.md"), "{r}");
+    assert!(
+        r.stderr
+            .contains("kept .codemachine/workflows/prompts/plan.md"),
+        "{r}"
+    );
+    assert_eq!(
+        env.read(".codemachine/workflows/prompts/plan.md"),
+        "my own plan prompt\n"
+    );
+    assert!(env
+        .read(".codemachine/workflows/starter.toml")
+        .contains("engine = \"codex\""));
+    let again = env.machine_ok(&["init"]);
+    assert!(again.stdout.contains("set up already"), "{again}");
+    let bad = env.machine_code(2, &["init", "--engine", "nope"]);
+    assert!(bad.stderr.contains("unknown agent engine `nope`"), "{bad}");
+}

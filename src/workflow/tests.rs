@@ -2299,3 +2299,72 @@ fn controller_mistakes_are_placed_and_explained() {
         "one terminal",
     );
 }
+
+/// The keys the parser accepts in the table `toml` puts an unknown key `zzz` in, as serde
+/// lists them.
+fn accepted_keys(toml: &str) -> Vec<String> {
+    let e = toml::from_str::<super::raw::RawWorkflow>(toml)
+        .err()
+        .unwrap_or_else(|| panic!("`zzz` was accepted in:\n{toml}"));
+    let message = e.message().to_string();
+    let (_, expected) = message
+        .split_once("expected")
+        .unwrap_or_else(|| panic!("not an unknown-key message: {message}"));
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_format_reference_lists_every_key() {
+    let doc = include_str!("../../docs/workflow-format.md");
+    let section = |heading: &str| -> &str {
+        let start = doc
+            .find(&format!("\n## {heading}\n"))
+            .unwrap_or_else(|| panic!("docs/workflow-format.md has no section `## {heading}`"));
+        let rest = &doc[start + 1..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+        &rest[..end]
+    };
+    let step = "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n";
+    let tables = [
+        ("Top level", "zzz = 1\n".to_string()),
+        ("`[vars.<name>]`", "[vars.x]\nzzz = 1\n".to_string()),
+        ("`[defaults]`", "[defaults]\nzzz = 1\n".to_string()),
+        ("`[[steps]]`", format!("{step}zzz = 1\n")),
+        ("`[[steps]]`", "[controller]\nzzz = 1\n".to_string()),
+        (
+            "`context` entries",
+            format!("{step}context = [{{ zzz = 1 }}]\n"),
+        ),
+        ("`loop = { … }`", format!("{step}loop = {{ zzz = 1 }}\n")),
+        (
+            "`loop = { … }`",
+            format!("{step}loop = {{ until = {{ zzz = 1 }} }}\n"),
+        ),
+        ("`[tracks]`", "[tracks]\nzzz = 1\n".to_string()),
+        (
+            "`[[condition_groups]]`",
+            "[[condition_groups]]\nzzz = 1\n".to_string(),
+        ),
+        ("`[groups.<id>]`", "[groups.g]\nzzz = 1\n".to_string()),
+    ];
+    let mut missing = Vec::new();
+    for (heading, toml) in &tables {
+        let text = section(heading);
+        let keys = accepted_keys(toml);
+        assert!(!keys.is_empty(), "{heading}: {keys:?}");
+        for key in keys {
+            if !text.contains(&format!("| `{key}` |")) {
+                missing.push(format!("{heading}: `{key}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/workflow-format.md does not document: {missing:?}"
+    );
+}

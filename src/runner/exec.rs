@@ -172,8 +172,9 @@ pub async fn attempt(
             .continued
             .filter(|s| &s.engine == engine_name && engine.can_resume())
             .map(|s| s.id.clone());
+        let step_as_run = step.for_engine(engine_name);
         let input = StepInput {
-            step,
+            step: &step_as_run,
             prompt: run.prompt,
             workdir: run.workdir,
             resume_session: resume_session.as_deref(),

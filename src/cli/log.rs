@@ -22,6 +22,7 @@ pub struct LogArgs {
 pub fn run(ctx: &mut Ctx, args: &LogArgs) -> CliResult {
     let repo = ctx.repo()?;
     let (id, _) = find_run(&repo, args.run.as_deref())?;
+    super::page(ctx);
     print(ctx, &repo, &id, args.json)
 }
 

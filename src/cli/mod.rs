@@ -45,6 +45,9 @@ pub struct Cli {
     /// When to colour output
     #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// Do not send output through a pager
+    #[arg(long, global = true)]
+    no_pager: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +79,40 @@ pub struct Ctx {
     pub ui: Ui,
     /// What the person asks of a run: stop (SIGINT/SIGTERM/SIGHUP), pause, skip.
     pub controls: Controls,
+    /// The pager chosen for this command's output, until [`page`] starts it.
+    pub pager: Option<String>,
+}
+
+/// Send the rest of the command's output through the pager, if one was chosen (see
+/// `crate::ui::pager`). `LESS` and `LV` are set for it as git sets them, unless already set.
+pub fn page(ctx: &mut Ctx) {
+    let Some(command) = ctx.pager.take() else {
+        return;
+    };
+    let env: Vec<(&str, &str)> = crate::ui::pager::PAGER_ENV
+        .iter()
+        .copied()
+        .filter(|(name, _)| ctx.env.var(name).is_none())
+        .collect();
+    ctx.ui.start_pager(&command, &env);
+}
+
+/// The pager for this command's output, chosen like git's (see `crate::ui::pager`).
+fn pager(env: &Env, repo: Option<&Repo>, no_pager: bool) -> Option<String> {
+    use std::io::IsTerminal;
+    let config = |key: &str| repo.and_then(|r| r.config_str(key));
+    let (machine, core) = (config("pager.machine"), config("core.pager"));
+    crate::ui::pager::pager_command(&crate::ui::pager::PagerInputs {
+        no_pager,
+        stdout_terminal: std::io::stdout().is_terminal(),
+        pager_in_use: env
+            .var("GIT_PAGER_IN_USE")
+            .is_some_and(|v| crate::ui::pager::bool_value(v) != Some(false)),
+        pager_machine: machine.as_deref(),
+        git_pager: env.var("GIT_PAGER"),
+        core_pager: core.as_deref(),
+        pager: env.var("PAGER"),
+    })
 }
 
 impl Ctx {
@@ -300,13 +337,10 @@ pub fn main() -> i32 {
         }
     };
     let env = Env::from_process();
-    let (machine, ui_color) = match Repo::discover(&env.cwd, &env.git()) {
-        Ok(repo) => (
-            repo.config_str("color.machine"),
-            repo.config_str("color.ui"),
-        ),
-        Err(_) => (None, None),
-    };
+    let repo = Repo::discover(&env.cwd, &env.git()).ok();
+    let config = |key: &str| repo.as_ref().and_then(|r| r.config_str(key));
+    let (machine, ui_color) = (config("color.machine"), config("color.ui"));
+    let pager = pager(&env, repo.as_ref(), cli.no_pager);
     let color = crate::ui::use_color(
         cli.color,
         machine.as_deref(),
@@ -320,14 +354,17 @@ pub fn main() -> i32 {
         env,
         ui: Ui::new(color),
         controls,
+        pager,
     };
-    match dispatch(&mut ctx, &cli) {
+    let code = match dispatch(&mut ctx, &cli) {
         Ok(()) => 0,
         Err(e) => {
             e.render(&mut ctx.ui);
             e.code
         }
-    }
+    };
+    ctx.ui.finish();
+    code
 }
 
 #[cfg(test)]

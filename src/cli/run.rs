@@ -6,7 +6,8 @@ use clap::Args;
 
 use super::error::{CliError, CliResult};
 use super::Ctx;
-use crate::runner::StartRequest;
+use crate::git::Repo;
+use crate::runner::{settings, StartRequest};
 use crate::workflow::{self, VarValue};
 
 /// Start a workflow as a new run on its own branch
@@ -20,10 +21,10 @@ pub struct RunArgs {
     /// Start from this revision instead of HEAD
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
-    /// Use this engine for every agent step (default: git config machine.engine)
+    /// Use this engine for every agent step, even those whose workflow names one
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
-    /// Use this model for every agent step
+    /// Use this model for every agent step, even those whose workflow names one
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// The workflow's track for this run (asked on a terminal when not given)
@@ -73,6 +74,40 @@ pub fn check_engine(from: &str, engine: &str) -> CliResult {
     )
 }
 
+/// The run's settings for its agent steps (stored in `run.toml`, so a resume keeps them): the
+/// flags, and `machine.engine`, `machine.model`, `machine.<engine>.args` as git's rules merge
+/// them (`git -c`, repository, global). How they meet the workflow: `runner::settings`.
+fn settings(repo: &Repo, args: &RunArgs) -> CliResult<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    if let Some(engine) = &args.engine {
+        check_engine("--engine", engine)?;
+        out.insert(settings::ENGINE.to_string(), engine.clone());
+    }
+    if let Some(engine) = repo.config_str("machine.engine") {
+        check_engine("git config machine.engine", &engine)?;
+        out.insert(settings::DEFAULT_ENGINE.to_string(), engine);
+    }
+    if let Some(model) = &args.model {
+        out.insert(settings::MODEL.to_string(), model.clone());
+    }
+    if let Some(model) = repo.config_str("machine.model") {
+        out.insert(settings::DEFAULT_MODEL.to_string(), model);
+    }
+    for engine in workflow::ENGINES.iter().filter(|e| **e != "command") {
+        let key = format!("machine.{engine}.args");
+        if let Some(value) = repo.config_str(&key) {
+            settings::split_args(&value).map_err(|why| {
+                CliError::usage(format!("git config {key} is `{value}`: {why}"))
+                    .with_hint(format!(
+                        "give the arguments as a shell would, e.g. `git config {key} \"--flag 'a value'\"`"
+                    ))
+            })?;
+            out.insert(settings::args_key(engine), value);
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let repo = ctx.repo()?;
     let wf = workflow::load(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
@@ -97,23 +132,7 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
                 .with_hint("make a first commit, or give --base <rev>")
         })?,
     };
-    let mut overrides = BTreeMap::new();
-    let engine = args
-        .engine
-        .clone()
-        .or_else(|| repo.config_str("machine.engine"));
-    if let Some(engine) = engine {
-        let from = if args.engine.is_some() {
-            "--engine"
-        } else {
-            "git config machine.engine"
-        };
-        check_engine(from, &engine)?;
-        overrides.insert("engine".to_string(), engine);
-    }
-    if let Some(model) = &args.model {
-        overrides.insert("model".to_string(), model.clone());
-    }
+    let overrides = settings(&repo, args)?;
     let jobs = super::jobs(&repo, args.jobs)?;
     let (id, end) = super::with_runner(ctx, &repo, &args.shown, jobs, |runner| {
         let (id, end) = runner.start(StartRequest {

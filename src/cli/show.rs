@@ -1,4 +1,5 @@
-//! `git machine show`: one step's diff, through git's own pager and colours.
+//! `git machine show`: one step's diff as `git show` prints it (git's colours), through the
+//! pager git would use.
 
 use clap::Args;
 
@@ -7,7 +8,7 @@ use super::{find_run, Ctx};
 use crate::git;
 use crate::store;
 
-/// Show the diff of one step, through git's pager
+/// Show the diff of one step, through a pager
 #[derive(Args, Debug)]
 pub struct ShowArgs {
     /// [RUN] STEP: the run (id or unique prefix; default the most recent) and the step (its
@@ -71,9 +72,12 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
         ]);
     }
     let dir = repo.workdir().unwrap_or(repo.common_dir()).to_path_buf();
-    let code = git::git_interactive(&dir, &git_args)?;
-    if code != 0 {
-        return Err(CliError::failed(format!("git log exited with code {code}")));
+    super::page(ctx);
+    match git::git_stream(&dir, &git_args, &mut |bytes| ctx.ui.out_bytes(bytes))? {
+        git::Streamed::Exited(0) | git::Streamed::ReaderGone => Ok(()),
+        git::Streamed::Exited(code) => Err(CliError::failed(format!(
+            "`git show` of the step's commits exited with code {code}"
+        ))
+        .with_hint("its message above says why")),
     }
-    Ok(())
 }

@@ -44,9 +44,13 @@ fn shown(paths: &Paths, id: &RunId, status: Status) -> &'static str {
 pub fn run(ctx: &mut Ctx, args: &StatusArgs) -> CliResult {
     let repo = ctx.repo()?;
     match &args.run {
-        None => list(ctx, &repo, args.json),
+        None => {
+            super::page(ctx);
+            list(ctx, &repo, args.json)
+        }
         Some(given) => {
             let (id, tip) = find_run(&repo, Some(given))?;
+            super::page(ctx);
             one(ctx, &repo, &id, tip, args.json)
         }
     }

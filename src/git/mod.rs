@@ -3,7 +3,7 @@
 //! Why one module: every ref update must be compare-and-swap, every spawned `git` must get the
 //! same sanitised environment, and the choice between libgit2 (fast, in-process: reading trees,
 //! creating commits, ref transactions) and the git CLI (worktrees, staging a worktree with the
-//! user's ignore rules, pager and colours) is made here once.
+//! user's ignore rules, a diff as `git show` prints it) is made here once.
 //!
 //! Invariants:
 //! - a ref is only ever changed through [`Repo::update_refs`], which locks every ref of the
@@ -1009,14 +1009,59 @@ fn configure_libgit2() {
     ONCE.call_once(|| git2::opts::strict_object_creation(false));
 }
 
-/// Run `git` with the user's terminal (pager, colours), in `dir`; returns its exit code.
-pub fn git_interactive(dir: &Path, args: &[String]) -> Result<i32> {
-    let status = git_command()
+/// How a `git` whose output was passed on ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streamed {
+    /// It exited with this code.
+    Exited(i32),
+    /// The reader of its output went away first; how git then ended does not matter.
+    ReaderGone,
+}
+
+/// Run `git` in `dir` with its stdout passed, chunk by chunk, to `sink` (which returns false
+/// once its reader has gone away); stderr is the user's. Its output is a pipe, so git itself
+/// starts no pager: the caller's output decides.
+pub fn git_stream(
+    dir: &Path,
+    args: &[String],
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<Streamed> {
+    use std::io::Read;
+    let mut child = git_command()
         .current_dir(dir)
         .args(args)
-        .status()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
         .map_err(GitError::Spawn)?;
-    Ok(status.code().unwrap_or(1))
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut buf = [0u8; 8192];
+    let mut gone = false;
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if sink(&buf[..n]) => {}
+            Ok(_) => {
+                gone = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(GitError::Io(e.to_string())),
+        }
+    }
+    // Closing our end makes a git that still writes end (SIGPIPE), as it would under a pager.
+    drop(out);
+    let status = child.wait().map_err(GitError::Spawn)?;
+    Ok(match (gone, status.code()) {
+        (true, _) => Streamed::ReaderGone,
+        (false, Some(code)) => Streamed::Exited(code),
+        (false, None) => Streamed::Exited(128 + signal_of(&status)),
+    })
+}
+
+fn signal_of(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().unwrap_or(0)
 }
 
 impl Worktree {

@@ -212,8 +212,9 @@ pub async fn attempt(
         let Some((engine, resume_session)) = usable(run, engine_name, &mut skipped) else {
             continue;
         };
+        let step_as_run = step.for_engine(engine_name);
         let input = StepInput {
-            step,
+            step: &step_as_run,
             prompt: run.prompt,
             workdir: run.workdir,
             resume_session: resume_session.as_deref(),

@@ -34,8 +34,9 @@ pub fn attempt(
         let Some((engine, resumed)) = super::exec::usable(run, engine_name, &mut skipped) else {
             continue;
         };
+        let step_as_run = step.for_engine(engine_name);
         let input = StepInput {
-            step,
+            step: &step_as_run,
             prompt: run.prompt,
             workdir: run.workdir,
             resume_session: resumed.as_deref(),

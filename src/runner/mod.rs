@@ -24,6 +24,7 @@ mod messages;
 mod parallel;
 pub mod person;
 mod reload;
+pub mod settings;
 mod transcript;
 
 use std::collections::BTreeMap;
@@ -145,7 +146,7 @@ fn plan_of(wf: &Workflow, info: &RunInfo) -> Plan {
         fb.map(|f| (f.reason.as_str(), f.pass)),
     ));
     let mut steps = wf.resolve(&values);
-    apply_overrides(&mut steps, &info.record.overrides);
+    settings::apply(&mut steps, &info.record.overrides);
     let on_conflict = wf
         .groups
         .iter()
@@ -1307,19 +1308,4 @@ struct Prepared {
 
 fn skip_why() -> String {
     "its conditions or tracks were not chosen".to_string()
-}
-
-/// Run-level overrides (`--engine`, `--model`, `machine.engine`) apply to every agent step.
-fn apply_overrides(steps: &mut [ResolvedStep], overrides: &BTreeMap<String, String>) {
-    for step in steps.iter_mut() {
-        if step.engines.iter().all(|e| e == "command") {
-            continue;
-        }
-        if let Some(engine) = overrides.get("engine") {
-            step.engines = vec![engine.clone()];
-        }
-        if let Some(model) = overrides.get("model") {
-            step.model = Some(model.clone());
-        }
-    }
 }

@@ -2,9 +2,13 @@
 //!
 //! Commands get a [`Ui`] and write through it; nothing deeper prints. Colour is chosen from
 //! `--color`, then `color.machine`, `color.ui`, `NO_COLOR`, then whether stdout is a terminal.
+//! Result lines may go through a pager ([`Ui::start_pager`]). A reader that goes away (a
+//! closed pipe: `git machine log | head -1`) is not an error: further output is dropped and the
+//! command ends as it would have, like git's.
 
 pub mod eventlog;
 pub mod live;
+pub mod pager;
 pub mod person;
 pub mod progress;
 
@@ -23,6 +27,10 @@ pub struct Ui {
     pub color: bool,
     out: Box<dyn Write>,
     err: Box<dyn Write>,
+    /// The reader of stdout went away: nothing more is written there.
+    closed: bool,
+    /// The pager `out` writes to, waited for by [`Ui::finish`].
+    pager: Option<std::process::Child>,
 }
 
 /// Decide colour from the flag, git config values (already looked up), `NO_COLOR` and the tty.
@@ -57,13 +65,52 @@ impl Ui {
             color,
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
+            closed: false,
+            pager: None,
         }
     }
 
     /// A line of the command's result, on stdout.
     pub fn out(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
-        let _ = self.out.flush();
+        self.out_bytes(format!("{text}\n").as_bytes());
+    }
+
+    /// Bytes of the command's result, on stdout, as they are (another program's output).
+    /// Returns false once the reader has gone away.
+    pub fn out_bytes(&mut self, bytes: &[u8]) -> bool {
+        if self.closed {
+            return false;
+        }
+        let written = self.out.write_all(bytes).and_then(|()| self.out.flush());
+        if written.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            self.closed = true;
+        }
+        !self.closed
+    }
+
+    /// Send stdout through the pager `command` (a shell command, as git runs `core.pager`),
+    /// with `env` set for it. A pager that cannot start leaves stdout as it was.
+    pub fn start_pager(&mut self, command: &str, env: &[(&str, &str)]) {
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .spawn();
+        if let Ok(mut child) = child {
+            if let Some(stdin) = child.stdin.take() {
+                self.out = Box::new(stdin);
+                self.pager = Some(child);
+            }
+        }
+    }
+
+    /// End the output: close the pager's input and wait until the person quits it.
+    pub fn finish(&mut self) {
+        if let Some(mut pager) = self.pager.take() {
+            self.out = Box::new(std::io::sink());
+            let _ = pager.wait();
+        }
     }
 
     /// A progress or diagnostic line, on stderr.

@@ -15,6 +15,10 @@ pub const ENGINES: &[&str] = &[
     "command", "claude", "codex", "gemini", "opencode", "cursor", "aider",
 ];
 
+/// The engine of an agent step whose workflow names none, when the run gives no
+/// `machine.engine` either.
+pub const DEFAULT_ENGINE: &str = "claude";
+
 /// Placeholders every workflow may use without declaring them. `loop_reason` and `loop_pass`
 /// change from one execution of a step to the next: see [`loop_values`](super::loop_values).
 pub const BUILTIN_PLACEHOLDERS: &[&str] = &[
@@ -157,6 +161,9 @@ pub struct Step {
     pub id: StepId,
     /// Engines to try in order (fallback); never empty. One of [`ENGINES`] each.
     pub engines: Vec<String>,
+    /// The workflow names the engine (the step or `[defaults]`); when not, `engines` holds
+    /// [`DEFAULT_ENGINE`] and a run's `machine.engine` takes its place.
+    pub engine_named: bool,
     /// argv for the `command` engine (templates).
     pub run: Vec<String>,
     /// Prompt template; agent engines require one. Command steps get it on stdin.
@@ -201,6 +208,11 @@ pub struct Step {
 pub struct ResolvedStep {
     pub id: StepId,
     pub engines: Vec<String>,
+    /// See [`Step::engine_named`].
+    pub engine_named: bool,
+    /// Arguments for one engine, added after `args` when that engine runs the step (the run's
+    /// `machine.<engine>.args`).
+    pub engine_args: BTreeMap<String, Vec<String>>,
     pub run: Vec<String>,
     pub prompt: Option<String>,
     pub outputs: Vec<String>,
@@ -224,4 +236,18 @@ pub struct ResolvedStep {
     pub mode: Mode,
     /// What an interactive step does without a terminal.
     pub interactive_fallback: Fallback,
+}
+
+impl ResolvedStep {
+    /// The step as `engine` runs it: its `args` followed by the run's arguments for `engine`.
+    pub fn for_engine(&self, engine: &str) -> std::borrow::Cow<'_, ResolvedStep> {
+        match self.engine_args.get(engine) {
+            Some(extra) if !extra.is_empty() => {
+                let mut step = self.clone();
+                step.args.extend(extra.iter().cloned());
+                std::borrow::Cow::Owned(step)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
 }

@@ -37,7 +37,7 @@ use super::error::{backticked, closest, line_column, WorkflowError};
 use super::id::StepId;
 use super::model::{
     Choice, ContextSource, Fallback, GroupSpec, LoopSpec, Mode, Permissions, Step, VarDecl,
-    Workflow, BUILTIN_PLACEHOLDERS, CONTROLLER, ENGINES,
+    Workflow, BUILTIN_PLACEHOLDERS, CONTROLLER, DEFAULT_ENGINE, ENGINES,
 };
 use super::raw::{
     Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
@@ -714,10 +714,9 @@ impl Checker<'_> {
         let s = raw.get_ref();
         let (declared, defaults) = (scope.declared, scope.defaults);
         let own = self.shared(SharedRaw::from(s), declared)?;
-        let engines = own
-            .engines
-            .or_else(|| defaults.engines.clone())
-            .unwrap_or_else(|| vec!["command".to_string()]);
+        let named = own.engines.or_else(|| defaults.engines.clone());
+        let engine_named = named.is_some();
+        let engines = named.unwrap_or_else(|| unnamed_engine(s));
 
         let uses_command = engines.iter().any(|e| e == "command");
         let agent = engines.iter().find(|e| *e != "command");
@@ -788,6 +787,7 @@ impl Checker<'_> {
         Ok(Step {
             id,
             engines,
+            engine_named,
             run,
             prompt,
             outputs,
@@ -2285,4 +2285,12 @@ fn slug(text: &str, allow_underscore: bool) -> String {
         }
     }
     out.trim_end_matches('-').to_string()
+}
+
+/// The engine of a step that names none (nor does `[defaults]`): an agent step, run by
+/// [`DEFAULT_ENGINE`] unless the run gives another (`machine.engine`), when it has a prompt and
+/// no `run`; else a `command` step.
+fn unnamed_engine(s: &RawStep) -> Vec<String> {
+    let agent = s.run.is_none() && (s.prompt.is_some() || s.prompt_file.is_some());
+    vec![if agent { DEFAULT_ENGINE } else { "command" }.to_string()]
 }

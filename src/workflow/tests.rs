@@ -2368,3 +2368,23 @@ fn the_format_reference_lists_every_key() {
         "docs/workflow-format.md does not document: {missing:?}"
     );
 }
+
+#[test]
+fn a_step_with_a_prompt_and_no_engine_is_an_agent_step_the_run_may_fill() {
+    let wf = parse_ok(
+        "version = 1\nname = \"t\"\n[[steps]]\nid = \"open\"\nprompt = \"p\"\n[[steps]]\nid = \"named\"\nengine = \"codex\"\nprompt = \"p\"\n[[steps]]\nid = \"cmd\"\nrun = [\"true\"]\n",
+    );
+    let s = &wf.steps;
+    assert_eq!(
+        (s[0].engines.clone(), s[0].engine_named),
+        (vec![DEFAULT_ENGINE.to_string()], false)
+    );
+    assert_eq!(
+        (s[1].engines.clone(), s[1].engine_named),
+        (vec!["codex".to_string()], true)
+    );
+    assert_eq!(
+        (s[2].engines.clone(), s[2].engine_named),
+        (vec!["command".to_string()], false)
+    );
+}

@@ -212,6 +212,8 @@ impl Workflow {
             .map(|s| ResolvedStep {
                 id: s.id.clone(),
                 engines: s.engines.clone(),
+                engine_named: s.engine_named,
+                engine_args: BTreeMap::new(),
                 run: all(&s.run),
                 prompt: s.prompt.as_deref().map(|p| expand(p, values)),
                 outputs: all(&s.outputs),

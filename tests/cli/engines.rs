@@ -762,9 +762,12 @@ fn restart_step_starts_an_interrupted_agent_step_afresh() {
 }
 
 #[test]
-fn git_config_machine_engine_is_the_default_for_agent_steps() {
+fn git_config_machine_engine_fills_agent_steps_that_name_no_engine() {
     let f = Fakes::new();
-    f.one_step("\"claude\"", "FAKE_REPLY hi", "");
+    f.env.workflow(
+        "t",
+        "version = 1\nname = \"t\"\ndescription = \"t\"\n\n[[steps]]\nid = \"work\"\nprompt = \"FAKE_REPLY hi\"\n",
+    );
     f.env.git(&["config", "machine.engine", "gemini"]);
     f.run(0, &["run", "t"]);
     assert_eq!(f.trailer(&f.tip(), "Machine-Engine"), "gemini");

@@ -4,6 +4,7 @@
 mod architecture;
 mod basics;
 mod common;
+mod config;
 mod e2e;
 #[cfg(feature = "test-fakes")]
 mod engines;

@@ -10,6 +10,7 @@ mod engines;
 mod fake_model;
 mod faults;
 mod flow;
+mod help;
 mod machine;
 mod output;
 mod parallel;

@@ -3,14 +3,17 @@
 
 mod apply;
 mod choices;
+mod completions;
 mod controller;
 mod demo;
 mod detach;
 mod engines;
 pub mod error;
 mod gc;
+mod help;
 mod init;
 mod log;
+mod man;
 mod resume;
 mod rewind;
 mod rm;
@@ -72,6 +75,11 @@ enum Command {
     Workflows(workflows::WorkflowsArgs),
     Demo(demo::DemoArgs),
     Engines(engines::EnginesArgs),
+    Help(help::HelpArgs),
+    InstallMan(man::InstallManArgs),
+    Completions(completions::CompletionsArgs),
+    #[command(name = "__complete", hide = true)]
+    Complete(completions::CompleteArgs),
 }
 
 pub struct Ctx {
@@ -322,6 +330,10 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Workflows(a) => workflows::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a),
         Command::Engines(a) => engines::run(ctx, a),
+        Command::Help(a) => help::run(ctx, a),
+        Command::InstallMan(a) => man::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::Complete(a) => completions::complete(ctx, a),
     }
 }
 

@@ -11,6 +11,7 @@ mod engines;
 mod fake_model;
 mod faults;
 mod flow;
+mod help;
 mod machine;
 mod output;
 mod parallel;

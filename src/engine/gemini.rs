@@ -306,7 +306,7 @@ fn known_slug(gemini: &Path, workdir: &Path) -> Option<String> {
         .filter(|slug| {
             SLUG_BASES
                 .iter()
-                .all(|b| slug_owner(gemini, b, slug).map_or(true, |o| o == path))
+                .all(|b| slug_owner(gemini, b, slug).is_none_or(|o| o == path))
         });
     mapped.or_else(|| {
         let entries = std::fs::read_dir(gemini.join("tmp")).ok()?;
@@ -352,7 +352,7 @@ fn free_slug(gemini: &Path, workdir: &Path) -> String {
             !taken.values().any(|v| v.as_str() == Some(c))
                 && SLUG_BASES
                     .iter()
-                    .all(|b| slug_owner(gemini, b, c).map_or(true, |o| o == path))
+                    .all(|b| slug_owner(gemini, b, c).is_none_or(|o| o == path))
         })
         .expect("some slug is free")
 }

@@ -775,7 +775,7 @@ fn member_succeeded(
             if t.state
                 .group_directive
                 .as_ref()
-                .map_or(true, |d| d.action != GroupAction::Stop)
+                .is_none_or(|d| d.action != GroupAction::Stop)
             {
                 t.state.group_directive = Some(GroupDirective {
                     member: member.clone(),

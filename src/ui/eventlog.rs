@@ -55,7 +55,7 @@ impl<'a> Logged<'a> {
 
     fn append(&mut self, event: &Event) {
         let run = RunId::from_stored(&event.run);
-        if self.file.as_ref().map_or(true, |(r, _, _)| *r != run) {
+        if self.file.as_ref().is_none_or(|(r, _, _)| *r != run) {
             let path = self.paths.events(&run);
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);

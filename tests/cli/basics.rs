@@ -1126,3 +1126,21 @@ fn init_scaffolds_a_starter_that_validates_and_never_overwrites() {
     let bad = env.machine_code(2, &["init", "--engine", "nope"]);
     assert!(bad.stderr.contains("unknown agent engine `nope`"), "{bad}");
 }
+
+#[test]
+fn validate_warns_when_the_name_is_not_the_file_name() {
+    let env = TestEnv::new();
+    env.workflow(
+        "ship",
+        &HELLO.replace("name = \"hello\"", "name = \"deploy\""),
+    );
+    let r = env.machine_ok(&["validate", "ship"]);
+    assert!(r.stdout.contains("ok — workflow `deploy`"), "{r}");
+    assert!(
+        r.stderr.contains("warning:") && r.stderr.contains("differs from the file name `ship`"),
+        "{r}"
+    );
+    env.workflow("hello", HELLO);
+    let r = env.machine_ok(&["validate", "hello"]);
+    assert!(!r.stderr.contains("warning"), "{r}");
+}

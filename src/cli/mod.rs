@@ -14,6 +14,7 @@ mod help;
 mod init;
 mod log;
 mod man;
+mod new;
 mod resume;
 mod rewind;
 mod rm;
@@ -68,6 +69,7 @@ enum Command {
     Rm(rm::RmArgs),
     Gc(gc::GcArgs),
     Init(init::InitArgs),
+    New(new::NewArgs),
     Stop(stop::StopArgs),
     Say(say::SayArgs),
     Watch(watch::WatchArgs),
@@ -323,6 +325,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Rm(a) => rm::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
         Command::Init(a) => init::run(ctx, a),
+        Command::New(a) => new::run(ctx, a),
         Command::Stop(a) => stop::run(ctx, a),
         Command::Say(a) => say::run(ctx, a),
         Command::Watch(a) => watch::run(ctx, a),

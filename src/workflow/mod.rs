@@ -26,7 +26,7 @@ mod raw;
 mod template;
 mod vars;
 
-pub use builtin::builtin;
+pub use builtin::{builtin, builtin_names};
 pub use error::WorkflowError;
 pub use find::{list, load};
 pub use id::StepId;

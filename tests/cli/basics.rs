@@ -1144,3 +1144,75 @@ fn validate_warns_when_the_name_is_not_the_file_name() {
     let r = env.machine_ok(&["validate", "hello"]);
     assert!(!r.stderr.contains("warning"), "{r}");
 }
+
+#[test]
+fn new_writes_a_workflow_that_validates_from_a_built_in_or_from_answers() {
+    let env = TestEnv::new();
+    let r = env.machine_ok(&["new", "mine", "--from", "test-fix"]);
+    assert!(
+        r.stdout.contains("wrote .codemachine/workflows/mine.toml"),
+        "{r}"
+    );
+    assert!(env
+        .read(".codemachine/workflows/mine.toml")
+        .contains("name = \"mine\""));
+    let v = env.machine_ok(&["validate", "mine"]);
+    assert!(
+        v.stdout.contains("ok — workflow `mine`") && !v.stderr.contains("warning"),
+        "{v}"
+    );
+    // Never overwrites; a bad built-in or name creates nothing; no terminal, no questions.
+    let again = env.machine_code(2, &["new", "mine", "--from", "demo"]);
+    assert!(again.stderr.contains("exists already"), "{again}");
+    let bad = env.machine_code(2, &["new", "other", "--from", "nope"]);
+    assert!(bad.stderr.contains("no built-in workflow `nope`"), "{bad}");
+    env.machine_code(2, &["new", "Bad Name"]);
+    let no_tty = env.machine_code(2, &["new", "asked"]);
+    assert!(
+        no_tty.stderr.contains("asks its questions on a terminal"),
+        "{no_tty}"
+    );
+    assert!(!env.path(".codemachine/workflows/asked.toml").exists());
+
+    // On a terminal: the answers become a workflow that validates.
+    let mut view = crate::pty::OnPty::spawn(&env, &["new", "asked"]);
+    let mut reply = |question: &str, text: &str| {
+        assert!(
+            crate::common::wait_until(std::time::Duration::from_secs(20), || view
+                .text()
+                .contains(question)),
+            "never asked {question:?}\n{}",
+            view.text()
+        );
+        view.line(text);
+    };
+    reply("What is the workflow for?", "ship small fixes");
+    reply("Which agent engine", "codex");
+    reply("Its steps", "plan, fix, check-in");
+    reply("What should `plan` do?", "Plan the fix.");
+    reply("(interactive)? y/n", "y");
+    reply("What should `fix` do?", "");
+    reply("`fix` yourself (interactive)", "n");
+    reply("What should `check-in` do?", "Review it.");
+    reply("`check-in` yourself (interactive)", "");
+    reply("A command that must pass", "cargo test");
+    reply("Pause for your review", "plan");
+    assert_eq!(
+        view.wait(std::time::Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        view.text()
+    );
+    let text = env.read(".codemachine/workflows/asked.toml");
+    for part in [
+        "description = \"ship small fixes\"",
+        "engine = \"codex\"",
+        "mode = \"interactive\"",
+        "checkpoint = true",
+        "prompt = \"Do the fix step.\"",
+        "loop = { to = \"plan\", max = 3, until = { run = [\"sh\", \"-c\", \"cargo test\"] } }",
+    ] {
+        assert!(text.contains(part), "{part:?} not in:\n{text}");
+    }
+    env.machine_ok(&["validate", "asked"]);
+}

@@ -26,6 +26,8 @@ pub struct Error {
     pub message: String,
     pub causes: Vec<String>,
     pub hint: Option<String>,
+    /// More errors found in the same pass, reported after this one.
+    pub more: Vec<Error>,
 }
 
 pub type Result<T = (), E = Error> = std::result::Result<T, E>;
@@ -37,6 +39,7 @@ impl Error {
             message: message.into(),
             causes: Vec::new(),
             hint: None,
+            more: Vec::new(),
         }
     }
     pub fn usage(message: impl Into<String>) -> Error {
@@ -72,6 +75,7 @@ impl From<WorkflowError> for Error {
             Error::usage(format!("invalid workflow {e}"))
         };
         err.hint = e.hint.clone();
+        err.more = e.also.iter().cloned().map(Error::from).collect();
         err
     }
 }

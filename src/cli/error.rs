@@ -21,6 +21,8 @@ pub struct CliError {
     pub message: String,
     pub causes: Vec<String>,
     pub hint: Option<String>,
+    /// More errors found in the same pass, rendered after this one.
+    pub more: Vec<CliError>,
 }
 
 impl CliError {
@@ -30,6 +32,7 @@ impl CliError {
             message: message.into(),
             causes: Vec::new(),
             hint: None,
+            more: Vec::new(),
         }
     }
     /// Bad input: nothing was created.
@@ -58,6 +61,9 @@ impl CliError {
             let label = ui.cyan("hint:");
             ui.note(&format!("{label} {h}"));
         }
+        for more in &self.more {
+            more.render(ui);
+        }
     }
 }
 
@@ -78,6 +84,7 @@ impl From<Error> for CliError {
             message: e.message,
             causes: e.causes,
             hint: e.hint,
+            more: e.more.into_iter().map(CliError::from).collect(),
         }
     }
 }

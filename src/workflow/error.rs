@@ -22,6 +22,8 @@ pub struct WorkflowError {
     pub message: String,
     /// Advice printed by the CLI as `hint: ...`.
     pub hint: Option<String>,
+    /// More mistakes found in the same pass (other steps), reported after this one.
+    pub also: Vec<WorkflowError>,
 }
 
 /// Renders the `origin:line:column: ` prefix of a [`WorkflowError`].
@@ -53,6 +55,7 @@ impl WorkflowError {
             column: None,
             message: message.into(),
             hint: None,
+            also: Vec::new(),
         }
     }
 
@@ -65,6 +68,7 @@ impl WorkflowError {
             column: Some(column),
             message: message.into(),
             hint: None,
+            also: Vec::new(),
         }
     }
 

@@ -662,7 +662,10 @@ impl Checker<'_> {
     }
 
     /// The `[[steps]]`, after the controller's step when there is one (so they may name it).
+    /// A mistake inside a step does not stop the checking: every step is checked, and all
+    /// their mistakes are reported together (the first, with the others in `also`).
     fn steps(&self, scope: &Scope<'_>, controller: Option<Step>) -> Result<Vec<Step>> {
+        let mut found: Vec<WorkflowError> = Vec::new();
         let mut out: Vec<Step> = Vec::new();
         let mut id_spans: Vec<usize> = Vec::new();
         if let Some(c) = controller {
@@ -694,11 +697,25 @@ impl Checker<'_> {
                         "the first step `{id}` is at line {line}; step ids must be unique"
                     )));
             }
-            let step = self.step(raw, id, &out, scope)?;
+            let step = match self.step(raw, id.clone(), &out, scope) {
+                Ok(step) => step,
+                Err(e) => {
+                    found.push(e);
+                    // Later steps may name this one: they are checked against a stand-in.
+                    stand_in(id)
+                }
+            };
             out.push(step);
             id_spans.push(id_at);
         }
-        Ok(out)
+        let mut found = found.into_iter();
+        match found.next() {
+            None => Ok(out),
+            Some(mut first) => {
+                first.also = found.collect();
+                Err(first)
+            }
+        }
     }
 
     /// Checks one step (whose `id` is already checked) against the steps before it and merges
@@ -2191,6 +2208,36 @@ fn unknown_placeholder(text: &str, declared: &[&str]) -> Option<BadPlaceholder> 
 }
 
 /// The id of the step being checked, which [`Checker::step_id`] has accepted.
+/// A step in place of one with a mistake, so the steps after it are still checked.
+fn stand_in(id: StepId) -> Step {
+    Step {
+        id,
+        engines: vec!["command".to_string()],
+        engine_named: false,
+        run: vec!["true".to_string()],
+        prompt: None,
+        outputs: Vec::new(),
+        timeout: None,
+        idle_timeout: None,
+        model: None,
+        reasoning: None,
+        permissions: None,
+        env: BTreeMap::new(),
+        args: Vec::new(),
+        session: None,
+        context: Vec::new(),
+        context_limit: None,
+        loop_spec: None,
+        checkpoint: false,
+        when: Vec::new(),
+        when_any: Vec::new(),
+        tracks: Vec::new(),
+        group: None,
+        mode: Mode::Autonomous,
+        interactive_fallback: Fallback::Pause,
+    }
+}
+
 fn this_step(id: &str) -> StepId {
     StepId::parse(id).expect("the step's own id was checked before its parts")
 }

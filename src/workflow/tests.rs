@@ -2388,3 +2388,27 @@ fn a_step_with_a_prompt_and_no_engine_is_an_agent_step_the_run_may_fill() {
         (vec!["command".to_string()], false)
     );
 }
+
+#[test]
+fn mistakes_in_several_steps_are_all_reported_in_one_pass() {
+    let e = parse(
+        "wf.toml",
+        "version = 1\nname = \"m\"\n[[steps]]\nid = \"a\"\nengine = \"claude\"\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\ntimeout = \"soon\"\n[[steps]]\nid = \"c\"\nrun = [\"true\"]\ncontext = [{ from = \"nope\" }]\n[[steps]]\nid = \"d\"\nrun = [\"true\"]\ncontext = [{ from = \"a\" }]\n",
+    )
+    .err()
+    .expect("mistakes");
+    assert!(e.message.contains("has no `prompt`"), "{e}");
+    let also: Vec<(Option<usize>, &str)> = e
+        .also
+        .iter()
+        .map(|a| (a.line, a.message.as_str()))
+        .collect();
+    assert_eq!(
+        also,
+        [
+            (Some(9), "bad duration `soon`"),
+            (Some(13), "`from` names unknown step `nope`")
+        ],
+        "a step after a broken one may still name it"
+    );
+}

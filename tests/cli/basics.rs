@@ -1216,3 +1216,29 @@ fn new_writes_a_workflow_that_validates_from_a_built_in_or_from_answers() {
     }
     env.machine_ok(&["validate", "asked"]);
 }
+
+#[test]
+fn validate_reports_every_steps_mistake_at_once() {
+    let env = TestEnv::new();
+    env.workflow(
+        "many",
+        "version = 1\nname = \"many\"\n[[steps]]\nid = \"a\"\nengine = \"claude\"\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\ntimeout = \"soon\"\n[[steps]]\nid = \"c\"\nrun = [\"true\"]\ncontext = [{ from = \"nope\" }]\n",
+    );
+    let r = env.machine_code(2, &["validate", "many"]);
+    assert_eq!(
+        r.stderr.matches("error: invalid workflow").count(),
+        3,
+        "{r}"
+    );
+    assert_eq!(r.stderr.matches("hint:").count(), 3, "{r}");
+    for place in ["many.toml:3:1:", "many.toml:9:11:", "many.toml:13:21:"] {
+        assert!(r.stderr.contains(place), "{place} missing\n{r}");
+    }
+    let r = env.machine_code(2, &["run", "many"]);
+    assert_eq!(
+        r.stderr.matches("error: invalid workflow").count(),
+        3,
+        "{r}"
+    );
+    assert!(env.runs().is_empty(), "nothing created");
+}

@@ -117,7 +117,16 @@ impl super::Runner<'_> {
         prepared: &Prepared,
         lock: &mut RunLock,
     ) -> Result<Attempt> {
-        self.chat(info, wt, step, rec, prepared, lock, "Start the workflow?")
+        let attempt = self.chat(info, wt, step, rec, prepared, lock, "Start the workflow?");
+        self.done_talking();
+        attempt
+    }
+
+    /// The conversation is over, however it ended.
+    fn done_talking(&mut self) {
+        if let Some(p) = self.person.as_mut() {
+            p.done();
+        }
     }
 
     /// The conversation loop; the agent opens it with the prompt unless the conversation is
@@ -361,7 +370,9 @@ impl super::Runner<'_> {
         } else {
             "Resume the run?"
         };
-        let attempt = self.chat(&info, &wt, &step, &rec, &prepared, &mut lock, question)?;
+        let attempt = self.chat(&info, &wt, &step, &rec, &prepared, &mut lock, question);
+        self.done_talking();
+        let attempt = attempt?;
         if attempt.ending == Ending::Cancelled {
             return Ok(false);
         }

@@ -21,4 +21,6 @@ pub trait Person {
     fn line(&mut self) -> Said;
     /// A yes/no question; Enter gives `default`. None when input ended.
     fn confirm(&mut self, question: &str, default: bool) -> Option<bool>;
+    /// The conversation is over: the terminal goes back to how the view wants it.
+    fn done(&mut self) {}
 }

@@ -13,15 +13,25 @@ pub struct Terminal {
     no_input: bool,
     /// Set when the run is being stopped (Ctrl-C, `git machine stop`): reading ends.
     stop: Arc<AtomicBool>,
+    /// The terminal in line mode from the first question to the end of the conversation: a
+    /// line typed ahead (while the agent answers) must find it in line mode, or the terminal
+    /// would not see where it ends.
+    cooked: Option<crate::tty::Cooked>,
 }
 
 impl Terminal {
     pub fn new(no_input: bool, stop: Arc<AtomicBool>) -> Terminal {
-        Terminal { no_input, stop }
+        Terminal {
+            no_input,
+            stop,
+            cooked: None,
+        }
     }
 
-    fn ask(&self, prompt: &str) -> Option<String> {
-        let _cooked = crate::tty::Cooked::new();
+    fn ask(&mut self, prompt: &str) -> Option<String> {
+        if self.cooked.is_none() {
+            self.cooked = Some(crate::tty::Cooked::new());
+        }
         let mut err = std::io::stderr();
         let _ = write!(err, "{prompt}");
         let _ = err.flush();
@@ -44,6 +54,10 @@ impl Person for Terminal {
             Some(line) if line.trim().is_empty() => Said::Done,
             Some(line) => Said::Line(line.trim_end().to_string()),
         }
+    }
+
+    fn done(&mut self) {
+        self.cooked = None;
     }
 
     fn confirm(&mut self, question: &str, default: bool) -> Option<bool> {

@@ -22,8 +22,9 @@ pub struct WorkflowError {
     pub message: String,
     /// Advice printed by the CLI as `hint: ...`.
     pub hint: Option<String>,
-    /// More mistakes found in the same pass (other steps), reported after this one.
-    pub also: Vec<WorkflowError>,
+    /// More mistakes found in the same pass (other steps), reported after this one (boxed:
+    /// the error stays small to pass around).
+    pub also: Box<[WorkflowError]>,
 }
 
 /// Renders the `origin:line:column: ` prefix of a [`WorkflowError`].
@@ -55,7 +56,7 @@ impl WorkflowError {
             column: None,
             message: message.into(),
             hint: None,
-            also: Vec::new(),
+            also: Box::new([]),
         }
     }
 
@@ -68,7 +69,7 @@ impl WorkflowError {
             column: Some(column),
             message: message.into(),
             hint: None,
-            also: Vec::new(),
+            also: Box::new([]),
         }
     }
 

@@ -712,7 +712,7 @@ impl Checker<'_> {
         match found.next() {
             None => Ok(out),
             Some(mut first) => {
-                first.also = found.collect();
+                first.also = found.collect::<Vec<_>>().into_boxed_slice();
                 Err(first)
             }
         }

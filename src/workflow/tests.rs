@@ -2395,8 +2395,7 @@ fn mistakes_in_several_steps_are_all_reported_in_one_pass() {
         "wf.toml",
         "version = 1\nname = \"m\"\n[[steps]]\nid = \"a\"\nengine = \"claude\"\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\ntimeout = \"soon\"\n[[steps]]\nid = \"c\"\nrun = [\"true\"]\ncontext = [{ from = \"nope\" }]\n[[steps]]\nid = \"d\"\nrun = [\"true\"]\ncontext = [{ from = \"a\" }]\n",
     )
-    .err()
-    .expect("mistakes");
+    .expect_err("mistakes");
     assert!(e.message.contains("has no `prompt`"), "{e}");
     let also: Vec<(Option<usize>, &str)> = e
         .also

@@ -1,5 +1,8 @@
 //! `git machine validate`: check a workflow file without running anything.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use clap::Args;
 
 use super::error::CliResult;
@@ -12,6 +15,13 @@ use crate::workflow;
 pub struct ValidateArgs {
     /// Workflow name or path to a .toml file
     pub workflow: String,
+    /// Also show each step as a run would start it (a dry run): its prompt with the vars
+    /// filled in, and its context sources with their sizes in this checkout
+    #[arg(long)]
+    pub render: bool,
+    /// A var's value for --render (a var without one shows as `{name}`)
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::run::parse_var)]
+    pub vars: Vec<(String, workflow::VarValue)>,
 }
 
 pub fn run(ctx: &mut Ctx, args: &ValidateArgs) -> CliResult {
@@ -33,7 +43,127 @@ pub fn run(ctx: &mut Ctx, args: &ValidateArgs) -> CliResult {
     if let Some(warning) = name_differs(&wf.origin, &wf.name) {
         ctx.ui.note(&warning);
     }
+    if args.render {
+        let root = repo
+            .as_ref()
+            .and_then(|r| r.workdir())
+            .map(Path::to_path_buf);
+        render(ctx, &wf, &args.vars, root.as_deref())?;
+    }
     Ok(())
+}
+
+/// Each step as a run would start it: engine, mode, the prompt with the values known here,
+/// and each context source with its size in this checkout (steps' results exist only in a
+/// run).
+fn render(
+    ctx: &mut Ctx,
+    wf: &workflow::Workflow,
+    given: &[(String, workflow::VarValue)],
+    root: Option<&Path>,
+) -> CliResult {
+    let mut values = BTreeMap::new();
+    for var in &wf.vars {
+        let value = match given.iter().rev().find(|(n, _)| *n == var.name) {
+            Some((name, v)) => v.read(name, &ctx.env.cwd)?,
+            None => var
+                .default
+                .clone()
+                .unwrap_or_else(|| format!("{{{}}}", var.name)),
+        };
+        values.insert(var.name.clone(), value);
+    }
+    for (k, v) in [
+        ("run_id", "<run-id>"),
+        ("workflow", wf.name.as_str()),
+        ("date", "<date>"),
+        ("base", "<base>"),
+        ("track", "<track>"),
+        ("conditions", "<conditions>"),
+        ("loop_reason", ""),
+        ("loop_pass", "1"),
+    ] {
+        values.insert(k.to_string(), v.to_string());
+    }
+    for step in wf.resolve(&values) {
+        ctx.ui.out(&format!(
+            "\n── {} ({}{})",
+            step.id,
+            step.engines.join(" → "),
+            match step.mode {
+                workflow::Mode::Autonomous => String::new(),
+                workflow::Mode::Interactive => ", interactive".to_string(),
+                workflow::Mode::Conversation => ", conversation".to_string(),
+            }
+        ));
+        if !step.run.is_empty() {
+            ctx.ui.out(&format!("run: {:?}", step.run));
+        }
+        for source in &step.context {
+            ctx.ui
+                .out(&format!("context: {}", context_size(source, root)));
+        }
+        if let Some(prompt) = &step.prompt {
+            ctx.ui.out(&format!("prompt ({} bytes):", prompt.len()));
+            for line in prompt.lines() {
+                ctx.ui.out(&format!("  {line}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A context source and what it holds in this checkout.
+fn context_size(source: &workflow::ContextSource, root: Option<&Path>) -> String {
+    use workflow::ContextSource;
+    let required = |r: bool| if r { ", required" } else { "" };
+    match source {
+        ContextSource::Step {
+            from,
+            output,
+            required: r,
+            ..
+        } => match output {
+            Some(o) => format!("`{o}` of step `{from}` (at run time{})", required(*r)),
+            None => format!("the result of step `{from}` (at run time{})", required(*r)),
+        },
+        ContextSource::File { path, required: r } => {
+            let size = root
+                .and_then(|d| std::fs::metadata(d.join(path)).ok())
+                .map(|m| m.len());
+            match size {
+                Some(n) => format!("file `{path}`: {n} bytes here{}", required(*r)),
+                None => format!("file `{path}`: not in this checkout{}", required(*r)),
+            }
+        }
+        ContextSource::Files {
+            pattern,
+            required: r,
+        } => {
+            let (count, bytes) = root.map_or((0, 0), |d| matching(d, pattern));
+            format!(
+                "files `{pattern}`: {count} here, {bytes} bytes{}",
+                required(*r)
+            )
+        }
+    }
+}
+
+/// Files of the checkout matching `pattern` (`.git` left out): how many, how many bytes.
+fn matching(root: &Path, pattern: &str) -> (usize, u64) {
+    let Ok(glob) = globset::Glob::new(pattern) else {
+        return (0, 0);
+    };
+    let glob = glob.compile_matcher();
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.path().strip_prefix(root).is_ok_and(|p| glob.is_match(p)))
+        .fold((0, 0), |(n, b), e| {
+            (n + 1, b + e.metadata().map_or(0, |m| m.len()))
+        })
 }
 
 /// A warning when a workflow file's `name` is not its file name: `git machine run <file name>`

@@ -1242,3 +1242,34 @@ fn validate_reports_every_steps_mistake_at_once() {
     );
     assert!(env.runs().is_empty(), "nothing created");
 }
+
+#[test]
+fn validate_render_shows_each_steps_prompt_and_context_sizes() {
+    let env = TestEnv::new();
+    env.write("docs/a.md", "12345\n");
+    env.write("docs/b.md", "1234\n");
+    env.workflow(
+        "r",
+        "version = 1\nname = \"r\"\n[vars.topic]\nhelp = \"t\"\n[vars.who]\nhelp = \"w\"\n[[steps]]\nid = \"write\"\nengine = \"claude\"\nprompt = \"Write about {topic} for {who}.\"\ncontext = [{ files = \"docs/*.md\" }, { file = \"NOPE.md\" }]\n[[steps]]\nid = \"echo\"\nrun = [\"echo\", \"{topic}\"]\ncontext = [{ from = \"write\" }]\n",
+    );
+    let r = env.machine_ok(&["validate", "r", "--render", "--var", "topic=tides"]);
+    assert!(r.stdout.contains("── write (claude)"), "{r}");
+    assert!(r.stdout.contains("  Write about tides for {who}."), "{r}");
+    assert!(
+        r.stdout
+            .contains("context: files `docs/*.md`: 2 here, 11 bytes"),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains("context: file `NOPE.md`: not in this checkout"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("run: [\"echo\", \"tides\"]"), "{r}");
+    assert!(
+        r.stdout
+            .contains("context: the result of step `write` (at run time)"),
+        "{r}"
+    );
+    assert!(env.runs().is_empty(), "a dry run creates nothing");
+}

@@ -77,6 +77,15 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .head_commit()
         .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
     let worktree = Paths::new(&repo, &ctx.env).worktree(&id);
+    // Signed as the user's own commits are, when `commit.gpgsign` says so (git signs them).
+    let sign = !args.dry_run && repo.config_bool("commit.gpgsign").unwrap_or(false);
+    let commit = |tree: Oid, parent: Oid, msg: &str, author: Option<(&str, &str)>| {
+        if sign {
+            repo.commit_signed(tree, &[parent], msg, author)
+        } else {
+            repo.commit(tree, &[parent], msg, author)
+        }
+    };
     let strip = |commit: Oid| -> CliResult<Oid> {
         Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?)
     };
@@ -122,7 +131,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
                 msg.push_str(&format!("- {}: {}\n", c.record.step, c.record.summary));
             }
             msg.push_str(&format!("\nMachine-Run: {id}\n"));
-            cur = repo.commit(tree, &[cur], &msg, None)?;
+            cur = commit(tree, cur, &msg, None)?;
             made.push(("squashed".to_string(), cur));
         }
     } else {
@@ -160,7 +169,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
                 }
             }
             msg.push_str(&format!("{}: {c}\n", trailer::APPLIED_FROM));
-            cur = repo.commit(tree, &[cur], &msg, Some((&author, &email)))?;
+            cur = commit(tree, cur, &msg, Some((&author, &email)))?;
             made.push((subject, cur));
         }
     }

@@ -416,6 +416,60 @@ impl Repo {
         Ok(Oid(oid))
     }
 
+    /// As [`Repo::commit`], made by `git commit-tree -S`: git signs it as the user's config
+    /// says (`gpg.program`, `gpg.format`, `user.signingkey`), with its own error when it cannot.
+    pub fn commit_signed(
+        &self,
+        tree: Oid,
+        parents: &[Oid],
+        message: &str,
+        author: Option<(&str, &str)>,
+    ) -> Result<Oid> {
+        let mut file = tempfile::NamedTempFile::new().map_err(|e| GitError::Io(e.to_string()))?;
+        std::io::Write::write_all(&mut file, message.as_bytes())
+            .map_err(|e| GitError::Io(e.to_string()))?;
+        let mut args = vec![
+            "commit-tree".to_string(),
+            "-S".to_string(),
+            tree.to_string(),
+        ];
+        for p in parents {
+            args.extend(["-p".to_string(), p.to_string()]);
+        }
+        args.extend(["-F".to_string(), file.path().display().to_string()]);
+        let mut cmd = git_command();
+        cmd.current_dir(self.cli_dir())
+            .args(&args)
+            .stdin(Stdio::null())
+            .process_group(0);
+        if let Some((name, email)) = author {
+            cmd.env("GIT_AUTHOR_NAME", name)
+                .env("GIT_AUTHOR_EMAIL", email);
+        }
+        let out = cmd.output().map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(GitError::Cli {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Oid::parse(text.trim()).ok_or_else(|| GitError::Cli {
+            args: args.join(" "),
+            stderr: format!("not a commit id: {text}"),
+        })
+    }
+
+    /// A boolean setting as git reads it (`git -c` first), if set.
+    pub fn config_bool(&self, key: &str) -> Option<bool> {
+        let value = self.config_str(key)?;
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" | "" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        }
+    }
+
     pub fn tree_of(&self, commit: Oid) -> Result<Oid> {
         Ok(Oid(self.repo.find_commit(commit.0)?.tree_id()))
     }

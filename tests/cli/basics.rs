@@ -1273,3 +1273,46 @@ fn validate_render_shows_each_steps_prompt_and_context_sizes() {
     );
     assert!(env.runs().is_empty(), "a dry run creates nothing");
 }
+
+#[test]
+fn apply_signs_its_commits_when_commit_gpgsign_says_so() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.git(&["add", ".codemachine"]);
+    env.git(&["commit", "-qm", "add workflow"]);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    // A stand-in for gpg speaking its status protocol, as git calls it.
+    let gpg = env.tmp.path().join("fake-gpg");
+    std::fs::write(
+        &gpg,
+        "#!/bin/sh\ncat > /dev/null\necho '[GNUPG:] SIG_CREATED D 1 8 00 1 FAKE' >&2\nprintf -- '-----BEGIN PGP SIGNATURE-----\\n\\nfake\\n-----END PGP SIGNATURE-----\\n'\n",
+    )
+    .expect("fake gpg");
+    std::fs::set_permissions(&gpg, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    env.git(&["config", "commit.gpgsign", "true"]);
+    env.git(&["config", "gpg.program", gpg.to_str().expect("utf-8")]);
+    env.git(&["config", "user.signingkey", "FAKE"]);
+    env.machine_ok(&["apply", &run]);
+    for rev in ["HEAD", "HEAD~1"] {
+        let raw = env.git(&["cat-file", "commit", rev]);
+        assert!(
+            raw.contains("gpgsig -----BEGIN PGP SIGNATURE-----"),
+            "{rev} unsigned:\n{raw}"
+        );
+    }
+    assert!(
+        env.git(&["log", "-1", "--format=%an"])
+            .starts_with("git machine"),
+        "the step's author is kept"
+    );
+    // A signer that fails stops the apply with git's own message, and nothing lands.
+    std::fs::write(&gpg, "#!/bin/sh\necho 'no secret key' >&2\nexit 2\n").expect("broken gpg");
+    env.git(&["checkout", "-q", "-b", "other", "HEAD~2"]);
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let r = env.machine(&["apply", &run]);
+    assert_ne!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("gpg"), "{r}");
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
+}

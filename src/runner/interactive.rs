@@ -242,20 +242,8 @@ impl super::Runner<'_> {
         lock: &mut RunLock,
     ) -> Result<Attempt> {
         let id = &info.id;
-        let _session = self.lock_session(id, prepared.continued.as_ref())?;
-        self.restore_transcript(id, wt, step, prepared)?;
-        let files = super::exec::RunFiles::of(&self.paths, id, rec, self.env);
-        let mut run = StepRun::new(
-            step,
-            &prepared.prompt,
-            &wt.path,
-            &files,
-            info.tip,
-            self.env,
-            &self.controls.cancel,
-        );
-        run.continued = prepared.continued.as_ref();
-        run.prestart_error = prepared.prestart_error.clone();
+        let (_session, files) = self.before_program(info, wt, step, rec, prepared)?;
+        let run = prepared.run_of(step, wt, &files, info.tip, self.env, &self.controls.cancel);
         if let Some(error) = &run.prestart_error {
             return Err(Error::failed(format!("step `{}`: {error}", step.id)));
         }

@@ -853,20 +853,8 @@ impl Runner<'_> {
         lock: &mut RunLock,
     ) -> Result<Attempt> {
         let id = &info.id;
-        let _session = self.lock_session(id, prepared.continued.as_ref())?;
-        self.restore_transcript(id, wt, step, prepared)?;
-        let files = exec::RunFiles::of(&self.paths, id, rec, self.env);
-        let mut run = StepRun::new(
-            step,
-            &prepared.prompt,
-            &wt.path,
-            &files,
-            info.tip,
-            self.env,
-            &self.controls.cancel,
-        );
-        run.continued = prepared.continued.as_ref();
-        run.prestart_error = prepared.prestart_error.clone();
+        let (_session, files) = self.before_program(info, wt, step, rec, prepared)?;
+        let mut run = prepared.run_of(step, wt, &files, info.tip, self.env, &self.controls.cancel);
         run.skip = Some(&self.controls.skip);
         run.mail = Some(&self.controls.mail);
         run.fork = prepared.fork;
@@ -904,6 +892,24 @@ impl Runner<'_> {
             .with_hint("one process continues a session at a time; wait for it to end, or stop it with `git machine stop`")),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Before a step's program starts: the session it continues locked and its transcript in
+    /// place; the files of this execution.
+    fn before_program(
+        &mut self,
+        info: &RunInfo,
+        wt: &Worktree,
+        step: &ResolvedStep,
+        rec: &str,
+        prepared: &Prepared,
+    ) -> Result<(Option<RunLock>, exec::RunFiles)> {
+        let session = self.lock_session(&info.id, prepared.continued.as_ref())?;
+        self.restore_transcript(&info.id, wt, step, prepared)?;
+        Ok((
+            session,
+            exec::RunFiles::of(&self.paths, &info.id, rec, self.env),
+        ))
     }
 
     /// Before a step continues a session: its transcript put back where the CLI looks for it,
@@ -1304,6 +1310,25 @@ struct Prepared {
     continued: Option<SessionRef>,
     /// Continue `continued` as a fork: a rewound run re-using an earlier step's session.
     fork: bool,
+}
+
+impl Prepared {
+    /// The run of `step`'s program as prepared: its prompt, the session it continues, a context
+    /// that could not be built.
+    fn run_of<'r>(
+        &'r self,
+        step: &'r ResolvedStep,
+        wt: &'r Worktree,
+        files: &'r exec::RunFiles,
+        base: Oid,
+        env: &'r Env,
+        cancel: &'r std::sync::atomic::AtomicBool,
+    ) -> StepRun<'r> {
+        let mut run = StepRun::new(step, &self.prompt, &wt.path, files, base, env, cancel);
+        run.continued = self.continued.as_ref();
+        run.prestart_error = self.prestart_error.clone();
+        run
+    }
 }
 
 fn skip_why() -> String {

@@ -28,6 +28,12 @@ pub struct ApplyArgs {
     /// Say what would be applied, and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// After a conflict: commit your resolution (resolved and `git add`ed) and apply the rest
+    #[arg(long = "continue", conflicts_with_all = ["abort", "squash", "dry_run"])]
+    pub continue_: bool,
+    /// After a conflict: put your branch back as it was before the apply
+    #[arg(long, conflicts_with_all = ["squash", "dry_run"])]
+    pub abort: bool,
 }
 
 pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
@@ -36,6 +42,30 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .workdir()
         .ok_or_else(|| CliError::usage("`apply` needs a checkout; this repository is bare"))?
         .to_path_buf();
+    let paths = Paths::new(&repo, &ctx.env);
+    if args.continue_ || args.abort {
+        let user = Worktree::new(workdir.clone());
+        if args.abort {
+            return super::apply_conflict::abort(ctx, &paths, &user);
+        }
+        let run = super::apply_conflict::resume(ctx, &repo, &paths, &user)?;
+        let rest = ApplyArgs {
+            run: Some(run),
+            squash: false,
+            partial: true,
+            dry_run: false,
+            continue_: false,
+            abort: false,
+        };
+        return self::run(ctx, &rest);
+    }
+    if let Some(p) = super::apply_conflict::pending(&paths)? {
+        return Err(CliError::usage(format!(
+            "an apply of run {} is waiting for a resolution",
+            p.run
+        ))
+        .with_hint("`git machine apply --continue` once the conflicts are resolved and added, or `git machine apply --abort`"));
+    }
     let (id, tip) = find_run(&repo, args.run.as_deref())?;
     let info = store::read_run_at(&repo, &id, tip)?;
     if info.state.status != Status::Completed && !args.partial {
@@ -76,7 +106,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let head = repo
         .head_commit()
         .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
-    let worktree = Paths::new(&repo, &ctx.env).worktree(&id);
+    let worktree = paths.worktree(&id);
     // Signed as the user's own commits are, when `commit.gpgsign` says so (git signs them).
     let sign = !args.dry_run && repo.config_bool("commit.gpgsign").unwrap_or(false);
     let commit = |tree: Oid, parent: Oid, msg: &str, author: Option<(&str, &str)>| {
@@ -155,7 +185,6 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
                 skipped += 1;
                 continue;
             }
-            let tree = merge(before, cur, next, &format!("`{subject}`"))?;
             let trailers = crate::git::parse_trailers(&message);
             let mut msg = format!("{subject}\n\n");
             for key in [
@@ -169,6 +198,31 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
                 }
             }
             msg.push_str(&format!("{}: {c}\n", trailer::APPLIED_FROM));
+            let clean = repo.merge_trees(before, repo.tree_of(cur)?, next)?;
+            let tree = match clean {
+                Ok(tree) => tree,
+                Err(_) if !args.dry_run => {
+                    let pending = super::apply_conflict::Pending {
+                        run: id.to_string(),
+                        branch: branch.as_str().to_string(),
+                        original: head,
+                        from: c,
+                        message: msg,
+                        author,
+                        email,
+                    };
+                    return super::apply_conflict::stop(
+                        &repo,
+                        &paths,
+                        &user,
+                        head,
+                        cur,
+                        (before, next),
+                        pending,
+                    );
+                }
+                Err(_) => merge(before, cur, next, &format!("`{subject}`"))?,
+            };
             cur = commit(tree, cur, &msg, Some((&author, &email)))?;
             made.push((subject, cur));
         }

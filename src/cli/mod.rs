@@ -2,6 +2,7 @@
 //! `run(ctx, &XArgs)`, dispatched by one `match`.
 
 mod apply;
+mod apply_conflict;
 mod choices;
 mod completions;
 mod controller;

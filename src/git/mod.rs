@@ -844,6 +844,44 @@ impl Worktree {
         Ok(())
     }
 
+    /// Apply `commit`'s change to the checkout and its index without committing, as
+    /// `git cherry-pick --no-commit` does; on a conflict the paths are left for the person to
+    /// resolve, with git's markers. The paths in conflict (none when it applied cleanly).
+    pub fn pick_without_commit(&self, commit: Oid) -> Result<Vec<String>> {
+        match self.git(&["cherry-pick", "--no-commit", &commit.to_string()]) {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => {
+                let paths = self.unmerged_paths()?;
+                if paths.is_empty() {
+                    Err(e)
+                } else {
+                    Ok(paths)
+                }
+            }
+        }
+    }
+
+    /// Forget a pick in progress (git's sequencer state), keeping index and files.
+    pub fn forget_pick(&self) {
+        let _ = self.git(&["cherry-pick", "--quit"]);
+    }
+
+    /// The index as a tree (the person's resolution, once they `git add`ed it).
+    pub fn index_tree(&self) -> Result<Oid> {
+        let out = self.git(&["write-tree"])?;
+        Oid::parse(out.trim()).ok_or_else(|| GitError::Cli {
+            args: "write-tree".to_string(),
+            stderr: format!("not a tree id: {out}"),
+        })
+    }
+
+    /// Put the current branch, index and files back at `commit`, keeping untracked files
+    /// (`git reset --merge`).
+    pub fn reset_merge(&self, commit: Oid) -> Result<()> {
+        self.git(&["reset", "-q", "--merge", &commit.to_string()])?;
+        Ok(())
+    }
+
     /// Paths with unresolved merge conflicts in the working tree.
     pub fn unmerged_paths(&self) -> Result<Vec<String>> {
         let out = self.git(&["diff", "--name-only", "--diff-filter=U"])?;

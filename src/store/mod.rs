@@ -192,6 +192,10 @@ impl Paths {
     pub fn lock(&self, run: &RunId) -> PathBuf {
         self.root.join("locks").join(run.as_str())
     }
+    /// An `apply` stopped on a conflict in the user's checkout, waiting for `--continue`.
+    pub fn apply_state(&self) -> PathBuf {
+        self.root.join("apply.toml")
+    }
     /// The lock of an agent session: one live process per session at a time.
     pub fn session_lock(&self, engine: &str, session: &str) -> PathBuf {
         let safe: String = format!("{engine}-{session}")

@@ -915,52 +915,66 @@ fn apply_lands_only_completed_runs_unless_partial() {
 }
 
 #[test]
-fn a_conflicting_apply_gives_a_hint_that_works() {
+fn a_conflicting_apply_stops_like_a_cherry_pick_with_continue_and_abort() {
     let env = TestEnv::new();
     env.workflow(
         "edit",
-        "version = 1\nname = \"edit\"\n[[steps]]\nid = \"edit\"\nrun = [\"sh\", \"-c\", \"echo from the run > README.md\"]\n",
+        "version = 1\nname = \"edit\"\n[[steps]]\nid = \"first\"\nrun = [\"sh\", \"-c\", \"echo first > first.txt\"]\n[[steps]]\nid = \"edit\"\nrun = [\"sh\", \"-c\", \"echo from the run > README.md\"]\n[[steps]]\nid = \"last\"\nrun = [\"sh\", \"-c\", \"echo last > last.txt\"]\n",
     );
     env.machine_ok(&["run", "edit"]);
     let run = env.last_run();
     env.write("README.md", "from the person\n");
     env.git(&["commit", "-qam", "person's readme"]);
-    let head = env.git(&["rev-parse", "HEAD"]);
+    let before = env.git(&["rev-parse", "HEAD"]);
+
+    // --abort: the branch as it was, the conflict gone.
     let r = env.machine_code(1, &["apply", &run]);
+    assert!(r.stderr.contains("applying `edit: ran sh` of run"), "{r}");
+    assert!(r.stderr.contains("conflicts in: README.md"), "{r}");
+    assert!(r.stderr.contains("git machine apply --continue"), "{r}");
     assert!(
-        r.stderr
-            .contains("conflicts with your branch in: README.md"),
-        "{r}"
+        env.read("README.md").contains("<<<<<<<"),
+        "git's markers in the checkout"
     );
-    assert_eq!(env.git(&["rev-parse", "HEAD"]), head, "nothing changed");
-    // The hint, followed: rebase the run in its own worktree, resolve, continue, apply.
-    let hint = r
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("hint:"))
-        .expect("a hint");
-    let wt = hint
-        .split("`git -C ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .expect("the worktree in the hint")
-        .to_string();
+    assert_eq!(
+        env.read("first.txt"),
+        "first\n",
+        "the step before it landed"
+    );
+    let busy = env.machine_code(2, &["apply", &run]);
+    assert!(busy.stderr.contains("waiting for a resolution"), "{busy}");
+    env.machine_ok(&["apply", "--abort"]);
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), before);
+    assert_eq!(env.read("README.md"), "from the person\n");
+    assert_eq!(
+        env.git(&["status", "--porcelain", "--untracked-files=no"]),
+        ""
+    );
+
+    // --continue: refused while in conflict, then the resolution is the step, then the rest.
+    env.machine_code(1, &["apply", &run]);
+    let early = env.machine_code(2, &["apply", "--continue"]);
     assert!(
-        hint.contains(&format!("`git -C {wt} rebase main`")),
-        "{hint}"
+        early.stderr.contains("still in conflict: README.md"),
+        "{early}"
     );
-    let rebase = env.git_output(&["-C", &wt, "rebase", "main"]);
-    assert!(!rebase.status.success(), "the rebase stops on the conflict");
-    std::fs::write(format!("{wt}/README.md"), "both\n").expect("resolve");
-    env.git(&["-C", &wt, "add", "README.md"]);
-    let cont = env.git_output(&["-C", &wt, "-c", "core.editor=true", "rebase", "--continue"]);
-    assert!(
-        cont.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cont.stderr)
+    env.write("README.md", "both\n");
+    env.git(&["add", "README.md"]);
+    let done = env.machine_ok(&["apply", "--continue"]);
+    assert!(done.stdout.contains("edit: ran sh (resolved)"), "{done}");
+    assert_eq!(
+        env.git(&["log", "--format=%s", "-4"]),
+        "last: ran sh\nedit: ran sh\nfirst: ran sh\nperson's readme\n"
     );
-    env.machine_ok(&["apply", &run]);
     assert_eq!(env.read("README.md"), "both\n");
+    assert_eq!(env.read("last.txt"), "last\n");
+    assert_eq!(
+        env.git(&["status", "--porcelain", "--untracked-files=no"]),
+        ""
+    );
+    let again = env.machine_ok(&["apply", &run]);
+    assert!(again.stdout.contains("already; nothing to do"), "{again}");
+    env.machine_code(2, &["apply", "--continue"]);
 }
 
 #[test]

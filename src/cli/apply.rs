@@ -108,13 +108,9 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
     let worktree = paths.worktree(&id);
     // Signed as the user's own commits are, when `commit.gpgsign` says so (git signs them).
-    let sign = !args.dry_run && repo.config_bool("commit.gpgsign").unwrap_or(false);
+    let sign = !args.dry_run && super::apply_conflict::signs(&repo);
     let commit = |tree: Oid, parent: Oid, msg: &str, author: Option<(&str, &str)>| {
-        if sign {
-            repo.commit_signed(tree, &[parent], msg, author)
-        } else {
-            repo.commit(tree, &[parent], msg, author)
-        }
+        super::apply_conflict::land(&repo, sign, tree, parent, msg, author)
     };
     let strip = |commit: Oid| -> CliResult<Oid> {
         Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?)

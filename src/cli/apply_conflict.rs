@@ -28,6 +28,27 @@ pub struct Pending {
     pub email: String,
 }
 
+/// Whether commits made on the user's branch are signed (`commit.gpgsign`).
+pub fn signs(repo: &Repo) -> bool {
+    repo.config_bool("commit.gpgsign").unwrap_or(false)
+}
+
+/// A commit for the user's branch: signed by git when `sign`, else made directly.
+pub fn land(
+    repo: &Repo,
+    sign: bool,
+    tree: Oid,
+    parent: Oid,
+    message: &str,
+    author: Option<(&str, &str)>,
+) -> crate::git::Result<Oid> {
+    if sign {
+        repo.commit_signed(tree, &[parent], message, author)
+    } else {
+        repo.commit(tree, &[parent], message, author)
+    }
+}
+
 /// Read the pending apply, if there is one.
 pub fn pending(paths: &Paths) -> CliResult<Option<Pending>> {
     let path = paths.apply_state();
@@ -102,13 +123,8 @@ pub fn resume(ctx: &mut Ctx, repo: &Repo, paths: &Paths, user: &Worktree) -> Cli
         .head_commit()
         .ok_or_else(|| CliError::failed("the branch has no commit"))?;
     let tree = user.index_tree()?;
-    let sign = repo.config_bool("commit.gpgsign").unwrap_or(false);
     let author = Some((p.author.as_str(), p.email.as_str()));
-    let commit = if sign {
-        repo.commit_signed(tree, &[head], &p.message, author)?
-    } else {
-        repo.commit(tree, &[head], &p.message, author)?
-    };
+    let commit = land(repo, signs(repo), tree, head, &p.message, author)?;
     repo.update_refs(
         &[RefUpdate {
             name: RefName::new(p.branch.clone()),

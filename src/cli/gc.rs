@@ -33,7 +33,9 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
     let repo = ctx.repo()?;
     let paths = Paths::new(&repo, &ctx.env);
     let dir = paths.worktrees_dir().to_path_buf();
-    let before = size_of(&dir);
+    // One walk of the cache: bytes by its top-level entry (a run's worktree, a member's, logs).
+    let sizes = sizes_by_entry(&dir);
+    let before: u64 = sizes.values().sum();
     let runs = store::list_runs(&repo)?;
     let mut removed = Vec::new();
     for (id, tip) in &runs {
@@ -54,7 +56,22 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
             repo.worktree_remove(path)?;
         }
     }
-    report(ctx, args.dry_run, &removed, &orphans, &dir, before);
+    let freed: u64 = sizes
+        .iter()
+        .filter(|(entry, _)| {
+            let run = entry
+                .split("--")
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(".logs");
+            removed.iter().any(|r| r == run)
+                || orphans
+                    .iter()
+                    .any(|o| o.file_name().is_some_and(|n| n == entry.as_str()))
+        })
+        .map(|(_, bytes)| bytes)
+        .sum();
+    report(ctx, args.dry_run, &removed, &orphans, &dir, (before, freed));
     Ok(())
 }
 
@@ -164,15 +181,33 @@ fn looks_like_run(name: &str) -> bool {
             && tail.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// Bytes of the files under `dir`.
-fn size_of(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
+/// Bytes of the files under `dir`, by the top-level entry of `dir` they are in.
+fn sizes_by_entry(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut sizes = std::collections::BTreeMap::new();
+    for entry in walkdir::WalkDir::new(dir)
+        .min_depth(1)
         .into_iter()
         .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
+    {
+        let Some(bytes) = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+        else {
+            continue;
+        };
+        let Some(top) = entry
+            .path()
+            .strip_prefix(dir)
+            .ok()
+            .and_then(|p| p.iter().next())
+        else {
+            continue;
+        };
+        *sizes.entry(top.to_string_lossy().into_owned()).or_insert(0) += bytes;
+    }
+    sizes
 }
 
 fn mib(bytes: u64) -> String {
@@ -185,7 +220,7 @@ fn report(
     removed: &[String],
     orphans: &[std::path::PathBuf],
     dir: &Path,
-    before: u64,
+    (before, freed): (u64, u64),
 ) {
     let verb = if dry_run { "would remove" } else { "removed" };
     for id in removed {
@@ -198,15 +233,15 @@ fn report(
             path.display()
         ));
     }
-    let after = if dry_run { before } else { size_of(dir) };
+    let after = before.saturating_sub(freed);
     ctx.ui.out(&format!(
         "the worktree cache {} holds {}{}",
         dir.display(),
-        mib(after),
-        if dry_run || after == before {
-            String::new()
-        } else {
-            format!(" (was {})", mib(before))
+        mib(if dry_run { before } else { after }),
+        match (dry_run, freed) {
+            (_, 0) => String::new(),
+            (true, _) => format!(" ({} would be freed)", mib(freed)),
+            (false, _) => format!(" (was {})", mib(before)),
         }
     ));
 }

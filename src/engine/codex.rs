@@ -262,21 +262,16 @@ fn uuid_v7_time(id: &str) -> Option<u64> {
     u64::from_str_radix(&hex[..12], 16).ok()
 }
 
-/// Milliseconds since 1970 as a UTC date and (hour, minute, second).
+/// Milliseconds since 1970 as a UTC date and (hour, minute, second), read from the RFC 3339
+/// form of that time.
 fn utc(millis: u64) -> (Date, (u64, u64, u64)) {
-    let secs = millis / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days to a civil date (Howard Hinnant's algorithm, for dates after 1970).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    ((y, m, d), (rest / 3600, rest % 3600 / 60, rest % 60))
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+    let text = humantime::format_rfc3339_seconds(time).to_string(); // 2026-11-30T21:03:28Z
+    let n = |range: std::ops::Range<usize>| text[range].parse::<u64>().unwrap_or(0);
+    (
+        (n(0..4), n(5..7), n(8..10)),
+        (n(11..13), n(14..16), n(17..19)),
+    )
 }
 
 #[derive(Default)]

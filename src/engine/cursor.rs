@@ -174,49 +174,10 @@ fn chat_roots(env: &[(String, String)]) -> Vec<PathBuf> {
     roots
 }
 
-/// The MD5 digest of `data` in lower-case hex (RFC 1321), the name Cursor gives a workspace's
-/// chat folder. Not for security: only to find that folder.
+/// The MD5 digest of `data` in lower-case hex, the name Cursor gives a workspace's chat
+/// folder. Not for security: only to find that folder.
 fn md5_hex(data: &[u8]) -> String {
-    const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
-    let k: Vec<u32> = (0..64)
-        .map(|i: i32| (f64::from(i + 1).sin().abs() * 4_294_967_296.0) as u32)
-        .collect();
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
-    let mut h: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    for block in msg.chunks(64) {
-        let w: Vec<u32> = block
-            .chunks(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let [mut a, mut b, mut c, mut d] = h;
-        for i in 0..64 {
-            let (f, g) = match i / 16 {
-                0 => ((b & c) | (!b & d), i),
-                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                2 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let rotated = a
-                .wrapping_add(f)
-                .wrapping_add(k[i])
-                .wrapping_add(w[g])
-                .rotate_left(S[i / 16 * 4 + i % 4]);
-            (a, d, c) = (d, c, b);
-            b = b.wrapping_add(rotated);
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    h.iter()
-        .flat_map(|x| x.to_le_bytes())
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", md5::compute(data))
 }
 
 struct CursorParser(ClaudeParser);

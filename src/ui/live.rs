@@ -167,17 +167,16 @@ impl Live {
             s.replay = s.replay.saturating_sub(1);
             (s.color, replayed)
         };
-        let paint = |code: &str, t: &str| {
-            if color {
-                format!("\x1b[{code}m{t}\x1b[0m")
-            } else {
-                t.to_string()
-            }
-        };
+        let style = |s: console::Style| s.force_styling(color);
         let line = if who == crate::runner::controller::AGENT {
-            format!("{} {text}", paint("36", "controller ›"))
+            format!(
+                "{} {text}",
+                style(console::Style::new().cyan()).apply_to("controller ›")
+            )
         } else if replayed {
-            paint("2", &format!("{who} › {text}"))
+            style(console::Style::new().dim())
+                .apply_to(format!("{who} › {text}"))
+                .to_string()
         } else {
             return;
         };

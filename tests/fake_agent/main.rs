@@ -1171,18 +1171,10 @@ fn now_ms() -> u64 {
 
 /// `ms` as a UTC civil date and time: (year, month, day, hour, minute, second).
 fn civil(ms: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, rest / 3600, rest % 3600 / 60, rest % 60)
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    let n = |range: std::ops::Range<usize>| text[range].parse::<u64>().unwrap_or(0);
+    (n(0..4), n(5..7), n(8..10), n(11..13), n(14..16), n(17..19))
 }
 
 fn first_line(path: &Path) -> Option<Value> {
@@ -1476,49 +1468,10 @@ fn opencode_session_list() -> i32 {
     0
 }
 
-/// The MD5 digest of `data` in lower-case hex (RFC 1321): Cursor names a workspace's chat
-/// folder by the MD5 of its path.
+/// The MD5 digest of `data` in lower-case hex: Cursor names a workspace's chat folder by the
+/// MD5 of its path.
 fn md5_hex(data: &[u8]) -> String {
-    const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
-    let k: Vec<u32> = (0..64)
-        .map(|i: i32| (f64::from(i + 1).sin().abs() * 4_294_967_296.0) as u32)
-        .collect();
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
-    let mut h: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    for block in msg.chunks(64) {
-        let w: Vec<u32> = block
-            .chunks(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let [mut a, mut b, mut c, mut d] = h;
-        for i in 0..64 {
-            let (f, g) = match i / 16 {
-                0 => ((b & c) | (!b & d), i),
-                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                2 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let rotated = a
-                .wrapping_add(f)
-                .wrapping_add(k[i])
-                .wrapping_add(w[g])
-                .rotate_left(S[i / 16 * 4 + i % 4]);
-            (a, d, c) = (d, c, b);
-            b = b.wrapping_add(rotated);
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    h.iter()
-        .flat_map(|x| x.to_le_bytes())
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", md5::compute(data))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::error::{CliError, CliResult};
 use super::{find_run, Ctx};
-use crate::git::{GitError, Oid, RefUpdate, Worktree};
+use crate::git::{GitError, Oid, RefName, RefUpdate, Worktree};
 use crate::store::txn::trailer;
 use crate::store::{self, Paths, RunId, Status, StepStatus};
 
@@ -43,12 +43,14 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         .ok_or_else(|| CliError::usage("`apply` needs a checkout; this repository is bare"))?
         .to_path_buf();
     let paths = Paths::new(&repo, &ctx.env);
-    if args.continue_ || args.abort {
-        let user = Worktree::new(workdir.clone());
-        if args.abort {
-            return super::apply_conflict::abort(ctx, &paths, &user);
-        }
-        let run = super::apply_conflict::resume(ctx, &repo, &paths, &user)?;
+    let user = Worktree::new(workdir);
+    if args.abort {
+        return super::apply_conflict::abort(ctx, &paths, &user);
+    }
+    if args.continue_ {
+        let Some(run) = super::apply_conflict::resume(ctx, &repo, &paths, &user)? else {
+            return Ok(());
+        };
         let rest = ApplyArgs {
             run: Some(run),
             squash: false,
@@ -69,35 +71,67 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let (id, tip) = find_run(&repo, args.run.as_deref())?;
     let info = store::read_run_at(&repo, &id, tip)?;
     if info.state.status != Status::Completed && !args.partial {
-        let at = info
-            .state
-            .next
-            .as_ref()
-            .map(|s| format!(" at step `{s}`"))
-            .unwrap_or_default();
-        return Err(CliError::usage(format!(
-            "run {id} is not completed: it is {}{at}",
-            status_word(info.state.status)
-        ))
-        .with_hint(format!(
-            "finish it with `git machine resume {id}`, or land what it has so far with `git machine apply {id} --partial`"
-        )));
+        return Err(not_completed(&id, &info));
     }
+    let (branch, head) = ready_to_land(&repo, &user)?;
+    let apply = Apply {
+        repo: &repo,
+        paths: &paths,
+        landing: super::apply_conflict::Landing::new(&repo, &user, args.dry_run),
+        id: &id,
+        branch: &branch,
+        head,
+        dry_run: args.dry_run,
+    };
     let (start, commits) = store::step_commits(&repo, &info)?;
-    let user = Worktree::new(workdir);
+    let (already, squashed) = applied(&repo, &id, start, head)?;
+    if squashed {
+        ctx.ui.out(&format!(
+            "run {id} is applied to {} already (squashed); nothing to do",
+            apply.branch_name()
+        ));
+        return Ok(());
+    }
+    let planned = if args.squash {
+        let done: Vec<_> = commits
+            .iter()
+            .filter(|c| c.record.status == StepStatus::Succeeded)
+            .map(|c| format!("- {}: {}\n", c.record.step, c.record.summary))
+            .collect();
+        apply.squashed(&info.record.workflow, &done, start, tip)?
+    } else {
+        apply.one_by_one(ctx, &already, start, tip)?
+    };
+    apply.finish(ctx, planned)
+}
+
+/// Why a run that is not completed is not applied, and how to go on.
+fn not_completed(id: &RunId, info: &store::RunInfo) -> CliError {
+    let at = info
+        .state
+        .next
+        .as_ref()
+        .map(|s| format!(" at step `{s}`"))
+        .unwrap_or_default();
+    CliError::usage(format!(
+        "run {id} is not completed: it is {}{at}",
+        status_word(info.state.status)
+    ))
+    .with_hint(format!(
+        "finish it with `git machine resume {id}`, or land what it has so far with `git machine apply {id} --partial`"
+    ))
+}
+
+/// The branch checked out and its commit, once the checkout has no changes `apply` would mix
+/// with the run's.
+fn ready_to_land(repo: &crate::git::Repo, user: &Worktree) -> CliResult<(RefName, Oid)> {
     let changed = user.tracked_changes()?;
     if !changed.is_empty() {
+        let named: Vec<_> = changed.iter().take(5).cloned().collect();
         return Err(CliError::usage(
             "your checkout has uncommitted changes; `apply` would mix them with the run's",
         )
-        .caused_by(
-            changed
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
+        .caused_by(named.join("\n"))
         .with_hint("commit or stash them first (`git stash`), then apply again"));
     }
     let branch = repo.head_branch().ok_or_else(|| {
@@ -106,172 +140,231 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let head = repo
         .head_commit()
         .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
-    let worktree = paths.worktree(&id);
-    // Signed as the user's own commits are, when `commit.gpgsign` says so (git signs them).
-    let sign = !args.dry_run && super::apply_conflict::signs(&repo);
-    let commit = |tree: Oid, parent: Oid, msg: &str, author: Option<(&str, &str)>| {
-        super::apply_conflict::land(&repo, sign, tree, parent, msg, author)
-    };
-    let strip = |commit: Oid| -> CliResult<Oid> {
-        Ok(repo.tree_without(repo.tree_of(commit)?, &id.dir())?)
-    };
-    let done: Vec<_> = commits
-        .iter()
-        .filter(|c| c.record.status == StepStatus::Succeeded)
-        .collect();
-    let first = strip(start)?;
-    let (already, squashed) = applied(&repo, &id, start, head)?;
-    let mut cur = head;
-    let mut made = Vec::new();
-    let mut skipped = 0usize;
-    let merge = |prev: Oid, cur: Oid, next: Oid, what: &str| -> CliResult<Oid> {
-        match repo.merge_trees(prev, repo.tree_of(cur)?, next)? {
-            Ok(tree) => Ok(tree),
-            Err(paths) => Err(CliError::failed(format!(
-                "{what} conflicts with your branch in: {}",
-                paths.join(", ")
-            ))
-            .with_hint(format!(
-                "nothing was changed; bring the run up to date in its own worktree, where its \
-                 branch is checked out: `git -C {} rebase {}` (resolve there, `git -C … rebase \
-                 --continue`), then `git machine apply {id}` again",
-                worktree.display(),
-                branch.as_str().trim_start_matches("refs/heads/")
-            ))),
-        }
-    };
-    if args.squash && squashed {
-        ctx.ui.out(&format!(
-            "run {id} is applied to {} already (squashed); nothing to do",
-            branch.as_str().trim_start_matches("refs/heads/")
-        ));
-        return Ok(());
+    Ok((branch, head))
+}
+
+/// One apply of a run onto the branch checked out.
+struct Apply<'a> {
+    repo: &'a crate::git::Repo,
+    paths: &'a Paths,
+    landing: super::apply_conflict::Landing<'a>,
+    id: &'a RunId,
+    branch: &'a RefName,
+    /// The branch before the apply.
+    head: Oid,
+    dry_run: bool,
+}
+
+/// The commits made for the branch (not on it yet), each with what it says, and how many
+/// changes the branch had already.
+#[derive(Default)]
+struct Planned {
+    made: Vec<(String, Oid)>,
+    skipped: usize,
+}
+
+impl Apply<'_> {
+    fn branch_name(&self) -> &str {
+        self.branch.as_str().trim_start_matches("refs/heads/")
     }
-    if args.squash {
-        // The run's code as its tip has it (a failure record at the tip changes no code).
-        let last = strip(tip)?;
-        if last != first {
-            let tree = merge(first, cur, last, &format!("run {id}"))?;
-            let mut msg = format!("{}: run {id}\n\n", info.record.workflow);
-            for c in &done {
-                msg.push_str(&format!("- {}: {}\n", c.record.step, c.record.summary));
-            }
-            msg.push_str(&format!("\nMachine-Run: {id}\n"));
-            cur = commit(tree, cur, &msg, None)?;
-            made.push(("squashed".to_string(), cur));
+
+    /// A commit's tree without the run's own folder: its code.
+    fn code(&self, commit: Oid) -> CliResult<Oid> {
+        Ok(self
+            .repo
+            .tree_without(self.repo.tree_of(commit)?, &self.id.dir())?)
+    }
+
+    /// The whole run as one commit: the code as its tip has it (a failure record at the tip
+    /// changes no code).
+    fn squashed(
+        &self,
+        workflow: &str,
+        done: &[String],
+        start: Oid,
+        tip: Oid,
+    ) -> CliResult<Planned> {
+        let (first, last) = (self.code(start)?, self.code(tip)?);
+        let mut planned = Planned::default();
+        if last == first {
+            return Ok(planned);
         }
-    } else {
-        // Every commit of the run's first-parent history, in order: step commits, the merge of
-        // each parallel group, a person's review commits, commits a step's program made itself.
-        // Failure records change no code and are skipped.
-        let chain = repo.first_parent_chain(start, tip)?.ok_or_else(|| {
-            CliError::failed(format!("run {id}'s start commit is not on its branch"))
+        let id = self.id;
+        let msg = format!(
+            "{workflow}: run {id}\n\n{}\n{}: {id}\n",
+            done.concat(),
+            trailer::RUN
+        );
+        let Some(tree) = self.merge(
+            (first, last),
+            self.head,
+            &format!("run {id}"),
+            || (tip, msg.clone(), None, true),
+            0,
+        )?
+        else {
+            planned.skipped += 1;
+            return Ok(planned);
+        };
+        let made = self.landing.commit(tree, self.head, &msg, None)?;
+        planned.made.push(("squashed".to_string(), made));
+        Ok(planned)
+    }
+
+    /// Every commit of the run's first-parent history, in order: step commits, the merge of
+    /// each parallel group, a person's review commits, commits a step's program made itself.
+    /// Failure records change no code and are skipped, and so are the changes the branch has.
+    fn one_by_one(
+        &self,
+        ctx: &mut Ctx,
+        already: &BTreeSet<Oid>,
+        start: Oid,
+        tip: Oid,
+    ) -> CliResult<Planned> {
+        let chain = self.repo.first_parent_chain(start, tip)?.ok_or_else(|| {
+            CliError::failed(format!(
+                "run {}'s start commit is not on its branch",
+                self.id
+            ))
         })?;
-        let mut parent = start;
+        let mut planned = Planned::default();
+        let (mut parent, mut cur) = (start, self.head);
         for c in chain {
-            let (before, next) = (strip(parent)?, strip(c)?);
+            let change = (self.code(parent)?, self.code(c)?);
             parent = c;
-            if before == next {
+            if change.0 == change.1 {
                 continue;
             }
-            let (message, author, email) = repo.commit_text(c)?;
+            let (message, author, email) = self.repo.commit_text(c)?;
             let subject = message.lines().next().unwrap_or("").to_string();
             if already.contains(&c) {
                 ctx.ui.note(&format!("already applied: {subject}"));
-                skipped += 1;
+                planned.skipped += 1;
                 continue;
             }
-            let trailers = crate::git::parse_trailers(&message);
-            let mut msg = format!("{subject}\n\n");
-            for key in [
-                trailer::RUN,
-                trailer::STEP,
-                trailer::ENGINE,
-                trailer::SESSION,
-            ] {
-                if let Some(v) = trailers.get(key) {
-                    msg.push_str(&format!("{key}: {v}\n"));
-                }
-            }
-            msg.push_str(&format!("{}: {c}\n", trailer::APPLIED_FROM));
-            let clean = repo.merge_trees(before, repo.tree_of(cur)?, next)?;
-            let tree = match clean {
-                Ok(tree) => tree,
-                Err(_) if !args.dry_run => {
-                    let pending = super::apply_conflict::Pending {
-                        run: id.to_string(),
-                        branch: branch.as_str().to_string(),
-                        original: head,
-                        from: c,
-                        message: msg,
-                        author,
-                        email,
-                    };
-                    return super::apply_conflict::stop(
-                        &repo,
-                        &paths,
-                        &user,
-                        head,
-                        cur,
-                        (before, next),
-                        pending,
-                    );
-                }
-                Err(_) => merge(before, cur, next, &format!("`{subject}`"))?,
+            let msg = applied_message(&subject, &message, c);
+            let author = (author, email);
+            let conflict = || (c, msg.clone(), Some(author.clone()), false);
+            let what = format!("`{subject}`");
+            let Some(tree) = self.merge(change, cur, &what, conflict, planned.made.len())? else {
+                ctx.ui.note(&format!("already on your branch: {subject}"));
+                planned.skipped += 1;
+                continue;
             };
-            cur = commit(tree, cur, &msg, Some((&author, &email)))?;
-            made.push((subject, cur));
+            cur = self
+                .landing
+                .commit(tree, cur, &msg, Some((&author.0, &author.1)))?;
+            planned.made.push((subject, cur));
+        }
+        Ok(planned)
+    }
+
+    /// The change `before → next` merged onto `cur`: the tree for its commit, or none when the
+    /// branch has it all already. A conflict stops the apply for the person (`landed` commits
+    /// made before it go on the branch first), and a dry run only says so.
+    fn merge(
+        &self,
+        (before, next): (Oid, Oid),
+        cur: Oid,
+        what: &str,
+        conflict: impl FnOnce() -> (Oid, String, Option<(String, String)>, bool),
+        landed: usize,
+    ) -> CliResult<Option<Oid>> {
+        let ours = self.repo.tree_of(cur)?;
+        match self.repo.merge_trees(before, ours, next)? {
+            Ok(tree) => Ok((tree != ours).then_some(tree)),
+            Err(paths) if self.dry_run => Err(CliError::failed(format!(
+                "{what} would conflict with your branch in: {}",
+                paths.join(", ")
+            ))
+            .with_hint(format!(
+                "nothing was changed (--dry-run); `git machine apply {}` stops at the conflict for you to resolve",
+                self.id
+            ))),
+            Err(_) => {
+                let (from, message, author, squash) = conflict();
+                let pending = super::apply_conflict::Pending {
+                    run: self.id.to_string(),
+                    branch: self.branch.as_str().to_string(),
+                    original: self.head,
+                    from,
+                    message,
+                    author: author
+                        .map(|(name, email)| super::apply_conflict::Author { name, email }),
+                    squash,
+                };
+                let at = (self.head, cur, landed);
+                super::apply_conflict::stop(&self.landing, self.paths, at, (before, next), pending)
+                    .map(|()| None)
+            }
         }
     }
-    if made.is_empty() && skipped > 0 {
-        ctx.ui.out(&format!(
-            "run {id} is applied to {} already; nothing to do",
-            branch.as_str().trim_start_matches("refs/heads/")
-        ));
-        return Ok(());
-    }
-    if made.is_empty() {
-        ctx.ui
-            .out(&format!("nothing to apply: run {id} changed no files"));
-        return Ok(());
-    }
-    if args.dry_run {
-        for (step, _) in &made {
-            ctx.ui.out(&format!("would apply: {step}"));
+
+    /// Land what was planned: files and index first (refusing to overwrite anything), then
+    /// the branch; or, in a dry run, say what would land.
+    fn finish(&self, ctx: &mut Ctx, planned: Planned) -> CliResult {
+        let (id, on) = (self.id, self.branch_name());
+        let Some(&(_, tip)) = planned.made.last() else {
+            ctx.ui.out(&if planned.skipped > 0 {
+                format!("run {id} is applied to {on} already; nothing to do")
+            } else {
+                format!("nothing to apply: run {id} changed no files")
+            });
+            return Ok(());
+        };
+        let n = planned.made.len();
+        let commits = format!("{n} commit{}", if n == 1 { "" } else { "s" });
+        if self.dry_run {
+            for (step, _) in &planned.made {
+                ctx.ui.out(&format!("would apply: {step}"));
+            }
+            ctx.ui.out(&format!(
+                "nothing was changed (--dry-run); {commits} would go on {on}"
+            ));
+            return Ok(());
         }
-        ctx.ui.out(&format!(
-            "nothing was changed (--dry-run); {} commit{} would go on {}",
-            made.len(),
-            if made.len() == 1 { "" } else { "s" },
-            branch.as_str().trim_start_matches("refs/heads/")
-        ));
-        return Ok(());
+        let user = self.landing.user;
+        if let Err(e) = user.switch_trees(self.head, tip) {
+            return Err(in_the_way(user, id, self.head, tip, e));
+        }
+        let update = RefUpdate {
+            name: self.branch.clone(),
+            old: Some(self.head),
+            new: Some(tip),
+        };
+        if let Err(e) = self
+            .repo
+            .update_refs(&[update], &format!("git machine: apply run {id}"))
+        {
+            let _ = user.switch_trees(tip, self.head);
+            return Err(e.into());
+        }
+        self.landing.landed(n);
+        for (step, oid) in &planned.made {
+            ctx.ui.out(&format!("{} {step}", oid.short()));
+        }
+        ctx.ui.out(&format!("applied run {id} to {on} ({commits})"));
+        Ok(())
     }
-    // Update files and index first (refusing to overwrite anything), then move the branch.
-    if let Err(e) = user.switch_trees(head, cur) {
-        return Err(in_the_way(&user, &id, head, cur, e));
+}
+
+/// The message of a run commit as applied: its subject, the run's trailers, and where it
+/// came from (how a second apply recognises it).
+fn applied_message(subject: &str, message: &str, from: Oid) -> String {
+    let trailers = crate::git::parse_trailers(message);
+    let mut msg = format!("{subject}\n\n");
+    for key in [
+        trailer::RUN,
+        trailer::STEP,
+        trailer::ENGINE,
+        trailer::SESSION,
+    ] {
+        if let Some(v) = trailers.get(key) {
+            msg.push_str(&format!("{key}: {v}\n"));
+        }
     }
-    if let Err(e) = repo.update_refs(
-        &[RefUpdate {
-            name: branch.clone(),
-            old: Some(head),
-            new: Some(cur),
-        }],
-        &format!("git machine: apply run {id}"),
-    ) {
-        let _ = user.switch_trees(cur, head);
-        return Err(e.into());
-    }
-    for (step, oid) in &made {
-        ctx.ui.out(&format!("{} {step}", oid.short()));
-    }
-    ctx.ui.out(&format!(
-        "applied run {id} to {} ({} commit{})",
-        branch.as_str().trim_start_matches("refs/heads/"),
-        made.len(),
-        if made.len() == 1 { "" } else { "s" }
-    ));
-    Ok(())
+    msg.push_str(&format!("{}: {from}\n", trailer::APPLIED_FROM));
+    msg
 }
 
 /// The state's name, as `status` shows it.

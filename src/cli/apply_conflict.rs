@@ -24,28 +24,76 @@ pub struct Pending {
     pub from: Oid,
     /// The commit message the resolution gets, its trailers included.
     pub message: String,
-    pub author: String,
+    /// Who wrote the step (the committer's identity when the whole run is squashed).
+    pub author: Option<Author>,
+    /// The whole run squashed into one commit: nothing is left to apply after it.
+    #[serde(default)]
+    pub squash: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Author {
+    pub name: String,
     pub email: String,
 }
 
-/// Whether commits made on the user's branch are signed (`commit.gpgsign`).
-pub fn signs(repo: &Repo) -> bool {
-    repo.config_bool("commit.gpgsign").unwrap_or(false)
+/// How commits are made for the user's branch: as `git cherry-pick` makes them. Each message
+/// goes through the `prepare-commit-msg` hook, the commit is signed by git when
+/// `commit.gpgsign` says so, and `post-commit` runs for each once the branch has moved. A dry
+/// run runs no hook and signs nothing.
+pub struct Landing<'a> {
+    pub repo: &'a Repo,
+    pub user: &'a Worktree,
+    /// Signed (`commit.gpgsign`).
+    pub sign: bool,
+    /// Hooks run (not in a dry run).
+    pub hooks: bool,
 }
 
-/// A commit for the user's branch: signed by git when `sign`, else made directly.
-pub fn land(
-    repo: &Repo,
-    sign: bool,
-    tree: Oid,
-    parent: Oid,
-    message: &str,
-    author: Option<(&str, &str)>,
-) -> crate::git::Result<Oid> {
-    if sign {
-        repo.commit_signed(tree, &[parent], message, author)
-    } else {
-        repo.commit(tree, &[parent], message, author)
+impl<'a> Landing<'a> {
+    pub fn new(repo: &'a Repo, user: &'a Worktree, dry_run: bool) -> Landing<'a> {
+        Landing {
+            repo,
+            user,
+            sign: !dry_run && repo.config_bool("commit.gpgsign").unwrap_or(false),
+            hooks: !dry_run,
+        }
+    }
+
+    /// A commit of `tree` on `parent`, not yet on any branch.
+    pub fn commit(
+        &self,
+        tree: Oid,
+        parent: Oid,
+        message: &str,
+        author: Option<(&str, &str)>,
+    ) -> CliResult<Oid> {
+        let message = if self.hooks {
+            self.user.prepare_commit_msg(message).map_err(|e| {
+                CliError::failed(format!("the prepare-commit-msg hook refused a commit: {e}"))
+                    .with_hint(
+                    "the commits before it are not on your branch; fix the hook, then apply again",
+                )
+            })?
+        } else {
+            message.to_string()
+        };
+        let made = if self.sign {
+            self.repo.commit_signed(tree, &[parent], &message, author)
+        } else {
+            self.repo.commit(tree, &[parent], &message, author)
+        };
+        Ok(made?)
+    }
+
+    /// After the branch moved over `landed` new commits: `post-commit` once for each, as a
+    /// cherry-pick of as many commits runs it (its failure changes nothing, as in git).
+    pub fn landed(&self, landed: usize) {
+        if self.hooks {
+            for _ in 0..landed {
+                let _ = self.user.run_hook("post-commit", &[]);
+            }
+        }
     }
 }
 
@@ -66,16 +114,14 @@ pub fn pending(paths: &Paths) -> CliResult<Option<Pending>> {
 
 /// The step's change conflicts: land what merged cleanly (`cur`), put the conflicting change
 /// in the checkout, keep what is pending, and say how to go on.
-#[allow(clippy::too_many_arguments)]
 pub fn stop(
-    repo: &Repo,
+    landing: &Landing,
     paths: &Paths,
-    user: &Worktree,
-    head: Oid,
-    cur: Oid,
+    (head, cur, landed): (Oid, Oid, usize),
     (before, next): (Oid, Oid),
     pending: Pending,
 ) -> CliResult {
+    let (repo, user) = (landing.repo, landing.user);
     if cur != head {
         user.switch_trees(head, cur)?;
         repo.update_refs(
@@ -86,6 +132,7 @@ pub fn stop(
             }],
             &format!("git machine: apply run {}", pending.run),
         )?;
+        landing.landed(landed);
     }
     // The step's change alone, without the run's own files, as a commit git can pick.
     let base = repo.commit(before, &[], "git machine: apply base", None)?;
@@ -106,8 +153,15 @@ pub fn stop(
     ))
 }
 
-/// `--continue`: commit the person's resolution as the step, then the rest of the run.
-pub fn resume(ctx: &mut Ctx, repo: &Repo, paths: &Paths, user: &Worktree) -> CliResult<String> {
+/// `--continue`: commit the person's resolution as the step with `git commit` itself (its hooks
+/// run and it signs, as after `git cherry-pick --continue`). The run, if steps are left to
+/// apply after it (none when the run was squashed).
+pub fn resume(
+    ctx: &mut Ctx,
+    repo: &Repo,
+    paths: &Paths,
+    user: &Worktree,
+) -> CliResult<Option<String>> {
     let Some(p) = pending(paths)? else {
         return Err(CliError::usage("no apply is waiting for a resolution")
             .with_hint("`git machine apply <run>` applies a run"));
@@ -119,25 +173,33 @@ pub fn resume(ctx: &mut Ctx, repo: &Repo, paths: &Paths, user: &Worktree) -> Cli
                 .with_hint("edit them, `git add` them, then `git machine apply --continue` again"),
         );
     }
-    let head = repo
-        .head_commit()
-        .ok_or_else(|| CliError::failed("the branch has no commit"))?;
-    let tree = user.index_tree()?;
-    let author = Some((p.author.as_str(), p.email.as_str()));
-    let commit = land(repo, signs(repo), tree, head, &p.message, author)?;
-    repo.update_refs(
-        &[RefUpdate {
-            name: RefName::new(p.branch.clone()),
-            old: Some(head),
-            new: Some(commit),
-        }],
-        &format!("git machine: apply run {} (resolved)", p.run),
-    )?;
+    let on = repo.head_branch();
+    if on.as_ref().map(RefName::as_str) != Some(p.branch.as_str()) {
+        return Err(CliError::usage(format!(
+            "the apply of run {} stopped on {}, but {} is checked out",
+            p.run,
+            p.branch.trim_start_matches("refs/heads/"),
+            on.map_or("no branch".to_string(), |b| b
+                .as_str()
+                .trim_start_matches("refs/heads/")
+                .to_string())
+        ))
+        .with_hint("check that branch out again, then `git machine apply --continue`"));
+    }
+    let author = p
+        .author
+        .as_ref()
+        .map(|a| (a.name.as_str(), a.email.as_str()));
+    let commit = user.commit_index(&p.message, author).map_err(|e| {
+        CliError::failed(format!("the resolution was not committed: {e}")).with_hint(
+            "the apply still waits; fix what stopped it, then `git machine apply --continue` again",
+        )
+    })?;
     std::fs::remove_file(paths.apply_state())?;
     let subject = p.message.lines().next().unwrap_or("").to_string();
     ctx.ui
         .out(&format!("{} {subject} (resolved)", commit.short()));
-    Ok(p.run)
+    Ok((!p.squash).then_some(p.run))
 }
 
 /// `--abort`: the branch, index and files back as before the apply (untracked files kept).

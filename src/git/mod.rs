@@ -861,18 +861,76 @@ impl Worktree {
         }
     }
 
+    /// Run the user's hook `name` as git does (`core.hooksPath` and all), through
+    /// `git hook run`; a hook that does not exist is not run. Its output goes to the terminal,
+    /// as with git's own commands; a hook that fails is an error.
+    pub fn run_hook(&self, name: &str, args: &[&str]) -> Result<()> {
+        let mut argv = vec!["hook", "run", "--ignore-missing", name, "--"];
+        argv.extend_from_slice(args);
+        let status = git_command()
+            .current_dir(&self.path)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .status()
+            .map_err(GitError::Spawn)?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(GitError::Cli {
+            args: argv.join(" "),
+            stderr: format!("the {name} hook failed ({status})"),
+        })
+    }
+
+    /// What `git cherry-pick` does with a message before it commits a pick: the
+    /// `prepare-commit-msg` hook gets it in `COMMIT_EDITMSG` with the source `message` and may
+    /// change it. The message as the hook left it.
+    pub fn prepare_commit_msg(&self, message: &str) -> Result<String> {
+        let out = self.git(&["rev-parse", "--git-path", "COMMIT_EDITMSG"])?;
+        let path = self.path.join(out.trim());
+        std::fs::write(&path, message).map_err(|e| GitError::Io(e.to_string()))?;
+        self.run_hook("prepare-commit-msg", &[out.trim(), "message"])?;
+        std::fs::read_to_string(&path).map_err(|e| GitError::Io(e.to_string()))
+    }
+
+    /// Commit the index on the current branch with `git commit` itself, as
+    /// `git cherry-pick --continue` does: git's hooks run (`pre-commit`, `prepare-commit-msg`,
+    /// `commit-msg`, `post-commit`) and git signs as `commit.gpgsign` says. The new commit.
+    pub fn commit_index(&self, message: &str, author: Option<(&str, &str)>) -> Result<Oid> {
+        let mut file = tempfile::NamedTempFile::new().map_err(|e| GitError::Io(e.to_string()))?;
+        std::io::Write::write_all(&mut file, message.as_bytes())
+            .map_err(|e| GitError::Io(e.to_string()))?;
+        let msg = file.path().display().to_string();
+        let argv = ["commit", "-q", "--cleanup=whitespace", "-F", &msg];
+        let mut cmd = git_command();
+        if let Some((name, email)) = author {
+            cmd.env("GIT_AUTHOR_NAME", name)
+                .env("GIT_AUTHOR_EMAIL", email);
+        }
+        let status = cmd
+            .current_dir(&self.path)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .status()
+            .map_err(GitError::Spawn)?;
+        if !status.success() {
+            return Err(GitError::Cli {
+                args: "commit".to_string(),
+                stderr: format!("{status} (what it and its hooks said is above)"),
+            });
+        }
+        self.head()
+    }
+
     /// Forget a pick in progress (git's sequencer state), keeping index and files.
     pub fn forget_pick(&self) {
         let _ = self.git(&["cherry-pick", "--quit"]);
-    }
-
-    /// The index as a tree (the person's resolution, once they `git add`ed it).
-    pub fn index_tree(&self) -> Result<Oid> {
-        let out = self.git(&["write-tree"])?;
-        Oid::parse(out.trim()).ok_or_else(|| GitError::Cli {
-            args: "write-tree".to_string(),
-            stderr: format!("not a tree id: {out}"),
-        })
     }
 
     /// Put the current branch, index and files back at `commit`, keeping untracked files

@@ -977,6 +977,173 @@ fn a_conflicting_apply_stops_like_a_cherry_pick_with_continue_and_abort() {
     env.machine_code(2, &["apply", "--continue"]);
 }
 
+/// Hooks that write their name and arguments to `hooks.log` in the repository's git dir; the
+/// ones named in `failing` exit 1.
+fn log_hooks(env: &TestEnv, dir: &std::path::Path, failing: &[&str]) {
+    std::fs::create_dir_all(dir).expect("hooks dir");
+    let log = env.repo.join(".git/hooks.log");
+    for hook in [
+        "pre-commit",
+        "prepare-commit-msg",
+        "commit-msg",
+        "post-commit",
+    ] {
+        let mut script = format!("#!/bin/sh\necho \"{hook} $*\" >> '{}'\n", log.display());
+        if hook == "prepare-commit-msg" {
+            script.push_str("echo 'Hooked: yes' >> \"$1\"\n");
+        }
+        if failing.contains(&hook) {
+            script.push_str(&format!("echo \"{hook} says no\" >&2\nexit 1\n"));
+        }
+        let path = dir.join(hook);
+        std::fs::write(&path, script).expect("hook");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+    }
+}
+
+fn hooks_log(env: &TestEnv) -> String {
+    let path = env.repo.join(".git/hooks.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(path);
+    text
+}
+
+#[test]
+fn apply_runs_the_hooks_git_cherry_pick_runs() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.git(&["add", ".codemachine"]);
+    env.git(&["commit", "-qm", "add workflow"]);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    let hooks = env.tmp.path().join("hooks");
+    env.git(&["config", "core.hooksPath", hooks.to_str().expect("utf-8")]);
+
+    // A refusing prepare-commit-msg lands nothing.
+    log_hooks(&env, &hooks, &["prepare-commit-msg"]);
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let r = env.machine_code(1, &["apply", &run]);
+    assert!(r.stderr.contains("prepare-commit-msg hook refused"), "{r}");
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+    hooks_log(&env);
+
+    // As `git cherry-pick` of two commits: prepare-commit-msg (which may change the message)
+    // and post-commit for each; not pre-commit or commit-msg.
+    log_hooks(&env, &hooks, &[]);
+    env.machine_ok(&["apply", &run]);
+    let msg = ".git/COMMIT_EDITMSG";
+    assert_eq!(
+        hooks_log(&env),
+        format!("prepare-commit-msg {msg} message\nprepare-commit-msg {msg} message\npost-commit \npost-commit \n")
+    );
+    assert!(
+        env.git(&["log", "-1", "--format=%B"])
+            .contains("Hooked: yes"),
+        "the hook's message is the commit's"
+    );
+    // A dry run runs none.
+    env.git(&["checkout", "-q", "-b", "other", head.trim()]);
+    env.machine_ok(&["apply", &run, "--dry-run"]);
+    assert_eq!(hooks_log(&env), "");
+}
+
+#[test]
+fn apply_continue_commits_through_git_commit_and_its_hooks() {
+    let env = TestEnv::new();
+    env.workflow(
+        "edit",
+        "version = 1\nname = \"edit\"\n[[steps]]\nid = \"edit\"\nrun = [\"sh\", \"-c\", \"echo from the run > README.md\"]\n",
+    );
+    env.machine_ok(&["run", "edit"]);
+    let run = env.last_run();
+    env.write("README.md", "from the person\n");
+    env.git(&["commit", "-qam", "person's readme"]);
+    let hooks = env.repo.join(".git/hooks");
+    log_hooks(&env, &hooks, &["pre-commit"]);
+    env.machine_code(1, &["apply", &run]);
+    env.write("README.md", "both\n");
+    env.git(&["add", "README.md"]);
+    hooks_log(&env);
+    // A pre-commit hook that refuses keeps the apply waiting.
+    let r = env.machine_code(1, &["apply", "--continue"]);
+    assert!(r.stderr.contains("pre-commit says no"), "{r}");
+    assert!(r.stderr.contains("still waits"), "{r}");
+    assert_eq!(hooks_log(&env), "pre-commit \n");
+    log_hooks(&env, &hooks, &[]);
+    let done = env.machine_ok(&["apply", "--continue"]);
+    assert!(done.stdout.contains("(resolved)"), "{done}");
+    let msg = ".git/COMMIT_EDITMSG";
+    assert_eq!(
+        hooks_log(&env),
+        format!("pre-commit \nprepare-commit-msg {msg} message\ncommit-msg {msg}\npost-commit \n")
+    );
+    let body = env.git(&["log", "-1", "--format=%an%n%B"]);
+    assert!(body.starts_with("git machine"), "the step's author: {body}");
+    assert!(body.contains(&format!("Machine-Run: {run}")), "{body}");
+}
+
+#[test]
+fn a_conflicting_squashed_apply_stops_for_continue_too() {
+    let env = TestEnv::new();
+    env.workflow(
+        "edit",
+        "version = 1\nname = \"edit\"\n[[steps]]\nid = \"first\"\nrun = [\"sh\", \"-c\", \"echo first > first.txt\"]\n[[steps]]\nid = \"edit\"\nrun = [\"sh\", \"-c\", \"echo from the run > README.md\"]\n",
+    );
+    env.machine_ok(&["run", "edit"]);
+    let run = env.last_run();
+    env.write("README.md", "from the person\n");
+    env.git(&["commit", "-qam", "person's readme"]);
+    let before = env.git(&["rev-parse", "HEAD"]);
+    let dry = env.machine_code(1, &["apply", &run, "--squash", "--dry-run"]);
+    assert!(
+        dry.stderr
+            .contains("would conflict with your branch in: README.md"),
+        "{dry}"
+    );
+    assert_eq!(
+        env.git(&["status", "--porcelain", "--untracked-files=no"]),
+        ""
+    );
+    let r = env.machine_code(1, &["apply", &run, "--squash"]);
+    assert!(r.stderr.contains("conflicts in: README.md"), "{r}");
+    assert_eq!(
+        env.git(&["rev-parse", "HEAD"]),
+        before,
+        "nothing landed before it"
+    );
+    env.write("README.md", "both\n");
+    env.git(&["add", "README.md"]);
+    env.machine_ok(&["apply", "--continue"]);
+    assert_eq!(
+        env.git(&["log", "--format=%s", "-2"]),
+        "edit: run ".to_string() + &run + "\nperson's readme\n"
+    );
+    assert_eq!(env.read("first.txt"), "first\n");
+    assert_eq!(env.read("README.md"), "both\n");
+    // Squashed, it is applied: neither form adds it again.
+    let again = env.machine_ok(&["apply", &run]);
+    assert!(again.stdout.contains("already (squashed)"), "{again}");
+    let again = env.machine_ok(&["apply", &run, "--squash"]);
+    assert!(again.stdout.contains("already (squashed)"), "{again}");
+}
+
+#[test]
+fn apply_squash_after_the_steps_landed_one_by_one_adds_nothing() {
+    let env = TestEnv::new();
+    env.workflow("hello", HELLO);
+    env.git(&["add", ".codemachine"]);
+    env.git(&["commit", "-qm", "add workflow"]);
+    env.machine_ok(&["run", "hello"]);
+    let run = env.last_run();
+    env.machine_ok(&["apply", &run]);
+    let head = env.git(&["rev-parse", "HEAD"]);
+    let again = env.machine_ok(&["apply", &run, "--squash"]);
+    assert!(again.stdout.contains("already; nothing to do"), "{again}");
+    assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
+}
+
 #[test]
 fn rm_keeps_a_persons_edits_and_takes_several_runs() {
     let env = TestEnv::new();

@@ -67,6 +67,46 @@ impl CliError {
     }
 }
 
+/// A mistake on the command line as clap words it, in git machine's style: what is wrong
+/// (with any lines clap indents under it), then how to fix it — clap's tip if it has one,
+/// else the usage line and where the whole help is.
+pub fn from_clap(text: &str, sub: Option<&str>) -> CliError {
+    let mut message = String::new();
+    let (mut tip, mut usage) = (None, None);
+    let mut more = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if let Some(what) = line.strip_prefix("error: ") {
+            message = what.trim_end_matches(':').to_string();
+        } else if let Some(t) = line.trim_start().strip_prefix("tip: ") {
+            tip = Some(t.to_string());
+        } else if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if line.starts_with("  ") {
+            more.push(line.trim().to_string());
+        }
+    }
+    if !more.is_empty() {
+        message = format!("{message}: {}", more.join(" "));
+    }
+    // `git machine run <WORKFLOW>`: the subcommand is the word after `git machine`.
+    let sub = usage
+        .as_deref()
+        .and_then(|u| u.split_whitespace().nth(2))
+        .filter(|w| !w.starts_with(['[', '<', '-']))
+        .or(sub);
+    let help = match sub {
+        Some(sub) => format!("`git machine help {sub}` says more"),
+        None => "`git machine help` says more".to_string(),
+    };
+    let hint = match (tip, usage) {
+        (Some(tip), _) => tip,
+        (None, Some(usage)) => format!("usage: {usage}; {help}"),
+        (None, None) => help,
+    };
+    CliError::usage(message).with_hint(hint)
+}
+
 /// The exit code of each kind of error.
 pub fn exit_code(kind: Kind) -> i32 {
     match kind {
@@ -126,3 +166,40 @@ impl From<std::io::Error> for CliError {
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clap_error_reads_as_git_machine_errors_do() {
+        let missing = "error: the following required arguments were not provided:\n  <WORKFLOW>\n\nUsage: git machine run <WORKFLOW>\n\nFor more information, try '--help'.\n";
+        let e = from_clap(missing, None);
+        assert_eq!(e.code, EXIT_USAGE);
+        assert_eq!(
+            e.message,
+            "the following required arguments were not provided: <WORKFLOW>"
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("usage: git machine run <WORKFLOW>; `git machine help run` says more")
+        );
+        let tip = "error: invalid value 'tcsh' for '<SHELL>'\n  [possible values: bash, zsh, fish]\n\n  tip: a similar value exists: 'zsh'\n\nFor more information, try '--help'.\n";
+        let e = from_clap(tip, Some("completions"));
+        assert_eq!(
+            e.message,
+            "invalid value 'tcsh' for '<SHELL>': [possible values: bash, zsh, fish]"
+        );
+        assert_eq!(e.hint.as_deref(), Some("a similar value exists: 'zsh'"));
+        let value = "error: invalid value 'x' for '--var <NAME=VALUE>': `x` is not NAME=VALUE\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            from_clap(value, Some("run")).hint.as_deref(),
+            Some("`git machine help run` says more")
+        );
+        let top = "error: unexpected argument '--bogus' found\n\nUsage: git machine [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            from_clap(top, None).hint.as_deref(),
+            Some("usage: git machine [OPTIONS] <COMMAND>; `git machine help` says more")
+        );
+    }
+}

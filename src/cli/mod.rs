@@ -135,8 +135,15 @@ impl Ctx {
 /// How many members of a parallel group run at once: `--jobs`, else `git config machine.jobs`,
 /// else [`DEFAULT_JOBS`].
 pub fn jobs(repo: &Repo, given: Option<usize>) -> CliResult<usize> {
-    if let Some(n) = given {
-        return Ok(n.max(1));
+    match given {
+        Some(0) => {
+            return Err(
+                CliError::usage("--jobs 0: at least one member must run at a time")
+                    .with_hint("give a positive number, e.g. `--jobs 4`"),
+            )
+        }
+        Some(n) => return Ok(n),
+        None => {}
     }
     match repo.config_str("machine.jobs") {
         None => Ok(DEFAULT_JOBS),
@@ -342,17 +349,11 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
 }
 
 pub fn main() -> i32 {
+    let env = Env::from_process();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => error::EXIT_USAGE,
-            };
-        }
+        Err(e) => return clap_error(&env, e),
     };
-    let env = Env::from_process();
     let repo = Repo::discover(&env.cwd, &env.git()).ok();
     let config = |key: &str| repo.as_ref().and_then(|r| r.config_str(key));
     let (machine, ui_color) = (config("color.machine"), config("color.ui"));
@@ -381,6 +382,44 @@ pub fn main() -> i32 {
     };
     ctx.ui.finish();
     code
+}
+
+/// Help and version as clap prints them; a mistake in git machine's own style.
+fn clap_error(env: &Env, e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            error::EXIT_USAGE
+        } else {
+            0
+        };
+    }
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && crate::ui::use_color(
+            crate::ui::ColorChoice::Auto,
+            None,
+            None,
+            env.no_color,
+            env.clicolor_force,
+        );
+    let mut ui = Ui::new(color);
+    // The subcommand the mistake is in, for the hint (clap names it only in a usage line).
+    let command = <Cli as clap::CommandFactory>::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let sub = std::env::args().skip(1).find(|a| names.contains(a));
+    let e = error::from_clap(&e.render().to_string(), sub.as_deref());
+    e.render(&mut ui);
+    ui.finish();
+    e.code
 }
 
 #[cfg(test)]

@@ -875,7 +875,11 @@ fn bind_vars_rejects_unknown_names_first() {
     else {
         panic!("an unknown var is BindError::Unknown");
     };
-    assert_eq!(e.message, "unknown var `feture_name` for workflow `hello`");
+    assert_eq!(
+        e.message,
+        "--var feture_name: workflow `hello` has no var `feture_name`"
+    );
+    assert!(e.origin.is_empty(), "the mistake is in the command line");
     assert_eq!(
         e.hint.as_deref(),
         Some("did you mean `feature_name`? declared vars: feature_name, owner")

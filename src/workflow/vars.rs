@@ -171,9 +171,10 @@ impl Workflow {
                 hint.push_str(&format!("declared vars: {}", declared.join(", ")));
             }
             return Err(BindError::Unknown(
+                // A mistake in the command line, not in the file: no origin.
                 WorkflowError::new(
-                    self.origin.clone(),
-                    format!("unknown var `{name}` for workflow `{}`", self.name),
+                    String::new(),
+                    format!("--var {name}: workflow `{}` has no var `{name}`", self.name),
                 )
                 .with_hint(hint),
             ));

@@ -317,3 +317,64 @@ fn zsh_script_parses() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every mistake on the command line reads the same way: `error:` what, `hint:` how, exit 2,
+/// whether clap or git machine found it, in every subcommand.
+#[test]
+fn every_usage_mistake_is_an_error_and_a_hint_with_exit_2() {
+    let env = TestEnv::new();
+    let help = env.machine_ok(&["help"]);
+    let subs: Vec<String> = help
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .map(str::to_string)
+        .collect();
+    assert!(subs.len() > 15, "the subcommands from `help`: {subs:?}");
+    let mut cases: Vec<Vec<String>> = subs
+        .iter()
+        .map(|s| vec![s.clone(), "--no-such-flag".to_string()])
+        .collect();
+    for case in [
+        &["run"][..],
+        &["run", "demo", "--var", "x"],
+        &["run", "demo", "--var", "x=1"],
+        &["run", "demo", "--jobs", "0"],
+        &["run", "no-such-workflow"],
+        &["gc", "--older-than", "soon"],
+        &["completions", "tcsh"],
+        &["resume", "no-such-run"],
+        &["--no-such-flag"],
+    ] {
+        cases.push(case.iter().map(|s| s.to_string()).collect());
+    }
+    for case in &cases {
+        let args: Vec<&str> = case.iter().map(String::as_str).collect();
+        let r = env.machine(&args);
+        assert_eq!(r.code, 2, "git machine {args:?}\n{r}");
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert!(lines[0].starts_with("error: "), "git machine {args:?}\n{r}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("hint: ")),
+            "git machine {args:?} says how to fix it\n{r}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| ["error: ", "hint: ", "caused by: ", "  "]
+                    .iter()
+                    .any(|p| l.starts_with(p))),
+            "git machine {args:?}: one style\n{r}"
+        );
+    }
+    let unknown = env.machine_code(2, &["run", "demo", "--var", "feture_name=x"]);
+    assert!(
+        unknown
+            .stderr
+            .starts_with("error: --var feture_name: workflow `demo` has no var `feture_name`\nhint: did you mean `feature_name`?"),
+        "{unknown}"
+    );
+    assert!(env.runs().is_empty(), "nothing was created");
+}

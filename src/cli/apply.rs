@@ -40,7 +40,11 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
     let repo = ctx.repo()?;
     let workdir = repo
         .workdir()
-        .ok_or_else(|| CliError::usage("`apply` needs a checkout; this repository is bare"))?
+        .ok_or_else(|| {
+            CliError::usage("`apply` needs a checkout; this repository is bare").with_hint(
+                "run it in a clone with a working tree, on the branch to land the run on",
+            )
+        })?
         .to_path_buf();
     let paths = Paths::new(&repo, &ctx.env);
     let user = Worktree::new(workdir);
@@ -137,9 +141,10 @@ fn ready_to_land(repo: &crate::git::Repo, user: &Worktree) -> CliResult<(RefName
     let branch = repo.head_branch().ok_or_else(|| {
         CliError::usage("HEAD is detached").with_hint("check out the branch to apply the run to")
     })?;
-    let head = repo
-        .head_commit()
-        .ok_or_else(|| CliError::usage("the current branch has no commits yet"))?;
+    let head = repo.head_commit().ok_or_else(|| {
+        CliError::usage("the current branch has no commits yet")
+            .with_hint("make a first commit, then apply the run onto it")
+    })?;
     Ok((branch, head))
 }
 

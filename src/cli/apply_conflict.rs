@@ -205,7 +205,8 @@ pub fn resume(
 /// `--abort`: the branch, index and files back as before the apply (untracked files kept).
 pub fn abort(ctx: &mut Ctx, paths: &Paths, user: &Worktree) -> CliResult {
     let Some(p) = pending(paths)? else {
-        return Err(CliError::usage("no apply is waiting for a resolution"));
+        return Err(CliError::usage("no apply is waiting for a resolution")
+            .with_hint("`--abort` puts back an apply that stopped on a conflict; there is none"));
     };
     user.reset_merge(p.original)?;
     std::fs::remove_file(paths.apply_state())?;

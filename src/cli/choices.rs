@@ -130,7 +130,8 @@ pub fn choose(
                 "--with: `{}` takes one answer, got {}",
                 group.id,
                 given.join(", ")
-            )));
+            ))
+            .with_hint("give one of them with --with"));
         }
         if !given.is_empty() || !with.is_empty() {
             // Conditions given on the command line are the whole answer.

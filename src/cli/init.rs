@@ -73,7 +73,10 @@ pub fn run(ctx: &mut Ctx, args: &InitArgs) -> CliResult {
     let repo = ctx.repo()?;
     let root = repo
         .workdir()
-        .ok_or_else(|| CliError::usage("`init` needs a checkout; this repository is bare"))?
+        .ok_or_else(|| {
+            CliError::usage("`init` needs a checkout; this repository is bare")
+                .with_hint("run it in a clone with a working tree")
+        })?
         .join(".codemachine");
     if let Some(e) = &args.engine {
         super::run::check_engine("--engine", e)?;

@@ -27,9 +27,10 @@ pub fn run(ctx: &mut Ctx, args: &LogArgs) -> CliResult {
 }
 
 pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult {
-    let tip = repo
-        .ref_target(&id.branch())
-        .ok_or_else(|| super::error::CliError::usage(format!("run {id} has no branch")))?;
+    let tip = repo.ref_target(&id.branch()).ok_or_else(|| {
+        super::error::CliError::usage(format!("run {id} has no branch"))
+            .with_hint("`git machine status` lists the runs that have one")
+    })?;
     let info = store::read_run_at(repo, id, tip)?;
     let (start, commits) = store::step_commits(repo, &info)?;
     let mut entries = Vec::new();

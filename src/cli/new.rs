@@ -34,7 +34,10 @@ pub fn run(ctx: &mut Ctx, args: &NewArgs) -> CliResult {
     }
     let dir = repo
         .workdir()
-        .ok_or_else(|| CliError::usage("`new` needs a checkout; this repository is bare"))?
+        .ok_or_else(|| {
+            CliError::usage("`new` needs a checkout; this repository is bare")
+                .with_hint("run it in a clone with a working tree")
+        })?
         .join(".codemachine/workflows");
     let path = dir.join(format!("{name}.toml"));
     if path.exists() {

@@ -69,7 +69,11 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     let info = store::read_run_at(&repo, &id, checkpoint)?;
     let (target, mut updates, message) = if args.undo {
         let Some((name, restored)) = attic.iter().max_by_key(|(n, _)| number(n)).cloned() else {
-            return Err(CliError::usage(format!("run {id} has no rewind to undo")));
+            return Err(
+                CliError::usage(format!("run {id} has no rewind to undo")).with_hint(format!(
+                    "`--undo` takes back a `git machine rewind {id} <step>`; `git machine log {id}` shows the run's steps"
+                )),
+            );
         };
         // The tip being left is kept in the same attic slot unless the restored one contains it,
         // so undoing an undo works and nothing becomes unreachable.

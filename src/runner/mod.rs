@@ -194,7 +194,7 @@ impl Runner<'_> {
             prompt_files: req.workflow.prompt_files.clone(),
         };
         let first = plan_of(req.workflow, &info).first().ok_or_else(|| {
-            Error::usage("no step of this workflow applies to the chosen track and conditions")
+            Error::usage("no step of this workflow applies to the chosen track and conditions").with_hint("`git machine validate <workflow>` lists each step's track and conditions; choose another with --track or --with")
         })?;
         info.state.next = Some(first);
         let start = txn::start(
@@ -238,10 +238,10 @@ impl Runner<'_> {
     /// other unfinished step starts again from a clean checkpoint, its debris kept as an attempt.
     pub fn resume(&mut self, id: &RunId, opts: ResumeOptions) -> Result<RunEnd> {
         let lock = RunLock::acquire(&self.paths.lock(id), id.as_str())?;
-        let tip = self
-            .repo
-            .ref_target(&id.branch())
-            .ok_or_else(|| Error::usage(format!("run {id} has no branch any more")))?;
+        let tip = self.repo.ref_target(&id.branch()).ok_or_else(|| {
+            Error::usage(format!("run {id} has no branch any more"))
+                .with_hint("`git machine status` lists the runs that have one")
+        })?;
         let checkpoint = self.last_machine_commit(id, tip)?;
         let mut info = store::read_run_at(self.repo, id, checkpoint)?;
         if let Some(reload) = &opts.reload {

@@ -50,9 +50,12 @@ pub fn run(ctx: &mut Ctx, args: &WatchArgs) -> CliResult {
         false,
     );
     let watching = &ctx.controls.cancel;
-    let end = rt.block_on(follow(&mut view, &paths, &id, || {
-        lock::holder_alive(&holder) && !watching.load(Ordering::SeqCst)
-    }))?;
+    let end = rt.block_on(follow(
+        &mut view,
+        &paths.events(&id),
+        || lock::holder_alive(&holder),
+        || watching.load(Ordering::SeqCst),
+    ))?;
     drop(view);
     forward.abort();
     drop(rt);
@@ -133,27 +136,29 @@ async fn forward_keys(
     }
 }
 
-/// Show the run's events from its log as they come, until `run_finished` (its end) or until
-/// the process running it is gone (`None`).
+/// Show the run's events from its log as they come, until `run_finished` (its end), until
+/// the process running it is gone once its events are read, or until the watching is
+/// `cancelled` (`None` for both).
 async fn follow(
     sink: &mut dyn Sink,
-    paths: &Paths,
-    id: &RunId,
+    path: &std::path::Path,
     alive: impl Fn() -> bool,
+    cancelled: impl Fn() -> bool,
 ) -> std::io::Result<Option<RunEnd>> {
-    let path = paths.events(id);
     let mut offset = 0u64;
     let mut partial = String::new();
     loop {
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         if size < offset {
             offset = 0; // a new file was started
         }
         let mut read_any = false;
         if size > offset {
-            let mut file = std::fs::File::open(&path)?;
+            let mut file = std::fs::File::open(path)?;
             file.seek(SeekFrom::Start(offset))?;
-            let mut reader = BufReader::new(file);
+            // What the log holds now, not what is written while it is read: a run that logs
+            // without pause would keep this loop reading for ever.
+            let mut reader = BufReader::new(std::io::Read::take(file, size - offset));
             let mut line = String::new();
             while reader.read_line(&mut line)? > 0 {
                 offset += line.len() as u64;
@@ -173,12 +178,19 @@ async fn follow(
                 partial.clear();
             }
         }
-        if !read_any {
-            if !alive() {
+        if read_any {
+            // Let the view's other tasks (its keys: a Ctrl-C typed here) run between batches,
+            // or a run that logs without pause would keep them waiting for ever.
+            tokio::task::yield_now().await;
+            if cancelled() {
                 return Ok(None);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         }
+        if !alive() || cancelled() {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -193,4 +205,63 @@ fn finished(event: &Event) -> Option<RunEnd> {
         "interrupted" => RunEnd::Interrupted,
         _ => RunEnd::Failed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    struct Count(usize);
+    impl Sink for Count {
+        fn emit(&mut self, _event: Event) {
+            self.0 += 1;
+        }
+    }
+
+    /// A run that logs without pause must not keep the view's key reader (a task on the same
+    /// event loop) from seeing a Ctrl-C: following yields between batches and stops when
+    /// told to.
+    #[test]
+    fn following_a_flood_of_events_still_hears_a_cancel() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "").expect("log");
+        let flooding = Arc::new(AtomicBool::new(true));
+        let writer = {
+            let (path, flooding) = (path.clone(), flooding.clone());
+            std::thread::spawn(move || {
+                let mut log = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .expect("open the log");
+                while flooding.load(Ordering::SeqCst) {
+                    let _ = std::io::Write::write_all(&mut log, b"{\"not\": \"an event\"}\n");
+                }
+            })
+        };
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = crate::engine::process::event_loop().expect("event loop");
+            let cancel = Arc::new(AtomicBool::new(false));
+            let keys = cancel.clone();
+            // The key reader's stand-in: it sets the flag once it gets to run.
+            rt.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                keys.store(true, Ordering::SeqCst);
+            });
+            let end = rt.block_on(follow(
+                &mut Count(0),
+                &path,
+                || true,
+                || cancel.load(Ordering::SeqCst),
+            ));
+            let _ = done.send(end.map(|e| e.is_none()).unwrap_or(false));
+        });
+        let stopped = ended.recv_timeout(Duration::from_secs(20));
+        flooding.store(false, Ordering::SeqCst);
+        writer.join().expect("writer");
+        assert_eq!(stopped, Ok(true), "following never heard the cancel");
+    }
 }

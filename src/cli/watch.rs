@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use crate::runner::{Event, Kind, RunEnd, Sink};
 use crate::signal::Controls;
-use crate::store::{lock, Paths, RunId};
+use crate::store::{lock, Paths};
 
 /// Follow a run executing in another process, until it ends
 #[derive(Args, Debug)]

@@ -2,10 +2,12 @@
 //! ignores, ignore rules that reach every worktree, and submodules.
 //!
 //! Submodules are populated from the user's own clones of them (`.git/modules/<name>`, or a
-//! submodule's `.git` folder in the user's checkout), never from their remote: the clone in the
-//! worktree borrows the user's objects through `--reference` (alternates: nothing is copied,
-//! whatever the file systems), and its URL is pointed at the user's clone for that one command
-//! (`-c submodule.<name>.url=…`), so neither the network nor the user's config is touched.
+//! submodule's `.git` folder in the user's checkout), never from their remote: the URL is
+//! pointed at the user's clone for that one command (`-c submodule.<name>.url=<path>`), so
+//! neither the network nor the user's config is touched. A clone from a local path hardlinks
+//! the object files, and the worktree's clone lives in the worktree's admin folder, inside the
+//! user's `.git`, so on the same file system: nothing is copied, and unlike alternates
+//! (`--reference`, measured as fast) the clone stays whole when the user's clone is gc'ed.
 //!
 //! Invariants:
 //! - a worktree's submodules are at the commits its index records after [`Worktree::reset_hard`];
@@ -228,9 +230,8 @@ impl Worktree {
     }
 
     /// Check out `sub` at its recorded commit from `source`, the user's clone of it (its git
-    /// dir), borrowing its objects: no network, no change to any config. A clone already there
-    /// is only moved to the recorded commit. Git's message when it can't (the user's clone
-    /// lacks the commit).
+    /// dir), its object files hardlinked: no network, no change to any config. Git's message
+    /// when it can't (the user's clone lacks the commit).
     pub fn populate_submodule(&self, sub: &Submodule, name: &str, source: &Path) -> Result<()> {
         let source = source.to_string_lossy();
         let settings = [
@@ -250,8 +251,6 @@ impl Worktree {
             "--quiet",
             "--init",
             "--no-fetch",
-            "--reference",
-            &source,
             "--",
             &sub.path,
         ]);

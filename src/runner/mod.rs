@@ -199,6 +199,7 @@ impl Runner<'_> {
         })?;
         let spec = settings::workspace(&req.workflow.workspace, &info.record.overrides);
         workspace::check_before_start(self.repo, &spec)?;
+        workspace::check_lfs(self.repo, req.base, self.env.var("PATH"))?;
         info.state.next = Some(first);
         let start = txn::start(
             self.repo,

@@ -10,7 +10,8 @@
 //!   ignore rule, so each linked path is also ignored as such in every worktree
 //!   ([`Repo::exclude_everywhere`]) and never committed;
 //! - **submodules**: populated recursively from the user's clones of them, at the commits the
-//!   tree records, without the network ([`Worktree::populate_submodule`]); one the user never
+//!   tree records, without the network, their object files hardlinked
+//!   ([`Worktree::populate_submodule`]); one the user never
 //!   initialised stays empty, with a warning.
 //!
 //! [`setup`] runs the setup command before the first program runs in a worktree, unless the
@@ -157,6 +158,50 @@ pub fn check_before_start(repo: &Repo, spec: &WorkspaceSpec) -> Result {
         )));
     }
     Ok(())
+}
+
+/// Refuse, before anything is created, a base whose checkout cannot be made here: the user's
+/// config requires the `lfs` filter (`filter.lfs.required`), the root `.gitattributes` uses it,
+/// and the filter's program (`git-lfs`) is not on `PATH` — `git worktree add` would fail
+/// halfway. With git-lfs present, checkouts smudge LFS files from the repository's own store
+/// (shared by every worktree), fetching a missing one only as the user's own checkout would,
+/// and `GIT_LFS_SKIP_SMUDGE=1` leaves pointers, as git-lfs reads it.
+pub fn check_lfs(repo: &Repo, base: crate::git::Oid, path_var: Option<&str>) -> Result {
+    if repo.config_bool("filter.lfs.required") != Some(true) {
+        return Ok(());
+    }
+    let attributes = repo.read_file(base, ".gitattributes")?.unwrap_or_default();
+    if !String::from_utf8_lossy(&attributes).contains("filter=lfs") {
+        return Ok(());
+    }
+    let command = repo
+        .config_str("filter.lfs.process")
+        .or_else(|| repo.config_str("filter.lfs.smudge"))
+        .unwrap_or_default();
+    let program = command.split_whitespace().next().unwrap_or("git-lfs");
+    if on_path(program, path_var) {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "this repository uses Git LFS and your git config requires its filter, but `{program}` is not installed"
+    ))
+    .with_hint("install git-lfs (https://git-lfs.com); or, to work on the pointer files as they are, `git -c filter.lfs.required=false -c filter.lfs.process= -c filter.lfs.smudge= machine …` (and `-c core.hooksPath=/dev/null` when git-lfs's hooks are installed)"))
+}
+
+/// Whether `program` can be started: a path that exists, or a name found on `PATH`.
+fn on_path(program: &str, path_var: Option<&str>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return runnable(Path::new(program));
+    }
+    path_var
+        .unwrap_or_default()
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .any(|dir| runnable(&Path::new(dir).join(program)))
 }
 
 /// Bring the user's ignored files, linked folders and submodules into `wt`; what was done,

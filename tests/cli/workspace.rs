@@ -61,6 +61,19 @@ fn with_submodules(env: &TestEnv) {
     assert_eq!(env.read("lib/nested/deep.txt"), "deep text\n");
 }
 
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn step_toml(env: &TestEnv, run: &str, record: &str) -> String {
     env.git(&[
         "show",
@@ -96,6 +109,15 @@ fn submodules_are_checked_out_in_run_and_member_worktrees_from_the_users_clones(
     assert_eq!(show("seen.txt"), "lib text\ndeep text\n", "{r}");
     assert_eq!(show("left.txt"), "deep text\n");
     assert_eq!(show("right.txt"), "lib text\n");
+    // Finished members' worktrees are removed, their submodule clones with them.
+    assert!(!env.worktree(&format!("{run}--left")).exists());
+    assert!(!env.worktree(&format!("{run}--right")).exists());
+    assert_eq!(
+        env.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        2
+    );
     // The gitlinks are those of the base: the run changed no submodule.
     let links = |rev: &str| env.git(&["ls-tree", rev, "lib"]);
     assert_eq!(links(&format!("machine/{run}")), links("main"));
@@ -104,12 +126,15 @@ fn submodules_are_checked_out_in_run_and_member_worktrees_from_the_users_clones(
     let config_after = std::fs::read_to_string(env.common_dir().join("config")).expect("config");
     assert_eq!(config_before, config_after);
     assert_eq!(user_before, env.user_state());
-    // The worktree's clone borrows the user's objects instead of copying them.
+    // The worktree's clone shares the user's object files (hardlinks) instead of copying them.
+    use std::os::unix::fs::MetadataExt;
     let wt = env.worktree(&run);
     let admin = git_in(&env, &wt.join("lib"), &["rev-parse", "--absolute-git-dir"]);
-    let alternates = Path::new(admin.trim()).join("objects/info/alternates");
-    let borrowed = std::fs::read_to_string(alternates).expect("alternates");
-    assert!(borrowed.contains(".git/modules/lib"), "{borrowed}");
+    let objects = Path::new(admin.trim()).join("objects");
+    let shared = walk_files(&objects)
+        .iter()
+        .any(|f| std::fs::metadata(f).is_ok_and(|m| m.nlink() > 1));
+    assert!(shared, "no object file of {} is shared", objects.display());
 }
 
 #[test]
@@ -415,6 +440,51 @@ fn lfs_pointers_run_as_plain_files_when_no_lfs_filter_is_configured() {
         blob(&format!("machine/{run}")),
         blob("main"),
         "the pointer is committed as it was"
+    );
+}
+
+#[test]
+fn a_required_lfs_filter_whose_program_is_missing_is_refused_before_anything_is_created() {
+    let env = TestEnv::new();
+    env.write(
+        ".gitattributes",
+        "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+    );
+    env.write("big.bin", POINTER);
+    env.git(&["add", ".gitattributes", "big.bin"]);
+    env.git(&["commit", "-q", "-m", "lfs pointer"]);
+    // As `git lfs install` configures it, with a program that is not installed anywhere.
+    env.git(&["config", "filter.lfs.required", "true"]);
+    env.git(&[
+        "config",
+        "filter.lfs.process",
+        "git-lfs-not-installed filter-process",
+    ]);
+    env.workflow("blob", READ_BLOB);
+    let r = env.machine_code(2, &["run", "blob"]);
+    assert!(
+        r.stderr
+            .contains("`git-lfs-not-installed` is not installed"),
+        "{r}"
+    );
+    assert!(r.stderr.contains("hint: install git-lfs"), "{r}");
+    assert!(env.runs().is_empty());
+    // The hint's way out works: the pointers are checked out as they are.
+    let r = Run::from(
+        env.machine_cmd(&["run", "blob"])
+            .env(
+                "GIT_CONFIG_PARAMETERS",
+                "'filter.lfs.required'='false' 'filter.lfs.process'='' 'filter.lfs.smudge'=''",
+            )
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let run = env.last_run();
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:seen.txt")]),
+        POINTER,
+        "{r}"
     );
 }
 

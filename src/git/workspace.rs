@@ -326,3 +326,93 @@ impl Worktree {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::{init_scratch_repo, run_git, GitEnv};
+
+    fn scratch() -> (tempfile::TempDir, Repo) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(dir.path()).expect("scratch repo");
+        let repo = Repo::open(dir.path(), &GitEnv::default()).expect("repo");
+        (dir, repo)
+    }
+
+    /// Regression: `check-ignore -z` with paths as arguments is refused by git ("-z only makes
+    /// sense with --stdin"); paths go on stdin. A tracked file is never ignored, a folder is
+    /// matched by a `dir/` rule.
+    #[test]
+    fn ignored_paths_are_asked_of_git_in_the_users_checkout() {
+        let (dir, repo) = scratch();
+        std::fs::write(dir.path().join(".gitignore"), "/.env\nnode_modules/\n").expect("write");
+        std::fs::write(dir.path().join(".env"), "A=1\n").expect("write");
+        std::fs::create_dir(dir.path().join("node_modules")).expect("mkdir");
+        let paths: Vec<String> = [".env", "node_modules", "README.md", "odd name*"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let ignored = repo.ignored_in_checkout(&paths).expect("check-ignore");
+        assert_eq!(ignored, [".env", "node_modules"]);
+    }
+
+    #[test]
+    fn excludes_are_added_once_and_match_only_their_path() {
+        let (dir, repo) = scratch();
+        let paths = vec!["node_modules".to_string(), "odd *name".to_string()];
+        repo.exclude_everywhere(&paths).expect("added");
+        repo.exclude_everywhere(&paths).expect("added again");
+        let text = std::fs::read_to_string(dir.path().join(".git/info/exclude")).expect("read");
+        assert_eq!(text.matches("/node_modules\n").count(), 1, "{text}");
+        assert_eq!(text.matches(EXCLUDE_HEADING).count(), 1, "{text}");
+        assert!(text.contains("/odd\\ \\*name\n"), "{text}");
+        std::fs::write(dir.path().join("odd *name"), "").expect("write");
+        std::fs::write(dir.path().join("odd xname"), "").expect("write");
+        let listed = vec!["odd *name".to_string(), "odd xname".to_string()];
+        assert_eq!(
+            repo.ignored_in_checkout(&listed).expect("asked"),
+            ["odd *name"]
+        );
+    }
+
+    /// Regression: git refuses `worktree remove` when submodules are checked out in it, which
+    /// left every finished member's worktree behind; it is removed by path instead.
+    #[test]
+    fn a_worktree_with_a_submodule_checked_out_is_removed() {
+        let (dir, repo) = scratch();
+        let (sub_dir, _sub) = scratch();
+        let url = sub_dir.path().to_string_lossy().into_owned();
+        let allow = ["-c", "protocol.file.allow=always"];
+        run_git(
+            dir.path(),
+            [&allow[..], &["submodule", "add", "-q", &url, "lib"]].concat(),
+        )
+        .expect("submodule added");
+        run_git(dir.path(), ["commit", "-q", "-m", "lib"]).expect("committed");
+        let head = repo.head_commit().expect("a commit");
+        let wt_path = dir.path().join("wt");
+        repo.worktree_add_detached(&wt_path, head)
+            .expect("worktree");
+        let wt = Worktree::new(wt_path.clone());
+        let subs = wt.submodules().expect("listed");
+        assert_eq!(subs.len(), 1);
+        assert_eq!(
+            (subs[0].name.as_deref(), subs[0].path.as_str()),
+            (Some("lib"), "lib")
+        );
+        let source = dir.path().join(".git/modules/lib");
+        wt.populate_submodule(&subs[0], "lib", &source)
+            .expect("populated");
+        assert!(wt_path.join("lib/README.md").exists());
+        std::fs::write(wt_path.join("lib/README.md"), "changed\n").expect("write");
+        assert_eq!(
+            wt.submodule_changes().expect("status"),
+            [("lib".to_string(), "modified files".to_string())]
+        );
+        wt.reset_hard(head).expect("reset");
+        assert!(wt.submodule_changes().expect("status").is_empty());
+        repo.worktree_remove(&wt_path).expect("removed");
+        assert!(!wt_path.exists());
+        assert_eq!(repo.worktrees().expect("listed").len(), 1);
+    }
+}

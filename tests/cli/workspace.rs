@@ -538,3 +538,48 @@ fn lfs_files_are_smudged_from_the_local_store_and_skip_smudge_is_respected() {
 }
 
 use crate::common::Run;
+
+#[test]
+fn each_member_of_a_parallel_group_gets_the_workspace_and_its_own_setup() {
+    let env = TestEnv::new();
+    with_ignored_files(&env);
+    env.write(".git/info/exclude", "installed\n");
+    env.workflow(
+        "group",
+        r#"version = 1
+name = "group"
+[workspace]
+copy = [".env"]
+setup = ["sh", "-c", "echo ran >> \"$HOME/setups\"; pwd > installed"]
+[[steps]]
+id = "left"
+group = "both"
+run = ["sh", "-c", "cat .env installed > left.txt"]
+[[steps]]
+id = "right"
+group = "both"
+run = ["sh", "-c", "cat .env installed > right.txt"]
+"#,
+    );
+    let r = env.machine_ok(&["run", "group"]);
+    let run = env.last_run();
+    let show = |path: &str| env.git(&["show", &format!("machine/{run}:{path}")]);
+    assert!(show("left.txt").starts_with("SECRET=1\n"), "{r}");
+    assert!(show("left.txt")
+        .trim_end()
+        .ends_with(&format!("{run}--left")));
+    assert!(show("right.txt")
+        .trim_end()
+        .ends_with(&format!("{run}--right")));
+    let setups = std::fs::read_to_string(env.home.join("setups")).expect("setups");
+    assert_eq!(
+        setups, "ran\nran\n",
+        "once in each member's worktree, not in the run's"
+    );
+    let record = step_toml(&env, &run, "01-left");
+    assert!(
+        record.contains("copied `.env`") && record.contains("setup `sh -c"),
+        "{record}"
+    );
+    assert!(show(&format!(".codemachine/runs/{run}/steps/01-left/setup.log")).is_empty());
+}

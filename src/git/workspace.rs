@@ -74,27 +74,9 @@ impl Repo {
     /// Which of `paths` git ignores in the user's checkout, as `git check-ignore` says (a
     /// tracked file is never ignored; a folder is matched by `dir/` rules when it exists).
     pub fn ignored_in_checkout(&self, paths: &[String]) -> Result<Vec<String>> {
-        let Some(dir) = self.workdir() else {
-            return Ok(Vec::new());
-        };
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        let args = ["check-ignore", "-z", "--stdin"];
-        let input: Vec<u8> = paths
-            .iter()
-            .flat_map(|p| [p.as_bytes(), b"\0"].concat())
-            .collect();
-        match git_code(dir, &args, &input)? {
-            (0 | 1, out, _) => Ok(out
-                .split('\0')
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect()),
-            (_, _, stderr) => Err(GitError::Cli {
-                args: args.join(" "),
-                stderr,
-            }),
+        match self.workdir() {
+            Some(dir) => ignored_in(dir, paths),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -139,6 +121,29 @@ impl Repo {
     }
 }
 
+/// Which of `paths` git ignores in the checkout at `dir` (`git check-ignore`, paths on stdin).
+fn ignored_in(dir: &Path, paths: &[String]) -> Result<Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let args = ["check-ignore", "-z", "--stdin"];
+    let input: Vec<u8> = paths
+        .iter()
+        .flat_map(|p| [p.as_bytes(), b"\0"].concat())
+        .collect();
+    match git_code(dir, &args, &input)? {
+        (0 | 1, out, _) => Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()),
+        (_, _, stderr) => Err(GitError::Cli {
+            args: args.join(" "),
+            stderr,
+        }),
+    }
+}
+
 /// `path` as an ignore pattern that matches exactly it.
 fn escape_pattern(path: &str) -> String {
     let mut out = String::new();
@@ -170,6 +175,11 @@ pub fn git_dir_of(dir: &Path) -> Option<PathBuf> {
 }
 
 impl Worktree {
+    /// Which of `paths` git ignores here, by this worktree's own ignore rules.
+    pub fn ignored(&self, paths: &[String]) -> Result<Vec<String>> {
+        ignored_in(&self.path, paths)
+    }
+
     /// The worktree's own admin folder (`<common git dir>/worktrees/<name>`, or the `.git`
     /// folder of a checkout): what belongs to this worktree alone.
     pub fn admin_dir(&self) -> Option<PathBuf> {

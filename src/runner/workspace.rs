@@ -211,9 +211,13 @@ pub fn prepare_worktree(repo: &Repo, wt: &Worktree, spec: &WorkspaceSpec) -> Res
     match repo.workdir() {
         Some(checkout) => {
             let ignored = repo.ignored_in_checkout(&spec.copy)?;
+            let mut copied = Vec::new();
             for path in &spec.copy {
-                copy_in(checkout, &wt.path, path, ignored.contains(path), &mut notes)?;
+                if copy_in(checkout, &wt.path, path, ignored.contains(path), &mut notes)? {
+                    copied.push(path.clone());
+                }
             }
+            keep_ignored_copies(wt, &copied, &mut notes)?;
             if !spec.link.is_empty() {
                 repo.exclude_everywhere(&spec.link)?;
             }
@@ -234,22 +238,47 @@ pub fn prepare_worktree(repo: &Repo, wt: &Worktree, spec: &WorkspaceSpec) -> Res
     Ok(notes)
 }
 
-fn copy_in(checkout: &Path, wt: &Path, path: &str, ignored: bool, notes: &mut Notes) -> Result {
+/// A copy the worktree's own ignore rules do not cover (its tree's `.gitignore` differs from
+/// the user's checkout's) would be committed by the next step: it is removed, with a warning.
+fn keep_ignored_copies(wt: &Worktree, copied: &[String], notes: &mut Notes) -> Result {
+    let ignored = wt.ignored(copied)?;
+    for path in copied.iter().filter(|p| !ignored.contains(p)) {
+        let dst = wt.path.join(path);
+        if dst.is_dir() {
+            std::fs::remove_dir_all(&dst)?;
+        } else {
+            std::fs::remove_file(&dst)?;
+        }
+        notes.push(format!(
+            "{WARNING}`{path}` ([workspace] copy) is not ignored by the run's tree (its .gitignore differs from your checkout's); removed, so no step commits it"
+        ));
+    }
+    Ok(())
+}
+
+/// Copy `path` in unless the worktree has it; whether it was copied now.
+fn copy_in(
+    checkout: &Path,
+    wt: &Path,
+    path: &str,
+    ignored: bool,
+    notes: &mut Notes,
+) -> Result<bool> {
     let (src, dst) = (checkout.join(path), wt.join(path));
     if std::fs::symlink_metadata(&dst).is_ok() {
-        return Ok(());
+        return Ok(false);
     }
     let Ok(meta) = std::fs::metadata(&src) else {
         notes.push(format!(
             "{WARNING}`{path}` ([workspace] copy) is not in your checkout; not copied"
         ));
-        return Ok(());
+        return Ok(false);
     };
     if !ignored {
         notes.push(format!(
             "{WARNING}`{path}` ([workspace] copy) is not ignored by git; not copied"
         ));
-        return Ok(());
+        return Ok(false);
     }
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent)?;
@@ -263,7 +292,7 @@ fn copy_in(checkout: &Path, wt: &Path, path: &str, ignored: bool, notes: &mut No
         "copied `{path}` ({files} file{}, {cloned} as reflinks)",
         if files == 1 { "" } else { "s" }
     ));
-    Ok(())
+    Ok(true)
 }
 
 /// Copy a folder recursively (symlinks as symlinks); (files, of which reflinked).

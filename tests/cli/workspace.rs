@@ -583,3 +583,22 @@ run = ["sh", "-c", "cat .env installed > right.txt"]
     );
     assert!(show(&format!(".codemachine/runs/{run}/steps/01-left/setup.log")).is_empty());
 }
+
+#[test]
+fn a_copy_the_runs_tree_does_not_ignore_is_removed_and_never_committed() {
+    let env = TestEnv::new();
+    // Ignored in the user's checkout only by an uncommitted rule: the run's tree does not know it.
+    env.write(".gitignore", "/.env\n");
+    env.write(".env", "SECRET=1\n");
+    env.workflow(
+        "leak",
+        "version = 1\nname = \"leak\"\n[workspace]\ncopy = [\".env\"]\n[[steps]]\nid = \"a\"\nrun = [\"sh\", \"-c\", \"ls -A > files.txt\"]\n",
+    );
+    let r = env.machine_ok(&["run", "leak"]);
+    assert!(r.stderr.contains("is not ignored by the run's tree"), "{r}");
+    let run = env.last_run();
+    let tree = env.git(&["ls-tree", "--name-only", &format!("machine/{run}")]);
+    assert!(!tree.lines().any(|p| p == ".env"), "{tree}");
+    let files = env.git(&["show", &format!("machine/{run}:files.txt")]);
+    assert!(!files.lines().any(|p| p == ".env"), "{files}");
+}

@@ -4,15 +4,16 @@
 //! the run's and each member's, and it may run again on a worktree that is ready: each part
 //! skips what is already there.
 //! - **copy**: ignored files and folders of the user's checkout (`.env`) are copied in, each
-//!   file as a reflink where the file system can (`FICLONE`: no data copied), else a copy;
+//!   file as a reflink where the file system can (`FICLONE`: no data copied), else a copy; a
+//!   copy the worktree's own ignore rules do not cover is removed again, so none is committed;
 //! - **link**: ignored folders (`node_modules`) become symlinks to the user's; an agent that
 //!   writes there writes the user's folder. A symlink is not matched by a `node_modules/`
 //!   ignore rule, so each linked path is also ignored as such in every worktree
 //!   ([`Repo::exclude_everywhere`]) and never committed;
 //! - **submodules**: populated recursively from the user's clones of them, at the commits the
 //!   tree records, without the network, their object files hardlinked
-//!   ([`Worktree::populate_submodule`]); one the user never
-//!   initialised stays empty, with a warning.
+//!   ([`Worktree::populate_submodule`]); one the user never initialised stays empty, with a
+//!   warning. A step that changes a submodule fails ([`submodule_refusal`]).
 //!
 //! [`setup`] runs the setup command before the first program runs in a worktree, unless the
 //! worktree's stamp (in its own git admin folder, so it goes with the worktree) says it ran
@@ -20,7 +21,8 @@
 //!
 //! Paths come checked by the workflow parser (relative, no `..`); [`check_before_start`]
 //! refuses, before a run is created, a path the user's checkout has but does not ignore: it
-//! would be committed by the first step.
+//! would be committed by the first step. [`check_lfs`] refuses a base whose LFS files cannot be
+//! checked out here.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -135,6 +135,15 @@ fn submodules_are_checked_out_in_run_and_member_worktrees_from_the_users_clones(
         .iter()
         .any(|f| std::fs::metadata(f).is_ok_and(|m| m.nlink() > 1));
     assert!(shared, "no object file of {} is shared", objects.display());
+    // A worktree with submodules checked out is removed (git itself refuses to).
+    let r = env.machine_ok(&["rm", &run]);
+    assert!(!wt.exists(), "{r}");
+    assert_eq!(
+        env.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
 }
 
 #[test]

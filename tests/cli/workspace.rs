@@ -497,6 +497,35 @@ fn a_required_lfs_filter_whose_program_is_missing_is_refused_before_anything_is_
     );
 }
 
+#[test]
+fn an_lfs_file_whose_content_cannot_be_had_is_a_failure_with_a_hint_not_a_crash() {
+    let env = TestEnv::new();
+    env.write(
+        ".gitattributes",
+        "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+    );
+    env.write("big.bin", POINTER);
+    env.git(&["add", ".gitattributes", "big.bin"]);
+    env.git(&["commit", "-q", "-m", "lfs pointer"]);
+    // A smudge that fails, as git-lfs does offline for an object it does not have.
+    env.git(&["config", "filter.lfs.required", "true"]);
+    env.git(&["config", "filter.lfs.smudge", "false"]);
+    env.workflow("blob", READ_BLOB);
+    let r = env.machine_code(1, &["run", "blob"]);
+    assert!(r.stderr.contains("smudge filter lfs failed"), "{r}");
+    assert!(r.stderr.contains("hint: get the LFS files first"), "{r}");
+    // Once the content can be had (here: pointers accepted), the run goes on.
+    env.git(&["config", "--unset", "filter.lfs.smudge"]);
+    env.git(&["config", "filter.lfs.required", "false"]);
+    let run = env.last_run();
+    let r = env.machine_ok(&["resume", &run]);
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:seen.txt")]),
+        POINTER,
+        "{r}"
+    );
+}
+
 /// Whether git-lfs runs here; prints why a test is skipped when not.
 fn git_lfs(env: &TestEnv) -> bool {
     let mut cmd = Command::new("git");

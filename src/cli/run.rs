@@ -75,8 +75,9 @@ pub fn check_engine(from: &str, engine: &str) -> CliResult {
 }
 
 /// The run's settings for its agent steps (stored in `run.toml`, so a resume keeps them): the
-/// flags, and `machine.engine`, `machine.model`, `machine.<engine>.args` as git's rules merge
-/// them (`git -c`, repository, global). How they meet the workflow: `runner::settings`.
+/// flags, and `machine.engine`, `machine.model`, `machine.<engine>.args`, `machine.workspace.*`
+/// as git's rules merge them (`git -c`, repository, global). How they meet the workflow:
+/// `runner::settings`.
 fn settings(repo: &Repo, args: &RunArgs) -> CliResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     if let Some(engine) = &args.engine {
@@ -120,7 +121,7 @@ fn workspace_settings(repo: &Repo, out: &mut BTreeMap<String, String>) -> CliRes
             CliError::usage(format!("git config {config} is `{value}`: {why}"))
                 .with_hint("give the words as a shell would, quoting a path with spaces")
         })?;
-        if key != settings::WORKSPACE_KEYS[2].0 {
+        if key != settings::WORKSPACE_SETUP {
             let bad = words
                 .iter()
                 .find_map(|w| workflow::workspace_path_problem(w).map(|why| (w, why)));

@@ -27,13 +27,21 @@ pub const DEFAULT_ENGINE: &str = "default_engine";
 /// `machine.model`: the model of agent steps whose workflow names none.
 pub const DEFAULT_MODEL: &str = "default_model";
 
-/// `machine.workspace.copy`, `.link`, `.setup`, `.setupKey` (kept as written; split by
-/// [`split_args`]): (settings key, git config key).
+/// `machine.workspace.copy`: paths added to `[workspace] copy`.
+pub const WORKSPACE_COPY: &str = "workspace.copy";
+/// `machine.workspace.link`: paths added to `[workspace] link`.
+pub const WORKSPACE_LINK: &str = "workspace.link";
+/// `machine.workspace.setup`: the setup of workflows whose `[workspace]` has none.
+pub const WORKSPACE_SETUP: &str = "workspace.setup";
+/// `machine.workspace.setupKey`: the key files of that setup.
+pub const WORKSPACE_SETUP_KEY: &str = "workspace.setup_key";
+/// (settings key, git config key) of the workspace settings, kept as written and split by
+/// [`split_args`].
 pub const WORKSPACE_KEYS: [(&str, &str); 4] = [
-    ("workspace.copy", "machine.workspace.copy"),
-    ("workspace.link", "machine.workspace.link"),
-    ("workspace.setup", "machine.workspace.setup"),
-    ("workspace.setup_key", "machine.workspace.setupKey"),
+    (WORKSPACE_COPY, "machine.workspace.copy"),
+    (WORKSPACE_LINK, "machine.workspace.link"),
+    (WORKSPACE_SETUP, "machine.workspace.setup"),
+    (WORKSPACE_SETUP_KEY, "machine.workspace.setupKey"),
 ];
 
 /// The run's workspace: the workflow's `[workspace]` with configuration's paths added, and
@@ -56,8 +64,8 @@ pub fn workspace(spec: &WorkspaceSpec, settings: &BTreeMap<String, String>) -> W
         all
     };
     let mut out = WorkspaceSpec {
-        copy: paths(&spec.copy, WORKSPACE_KEYS[0].0),
-        link: paths(&spec.link, WORKSPACE_KEYS[1].0),
+        copy: paths(&spec.copy, WORKSPACE_COPY),
+        link: paths(&spec.link, WORKSPACE_LINK),
         setup: spec.setup.clone(),
         setup_key: spec.setup_key.clone(),
     };
@@ -66,11 +74,11 @@ pub fn workspace(spec: &WorkspaceSpec, settings: &BTreeMap<String, String>) -> W
         .retain(|p| !out.copy.contains(p) || spec.link.contains(p));
     out.copy.retain(|p| !out.link.contains(p));
     if out.setup.is_empty() {
-        out.setup = words(WORKSPACE_KEYS[2].0);
+        out.setup = words(WORKSPACE_SETUP);
         out.setup_key = if out.setup.is_empty() {
             Vec::new()
         } else {
-            words(WORKSPACE_KEYS[3].0)
+            words(WORKSPACE_SETUP_KEY)
         };
     }
     out

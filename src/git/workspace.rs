@@ -272,16 +272,27 @@ impl Worktree {
     /// `new commits`, `modified files`, `untracked files`). Nested ones count for their
     /// outermost submodule, as `git status` reports them.
     pub fn submodule_changes(&self) -> Result<Vec<(String, String)>> {
-        if !self.path.join(".gitmodules").is_file() {
+        let populated: Vec<String> = self
+            .submodules()?
+            .into_iter()
+            .filter(|s| git_dir_of(&self.path.join(&s.path)).is_some())
+            .map(|s| s.path)
+            .collect();
+        if populated.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.git(&[
+        // Only the submodules' paths: the rest of a large worktree is not scanned again.
+        let mut args = vec![
+            "--literal-pathspecs",
             "status",
             "--porcelain=v2",
             "-z",
             "--ignore-submodules=none",
             "--untracked-files=all",
-        ])?;
+            "--",
+        ];
+        args.extend(populated.iter().map(String::as_str));
+        let out = self.git(&args)?;
         let mut changed = Vec::new();
         let mut records = out.split('\0');
         while let Some(record) = records.next() {

@@ -640,3 +640,24 @@ fn a_copy_the_runs_tree_does_not_ignore_is_removed_and_never_committed() {
     let files = env.git(&["show", &format!("machine/{run}:files.txt")]);
     assert!(!files.lines().any(|p| p == ".env"), "{files}");
 }
+
+#[test]
+fn the_live_view_shows_a_workspace_warning() {
+    let env = TestEnv::new();
+    env.write(".gitignore", "/.env\n");
+    env.git(&["add", ".gitignore"]);
+    env.git(&["commit", "-q", "-m", "ignore .env"]);
+    env.workflow(
+        "missing",
+        "version = 1\nname = \"missing\"\n[workspace]\ncopy = [\".env\"]\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n",
+    );
+    let mut view = crate::pty::OnPty::spawn_sized(&env, &["run", "missing"], 160);
+    let code = view.wait(std::time::Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{}", view.text());
+    assert!(
+        view.text()
+            .contains("warning: `.env` ([workspace] copy) is not in your checkout; not copied"),
+        "{}",
+        view.text()
+    );
+}

@@ -555,6 +555,8 @@ impl Checker<'_> {
     /// `[workspace]`: paths relative to the repository's root (never absolute, never `..`),
     /// a setup argv that is not empty, and a `setup_key` only with a `setup`.
     fn workspace(&self, raw: Option<&Spanned<RawWorkspace>>) -> Result<WorkspaceSpec> {
+        const WORKSPACE_HINT: &str =
+            "write a path relative to the repository's root, e.g. `.env` or `config/local.toml`";
         let Some(raw) = raw else {
             return Ok(WorkspaceSpec::default());
         };
@@ -562,9 +564,11 @@ impl Checker<'_> {
             let mut out: Vec<String> = Vec::new();
             for path in list.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
                 if let Some(why) = workspace_path_problem(path.get_ref()) {
+                    let text = path.get_ref();
+                    let message = format!("`{key}` in [workspace] can't name `{text}`: {why}");
                     return Err(self
-                        .err(path.span().start, format!("`{key}` in [workspace] can't name `{}`: {why}", path.get_ref()))
-                        .with_hint("write a path relative to the repository's root, e.g. `.env` or `config/local.toml`"));
+                        .err(path.span().start, message)
+                        .with_hint(WORKSPACE_HINT));
                 }
                 let path = path.get_ref().trim_end_matches('/').to_string();
                 if !out.contains(&path) {

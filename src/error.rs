@@ -94,6 +94,12 @@ impl From<GitError> for Error {
                 disk_full(e.to_string())
             }
             GitError::Lib(err) if err.message().contains("No space left") => disk_full(e.to_string()),
+            // The user's LFS filter could not give a file's content (not fetched, offline).
+            GitError::Cli { stderr, .. } if stderr.contains("smudge filter lfs failed") => {
+                Error::failed(e.to_string()).with_hint(
+                    "get the LFS files first (`git lfs fetch`), or set GIT_LFS_SKIP_SMUDGE=1 to work on their pointers; then `git machine resume`",
+                )
+            }
             GitError::NotARepo(_) => Error::usage(e.to_string())
                 .with_hint("run git machine inside a git repository, or try `git machine demo`"),
             _ => Error::bug(e.to_string()),

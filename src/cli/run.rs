@@ -75,8 +75,9 @@ pub fn check_engine(from: &str, engine: &str) -> CliResult {
 }
 
 /// The run's settings for its agent steps (stored in `run.toml`, so a resume keeps them): the
-/// flags, and `machine.engine`, `machine.model`, `machine.<engine>.args` as git's rules merge
-/// them (`git -c`, repository, global). How they meet the workflow: `runner::settings`.
+/// flags, and `machine.engine`, `machine.model`, `machine.<engine>.args`, `machine.workspace.*`
+/// as git's rules merge them (`git -c`, repository, global). How they meet the workflow:
+/// `runner::settings`.
 fn settings(repo: &Repo, args: &RunArgs) -> CliResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     if let Some(engine) = &args.engine {
@@ -105,7 +106,35 @@ fn settings(repo: &Repo, args: &RunArgs) -> CliResult<BTreeMap<String, String>> 
             out.insert(settings::args_key(engine), value);
         }
     }
+    workspace_settings(repo, &mut out)?;
     Ok(out)
+}
+
+/// `machine.workspace.copy`, `.link`, `.setup`, `.setupKey`: words as a shell splits them,
+/// paths checked as the workflow's `[workspace]` paths are.
+fn workspace_settings(repo: &Repo, out: &mut BTreeMap<String, String>) -> CliResult {
+    for (key, config) in settings::WORKSPACE_KEYS {
+        let Some(value) = repo.config_str(config) else {
+            continue;
+        };
+        let words = settings::split_args(&value).map_err(|why| {
+            CliError::usage(format!("git config {config} is `{value}`: {why}"))
+                .with_hint("give the words as a shell would, quoting a path with spaces")
+        })?;
+        if key != settings::WORKSPACE_SETUP {
+            let bad = words
+                .iter()
+                .find_map(|w| workflow::workspace_path_problem(w).map(|why| (w, why)));
+            if let Some((path, why)) = bad {
+                return Err(CliError::usage(format!(
+                    "git config {config} can't name `{path}`: {why}"
+                ))
+                .with_hint("give paths relative to the repository's root, separated by spaces"));
+            }
+        }
+        out.insert(key.to_string(), value);
+    }
+    Ok(())
 }
 
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {

@@ -22,6 +22,9 @@ use std::sync::OnceLock;
 
 use thiserror::Error;
 
+mod workspace;
+pub use workspace::{git_dir_of, Submodule};
+
 /// A commit (or tree, or blob) id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Oid(git2::Oid);
@@ -757,13 +760,16 @@ impl Repo {
                 ],
             )
             .map(|_| ())
-            .or_else(|e| {
+            .or_else(|e| match e {
                 // A folder deleted by hand leaves only git's admin entry; remove that one.
-                if path.exists() {
-                    Err(e)
-                } else {
+                _ if !path.exists() => self.remove_worktree_admin(path),
+                // Git refuses to remove a worktree with submodules checked out: their clones
+                // live in the worktree's admin folder, which goes with it.
+                GitError::Cli { ref stderr, .. } if stderr.contains("submodules") => {
+                    std::fs::remove_dir_all(path).map_err(|e| GitError::Io(e.to_string()))?;
                     self.remove_worktree_admin(path)
                 }
+                e => Err(e),
             })?;
         } else if path.exists() {
             std::fs::remove_dir_all(path).map_err(|e| GitError::Io(e.to_string()))?;
@@ -1086,11 +1092,12 @@ impl Worktree {
     }
 
     /// Make the worktree's index and files exactly `commit` (untracked, non-ignored files
-    /// removed). No ref moves: the caller moves the branch by compare-and-swap.
+    /// removed), populated submodules too. No ref moves: the caller moves the branch by
+    /// compare-and-swap.
     pub fn reset_hard(&self, commit: Oid) -> Result<()> {
         self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
         self.git(&["clean", "-fdq"])?;
-        Ok(())
+        self.reset_submodules()
     }
 }
 

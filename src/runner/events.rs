@@ -75,6 +75,16 @@ pub enum Kind {
     StaleLockRemoved {
         path: String,
     },
+    /// What preparing a worktree did or could not do (`[workspace]` files, submodules, the
+    /// setup command), for the run's worktree or a `member`'s.
+    Workspace {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        member: Option<StepId>,
+        note: String,
+        /// It could not be done (a file missing, a submodule the user never initialised).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        warning: bool,
+    },
     StepStarted {
         step: StepId,
         /// 1-based position and the number of steps in the workflow.

@@ -511,6 +511,7 @@ pub fn record_of(
 ) -> StepRecord {
     StepRecord {
         messages: Vec::new(),
+        workspace: Vec::new(),
         version: store::FORMAT_VERSION,
         step: step.id.clone(),
         seq,
@@ -564,6 +565,13 @@ pub fn record_of(
 }
 
 impl Attempt {
+    /// A program that succeeded but left the worktree in a state git machine refuses to
+    /// commit (see `workspace::submodule_refusal`): the step failed, for `why`.
+    pub fn refuse(&mut self, why: String) {
+        self.outcome.success = false;
+        self.outcome.error = Some(why);
+    }
+
     /// Why the step failed (its engine's error, else how the program ended).
     pub fn error(&self) -> String {
         self.outcome
@@ -604,6 +612,12 @@ pub fn write_record(
 ) -> Result {
     std::fs::create_dir_all(dir)?;
     let log_file = keep_log(log, dir)?;
+    // The setup command's output, when the worktree was set up before this step.
+    let setup_log = log.with_extension("setup.log");
+    if setup_log.exists() {
+        keep_file(&setup_log, dir, layout::SETUP_LOG)?;
+        std::fs::remove_file(&setup_log)?;
+    }
     record.log_file = (log_file != layout::OUTPUT).then(|| log_file.to_string());
     std::fs::write(dir.join(layout::STEP), store::to_toml(&*record))?;
     std::fs::write(dir.join(layout::PROMPT), prompt)?;

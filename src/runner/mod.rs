@@ -26,6 +26,7 @@ pub mod person;
 mod reload;
 pub mod settings;
 mod transcript;
+mod workspace;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -196,6 +197,9 @@ impl Runner<'_> {
         let first = plan_of(req.workflow, &info).first().ok_or_else(|| {
             Error::usage("no step of this workflow applies to the chosen track and conditions").with_hint("`git machine validate <workflow>` lists each step's track and conditions; choose another with --track or --with")
         })?;
+        let spec = settings::workspace(&req.workflow.workspace, &info.record.overrides);
+        workspace::check_before_start(self.repo, &spec)?;
+        workspace::check_lfs(self.repo, req.base, self.env.var("PATH"))?;
         info.state.next = Some(first);
         let start = txn::start(
             self.repo,
@@ -591,6 +595,10 @@ impl Runner<'_> {
             ))
         })?;
         let wt = Worktree::new(self.paths.worktree(&id));
+        let spec = settings::workspace(&wf.workspace, &info.record.overrides);
+        let notes = self.ready(&id, None, &wt, &spec)?;
+        // The first step run in the run's worktree sets it up and records how it was prepared.
+        let mut fresh = Some(workspace::Fresh { spec, notes });
         let started = Instant::now();
         let end = loop {
             let Some(next) = info.state.next.clone() else {
@@ -622,7 +630,8 @@ impl Runner<'_> {
             let end = if plan.steps[index].group.is_some() {
                 self.run_group(&mut info, &wt, &plan, &next, &mut lock)?
             } else {
-                self.run_step(&mut info, &wt, &plan, index, inflight.take(), &mut lock)?
+                let carried = (inflight.take(), fresh.take());
+                self.run_step(&mut info, &wt, &plan, index, carried, &mut lock)?
             };
             if let Some(end) = end {
                 break end;
@@ -645,13 +654,14 @@ impl Runner<'_> {
 
     /// Run one step with the first of its engines that can serve, decide, publish, report.
     /// `Some(end)` when the run stops here.
+    /// `fresh`: the worktree was just prepared, and this is the first step to run in it.
     fn run_step(
         &mut self,
         info: &mut RunInfo,
         wt: &Worktree,
         plan: &Plan,
         index: usize,
-        inflight: Option<SessionRef>,
+        (inflight, fresh): (Option<SessionRef>, Option<workspace::Fresh>),
         lock: &mut RunLock,
     ) -> Result<Option<RunEnd>> {
         let step = &plan.steps[index];
@@ -661,7 +671,20 @@ impl Runner<'_> {
             return self.wait_for_person(info, wt, plan, step);
         }
         let rec = record_name(info.state.seq + 1, &step.id);
-        let prepared = self.prepare(info, wt, step, &rec, inflight);
+        let mut notes = Vec::new();
+        let mut setup_error = None;
+        if let Some(fresh) = fresh {
+            notes = fresh.notes;
+            match self.set_up(&id, None, (wt, &rec), &fresh.spec, &mut notes) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Some(RunEnd::Interrupted)),
+                Err(error) => setup_error = Some(error),
+            }
+        }
+        let mut prepared = self.prepare(info, wt, step, &rec, inflight);
+        if let Some(error) = setup_error {
+            prepared.prestart_error = Some(error);
+        }
         let continued = prepared.continued.clone();
         let pass = step
             .loop_spec
@@ -687,7 +710,7 @@ impl Runner<'_> {
         let started_at = store::now_rfc3339();
         let started = Instant::now();
         let mut heard = Vec::new();
-        let attempt = match how {
+        let mut attempt = match how {
             How::Headless | How::Wait => {
                 let (attempt, messages) =
                     self.attempt_heard(info, wt, step, &rec, &prepared, lock)?;
@@ -710,6 +733,11 @@ impl Runner<'_> {
             );
             return Ok(Some(RunEnd::Interrupted));
         }
+        if attempt.outcome.success {
+            if let Some(why) = workspace::submodule_refusal(wt)? {
+                attempt.refuse(why);
+            }
+        }
         let mut record = exec::record_of(
             step,
             info.state.seq + 1,
@@ -719,6 +747,7 @@ impl Runner<'_> {
         );
         record.context = prepared.context.clone();
         record.messages = heard;
+        record.workspace = notes;
         record.iteration = step
             .loop_spec
             .as_ref()

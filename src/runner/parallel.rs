@@ -40,6 +40,8 @@ struct Slot<'a> {
     prompt: String,
     context: Vec<String>,
     prestart: Option<String>,
+    /// How its worktree was prepared (see [`super::workspace`]), for its record.
+    workspace: Vec<String>,
     log: std::path::PathBuf,
     session: std::path::PathBuf,
 }
@@ -128,6 +130,7 @@ impl Runner<'_> {
         base: Oid,
     ) -> Result<Vec<Slot<'s>>> {
         let id = &info.id;
+        let spec = super::settings::workspace(&info.workflow()?.workspace, &info.record.overrides);
         let mut seq = info.state.seq;
         let mut slots = Vec::new();
         for step in members
@@ -147,10 +150,17 @@ impl Runner<'_> {
                 }
                 self.repo.worktree_add_detached(&path, base)?;
             }
-            let (prompt, context, prestart) = match context::build(id, &mwt, step, None) {
+            let mut notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
+            let setup = self.set_up(id, Some(&step.id), (&mwt, &rec), &spec, &mut notes);
+            let (prompt, context, mut prestart) = match context::build(id, &mwt, step, None) {
                 Ok((p, c)) => (p, c, None),
                 Err(e) => (step.prompt.clone().unwrap_or_default(), Vec::new(), Some(e)),
             };
+            match setup {
+                Ok(true) => {}
+                Ok(false) => prestart = Some("setup interrupted".to_string()),
+                Err(error) => prestart = Some(error),
+            }
             slots.push(Slot {
                 step,
                 seq,
@@ -161,6 +171,7 @@ impl Runner<'_> {
                 prompt,
                 context,
                 prestart,
+                workspace: notes,
             });
         }
         Ok(slots)
@@ -261,8 +272,15 @@ impl Runner<'_> {
             // Stopped by Ctrl-C: neither done nor failed; resume runs it again.
             return Ok(None);
         }
+        let mut a = a;
+        if a.outcome.success {
+            if let Some(why) = super::workspace::submodule_refusal(&slot.wt)? {
+                a.refuse(why);
+            }
+        }
         let mut record = exec::record_of(slot.step, slot.seq, &a, started_at, duration);
         record.context = slot.context.clone();
+        record.workspace = slot.workspace.clone();
         let mut error = (!a.outcome.success).then(|| a.error());
         let directive = if a.outcome.success {
             exec::take_directive(&slot.wt.path)?

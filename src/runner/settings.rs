@@ -7,10 +7,16 @@
 //! (`machine.engine`, `machine.model`, already merged by git's rules: `git -c`, repository,
 //! global) only fills what the workflow leaves open. Engine arguments from configuration
 //! (`machine.<engine>.args`) are added after the step's own `args` when that engine runs.
+//!
+//! The workspace (`[workspace]` of the workflow, `machine.workspace.*` of configuration) meets
+//! the same way, by [`workspace`]: paths to copy or link are personal as much as the
+//! project's (a `.envrc` of one's own), so configuration's are added after the workflow's;
+//! a setup command is the project's, so configuration's `setup` (with its `setupKey`) is used
+//! only when the workflow has none.
 
 use std::collections::BTreeMap;
 
-use crate::workflow::ResolvedStep;
+use crate::workflow::{ResolvedStep, WorkspaceSpec};
 
 /// `--engine`: the engine of every agent step.
 pub const ENGINE: &str = "engine";
@@ -20,6 +26,63 @@ pub const MODEL: &str = "model";
 pub const DEFAULT_ENGINE: &str = "default_engine";
 /// `machine.model`: the model of agent steps whose workflow names none.
 pub const DEFAULT_MODEL: &str = "default_model";
+
+/// `machine.workspace.copy`: paths added to `[workspace] copy`.
+pub const WORKSPACE_COPY: &str = "workspace.copy";
+/// `machine.workspace.link`: paths added to `[workspace] link`.
+pub const WORKSPACE_LINK: &str = "workspace.link";
+/// `machine.workspace.setup`: the setup of workflows whose `[workspace]` has none.
+pub const WORKSPACE_SETUP: &str = "workspace.setup";
+/// `machine.workspace.setupKey`: the key files of that setup.
+pub const WORKSPACE_SETUP_KEY: &str = "workspace.setup_key";
+/// (settings key, git config key) of the workspace settings, kept as written and split by
+/// [`split_args`].
+pub const WORKSPACE_KEYS: [(&str, &str); 4] = [
+    (WORKSPACE_COPY, "machine.workspace.copy"),
+    (WORKSPACE_LINK, "machine.workspace.link"),
+    (WORKSPACE_SETUP, "machine.workspace.setup"),
+    (WORKSPACE_SETUP_KEY, "machine.workspace.setupKey"),
+];
+
+/// The run's workspace: the workflow's `[workspace]` with configuration's paths added, and
+/// configuration's setup when the workflow has none.
+pub fn workspace(spec: &WorkspaceSpec, settings: &BTreeMap<String, String>) -> WorkspaceSpec {
+    let words = |key: &str| -> Vec<String> {
+        settings
+            .get(key)
+            .and_then(|text| split_args(text).ok())
+            .unwrap_or_default()
+    };
+    let paths = |own: &[String], key: &str| -> Vec<String> {
+        let mut all = own.to_vec();
+        for path in words(key) {
+            let path = path.trim_end_matches('/').to_string();
+            if !all.contains(&path) {
+                all.push(path);
+            }
+        }
+        all
+    };
+    let mut out = WorkspaceSpec {
+        copy: paths(&spec.copy, WORKSPACE_COPY),
+        link: paths(&spec.link, WORKSPACE_LINK),
+        setup: spec.setup.clone(),
+        setup_key: spec.setup_key.clone(),
+    };
+    // A path both copied and linked: the workflow's word wins, else the copy.
+    out.link
+        .retain(|p| !out.copy.contains(p) || spec.link.contains(p));
+    out.copy.retain(|p| !out.link.contains(p));
+    if out.setup.is_empty() {
+        out.setup = words(WORKSPACE_SETUP);
+        out.setup_key = if out.setup.is_empty() {
+            Vec::new()
+        } else {
+            words(WORKSPACE_SETUP_KEY)
+        };
+    }
+    out
+}
 
 /// The key of `machine.<engine>.args` (kept as written; split by [`split_args`]).
 pub fn args_key(engine: &str) -> String {
@@ -147,6 +210,34 @@ mod tests {
             Some("f")
         );
         assert_eq!(chosen_model(None, None, None), None);
+    }
+
+    #[test]
+    fn config_adds_paths_and_fills_a_missing_setup() {
+        let settings: BTreeMap<String, String> = [
+            ("workspace.copy", ".envrc .env"),
+            ("workspace.link", ".venv/"),
+            ("workspace.setup", "make deps"),
+            ("workspace.setup_key", "Makefile"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let workflow = WorkspaceSpec {
+            copy: v(&[".env"]),
+            link: v(&["node_modules"]),
+            setup: v(&["npm", "ci"]),
+            setup_key: v(&["package-lock.json"]),
+        };
+        let both = workspace(&workflow, &settings);
+        assert_eq!(both.copy, v(&[".env", ".envrc"]));
+        assert_eq!(both.link, v(&["node_modules", ".venv"]));
+        assert_eq!(both.setup, v(&["npm", "ci"]), "the workflow's setup wins");
+        assert_eq!(both.setup_key, v(&["package-lock.json"]));
+        let alone = workspace(&WorkspaceSpec::default(), &settings);
+        assert_eq!(alone.setup, v(&["make", "deps"]));
+        assert_eq!(alone.setup_key, v(&["Makefile"]));
+        assert_eq!(workspace(&workflow, &BTreeMap::new()), workflow);
     }
 
     #[test]

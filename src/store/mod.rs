@@ -238,6 +238,13 @@ impl Paths {
             .join(format!("{run}.logs"))
             .join(format!("{record}.gate.log"))
     }
+    /// The output of a worktree's setup command, kept beside the log of the step it runs
+    /// before; [`write_record`](crate::runner) moves it into that step's record.
+    pub fn setup_log(&self, run: &RunId, record: &str) -> PathBuf {
+        self.worktrees
+            .join(format!("{run}.logs"))
+            .join(format!("{record}.setup.log"))
+    }
     /// A step's log while it runs: beside the run's worktree (outside it, so the step never
     /// sees it; on its file system, so it moves into the step record without a copy).
     pub fn log(&self, run: &RunId, record: &str) -> PathBuf {
@@ -504,6 +511,10 @@ pub struct StepRecord {
     /// What the person said to the step while it ran (`git machine say`, `m`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<mail::Message>,
+    /// How its worktree was prepared before it ran (files copied or linked, submodules, the
+    /// setup command), warnings first with `warning: `.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspace: Vec<String>,
 }
 
 /// File names of git machine's files (spelled here and nowhere else).
@@ -518,6 +529,8 @@ pub mod layout {
     pub const OUTPUT: &str = "output.log";
     /// The loop gate's output.
     pub const GATE_LOG: &str = "gate.log";
+    /// The output of the worktree's setup command (`[workspace] setup`), run before the step.
+    pub const SETUP_LOG: &str = "setup.log";
     /// An agent transcript kept with the record.
     pub const TRANSCRIPT: &str = "transcript.jsonl";
     /// The controller's conversation, one turn a line (`who`, `at`, `text`), written as it goes.

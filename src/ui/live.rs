@@ -488,6 +488,14 @@ impl Screen {
                 }
             }
             Kind::EngineSkipped { engine, reason, .. } => self.note(format!("{engine}: {reason}")),
+            Kind::Workspace {
+                member,
+                note,
+                warning: true,
+            } => self.note(match member {
+                Some(m) => format!("warning: [{m}] {note}"),
+                None => format!("warning: {note}"),
+            }),
             Kind::Gate {
                 command,
                 passed,

@@ -84,6 +84,7 @@ impl Progress<'_> {
             | Kind::WorkflowChanged { .. }
             | Kind::AttemptKept { .. }
             | Kind::StaleLockRemoved { .. }
+            | Kind::Workspace { .. }
             | Kind::Review { .. }
             | Kind::RunFinished { .. }
             | Kind::Stopped { .. }
@@ -165,6 +166,18 @@ impl Progress<'_> {
                 vec![ui.dim(&format!(
                     "removed {path}, left by a process that was killed"
                 ))]
+            }
+            Kind::Workspace {
+                member,
+                note,
+                warning,
+            } => {
+                let whose = member.map(|m| format!("[{m}] ")).unwrap_or_default();
+                if warning {
+                    vec![format!("{} {whose}{note}", ui.yellow("warning:"))]
+                } else {
+                    vec![ui.dim(&format!("workspace: {whose}{note}"))]
+                }
             }
             Kind::Review { commit, .. } => {
                 vec![format!(

@@ -56,6 +56,46 @@ pub struct Workflow {
     /// The `prompt_file`s read at parse time: path as written → contents. A run saves them
     /// next to `source` so that [`super::parse_with_files`] can re-parse without the files.
     pub prompt_files: BTreeMap<String, String>,
+    /// `[workspace]`: files brought into each new worktree and the command that sets it up.
+    pub workspace: WorkspaceSpec,
+}
+
+/// How a new worktree (a run's or a member's) is made ready: ignored files of the user's
+/// checkout copied or linked in, and a setup command run once before the first step there.
+/// Paths are relative to the repository's root, checked by [`workspace_path_problem`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkspaceSpec {
+    /// Ignored files or folders copied from the user's checkout (`.env`).
+    pub copy: Vec<String>,
+    /// Ignored folders symlinked to the user's checkout (`node_modules`): shared, not copied.
+    pub link: Vec<String>,
+    /// The setup command's argv (`["npm", "ci"]`); empty: none.
+    pub setup: Vec<String>,
+    /// Files whose content decides whether a worktree is already set up.
+    pub setup_key: Vec<String>,
+}
+
+/// Why `path` can't be a `[workspace]` path (`None` when it can): it must name something inside
+/// the repository, below its root, outside `.git`. A trailing `/` is allowed.
+pub fn workspace_path_problem(path: &str) -> Option<&'static str> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.trim().is_empty() || trimmed == "." {
+        return Some("it names no file");
+    }
+    if trimmed.starts_with(['/', '\\']) {
+        return Some("it is absolute");
+    }
+    let parts: Vec<&str> = trimmed.split(['/', '\\']).collect();
+    if parts.contains(&"..") {
+        return Some("it goes up with `..`");
+    }
+    if parts.first() == Some(&".git") {
+        return Some("it is inside `.git`");
+    }
+    if parts.iter().any(|p| p.is_empty() || *p == ".") {
+        return Some("it has an empty or `.` part");
+    }
+    None
 }
 
 /// A question with options: the workflow's track, or a group of conditions.

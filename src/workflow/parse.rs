@@ -35,13 +35,14 @@ use toml::Spanned;
 
 use super::error::{backticked, closest, line_column, WorkflowError};
 use super::id::StepId;
+use super::model::workspace_path_problem;
 use super::model::{
     Choice, ContextSource, Fallback, GroupSpec, LoopSpec, Mode, Permissions, Step, VarDecl,
-    Workflow, BUILTIN_PLACEHOLDERS, CONTROLLER, DEFAULT_ENGINE, ENGINES,
+    Workflow, WorkspaceSpec, BUILTIN_PLACEHOLDERS, CONTROLLER, DEFAULT_ENGINE, ENGINES,
 };
 use super::raw::{
     Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
-    RawStep, RawTracks, RawWorkflow, Str, StrList, StrMap,
+    RawStep, RawTracks, RawWorkflow, RawWorkspace, Str, StrList, StrMap,
 };
 use super::template;
 
@@ -62,6 +63,7 @@ const TOP_KEYS: &[&str] = &[
     "groups",
     "controller",
     "steps",
+    "workspace",
 ];
 /// Keys of a step that `[defaults]` may not set.
 const STEP_ONLY_KEYS: &[&str] = &[
@@ -521,6 +523,7 @@ impl Checker<'_> {
         let offset = usize::from(controller.is_some());
         let steps = self.steps(&scope, controller.map(|(c, _)| c))?;
         let groups = self.groups(all, &steps[offset..], raw.groups.as_ref())?;
+        let workspace = self.workspace(raw.workspace.as_ref())?;
         let raws = raw.controller.iter().chain(all);
         let prompt_files = raws
             .zip(&steps)
@@ -545,6 +548,80 @@ impl Checker<'_> {
             groups,
             controller: takes_over,
             prompt_files,
+            workspace,
+        })
+    }
+
+    /// `[workspace]`: paths relative to the repository's root (never absolute, never `..`),
+    /// a setup argv that is not empty, and a `setup_key` only with a `setup`.
+    fn workspace(&self, raw: Option<&Spanned<RawWorkspace>>) -> Result<WorkspaceSpec> {
+        const WORKSPACE_HINT: &str =
+            "write a path relative to the repository's root, e.g. `.env` or `config/local.toml`";
+        let Some(raw) = raw else {
+            return Ok(WorkspaceSpec::default());
+        };
+        let paths = |list: Option<&StrList>, key: &str| -> Result<Vec<String>> {
+            let mut out: Vec<String> = Vec::new();
+            for path in list.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+                if let Some(why) = workspace_path_problem(path.get_ref()) {
+                    let text = path.get_ref();
+                    let message = format!("`{key}` in [workspace] can't name `{text}`: {why}");
+                    return Err(self
+                        .err(path.span().start, message)
+                        .with_hint(WORKSPACE_HINT));
+                }
+                let path = path.get_ref().trim_end_matches('/').to_string();
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+            Ok(out)
+        };
+        let raw_ws = raw.get_ref();
+        let copy = paths(raw_ws.copy.as_ref(), "copy")?;
+        let link = paths(raw_ws.link.as_ref(), "link")?;
+        if let Some(both) = copy.iter().find(|p| link.contains(p)) {
+            let at = raw_ws
+                .link
+                .as_ref()
+                .map_or(raw.span().start, |l| l.span().start);
+            return Err(self
+                .err(
+                    at,
+                    format!("`{both}` is both copied and linked in [workspace]"),
+                )
+                .with_hint(
+                    "keep it in `copy` (each worktree its own) or in `link` (one shared folder)",
+                ));
+        }
+        let setup: Vec<String> = raw_ws
+            .setup
+            .as_ref()
+            .map(|l| l.get_ref().iter().map(|s| s.get_ref().clone()).collect())
+            .unwrap_or_default();
+        if let Some(list) = raw_ws
+            .setup
+            .as_ref()
+            .filter(|_| setup.first().is_none_or(|p| p.trim().is_empty()))
+        {
+            return Err(self
+                .err(list.span().start, "`setup` in [workspace] names no program")
+                .with_hint(r#"give the command as an argv, e.g. `setup = ["npm", "ci"]`"#));
+        }
+        let setup_key = paths(raw_ws.setup_key.as_ref(), "setup_key")?;
+        if let (Some(list), true) = (raw_ws.setup_key.as_ref(), setup.is_empty()) {
+            return Err(self
+                .err(
+                    list.span().start,
+                    "`setup_key` in [workspace] without a `setup`",
+                )
+                .with_hint(r#"add the command it guards, e.g. `setup = ["npm", "ci"]`"#));
+        }
+        Ok(WorkspaceSpec {
+            copy,
+            link,
+            setup,
+            setup_key,
         })
     }
 

@@ -31,6 +31,17 @@ pub struct RawWorkflow {
     /// `[controller]`: a step table without `id`, plus `step`.
     pub controller: Option<Spanned<RawStep>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
+    pub workspace: Option<Spanned<RawWorkspace>>,
+}
+
+/// `[workspace]`: how a new worktree is made ready before the first step runs in it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkspace {
+    pub copy: Option<StrList>,
+    pub link: Option<StrList>,
+    pub setup: Option<StrList>,
+    pub setup_key: Option<StrList>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2355,6 +2355,7 @@ fn the_format_reference_lists_every_key() {
             "[[condition_groups]]\nzzz = 1\n".to_string(),
         ),
         ("`[groups.<id>]`", "[groups.g]\nzzz = 1\n".to_string()),
+        ("`[workspace]`", "[workspace]\nzzz = 1\n".to_string()),
     ];
     let mut missing = Vec::new();
     for (heading, toml) in &tables {
@@ -2413,5 +2414,82 @@ fn mistakes_in_several_steps_are_all_reported_in_one_pass() {
             (Some(13), "`from` names unknown step `nope`")
         ],
         "a step after a broken one may still name it"
+    );
+}
+
+const WS_STEP: &str = "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n";
+
+#[test]
+fn workspace_keys_are_read_with_trailing_slashes_dropped() {
+    let wf = parse_ok(&format!(
+        "version = 1\nname = \"t\"\n[workspace]\ncopy = [\".env\", \"config/local.toml\", \".env\"]\nlink = [\"node_modules/\"]\nsetup = [\"npm\", \"ci\"]\nsetup_key = [\"package-lock.json\"]\n{WS_STEP}"
+    ));
+    let ws = &wf.workspace;
+    assert_eq!(ws.copy, [".env", "config/local.toml"]);
+    assert_eq!(ws.link, ["node_modules"]);
+    assert_eq!(ws.setup, ["npm", "ci"]);
+    assert_eq!(ws.setup_key, ["package-lock.json"]);
+    assert_eq!(
+        parse_ok(&format!("version = 1\nname = \"t\"\n{WS_STEP}")).workspace,
+        WorkspaceSpec::default()
+    );
+}
+
+#[test]
+fn workspace_paths_stay_inside_the_repository() {
+    let head = "version = 1\nname = \"t\"\n[workspace]\n";
+    assert_err(
+        &format!("{head}copy = [\"../up\"]\n{WS_STEP}"),
+        4,
+        9,
+        "it goes up with `..`",
+        "relative to the repository's root",
+    );
+    assert_err(
+        &format!("{head}link = [\"/abs\"]\n{WS_STEP}"),
+        4,
+        9,
+        "it is absolute",
+        "relative",
+    );
+    assert_err(
+        &format!("{head}copy = [\".git/config\"]\n{WS_STEP}"),
+        4,
+        9,
+        "inside `.git`",
+        "relative",
+    );
+    assert_err(
+        &format!("{head}copy = [\"\"]\n{WS_STEP}"),
+        4,
+        9,
+        "it names no file",
+        "relative",
+    );
+}
+
+#[test]
+fn a_workspace_setup_needs_a_program_and_its_key_needs_a_setup() {
+    let head = "version = 1\nname = \"t\"\n[workspace]\n";
+    assert_err(
+        &format!("{head}setup = []\n{WS_STEP}"),
+        4,
+        9,
+        "names no program",
+        "setup = [",
+    );
+    assert_err(
+        &format!("{head}setup_key = [\"a.lock\"]\n{WS_STEP}"),
+        4,
+        13,
+        "without a `setup`",
+        "setup = [",
+    );
+    assert_err(
+        &format!("{head}copy = [\"x\"]\nlink = [\"x\"]\n{WS_STEP}"),
+        5,
+        8,
+        "both copied and linked",
+        "copy",
     );
 }

@@ -20,3 +20,4 @@ mod pty;
 mod snapshots;
 mod vars_input;
 mod watch;
+mod workspace;

@@ -993,7 +993,11 @@ impl Worktree {
     /// tree. Only `git add -A` is spawned (with the untracked cache: the worktree is scanned
     /// every step); whether a `force` path is ignored is asked of libgit2, and the tree is
     /// written from the index by libgit2, so the common case costs one git process.
-    pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
+    ///
+    /// A staged path that `leave_out` names and that the checked-out commit does not hold is
+    /// taken out of the index again (the file stays in the worktree, untracked): it is in
+    /// neither the tree nor the index, and is returned in [`Staged::left_out`].
+    pub fn stage_all(&self, force: &[&str], leave_out: &dyn Fn(&str) -> bool) -> Result<Staged> {
         self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
@@ -1008,7 +1012,21 @@ impl Worktree {
             self.git(&args)?;
         }
         let mut index = repo.index()?;
-        Ok(Oid(index.write_tree()?))
+        let left_out = unstage_new(&repo, &mut index, leave_out)?;
+        Ok(Staged {
+            tree: Oid(index.write_tree()?),
+            left_out,
+        })
+    }
+
+    /// Untracked files git does not ignore, each by its path (inside untracked folders too).
+    pub fn untracked(&self) -> Result<Vec<String>> {
+        let out = self.git(&["ls-files", "-z", "--others", "--exclude-standard"])?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
@@ -1030,10 +1048,64 @@ impl Worktree {
     /// Make the worktree's index and files exactly `commit` (untracked, non-ignored files
     /// removed). No ref moves: the caller moves the branch by compare-and-swap.
     pub fn reset_hard(&self, commit: Oid) -> Result<()> {
+        self.reset_keeping(commit, &[])
+    }
+
+    /// [`Worktree::reset_hard`], keeping the untracked files `keep` (paths from the root, such
+    /// as the files [`Worktree::stage_all`] left out) where they are.
+    pub fn reset_keeping(&self, commit: Oid, keep: &[String]) -> Result<()> {
         self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
-        self.git(&["clean", "-fdq"])?;
+        let patterns: Vec<String> = keep.iter().map(|p| format!("/{}", literal(p))).collect();
+        let mut args = vec!["clean", "-fdq"];
+        for p in &patterns {
+            args.extend(["-e", p.as_str()]);
+        }
+        self.git(&args)?;
         Ok(())
     }
+}
+
+/// What [`Worktree::stage_all`] staged: the tree, and the paths it left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub tree: Oid,
+    pub left_out: Vec<String>,
+}
+
+/// Take out of `index` (and write it) the entries `leave_out` names that HEAD's tree does not
+/// hold; returns their paths.
+fn unstage_new(
+    repo: &git2::Repository,
+    index: &mut git2::Index,
+    leave_out: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    let head = repo.head()?.peel_to_tree()?;
+    let paths: Vec<String> = index
+        .iter()
+        .filter(|e| (e.flags >> 12) & 0x3 == 0)
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .filter(|p| leave_out(p) && head.get_path(Path::new(p)).is_err())
+        .collect();
+    if paths.is_empty() {
+        return Ok(paths);
+    }
+    for p in &paths {
+        index.remove_path(Path::new(p))?;
+    }
+    index.write()?;
+    Ok(paths)
+}
+
+/// `path` as a gitignore pattern that matches only itself.
+fn literal(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\' | '!' | '#' | ' ') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {

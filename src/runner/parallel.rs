@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::exec::{self, Attempt, StepRun};
 use super::machine::{self, Input, Plan};
+use super::stage::{self, stage_step, Stage};
 use super::{context, Kind, RunEnd, Runner};
 use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, Worktree};
@@ -278,6 +279,7 @@ impl Runner<'_> {
             return self.member_failed(&id, group, slot, index, base, record, (error, tail));
         }
         let commit = self.commit_member(&id, slot, &mut record, &a)?;
+        self.report_left_out(&id, Some(&slot.step.id), &record.left_out);
         let t = machine::decide(
             &info.state,
             plan,
@@ -327,8 +329,10 @@ impl Runner<'_> {
         record.summary = format!("failed ({})", exec::first_line(&error));
         record.error = Some(error.clone());
         let head = slot.wt.head()?;
-        let attempt = self.attempt(id, &slot.wt, base, head, &slot.rec, "failed")?;
+        let (attempt, left_out) = self.attempt(id, &slot.wt, base, head, &slot.rec, "failed")?;
         record.attempt_commit = attempt.as_ref().map(|(c, _)| *c);
+        self.report_left_out(id, Some(&slot.step.id), &left_out);
+        record.left_out = left_out;
         self.emit(
             id,
             Kind::MemberFailed {
@@ -401,8 +405,9 @@ impl Runner<'_> {
             a.outcome.final_message.as_deref(),
             &slot.log,
         )?;
-        let tree = slot.wt.stage_all(&[id.dir().as_str()])?;
         let head = slot.wt.head()?;
+        let secrets = self.secrets_at(id, head);
+        let tree = stage_step(&slot.wt, id, &slot.rec, record, &mut [], &secrets)?.tree;
         let mut trailers = vec![
             (trailer::RUN, id.as_str()),
             (trailer::STEP, slot.step.id.as_str()),
@@ -481,7 +486,7 @@ impl Runner<'_> {
             ],
         );
         let commit = txn::on_top(self.repo, &id, info.tip, files, message, None, side_refs)?;
-        wt.reset_hard(commit)?;
+        stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
         info.tip = commit;
         info.state = t.state;
         Ok(Some(RunEnd::Failed))
@@ -656,7 +661,7 @@ impl Runner<'_> {
                 side_refs: Vec::new(),
             },
         )?;
-        wt.reset_hard(commit)?;
+        stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
         info.tip = commit;
         info.state = state;
         Ok(commit)
@@ -734,8 +739,10 @@ impl Runner<'_> {
         );
         let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
         record.summary = format!("resolve the conflicts of {group} with {member}");
-        let files = self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
-        let tree = wt.stage_all(&[id.dir().as_str()])?;
+        let mut files =
+            self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
+        let secrets = self.secrets_at(&id, info.tip);
+        let tree = stage_step(wt, &id, &rec, &mut record, &mut files, &secrets)?.tree;
         let tip = info.tip;
         let resolved = txn::publish(
             self.repo,
@@ -752,7 +759,8 @@ impl Runner<'_> {
         )?;
         // The merge is committed: drop git's in-progress merge state.
         wt.quit_merge();
-        wt.reset_hard(resolved)?;
+        wt.reset_keeping(resolved, &Stage::paths(&record.left_out))?;
+        self.report_left_out(&id, Some(&resolver.id), &record.left_out);
         info.tip = resolved;
         info.state = t.state;
         self.emit(

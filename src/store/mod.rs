@@ -8,6 +8,7 @@
 
 pub mod lock;
 pub mod mail;
+pub mod secrets;
 pub mod summary;
 pub mod txn;
 
@@ -504,6 +505,10 @@ pub struct StepRecord {
     /// What the person said to the step while it ran (`git machine say`, `m`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<mail::Message>,
+    /// Files the step left in the worktree that its commit (or its attempt) does not hold:
+    /// secret files (`secrets`), kept out unless the workflow's `commit_secrets` names them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<secrets::LeftOut>,
 }
 
 /// File names of git machine's files (spelled here and nowhere else).

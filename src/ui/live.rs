@@ -488,6 +488,13 @@ impl Screen {
                 }
             }
             Kind::EngineSkipped { engine, reason, .. } => self.note(format!("{engine}: {reason}")),
+            Kind::LeftOut { files, .. } => {
+                let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+                self.note(format!(
+                    "secret files left out of the commit (kept in the worktree): {}",
+                    paths.join(", ")
+                ));
+            }
             Kind::Gate {
                 command,
                 passed,

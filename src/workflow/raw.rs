@@ -31,6 +31,8 @@ pub struct RawWorkflow {
     /// `[controller]`: a step table without `id`, plus `step`.
     pub controller: Option<Spanned<RawStep>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
+    /// Secret files its runs may commit (paths from the repository's root).
+    pub commit_secrets: Option<StrList>,
 }
 
 #[derive(Debug, Deserialize)]

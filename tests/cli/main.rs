@@ -17,6 +17,7 @@ mod output;
 mod parallel;
 mod person;
 mod pty;
+mod secrets;
 mod snapshots;
 mod vars_input;
 mod watch;

@@ -182,6 +182,14 @@ const GIT_LOCATION_VARS: &[&str] = &[
     "GIT_PREFIX",
 ];
 
+/// The id git gives `content` as a blob (`git hash-object`), computed without a repository.
+pub fn blob_id(content: &[u8]) -> Result<Oid> {
+    Ok(Oid(git2::Oid::hash_object(
+        git2::ObjectType::Blob,
+        content,
+    )?))
+}
+
 /// A `git` command with the location variables removed.
 pub fn git_command() -> Command {
     let mut cmd = Command::new("git");

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod mail;
 pub mod secrets;
 pub mod summary;
+pub mod trust;
 pub mod txn;
 
 use std::collections::BTreeMap;

@@ -19,5 +19,6 @@ mod person;
 mod pty;
 mod secrets;
 mod snapshots;
+mod trust;
 mod vars_input;
 mod watch;

@@ -9,7 +9,8 @@ use crate::common::TestEnv;
 /// Writes the usual secrets, their harmless look-alikes and an ignored folder; every file
 /// has its own content, so that `rev-list --objects` names each blob by its own path.
 const WRITE: &str = "mkdir -p .aws secrets/deep && for f in .env id_rsa id_rsa.pub server.pem \
-    .aws/credentials .env.example secrets/deep/token code.txt; do echo $f > $f; done";
+    .aws/credentials .env.example secrets/deep/token code.txt; do echo $f > $f; done; \
+    echo run-folder > .codemachine/runs/$RUN/.env";
 
 fn workflow(extra: &str) -> String {
     format!(
@@ -19,6 +20,7 @@ name = "leaky"
 [[steps]]
 id = "write"
 run = ["sh", "-c", "{WRITE}"]
+env = {{ RUN = "{{run_id}}" }}
 [[steps]]
 id = "members-a"
 group = "g"
@@ -47,7 +49,8 @@ fn all_paths(env: &TestEnv) -> Vec<String> {
 }
 
 fn base(env: &TestEnv) {
-    env.write(".gitignore", "secrets/\n");
+    // The run folder ignored too: it is then added with `git add -f`.
+    env.write(".gitignore", "secrets/\n.codemachine/runs/\n");
     env.git(&["add", ".gitignore"]);
     env.git(&["commit", "-q", "-m", "ignore secrets/"]);
 }

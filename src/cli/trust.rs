@@ -69,6 +69,7 @@ pub fn check(
     asked: &Asked<'_>,
 ) -> CliResult {
     let Some((store, key)) = subject(ctx, repo, path)? else {
+        remember_outside(ctx, repo, path, source)?;
         return Ok(());
     };
     let verdict = store.verdict(&key, source)?;
@@ -76,6 +77,20 @@ pub fn check(
         return Ok(());
     }
     decide(ctx, &store, &key, source, &verdict, asked)
+}
+
+/// A file outside the repository is the user's own and runs without a question; its text is
+/// remembered (keyed by its absolute path) so that a resume of the run knows it, too.
+fn remember_outside(ctx: &Ctx, repo: &Repo, path: Option<&Path>, source: &str) -> CliResult {
+    let (Some(path), Some(data), Some(workdir)) = (path, ctx.env.data_dir(), repo.workdir()) else {
+        return Ok(());
+    };
+    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let store = TrustStore::new(&data, workdir);
+    if store.verdict(&file.display().to_string(), source)? != Verdict::Trusted {
+        store.trust(&file.display().to_string(), source)?;
+    }
+    Ok(())
 }
 
 /// Before a resume: the workflow text stored in the run must have been trusted in this

@@ -1310,6 +1310,41 @@ mod tests {
     }
 
     #[test]
+    fn stage_all_leaves_out_new_paths_it_is_told_and_resets_keep_them() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        init_scratch_repo(tmp.path()).expect("repo");
+        std::fs::write(tmp.path().join("tracked.pem"), "old").expect("write");
+        run_git(tmp.path(), ["add", "tracked.pem"]).expect("add");
+        run_git(tmp.path(), ["commit", "-q", "-m", "pem"]).expect("commit");
+        let wt = Worktree::new(tmp.path().to_path_buf());
+        for (p, text) in [("a.txt", "a"), ("k/.env", "s"), ("tracked.pem", "new")] {
+            std::fs::create_dir_all(tmp.path().join(p).parent().expect("dir")).expect("dirs");
+            std::fs::write(tmp.path().join(p), text).expect("write");
+        }
+        let secret = |p: &str| p.ends_with(".env") || p.ends_with(".pem");
+        let staged = wt.stage_all(&[], &secret).expect("stage");
+        assert_eq!(
+            staged.left_out,
+            ["k/.env"],
+            "a tracked file is not left out"
+        );
+        let repo = git2::Repository::open(tmp.path()).expect("open");
+        let tree = repo.find_tree(staged.tree.0).expect("tree");
+        assert!(tree.get_path(Path::new("a.txt")).is_ok());
+        assert!(tree.get_path(Path::new("tracked.pem")).is_ok());
+        assert!(tree.get_path(Path::new("k/.env")).is_err());
+        let listed = run_git(tmp.path(), ["ls-files"]).expect("ls-files");
+        assert!(
+            !listed.contains(".env"),
+            "not in the index either: {listed}"
+        );
+        let head = wt.head().expect("head");
+        wt.reset_keeping(head, &staged.left_out).expect("reset");
+        assert!(tmp.path().join("k/.env").exists(), "kept");
+        assert!(!tmp.path().join("a.txt").exists(), "cleaned");
+    }
+
+    #[test]
     fn ident_line_is_parsed() {
         let i = parse_ident("A U Thor <a@example.com> 1112911993 -0130");
         assert_eq!(i.name, "A U Thor");

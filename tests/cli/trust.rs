@@ -191,3 +191,18 @@ run = ["sh", "-c", "test -e \"$HOME/go\""]
     std::fs::write(env.home.join("go"), "").expect("go");
     env.machine_ok(&["resume", &run, "--trust"]);
 }
+
+#[test]
+fn a_workflow_outside_the_repository_is_the_user_s_own_and_resumes_without_a_question() {
+    let env = TestEnv::new();
+    let file = env.tmp.path().join("mine.toml");
+    std::fs::write(
+        &file,
+        "version = 1\nname = \"mine\"\n[[steps]]\nid = \"a\"\nrun = [\"false\"]\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf8");
+    env.machine_code(1, &["run", path]);
+    let run = env.last_run();
+    env.machine_code(1, &["resume", &run]);
+}

@@ -111,7 +111,12 @@ impl Secrets {
 
 /// The shown form of the rule `path` matches, if any.
 fn matching_rule(path: &str, content: impl FnOnce() -> Vec<u8>) -> Option<&'static str> {
-    let lower = path.to_ascii_lowercase();
+    // Every rule looks at the last two components at most: lower-case only those.
+    let tail = match path.rmatch_indices('/').nth(1) {
+        Some((i, _)) => &path[i + 1..],
+        None => path,
+    };
+    let lower = tail.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or(&lower);
     let mut content = Some(content);
     for (rule, shown) in RULES {
@@ -119,7 +124,11 @@ fn matching_rule(path: &str, content: impl FnOnce() -> Vec<u8>) -> Option<&'stat
             Rule::Name(n) => name == *n,
             Rule::Suffix(s) => name.len() > s.len() && name.ends_with(s),
             Rule::Prefix(p, except) => name.starts_with(p) && !except.contains(&name),
-            Rule::Tail(t) => lower == *t || lower.ends_with(&format!("/{t}")),
+            Rule::Tail(t) => {
+                lower.ends_with(t)
+                    && (lower.len() == t.len()
+                        || lower.as_bytes()[lower.len() - t.len() - 1] == b'/')
+            }
             Rule::Holding(n, needles) => {
                 name == *n
                     && content.take().is_some_and(|read| {

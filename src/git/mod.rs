@@ -493,6 +493,12 @@ impl Repo {
         Ok(Oid(builder.create_updated(&self.repo, &base_tree)?))
     }
 
+    /// Whether `tree` holds an entry at `path`.
+    pub fn has_path(&self, tree: Oid, path: &str) -> Result<bool> {
+        let tree = self.repo.find_tree(tree.0)?;
+        Ok(tree.get_path(Path::new(path)).is_ok())
+    }
+
     /// The id of the tree at `path` inside `tree`, `None` if there is none.
     pub fn subtree(&self, tree: Oid, path: &str) -> Result<Option<Oid>> {
         let t = self.repo.find_tree(tree.0)?;
@@ -1002,10 +1008,15 @@ impl Worktree {
     /// every step); whether a `force` path is ignored is asked of libgit2, and the tree is
     /// written from the index by libgit2, so the common case costs one git process.
     ///
-    /// A staged path that `leave_out` names and that the checked-out commit does not hold is
-    /// taken out of the index again (the file stays in the worktree, untracked): it is in
-    /// neither the tree nor the index, and is returned in [`Staged::left_out`].
-    pub fn stage_all(&self, force: &[&str], leave_out: &dyn Fn(&str) -> bool) -> Result<Staged> {
+    /// A staged path that `leave_out` names and that commit `base` does not hold is taken out
+    /// of the index again (the file stays in the worktree, untracked): it is in neither the
+    /// tree nor the index, and is returned in [`Staged::left_out`].
+    pub fn stage_all(
+        &self,
+        force: &[&str],
+        leave_out: &dyn Fn(&str) -> bool,
+        base: Oid,
+    ) -> Result<Staged> {
         self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
@@ -1020,7 +1031,7 @@ impl Worktree {
             self.git(&args)?;
         }
         let mut index = repo.index()?;
-        let left_out = unstage_new(&repo, &mut index, leave_out)?;
+        let left_out = unstage_new(&repo, &mut index, leave_out, base)?;
         Ok(Staged {
             tree: Oid(index.write_tree()?),
             left_out,
@@ -1080,14 +1091,15 @@ pub struct Staged {
     pub left_out: Vec<String>,
 }
 
-/// Take out of `index` (and write it) the entries `leave_out` names that HEAD's tree does not
+/// Take out of `index` (and write it) the entries `leave_out` names that `base`'s tree does not
 /// hold; returns their paths.
 fn unstage_new(
     repo: &git2::Repository,
     index: &mut git2::Index,
     leave_out: &dyn Fn(&str) -> bool,
+    base: Oid,
 ) -> Result<Vec<String>> {
-    let head = repo.head()?.peel_to_tree()?;
+    let head = repo.find_commit(base.0)?.tree()?;
     let paths: Vec<String> = index
         .iter()
         .filter(|e| (e.flags >> 12) & 0x3 == 0)
@@ -1322,7 +1334,8 @@ mod tests {
             std::fs::write(tmp.path().join(p), text).expect("write");
         }
         let secret = |p: &str| p.ends_with(".env") || p.ends_with(".pem");
-        let staged = wt.stage_all(&[], &secret).expect("stage");
+        let head = wt.head().expect("head");
+        let staged = wt.stage_all(&[], &secret, head).expect("stage");
         assert_eq!(
             staged.left_out,
             ["k/.env"],
@@ -1338,7 +1351,6 @@ mod tests {
             !listed.contains(".env"),
             "not in the index either: {listed}"
         );
-        let head = wt.head().expect("head");
         wt.reset_keeping(head, &staged.left_out).expect("reset");
         assert!(tmp.path().join("k/.env").exists(), "kept");
         assert!(!tmp.path().join("a.txt").exists(), "cleaned");

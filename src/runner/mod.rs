@@ -407,7 +407,7 @@ impl Runner<'_> {
         } else {
             format!("review: changes after `{after}`")
         };
-        let staged = stage::stage(wt, &[], &self.secrets_at(&id, info.tip))?;
+        let staged = stage::stage(wt, &[], &self.secrets_at(&id, info.tip), tip)?;
         let tree = self.repo.tree_with_subtree(
             staged.tree,
             &id.dir(),
@@ -529,21 +529,23 @@ impl Runner<'_> {
         if !dirty && head == checkpoint {
             return Ok((None, Vec::new()));
         }
-        let mut left_out = Vec::new();
-        let snapshot = if dirty {
-            let staged = stage::stage(wt, &[], &self.secrets_at(id, checkpoint))?;
-            left_out = staged.left_out;
-            if staged.tree == self.repo.tree_of(head)? {
-                head
-            } else {
-                let msg = txn::message(
-                    &format!("{label}: work left by {rec} of run {id}"),
-                    &[(trailer::ATTEMPT, id.as_str())],
-                );
-                self.repo.commit(staged.tree, &[head], &msg, None)?
-            }
+        let staged = stage::stage(wt, &[], &self.secrets_at(id, checkpoint), checkpoint)?;
+        let left_out = staged.left_out;
+        // Commits the step's program made holding a left-out file are not kept: the attempt
+        // sits on the checkpoint instead.
+        let parent = if stage::committed_by_program(self.repo, head, &left_out)? {
+            checkpoint
         } else {
             head
+        };
+        let snapshot = if staged.tree == self.repo.tree_of(parent)? {
+            parent
+        } else {
+            let msg = txn::message(
+                &format!("{label}: work left by {rec} of run {id}"),
+                &[(trailer::ATTEMPT, id.as_str())],
+            );
+            self.repo.commit(staged.tree, &[parent], &msg, None)?
         };
         if snapshot == checkpoint {
             return Ok((None, left_out));
@@ -1057,9 +1059,18 @@ impl Runner<'_> {
             (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
             let secrets = self.secrets_at(&id, tip_before);
-            let staged = stage::stage_step(wt, &id, rec, &mut record, &mut files, &secrets)?;
+            let staged = stage::stage_step(
+                wt,
+                &id,
+                rec,
+                &mut record,
+                &mut files,
+                (&secrets, tip_before),
+            )?;
             let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged.tree, &files)?;
-            (tree, current, repaired)
+            // The program's own commits holding a left-out file are not kept (see stage.rs).
+            let folded = stage::committed_by_program(self.repo, current, &record.left_out)?;
+            (tree, if folded { tip_before } else { current }, repaired)
         };
         let keep = stage::Stage::paths(&record.left_out);
         let commit = txn::publish(
@@ -1077,9 +1088,10 @@ impl Runner<'_> {
         )?;
         let _ = std::fs::remove_file(self.paths.inflight_session(&id, rec));
         let _ = std::fs::remove_file(self.paths.delivered(&id, rec));
-        if failed || repaired {
+        if failed || repaired || parent != current {
             // The worktree follows the commit: clean after a failure, git machine's files
-            // as recorded after a step that changed them; secret files left out stay.
+            // as recorded after a step that changed them, on the new commit after the
+            // program's own commits were folded into it; secret files left out stay.
             wt.reset_keeping(commit, &keep)?;
         }
         self.report_left_out(&id, Some(&step.id), &record.left_out);

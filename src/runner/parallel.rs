@@ -278,7 +278,7 @@ impl Runner<'_> {
             let tail = exec::tail_lines(a.outcome.final_message.as_deref(), 10);
             return self.member_failed(&id, group, slot, index, base, record, (error, tail));
         }
-        let commit = self.commit_member(&id, slot, &mut record, &a)?;
+        let commit = self.commit_member(&id, slot, &mut record, (&a, base))?;
         self.report_left_out(&id, Some(&slot.step.id), &record.left_out);
         let t = machine::decide(
             &info.state,
@@ -390,7 +390,7 @@ impl Runner<'_> {
         id: &store::RunId,
         slot: &Slot<'_>,
         record: &mut StepRecord,
-        a: &Attempt,
+        (a, base): (&Attempt, Oid),
     ) -> Result<Oid> {
         let dir = slot
             .wt
@@ -406,8 +406,13 @@ impl Runner<'_> {
             &slot.log,
         )?;
         let head = slot.wt.head()?;
-        let secrets = self.secrets_at(id, head);
-        let tree = stage_step(&slot.wt, id, &slot.rec, record, &mut [], &secrets)?.tree;
+        let secrets = self.secrets_at(id, base);
+        let tree = stage_step(&slot.wt, id, &slot.rec, record, &mut [], (&secrets, base))?.tree;
+        // The program's own commits holding a left-out file are not kept (see stage.rs).
+        let head = match stage::committed_by_program(self.repo, head, &record.left_out)? {
+            true => base,
+            false => head,
+        };
         let mut trailers = vec![
             (trailer::RUN, id.as_str()),
             (trailer::STEP, slot.step.id.as_str()),
@@ -742,7 +747,7 @@ impl Runner<'_> {
         let mut files =
             self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
         let secrets = self.secrets_at(&id, info.tip);
-        let tree = stage_step(wt, &id, &rec, &mut record, &mut files, &secrets)?.tree;
+        let tree = stage_step(wt, &id, &rec, &mut record, &mut files, (&secrets, info.tip))?.tree;
         let tip = info.tip;
         let resolved = txn::publish(
             self.repo,

@@ -5,7 +5,7 @@
 
 use super::{Kind, Runner};
 use crate::error::Result;
-use crate::git::{Oid, Worktree};
+use crate::git::{Oid, Repo, Worktree};
 use crate::store::secrets::{LeftOut, Secrets};
 use crate::store::{self, layout, RunId, StepRecord};
 use crate::workflow::StepId;
@@ -23,11 +23,12 @@ impl Stage {
     }
 }
 
-/// Stage `wt` (`force`: paths added even when ignored), leaving out what `secrets` names.
-pub fn stage(wt: &Worktree, force: &[&str], secrets: &Secrets) -> Result<Stage> {
+/// Stage `wt` (`force`: paths added even when ignored), leaving out what `secrets` names
+/// unless commit `base` (where the step started) holds it already.
+pub fn stage(wt: &Worktree, force: &[&str], secrets: &Secrets, base: Oid) -> Result<Stage> {
     let read = |p: &str| std::fs::read(wt.path.join(p)).unwrap_or_default();
     let judge = |p: &str| secrets.reason(p, || read(p)).is_some();
-    let staged = wt.stage_all(force, &judge)?;
+    let staged = wt.stage_all(force, &judge, base)?;
     Ok(Stage {
         tree: staged.tree,
         left_out: secrets.left_out(&staged.left_out, read),
@@ -59,11 +60,11 @@ pub fn stage_step(
     rec: &str,
     record: &mut StepRecord,
     files: &mut [(String, Vec<u8>)],
-    secrets: &Secrets,
+    (secrets, base): (&Secrets, Oid),
 ) -> Result<Stage> {
     let force = [id.dir()];
     let force: Vec<&str> = force.iter().map(String::as_str).collect();
-    let staged = stage(wt, &force, secrets)?;
+    let staged = stage(wt, &force, secrets, base)?;
     if staged.left_out.is_empty() {
         return Ok(staged);
     }
@@ -74,7 +75,20 @@ pub fn stage_step(
     if let Some(entry) = files.iter_mut().find(|(p, _)| *p == path) {
         entry.1 = bytes;
     }
-    stage(wt, &force, secrets)
+    stage(wt, &force, secrets, base)
+}
+
+/// Whether the step's program committed one of the left-out files itself (in the commits
+/// between its start and `head`): then those commits are not kept, the step's commit takes
+/// their place on top of where the step started, so the secret reaches no ref.
+pub fn committed_by_program(repo: &Repo, head: Oid, left_out: &[LeftOut]) -> Result<bool> {
+    let tree = repo.tree_of(head)?;
+    for l in left_out {
+        if repo.has_path(tree, &l.path)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Runner<'_> {

@@ -212,3 +212,49 @@ fn a_bad_commit_secrets_path_is_a_usage_error() {
     assert!(r.stderr.contains("`commit_secrets`: `../x.pem`"), "{r}");
     assert!(env.runs().is_empty());
 }
+
+#[test]
+fn a_secret_the_step_s_program_commits_itself_reaches_no_ref_either() {
+    let env = TestEnv::new();
+    env.workflow(
+        "self-commit",
+        r#"version = 1
+name = "self-commit"
+[[steps]]
+id = "commits"
+run = ["sh", "-c", "echo one > .env && echo work > work.txt && git add -A && git commit -qm mine && echo more > more.txt"]
+[[steps]]
+id = "member"
+group = "g"
+run = ["sh", "-c", "echo two > m.pem && echo m > m.txt && git add -A && git commit -qm member"]
+[[steps]]
+id = "other"
+group = "g"
+run = ["sh", "-c", "echo o > o.txt"]
+[[steps]]
+id = "fails"
+run = ["sh", "-c", "echo three > f.key && echo f > f.txt && git add -A && git commit -qm failing && exit 1"]
+"#,
+    );
+    env.machine_code(1, &["run", "self-commit"]);
+    let run = env.last_run();
+    let paths = all_paths(&env);
+    for secret in [".env", "m.pem", "f.key"] {
+        assert!(
+            !paths.iter().any(|p| p == secret),
+            "{secret} reached a ref: {paths:?}"
+        );
+    }
+    for kept in ["work.txt", "more.txt", "m.txt", "o.txt", "f.txt"] {
+        assert!(
+            paths.iter().any(|p| p == kept),
+            "{kept} is missing: {paths:?}"
+        );
+    }
+    let tree = env.git(&["ls-tree", "-r", "--name-only", &format!("machine/{run}")]);
+    assert!(tree.lines().any(|p| p == "work.txt"), "{tree}");
+    let wt = env.worktree(&run);
+    for p in [".env", "f.key"] {
+        assert!(wt.join(p).exists(), "{p} stays in the worktree");
+    }
+}

@@ -1099,21 +1099,28 @@ fn unstage_new(
     leave_out: &dyn Fn(&str) -> bool,
     base: Oid,
 ) -> Result<Vec<String>> {
+    use std::os::unix::ffi::OsStrExt;
     let head = repo.find_commit(base.0)?.tree()?;
-    let paths: Vec<String> = index
+    // Judged by name as text; removed by the path's own bytes (a name need not be UTF-8).
+    let found: Vec<(Vec<u8>, String)> = index
         .iter()
         .filter(|e| (e.flags >> 12) & 0x3 == 0)
-        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-        .filter(|p| leave_out(p) && head.get_path(Path::new(p)).is_err())
+        .map(|e| {
+            let shown = String::from_utf8_lossy(&e.path).into_owned();
+            (e.path, shown)
+        })
+        .filter(|(raw, shown)| {
+            leave_out(shown) && head.get_path(Path::new(OsStr::from_bytes(raw))).is_err()
+        })
         .collect();
-    if paths.is_empty() {
-        return Ok(paths);
+    if found.is_empty() {
+        return Ok(Vec::new());
     }
-    for p in &paths {
-        index.remove_path(Path::new(p))?;
+    for (raw, _) in &found {
+        index.remove_path(Path::new(OsStr::from_bytes(raw)))?;
     }
     index.write()?;
-    Ok(paths)
+    Ok(found.into_iter().map(|(_, shown)| shown).collect())
 }
 
 /// `path` as a gitignore pattern that matches only itself.

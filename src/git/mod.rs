@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -1031,11 +1032,32 @@ impl Worktree {
             self.git(&args)?;
         }
         let mut index = repo.index()?;
-        let left_out = unstage_new(&repo, &mut index, leave_out, base)?;
+        let found = new_entries(&repo, &index, leave_out, base)?;
+        if !found.is_empty() {
+            // git's own `rm --cached` keeps the index's untracked cache, which a libgit2
+            // write would drop (the next `git add -A` would then scan the whole worktree).
+            let mut args: Vec<&OsStr> = ["--literal-pathspecs", "rm", "--cached", "-q", "--"]
+                .into_iter()
+                .map(OsStr::new)
+                .collect();
+            args.extend(found.iter().map(|(raw, _)| OsStr::from_bytes(raw)));
+            run_git(&self.path, &args)?;
+            index.read(true)?;
+        }
         Ok(Staged {
             tree: Oid(index.write_tree()?),
-            left_out,
+            left_out: found.into_iter().map(|(_, shown)| shown).collect(),
         })
+    }
+
+    /// Stage one more file (even an ignored one) on top of what is staged, and write the index
+    /// as a tree: cheaper than staging everything again when only `path` changed.
+    pub fn stage_one(&self, path: &str) -> Result<Oid> {
+        self.git(&["--literal-pathspecs", "add", "-f", "--", path])?;
+        configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
+        let mut index = repo.index()?;
+        Ok(Oid(index.write_tree()?))
     }
 
     /// Untracked files git does not ignore, each by its path (inside untracked folders too).
@@ -1091,15 +1113,14 @@ pub struct Staged {
     pub left_out: Vec<String>,
 }
 
-/// Take out of `index` (and write it) the entries `leave_out` names that `base`'s tree does not
-/// hold; returns their paths.
-fn unstage_new(
+/// The entries of `index` that `leave_out` names and `base`'s tree does not hold, as (the
+/// path's bytes, the path as text).
+fn new_entries(
     repo: &git2::Repository,
-    index: &mut git2::Index,
+    index: &git2::Index,
     leave_out: &dyn Fn(&str) -> bool,
     base: Oid,
-) -> Result<Vec<String>> {
-    use std::os::unix::ffi::OsStrExt;
+) -> Result<Vec<(Vec<u8>, String)>> {
     let head = repo.find_commit(base.0)?.tree()?;
     // Judged by name as text; removed by the path's own bytes (a name need not be UTF-8).
     let found: Vec<(Vec<u8>, String)> = index
@@ -1113,14 +1134,7 @@ fn unstage_new(
             leave_out(shown) && head.get_path(Path::new(OsStr::from_bytes(raw))).is_err()
         })
         .collect();
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    for (raw, _) in &found {
-        index.remove_path(Path::new(OsStr::from_bytes(raw)))?;
-    }
-    index.write()?;
-    Ok(found.into_iter().map(|(_, shown)| shown).collect())
+    Ok(found)
 }
 
 /// `path` as a gitignore pattern that matches only itself.

@@ -75,7 +75,10 @@ pub fn stage_step(
     if let Some(entry) = files.iter_mut().find(|(p, _)| *p == path) {
         entry.1 = bytes;
     }
-    stage(wt, &force, secrets, base)
+    Ok(Stage {
+        tree: wt.stage_one(&path)?,
+        left_out: staged.left_out,
+    })
 }
 
 /// Whether the step's program committed one of the left-out files itself (in the commits

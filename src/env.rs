@@ -33,6 +33,21 @@ impl Env {
         crate::git::GitEnv::from_vars(&self.vars)
     }
 
+    /// Where git machine keeps data of the user's that no repository holds (`trust/`):
+    /// `$XDG_DATA_HOME/git-machine`, else `~/.local/share/git-machine`; `None` without either.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        let base = self
+            .var("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                self.var("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local").join("share"))
+            })?;
+        Some(base.join("git-machine"))
+    }
+
     /// The value of a variable, as it was at start.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars

@@ -30,7 +30,23 @@ pub struct ControllerArgs {
 
 pub fn run(ctx: &mut Ctx, args: &ControllerArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let (id, _) = find_run(&repo, args.run.as_deref())?;
+    let (id, tip) = find_run(&repo, args.run.as_deref())?;
+    // The conversation goes on and the run resumes: its stored workflow needs trust here, as
+    // for `resume` (the person is at a terminal, so the question is asked there).
+    let info = crate::store::read_run_at(&repo, &id, tip)?;
+    let again = format!("git machine resume {id} --trust");
+    let asked = super::trust::Asked {
+        trust: false,
+        no_input: args.shown.no_input,
+        again: &again,
+    };
+    super::trust::check_stored(
+        ctx,
+        &repo,
+        &info.record.workflow,
+        &info.workflow_source,
+        &asked,
+    )?;
     let paths = Paths::new(&repo, &ctx.env);
     if let Some(holder) = lock::live_holder(&paths.lock(&id)) {
         let now = args.now || (!args.after && ask_now(ctx)?);

@@ -121,7 +121,11 @@ pub fn run(ctx: &mut Ctx, args: &InitArgs) -> CliResult {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, text)?;
+        std::fs::write(&path, &text)?;
+        if rel == STARTER {
+            // Written here by the user's own command: it runs without the trust question.
+            super::trust::trust_written(ctx, &repo, &path, &text)?;
+        }
         ctx.ui.out(&format!("wrote .codemachine/{rel}"));
     }
     if let Some(engine) = engine {

@@ -66,6 +66,7 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                     "summary": c.record.summary,
                     "error": c.record.error,
                     "messages": c.record.messages,
+                    "left_out": c.record.left_out,
                     "files": stat.iter().map(|(p, a, d)| json!({"path": p, "added": a, "removed": d})).collect::<Vec<_>>(),
                 })
             })
@@ -135,6 +136,13 @@ pub fn print(ctx: &mut Ctx, repo: &Repo, id: &RunId, as_json: bool) -> CliResult
                 "     {}",
                 ctx.ui
                     .dim(&format!("{} said at {}: {}", m.by, m.at, m.text))
+            ));
+        }
+        for l in &r.left_out {
+            ctx.ui.out(&format!(
+                "     {}",
+                ctx.ui
+                    .yellow(&format!("left out {} ({})", l.path, l.reason))
             ));
         }
         if let Some(gate) = &r.gate {

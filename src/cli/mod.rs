@@ -24,6 +24,7 @@ mod say;
 mod show;
 mod status;
 mod stop;
+mod trust;
 mod validate;
 mod watch;
 mod workflows;
@@ -74,6 +75,7 @@ enum Command {
     Stop(stop::StopArgs),
     Say(say::SayArgs),
     Watch(watch::WatchArgs),
+    Trust(trust::TrustArgs),
     Validate(validate::ValidateArgs),
     Workflows(workflows::WorkflowsArgs),
     Demo(demo::DemoArgs),
@@ -337,6 +339,7 @@ fn dispatch(ctx: &mut Ctx, cli: &Cli) -> CliResult {
         Command::Stop(a) => stop::run(ctx, a),
         Command::Say(a) => say::run(ctx, a),
         Command::Watch(a) => watch::run(ctx, a),
+        Command::Trust(a) => trust::run(ctx, a),
         Command::Validate(a) => validate::run(ctx, a),
         Command::Workflows(a) => workflows::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a),

@@ -55,6 +55,8 @@ pub fn run(ctx: &mut Ctx, args: &NewArgs) -> CliResult {
         .map_err(|e| CliError::failed(format!("the workflow would not validate: {e}")))?;
     std::fs::create_dir_all(&dir)?;
     std::fs::write(&path, &text)?;
+    // Written here by the user's own command: it runs without the trust question.
+    super::trust::trust_written(ctx, &repo, &path, &text)?;
     ctx.ui.out(&format!(
         "wrote .codemachine/workflows/{name}.toml ({} step{}); `git machine run {name}` starts it",
         wf.steps.len(),

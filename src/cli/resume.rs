@@ -36,11 +36,30 @@ pub struct ResumeArgs {
     /// Continue in the background: print the run id and return at once (`watch` follows it)
     #[arg(long)]
     pub detach: bool,
+    /// Trust the run's workflow (or, with --reload, the file) and record that, without asking
+    #[arg(long)]
+    pub trust: bool,
 }
 
 pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
     let repo = ctx.repo()?;
     let (id, tip) = find_run(&repo, args.run.as_deref())?;
+    let again = format!("git machine resume {id} --trust");
+    let asked = super::trust::Asked {
+        trust: args.trust,
+        no_input: args.shown.no_input,
+        again: &again,
+    };
+    if !args.reload {
+        let info = store::read_run_at(&repo, &id, tip)?;
+        super::trust::check_stored(
+            ctx,
+            &repo,
+            &info.record.workflow,
+            &info.workflow_source,
+            &asked,
+        )?;
+    }
     if args.detach {
         return super::detach::detach(ctx, &[]);
     }
@@ -60,7 +79,9 @@ pub fn run(ctx: &mut Ctx, args: &ResumeArgs) -> CliResult {
                     .map(|p| p.to_path_buf())
                     .unwrap_or(ctx.env.cwd.clone()),
             };
-            Some(workflow::load(&cwd, repo.workdir(), &name)?)
+            let (wf, file) = workflow::load_file(&cwd, repo.workdir(), &name)?;
+            super::trust::check(ctx, &repo, file.as_deref(), &wf.source, &asked)?;
+            Some(wf)
         } else {
             None
         };

@@ -141,17 +141,21 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
             ),
         )
     };
-    // What the worktree holds beyond the checkpoint is kept, in the same transaction.
+    // What the worktree holds beyond the checkpoint is kept, in the same transaction; secret
+    // files, never committed, stay in the worktree.
+    let mut left_out = Vec::new();
     if wt.is_valid() {
         let rec = format!("{:02}", info.state.seq + 1);
-        if let Some((_, keep)) = runner.attempt(&id, &wt, info.tip, checkpoint, &rec, "rewound")? {
+        let (kept, left) = runner.attempt(&id, &wt, info.tip, checkpoint, &rec, "rewound")?;
+        if let Some((_, keep)) = kept {
             updates.push(keep);
         }
+        left_out = left.into_iter().map(|l| l.path).collect();
     }
     drop(runner);
     crate::store::txn::move_refs(&repo, &updates, &format!("git machine: rewind run {id}"))?;
     if wt.is_valid() {
-        wt.reset_hard(target)?;
+        wt.reset_keeping(target, &left_out)?;
     }
     ctx.ui.out(&message);
     ctx.ui.out(&format!(

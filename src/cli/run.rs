@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Run in the background: print the run id and return at once (`watch` follows it)
     #[arg(long)]
     pub detach: bool,
+    /// Trust the workflow file as it is now and record that, without asking (for CI)
+    #[arg(long)]
+    pub trust: bool,
 }
 
 pub fn parse_var(s: &str) -> Result<(String, VarValue), String> {
@@ -139,7 +142,14 @@ fn workspace_settings(repo: &Repo, out: &mut BTreeMap<String, String>) -> CliRes
 
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let wf = workflow::load(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
+    let (wf, file) = workflow::load_file(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
+    let again = format!("git machine run {} --trust", args.workflow);
+    let asked = super::trust::Asked {
+        trust: args.trust,
+        no_input: args.shown.no_input,
+        again: &again,
+    };
+    super::trust::check(ctx, &repo, file.as_deref(), &wf.source, &asked)?;
     let given = given_vars(ctx, args)?;
     if args.detach {
         // Checked here first, so a mistake is told on this terminal: the same checks run again.

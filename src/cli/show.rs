@@ -73,6 +73,12 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
     }
     let dir = repo.workdir().unwrap_or(repo.common_dir()).to_path_buf();
     super::page(ctx);
+    for l in &c.record.left_out {
+        ctx.ui.out(&format!(
+            "left out of this commit: {} ({}; still in the run's worktree)",
+            l.path, l.reason
+        ));
+    }
     match git::git_stream(&dir, &git_args, &mut |bytes| ctx.ui.out_bytes(bytes))? {
         git::Streamed::Exited(0) | git::Streamed::ReaderGone => Ok(()),
         git::Streamed::Exited(code) => Err(CliError::failed(format!(

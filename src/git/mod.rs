@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -184,6 +185,14 @@ const GIT_LOCATION_VARS: &[&str] = &[
     "GIT_OBJECT_DIRECTORY",
     "GIT_PREFIX",
 ];
+
+/// The id git gives `content` as a blob (`git hash-object`), computed without a repository.
+pub fn blob_id(content: &[u8]) -> Result<Oid> {
+    Ok(Oid(git2::Oid::hash_object(
+        git2::ObjectType::Blob,
+        content,
+    )?))
+}
 
 /// A `git` command with the location variables removed.
 pub fn git_command() -> Command {
@@ -486,6 +495,12 @@ impl Repo {
             builder.upsert(path.as_str(), blob, git2::FileMode::Blob);
         }
         Ok(Oid(builder.create_updated(&self.repo, &base_tree)?))
+    }
+
+    /// Whether `tree` holds an entry at `path`.
+    pub fn has_path(&self, tree: Oid, path: &str) -> Result<bool> {
+        let tree = self.repo.find_tree(tree.0)?;
+        Ok(tree.get_path(Path::new(path)).is_ok())
     }
 
     /// The id of the tree at `path` inside `tree`, `None` if there is none.
@@ -1057,7 +1072,16 @@ impl Worktree {
     /// tree. Only `git add -A` is spawned (with the untracked cache: the worktree is scanned
     /// every step); whether a `force` path is ignored is asked of libgit2, and the tree is
     /// written from the index by libgit2, so the common case costs one git process.
-    pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
+    ///
+    /// A staged path that `leave_out` names and that commit `base` does not hold is taken out
+    /// of the index again (the file stays in the worktree, untracked): it is in neither the
+    /// tree nor the index, and is returned in [`Staged::left_out`].
+    pub fn stage_all(
+        &self,
+        force: &[&str],
+        leave_out: &dyn Fn(&str) -> bool,
+        base: Oid,
+    ) -> Result<Staged> {
         self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
@@ -1072,7 +1096,42 @@ impl Worktree {
             self.git(&args)?;
         }
         let mut index = repo.index()?;
+        let found = new_entries(&repo, &index, leave_out, base)?;
+        if !found.is_empty() {
+            // git's own `rm --cached` keeps the index's untracked cache, which a libgit2
+            // write would drop (the next `git add -A` would then scan the whole worktree).
+            let mut args: Vec<&OsStr> = ["--literal-pathspecs", "rm", "--cached", "-q", "--"]
+                .into_iter()
+                .map(OsStr::new)
+                .collect();
+            args.extend(found.iter().map(|(raw, _)| OsStr::from_bytes(raw)));
+            run_git(&self.path, &args)?;
+            index.read(true)?;
+        }
+        Ok(Staged {
+            tree: Oid(index.write_tree()?),
+            left_out: found.into_iter().map(|(_, shown)| shown).collect(),
+        })
+    }
+
+    /// Stage one more file (even an ignored one) on top of what is staged, and write the index
+    /// as a tree: cheaper than staging everything again when only `path` changed.
+    pub fn stage_one(&self, path: &str) -> Result<Oid> {
+        self.git(&["--literal-pathspecs", "add", "-f", "--", path])?;
+        configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
+        let mut index = repo.index()?;
         Ok(Oid(index.write_tree()?))
+    }
+
+    /// Untracked files git does not ignore, each by its path (inside untracked folders too).
+    pub fn untracked(&self) -> Result<Vec<String>> {
+        let out = self.git(&["ls-files", "-z", "--others", "--exclude-standard"])?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
@@ -1095,10 +1154,64 @@ impl Worktree {
     /// removed), populated submodules too. No ref moves: the caller moves the branch by
     /// compare-and-swap.
     pub fn reset_hard(&self, commit: Oid) -> Result<()> {
+        self.reset_keeping(commit, &[])
+    }
+
+    /// [`Worktree::reset_hard`], keeping the untracked files `keep` (paths from the root, such
+    /// as the files [`Worktree::stage_all`] left out) where they are.
+    pub fn reset_keeping(&self, commit: Oid, keep: &[String]) -> Result<()> {
         self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
-        self.git(&["clean", "-fdq"])?;
+        let patterns: Vec<String> = keep.iter().map(|p| format!("/{}", literal(p))).collect();
+        let mut args = vec!["clean", "-fdq"];
+        for p in &patterns {
+            args.extend(["-e", p.as_str()]);
+        }
+        self.git(&args)?;
         self.reset_submodules()
     }
+}
+
+/// What [`Worktree::stage_all`] staged: the tree, and the paths it left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub tree: Oid,
+    pub left_out: Vec<String>,
+}
+
+/// The entries of `index` that `leave_out` names and `base`'s tree does not hold, as (the
+/// path's bytes, the path as text).
+fn new_entries(
+    repo: &git2::Repository,
+    index: &git2::Index,
+    leave_out: &dyn Fn(&str) -> bool,
+    base: Oid,
+) -> Result<Vec<(Vec<u8>, String)>> {
+    let head = repo.find_commit(base.0)?.tree()?;
+    // Judged by name as text; removed by the path's own bytes (a name need not be UTF-8).
+    let found: Vec<(Vec<u8>, String)> = index
+        .iter()
+        .filter(|e| (e.flags >> 12) & 0x3 == 0)
+        .map(|e| {
+            let shown = String::from_utf8_lossy(&e.path).into_owned();
+            (e.path, shown)
+        })
+        .filter(|(raw, shown)| {
+            leave_out(shown) && head.get_path(Path::new(OsStr::from_bytes(raw))).is_err()
+        })
+        .collect();
+    Ok(found)
+}
+
+/// `path` as a gitignore pattern that matches only itself.
+fn literal(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\' | '!' | '#' | ' ') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -1292,6 +1405,41 @@ mod tests {
         assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
         assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
         assert!(!t.contains_key("body"));
+    }
+
+    #[test]
+    fn stage_all_leaves_out_new_paths_it_is_told_and_resets_keep_them() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        init_scratch_repo(tmp.path()).expect("repo");
+        std::fs::write(tmp.path().join("tracked.pem"), "old").expect("write");
+        run_git(tmp.path(), ["add", "tracked.pem"]).expect("add");
+        run_git(tmp.path(), ["commit", "-q", "-m", "pem"]).expect("commit");
+        let wt = Worktree::new(tmp.path().to_path_buf());
+        for (p, text) in [("a.txt", "a"), ("k/.env", "s"), ("tracked.pem", "new")] {
+            std::fs::create_dir_all(tmp.path().join(p).parent().expect("dir")).expect("dirs");
+            std::fs::write(tmp.path().join(p), text).expect("write");
+        }
+        let secret = |p: &str| p.ends_with(".env") || p.ends_with(".pem");
+        let head = wt.head().expect("head");
+        let staged = wt.stage_all(&[], &secret, head).expect("stage");
+        assert_eq!(
+            staged.left_out,
+            ["k/.env"],
+            "a tracked file is not left out"
+        );
+        let repo = git2::Repository::open(tmp.path()).expect("open");
+        let tree = repo.find_tree(staged.tree.0).expect("tree");
+        assert!(tree.get_path(Path::new("a.txt")).is_ok());
+        assert!(tree.get_path(Path::new("tracked.pem")).is_ok());
+        assert!(tree.get_path(Path::new("k/.env")).is_err());
+        let listed = run_git(tmp.path(), ["ls-files"]).expect("ls-files");
+        assert!(
+            !listed.contains(".env"),
+            "not in the index either: {listed}"
+        );
+        wt.reset_keeping(head, &staged.left_out).expect("reset");
+        assert!(tmp.path().join("k/.env").exists(), "kept");
+        assert!(!tmp.path().join("a.txt").exists(), "cleaned");
     }
 
     #[test]

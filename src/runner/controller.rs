@@ -19,6 +19,7 @@ use std::time::Instant;
 use super::exec::{self, Attempt, StepRun};
 use super::machine::{self, Input};
 use super::person::Said;
+use super::stage::stage_step;
 use super::{plan_of, step_message, Kind, Prepared};
 use crate::engine::Ending;
 use crate::error::{Error, Result};
@@ -333,7 +334,7 @@ impl super::Runner<'_> {
         self.clear_stale_git_locks(id, &wt)?;
         // As `resume` does: what an unfinished step left is kept under refs/machine/attempts/;
         // it stays in the worktree only while that step can continue in its session.
-        self.set_aside(&wt, &info, tip, "interrupted")?;
+        let left_out = self.set_aside(&wt, &info, tip, "interrupted")?;
         let in_flight = self.inflight(&info, false);
         let base = match in_flight {
             Some(_) => tip,
@@ -351,7 +352,7 @@ impl super::Runner<'_> {
                         ),
                     )?;
                 }
-                wt.reset_hard(checkpoint)?;
+                wt.reset_keeping(checkpoint, &super::stage::Stage::paths(&left_out))?;
                 checkpoint
             }
         };
@@ -390,7 +391,7 @@ impl super::Runner<'_> {
                 session: attempt.session(),
             },
         );
-        let files = self.record_files(
+        let mut files = self.record_files(
             &wt,
             id,
             &rec,
@@ -403,8 +404,9 @@ impl super::Runner<'_> {
                 .repo
                 .tree_with_files(self.repo.tree_of(base)?, &files)?,
             None => {
-                let staged = wt.stage_all(&[id.dir().as_str()])?;
-                self.keep_run_folder(id, base, staged, &files)?.0
+                let secrets = self.secrets_at(id, base);
+                let staged = stage_step(&wt, id, &rec, &mut record, &mut files, (&secrets, base))?;
+                self.keep_run_folder(id, base, staged.tree, &files)?.0
             }
         };
         let commit = txn::publish(
@@ -434,6 +436,7 @@ impl super::Runner<'_> {
         }
         info.tip = commit;
         info.state = t.state;
+        self.report_left_out(id, Some(&step.id), &record.left_out);
         self.emit(id, Kind::ConversationEnded { started: false });
         Ok(info.state.status != Status::Completed)
     }

@@ -167,6 +167,12 @@ pub enum Kind {
     RecordRepaired {
         step: StepId,
     },
+    /// Secret files were left out of a commit; they stay in the worktree, untracked.
+    LeftOut {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step: Option<StepId>,
+        files: Vec<crate::store::secrets::LeftOut>,
+    },
     GroupStarted {
         group: String,
         members: Vec<StepId>,

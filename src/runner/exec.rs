@@ -512,6 +512,7 @@ pub fn record_of(
     StepRecord {
         messages: Vec::new(),
         workspace: Vec::new(),
+        left_out: Vec::new(),
         version: store::FORMAT_VERSION,
         step: step.id.clone(),
         seq,

@@ -25,6 +25,7 @@ mod parallel;
 pub mod person;
 mod reload;
 pub mod settings;
+mod stage;
 mod transcript;
 mod workspace;
 
@@ -38,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
 use crate::store::mail;
+use crate::store::secrets::LeftOut;
 use crate::store::txn::{self, trailer};
 use crate::store::{
     self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, SessionRef, State, Status,
@@ -77,6 +79,9 @@ pub struct Runner<'a> {
     /// The person at the terminal, when there is one to hand it to or to talk with.
     pub person: Option<&'a mut dyn person::Person>,
 }
+
+/// An attempt kept aside: its commit, and the side ref that keeps it.
+pub type Kept = (Oid, RefUpdate);
 
 /// How a run's execution ended; the command line maps it to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,7 +283,7 @@ impl Runner<'_> {
             _ => {
                 let inflight = self.inflight(&info, opts.restart_step);
                 // Whatever the unfinished step left is kept under refs/machine/attempts/.
-                self.set_aside(&wt, &info, tip, "interrupted")?;
+                let left_out = self.set_aside(&wt, &info, tip, "interrupted")?;
                 if inflight.is_none() {
                     if tip != checkpoint {
                         txn::move_refs(
@@ -291,7 +296,7 @@ impl Runner<'_> {
                             &format!("git machine: resume run {id} from its checkpoint"),
                         )?;
                     }
-                    wt.reset_hard(checkpoint)?;
+                    wt.reset_keeping(checkpoint, &stage::Stage::paths(&left_out))?;
                 }
                 ("step", inflight)
             }
@@ -406,9 +411,9 @@ impl Runner<'_> {
         } else {
             format!("review: changes after `{after}`")
         };
-        let code = wt.stage_all(&[])?;
+        let staged = stage::stage(wt, &[], &self.secrets_at(&id, info.tip), tip)?;
         let tree = self.repo.tree_with_subtree(
-            code,
+            staged.tree,
             &id.dir(),
             self.repo
                 .subtree(self.repo.tree_of(info.tip)?, &id.dir())?
@@ -433,9 +438,10 @@ impl Runner<'_> {
                 side_refs: Vec::new(),
             },
         )?;
-        wt.reset_hard(commit)?;
+        wt.reset_keeping(commit, &stage::Stage::paths(&staged.left_out))?;
         info.tip = commit;
         info.state = t.state;
+        self.report_left_out(&id, None, &staged.left_out);
         self.emit(&id, Kind::Review { commit, after });
         Ok(())
     }
@@ -513,6 +519,7 @@ impl Runner<'_> {
 
     /// What differs from the checkpoint (files in `wt`, commits above it), as a commit not yet
     /// referenced, with the side ref that would keep it: `refs/machine/attempts/<run>/<rec>-<label>`.
+    /// Secret files are left out of it (and listed), as from a step's commit.
     pub fn attempt(
         &self,
         id: &RunId,
@@ -521,23 +528,37 @@ impl Runner<'_> {
         head: Oid,
         rec: &str,
         label: &str,
-    ) -> Result<Option<(Oid, RefUpdate)>> {
+    ) -> Result<(Option<Kept>, Vec<LeftOut>)> {
         let dirty = wt.is_dirty()?;
         if !dirty && head == checkpoint {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
-        let snapshot = if dirty {
-            let tree = wt.stage_all(&[])?;
+        let staged = stage::stage(wt, &[], &self.secrets_at(id, checkpoint), checkpoint)?;
+        let left_out = staged.left_out;
+        // Commits the step's program made holding a left-out file are not kept: the attempt
+        // sits on the checkpoint instead.
+        let parent = if stage::committed_by_program(self.repo, head, &left_out)? {
+            checkpoint
+        } else {
+            head
+        };
+        let snapshot = if staged.tree == self.repo.tree_of(parent)? {
+            parent
+        } else {
             let msg = txn::message(
                 &format!("{label}: work left by {rec} of run {id}"),
                 &[(trailer::ATTEMPT, id.as_str())],
             );
-            self.repo.commit(tree, &[head], &msg, None)?
-        } else {
-            head
+            self.repo.commit(staged.tree, &[parent], &msg, None)?
         };
+        if snapshot == checkpoint {
+            return Ok((None, left_out));
+        }
         let name = RefName::new(format!("{ATTEMPTS_PREFIX}{id}/{rec}-{label}"));
-        Ok(Some((snapshot, txn::side_ref(self.repo, name, snapshot))))
+        Ok((
+            Some((snapshot, txn::side_ref(self.repo, name, snapshot))),
+            left_out,
+        ))
     }
 
     /// Keep what the run's worktree holds beyond its branch tip (a person's edits, a step's
@@ -549,7 +570,7 @@ impl Runner<'_> {
         wt: &Worktree,
         tip: Oid,
     ) -> Result<Option<String>> {
-        let Some((_, update)) = self.attempt(id, wt, tip, tip, "rm", "removed")? else {
+        let (Some((_, update)), _) = self.attempt(id, wt, tip, tip, "rm", "removed")? else {
             return Ok(None);
         };
         let name = update.name.to_string();
@@ -563,9 +584,18 @@ impl Runner<'_> {
 
     /// Keep whatever an unfinished step left (files in the worktree, commits above the
     /// checkpoint) under `refs/machine/attempts/`, so starting clean loses nothing.
-    fn set_aside(&mut self, wt: &Worktree, info: &RunInfo, tip: Oid, label: &str) -> Result {
+    /// Returns the secret files left out of it, which stay in the worktree.
+    fn set_aside(
+        &mut self,
+        wt: &Worktree,
+        info: &RunInfo,
+        tip: Oid,
+        label: &str,
+    ) -> Result<Vec<LeftOut>> {
         let rec = format!("{:02}", info.state.seq + 1);
-        if let Some((snapshot, update)) = self.attempt(&info.id, wt, info.tip, tip, &rec, label)? {
+        let (kept, left_out) = self.attempt(&info.id, wt, info.tip, tip, &rec, label)?;
+        self.report_left_out(&info.id, None, &left_out);
+        if let Some((snapshot, update)) = kept {
             let name = update.name.to_string();
             txn::move_refs(self.repo, &[update], "git machine: keep an attempt")?;
             self.emit(
@@ -576,7 +606,7 @@ impl Runner<'_> {
                 },
             );
         }
-        Ok(())
+        Ok(left_out)
     }
 
     fn execute(
@@ -1045,21 +1075,33 @@ impl Runner<'_> {
         let mut side_refs = Vec::new();
         if failed {
             // Keep what the failed attempt did; the failure record sits on the checkpoint.
-            if let Some((snapshot, update)) =
-                self.attempt(&id, wt, tip_before, current, rec, label)?
-            {
+            let (kept, left_out) = self.attempt(&id, wt, tip_before, current, rec, label)?;
+            if let Some((snapshot, update)) = kept {
                 record.attempt_commit = Some(snapshot);
                 side_refs.push(update);
             }
+            record.left_out = left_out;
         }
-        let files = self.record_files(wt, &id, rec, &mut record, (prompt, attempt), &t.state)?;
+        let mut files =
+            self.record_files(wt, &id, rec, &mut record, (prompt, attempt), &t.state)?;
         let (tree, parent, repaired) = if failed {
             (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
-            let staged = wt.stage_all(&[id.dir().as_str()])?;
-            let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged, &files)?;
-            (tree, current, repaired)
+            let secrets = self.secrets_at(&id, tip_before);
+            let staged = stage::stage_step(
+                wt,
+                &id,
+                rec,
+                &mut record,
+                &mut files,
+                (&secrets, tip_before),
+            )?;
+            let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged.tree, &files)?;
+            // The program's own commits holding a left-out file are not kept (see stage.rs).
+            let folded = stage::committed_by_program(self.repo, current, &record.left_out)?;
+            (tree, if folded { tip_before } else { current }, repaired)
         };
+        let keep = stage::Stage::paths(&record.left_out);
         let commit = txn::publish(
             self.repo,
             &id,
@@ -1075,11 +1117,13 @@ impl Runner<'_> {
         )?;
         let _ = std::fs::remove_file(self.paths.inflight_session(&id, rec));
         let _ = std::fs::remove_file(self.paths.delivered(&id, rec));
-        if failed || repaired {
+        if failed || repaired || parent != current {
             // The worktree follows the commit: clean after a failure, git machine's files
-            // as recorded after a step that changed them.
-            wt.reset_hard(commit)?;
+            // as recorded after a step that changed them, on the new commit after the
+            // program's own commits were folded into it; secret files left out stay.
+            wt.reset_keeping(commit, &keep)?;
         }
+        self.report_left_out(&id, Some(&step.id), &record.left_out);
         if repaired {
             self.emit(
                 &id,

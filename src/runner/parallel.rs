@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::exec::{self, Attempt, StepRun};
 use super::machine::{self, Input, Plan};
+use super::stage::{self, stage_step, Stage};
 use super::{context, Kind, RunEnd, Runner};
 use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, Worktree};
@@ -295,7 +296,8 @@ impl Runner<'_> {
             let tail = exec::tail_lines(a.outcome.final_message.as_deref(), 10);
             return self.member_failed(&id, group, slot, index, base, record, (error, tail));
         }
-        let commit = self.commit_member(&id, slot, &mut record, &a)?;
+        let commit = self.commit_member(&id, slot, &mut record, (&a, base))?;
+        self.report_left_out(&id, Some(&slot.step.id), &record.left_out);
         let t = machine::decide(
             &info.state,
             plan,
@@ -345,8 +347,10 @@ impl Runner<'_> {
         record.summary = format!("failed ({})", exec::first_line(&error));
         record.error = Some(error.clone());
         let head = slot.wt.head()?;
-        let attempt = self.attempt(id, &slot.wt, base, head, &slot.rec, "failed")?;
+        let (attempt, left_out) = self.attempt(id, &slot.wt, base, head, &slot.rec, "failed")?;
         record.attempt_commit = attempt.as_ref().map(|(c, _)| *c);
+        self.report_left_out(id, Some(&slot.step.id), &left_out);
+        record.left_out = left_out;
         self.emit(
             id,
             Kind::MemberFailed {
@@ -404,7 +408,7 @@ impl Runner<'_> {
         id: &store::RunId,
         slot: &Slot<'_>,
         record: &mut StepRecord,
-        a: &Attempt,
+        (a, base): (&Attempt, Oid),
     ) -> Result<Oid> {
         let dir = slot
             .wt
@@ -419,8 +423,14 @@ impl Runner<'_> {
             a.outcome.final_message.as_deref(),
             &slot.log,
         )?;
-        let tree = slot.wt.stage_all(&[id.dir().as_str()])?;
         let head = slot.wt.head()?;
+        let secrets = self.secrets_at(id, base);
+        let tree = stage_step(&slot.wt, id, &slot.rec, record, &mut [], (&secrets, base))?.tree;
+        // The program's own commits holding a left-out file are not kept (see stage.rs).
+        let head = match stage::committed_by_program(self.repo, head, &record.left_out)? {
+            true => base,
+            false => head,
+        };
         let mut trailers = vec![
             (trailer::RUN, id.as_str()),
             (trailer::STEP, slot.step.id.as_str()),
@@ -499,7 +509,7 @@ impl Runner<'_> {
             ],
         );
         let commit = txn::on_top(self.repo, &id, info.tip, files, message, None, side_refs)?;
-        wt.reset_hard(commit)?;
+        stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
         info.tip = commit;
         info.state = t.state;
         Ok(Some(RunEnd::Failed))
@@ -674,7 +684,7 @@ impl Runner<'_> {
                 side_refs: Vec::new(),
             },
         )?;
-        wt.reset_hard(commit)?;
+        stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
         info.tip = commit;
         info.state = state;
         Ok(commit)
@@ -752,8 +762,10 @@ impl Runner<'_> {
         );
         let mut record = exec::record_of(resolver, seq, &attempt, started_at, started.elapsed());
         record.summary = format!("resolve the conflicts of {group} with {member}");
-        let files = self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
-        let tree = wt.stage_all(&[id.dir().as_str()])?;
+        let mut files =
+            self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
+        let secrets = self.secrets_at(&id, info.tip);
+        let tree = stage_step(wt, &id, &rec, &mut record, &mut files, (&secrets, info.tip))?.tree;
         let tip = info.tip;
         let resolved = txn::publish(
             self.repo,
@@ -770,7 +782,8 @@ impl Runner<'_> {
         )?;
         // The merge is committed: drop git's in-progress merge state.
         wt.quit_merge();
-        wt.reset_hard(resolved)?;
+        wt.reset_keeping(resolved, &Stage::paths(&record.left_out))?;
+        self.report_left_out(&id, Some(&resolver.id), &record.left_out);
         info.tip = resolved;
         info.state = t.state;
         self.emit(

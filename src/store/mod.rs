@@ -8,7 +8,9 @@
 
 pub mod lock;
 pub mod mail;
+pub mod secrets;
 pub mod summary;
+pub mod trust;
 pub mod txn;
 
 use std::collections::BTreeMap;
@@ -515,6 +517,10 @@ pub struct StepRecord {
     /// setup command), warnings first with `warning: `.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workspace: Vec<String>,
+    /// Files the step left in the worktree that its commit (or its attempt) does not hold:
+    /// secret files (`secrets`), kept out unless the workflow's `commit_secrets` names them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<secrets::LeftOut>,
 }
 
 /// File names of git machine's files (spelled here and nowhere else).

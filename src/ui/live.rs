@@ -496,6 +496,13 @@ impl Screen {
                 Some(m) => format!("warning: [{m}] {note}"),
                 None => format!("warning: {note}"),
             }),
+            Kind::LeftOut { files, .. } => {
+                let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+                self.note(format!(
+                    "secret files left out of the commit (kept in the worktree): {}",
+                    paths.join(", ")
+                ));
+            }
             Kind::Gate {
                 command,
                 passed,

@@ -142,6 +142,22 @@ impl Ui {
     }
 }
 
+/// A unified diff of `old` → `new` (headers `a`, `b`), coloured, as lines to show.
+pub fn diff_lines(ui: &Ui, old: &str, new: &str, a: &str, b: &str) -> Vec<String> {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(a, b)
+        .to_string()
+        .lines()
+        .map(|line| match line.chars().next() {
+            Some('+') if !line.starts_with("+++") => ui.green(line),
+            Some('-') if !line.starts_with("---") => ui.red(line),
+            _ => line.to_string(),
+        })
+        .collect()
+}
+
 /// `1.2s`, `3m04s`, `1h02m`.
 pub fn elapsed(d: Duration) -> String {
     let ms = d.as_millis();

@@ -303,6 +303,19 @@ impl Progress<'_> {
                 "  {} {by} to `{step}`: {text}",
                 ui.cyan("›")
             )],
+            Kind::LeftOut { step, files } => {
+                let whose = step.map_or_else(|| "the commit".to_string(), |s| format!("`{s}`'s commit"));
+                let mut lines = vec![ui.yellow(&format!(
+                    "  left out of {whose} (still in the worktree, never committed):"
+                ))];
+                lines.extend(
+                    files
+                        .iter()
+                        .map(|f| ui.yellow(&format!("    {}  {}", f.path, ui.dim(&f.reason)))),
+                );
+                lines.push(ui.dim("    a workflow allows one with `commit_secrets = [\"<path>\"]`"));
+                lines
+            }
             Kind::RecordRepaired { .. } => vec![ui.yellow(
                 "  the step changed git machine's own files under .codemachine/runs/; they are kept as recorded",
             )],

@@ -40,12 +40,35 @@ pub fn load(
     parse_with_base(&found.origin, &found.source, found.dir.as_deref())
 }
 
+/// [`load`], with the file it was read from (`None` for a built-in): what trust is about.
+pub fn load_file(
+    cwd: &Path,
+    repo_workdir: Option<&Path>,
+    name_or_path: &str,
+) -> Result<(Workflow, Option<PathBuf>), WorkflowError> {
+    let found = locate(cwd, repo_workdir, name_or_path)?;
+    let wf = parse_with_base(&found.origin, &found.source, found.dir.as_deref())?;
+    Ok((wf, found.path))
+}
+
+/// The file a workflow name or path stands for and its text, unparsed (`None`: a built-in).
+pub fn source_file(
+    cwd: &Path,
+    repo_workdir: Option<&Path>,
+    name_or_path: &str,
+) -> Result<(Option<PathBuf>, String), WorkflowError> {
+    let found = locate(cwd, repo_workdir, name_or_path)?;
+    Ok((found.path, found.source))
+}
+
 /// A workflow's text and where it came from.
 struct Found {
     origin: String,
     source: String,
     /// The directory of the file; `None` for a built-in.
     dir: Option<PathBuf>,
+    /// The file; `None` for a built-in.
+    path: Option<PathBuf>,
 }
 
 fn locate(
@@ -60,6 +83,7 @@ fn locate(
                 origin: name_or_path.to_string(),
                 source,
                 dir: path.parent().map(Path::to_path_buf),
+                path: Some(path.clone()),
             }),
             Err(e) => {
                 let mut err =
@@ -94,6 +118,7 @@ fn locate(
                 origin,
                 source,
                 dir: path.parent().map(Path::to_path_buf),
+                path: Some(path),
             });
         }
     }
@@ -102,6 +127,7 @@ fn locate(
             origin: format!("builtin:{name_or_path}"),
             source: text.to_string(),
             dir: None,
+            path: None,
         });
     }
 

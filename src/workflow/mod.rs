@@ -28,7 +28,7 @@ mod vars;
 
 pub use builtin::{builtin, builtin_names};
 pub use error::WorkflowError;
-pub use find::{list, load};
+pub use find::{list, load, load_file, source_file};
 pub use id::StepId;
 pub use model::*;
 pub use parse::{parse, parse_with_files};

@@ -36,6 +36,8 @@ pub const BUILTIN_PLACEHOLDERS: &[&str] = &[
 pub struct Workflow {
     pub name: String,
     pub description: String,
+    /// Secret files (store::secrets) its runs may commit: paths from the repository's root.
+    pub commit_secrets: Vec<String>,
     /// Where it came from, for messages: a path as the user gave it or `builtin:<name>`.
     pub origin: String,
     /// The file's text, as read: stored in the run so a resume runs exactly what was started.

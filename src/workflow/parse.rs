@@ -64,6 +64,7 @@ const TOP_KEYS: &[&str] = &[
     "controller",
     "steps",
     "workspace",
+    "commit_secrets",
 ];
 /// Keys of a step that `[defaults]` may not set.
 const STEP_ONLY_KEYS: &[&str] = &[
@@ -536,9 +537,11 @@ impl Checker<'_> {
                 Some((path.get_ref().clone(), text))
             })
             .collect();
+        let commit_secrets = self.commit_secrets(raw.commit_secrets.as_ref())?;
         Ok(Workflow {
             name,
             description,
+            commit_secrets,
             origin: self.origin.to_string(),
             source: self.source.to_string(),
             vars,
@@ -623,6 +626,34 @@ impl Checker<'_> {
             setup,
             setup_key,
         })
+    }
+
+    /// `commit_secrets`: paths from the repository's root, as `git ls-files` spells them.
+    fn commit_secrets(&self, raw: Option<&StrList>) -> Result<Vec<String>> {
+        let Some(list) = raw else {
+            return Ok(Vec::new());
+        };
+        let mut paths = Vec::new();
+        for path in list.get_ref() {
+            let p = path.get_ref();
+            let bad = p.is_empty()
+                || p.starts_with('/')
+                || p.ends_with('/')
+                || p.contains('\\')
+                || p.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+            if bad {
+                return Err(self
+                    .err(
+                        path.span().start,
+                        format!(
+                            "`commit_secrets`: `{p}` is not a file path from the repository's root"
+                        ),
+                    )
+                    .with_hint("write it as `git ls-files` shows it, e.g. `config/dev.pem`"));
+            }
+            paths.push(p.clone());
+        }
+        Ok(paths)
     }
 
     fn version(&self, version: Option<&Spanned<toml::Value>>) -> Result<()> {

@@ -32,6 +32,8 @@ pub struct RawWorkflow {
     pub controller: Option<Spanned<RawStep>>,
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
     pub workspace: Option<Spanned<RawWorkspace>>,
+    /// Secret files its runs may commit (paths from the repository's root).
+    pub commit_secrets: Option<StrList>,
 }
 
 /// `[workspace]`: how a new worktree is made ready before the first step runs in it.

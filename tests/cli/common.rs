@@ -48,6 +48,7 @@ impl TestEnv {
         cmd.env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("XDG_CACHE_HOME", self.tmp.path().join("cache"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
             .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00 +0000")
@@ -119,8 +120,15 @@ impl TestEnv {
         self.machine_code(0, args)
     }
 
-    /// Write a workflow into `.codemachine/workflows/<name>.toml` (not committed).
+    /// Write a workflow into `.codemachine/workflows/<name>.toml` (not committed) and trust
+    /// it as its author would, with `git machine trust <name>`.
     pub fn workflow(&self, name: &str, toml: &str) {
+        self.untrusted_workflow(name, toml);
+        self.machine_ok(&["trust", name]);
+    }
+
+    /// Write a workflow as one that came with the repository: not trusted here.
+    pub fn untrusted_workflow(&self, name: &str, toml: &str) {
         self.write(&format!(".codemachine/workflows/{name}.toml"), toml);
     }
 

@@ -705,8 +705,9 @@ fn a_session_resumes_on_another_clone_from_the_transcript_in_the_record() {
     ]);
     let other_home = f.env.tmp.path().join("other-home");
     std::fs::create_dir_all(&other_home).expect("home");
+    // The run's workflow was never trusted in this clone: the user trusts it as they resume.
     let out = f
-        .cmd(&["resume", &run])
+        .cmd(&["resume", &run, "--trust"])
         .current_dir(&clone)
         .env("HOME", &other_home)
         .output()

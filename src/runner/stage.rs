@@ -1,0 +1,121 @@
+//! Staging a worktree for one of the run's commits (a step, a member, a resolution, a review,
+//! an attempt kept aside): everything git does not ignore, minus the secret files of
+//! `store::secrets` that the run's workflow does not allow (`commit_secrets`). Every commit git
+//! machine makes from a worktree stages through here, so no secret reaches any ref.
+
+use super::{Kind, Runner};
+use crate::error::Result;
+use crate::git::{Oid, Repo, Worktree};
+use crate::store::secrets::{LeftOut, Secrets};
+use crate::store::{self, layout, RunId, StepRecord};
+use crate::workflow::StepId;
+
+/// What was staged: the tree, and the files left out of it.
+pub struct Stage {
+    pub tree: Oid,
+    pub left_out: Vec<LeftOut>,
+}
+
+impl Stage {
+    /// The left-out paths, for [`Worktree::reset_keeping`].
+    pub fn paths(left_out: &[LeftOut]) -> Vec<String> {
+        left_out.iter().map(|l| l.path.clone()).collect()
+    }
+}
+
+/// Stage `wt` (`force`: paths added even when ignored), leaving out what `secrets` names
+/// unless commit `base` (where the step started) holds it already.
+pub fn stage(wt: &Worktree, force: &[&str], secrets: &Secrets, base: Oid) -> Result<Stage> {
+    let read = |p: &str| std::fs::read(wt.path.join(p)).unwrap_or_default();
+    let judge = |p: &str| secrets.reason(p, || read(p)).is_some();
+    let staged = wt.stage_all(force, &judge, base)?;
+    Ok(Stage {
+        tree: staged.tree,
+        left_out: secrets.left_out(&staged.left_out, read),
+    })
+}
+
+/// Make `wt` exactly `commit` (as [`Worktree::reset_hard`]), keeping the untracked secret files
+/// `secrets` names where they are: left out of every commit, they exist only there.
+pub fn reset(wt: &Worktree, commit: Oid, secrets: &Secrets) -> Result {
+    let keep: Vec<String> = wt
+        .untracked()?
+        .into_iter()
+        .filter(|p| {
+            secrets
+                .reason(p, || std::fs::read(wt.path.join(p)).unwrap_or_default())
+                .is_some()
+        })
+        .collect();
+    wt.reset_keeping(commit, &keep)?;
+    Ok(())
+}
+
+/// Stage a step's work together with its record, already written into the worktree
+/// (`files`: the record's files as the commit will hold them). When secret files are left out,
+/// the record lists them (`left_out`): it is written again, in `files` too, and staged again.
+pub fn stage_step(
+    wt: &Worktree,
+    id: &RunId,
+    rec: &str,
+    record: &mut StepRecord,
+    files: &mut [(String, Vec<u8>)],
+    (secrets, base): (&Secrets, Oid),
+) -> Result<Stage> {
+    let force = [id.dir()];
+    let force: Vec<&str> = force.iter().map(String::as_str).collect();
+    let staged = stage(wt, &force, secrets, base)?;
+    if staged.left_out.is_empty() {
+        return Ok(staged);
+    }
+    record.left_out = staged.left_out.clone();
+    let path = format!("{}/{}", store::record_dir(id, rec), layout::STEP);
+    let bytes = store::to_toml(&*record).into_bytes();
+    std::fs::write(wt.path.join(&path), &bytes)?;
+    if let Some(entry) = files.iter_mut().find(|(p, _)| *p == path) {
+        entry.1 = bytes;
+    }
+    Ok(Stage {
+        tree: wt.stage_one(&path)?,
+        left_out: staged.left_out,
+    })
+}
+
+/// Whether the step's program committed one of the left-out files itself (in the commits
+/// between its start and `head`): then those commits are not kept, the step's commit takes
+/// their place on top of where the step started, so the secret reaches no ref.
+pub fn committed_by_program(repo: &Repo, head: Oid, left_out: &[LeftOut]) -> Result<bool> {
+    let tree = repo.tree_of(head)?;
+    for l in left_out {
+        if repo.has_path(tree, &l.path)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+impl Runner<'_> {
+    /// The secret files the run's workflow allows, as of run commit `commit`; none (the
+    /// strict default) when that commit holds no readable run.
+    pub(super) fn secrets_at(&self, id: &RunId, commit: Oid) -> Secrets {
+        store::read_run_at(self.repo, id, commit)
+            .ok()
+            .and_then(|info| info.workflow().ok())
+            .map(|wf| Secrets::new(&wf.commit_secrets))
+            .unwrap_or_default()
+    }
+
+    /// Tell that files were left out of a commit (of `step`, when it is a step's).
+    pub(super) fn report_left_out(&mut self, id: &RunId, step: Option<&StepId>, left: &[LeftOut]) {
+        if left.is_empty() {
+            return;
+        }
+        self.emit(
+            id,
+            Kind::LeftOut {
+                step: step.cloned(),
+                files: left.to_vec(),
+            },
+        );
+    }
+}

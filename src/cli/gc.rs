@@ -13,6 +13,9 @@ use super::Ctx;
 use crate::git::{Repo, Worktree};
 use crate::store::{self, lock, Paths, RunId, Status};
 
+/// How long a temporary object file must have been left alone before `gc` takes it as stale.
+const STALE_TEMP_OBJECT: Duration = Duration::from_secs(3600);
+
 /// Remove the worktrees and logs of finished runs; show the worktree cache's size
 #[derive(Args, Debug)]
 pub struct GcArgs {
@@ -51,10 +54,26 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
         removed.push(id.to_string());
     }
     let orphans = orphans(&dir, &runs);
+    // Left by a git machine (or a step's git) killed while writing an object.
+    let temps = repo.stale_temp_objects(STALE_TEMP_OBJECT);
     if !args.dry_run {
         for path in &orphans {
             repo.worktree_remove(path)?;
         }
+        for path in &temps {
+            std::fs::remove_file(path)?;
+        }
+    }
+    if !temps.is_empty() {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        ctx.ui.out(&format!(
+            "{verb} {} temporary object file(s) a killed process left",
+            temps.len()
+        ));
     }
     let freed: u64 = sizes
         .iter()

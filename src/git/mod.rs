@@ -675,6 +675,36 @@ impl Repo {
         stale
     }
 
+    /// Temporary object files a killed writer left in the object store (libgit2's
+    /// `tmp_object_git2_*`, git's `tmp_obj_*`), not modified for `older_than`. A live writer
+    /// keeps its file for the moments between writing it and renaming it into place, so only
+    /// old ones are stale; git's own `gc` waits two weeks for them.
+    pub fn stale_temp_objects(&self, older_than: std::time::Duration) -> Vec<PathBuf> {
+        let objects = self.common_dir.join("objects");
+        let now = std::time::SystemTime::now();
+        let mut stale = Vec::new();
+        let top = std::fs::read_dir(&objects).into_iter().flatten().flatten();
+        for entry in top {
+            let path = entry.path();
+            let inner: Vec<PathBuf> = if path.is_dir() {
+                let entries = std::fs::read_dir(&path).into_iter().flatten().flatten();
+                entries.map(|e| e.path()).collect()
+            } else {
+                vec![path]
+            };
+            stale.extend(inner.into_iter().filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let temp = name.starts_with("tmp_object_git2_") || name.starts_with("tmp_obj_");
+                let age = std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok());
+                temp && age.is_some_and(|a| a >= older_than)
+            }));
+        }
+        stale
+    }
+
     // ---- worktrees (git CLI: it owns the worktree admin files and their locking) ----
 
     /// `git worktree add --force <path> <branch>`: force so that a registered worktree whose
@@ -737,7 +767,11 @@ impl Repo {
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
-                other => return other.map(|_| ()),
+                other => {
+                    other?;
+                    crate::env::crash::point("worktree-added");
+                    return Ok(());
+                }
             }
         }
     }
@@ -1008,7 +1042,9 @@ impl Worktree {
             self.git(&args)?;
         }
         let mut index = repo.index()?;
-        Ok(Oid(index.write_tree()?))
+        let tree = Oid(index.write_tree()?);
+        crate::env::crash::point("staged");
+        Ok(tree)
     }
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
@@ -1031,6 +1067,7 @@ impl Worktree {
     /// removed). No ref moves: the caller moves the branch by compare-and-swap.
     pub fn reset_hard(&self, commit: Oid) -> Result<()> {
         self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
+        crate::env::crash::point("reset");
         self.git(&["clean", "-fdq"])?;
         Ok(())
     }

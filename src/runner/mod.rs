@@ -698,6 +698,7 @@ impl Runner<'_> {
             How::Conversation => self.converse(info, wt, step, &rec, &prepared, lock)?,
             How::TakenOver => self.taken_over(info, wt, step)?,
         };
+        crate::env::crash::point("step-ran");
         let skipped =
             attempt.ending == Ending::Cancelled && self.controls.skip.swap(false, Ordering::SeqCst);
         if attempt.ending == Ending::Cancelled && !skipped {
@@ -1004,6 +1005,9 @@ impl Runner<'_> {
             let dir = wt.path.join(store::record_dir(&id, rec));
             std::fs::create_dir_all(&dir)?;
             transcript::save(&attempt.engine, &self.env.vars, wt, session, &dir)?;
+        }
+        if t.looped.is_some() {
+            crate::env::crash::point("looped");
         }
         let tip_before = info.tip;
         let current = self.tip_above(&id, tip_before, &step.id)?;

@@ -128,6 +128,14 @@ impl Runner<'_> {
         base: Oid,
     ) -> Result<Vec<Slot<'s>>> {
         let id = &info.id;
+        for done in members
+            .iter()
+            .filter(|m| info.state.group_done.contains_key(&m.id))
+        {
+            // Killed between publishing a member and removing its worktree: remove it now.
+            self.repo
+                .worktree_remove(&self.paths.member_worktree(id, &done.id))?;
+        }
         let mut seq = info.state.seq;
         let mut slots = Vec::new();
         for step in members
@@ -278,6 +286,7 @@ impl Runner<'_> {
             return self.member_failed(&id, group, slot, index, base, record, (error, tail));
         }
         let commit = self.commit_member(&id, slot, &mut record, &a)?;
+        crate::env::crash::point("member-committed");
         let t = machine::decide(
             &info.state,
             plan,
@@ -515,6 +524,7 @@ impl Runner<'_> {
         loop {
             let tip = info.tip;
             let (acc, clean, conflict) = self.merge_queue(tip, base_tree, &mut queue)?;
+            crate::env::crash::point("merged");
             let names: Vec<StepId> = clean.iter().map(|(s, _)| s.clone()).collect();
             let mut parents = vec![tip];
             parents.extend(clean.iter().map(|(_, c)| *c));

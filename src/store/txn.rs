@@ -112,6 +112,7 @@ fn publish_from(
     };
     let author = c.author.as_ref().map(|(n, e)| (n.as_str(), e.as_str()));
     let commit = repo.commit(tree, &c.parents, &c.message, author)?;
+    crate::env::crash::point("committed");
     let mut updates = vec![RefUpdate {
         name: run.branch(),
         old: expected,
@@ -120,6 +121,7 @@ fn publish_from(
     updates.extend(c.side_refs);
     let subject = c.message.lines().next().unwrap_or_default();
     repo.update_refs(&updates, &format!("git machine: {subject}"))?;
+    crate::env::crash::point("published");
     Ok(commit)
 }
 
@@ -127,6 +129,7 @@ fn publish_from(
 pub fn move_refs(repo: &Repo, updates: &[RefUpdate], reflog: &str) -> Result<(), StoreError> {
     let _critical = crate::signal::critical();
     repo.update_refs(updates, reflog)?;
+    crate::env::crash::point("refs-moved");
     Ok(())
 }
 

@@ -5,6 +5,8 @@ mod architecture;
 mod basics;
 mod common;
 mod config;
+#[cfg(feature = "test-fakes")]
+mod crash;
 mod e2e;
 #[cfg(feature = "test-fakes")]
 mod engines;

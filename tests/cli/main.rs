@@ -19,6 +19,8 @@ mod output;
 mod parallel;
 mod person;
 mod pty;
+#[cfg(feature = "test-fakes")]
+mod races;
 mod snapshots;
 mod vars_input;
 mod watch;

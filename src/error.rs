@@ -94,6 +94,9 @@ impl From<GitError> for Error {
                 disk_full(e.to_string())
             }
             GitError::Lib(err) if err.message().contains("No space left") => disk_full(e.to_string()),
+            GitError::WorktreeGone(_) => Error::failed(e.to_string()).with_hint(
+                "a step may have removed it; `git machine resume` makes the worktree again",
+            ),
             GitError::NotARepo(_) => Error::usage(e.to_string())
                 .with_hint("run git machine inside a git repository, or try `git machine demo`"),
             _ => Error::bug(e.to_string()),

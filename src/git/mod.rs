@@ -105,6 +105,8 @@ pub enum GitError {
     Lib(#[from] git2::Error),
     #[error("{0}")]
     Io(String),
+    #[error("the worktree {} has no .git any more", .0.display())]
+    WorktreeGone(PathBuf),
 }
 
 pub type Result<T, E = GitError> = std::result::Result<T, E>;
@@ -196,6 +198,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_git_bounded(dir, args, None)
+}
+
+/// As [`run_git`]; with `ceiling`, git does not look for a repository above it.
+fn run_git_bounded<I, S>(dir: &Path, args: I, ceiling: Option<&Path>) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     // Its own process group: a Ctrl-C meant for git machine must not kill a `git write-tree`
     // halfway; git machine itself decides when to stop. A Ctrl-C that comes while the child is
@@ -203,8 +214,11 @@ where
     // leaves it, with signals held, and gets the SIGINT once it has), before git has done
     // anything: that one run is done again.
     let run = || {
-        git_command()
-            .current_dir(dir)
+        let mut cmd = git_command();
+        if let Some(c) = ceiling {
+            cmd.env("GIT_CEILING_DIRECTORIES", c);
+        }
+        cmd.current_dir(dir)
             .args(&args)
             .stdin(Stdio::null())
             .process_group(0)
@@ -848,6 +862,16 @@ impl Repo {
     }
 }
 
+/// A file as staged from a worktree, for [`Worktree::stage_all_except`] to judge.
+pub struct Staged {
+    /// Its path in the tree, `/`-separated.
+    pub path: String,
+    /// Its size on disk (of the link itself, for a symlink).
+    pub size: u64,
+    /// Where it points, when it is a symlink.
+    pub link: Option<PathBuf>,
+}
+
 /// Operations inside one worktree (a run's), through the git CLI so the user's ignore rules,
 /// attributes and filters apply exactly as in their own `git add`.
 pub struct Worktree {
@@ -859,8 +883,14 @@ impl Worktree {
         Worktree { path }
     }
 
+    /// `git <args>` in this worktree, and only there: a worktree whose `.git` file is gone
+    /// (a step deleted it) is an error, never a repository git finds further up — one that the
+    /// cache folder happens to be in — staged and committed instead.
     fn git(&self, args: &[&str]) -> Result<String> {
-        run_git(&self.path, args)
+        if !self.path.join(".git").exists() {
+            return Err(GitError::WorktreeGone(self.path.clone()));
+        }
+        run_git_bounded(&self.path, args, self.path.parent())
     }
 
     /// The commit checked out.
@@ -1028,6 +1058,18 @@ impl Worktree {
     /// every step); whether a `force` path is ignored is asked of libgit2, and the tree is
     /// written from the index by libgit2, so the common case costs one git process.
     pub fn stage_all(&self, force: &[&str]) -> Result<Oid> {
+        Ok(self.stage_all_except(force, &|_| None)?.0)
+    }
+
+    /// As [`Worktree::stage_all`], but each file added or changed since HEAD is shown to
+    /// `withhold` first; those it gives a reason for keep their HEAD version in the tree (or
+    /// are absent, when HEAD has none), stay in the worktree as they are, and are returned as
+    /// (path, reason). Costs an in-memory diff of HEAD's tree with the index.
+    pub fn stage_all_except(
+        &self,
+        force: &[&str],
+        withhold: &dyn Fn(&Staged) -> Option<String>,
+    ) -> Result<(Oid, Vec<(String, String)>)> {
         self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
@@ -1042,9 +1084,58 @@ impl Worktree {
             self.git(&args)?;
         }
         let mut index = repo.index()?;
-        let tree = Oid(index.write_tree()?);
+        let tree = index.write_tree()?;
+        let head = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
+        let diff = repo.diff_tree_to_index(head.as_ref(), Some(&index), None)?;
+        let mut withheld = Vec::new();
+        for delta in diff.deltas() {
+            let Some(path) = delta
+                .new_file()
+                .path()
+                .filter(|_| delta.status() != git2::Delta::Deleted)
+            else {
+                continue;
+            };
+            let full = self.path.join(path);
+            let Ok(meta) = std::fs::symlink_metadata(&full) else {
+                continue;
+            };
+            let staged = Staged {
+                path: path.to_string_lossy().into_owned(),
+                size: meta.len(),
+                link: meta
+                    .file_type()
+                    .is_symlink()
+                    .then(|| std::fs::read_link(&full).ok())
+                    .flatten(),
+            };
+            if let Some(reason) = withhold(&staged) {
+                withheld.push((staged.path, reason));
+            }
+        }
+        let tree = if withheld.is_empty() {
+            tree
+        } else {
+            let mut update = git2::build::TreeUpdateBuilder::new();
+            for (path, _) in &withheld {
+                match head.as_ref().and_then(|h| h.get_path(Path::new(path)).ok()) {
+                    Some(kept) => {
+                        let mode = match kept.filemode() {
+                            0o100755 => git2::FileMode::BlobExecutable,
+                            0o120000 => git2::FileMode::Link,
+                            0o160000 => git2::FileMode::Commit,
+                            0o040000 => git2::FileMode::Tree,
+                            _ => git2::FileMode::Blob,
+                        };
+                        update.upsert(path.as_str(), kept.id(), mode)
+                    }
+                    None => update.remove(path.as_str()),
+                };
+            }
+            update.create_updated(&repo, &repo.find_tree(tree)?)?
+        };
         crate::env::crash::point("staged");
-        Ok(tree)
+        Ok((Oid(tree), withheld))
     }
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
@@ -1264,6 +1355,57 @@ mod tests {
         assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
         assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
         assert!(!t.contains_key("body"));
+    }
+
+    /// Regression: a worktree whose `.git` a step had deleted was staged as part of whatever
+    /// repository lay above it.
+    #[test]
+    fn a_worktree_without_its_git_file_is_never_taken_for_the_repository_above() {
+        let outer = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(outer.path()).expect("outer repository");
+        let wt = Worktree::new(outer.path().join("wt"));
+        std::fs::create_dir_all(&wt.path).expect("worktree folder");
+        std::fs::write(wt.path.join("file"), "x").expect("file");
+        let err = wt.stage_all(&[]).expect_err("no .git");
+        assert!(matches!(err, GitError::WorktreeGone(_)), "{err}");
+        std::fs::write(wt.path.join(".git"), "gitdir: /nowhere\n").expect(".git file");
+        assert!(wt.stage_all(&[]).is_err());
+        let status = run_git(outer.path(), ["status", "--porcelain"]).expect("status");
+        assert_eq!(
+            status.trim(),
+            "?? wt/",
+            "the outer repository's index was changed"
+        );
+    }
+
+    /// Each file a step added or changed is judged; a withheld one keeps its HEAD version (or
+    /// is absent) in the tree, and stays in the worktree.
+    #[test]
+    fn withheld_files_keep_their_previous_version_in_the_tree() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(dir.path()).expect("repository");
+        let wt = Worktree::new(dir.path().to_path_buf());
+        std::fs::write(dir.path().join("README.md"), "changed\n").expect("edit");
+        std::fs::write(dir.path().join("new.txt"), "new\n").expect("new");
+        std::fs::write(dir.path().join("ok.txt"), "ok\n").expect("ok");
+        let withhold = |s: &Staged| (s.path != "ok.txt").then(|| format!("{} bytes", s.size));
+        let (tree, withheld) = wt.stage_all_except(&[], &withhold).expect("stage");
+        assert_eq!(
+            withheld,
+            [
+                ("README.md".to_string(), "8 bytes".to_string()),
+                ("new.txt".to_string(), "4 bytes".to_string())
+            ]
+        );
+        let listing = run_git(
+            dir.path(),
+            ["ls-tree", "-r", "--name-only", &tree.to_string()],
+        )
+        .expect("ls-tree");
+        assert_eq!(listing, "README.md\nok.txt\n");
+        let readme = run_git(dir.path(), ["show", &format!("{tree}:README.md")]).expect("show");
+        assert!(readme.starts_with("# Demo project"), "{readme}");
+        assert!(dir.path().join("new.txt").exists());
     }
 
     #[test]

@@ -511,6 +511,7 @@ pub fn record_of(
 ) -> StepRecord {
     StepRecord {
         messages: Vec::new(),
+        withheld: Vec::new(),
         version: store::FORMAT_VERSION,
         step: step.id.clone(),
         seq,

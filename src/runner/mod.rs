@@ -18,6 +18,7 @@ mod context;
 pub mod controller;
 pub mod events;
 mod exec;
+pub mod filter;
 mod interactive;
 pub mod machine;
 mod messages;
@@ -523,7 +524,9 @@ impl Runner<'_> {
             return Ok(None);
         }
         let snapshot = if dirty {
-            let tree = wt.stage_all(&[])?;
+            let limits = filter::Limits::of(self.repo)?;
+            let check = |f: &crate::git::Staged| filter::withhold(&limits, &wt.path, f);
+            let (tree, _) = wt.stage_all_except(&[], &check)?;
             let msg = txn::message(
                 &format!("{label}: work left by {rec} of run {id}"),
                 &[(trailer::ATTEMPT, id.as_str())],
@@ -1027,11 +1030,12 @@ impl Runner<'_> {
                 side_refs.push(update);
             }
         }
-        let files = self.record_files(wt, &id, rec, &mut record, (prompt, attempt), &t.state)?;
+        let mut files =
+            self.record_files(wt, &id, rec, &mut record, (prompt, attempt), &t.state)?;
         let (tree, parent, repaired) = if failed {
             (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
-            let staged = wt.stage_all(&[id.dir().as_str()])?;
+            let staged = self.stage_step(wt, &id, rec, &mut record, &mut files)?;
             let (tree, repaired) = self.keep_run_folder(&id, tip_before, staged, &files)?;
             (tree, current, repaired)
         };
@@ -1066,6 +1070,35 @@ impl Runner<'_> {
         info.tip = commit;
         info.state = t.state.clone();
         self.report_step(&id, wt, plan, step, &record, (parent, commit), attempt, &t)
+    }
+
+    /// Stage a step's work as its commit holds it: what [`filter::withhold`] leaves out is
+    /// listed in the record (`withheld`), which is then written again and staged with the rest
+    /// — a second `git add` only when something was left out.
+    fn stage_step(
+        &self,
+        wt: &Worktree,
+        id: &RunId,
+        rec: &str,
+        record: &mut store::StepRecord,
+        files: &mut [(String, Vec<u8>)],
+    ) -> Result<Oid> {
+        let limits = filter::Limits::of(self.repo)?;
+        let check = |f: &crate::git::Staged| filter::withhold(&limits, &wt.path, f);
+        let run_dir = id.dir();
+        let force = [run_dir.as_str()];
+        let (tree, withheld) = wt.stage_all_except(&force, &check)?;
+        if withheld.is_empty() {
+            return Ok(tree);
+        }
+        record.withheld = filter::records(withheld);
+        let step = format!("{}/{}", store::record_dir(id, rec), store::layout::STEP);
+        let bytes = to_toml(&*record).into_bytes();
+        std::fs::write(wt.path.join(&step), &bytes)?;
+        if let Some(file) = files.iter_mut().find(|(p, _)| *p == step) {
+            file.1 = bytes;
+        }
+        Ok(wt.stage_all_except(&force, &check)?.0)
     }
 
     /// The branch tip, which must still contain `tip` (the step's own commits may sit above it).

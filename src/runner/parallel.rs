@@ -410,7 +410,16 @@ impl Runner<'_> {
             a.outcome.final_message.as_deref(),
             &slot.log,
         )?;
-        let tree = slot.wt.stage_all(&[id.dir().as_str()])?;
+        let limits = super::filter::Limits::of(self.repo)?;
+        let check = |f: &crate::git::Staged| super::filter::withhold(&limits, &slot.wt.path, f);
+        let run_dir = id.dir();
+        let force = [run_dir.as_str()];
+        let (mut tree, withheld) = slot.wt.stage_all_except(&force, &check)?;
+        if !withheld.is_empty() {
+            record.withheld = super::filter::records(withheld);
+            std::fs::write(dir.join(store::layout::STEP), to_toml(&*record))?;
+            tree = slot.wt.stage_all_except(&force, &check)?.0;
+        }
         let head = slot.wt.head()?;
         let mut trailers = vec![
             (trailer::RUN, id.as_str()),

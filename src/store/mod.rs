@@ -504,6 +504,18 @@ pub struct StepRecord {
     /// What the person said to the step while it ran (`git machine say`, `m`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<mail::Message>,
+    /// Files the step made that its commit leaves out (too large, a symlink out of the
+    /// worktree): they stay in the worktree, uncommitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<Withheld>,
+}
+
+/// A file left out of a step's commit, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Withheld {
+    pub path: String,
+    pub reason: String,
 }
 
 /// File names of git machine's files (spelled here and nowhere else).

@@ -15,6 +15,8 @@ mod faults;
 mod flow;
 mod help;
 mod machine;
+#[cfg(feature = "test-fakes")]
+mod misbehave;
 mod output;
 mod parallel;
 mod person;

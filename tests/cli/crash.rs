@@ -510,3 +510,41 @@ fn sigkill_at_every_named_crash_window_then_resume_until_done() {
     all.sort();
     assert_clean_after(env, &all);
 }
+
+/// A "reboot": git machine killed mid-run with everything it started, then the whole worktree
+/// cache and git machine's folder in the git dir (locks, sessions, logs) deleted. `resume`
+/// makes the worktree again and the run ends as an uninterrupted one.
+#[test]
+fn after_a_reboot_that_lost_every_worktree_resume_finishes_the_run() {
+    let bench = Bench::new();
+    let env = &bench.env;
+    env.workflow("crashy", WORKFLOW);
+    let want = reference(&bench);
+    for at in ["member-committed:1", "looped:2"] {
+        let before = env.runs();
+        let mut child = bench
+            .cmd(&["run", "crashy"], Some(at))
+            .spawn()
+            .expect("spawn");
+        let (status, err) = wait_child(&mut child);
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{at}: {err}");
+        let run = bench.new_run(&before).expect("the run exists");
+        std::fs::remove_dir_all(env.tmp.path().join("cache")).expect("rm -rf the cache");
+        std::fs::remove_dir_all(env.common_dir().join("machine")).expect("rm -rf .git/machine");
+        loop {
+            let mut child = bench.cmd(&["resume", &run], None).spawn().expect("spawn");
+            let (status, err) = wait_child(&mut child);
+            match classify(env, Some(&run), status, &err) {
+                End::Done => break,
+                End::Paused => continue,
+                End::Killed => unreachable!("nothing kills it"),
+            }
+        }
+        assert_like_reference(env, &run, &want, &format!("reboot at {at}"));
+        assert_sound(env);
+        let listed = worktrees(env);
+        let mine: Vec<_> = listed.iter().filter(|(p, _)| p.contains(&run)).collect();
+        assert_eq!(mine.len(), 1, "{at}: {listed:?}");
+        assert!(!mine[0].1, "{at}: prunable {listed:?}");
+    }
+}

@@ -307,3 +307,49 @@ fn huge_files_and_symlinks_out_of_the_worktree_are_withheld_and_recorded() {
     let r = env.machine(&["run", "w"]);
     assert!(r.stderr.contains("machine.maxFileSize"), "{r}");
 }
+
+/// The disk fills up while git machine commits a step: a soft `RLIMIT_FSIZE` of 100 KiB on
+/// git machine (writes beyond it fail with EFBIG, as on a full disk; it ignores SIGXFSZ) that
+/// the step lifts for itself, so the step writes its 400 KB file and the object git machine
+/// writes for it is what fails. A clear error naming the cause, exit 1, the run left
+/// resumable; `resume` without the limit finishes it with the step once.
+#[test]
+fn a_disk_full_while_committing_a_step_is_a_clear_error_and_resume_finishes() {
+    let env = TestEnv::new();
+    setup(
+        &env,
+        "ulimit -S -f unlimited && head -c 400000 /dev/urandom > noise.bin",
+        "",
+    );
+    let hermetic = env.machine_cmd(&[]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -S -f 200 && exec '{}' run w",
+            crate::common::BIN
+        ))
+        .current_dir(&env.repo)
+        .envs(
+            hermetic
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .output()
+        .expect("run under a size limit");
+    let r = crate::common::Run::from(out);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.stderr.contains("out of disk space") && r.stderr.contains("File too large"),
+        "{r}"
+    );
+    assert!(r.stderr.contains("hint:"), "{r}");
+    let run = env.last_run();
+    assert_eq!(state(&env, &run), "interrupted");
+    assert_sound(&env);
+    env.machine_ok(&["resume", &run]);
+    assert_completed(&env, &run);
+    let steps = crate::crash::step_sequence(&env, &run);
+    assert_eq!(steps, ["start", "first", "bad", "after"]);
+    let size = env.git(&["cat-file", "-s", &format!("machine/{run}:noise.bin")]);
+    assert_eq!(size.trim(), "400000");
+}

@@ -1292,6 +1292,13 @@ impl Worktree {
         let head = std::fs::read_to_string(admin.join("HEAD")).ok()?;
         head.trim().strip_prefix("ref: ").map(str::to_string)
     }
+
+    /// Point the worktree's HEAD at `branch` again, leaving its index and files as they are
+    /// (`git symbolic-ref`): after a step switched it to another branch.
+    pub fn attach(&self, branch: &RefName) -> Result<()> {
+        self.git(&["symbolic-ref", "HEAD", branch.as_str()])?;
+        Ok(())
+    }
 }
 
 impl Repo {
@@ -1406,6 +1413,20 @@ mod tests {
         let readme = run_git(dir.path(), ["show", &format!("{tree}:README.md")]).expect("show");
         assert!(readme.starts_with("# Demo project"), "{readme}");
         assert!(dir.path().join("new.txt").exists());
+    }
+
+    #[test]
+    fn attach_points_head_at_the_branch_again_and_leaves_index_and_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(dir.path()).expect("repository");
+        run_git(dir.path(), ["checkout", "-q", "-b", "other"]).expect("checkout -b");
+        std::fs::write(dir.path().join("README.md"), "edited\n").expect("edit");
+        let wt = Worktree::new(dir.path().to_path_buf());
+        wt.attach(&RefName::new("refs/heads/main")).expect("attach");
+        let head = run_git(dir.path(), ["symbolic-ref", "HEAD"]).expect("HEAD");
+        assert_eq!(head.trim(), "refs/heads/main");
+        let status = run_git(dir.path(), ["status", "--porcelain"]).expect("status");
+        assert_eq!(status.trim(), "M README.md");
     }
 
     #[test]

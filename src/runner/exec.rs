@@ -512,6 +512,7 @@ pub fn record_of(
     StepRecord {
         messages: Vec::new(),
         withheld: Vec::new(),
+        repairs: Vec::new(),
         version: store::FORMAT_VERSION,
         step: step.id.clone(),
         seq,

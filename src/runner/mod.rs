@@ -1012,6 +1012,16 @@ impl Runner<'_> {
         if t.looped.is_some() {
             crate::env::crash::point("looped");
         }
+        let branch = id.branch();
+        if let Some(other) = wt.head_ref().filter(|h| h != branch.as_str()) {
+            // The step switched branches (`git checkout -b x`): its work is in the index and
+            // files, and goes on the run's branch; the worktree follows the run again.
+            wt.attach(&branch)?;
+            record.repairs.push(format!(
+                "the step switched the worktree to {other}; it was switched back to {branch} \
+                 (the step's work is committed on the run's branch; {other} is left as it is)"
+            ));
+        }
         let tip_before = info.tip;
         let current = self.tip_above(&id, tip_before, &step.id)?;
         let failed = matches!(t.publish, Publish::Failure | Publish::Skipped);

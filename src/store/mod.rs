@@ -508,6 +508,9 @@ pub struct StepRecord {
     /// worktree): they stay in the worktree, uncommitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<Withheld>,
+    /// What git machine put right after the step (a worktree switched to another branch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
 }
 
 /// A file left out of a step's commit, and why.

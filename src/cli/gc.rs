@@ -40,9 +40,11 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
     let sizes = sizes_by_entry(&dir);
     let before: u64 = sizes.values().sum();
     let runs = store::list_runs(&repo)?;
+    // Worktrees git still lists, folder or not (a folder deleted by hand leaves git's entry).
+    let listed: Vec<std::path::PathBuf> = repo.worktrees()?.into_iter().map(|(p, _)| p).collect();
     let mut removed = Vec::new();
     for (id, tip) in &runs {
-        if let Some(why) = kept(&repo, &paths, id, *tip, args.older_than)? {
+        if let Some(why) = kept(&repo, &paths, (id, *tip), &listed, args.older_than)? {
             if why != Keep::Nothing {
                 ctx.ui.note(&format!("kept {id}: {}", why.say()));
             }
@@ -122,13 +124,14 @@ impl Keep {
 fn kept(
     repo: &Repo,
     paths: &Paths,
-    id: &RunId,
-    tip: crate::git::Oid,
+    (id, tip): (&RunId, crate::git::Oid),
+    listed: &[std::path::PathBuf],
     older_than: Option<Duration>,
 ) -> CliResult<Option<Keep>> {
     let wt = paths.worktree(id);
     let logs = paths.log(id, "x").parent().map(Path::to_path_buf);
-    if !wt.exists() && paths.member_worktrees(id).is_empty() && !logs.is_some_and(|l| l.exists()) {
+    let gone = !wt.exists() && !listed.contains(&wt);
+    if gone && paths.member_worktrees(id).is_empty() && !logs.is_some_and(|l| l.exists()) {
         return Ok(Some(Keep::Nothing));
     }
     if lock::live_holder(&paths.lock(id)).is_some() {

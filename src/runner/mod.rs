@@ -1012,16 +1012,7 @@ impl Runner<'_> {
         if t.looped.is_some() {
             crate::env::crash::point("looped");
         }
-        let branch = id.branch();
-        if let Some(other) = wt.head_ref().filter(|h| h != branch.as_str()) {
-            // The step switched branches (`git checkout -b x`): its work is in the index and
-            // files, and goes on the run's branch; the worktree follows the run again.
-            wt.attach(&branch)?;
-            record.repairs.push(format!(
-                "the step switched the worktree to {other}; it was switched back to {branch} \
-                 (the step's work is committed on the run's branch; {other} is left as it is)"
-            ));
-        }
+        record.repairs.extend(follow_run(wt, &id)?);
         let tip_before = info.tip;
         let current = self.tip_above(&id, tip_before, &step.id)?;
         let failed = matches!(t.publish, Publish::Failure | Publish::Skipped);
@@ -1313,6 +1304,23 @@ impl Runner<'_> {
         }
         Ok((self.repo.tree_with_subtree(staged, &dir, expected)?, true))
     }
+}
+
+/// Point the worktree back at the run's branch if the step switched it elsewhere (`git
+/// checkout -b x`, `--detach`): the step's work is in the index and files and goes on the run's
+/// branch all the same. What was done, for the record.
+fn follow_run(wt: &Worktree, id: &RunId) -> Result<Option<String>> {
+    let branch = id.branch();
+    let head = wt.head_ref();
+    if head.as_deref() == Some(branch.as_str()) {
+        return Ok(None);
+    }
+    wt.attach(&branch)?;
+    let other = head.unwrap_or_else(|| "a detached HEAD".to_string());
+    Ok(Some(format!(
+        "the step switched the worktree to {other}; it was switched back to {branch} \
+         (the step's work is committed on the run's branch; {other} is left as it is)"
+    )))
 }
 
 /// The message of a step's commit: `<step>: <summary>` and its trailers.

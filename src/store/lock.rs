@@ -162,7 +162,11 @@ impl RunLock {
 /// Create the lock file at `path` holding `holder`, whole: written beside it, then linked
 /// into place. `false` when a lock is there already.
 fn create(path: &Path, holder: &Holder) -> std::io::Result<bool> {
-    let tmp = path.with_extension(format!("new-{}", holder.pid));
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Unique to this process and call, so two threads taking locks never share one.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("new-{}-{n}", holder.pid));
     let mut f = fs::File::create(&tmp)?;
     let written = f
         .write_all(crate::store::to_toml(holder).as_bytes())

@@ -3,6 +3,8 @@
 //! symlink to `/etc/passwd`, the step's program killed. Each leaves a run that says what
 //! happened, in its record or its error, and resumes.
 
+use std::time::Duration;
+
 use crate::common::TestEnv;
 use crate::crash::{assert_sound, state};
 
@@ -359,4 +361,59 @@ fn a_disk_full_while_committing_a_step_is_a_clear_error_and_resume_finishes() {
     assert_eq!(steps, ["start", "first", "bad", "after"]);
     let size = env.git(&["cat-file", "-s", &format!("machine/{run}:noise.bin")]);
     assert_eq!(size.trim(), "400000");
+}
+
+/// The agent (the fake Claude Code) SIGKILLed mid-turn from outside, its process group taken
+/// from the run's lock: the step fails with the signal in its record, the run is left failed,
+/// and `resume` runs the step again to its end.
+#[test]
+fn an_agent_killed_mid_turn_fails_the_step_clearly_and_resume_reruns_it() {
+    let bench = crate::crash::Bench::new();
+    let env = &bench.env;
+    let script = env.tmp.path().join("agent-script.txt");
+    std::fs::write(&script, "FAKE_HANG\n").expect("script");
+    env.workflow(
+        "agent",
+        "version = 1\nname = \"agent\"\n\n[[steps]]\nid = \"think\"\nengine = \"claude\"\n\
+         prompt = '''\nFAKE_WRITE agent.txt written by the agent\nFAKE_REPLY done\n'''\n",
+    );
+    let child = bench
+        .cmd(&["run", "agent"], None)
+        .env("FAKE_AGENT_SCRIPT", &script)
+        .spawn()
+        .expect("spawn");
+    let lock_of = |run: &str| env.common_dir().join("machine/locks").join(run);
+    let mut pgid = None;
+    let found = crate::common::wait_until(Duration::from_secs(20), || {
+        pgid = env
+            .runs()
+            .first()
+            .and_then(|run| std::fs::read_to_string(lock_of(run)).ok())
+            .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
+            .and_then(|v| v.get("step_pgid").and_then(toml::Value::as_integer));
+        pgid.is_some()
+    });
+    assert!(found, "the agent never started");
+    // SAFETY: killpg of the step's own process group, as read from the run's lock.
+    unsafe {
+        libc::killpg(pgid.expect("found") as libc::pid_t, libc::SIGKILL);
+    }
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let run = env.last_run();
+    assert_eq!(state(env, &run), "failed");
+    let rec = record(env, &run, "think");
+    assert_eq!(rec["status"].as_str(), Some("failed"), "{rec:#?}");
+    assert_eq!(rec["signal"].as_integer(), Some(9), "{rec:#?}");
+    std::fs::write(&script, "").expect("behave");
+    let r = bench
+        .cmd(&["resume", &run], None)
+        .env("FAKE_AGENT_SCRIPT", &script)
+        .output()
+        .expect("resume");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(state(env, &run), "completed");
+    assert_eq!(show(env, &run, "agent.txt"), "written by the agent\n");
+    assert_sound(env);
 }

@@ -742,11 +742,13 @@ impl Repo {
         ])
     }
 
-    /// `git worktree add --quiet <args>`, one at a time per repository: concurrent adds collide
-    /// on `.git/config.lock` and read each other's half-written admin folders. An exclusive
-    /// `flock` on `<common git dir>/machine/worktree-add.lock` serialises git machine's own
-    /// adds across processes; a lock file held by something else is waited out with retries.
-    fn add_worktree(&self, args: &[&OsStr]) -> Result<()> {
+    /// A `flock` on `<common git dir>/machine/worktree-add.lock`, held while git machine
+    /// changes the worktree admin folders (exclusive: add, remove) or reads them (shared:
+    /// list). Concurrent adds collide on `.git/config.lock`, and `git worktree list` fails
+    /// outright ("failed to read .git/worktrees/<w>/commondir") while another process is
+    /// halfway through adding or removing one — found with four runs at once, each removing
+    /// its finished members' worktrees. Released when the returned file is closed.
+    fn worktree_admin_lock(&self, exclusive: bool) -> Result<std::fs::File> {
         use std::os::fd::AsRawFd;
         let lock_path = self.common_dir.join("machine").join("worktree-add.lock");
         if let Some(dir) = lock_path.parent() {
@@ -758,14 +760,27 @@ impl Repo {
             .write(true)
             .open(&lock_path)
             .map_err(|e| GitError::Io(format!("{}: {e}", lock_path.display())))?;
+        let how = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
         // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(lock.as_raw_fd(), how) } != 0 {
             return Err(GitError::Io(format!(
                 "cannot lock {}: {}",
                 lock_path.display(),
                 std::io::Error::last_os_error()
             )));
         }
+        Ok(lock)
+    }
+
+    /// `git worktree add --quiet <args>`, one at a time per repository, under the exclusive
+    /// [`Repo::worktree_admin_lock`]; a lock file held by something else than git machine is
+    /// waited out with retries.
+    fn add_worktree(&self, args: &[&OsStr]) -> Result<()> {
+        let _admin = self.worktree_admin_lock(true)?;
         let mut full = vec![
             OsStr::new("worktree"),
             OsStr::new("add"),
@@ -792,7 +807,11 @@ impl Repo {
 
     /// Remove the worktree at `path` (by path; never a global prune).
     pub fn worktree_remove(&self, path: &Path) -> Result<()> {
-        let listed = self.worktree_paths()?.iter().any(|p| same_path(p, path));
+        let _admin = self.worktree_admin_lock(true)?;
+        let listed = self
+            .worktrees_unlocked()?
+            .iter()
+            .any(|(p, _)| same_path(p, path));
         if listed {
             run_git(
                 self.cli_dir(),
@@ -838,6 +857,13 @@ impl Repo {
 
     /// Paths of all worktrees git knows, with the branch each has checked out.
     pub fn worktrees(&self) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let _admin = self.worktree_admin_lock(false)?;
+        self.worktrees_unlocked()
+    }
+
+    /// [`Repo::worktrees`], for a caller that holds [`Repo::worktree_admin_lock`] already (a
+    /// second `flock` of the same file in one process would wait for the first).
+    fn worktrees_unlocked(&self) -> Result<Vec<(PathBuf, Option<String>)>> {
         let out = run_git(self.cli_dir(), ["worktree", "list", "--porcelain"])?;
         let mut list = Vec::new();
         for block in out.split("\n\n") {
@@ -855,10 +881,6 @@ impl Repo {
             }
         }
         Ok(list)
-    }
-
-    fn worktree_paths(&self) -> Result<Vec<PathBuf>> {
-        Ok(self.worktrees()?.into_iter().map(|(p, _)| p).collect())
     }
 }
 
@@ -1427,6 +1449,34 @@ mod tests {
         assert_eq!(head.trim(), "refs/heads/main");
         let status = run_git(dir.path(), ["status", "--porcelain"]).expect("status");
         assert_eq!(status.trim(), "M README.md");
+    }
+
+    /// Regression: `git worktree list` failed ("failed to read .git/worktrees/<w>/commondir")
+    /// while another process was adding or removing a worktree, so finished members'
+    /// worktrees were left behind when runs went on at once.
+    #[test]
+    fn worktrees_added_listed_and_removed_at_once_never_fail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo_dir = dir.path().join("repo");
+        std::fs::create_dir_all(&repo_dir).expect("repo dir");
+        init_scratch_repo(&repo_dir).expect("repository");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (dir, repo_dir) = (dir.path(), repo_dir.as_path());
+                s.spawn(move || {
+                    let repo = Repo::open(repo_dir, &GitEnv::from_vars(&[])).expect("open");
+                    let head = repo.head_commit().expect("a commit");
+                    for i in 0..8 {
+                        let wt = dir.join(format!("wt-{t}-{i}"));
+                        repo.worktree_add_detached(&wt, head).expect("add");
+                        repo.worktrees().expect("list");
+                        repo.worktree_remove(&wt).expect("remove");
+                    }
+                });
+            }
+        });
+        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        assert_eq!(repo.worktrees().expect("list").len(), 1);
     }
 
     #[test]

@@ -141,6 +141,28 @@ fn a_commit_made_by_the_step_stays_in_history() {
     assert!(all.contains("made by the agent"), "{all}");
 }
 
+/// `git reset --hard HEAD~1` moves the run's branch back past the last step commit: exit 3,
+/// and a plain `resume` goes on from the checkpoint the branch now holds, running again the
+/// step whose commit the reset dropped (that commit stays in the branch's reflog).
+#[test]
+fn after_a_step_reset_the_branch_back_resume_goes_on_from_where_it_points() {
+    let env = TestEnv::new();
+    let f = flag(&env);
+    setup(
+        &env,
+        &format!("[ -e {f} ] || git reset -q --hard HEAD~1"),
+        "",
+    );
+    let r = env.machine_code(3, &["run", "w"]);
+    assert!(r.stderr.contains("hint:"), "{r}");
+    let run = env.last_run();
+    behave(&env);
+    env.machine_ok(&["resume", &run]);
+    assert_completed(&env, &run);
+    let steps = crate::crash::step_sequence(&env, &run);
+    assert_eq!(steps, ["start", "first", "bad", "after"]);
+}
+
 /// Git commands that move the run's branch away from what git machine published (`reset
 /// --hard HEAD~1`, `commit --amend`): git machine never overwrites the branch; it stops with
 /// exit 3 and a hint, and after `rewind --undo`-free repair (the branch put back), resume

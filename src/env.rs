@@ -17,9 +17,11 @@ pub struct Env {
 
 impl Env {
     pub fn from_process() -> Env {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        crash::arm(&vars);
         Env {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-            vars: std::env::vars().collect(),
+            vars,
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             clicolor_force: std::env::var_os("CLICOLOR_FORCE")
                 .is_some_and(|v| !v.is_empty() && v != "0"),
@@ -54,5 +56,55 @@ impl Env {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Test-only fault injection: `MACHINE_TEST_CRASH_AT=<point>:<n>` makes the process SIGKILL
+/// itself the `n`-th time it passes the named point (see [`crash::point`] and the list of
+/// points in docs/reliability.md). Compiled in only with the `test-fakes` feature; without it,
+/// [`crash::point`] is an empty function and the variable means nothing.
+pub mod crash {
+    #[cfg(feature = "test-fakes")]
+    mod armed {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::OnceLock;
+
+        static AT: OnceLock<Option<(String, u32)>> = OnceLock::new();
+        static PASSED: AtomicU32 = AtomicU32::new(0);
+
+        pub fn arm(vars: &[(String, String)]) {
+            let at = vars
+                .iter()
+                .find(|(k, _)| k == "MACHINE_TEST_CRASH_AT")
+                .and_then(|(_, v)| v.rsplit_once(':'))
+                .and_then(|(name, n)| Some((name.to_string(), n.parse().ok()?)));
+            let _ = AT.set(at);
+        }
+
+        pub fn point(name: &str) {
+            let Some(Some((at, n))) = AT.get() else {
+                return;
+            };
+            if at == name && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == *n {
+                // SAFETY: sends SIGKILL to this process, as `kill -9` from outside would.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Read `MACHINE_TEST_CRASH_AT` from the environment as read at start.
+    pub fn arm(_vars: &[(String, String)]) {
+        #[cfg(feature = "test-fakes")]
+        armed::arm(_vars);
+    }
+
+    /// A named crash window: with the `test-fakes` feature and `MACHINE_TEST_CRASH_AT`
+    /// naming it, the process is killed here; otherwise nothing happens.
+    #[inline]
+    pub fn point(_name: &str) {
+        #[cfg(feature = "test-fakes")]
+        armed::point(_name);
     }
 }

@@ -100,6 +100,9 @@ impl From<GitError> for Error {
                     "get the LFS files first (`git lfs fetch`), or set GIT_LFS_SKIP_SMUDGE=1 to work on their pointers; then `git machine resume`",
                 )
             }
+            GitError::WorktreeGone(_) => Error::failed(e.to_string()).with_hint(
+                "a step may have removed it; `git machine resume` makes the worktree again",
+            ),
             GitError::NotARepo(_) => Error::usage(e.to_string())
                 .with_hint("run git machine inside a git repository, or try `git machine demo`"),
             _ => Error::bug(e.to_string()),

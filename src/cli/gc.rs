@@ -13,6 +13,9 @@ use super::Ctx;
 use crate::git::{Repo, Worktree};
 use crate::store::{self, lock, Paths, RunId, Status};
 
+/// How long a temporary object file must have been left alone before `gc` takes it as stale.
+const STALE_TEMP_OBJECT: Duration = Duration::from_secs(3600);
+
 /// Remove the worktrees and logs of finished runs; show the worktree cache's size
 #[derive(Args, Debug)]
 pub struct GcArgs {
@@ -37,9 +40,11 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
     let sizes = sizes_by_entry(&dir);
     let before: u64 = sizes.values().sum();
     let runs = store::list_runs(&repo)?;
+    // Worktrees git still lists, folder or not (a folder deleted by hand leaves git's entry).
+    let listed: Vec<std::path::PathBuf> = repo.worktrees()?.into_iter().map(|(p, _)| p).collect();
     let mut removed = Vec::new();
     for (id, tip) in &runs {
-        if let Some(why) = kept(&repo, &paths, id, *tip, args.older_than)? {
+        if let Some(why) = kept(&repo, &paths, (id, *tip), &listed, args.older_than)? {
             if why != Keep::Nothing {
                 ctx.ui.note(&format!("kept {id}: {}", why.say()));
             }
@@ -51,10 +56,26 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
         removed.push(id.to_string());
     }
     let orphans = orphans(&dir, &runs);
+    // Left by a git machine (or a step's git) killed while writing an object.
+    let temps = repo.stale_temp_objects(STALE_TEMP_OBJECT);
     if !args.dry_run {
         for path in &orphans {
             repo.worktree_remove(path)?;
         }
+        for path in &temps {
+            std::fs::remove_file(path)?;
+        }
+    }
+    if !temps.is_empty() {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        ctx.ui.out(&format!(
+            "{verb} {} temporary object file(s) a killed process left",
+            temps.len()
+        ));
     }
     let freed: u64 = sizes
         .iter()
@@ -103,13 +124,14 @@ impl Keep {
 fn kept(
     repo: &Repo,
     paths: &Paths,
-    id: &RunId,
-    tip: crate::git::Oid,
+    (id, tip): (&RunId, crate::git::Oid),
+    listed: &[std::path::PathBuf],
     older_than: Option<Duration>,
 ) -> CliResult<Option<Keep>> {
     let wt = paths.worktree(id);
     let logs = paths.log(id, "x").parent().map(Path::to_path_buf);
-    if !wt.exists() && paths.member_worktrees(id).is_empty() && !logs.is_some_and(|l| l.exists()) {
+    let gone = !wt.exists() && !listed.contains(&wt);
+    if gone && paths.member_worktrees(id).is_empty() && !logs.is_some_and(|l| l.exists()) {
         return Ok(Some(Keep::Nothing));
     }
     if lock::live_holder(&paths.lock(id)).is_some() {

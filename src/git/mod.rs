@@ -109,6 +109,8 @@ pub enum GitError {
     Lib(#[from] git2::Error),
     #[error("{0}")]
     Io(String),
+    #[error("the worktree {} has no .git any more", .0.display())]
+    WorktreeGone(PathBuf),
 }
 
 pub type Result<T, E = GitError> = std::result::Result<T, E>;
@@ -208,6 +210,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_git_bounded(dir, args, None)
+}
+
+/// As [`run_git`]; with `ceiling`, git does not look for a repository above it.
+fn run_git_bounded<I, S>(dir: &Path, args: I, ceiling: Option<&Path>) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     // Its own process group: a Ctrl-C meant for git machine must not kill a `git write-tree`
     // halfway; git machine itself decides when to stop. A Ctrl-C that comes while the child is
@@ -215,8 +226,11 @@ where
     // leaves it, with signals held, and gets the SIGINT once it has), before git has done
     // anything: that one run is done again.
     let run = || {
-        git_command()
-            .current_dir(dir)
+        let mut cmd = git_command();
+        if let Some(c) = ceiling {
+            cmd.env("GIT_CEILING_DIRECTORIES", c);
+        }
+        cmd.current_dir(dir)
             .args(&args)
             .stdin(Stdio::null())
             .process_group(0)
@@ -693,6 +707,36 @@ impl Repo {
         stale
     }
 
+    /// Temporary object files a killed writer left in the object store (libgit2's
+    /// `tmp_object_git2_*`, git's `tmp_obj_*`), not modified for `older_than`. A live writer
+    /// keeps its file for the moments between writing it and renaming it into place, so only
+    /// old ones are stale; git's own `gc` waits two weeks for them.
+    pub fn stale_temp_objects(&self, older_than: std::time::Duration) -> Vec<PathBuf> {
+        let objects = self.common_dir.join("objects");
+        let now = std::time::SystemTime::now();
+        let mut stale = Vec::new();
+        let top = std::fs::read_dir(&objects).into_iter().flatten().flatten();
+        for entry in top {
+            let path = entry.path();
+            let inner: Vec<PathBuf> = if path.is_dir() {
+                let entries = std::fs::read_dir(&path).into_iter().flatten().flatten();
+                entries.map(|e| e.path()).collect()
+            } else {
+                vec![path]
+            };
+            stale.extend(inner.into_iter().filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let temp = name.starts_with("tmp_object_git2_") || name.starts_with("tmp_obj_");
+                let age = std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok());
+                temp && age.is_some_and(|a| a >= older_than)
+            }));
+        }
+        stale
+    }
+
     // ---- worktrees (git CLI: it owns the worktree admin files and their locking) ----
 
     /// `git worktree add --force <path> <branch>`: force so that a registered worktree whose
@@ -716,11 +760,13 @@ impl Repo {
         ])
     }
 
-    /// `git worktree add --quiet <args>`, one at a time per repository: concurrent adds collide
-    /// on `.git/config.lock` and read each other's half-written admin folders. An exclusive
-    /// `flock` on `<common git dir>/machine/worktree-add.lock` serialises git machine's own
-    /// adds across processes; a lock file held by something else is waited out with retries.
-    fn add_worktree(&self, args: &[&OsStr]) -> Result<()> {
+    /// A `flock` on `<common git dir>/machine/worktree-add.lock`, held while git machine
+    /// changes the worktree admin folders (exclusive: add, remove) or reads them (shared:
+    /// list). Concurrent adds collide on `.git/config.lock`, and `git worktree list` fails
+    /// outright ("failed to read .git/worktrees/<w>/commondir") while another process is
+    /// halfway through adding or removing one — found with four runs at once, each removing
+    /// its finished members' worktrees. Released when the returned file is closed.
+    fn worktree_admin_lock(&self, exclusive: bool) -> Result<std::fs::File> {
         use std::os::fd::AsRawFd;
         let lock_path = self.common_dir.join("machine").join("worktree-add.lock");
         if let Some(dir) = lock_path.parent() {
@@ -732,14 +778,27 @@ impl Repo {
             .write(true)
             .open(&lock_path)
             .map_err(|e| GitError::Io(format!("{}: {e}", lock_path.display())))?;
+        let how = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
         // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(lock.as_raw_fd(), how) } != 0 {
             return Err(GitError::Io(format!(
                 "cannot lock {}: {}",
                 lock_path.display(),
                 std::io::Error::last_os_error()
             )));
         }
+        Ok(lock)
+    }
+
+    /// `git worktree add --quiet <args>`, one at a time per repository, under the exclusive
+    /// [`Repo::worktree_admin_lock`]; a lock file held by something else than git machine is
+    /// waited out with retries.
+    fn add_worktree(&self, args: &[&OsStr]) -> Result<()> {
+        let _admin = self.worktree_admin_lock(true)?;
         let mut full = vec![
             OsStr::new("worktree"),
             OsStr::new("add"),
@@ -755,14 +814,22 @@ impl Repo {
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
-                other => return other.map(|_| ()),
+                other => {
+                    other?;
+                    crate::env::crash::point("worktree-added");
+                    return Ok(());
+                }
             }
         }
     }
 
     /// Remove the worktree at `path` (by path; never a global prune).
     pub fn worktree_remove(&self, path: &Path) -> Result<()> {
-        let listed = self.worktree_paths()?.iter().any(|p| same_path(p, path));
+        let _admin = self.worktree_admin_lock(true)?;
+        let listed = self
+            .worktrees_unlocked()?
+            .iter()
+            .any(|(p, _)| same_path(p, path));
         if listed {
             run_git(
                 self.cli_dir(),
@@ -811,6 +878,13 @@ impl Repo {
 
     /// Paths of all worktrees git knows, with the branch each has checked out.
     pub fn worktrees(&self) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let _admin = self.worktree_admin_lock(false)?;
+        self.worktrees_unlocked()
+    }
+
+    /// [`Repo::worktrees`], for a caller that holds [`Repo::worktree_admin_lock`] already (a
+    /// second `flock` of the same file in one process would wait for the first).
+    fn worktrees_unlocked(&self) -> Result<Vec<(PathBuf, Option<String>)>> {
         let out = run_git(self.cli_dir(), ["worktree", "list", "--porcelain"])?;
         let mut list = Vec::new();
         for block in out.split("\n\n") {
@@ -829,10 +903,6 @@ impl Repo {
         }
         Ok(list)
     }
-
-    fn worktree_paths(&self) -> Result<Vec<PathBuf>> {
-        Ok(self.worktrees()?.into_iter().map(|(p, _)| p).collect())
-    }
 }
 
 /// Operations inside one worktree (a run's), through the git CLI so the user's ignore rules,
@@ -846,8 +916,14 @@ impl Worktree {
         Worktree { path }
     }
 
+    /// `git <args>` in this worktree, and only there: a worktree whose `.git` file is gone
+    /// (a step deleted it) is an error, never a repository git finds further up — one that the
+    /// cache folder happens to be in — staged and committed instead.
     fn git(&self, args: &[&str]) -> Result<String> {
-        run_git(&self.path, args)
+        if !self.path.join(".git").exists() {
+            return Err(GitError::WorktreeGone(self.path.clone()));
+        }
+        run_git_bounded(&self.path, args, self.path.parent())
     }
 
     /// The commit checked out.
@@ -1108,6 +1184,7 @@ impl Worktree {
             run_git(&self.path, &args)?;
             index.read(true)?;
         }
+        crate::env::crash::point("staged");
         Ok(Staged {
             tree: Oid(index.write_tree()?),
             left_out: found.into_iter().map(|(_, shown)| shown).collect(),
@@ -1161,6 +1238,7 @@ impl Worktree {
     /// as the files [`Worktree::stage_all`] left out) where they are.
     pub fn reset_keeping(&self, commit: Oid, keep: &[String]) -> Result<()> {
         self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
+        crate::env::crash::point("reset");
         let patterns: Vec<String> = keep.iter().map(|p| format!("/{}", literal(p))).collect();
         let mut args = vec!["clean", "-fdq"];
         for p in &patterns {
@@ -1342,6 +1420,13 @@ impl Worktree {
         let head = std::fs::read_to_string(admin.join("HEAD")).ok()?;
         head.trim().strip_prefix("ref: ").map(str::to_string)
     }
+
+    /// Point the worktree's HEAD at `branch` again, leaving its index and files as they are
+    /// (`git symbolic-ref`): after a step switched it to another branch.
+    pub fn attach(&self, branch: &RefName) -> Result<()> {
+        self.git(&["symbolic-ref", "HEAD", branch.as_str()])?;
+        Ok(())
+    }
 }
 
 impl Repo {
@@ -1405,6 +1490,70 @@ mod tests {
         assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
         assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
         assert!(!t.contains_key("body"));
+    }
+
+    /// Regression: a worktree whose `.git` a step had deleted was staged as part of whatever
+    /// repository lay above it.
+    #[test]
+    fn a_worktree_without_its_git_file_is_never_taken_for_the_repository_above() {
+        let outer = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(outer.path()).expect("outer repository");
+        let wt = Worktree::new(outer.path().join("wt"));
+        std::fs::create_dir_all(&wt.path).expect("worktree folder");
+        std::fs::write(wt.path.join("file"), "x").expect("file");
+        let base = Oid::parse(&"0".repeat(40)).expect("an oid");
+        let err = wt.stage_all(&[], &|_| false, base).expect_err("no .git");
+        assert!(matches!(err, GitError::WorktreeGone(_)), "{err}");
+        std::fs::write(wt.path.join(".git"), "gitdir: /nowhere\n").expect(".git file");
+        assert!(wt.stage_all(&[], &|_| false, base).is_err());
+        let status = run_git(outer.path(), ["status", "--porcelain"]).expect("status");
+        assert_eq!(
+            status.trim(),
+            "?? wt/",
+            "the outer repository's index was changed"
+        );
+    }
+
+    #[test]
+    fn attach_points_head_at_the_branch_again_and_leaves_index_and_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(dir.path()).expect("repository");
+        run_git(dir.path(), ["checkout", "-q", "-b", "other"]).expect("checkout -b");
+        std::fs::write(dir.path().join("README.md"), "edited\n").expect("edit");
+        let wt = Worktree::new(dir.path().to_path_buf());
+        wt.attach(&RefName::new("refs/heads/main")).expect("attach");
+        let head = run_git(dir.path(), ["symbolic-ref", "HEAD"]).expect("HEAD");
+        assert_eq!(head.trim(), "refs/heads/main");
+        let status = run_git(dir.path(), ["status", "--porcelain"]).expect("status");
+        assert_eq!(status.trim(), "M README.md");
+    }
+
+    /// Regression: `git worktree list` failed ("failed to read .git/worktrees/<w>/commondir")
+    /// while another process was adding or removing a worktree, so finished members'
+    /// worktrees were left behind when runs went on at once.
+    #[test]
+    fn worktrees_added_listed_and_removed_at_once_never_fail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo_dir = dir.path().join("repo");
+        std::fs::create_dir_all(&repo_dir).expect("repo dir");
+        init_scratch_repo(&repo_dir).expect("repository");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (dir, repo_dir) = (dir.path(), repo_dir.as_path());
+                s.spawn(move || {
+                    let repo = Repo::open(repo_dir, &GitEnv::from_vars(&[])).expect("open");
+                    let head = repo.head_commit().expect("a commit");
+                    for i in 0..8 {
+                        let wt = dir.join(format!("wt-{t}-{i}"));
+                        repo.worktree_add_detached(&wt, head).expect("add");
+                        repo.worktrees().expect("list");
+                        repo.worktree_remove(&wt).expect("remove");
+                    }
+                });
+            }
+        });
+        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        assert_eq!(repo.worktrees().expect("list").len(), 1);
     }
 
     #[test]

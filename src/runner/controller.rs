@@ -404,7 +404,7 @@ impl super::Runner<'_> {
                 .repo
                 .tree_with_files(self.repo.tree_of(base)?, &files)?,
             None => {
-                let secrets = self.secrets_at(id, base);
+                let secrets = self.rules_at(id, base)?;
                 let staged = stage_step(&wt, id, &rec, &mut record, &mut files, (&secrets, base))?;
                 self.keep_run_folder(id, base, staged.tree, &files)?.0
             }

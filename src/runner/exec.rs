@@ -513,6 +513,7 @@ pub fn record_of(
         messages: Vec::new(),
         workspace: Vec::new(),
         left_out: Vec::new(),
+        repairs: Vec::new(),
         version: store::FORMAT_VERSION,
         step: step.id.clone(),
         seq,

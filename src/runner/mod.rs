@@ -18,6 +18,7 @@ mod context;
 pub mod controller;
 pub mod events;
 mod exec;
+pub mod filter;
 mod interactive;
 pub mod machine;
 mod messages;
@@ -411,7 +412,7 @@ impl Runner<'_> {
         } else {
             format!("review: changes after `{after}`")
         };
-        let staged = stage::stage(wt, &[], &self.secrets_at(&id, info.tip), tip)?;
+        let staged = stage::stage(wt, &[], &self.rules_at(&id, info.tip)?, tip)?;
         let tree = self.repo.tree_with_subtree(
             staged.tree,
             &id.dir(),
@@ -533,7 +534,7 @@ impl Runner<'_> {
         if !dirty && head == checkpoint {
             return Ok((None, Vec::new()));
         }
-        let staged = stage::stage(wt, &[], &self.secrets_at(id, checkpoint), checkpoint)?;
+        let staged = stage::stage(wt, &[], &self.rules_at(id, checkpoint)?, checkpoint)?;
         let left_out = staged.left_out;
         // Commits the step's program made holding a left-out file are not kept: the attempt
         // sits on the checkpoint instead.
@@ -751,6 +752,7 @@ impl Runner<'_> {
             How::Conversation => self.converse(info, wt, step, &rec, &prepared, lock)?,
             How::TakenOver => self.taken_over(info, wt, step)?,
         };
+        crate::env::crash::point("step-ran");
         let skipped =
             attempt.ending == Ending::Cancelled && self.controls.skip.swap(false, Ordering::SeqCst);
         if attempt.ending == Ending::Cancelled && !skipped {
@@ -1064,6 +1066,10 @@ impl Runner<'_> {
             std::fs::create_dir_all(&dir)?;
             transcript::save(&attempt.engine, &self.env.vars, wt, session, &dir)?;
         }
+        if t.looped.is_some() {
+            crate::env::crash::point("looped");
+        }
+        record.repairs.extend(follow_run(wt, &id)?);
         let tip_before = info.tip;
         let current = self.tip_above(&id, tip_before, &step.id)?;
         let failed = matches!(t.publish, Publish::Failure | Publish::Skipped);
@@ -1087,7 +1093,7 @@ impl Runner<'_> {
         let (tree, parent, repaired) = if failed {
             (self.repo.tree_of(tip_before)?, tip_before, false)
         } else {
-            let secrets = self.secrets_at(&id, tip_before);
+            let secrets = self.rules_at(&id, tip_before)?;
             let staged = stage::stage_step(
                 wt,
                 &id,
@@ -1339,6 +1345,23 @@ impl Runner<'_> {
         }
         Ok((self.repo.tree_with_subtree(staged, &dir, expected)?, true))
     }
+}
+
+/// Point the worktree back at the run's branch if the step switched it elsewhere (`git
+/// checkout -b x`, `--detach`): the step's work is in the index and files and goes on the run's
+/// branch all the same. What was done, for the record.
+fn follow_run(wt: &Worktree, id: &RunId) -> Result<Option<String>> {
+    let branch = id.branch();
+    let head = wt.head_ref();
+    if head.as_deref() == Some(branch.as_str()) {
+        return Ok(None);
+    }
+    wt.attach(&branch)?;
+    let other = head.unwrap_or_else(|| "a detached HEAD".to_string());
+    Ok(Some(format!(
+        "the step switched the worktree to {other}; it was switched back to {branch} \
+         (the step's work is committed on the run's branch; {other} is left as it is)"
+    )))
 }
 
 /// The message of a step's commit: `<step>: <summary>` and its trailers.

@@ -132,6 +132,14 @@ impl Runner<'_> {
     ) -> Result<Vec<Slot<'s>>> {
         let id = &info.id;
         let spec = super::settings::workspace(&info.workflow()?.workspace, &info.record.overrides);
+        for done in members
+            .iter()
+            .filter(|m| info.state.group_done.contains_key(&m.id))
+        {
+            // Killed between publishing a member and removing its worktree: remove it now.
+            self.repo
+                .worktree_remove(&self.paths.member_worktree(id, &done.id))?;
+        }
         let mut seq = info.state.seq;
         let mut slots = Vec::new();
         for step in members
@@ -298,6 +306,7 @@ impl Runner<'_> {
         }
         let commit = self.commit_member(&id, slot, &mut record, (&a, base))?;
         self.report_left_out(&id, Some(&slot.step.id), &record.left_out);
+        crate::env::crash::point("member-committed");
         let t = machine::decide(
             &info.state,
             plan,
@@ -424,7 +433,7 @@ impl Runner<'_> {
             &slot.log,
         )?;
         let head = slot.wt.head()?;
-        let secrets = self.secrets_at(id, base);
+        let secrets = self.rules_at(id, base)?;
         let tree = stage_step(&slot.wt, id, &slot.rec, record, &mut [], (&secrets, base))?.tree;
         // The program's own commits holding a left-out file are not kept (see stage.rs).
         let head = match stage::committed_by_program(self.repo, head, &record.left_out)? {
@@ -509,7 +518,7 @@ impl Runner<'_> {
             ],
         );
         let commit = txn::on_top(self.repo, &id, info.tip, files, message, None, side_refs)?;
-        stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
+        stage::reset(wt, commit, &self.rules_at(&id, commit)?)?;
         info.tip = commit;
         info.state = t.state;
         Ok(Some(RunEnd::Failed))
@@ -543,6 +552,7 @@ impl Runner<'_> {
         loop {
             let tip = info.tip;
             let (acc, clean, conflict) = self.merge_queue(tip, base_tree, &mut queue)?;
+            crate::env::crash::point("merged");
             let names: Vec<StepId> = clean.iter().map(|(s, _)| s.clone()).collect();
             let mut parents = vec![tip];
             parents.extend(clean.iter().map(|(_, c)| *c));
@@ -684,7 +694,7 @@ impl Runner<'_> {
                 side_refs: Vec::new(),
             },
         )?;
-        stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
+        stage::reset(wt, commit, &self.rules_at(&id, commit)?)?;
         info.tip = commit;
         info.state = state;
         Ok(commit)
@@ -764,7 +774,7 @@ impl Runner<'_> {
         record.summary = format!("resolve the conflicts of {group} with {member}");
         let mut files =
             self.record_files(wt, &id, &rec, &mut record, (&prompt, &attempt), &t.state)?;
-        let secrets = self.secrets_at(&id, info.tip);
+        let secrets = self.rules_at(&id, info.tip)?;
         let tree = stage_step(wt, &id, &rec, &mut record, &mut files, (&secrets, info.tip))?.tree;
         let tip = info.tip;
         let resolved = txn::publish(

@@ -126,7 +126,7 @@ impl Runner<'_> {
             &[(trailer::RUN, id.as_str()), (trailer::WORKFLOW, "reload")],
         );
         let commit = txn::on_top(self.repo, &id, info.tip, files, message, None, Vec::new())?;
-        super::stage::reset(wt, commit, &self.secrets_at(&id, commit))?;
+        super::stage::reset(wt, commit, &self.rules_at(&id, commit)?)?;
         next.tip = commit;
         *info = next;
         self.emit(&id, Kind::WorkflowChanged { commit, diff });

@@ -1,8 +1,11 @@
 //! Staging a worktree for one of the run's commits (a step, a member, a resolution, a review,
-//! an attempt kept aside): everything git does not ignore, minus the secret files of
-//! `store::secrets` that the run's workflow does not allow (`commit_secrets`). Every commit git
-//! machine makes from a worktree stages through here, so no secret reaches any ref.
+//! an attempt kept aside): everything git does not ignore, minus the files [`Rules`] leave out
+//! — the secret files of `store::secrets` that the run's workflow does not allow
+//! (`commit_secrets`), and those `runner::filter` withholds (over `machine.maxFileSize`,
+//! symlinks out of the worktree). Every commit git machine makes from a worktree stages
+//! through here, so none of them reaches any ref.
 
+use super::filter::{self, Candidate, Limits};
 use super::{Kind, Runner};
 use crate::error::Result;
 use crate::git::{Oid, Repo, Worktree};
@@ -23,29 +26,49 @@ impl Stage {
     }
 }
 
-/// Stage `wt` (`force`: paths added even when ignored), leaving out what `secrets` names
-/// unless commit `base` (where the step started) holds it already.
-pub fn stage(wt: &Worktree, force: &[&str], secrets: &Secrets, base: Oid) -> Result<Stage> {
-    let read = |p: &str| std::fs::read(wt.path.join(p)).unwrap_or_default();
-    let judge = |p: &str| secrets.reason(p, || read(p)).is_some();
+/// What the run's commits leave out of a worktree.
+pub struct Rules {
+    pub secrets: Secrets,
+    pub limits: Limits,
+}
+
+impl Rules {
+    /// Why the file at `path` in `wt` stays out of commits, if it does.
+    pub fn why(&self, wt: &Worktree, path: &str) -> Option<String> {
+        let read = || std::fs::read(wt.path.join(path)).unwrap_or_default();
+        self.secrets.reason(path, read).or_else(|| {
+            let file = Candidate::at(&wt.path, path)?;
+            filter::withhold(&self.limits, &wt.path, &file)
+        })
+    }
+}
+
+/// Stage `wt` (`force`: paths added even when ignored), leaving out what `rules` name unless
+/// commit `base` (where the step started) holds it already.
+pub fn stage(wt: &Worktree, force: &[&str], rules: &Rules, base: Oid) -> Result<Stage> {
+    let judge = |p: &str| rules.why(wt, p).is_some();
     let staged = wt.stage_all(force, &judge, base)?;
+    let left_out = staged
+        .left_out
+        .into_iter()
+        .filter_map(|path| {
+            let reason = rules.why(wt, &path)?;
+            Some(LeftOut { path, reason })
+        })
+        .collect();
     Ok(Stage {
         tree: staged.tree,
-        left_out: secrets.left_out(&staged.left_out, read),
+        left_out,
     })
 }
 
-/// Make `wt` exactly `commit` (as [`Worktree::reset_hard`]), keeping the untracked secret files
-/// `secrets` names where they are: left out of every commit, they exist only there.
-pub fn reset(wt: &Worktree, commit: Oid, secrets: &Secrets) -> Result {
+/// Make `wt` exactly `commit` (as [`Worktree::reset_hard`]), keeping the untracked files
+/// `rules` leave out where they are: left out of every commit, they exist only there.
+pub fn reset(wt: &Worktree, commit: Oid, rules: &Rules) -> Result {
     let keep: Vec<String> = wt
         .untracked()?
         .into_iter()
-        .filter(|p| {
-            secrets
-                .reason(p, || std::fs::read(wt.path.join(p)).unwrap_or_default())
-                .is_some()
-        })
+        .filter(|p| rules.why(wt, p).is_some())
         .collect();
     wt.reset_keeping(commit, &keep)?;
     Ok(())
@@ -60,11 +83,11 @@ pub fn stage_step(
     rec: &str,
     record: &mut StepRecord,
     files: &mut [(String, Vec<u8>)],
-    (secrets, base): (&Secrets, Oid),
+    (rules, base): (&Rules, Oid),
 ) -> Result<Stage> {
     let force = [id.dir()];
     let force: Vec<&str> = force.iter().map(String::as_str).collect();
-    let staged = stage(wt, &force, secrets, base)?;
+    let staged = stage(wt, &force, rules, base)?;
     if staged.left_out.is_empty() {
         return Ok(staged);
     }
@@ -95,14 +118,19 @@ pub fn committed_by_program(repo: &Repo, head: Oid, left_out: &[LeftOut]) -> Res
 }
 
 impl Runner<'_> {
-    /// The secret files the run's workflow allows, as of run commit `commit`; none (the
-    /// strict default) when that commit holds no readable run.
-    pub(super) fn secrets_at(&self, id: &RunId, commit: Oid) -> Secrets {
-        store::read_run_at(self.repo, id, commit)
+    /// What the run's commits leave out, as of run commit `commit`: the secret files its
+    /// workflow allows (none, the strict default, when that commit holds no readable run) and
+    /// the repository's limits (`machine.maxFileSize`).
+    pub(super) fn rules_at(&self, id: &RunId, commit: Oid) -> Result<Rules> {
+        let secrets = store::read_run_at(self.repo, id, commit)
             .ok()
             .and_then(|info| info.workflow().ok())
             .map(|wf| Secrets::new(&wf.commit_secrets))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        Ok(Rules {
+            secrets,
+            limits: Limits::of(self.repo)?,
+        })
     }
 
     /// Tell that files were left out of a commit (of `step`, when it is a step's).

@@ -1,10 +1,16 @@
 //! Who is executing a run: `<common git dir>/machine/locks/<run-id>`.
 //!
-//! The lock is a small TOML file created with `O_EXCL`. It names the holder (pid, host, the
-//! process's start time so a reused pid is not mistaken for the holder) and the process group of
-//! the step it is running. A lock whose holder is gone is taken over; before that, the dead
-//! holder's step process group is killed, so an orphaned agent cannot keep writing into the
-//! worktree while the run resumes.
+//! The lock is a small TOML file. It names the holder (pid, host, the process's start time so
+//! a reused pid is not mistaken for the holder) and the process group of the step it is
+//! running. A lock whose holder is gone is taken over; before that, the dead holder's step
+//! process group is killed, so an orphaned agent cannot keep writing into the worktree while
+//! the run resumes.
+//!
+//! Races (tests/cli/races.rs): the file appears with its whole content at once — written
+//! beside it, then hard-linked into place, which fails if a lock exists — so no one ever reads
+//! a lock being written and takes it for a stale one. A stale lock is removed only under an
+//! exclusive `flock` of the locks folder, after reading it again there: two processes that
+//! both found the same dead holder cannot remove each other's fresh lock.
 
 use std::fs;
 use std::io::Write;
@@ -52,10 +58,17 @@ pub fn host_name() -> String {
 }
 
 fn proc_start(pid: u32) -> Option<u64> {
+    proc_stat(pid).and_then(|(_, start)| start)
+}
+
+/// Field 3 (the state letter) and field 22 (the start time) of `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, Option<u64>)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields after its closing paren are plain.
     let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18).and_then(|s| s.parse().ok())))
 }
 
 /// Whether the process that wrote `holder` still runs.
@@ -71,7 +84,13 @@ pub fn holder_alive(holder: &Holder) -> bool {
     if !exists {
         return false;
     }
-    match (holder.proc_start, proc_start(holder.pid)) {
+    let stat = proc_stat(holder.pid);
+    if stat.is_some_and(|(state, _)| matches!(state, 'Z' | 'X')) {
+        // Ended, waiting for its parent to read its exit status: it holds nothing any more
+        // (`stop` waited its whole grace for a holder that had exited).
+        return false;
+    }
+    match (holder.proc_start, stat.and_then(|(_, start)| start)) {
         (Some(recorded), Some(now)) => recorded == now,
         _ => true,
     }
@@ -102,40 +121,20 @@ impl RunLock {
             step_pgid: None,
         };
         for _ in 0..3 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    f.write_all(crate::store::to_toml(&holder).as_bytes())
-                        .map_err(io)?;
-                    return Ok(RunLock {
-                        path: path.to_path_buf(),
-                        holder,
-                    });
+            if create(path, &holder).map_err(io)? {
+                return Ok(RunLock {
+                    path: path.to_path_buf(),
+                    holder,
+                });
+            }
+            match read(path) {
+                Some(old) if holder_alive(&old) => {
+                    return Err(LockError::Held {
+                        run: run.to_string(),
+                        holder: old,
+                    })
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match read(path) {
-                        Some(old) if holder_alive(&old) => {
-                            return Err(LockError::Held {
-                                run: run.to_string(),
-                                holder: old,
-                            })
-                        }
-                        old => {
-                            if let Some(pgid) = old.and_then(|h| h.step_pgid) {
-                                kill_group(pgid);
-                            }
-                            // Move the stale lock aside atomically so only one taker wins.
-                            let aside = path.with_extension(format!("stale-{pid}"));
-                            if fs::rename(path, &aside).is_ok() {
-                                let _ = fs::remove_file(&aside);
-                            }
-                        }
-                    }
-                }
-                Err(e) => return Err(io(e)),
+                old => remove_stale(path, old.as_ref()).map_err(io)?,
             }
         }
         match read(path) {
@@ -157,6 +156,51 @@ impl RunLock {
             // Only the orphan clean-up of a later takeover depends on this; the lock still holds.
             let _ = fs::remove_file(&tmp);
         }
+    }
+}
+
+/// Create the lock file at `path` holding `holder`, whole: written beside it, then linked
+/// into place. `false` when a lock is there already.
+fn create(path: &Path, holder: &Holder) -> std::io::Result<bool> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Unique to this process and call, so two threads taking locks never share one.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("new-{}-{n}", holder.pid));
+    let mut f = fs::File::create(&tmp)?;
+    let written = f
+        .write_all(crate::store::to_toml(holder).as_bytes())
+        .and_then(|()| f.sync_all());
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove the lock at `path` if it still is `seen` (a dead holder's, or unreadable), under an
+/// exclusive `flock` of its folder; the dead holder's step group is killed first.
+fn remove_stale(path: &Path, seen: Option<&Holder>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let guard = fs::File::open(dir)?;
+    // SAFETY: flock on a descriptor we own; released when `guard` is closed.
+    if unsafe { libc::flock(guard.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let now = read(path);
+    if now.as_ref() != seen || now.as_ref().is_some_and(holder_alive) {
+        // Taken over by someone else meanwhile (or the holder came back): look again.
+        return Ok(());
+    }
+    if let Some(pgid) = seen.and_then(|h| h.step_pgid) {
+        kill_group(pgid);
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -214,6 +258,102 @@ pub fn signal_holder(holder: &Holder, now: bool) -> std::io::Result<()> {
 #[cfg(test)]
 mod holder_tests {
     use super::*;
+
+    fn dead_holder() -> Holder {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("reap true");
+        Holder {
+            pid,
+            host: host_name(),
+            proc_start: Some(1),
+            since: "2026-11-30T00:00:00Z".into(),
+            step_pgid: None,
+        }
+    }
+
+    /// Regression: a holder that had exited but was not yet reaped by its parent (a zombie)
+    /// counted as alive, and `stop` waited 30 s for it.
+    #[test]
+    fn a_holder_that_exited_unreaped_is_not_alive() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        let holder = Holder {
+            pid,
+            host: host_name(),
+            proc_start: proc_start(pid),
+            since: "2026-11-30T00:00:00Z".into(),
+            step_pgid: None,
+        };
+        let zombie = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            proc_stat(pid).is_some_and(|(s, _)| s == 'Z')
+        });
+        assert!(zombie, "the child never ended");
+        assert!(!holder_alive(&holder));
+        child.wait().expect("reap");
+    }
+
+    /// Regression: the lock file was created empty and written after, and a racer reading it
+    /// in between took it for a stale lock and removed it: two holders at once.
+    #[test]
+    fn of_many_threads_taking_one_lock_at_once_exactly_one_gets_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for round in 0..50 {
+            let path = dir.path().join(format!("run-{round}"));
+            let barrier = std::sync::Barrier::new(8);
+            let won = std::thread::scope(|s| {
+                let takers: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            // Held locks are kept until every thread has tried.
+                            RunLock::acquire(&path, "run").ok().map(std::mem::forget)
+                        })
+                    })
+                    .collect();
+                takers
+                    .into_iter()
+                    .map(|t| t.join().expect("thread"))
+                    .filter(Option::is_some)
+                    .count()
+            });
+            assert_eq!(won, 1, "round {round}");
+            let left: Vec<_> = fs::read_dir(dir.path())
+                .expect("read dir")
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().contains('.'))
+                .collect();
+            assert!(left.is_empty(), "temp files left: {left:?}");
+        }
+    }
+
+    /// Regression: two takers that both found the same dead holder each moved "the" lock
+    /// aside; the second moved away the fresh lock the first had just made.
+    #[test]
+    fn a_stale_lock_already_taken_over_is_not_removed_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("run");
+        let dead = dead_holder();
+        fs::write(&path, crate::store::to_toml(&dead)).expect("stale lock");
+        let first = RunLock::acquire(&path, "run").expect("the stale lock is taken over");
+        // A second taker that read the dead holder before the first took over.
+        remove_stale(&path, Some(&dead)).expect("remove_stale");
+        assert_eq!(
+            read(&path),
+            Some(first.holder.clone()),
+            "the fresh lock was removed"
+        );
+        assert!(matches!(
+            RunLock::acquire(&path, "run"),
+            Err(LockError::Held { .. })
+        ));
+    }
 
     #[test]
     fn a_holder_on_another_host_is_never_signalled() {

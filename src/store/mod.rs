@@ -521,6 +521,9 @@ pub struct StepRecord {
     /// secret files (`secrets`), kept out unless the workflow's `commit_secrets` names them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<secrets::LeftOut>,
+    /// What git machine put right after the step (a worktree switched to another branch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
 }
 
 /// File names of git machine's files (spelled here and nowhere else).

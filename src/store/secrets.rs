@@ -93,20 +93,6 @@ impl Secrets {
         let shown = matching_rule(path, content)?;
         Some(format!("secret file ({shown})"))
     }
-
-    /// [`Secrets::reason`] for each of `paths`, as left-out entries.
-    pub fn left_out(&self, paths: &[String], read: impl Fn(&str) -> Vec<u8>) -> Vec<LeftOut> {
-        paths
-            .iter()
-            .filter_map(|p| {
-                let reason = self.reason(p, || read(p))?;
-                Some(LeftOut {
-                    path: p.clone(),
-                    reason,
-                })
-            })
-            .collect()
-    }
 }
 
 /// The shown form of the rule `path` matches, if any.

@@ -37,11 +37,18 @@ pub fn author(engine: Option<&str>) -> (String, String) {
     (name, "git-machine@localhost".to_string())
 }
 
-/// A commit message: the subject, a blank line, the trailers.
+/// A commit message: the subject, a blank line, the trailers. The subject is often a line a
+/// step's program printed: control characters (a NUL, which no commit message can hold, an
+/// escape sequence, a line break) become spaces, so the message is one readable line.
 pub fn message(subject: &str, trailers: &[(&str, &str)]) -> String {
-    let mut m = format!("{subject}\n\n");
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut m = format!("{}\n\n", one_line(subject));
     for (k, v) in trailers {
-        m.push_str(&format!("{k}: {v}\n"));
+        m.push_str(&format!("{k}: {}\n", one_line(v)));
     }
     m
 }
@@ -112,6 +119,7 @@ fn publish_from(
     };
     let author = c.author.as_ref().map(|(n, e)| (n.as_str(), e.as_str()));
     let commit = repo.commit(tree, &c.parents, &c.message, author)?;
+    crate::env::crash::point("committed");
     let mut updates = vec![RefUpdate {
         name: run.branch(),
         old: expected,
@@ -120,6 +128,7 @@ fn publish_from(
     updates.extend(c.side_refs);
     let subject = c.message.lines().next().unwrap_or_default();
     repo.update_refs(&updates, &format!("git machine: {subject}"))?;
+    crate::env::crash::point("published");
     Ok(commit)
 }
 
@@ -127,6 +136,7 @@ fn publish_from(
 pub fn move_refs(repo: &Repo, updates: &[RefUpdate], reflog: &str) -> Result<(), StoreError> {
     let _critical = crate::signal::critical();
     repo.update_refs(updates, reflog)?;
+    crate::env::crash::point("refs-moved");
     Ok(())
 }
 
@@ -137,5 +147,18 @@ pub fn side_ref(repo: &Repo, name: RefName, new: Oid) -> RefUpdate {
         name,
         old,
         new: Some(new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a step printing binary output had a NUL in its summary, and libgit2 refused
+    /// the commit message (an internal error, exit 101).
+    #[test]
+    fn a_subject_with_control_characters_becomes_one_clean_line() {
+        let m = message("bad: x\0y\u{1b}[31m\nz", &[("Machine-Run", "r\0")]);
+        assert_eq!(m, "bad: x y [31m z\n\nMachine-Run: r \n");
     }
 }

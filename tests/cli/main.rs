@@ -5,6 +5,8 @@ mod architecture;
 mod basics;
 mod common;
 mod config;
+#[cfg(feature = "test-fakes")]
+mod crash;
 mod e2e;
 #[cfg(feature = "test-fakes")]
 mod engines;
@@ -13,10 +15,14 @@ mod faults;
 mod flow;
 mod help;
 mod machine;
+#[cfg(feature = "test-fakes")]
+mod misbehave;
 mod output;
 mod parallel;
 mod person;
 mod pty;
+#[cfg(feature = "test-fakes")]
+mod races;
 mod secrets;
 mod snapshots;
 mod trust;

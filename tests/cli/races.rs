@@ -180,7 +180,9 @@ fn commands_racing_on_one_run_refuse_cleanly_and_leave_it_resumable() {
             let allowed: &[i32] = match *name {
                 // Done, failed at s2 again, refused, or stopped by `stop`.
                 "resume" => &[0, 1, 3, 130],
-                "rm" => &[0, 3],
+                // Removed, refused by the lock, or refused because a stopped step's
+                // unfinished work is in the worktree (kept only with --force).
+                "rm" => &[0, 2, 3],
                 // Rewound already: s1 has not run yet (usage).
                 "rewind" => &[0, 2, 3],
                 // Nothing to stop (usage) or stopped.
@@ -193,6 +195,12 @@ fn commands_racing_on_one_run_refuse_cleanly_and_leave_it_resumable() {
                 allowed.contains(code),
                 "round {round}: {name} exited {code}\n{stderr}"
             );
+            if *name == "rm" && *code == 2 {
+                assert!(
+                    stderr.contains("holds uncommitted changes"),
+                    "round {round}: rm refused for another reason\n{stderr}"
+                );
+            }
             *codes.entry((name, *code)).or_default() += 1;
             if *code == 3 {
                 let holder = named_pid(stderr).unwrap_or_else(|| {

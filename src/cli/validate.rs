@@ -73,6 +73,7 @@ fn render(
         };
         values.insert(var.name.clone(), value);
     }
+    wf.check_paths(&values)?;
     for (k, v) in [
         ("run_id", "<run-id>"),
         ("workflow", wf.name.as_str()),

@@ -22,6 +22,7 @@ mod find;
 mod id;
 pub mod model;
 mod parse;
+mod paths;
 mod raw;
 mod template;
 mod vars;

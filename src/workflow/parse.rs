@@ -39,6 +39,7 @@ use super::model::{
     Choice, ContextSource, Fallback, GroupSpec, LoopSpec, Mode, Permissions, Step, VarDecl,
     Workflow, BUILTIN_PLACEHOLDERS, CONTROLLER, DEFAULT_ENGINE, ENGINES,
 };
+use super::paths::escape;
 use super::raw::{
     Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
     RawStep, RawTracks, RawWorkflow, Str, StrList, StrMap,
@@ -758,7 +759,14 @@ impl Checker<'_> {
         };
         let prompt = self.prompt(s, &id, at, agent.map(String::as_str), declared)?;
         let outputs = match &s.outputs {
-            Some(outputs) => self.templates(outputs, declared)?,
+            Some(outputs) => outputs
+                .get_ref()
+                .iter()
+                .map(|o| {
+                    self.path(o, "outputs", "the worktree", declared)?;
+                    Ok(o.get_ref().clone())
+                })
+                .collect::<Result<_>>()?,
             None => Vec::new(),
         };
         let group = s.group.as_ref().map(|g| self.group_id(g)).transpose()?;
@@ -1039,6 +1047,11 @@ impl Checker<'_> {
             return Err(self.err(at, "`prompt_file` is empty").with_hint(
                 r#"name a file relative to the workflow file's directory, e.g. `prompt_file = "prompts/design.md"`"#,
             ));
+        }
+        if let Some(why) = escape(written) {
+            return Err(self
+                .err(at, format!("`prompt_file` must stay inside the workflow file's directory: `{}` {why}", written.escape_debug()))
+                .with_hint("name a file next to the workflow file or below it, e.g. `prompt_file = \"prompts/design.md\"`"));
         }
         let inline = "write the prompt inline instead: `prompt = '''...'''`";
         let (shown, text): (PathBuf, String) = match self.prompt_files {
@@ -1334,16 +1347,36 @@ impl Checker<'_> {
                 .err(at, format!("`{key}` is empty"))
                 .with_hint(CONTEXT_HINT));
         }
-        if text.starts_with(['/', '\\']) || text.split(['/', '\\']).any(|part| part == "..") {
+        self.path(value, key, "the worktree", declared)?;
+        Ok(text.clone())
+    }
+
+    /// A path a workflow names (a template): it stays inside the folder it is relative to
+    /// (`base`, for the message) — no absolute path, no `..`, no NUL, and no `{loop_reason}`,
+    /// which an agent writes — and its placeholders are known. A var's value is checked when a
+    /// run binds it ([`Workflow::check_paths`]).
+    fn path(&self, value: &Str, key: &str, base: &str, declared: &[&str]) -> Result<()> {
+        let text = value.get_ref();
+        let hint = format!("write a path relative to the root of {base}, without `..`");
+        if let Some(why) = escape(text) {
+            let shown = text.escape_debug();
             return Err(self
                 .err(
-                    at,
-                    format!("`{key}` must stay inside the worktree: `{text}`"),
+                    value.span().start,
+                    format!("`{key}` must stay inside {base}: `{shown}` {why}"),
                 )
-                .with_hint("write a path relative to the root of the worktree, without `..`"));
+                .with_hint(hint));
         }
-        self.template(value, declared)?;
-        Ok(text.clone())
+        let agent_said = template::placeholders(text)
+            .into_iter()
+            .find(|(name, _)| *name == "loop_reason");
+        if let Some((name, i)) = agent_said {
+            let at = self.offset_in(value, i, &format!("{{{name}}}"));
+            return Err(self
+                .err(at, format!("`{{{name}}}` can't be part of a path (`{key}`)"))
+                .with_hint("`{loop_reason}` is what an agent wrote, so it could name any file; name the path with vars and built-ins like `{run_id}`"));
+        }
+        self.template(value, declared)
     }
 
     fn loop_spec(

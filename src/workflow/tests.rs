@@ -2411,3 +2411,105 @@ fn mistakes_in_several_steps_are_all_reported_in_one_pass() {
         "a step after a broken one may still name it"
     );
 }
+
+// ---- paths stay inside ------------------------------------------------------------------
+
+#[test]
+fn paths_written_in_the_file_stay_inside() {
+    let run = "[[steps]]\nid = \"a\"\nrun = [\"x\"]\n";
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"ok.md\", \"../out.md\"]\n")),
+        14,
+        21,
+        "`outputs` must stay inside the worktree: `../out.md` goes up with `..`",
+        "relative to the root of the worktree",
+    );
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"/tmp/x\"]\n")),
+        14,
+        12,
+        "`/tmp/x` is absolute",
+        "without `..`",
+    );
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"a\\u0000b\"]\n")),
+        14,
+        12,
+        "`a\\0b` holds a NUL byte",
+        "",
+    );
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"notes/{{loop_reason}}.md\"]\n")),
+        14,
+        19,
+        "`{loop_reason}` can't be part of a path (`outputs`)",
+        "an agent wrote",
+    );
+    assert_err(
+        &with_head(&format!(
+            "{run}context = [{{ file = \"{{owner}}/../x\" }}]\n"
+        )),
+        14,
+        21,
+        "`file` must stay inside the worktree",
+        "",
+    );
+    let step = "version = 1\nname = \"x\"\n[[steps]]\nid = \"d\"\nengine = \"claude\"\n";
+    for (path, why) in [("../p.md", "goes up"), ("/etc/passwd", "is absolute")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = format!("{step}prompt_file = \"{path}\"\n");
+        let e = parse_with_base("wf.toml", &source, Some(dir.path())).expect_err("refused");
+        assert_eq!((e.line, e.column), (Some(6), Some(15)), "{e}");
+        assert!(e.message.contains("`prompt_file` must stay inside"), "{e}");
+        assert!(e.message.contains(why), "{e}");
+    }
+}
+
+#[test]
+fn a_var_that_takes_a_path_outside_is_refused_when_bound() {
+    let wf = parse_ok(&with_head(
+        "[[steps]]\nid = \"a\"\nrun = [\"x\"]\noutputs = [\"{feature_name}.md\"]\n\n\
+         [[steps]]\nid = \"b\"\nrun = [\"x\"]\ncontext = [{ files = \"{owner}/*\" }]\n",
+    ));
+    let bind = |pairs: &[(&str, &str)]| {
+        let given: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        wf.bind_vars(&given)
+    };
+    assert!(bind(&[("owner", "me"), ("feature_name", "notes/a..b")]).is_ok());
+    let Err(BindError::Escape(e)) = bind(&[("owner", "me"), ("feature_name", "../../escape")])
+    else {
+        panic!("an escaping value is BindError::Escape");
+    };
+    assert_eq!(
+        e.message,
+        "var `feature_name` takes `outputs` of step `a` out of the worktree: \
+         `{feature_name}.md` becomes `../../escape.md`, which goes up with `..`"
+    );
+    assert!(e
+        .hint
+        .as_deref()
+        .unwrap_or_default()
+        .contains("`feature_name`"));
+    assert_eq!(e.origin, "wf.toml");
+    let Err(BindError::Escape(e)) = bind(&[("owner", "/abs")]) else {
+        panic!("an absolute value is refused");
+    };
+    assert!(
+        e.message
+            .starts_with("var `owner` takes `files` of step `b`"),
+        "{e}"
+    );
+    // A path that only becomes `..` from two values together names the first of them.
+    let wf = parse_ok(&with_head(
+        "[[steps]]\nid = \"a\"\nrun = [\"x\"]\noutputs = [\"x/{feature_name}{owner}/y\"]\n",
+    ));
+    let given =
+        [("feature_name", "."), ("owner", ".")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let Err(BindError::Escape(e)) = wf.bind_vars(&given) else {
+        panic!("`.` + `.` is `..`");
+    };
+    assert!(e.message.starts_with("var `feature_name`"), "{e}");
+}

@@ -12,6 +12,7 @@ mod fake_model;
 mod faults;
 mod flow;
 mod help;
+mod hostile;
 mod machine;
 mod output;
 mod parallel;

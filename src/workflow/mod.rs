@@ -24,6 +24,7 @@ pub mod model;
 mod parse;
 mod paths;
 mod raw;
+mod read;
 mod template;
 mod vars;
 

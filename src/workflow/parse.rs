@@ -1,10 +1,12 @@
 //! From a workflow file's text to a validated [`Workflow`].
 //!
-//! Two stages: serde reads the text into the spanned structs of `raw` (syntax, unknown keys and
-//! types), then [`Checker`] applies every other rule while building the model. Both stages
-//! report the first mistake as a [`WorkflowError`] placed at the offending key or value, and
-//! serde's wording is rewritten into ours (toml's multi-line snippet is dropped: the CLI shows
-//! the position). `[defaults]` are merged here: a step's own value wins, except `env`, which is
+//! Two stages: `read` reads the text into the spanned structs of `raw` (syntax, unknown keys
+//! and types), one table at a time, so the mistakes of every table come back together; then
+//! [`Checker`] applies every other rule while building the model (a mistake in a step does not
+//! stop the other steps' checks). Each mistake is a [`WorkflowError`] placed at the offending
+//! key or value, the first carrying the others in `also`; serde's wording is rewritten into
+//! ours (toml's multi-line snippet is dropped: the CLI shows the position). The rules of the
+//! second stage run only on a file whose shape is right. `[defaults]` are merged here: a step's own value wins, except `env`, which is
 //! merged key by key (the step's value wins for a key in both).
 //!
 //! References are checked in file order: `session`, `context.from` and `loop.to` name earlier
@@ -41,9 +43,10 @@ use super::model::{
 };
 use super::paths::escape;
 use super::raw::{
-    Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
-    RawStep, RawTracks, RawWorkflow, Str, StrList, StrMap,
+    Engines, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop, RawStep,
+    RawTracks, RawWorkflow, Str, StrList, StrMap,
 };
+use super::read::{read, Place, ShapeError, TOP_KEYS};
 use super::template;
 
 /// The only file format version this build reads.
@@ -51,19 +54,6 @@ const VERSION: i64 = 1;
 
 const REASONING: &[&str] = &["minimal", "low", "medium", "high"];
 const PERMISSIONS: &[&str] = &["read", "edit", "full"];
-/// Keys of the file's top level.
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "name",
-    "description",
-    "vars",
-    "defaults",
-    "tracks",
-    "condition_groups",
-    "groups",
-    "controller",
-    "steps",
-];
 /// Keys of a step that `[defaults]` may not set.
 const STEP_ONLY_KEYS: &[&str] = &[
     "id",
@@ -131,7 +121,12 @@ fn check(origin: &str, source: &str, prompt_files: PromptFiles<'_>) -> Result<Wo
         source,
         prompt_files,
     };
-    let raw: RawWorkflow = toml::from_str(source).map_err(|e| checker.serde_error(&e))?;
+    let raw = read(source).map_err(|errors| {
+        let mut all = errors.iter().map(|e| checker.shape_error(e));
+        let mut first = all.next().expect("a failed reading has a mistake");
+        first.also = all.collect::<Vec<_>>().into_boxed_slice();
+        first
+    })?;
     checker.workflow(raw)
 }
 
@@ -151,46 +146,6 @@ struct Checker<'a> {
     origin: &'a str,
     source: &'a str,
     prompt_files: PromptFiles<'a>,
-}
-
-/// Where in the file an offset is, to name it in messages.
-enum Place {
-    Top,
-    /// Directly in `[vars]`.
-    Vars,
-    Var(String),
-    Defaults,
-    /// `[tracks]` or `[tracks.options]`.
-    Tracks,
-    /// A condition group: its id when it has a string one, else its 1-based position.
-    ConditionGroup(std::result::Result<String, usize>),
-    /// Directly in `[groups]`.
-    Groups,
-    Group(String),
-    /// A step: its id when it has a string one, else its 1-based position.
-    Step(std::result::Result<String, usize>),
-    Controller,
-    Unknown,
-}
-
-impl Place {
-    /// ` in step `x``, or nothing at top level.
-    fn suffix(&self) -> String {
-        match self {
-            Place::Top | Place::Unknown => String::new(),
-            Place::Vars => " in [vars]".to_string(),
-            Place::Var(name) => format!(" in var `{name}`"),
-            Place::Defaults => " in [defaults]".to_string(),
-            Place::Tracks => " in [tracks]".to_string(),
-            Place::ConditionGroup(Ok(id)) => format!(" in condition group `{id}`"),
-            Place::ConditionGroup(Err(n)) => format!(" in condition group #{n}"),
-            Place::Groups => " in [groups]".to_string(),
-            Place::Group(id) => format!(" in [groups.{id}]"),
-            Place::Step(Ok(id)) => format!(" in step `{id}`"),
-            Place::Step(Err(n)) => format!(" in step #{n}"),
-            Place::Controller => " in [controller]".to_string(),
-        }
-    }
 }
 
 /// What every step is checked against.
@@ -319,35 +274,44 @@ impl Checker<'_> {
 
     // ---- serde errors -------------------------------------------------------------------
 
-    /// Rewrites toml/serde's message into ours, keeping its position.
-    fn serde_error(&self, e: &toml::de::Error) -> WorkflowError {
+    /// Rewrites a mistake of shape from serde's words into ours, keeping its position.
+    fn shape_error(&self, e: &ShapeError) -> WorkflowError {
         // toml's message may run over several lines ("invalid table header\nexpected ...").
         let message = e
-            .message()
+            .message
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(": ");
-        let Some(span) = e.span() else {
+        let Some(span) = e.span.clone() else {
             return WorkflowError::new(self.origin, message);
         };
         let at = span.start;
+        if e.syntax {
+            return self.err(at, message);
+        }
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((key, expected)) = rest.split_once('`') {
-                return self.unknown_key(at, key, &expected_keys(expected));
+                return self.unknown_key(at, key, &expected_keys(expected), &e.place);
             }
         }
         if let Some(rest) = message.strip_prefix("invalid type: ") {
             if let Some((found, expected)) = rest.split_once(", expected ") {
-                return self.wrong_type(span, found, expected);
+                return self.wrong_type(span, found, expected, &e.place);
             }
         }
+        let message = format!("{message}{}", e.place.suffix());
         self.err(at, message)
     }
 
-    fn unknown_key(&self, at: usize, key: &str, allowed: &[String]) -> WorkflowError {
-        let place = self.place(at);
+    fn unknown_key(
+        &self,
+        at: usize,
+        key: &str,
+        allowed: &[String],
+        place: &Place,
+    ) -> WorkflowError {
         // Tables nested in a step are told apart by the keys they allow.
         let has = |k: &str| allowed.iter().any(|a| a == k);
         let within = if !matches!(place, Place::Step(_)) {
@@ -381,7 +345,13 @@ impl Checker<'_> {
         self.err(at, message).with_hint(hint)
     }
 
-    fn wrong_type(&self, span: Range<usize>, found: &str, expected: &str) -> WorkflowError {
+    fn wrong_type(
+        &self,
+        span: Range<usize>,
+        found: &str,
+        expected: &str,
+        place: &Place,
+    ) -> WorkflowError {
         let found = found
             .replace("floating point", "float")
             .replace("sequence", "an array")
@@ -398,7 +368,6 @@ impl Checker<'_> {
         };
         let text = self.source.get(span.clone()).unwrap_or("").trim();
         let key = key.unwrap_or_default();
-        let place = self.place(span.start);
         let in_vars = matches!(place, Place::Vars);
         let hint = if key == "timeout" || key == "idle_timeout" {
             Some(format!("durations are strings: {DURATION_HINT}"))
@@ -436,54 +405,6 @@ impl Checker<'_> {
             None
         };
         self.err(span.start, message).with_hint_opt(hint)
-    }
-
-    /// Which step, var or table `offset` falls in, for messages.
-    fn place(&self, offset: usize) -> Place {
-        let loose: Option<LooseWorkflow> = toml::from_str(self.source).ok();
-        if let Some(steps) = loose.as_ref().and_then(|l| l.steps.as_ref()) {
-            for (i, step) in steps.iter().enumerate() {
-                if step.span().contains(&offset) {
-                    let id = step.get_ref().get("id").and_then(|v| v.as_str());
-                    return Place::Step(id.map(str::to_string).ok_or(i + 1));
-                }
-            }
-        }
-        if let Some(groups) = loose.as_ref().and_then(|l| l.condition_groups.as_ref()) {
-            for (i, group) in groups.iter().enumerate() {
-                if group.span().contains(&offset) {
-                    let id = group.get_ref().get("id").and_then(|v| v.as_str());
-                    return Place::ConditionGroup(id.map(str::to_string).ok_or(i + 1));
-                }
-            }
-        }
-        // Otherwise the last table header before the offset says where we are.
-        let header = self.source[..offset.min(self.source.len())]
-            .lines()
-            .map(str::trim)
-            .rfind(|l| l.starts_with('['));
-        let Some(header) = header else {
-            return Place::Top;
-        };
-        let header = header.split('#').next().unwrap_or("").trim();
-        let inner = header.trim_start_matches('[').trim_end_matches(']').trim();
-        if inner == "defaults" {
-            Place::Defaults
-        } else if inner == "vars" {
-            Place::Vars
-        } else if let Some(name) = inner.strip_prefix("vars.") {
-            Place::Var(name.trim().trim_matches('"').to_string())
-        } else if inner == "tracks" || inner.starts_with("tracks.") {
-            Place::Tracks
-        } else if inner == "groups" {
-            Place::Groups
-        } else if let Some(name) = inner.strip_prefix("groups.") {
-            Place::Group(name.trim().trim_matches('"').to_string())
-        } else if inner == "controller" || inner.starts_with("controller.") {
-            Place::Controller
-        } else {
-            Place::Unknown
-        }
     }
 
     // ---- the model ----------------------------------------------------------------------

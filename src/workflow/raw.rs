@@ -16,7 +16,7 @@ pub type Str = Spanned<String>;
 pub type StrList = Spanned<Vec<Str>>;
 pub type StrMap = BTreeMap<Str, Str>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkflow {
     /// A `Value` so that `version = "1"` gets a message of ours.
@@ -205,12 +205,4 @@ impl<'de> Visitor<'de> for OneOrMany {
         }
         Ok(Err(names))
     }
-}
-
-/// A forgiving second reading of a file whose strict reading failed: just enough structure to
-/// say which step an error offset falls in.
-#[derive(Debug, Deserialize)]
-pub struct LooseWorkflow {
-    pub steps: Option<Vec<Spanned<toml::Table>>>,
-    pub condition_groups: Option<Vec<Spanned<toml::Table>>>,
 }

@@ -2513,3 +2513,80 @@ fn a_var_that_takes_a_path_outside_is_refused_when_bound() {
     };
     assert!(e.message.starts_with("var `feature_name`"), "{e}");
 }
+
+// ---- every mistake of shape in one pass ------------------------------------------------
+
+#[test]
+fn shape_mistakes_of_every_table_are_reported_together() {
+    let source = r#"version = 1
+name = "multi"
+colour = "red"
+
+[vars.who]
+help = 3
+
+[vars.what]
+defualt = "x"
+
+[defaults]
+timeout = 30
+
+[[steps]]
+id = "a"
+run = "make"
+
+[[steps]]
+id = "b"
+run = ["x"]
+checkpoint = "yes"
+
+[[steps]]
+run = ["x"]
+loop = { to = "a", maxx = 3 }
+
+[[condition_groups]]
+id = "c"
+multi = 1
+
+[tracks]
+question = 2
+
+[groups.g]
+on_conflikt = "a"
+
+[controller]
+engin = "claude"
+"#;
+    let e = parse("wf.toml", source).expect_err("many mistakes");
+    let all: Vec<String> = std::iter::once(&e)
+        .chain(e.also.iter())
+        .map(|e| format!("{}  [{}]", e, e.hint.as_deref().unwrap_or_default()))
+        .collect();
+    let expected = [
+        "wf.toml:3:1: unknown key `colour`",
+        "wf.toml:6:8: expected a string for `help`, found integer `3`",
+        "wf.toml:9:1: unknown key `defualt` in var `what`  [did you mean `default`?]",
+        "wf.toml:12:11: expected a string for `timeout`, found integer `30`",
+        "wf.toml:16:7: expected an array for `run`, found string \"make\"",
+        "wf.toml:21:14: expected a boolean for `checkpoint`, found string \"yes\"",
+        "wf.toml:25:20: unknown key `maxx` in `loop` of step #3  [did you mean `max`?]",
+        "wf.toml:29:9: expected a boolean for `multi`, found integer `1`",
+        "wf.toml:32:12: expected a string for `question`, found integer `2`",
+        "wf.toml:35:1: unknown key `on_conflikt` in [groups.g]  [did you mean `on_conflict`?]",
+        "wf.toml:38:1: unknown key `engin` in [controller]  [did you mean `engine`?]",
+    ];
+    assert_eq!(all.len(), expected.len(), "{all:#?}");
+    for (got, want) in all.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got:?} does not start with {want:?}"
+        );
+    }
+}
+
+#[test]
+fn a_syntax_error_is_reported_once_with_its_position() {
+    let e = parse("wf.toml", "version = 1\nname = \"x\"\n[[steps]\nid = 3\n").expect_err("syntax");
+    assert_eq!((e.line, e.column), (Some(3), Some(8)), "{e}");
+    assert!(e.also.is_empty());
+}

@@ -111,6 +111,12 @@ fn settings(repo: &Repo, args: &RunArgs) -> CliResult<BTreeMap<String, String>> 
 pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
     let repo = ctx.repo()?;
     let wf = workflow::load(&ctx.env.cwd, repo.workdir(), &args.workflow)?;
+    for warning in &wf.warnings {
+        ctx.ui.note(&format!("warning: {warning}"));
+        if let Some(hint) = &warning.hint {
+            ctx.ui.note(&format!("hint: {hint}"));
+        }
+    }
     let given = given_vars(ctx, args)?;
     if args.detach {
         // Checked here first, so a mistake is told on this terminal: the same checks run again.

@@ -56,6 +56,9 @@ pub struct Workflow {
     /// The `prompt_file`s read at parse time: path as written → contents. A run saves them
     /// next to `source` so that [`super::parse_with_files`] can re-parse without the files.
     pub prompt_files: BTreeMap<String, String>,
+    /// What is allowed but likely wrong, each at its place in the file: placeholders pasted
+    /// inside quotes of a shell script (`validate` refuses them; `run` tells them).
+    pub warnings: Vec<super::WorkflowError>,
 }
 
 /// A question with options: the workflow's track, or a group of conditions.

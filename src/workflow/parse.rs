@@ -41,7 +41,7 @@ use super::model::{
     Choice, ContextSource, Fallback, GroupSpec, LoopSpec, Mode, Permissions, Step, VarDecl,
     Workflow, BUILTIN_PLACEHOLDERS, CONTROLLER, DEFAULT_ENGINE, ENGINES,
 };
-use super::paths::escape;
+use super::paths::{escape, read_text, too_big, ReadError, MAX_FILE};
 use super::raw::{
     Engines, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop, RawStep,
     RawTracks, RawWorkflow, Str, StrList, StrMap,
@@ -116,6 +116,22 @@ pub fn parse_with_files(
 }
 
 fn check(origin: &str, source: &str, prompt_files: PromptFiles<'_>) -> Result<Workflow> {
+    // A byte-order mark is not part of the text: columns count from after it, as editors do.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    if source.len() > MAX_FILE {
+        let mut end = MAX_FILE;
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(too_big(origin, &source[..end]));
+    }
+    if let Some(at) = source.find('\0') {
+        return Err(
+            WorkflowError::at(origin, source, at, "the file holds a NUL byte").with_hint(
+                "a workflow file is text: remove it (a NUL in a value is written `\\u0000`)",
+            ),
+        );
+    }
     let checker = Checker {
         origin,
         source,
@@ -289,7 +305,11 @@ impl Checker<'_> {
         };
         let at = span.start;
         if e.syntax {
-            return self.err(at, message);
+            let hint = message.contains("recursion limit").then(|| {
+                "values and keys nest at most 80 levels deep; a workflow needs four at most"
+                    .to_string()
+            });
+            return self.err(at, message).with_hint_opt(hint);
         }
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((key, expected)) = rest.split_once('`') {
@@ -455,7 +475,20 @@ impl Checker<'_> {
                 Some((path.get_ref().clone(), text))
             })
             .collect();
+        let warnings = raw
+            .controller
+            .iter()
+            .map(|c| (CONTROLLER, c.get_ref()))
+            .chain(
+                steps[offset..]
+                    .iter()
+                    .zip(all)
+                    .map(|(s, raw)| (s.id.as_str(), raw.get_ref())),
+            )
+            .flat_map(|(id, raw)| self.shell_warnings(id, raw, &declared))
+            .collect();
         Ok(Workflow {
+            warnings,
             name,
             description,
             origin: self.origin.to_string(),
@@ -468,6 +501,45 @@ impl Checker<'_> {
             controller: takes_over,
             prompt_files,
         })
+    }
+
+    /// The placeholders of vars (and `{loop_reason}`, which an agent writes) that step `id`
+    /// pastes inside quotes of a shell script (`run` or `until.run` of the form
+    /// `[<shell>, …, "-c", "<script>", …]`): a value holding the closing quote, `$(…)` or a
+    /// backtick is run as code. Not errors for a run (the file means something), warnings:
+    /// `validate` refuses them, `run` tells them.
+    fn shell_warnings(&self, id: &str, raw: &RawStep, declared: &[&str]) -> Vec<WorkflowError> {
+        let until = raw
+            .loop_
+            .as_ref()
+            .and_then(|l| l.get_ref().until.as_ref())
+            .and_then(|u| u.get_ref().run.as_ref());
+        let mut out = Vec::new();
+        for (key, argv) in [("run", raw.run.as_ref()), ("until.run", until)] {
+            let Some(script) = argv.and_then(|a| shell_script(a.get_ref())) else {
+                continue;
+            };
+            for (name, i, quote) in template::quoted_placeholders(script.get_ref()) {
+                if !declared.contains(&name) && name != "loop_reason" {
+                    continue;
+                }
+                let (quotes, breaks) = match quote {
+                    template::Quote::Single => ("single", "a `'` in its value ends the quotes"),
+                    template::Quote::Double => (
+                        "double",
+                        "a `\"`, `$(…)` or backtick in its value is read by the shell",
+                    ),
+                };
+                let at = self.offset_in(script, i, &format!("{{{name}}}"));
+                let message = format!(
+                    "`{{{name}}}` is pasted inside {quotes} quotes of the shell script in `{key}` of step `{id}`: {breaks}"
+                );
+                out.push(self.err(at, message).with_hint(format!(
+                    r#"pass the value as an argument and quote that: `["sh", "-c", "echo \"$1\"", "sh", "{{{name}}}"]`"#
+                )));
+            }
+        }
+        out
     }
 
     fn version(&self, version: Option<&Spanned<toml::Value>>) -> Result<()> {
@@ -991,9 +1063,10 @@ impl Checker<'_> {
             }
             PromptFiles::Dir(dir) => {
                 let path = dir.join(written);
-                match std::fs::read_to_string(&path) {
+                match read_text(&path, &path.display().to_string()) {
                     Ok(text) => (path, text),
-                    Err(e) => {
+                    Err(ReadError::Bad(e)) => return Err(e),
+                    Err(ReadError::Io(e)) => {
                         let hint = Path::new(written).is_relative().then(|| {
                             format!(
                                 "`prompt_file` is relative to the directory of the workflow file, {}",
@@ -2118,6 +2191,35 @@ fn looping_back_over(
         list.get_ref().iter().map(|o| o.get_ref().clone()).collect()
     });
     Some(outputs)
+}
+
+/// Shells whose `-c` script is checked for quoted placeholders. Other interpreters (`python -c`,
+/// `node -e`, …) are not: their quoting rules differ, and a workflow rarely pastes into them.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
+
+/// The script of a `[<shell>, <options>…, "-c", "<script>", …]` argv (`env` in front allowed):
+/// the argument after the first option cluster holding `c` (`-c`, `-ec`, `-euxc`).
+fn shell_script(argv: &[Str]) -> Option<&Str> {
+    let name = |a: &Str| {
+        a.get_ref()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut args = argv
+        .iter()
+        .skip_while(|a| name(a) == "env" || a.get_ref().contains('='));
+    let shell = args.next()?;
+    if !SHELLS.contains(&name(shell).as_str()) {
+        return None;
+    }
+    let mut args = args.skip_while(|a| {
+        let a = a.get_ref();
+        !(a.starts_with('-') && !a.starts_with("--") && a.contains('c'))
+    });
+    args.next()?;
+    args.next()
 }
 
 /// The first placeholder of a template that is neither a declared var nor a built-in.

@@ -2590,3 +2590,53 @@ fn a_syntax_error_is_reported_once_with_its_position() {
     assert_eq!((e.line, e.column), (Some(3), Some(8)), "{e}");
     assert!(e.also.is_empty());
 }
+
+// ---- placeholders inside quoted shell ----------------------------------------------------
+
+#[test]
+fn placeholders_inside_quotes_of_a_shell_script_are_warnings() {
+    let wf = parse_ok(&with_head(
+        r#"[[steps]]
+id = "a"
+run = ["sh", "-c", "echo '{feature_name}' \"{owner}\" {run_id} '{run_id}'"]
+loop = { to = "a", until = { run = ["/bin/bash", "-euc", "test '{loop_reason}' = x"] } }
+
+[[steps]]
+id = "b"
+run = ["env", "A=1", "sh", "-c", "echo \"$1\"", "sh", "{owner}"]
+
+[[steps]]
+id = "c"
+run = ["sh", "-c", "{owner}"]
+
+[[steps]]
+id = "d"
+run = ["python3", "-c", "print('{owner}')"]
+"#,
+    ));
+    let got: Vec<String> = wf
+        .warnings
+        .iter()
+        .map(|w| {
+            format!(
+                "{}:{} {}",
+                w.line.unwrap_or(0),
+                w.column.unwrap_or(0),
+                w.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "13:27 `{feature_name}` is pasted inside single quotes of the shell script in `run` of step `a`: a `'` in its value ends the quotes",
+            "13:45 `{owner}` is pasted inside double quotes of the shell script in `run` of step `a`: a `\"`, `$(…)` or backtick in its value is read by the shell",
+            "14:65 `{loop_reason}` is pasted inside single quotes of the shell script in `until.run` of step `a`: a `'` in its value ends the quotes",
+        ]
+    );
+    let hint = wf.warnings[0].hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.contains(r#"["sh", "-c", "echo \"$1\"", "sh", "{feature_name}"]"#),
+        "{hint}"
+    );
+}

@@ -77,3 +77,69 @@ outputs = ["{name}.md"]
     assert_nothing_created(&env);
     assert_eq!(files_under(env.tmp.path()), before, "no file was written");
 }
+
+/// A var pasted inside quotes of a `sh -c` script: `validate` refuses it (exit 2, with the
+/// place and the positional-argument hint), `run` warns and runs. Passed as an argument, a
+/// value with an apostrophe and `$(…)` arrives byte for byte and runs nothing.
+#[test]
+fn a_placeholder_inside_quoted_shell_is_refused_by_validate_and_warned_by_run() {
+    let env = TestEnv::new();
+    let quoted = r#"version = 1
+name = "quoted"
+
+[vars.msg]
+default = "hello"
+
+[[steps]]
+id = "say"
+engine = "command"
+run = ["sh", "-c", "echo '{msg}' > said.txt"]
+"#;
+    env.workflow("quoted", quoted);
+    let r = env.machine(&["validate", "quoted"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains(
+            ".codemachine/workflows/quoted.toml:10:27: `{msg}` is pasted inside single quotes"
+        ),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains(r#"hint: pass the value as an argument and quote that: `["sh", "-c", "echo \"$1\"", "sh", "{msg}"]`"#),
+        "{r}"
+    );
+    let r = env.machine(&["run", "quoted", "--no-input"]);
+    assert_eq!(r.code, 0, "a run only warns: {r}");
+    assert!(
+        r.stderr.contains("warning: .codemachine/workflows/quoted.toml:10:27: `{msg}` is pasted inside single quotes"),
+        "{r}"
+    );
+
+    let safe = quoted.replace(
+        r#"run = ["sh", "-c", "echo '{msg}' > said.txt"]"#,
+        r#"run = ["sh", "-c", "printf '%s' \"$1\" > said.txt", "sh", "{msg}"]"#,
+    );
+    env.workflow("quoted", &safe);
+    let r = env.machine_ok(&["validate", "quoted"]);
+    assert!(!r.stderr.contains("warning"), "{r}");
+    let before = env.runs();
+    let evil = "it's $(touch pwned) `touch pwned2` \"q\"";
+    let r = env.machine(&[
+        "run",
+        "quoted",
+        "--no-input",
+        "--var",
+        &format!("msg={evil}"),
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!r.stderr.contains("warning"), "{r}");
+    let run = env
+        .runs()
+        .into_iter()
+        .find(|r| !before.contains(r))
+        .expect("a new run");
+    assert_eq!(env.git(&["show", &format!("machine/{run}:said.txt")]), evil);
+    let tree = env.git(&["ls-tree", "-r", "--name-only", &format!("machine/{run}")]);
+    assert!(!tree.contains("pwned"), "the value ran as code: {tree}");
+}

@@ -305,11 +305,8 @@ impl Checker<'_> {
         };
         let at = span.start;
         if e.syntax {
-            let hint = message.contains("recursion limit").then(|| {
-                "values and keys nest at most 80 levels deep; a workflow needs four at most"
-                    .to_string()
-            });
-            return self.err(at, message).with_hint_opt(hint);
+            let hint = syntax_hint(&message);
+            return self.err(at, message).with_hint(hint);
         }
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((key, expected)) = rest.split_once('`') {
@@ -318,7 +315,7 @@ impl Checker<'_> {
         }
         if let Some(rest) = message.strip_prefix("invalid type: ") {
             if let Some((found, expected)) = rest.split_once(", expected ") {
-                return self.wrong_type(span, found, expected, &e.place);
+                return self.wrong_type(span, found, expected, e);
             }
         }
         let message = format!("{message}{}", e.place.suffix());
@@ -370,8 +367,9 @@ impl Checker<'_> {
         span: Range<usize>,
         found: &str,
         expected: &str,
-        place: &Place,
+        e: &ShapeError,
     ) -> WorkflowError {
+        let place = &e.place;
         let found = found
             .replace("floating point", "float")
             .replace("sequence", "an array")
@@ -381,7 +379,7 @@ impl Checker<'_> {
         } else {
             expected.replace("a sequence", "an array")
         };
-        let key = key_before(self.source, span.start);
+        let key = key_before(self.source, span.start).or_else(|| e.key.clone());
         let message = match &key {
             Some(key) => format!("expected {expected} for `{key}`, found {found}"),
             None => format!("expected {expected}, found {found}"),
@@ -402,7 +400,16 @@ impl Checker<'_> {
             ))
         } else if key == "env" && expected == "a table" {
             Some(r#"write a table: `env = { NAME = "value" }`"#.to_string())
-        } else if key == "context" && expected == "a table" {
+        } else if (key == "steps" || key == "condition_groups") && found == "a table" {
+            Some(format!(
+                "write each entry under its own `[[{key}]]` header, with two brackets"
+            ))
+        } else if key == "engine" {
+            Some(format!(
+                r#"write `engine = "claude"` or a fallback list `engine = ["claude", "codex"]`; engines: {}"#,
+                ENGINES.join(", ")
+            ))
+        } else if key == "context" && (expected == "a table" || expected == "an array") {
             Some(CONTEXT_HINT.to_string())
         } else if key == "loop" && expected == "a table" {
             Some(LOOP_HINT.to_string())
@@ -2328,6 +2335,27 @@ fn parse_size(text: &str) -> Option<usize> {
         _ => return None,
     };
     number.checked_mul(unit)
+}
+
+/// Advice for a TOML syntax error, by what toml's message says.
+fn syntax_hint(message: &str) -> &'static str {
+    let hints = [
+        ("recursion limit", "values and keys nest at most 80 levels deep; a workflow needs four at most"),
+        ("duplicate key", "a key appears once in its table, and a [table] header once in the file; remove or rename one"),
+        ("invalid table header", "a table header is `[name]` on its own line; an entry of a list of tables is `[[name]]`"),
+        ("invalid basic string", "a \"…\" string ends on its own line; write '''…''' for several lines, and control characters as escapes like `\\u0001`"),
+        ("invalid literal string", "a '…' string ends on its own line; write '''…''' for several lines"),
+        ("invalid string", r#"text is quoted: `key = "value"`"#),
+        ("invalid inline table", "an inline table `{ key = \"value\", … }` is written on one line and closed with `}`"),
+        ("invalid array", "an array is `[\"a\", \"b\"]`, its values separated by commas and closed with `]`"),
+    ];
+    hints
+        .iter()
+        .find(|(said, _)| message.contains(said))
+        .map_or(
+            "the file is not valid TOML here (see https://toml.io)",
+            |(_, hint)| hint,
+        )
 }
 
 /// The key names in the tail of serde's "unknown field" message:

@@ -81,6 +81,8 @@ pub struct ShapeError {
     pub place: Place,
     /// A TOML syntax error: nothing past it could be read.
     pub syntax: bool,
+    /// The top-level key the mistake is in, for when the text around it does not say.
+    pub key: Option<String>,
 }
 
 /// The file's text as the spanned shapes of `raw`, or every shape mistake found, in file order.
@@ -92,6 +94,7 @@ pub fn read(source: &str) -> Result<RawWorkflow, Vec<ShapeError>> {
             span: e.span(),
             place: Place::Top,
             syntax: true,
+            key: None,
         }]
     })?;
     let mut reader = Reader::default();
@@ -99,7 +102,11 @@ pub fn read(source: &str) -> Result<RawWorkflow, Vec<ShapeError>> {
     let root = doc.as_table();
     for (key, item) in root.iter() {
         let key_span = root.key(key).and_then(|k| k.span());
-        let part = Part { item, key_span };
+        let part = Part {
+            name: key,
+            item,
+            key_span,
+        };
         match key {
             "version" => raw.version = reader.one(&part, Place::Top),
             "name" => raw.name = reader.one(&part, Place::Top),
@@ -127,6 +134,7 @@ pub fn read(source: &str) -> Result<RawWorkflow, Vec<ShapeError>> {
                 span: part.key_span.clone(),
                 place: Place::Top,
                 syntax: false,
+                key: None,
             }),
         }
     }
@@ -141,6 +149,8 @@ pub fn read(source: &str) -> Result<RawWorkflow, Vec<ShapeError>> {
 
 /// One value of the document and the span of the key that names it.
 struct Part<'d> {
+    /// The top-level key it is under.
+    name: &'d str,
     item: &'d Item,
     key_span: Option<Range<usize>>,
 }
@@ -189,6 +199,7 @@ impl Reader {
         let before = self.errors.len();
         for (name, key_span, item) in entries {
             let entry = Part {
+                name: part.name,
                 item: &item,
                 key_span: key_span.clone(),
             };
@@ -224,6 +235,7 @@ impl Reader {
                 .and_then(|entries| entries.into_iter().find(|(k, _, _)| k == "id"))
                 .and_then(|(_, _, id)| id.as_str().map(str::to_string));
             let entry = Part {
+                name: part.name,
                 item,
                 key_span: part.key_span.clone(),
             };
@@ -235,11 +247,15 @@ impl Reader {
     }
 
     fn keep(&mut self, e: &toml_edit::de::Error, part: &Part<'_>, place: Place) {
+        let span = e.span().unwrap_or_else(|| part.span());
+        // About the top-level value itself: its key names it. (Deeper, the text says which.)
+        let top = span.start == part.span().start && part.key_span.is_some();
         self.errors.push(ShapeError {
             message: e.message().to_string(),
-            span: e.span().or_else(|| Some(part.span())),
+            span: Some(span),
             place,
             syntax: false,
+            key: top.then(|| part.name.to_string()),
         });
     }
 }

@@ -106,9 +106,18 @@ outputs = ["{name}.md"]
     assert_nothing_created(&env);
     assert_eq!(files_under(env.tmp.path()), before, "no file was written");
     // `validate --render` shows a run as it would start: it refuses the same value.
-    let r = env.machine(&["validate", "escape", "--render", "--var", "name=/etc/passwd"]);
+    let r = env.machine(&[
+        "validate",
+        "escape",
+        "--render",
+        "--var",
+        "name=/etc/passwd",
+    ]);
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("`/etc/passwd.md`, which is absolute"), "{r}");
+    assert!(
+        r.stderr.contains("`/etc/passwd.md`, which is absolute"),
+        "{r}"
+    );
 }
 
 /// A var pasted inside quotes of a `sh -c` script: `validate` refuses it (exit 2, with the

@@ -6,8 +6,13 @@
 //! stop the other steps' checks). Each mistake is a [`WorkflowError`] placed at the offending
 //! key or value, the first carrying the others in `also`; serde's wording is rewritten into
 //! ours (toml's multi-line snippet is dropped: the CLI shows the position). The rules of the
-//! second stage run only on a file whose shape is right. `[defaults]` are merged here: a step's own value wins, except `env`, which is
-//! merged key by key (the step's value wins for a key in both).
+//! second stage run only on a file whose shape is right. `[defaults]` are merged here: a
+//! step's own value wins, except `env`, which is merged key by key (the step's value wins for
+//! a key in both).
+//!
+//! Paths a file names (`outputs`, `prompt_file`, context `file`/`files`) must stay inside
+//! (`paths::escape`). Placeholders pasted inside quotes of a `sh -c` script are not errors but
+//! [`Workflow::warnings`].
 //!
 //! References are checked in file order: `session`, `context.from` and `loop.to` name earlier
 //! steps (`loop.to` may name the step itself), `when`/`when_any` name options of
@@ -763,7 +768,7 @@ impl Checker<'_> {
                 .get_ref()
                 .iter()
                 .map(|o| {
-                    self.path(o, "outputs", "the worktree", declared)?;
+                    self.path(o, "outputs", declared)?;
                     Ok(o.get_ref().clone())
                 })
                 .collect::<Result<_>>()?,
@@ -1348,25 +1353,24 @@ impl Checker<'_> {
                 .err(at, format!("`{key}` is empty"))
                 .with_hint(CONTEXT_HINT));
         }
-        self.path(value, key, "the worktree", declared)?;
+        self.path(value, key, declared)?;
         Ok(text.clone())
     }
 
-    /// A path a workflow names (a template): it stays inside the folder it is relative to
-    /// (`base`, for the message) — no absolute path, no `..`, no NUL, and no `{loop_reason}`,
-    /// which an agent writes — and its placeholders are known. A var's value is checked when a
-    /// run binds it ([`Workflow::check_paths`]).
-    fn path(&self, value: &Str, key: &str, base: &str, declared: &[&str]) -> Result<()> {
+    /// A path of the worktree a workflow names (a template): it stays inside — no absolute
+    /// path, no `..`, no NUL, and no `{loop_reason}`, which an agent writes — and its
+    /// placeholders are known. A var's value is checked when a run binds it
+    /// ([`Workflow::check_paths`]).
+    fn path(&self, value: &Str, key: &str, declared: &[&str]) -> Result<()> {
         let text = value.get_ref();
-        let hint = format!("write a path relative to the root of {base}, without `..`");
         if let Some(why) = escape(text) {
             let shown = text.escape_debug();
             return Err(self
                 .err(
                     value.span().start,
-                    format!("`{key}` must stay inside {base}: `{shown}` {why}"),
+                    format!("`{key}` must stay inside the worktree: `{shown}` {why}"),
                 )
-                .with_hint(hint));
+                .with_hint("write a path relative to the root of the worktree, without `..`"));
         }
         let agent_said = template::placeholders(text)
             .into_iter()

@@ -12,10 +12,11 @@ use std::path::Path;
 
 use super::error::WorkflowError;
 
-/// The largest workflow or prompt file read, in bytes. A workflow is a page of settings and
-/// prompts; anything near this size is a mistake (a log pasted in, the wrong file named), and
-/// reading it whole would cost memory and time for nothing.
-pub const MAX_FILE: usize = 1 << 20;
+/// The largest workflow or prompt file read, in bytes: four times the largest prompt the
+/// engines are tested with (1 MiB). A workflow is a page of settings and prompts; anything near
+/// this size is a mistake (a log pasted in, the wrong file named), and reading it whole would
+/// cost memory and time for nothing.
+pub const MAX_FILE: usize = 4 << 20;
 
 /// Why a file could not be read as a workflow's text.
 pub enum ReadError {

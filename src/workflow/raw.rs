@@ -3,7 +3,9 @@
 //! These structs only decide shape (which keys exist, which types they hold); every other rule
 //! lives in `parse`, which turns them into the validated [`super::model`]. Every struct denies
 //! unknown keys, and every key is optional here so that a missing one is reported by `parse`
-//! with a message of ours rather than serde's. Keep the key lists in `parse` in sync.
+//! with a message of ours rather than serde's. `read` fills [`RawWorkflow`] one top-level key
+//! at a time (so that every table's mistakes are found in one pass); keep its `TOP_KEYS` and
+//! the key lists in `parse` in sync.
 
 use std::collections::BTreeMap;
 use std::fmt;

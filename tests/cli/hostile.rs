@@ -241,7 +241,7 @@ fn every_broken_workflow_is_refused_with_its_place_and_nothing_created() {
     }
 }
 
-/// A file over the 1 MiB limit is refused at the place the limit is crossed, without reading
+/// A file over the 4 MiB limit is refused at the place the limit is crossed, without reading
 /// it all; a large file under it with a mistake in every hundredth of its 2,000 steps gets
 /// all twenty reported in one pass.
 #[test]
@@ -254,10 +254,10 @@ fn huge_files_are_refused_and_large_ones_report_every_mistake() {
     env.write("huge.toml", &huge);
     let r = env.machine(&["validate", "huge.toml"]);
     assert_eq!(r.code, 2, "{r}");
-    let before = &huge[..1 << 20];
+    let before = &huge[..4 << 20];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    let place = format!("huge.toml:{line}:{column}: the file is larger than 1 MiB");
+    let place = format!("huge.toml:{line}:{column}: the file is larger than 4 MiB");
     assert!(r.stderr.contains(&place), "{place}: {r}");
 
     let mut large = String::from("version = 1\nname = \"large\"\n");

@@ -5,16 +5,17 @@
 //! into a spanned TOML document (a syntax error can only be reported once: past it, nothing
 //! is known), and then each part is deserialized on its own: each top-level value, `[defaults]`,
 //! `[tracks]`, `[controller]`, each `[vars.<name>]`, each `[groups.<id>]`, each
-//! `[[condition_groups]]` entry and each `[[steps]]` entry. Within one of those tables the
-//! first mistake is the one reported. Every mistake comes back with the [`Place`] it is in, so
-//! that `parse` words it without guessing where it is.
+//! `[[condition_groups]]` entry and each `[[steps]]` entry; and when one of those tables has a
+//! mistake, each of its keys on its own, so two wrong keys of one step are both reported
+//! (within a table nested in a key, like `loop = { … }`, the first). Every mistake comes back
+//! with the [`Place`] it is in, so that `parse` words it without guessing where it is.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
-use toml_edit::{DocumentMut, ImDocument, Item, Value};
+use toml_edit::{DocumentMut, ImDocument, Item, Key, Table, Value};
 
 use super::raw::{RawWorkflow, Str};
 
@@ -172,15 +173,29 @@ struct Reader {
 }
 
 impl Reader {
-    /// One part as a `T`; on a mistake, `None` and the mistake is kept.
+    /// One part as a `T`; on a mistake, `None` and the mistake is kept — for a table, the
+    /// mistake of each of its keys (every key of the raw tables is optional, so a key read
+    /// alone is wrong only if it is unknown or of the wrong type).
     fn one<T: DeserializeOwned>(&mut self, part: &Part<'_>, place: Place) -> Option<Spanned<T>> {
-        match deserialize(part.item) {
-            Ok(value) => Some(Spanned::new(part.span(), value)),
-            Err(e) => {
-                self.keep(&e, part, place);
-                None
+        let e = match deserialize::<T>(part.item) {
+            Ok(value) => return Some(Spanned::new(part.span(), value)),
+            Err(e) => e,
+        };
+        let before = self.errors.len();
+        // A mistake about the whole value (a table where a list belongs) is told once.
+        let inside = e.span().is_some_and(|s| s.start != part.span().start);
+        let entries = table_entries(part.item).filter(|_| inside);
+        for (key, item) in entries.unwrap_or_default() {
+            let mut alone = Table::new();
+            alone.insert_formatted(&key, item);
+            if let Err(e) = deserialize::<T>(&Item::Table(alone)) {
+                self.keep(&e, part, place.clone());
             }
         }
+        if self.errors.len() == before {
+            self.keep(&e, part, place);
+        }
+        None
     }
 
     /// A table of named tables (`[vars.<name>]`, `[groups.<id>]`), each read on its own.
@@ -197,7 +212,8 @@ impl Reader {
         };
         let mut out = BTreeMap::new();
         let before = self.errors.len();
-        for (name, key_span, item) in entries {
+        for (key, item) in entries {
+            let (name, key_span) = (key.get().to_string(), key.span());
             let entry = Part {
                 name: part.name,
                 item: &item,
@@ -232,8 +248,8 @@ impl Reader {
         let before = self.errors.len();
         for (i, item) in items.iter().enumerate() {
             let id = table_entries(item)
-                .and_then(|entries| entries.into_iter().find(|(k, _, _)| k == "id"))
-                .and_then(|(_, _, id)| id.as_str().map(str::to_string));
+                .and_then(|entries| entries.into_iter().find(|(k, _)| k.get() == "id"))
+                .and_then(|(_, id)| id.as_str().map(str::to_string));
             let entry = Part {
                 name: part.name,
                 item,
@@ -273,28 +289,19 @@ fn deserialize<T: DeserializeOwned>(item: &Item) -> Result<T, toml_edit::de::Err
     }
 }
 
-/// One entry of a table: its key, the key's span, its value.
-type Entry = (String, Option<Range<usize>>, Item);
-
-/// The entries of a table or inline table; `None` for anything else.
-fn table_entries(item: &Item) -> Option<Vec<Entry>> {
+/// The entries of a table or inline table, keys with their spans; `None` for anything else.
+fn table_entries(item: &Item) -> Option<Vec<(Key, Item)>> {
     match item {
         Item::Table(table) => Some(
             table
                 .iter()
-                .map(|(k, v)| {
-                    let span = table.key(k).and_then(|key| key.span());
-                    (k.to_string(), span, v.clone())
-                })
+                .filter_map(|(k, v)| Some((table.key(k)?.clone(), v.clone())))
                 .collect(),
         ),
         Item::Value(Value::InlineTable(table)) => Some(
             table
                 .iter()
-                .map(|(k, v)| {
-                    let span = table.key(k).and_then(|key| key.span());
-                    (k.to_string(), span, Item::Value(v.clone()))
-                })
+                .filter_map(|(k, v)| Some((table.key(k)?.clone(), Item::Value(v.clone()))))
                 .collect(),
         ),
         _ => None,

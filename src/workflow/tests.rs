@@ -2682,3 +2682,24 @@ fn cut_and_corrupted_builtins_are_errors_with_a_place() {
     }
     assert!(tried > 4_000, "tried {tried}");
 }
+
+#[test]
+fn every_wrong_key_of_one_step_is_reported() {
+    let e = parse(
+        "wf.toml",
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\npromt = \"p\"\ntimeout = 5\nloop = { to = \"a\", maxx = 1, onmax = \"x\" }\n",
+    )
+    .expect_err("three mistakes");
+    let all: Vec<String> = std::iter::once(&e)
+        .chain(e.also.iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "wf.toml:5:1: unknown key `promt` in step `a`",
+            "wf.toml:6:11: expected a string for `timeout`, found integer `5`",
+            "wf.toml:7:20: unknown key `maxx` in `loop` of step `a`",
+        ]
+    );
+}

@@ -28,10 +28,7 @@ fn names_line_and_column(stderr: &str, origin: &str) -> bool {
 /// What a person reads, for a snapshot: the exit code and both streams.
 fn transcript(r: &Run) -> String {
     format!(
-        "exit {}
---- stdout
-{}--- stderr
-{}",
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
         r.code, r.stdout, r.stderr
     )
 }

@@ -441,9 +441,38 @@ impl Checker<'_> {
 
     // ---- the model ----------------------------------------------------------------------
 
+    /// The model of a file whose shape is right. `version` and `name` stand apart from the
+    /// rest: their mistakes are reported together with the first of the others (and the
+    /// steps' mistakes, which are all found).
     fn workflow(&self, raw: RawWorkflow) -> Result<Workflow> {
-        self.version(raw.version.as_ref())?;
-        let name = self.name(raw.name.as_ref())?;
+        let version = self.version(raw.version.as_ref());
+        let name = self.name(raw.name.as_ref());
+        let rest = self.workflow_named(raw, name.as_ref().map_or("", String::as_str));
+        let mut found: Vec<WorkflowError> = Vec::new();
+        for e in [version.err(), name.err(), rest.as_ref().err().cloned()]
+            .into_iter()
+            .flatten()
+        {
+            let also = e.also.clone();
+            found.push(WorkflowError {
+                also: Box::new([]),
+                ..e
+            });
+            found.extend(also.into_vec());
+        }
+        let mut found = found.into_iter();
+        match found.next() {
+            None => rest,
+            Some(mut first) => {
+                first.also = found.collect::<Vec<_>>().into_boxed_slice();
+                Err(first)
+            }
+        }
+    }
+
+    /// [`Self::workflow`] past `version` and `name`.
+    fn workflow_named(&self, raw: RawWorkflow, name: &str) -> Result<Workflow> {
+        let name = name.to_string();
         let description = raw.description.map(Spanned::into_inner).unwrap_or_default();
         let vars = self.vars(raw.vars.as_ref())?;
         let declared: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();

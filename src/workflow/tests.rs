@@ -2703,3 +2703,25 @@ fn every_wrong_key_of_one_step_is_reported() {
         ]
     );
 }
+
+#[test]
+fn version_name_and_step_mistakes_are_reported_together() {
+    let e = parse(
+        "wf.toml",
+        "version = 2\nname = \"Bad Name\"\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\ntimeout = \"soon\"\n\n[[steps]]\nid = \"b\"\nengine = \"claud\"\nprompt = \"p\"\n",
+    )
+    .expect_err("four mistakes");
+    let all: Vec<String> = std::iter::once(&e)
+        .chain(e.also.iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "wf.toml:1:11: unsupported version 2; this git machine reads version 1",
+            "wf.toml:2:8: bad workflow name `Bad Name`",
+            "wf.toml:6:11: bad duration `soon`",
+            "wf.toml:10:10: unknown engine `claud`",
+        ]
+    );
+}

@@ -19,7 +19,7 @@ pub fn bind_vars(
 ) -> CliResult<BTreeMap<String, String>> {
     let missing = match wf.bind_vars(given) {
         Ok(values) => return Ok(values),
-        Err(BindError::Unknown(e)) => return Err(e.into()),
+        Err(BindError::Unknown(e) | BindError::Escape(e)) => return Err(e.into()),
         Err(BindError::Missing(missing)) => missing,
     };
     let mut asker = Asker::new(refused_by.is_none());

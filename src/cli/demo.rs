@@ -52,9 +52,39 @@ pub fn run(ctx: &mut Ctx, args: &DemoArgs) -> CliResult {
     ctx.ui.out("");
     ctx.ui.out(&format!(
         "Look around: cd {} && git log --stat machine/{id}",
-        dir.display()
+        shell_quoted(&dir.display().to_string())
     ));
     ctx.ui
         .out(&format!("             git machine show {id} implement"));
     super::run_end(end, &id)
+}
+
+/// `text` as one word for a POSIX shell, to be pasted: as it is when it holds only characters
+/// no shell reads specially, else in single quotes (each `'` written `'\''`). A temporary
+/// directory may hold spaces or quotes (`TMPDIR`).
+fn shell_quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quoted;
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_when_they_need_it() {
+        assert_eq!(
+            shell_quoted("/tmp/git-machine-demo-x1"),
+            "/tmp/git-machine-demo-x1"
+        );
+        assert_eq!(shell_quoted("/tmp/my dir"), "'/tmp/my dir'");
+        assert_eq!(shell_quoted("/tmp/it's $(x)"), "'/tmp/it'\\''s $(x)'");
+        assert_eq!(shell_quoted(""), "''");
+    }
 }

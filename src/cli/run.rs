@@ -150,6 +150,12 @@ pub fn run(ctx: &mut Ctx, args: &RunArgs) -> CliResult {
         again: &again,
     };
     super::trust::check(ctx, &repo, file.as_deref(), &wf.source, &asked)?;
+    for warning in &wf.warnings {
+        ctx.ui.note(&format!("warning: {warning}"));
+        if let Some(hint) = &warning.hint {
+            ctx.ui.note(&format!("hint: {hint}"));
+        }
+    }
     let given = given_vars(ctx, args)?;
     if args.detach {
         // Checked here first, so a mistake is told on this terminal: the same checks run again.

@@ -1,4 +1,8 @@
 //! `git machine validate`: check a workflow file without running anything.
+//!
+//! Stricter than `run`: what a run only warns about (a placeholder pasted inside quotes of a
+//! shell script, [`workflow::Workflow::warnings`]) is an error here, exit code 2, so a check in
+//! CI or before a commit catches it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +35,12 @@ pub fn run(ctx: &mut Ctx, args: &ValidateArgs) -> CliResult {
         repo.as_ref().and_then(|r| r.workdir()),
         &args.workflow,
     )?;
+    if let Some((first, rest)) = wf.warnings.split_first() {
+        // Allowed in a run (with a warning), refused here: a check before a commit should fail.
+        let mut e = first.clone();
+        e.also = rest.to_vec().into_boxed_slice();
+        return Err(e.into());
+    }
     ctx.ui.out(&format!(
         "{}: ok — workflow `{}`, {} step{}, {} var{}",
         wf.origin,
@@ -73,6 +83,7 @@ fn render(
         };
         values.insert(var.name.clone(), value);
     }
+    wf.check_paths(&values)?;
     for (k, v) in [
         ("run_id", "<run-id>"),
         ("workflow", wf.name.as_str()),

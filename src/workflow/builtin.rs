@@ -39,12 +39,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_builtin_parses_under_its_own_name() {
+    fn every_builtin_parses_under_its_own_name_with_no_warning() {
         for (name, text) in BUILTINS {
             let origin = format!("builtin:{name}");
             let wf = crate::workflow::parse(&origin, text).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(wf.name, *name);
             assert!(!wf.description.is_empty(), "{name} needs a description");
+            assert_eq!(wf.warnings, [], "{name} validates with no warning");
         }
     }
 
@@ -85,5 +86,22 @@ mod tests {
         assert!(wf.steps.iter().all(|s| s.engines == ["command"]));
         assert_eq!(wf.vars[0].name, "feature_name");
         assert!(builtin("nope").is_none());
+    }
+
+    /// `bug-triage` hands `{test_command}` to its shell scripts as an argument: a command with
+    /// an apostrophe or `$(…)` stays one argument, never part of a script's text.
+    #[test]
+    fn bug_triage_passes_the_test_command_as_an_argument() {
+        let wf = crate::workflow::parse("bug-triage", builtin("bug-triage").expect("built in"))
+            .expect("parses");
+        let evil = "cargo test it's $(touch pwned)";
+        let values = [("test_command", evil), ("bug", "b")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let steps = wf.resolve(&values);
+        let verify = steps.iter().find(|s| s.id == "verify").expect("verify");
+        assert_eq!(verify.run[..3], ["sh", "-c", "echo \"verifying with: $1\""]);
+        assert_eq!(verify.run[4], evil);
     }
 }

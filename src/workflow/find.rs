@@ -11,6 +11,7 @@ use super::builtin::{builtin, builtin_names};
 use super::error::{closest, WorkflowError};
 use super::model::Workflow;
 use super::parse::{parse, parse_with_base};
+use super::paths::{read_text, ReadError};
 
 /// Where a repository keeps its workflows, relative to its work tree.
 const REPO_WORKFLOWS_DIR: &str = ".codemachine/workflows";
@@ -78,14 +79,15 @@ fn locate(
 ) -> Result<Found, WorkflowError> {
     if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
         let path = cwd.join(name_or_path);
-        return match std::fs::read_to_string(&path) {
+        return match read_text(&path, name_or_path) {
             Ok(source) => Ok(Found {
                 origin: name_or_path.to_string(),
                 source,
                 dir: path.parent().map(Path::to_path_buf),
                 path: Some(path.clone()),
             }),
-            Err(e) => {
+            Err(ReadError::Bad(e)) => Err(e),
+            Err(ReadError::Io(e)) => {
                 let mut err =
                     WorkflowError::new(name_or_path, format!("cannot read workflow file: {e}"));
                 if e.kind() == std::io::ErrorKind::NotFound && !name_or_path.contains('/') {
@@ -103,17 +105,18 @@ fn locate(
             .join(REPO_WORKFLOWS_DIR)
             .join(format!("{name_or_path}.toml"));
         if path.is_file() {
-            let source = std::fs::read_to_string(&path).map_err(|e| {
-                WorkflowError::new(
-                    path.display().to_string(),
-                    format!("cannot read workflow file: {e}"),
-                )
-            })?;
             let origin = path
                 .strip_prefix(cwd)
                 .unwrap_or(&path)
                 .display()
                 .to_string();
+            let source = read_text(&path, &origin).map_err(|e| match e {
+                ReadError::Bad(e) => e,
+                ReadError::Io(e) => WorkflowError::new(
+                    path.display().to_string(),
+                    format!("cannot read workflow file: {e}"),
+                ),
+            })?;
             return Ok(Found {
                 origin,
                 source,
@@ -163,12 +166,13 @@ pub fn list(repo_workdir: Option<&Path>) -> Vec<(String, String, String)> {
                 continue;
             };
             let origin = path.display().to_string();
-            let description = match std::fs::read_to_string(&path) {
+            let description = match read_text(&path, &origin) {
                 Ok(text) => match parse_with_base(&origin, &text, path.parent()) {
                     Ok(wf) => wf.description,
                     Err(e) => format!("(invalid: {})", e.message),
                 },
-                Err(e) => format!("(unreadable: {e})"),
+                Err(ReadError::Bad(e)) => format!("(invalid: {})", e.message),
+                Err(ReadError::Io(e)) => format!("(unreadable: {e})"),
             };
             out.push((name.to_string(), description, origin));
         }

@@ -22,7 +22,9 @@ mod find;
 mod id;
 pub mod model;
 mod parse;
+mod paths;
 mod raw;
+mod read;
 mod template;
 mod vars;
 

@@ -60,6 +60,9 @@ pub struct Workflow {
     pub prompt_files: BTreeMap<String, String>,
     /// `[workspace]`: files brought into each new worktree and the command that sets it up.
     pub workspace: WorkspaceSpec,
+    /// What is allowed but likely wrong, each at its place in the file: placeholders pasted
+    /// inside quotes of a shell script (`validate` refuses them; `run` tells them).
+    pub warnings: Vec<super::WorkflowError>,
 }
 
 /// How a new worktree (a run's or a member's) is made ready: ignored files of the user's

@@ -1,11 +1,18 @@
 //! From a workflow file's text to a validated [`Workflow`].
 //!
-//! Two stages: serde reads the text into the spanned structs of `raw` (syntax, unknown keys and
-//! types), then [`Checker`] applies every other rule while building the model. Both stages
-//! report the first mistake as a [`WorkflowError`] placed at the offending key or value, and
-//! serde's wording is rewritten into ours (toml's multi-line snippet is dropped: the CLI shows
-//! the position). `[defaults]` are merged here: a step's own value wins, except `env`, which is
-//! merged key by key (the step's value wins for a key in both).
+//! Two stages: `read` reads the text into the spanned structs of `raw` (syntax, unknown keys
+//! and types), one table at a time, so the mistakes of every table come back together; then
+//! [`Checker`] applies every other rule while building the model (a mistake in a step does not
+//! stop the other steps' checks). Each mistake is a [`WorkflowError`] placed at the offending
+//! key or value, the first carrying the others in `also`; serde's wording is rewritten into
+//! ours (toml's multi-line snippet is dropped: the CLI shows the position). The rules of the
+//! second stage run only on a file whose shape is right. `[defaults]` are merged here: a
+//! step's own value wins, except `env`, which is merged key by key (the step's value wins for
+//! a key in both).
+//!
+//! Paths a file names (`outputs`, `prompt_file`, context `file`/`files`) must stay inside
+//! (`paths::escape`). Placeholders pasted inside quotes of a `sh -c` script are not errors but
+//! [`Workflow::warnings`].
 //!
 //! References are checked in file order: `session`, `context.from` and `loop.to` name earlier
 //! steps (`loop.to` may name the step itself), `when`/`when_any` name options of
@@ -40,10 +47,12 @@ use super::model::{
     Choice, ContextSource, Fallback, GroupSpec, LoopSpec, Mode, Permissions, Step, VarDecl,
     Workflow, WorkspaceSpec, BUILTIN_PLACEHOLDERS, CONTROLLER, DEFAULT_ENGINE, ENGINES,
 };
+use super::paths::{escape, read_text, too_big, ReadError, MAX_FILE};
 use super::raw::{
-    Engines, LooseWorkflow, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop,
-    RawStep, RawTracks, RawWorkflow, RawWorkspace, Str, StrList, StrMap,
+    Engines, Names, RawConditionGroup, RawContext, RawDefaults, RawGroup, RawLoop, RawStep,
+    RawTracks, RawWorkflow, RawWorkspace, Str, StrList, StrMap,
 };
+use super::read::{read, Place, ShapeError, TOP_KEYS};
 use super::template;
 
 /// The only file format version this build reads.
@@ -51,21 +60,6 @@ const VERSION: i64 = 1;
 
 const REASONING: &[&str] = &["minimal", "low", "medium", "high"];
 const PERMISSIONS: &[&str] = &["read", "edit", "full"];
-/// Keys of the file's top level.
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "name",
-    "description",
-    "vars",
-    "defaults",
-    "tracks",
-    "condition_groups",
-    "groups",
-    "controller",
-    "steps",
-    "workspace",
-    "commit_secrets",
-];
 /// Keys of a step that `[defaults]` may not set.
 const STEP_ONLY_KEYS: &[&str] = &[
     "id",
@@ -128,12 +122,33 @@ pub fn parse_with_files(
 }
 
 fn check(origin: &str, source: &str, prompt_files: PromptFiles<'_>) -> Result<Workflow> {
+    // A byte-order mark is not part of the text: columns count from after it, as editors do.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    if source.len() > MAX_FILE {
+        let mut end = MAX_FILE;
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(too_big(origin, &source[..end]));
+    }
+    if let Some(at) = source.find('\0') {
+        return Err(
+            WorkflowError::at(origin, source, at, "the file holds a NUL byte").with_hint(
+                "a workflow file is text: remove it (a NUL in a value is written `\\u0000`)",
+            ),
+        );
+    }
     let checker = Checker {
         origin,
         source,
         prompt_files,
     };
-    let raw: RawWorkflow = toml::from_str(source).map_err(|e| checker.serde_error(&e))?;
+    let raw = read(source).map_err(|errors| {
+        let mut all = errors.iter().map(|e| checker.shape_error(e));
+        let mut first = all.next().expect("a failed reading has a mistake");
+        first.also = all.collect::<Vec<_>>().into_boxed_slice();
+        first
+    })?;
     checker.workflow(raw)
 }
 
@@ -153,46 +168,6 @@ struct Checker<'a> {
     origin: &'a str,
     source: &'a str,
     prompt_files: PromptFiles<'a>,
-}
-
-/// Where in the file an offset is, to name it in messages.
-enum Place {
-    Top,
-    /// Directly in `[vars]`.
-    Vars,
-    Var(String),
-    Defaults,
-    /// `[tracks]` or `[tracks.options]`.
-    Tracks,
-    /// A condition group: its id when it has a string one, else its 1-based position.
-    ConditionGroup(std::result::Result<String, usize>),
-    /// Directly in `[groups]`.
-    Groups,
-    Group(String),
-    /// A step: its id when it has a string one, else its 1-based position.
-    Step(std::result::Result<String, usize>),
-    Controller,
-    Unknown,
-}
-
-impl Place {
-    /// ` in step `x``, or nothing at top level.
-    fn suffix(&self) -> String {
-        match self {
-            Place::Top | Place::Unknown => String::new(),
-            Place::Vars => " in [vars]".to_string(),
-            Place::Var(name) => format!(" in var `{name}`"),
-            Place::Defaults => " in [defaults]".to_string(),
-            Place::Tracks => " in [tracks]".to_string(),
-            Place::ConditionGroup(Ok(id)) => format!(" in condition group `{id}`"),
-            Place::ConditionGroup(Err(n)) => format!(" in condition group #{n}"),
-            Place::Groups => " in [groups]".to_string(),
-            Place::Group(id) => format!(" in [groups.{id}]"),
-            Place::Step(Ok(id)) => format!(" in step `{id}`"),
-            Place::Step(Err(n)) => format!(" in step #{n}"),
-            Place::Controller => " in [controller]".to_string(),
-        }
-    }
 }
 
 /// What every step is checked against.
@@ -321,35 +296,45 @@ impl Checker<'_> {
 
     // ---- serde errors -------------------------------------------------------------------
 
-    /// Rewrites toml/serde's message into ours, keeping its position.
-    fn serde_error(&self, e: &toml::de::Error) -> WorkflowError {
+    /// Rewrites a mistake of shape from serde's words into ours, keeping its position.
+    fn shape_error(&self, e: &ShapeError) -> WorkflowError {
         // toml's message may run over several lines ("invalid table header\nexpected ...").
         let message = e
-            .message()
+            .message
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(": ");
-        let Some(span) = e.span() else {
+        let Some(span) = e.span.clone() else {
             return WorkflowError::new(self.origin, message);
         };
         let at = span.start;
+        if e.syntax {
+            let hint = syntax_hint(&message);
+            return self.err(at, message).with_hint(hint);
+        }
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((key, expected)) = rest.split_once('`') {
-                return self.unknown_key(at, key, &expected_keys(expected));
+                return self.unknown_key(at, key, &expected_keys(expected), &e.place);
             }
         }
         if let Some(rest) = message.strip_prefix("invalid type: ") {
             if let Some((found, expected)) = rest.split_once(", expected ") {
-                return self.wrong_type(span, found, expected);
+                return self.wrong_type(span, found, expected, e);
             }
         }
+        let message = format!("{message}{}", e.place.suffix());
         self.err(at, message)
     }
 
-    fn unknown_key(&self, at: usize, key: &str, allowed: &[String]) -> WorkflowError {
-        let place = self.place(at);
+    fn unknown_key(
+        &self,
+        at: usize,
+        key: &str,
+        allowed: &[String],
+        place: &Place,
+    ) -> WorkflowError {
         // Tables nested in a step are told apart by the keys they allow.
         let has = |k: &str| allowed.iter().any(|a| a == k);
         let within = if !matches!(place, Place::Step(_)) {
@@ -383,7 +368,14 @@ impl Checker<'_> {
         self.err(at, message).with_hint(hint)
     }
 
-    fn wrong_type(&self, span: Range<usize>, found: &str, expected: &str) -> WorkflowError {
+    fn wrong_type(
+        &self,
+        span: Range<usize>,
+        found: &str,
+        expected: &str,
+        e: &ShapeError,
+    ) -> WorkflowError {
+        let place = &e.place;
         let found = found
             .replace("floating point", "float")
             .replace("sequence", "an array")
@@ -393,14 +385,13 @@ impl Checker<'_> {
         } else {
             expected.replace("a sequence", "an array")
         };
-        let key = key_before(self.source, span.start);
+        let key = key_before(self.source, span.start).or_else(|| e.key.clone());
         let message = match &key {
             Some(key) => format!("expected {expected} for `{key}`, found {found}"),
             None => format!("expected {expected}, found {found}"),
         };
         let text = self.source.get(span.clone()).unwrap_or("").trim();
         let key = key.unwrap_or_default();
-        let place = self.place(span.start);
         let in_vars = matches!(place, Place::Vars);
         let hint = if key == "timeout" || key == "idle_timeout" {
             Some(format!("durations are strings: {DURATION_HINT}"))
@@ -415,7 +406,16 @@ impl Checker<'_> {
             ))
         } else if key == "env" && expected == "a table" {
             Some(r#"write a table: `env = { NAME = "value" }`"#.to_string())
-        } else if key == "context" && expected == "a table" {
+        } else if (key == "steps" || key == "condition_groups") && found == "a table" {
+            Some(format!(
+                "write each entry under its own `[[{key}]]` header, with two brackets"
+            ))
+        } else if key == "engine" {
+            Some(format!(
+                r#"write `engine = "claude"` or a fallback list `engine = ["claude", "codex"]`; engines: {}"#,
+                ENGINES.join(", ")
+            ))
+        } else if key == "context" && (expected == "a table" || expected == "an array") {
             Some(CONTEXT_HINT.to_string())
         } else if key == "loop" && expected == "a table" {
             Some(LOOP_HINT.to_string())
@@ -440,59 +440,40 @@ impl Checker<'_> {
         self.err(span.start, message).with_hint_opt(hint)
     }
 
-    /// Which step, var or table `offset` falls in, for messages.
-    fn place(&self, offset: usize) -> Place {
-        let loose: Option<LooseWorkflow> = toml::from_str(self.source).ok();
-        if let Some(steps) = loose.as_ref().and_then(|l| l.steps.as_ref()) {
-            for (i, step) in steps.iter().enumerate() {
-                if step.span().contains(&offset) {
-                    let id = step.get_ref().get("id").and_then(|v| v.as_str());
-                    return Place::Step(id.map(str::to_string).ok_or(i + 1));
-                }
-            }
+    // ---- the model ----------------------------------------------------------------------
+
+    /// The model of a file whose shape is right. `version` and `name` stand apart from the
+    /// rest: their mistakes are reported together with the first of the others (and the
+    /// steps' mistakes, which are all found).
+    fn workflow(&self, raw: RawWorkflow) -> Result<Workflow> {
+        let version = self.version(raw.version.as_ref());
+        let name = self.name(raw.name.as_ref());
+        let rest = self.workflow_named(raw, name.as_ref().map_or("", String::as_str));
+        let mut found: Vec<WorkflowError> = Vec::new();
+        for e in [version.err(), name.err(), rest.as_ref().err().cloned()]
+            .into_iter()
+            .flatten()
+        {
+            let also = e.also.clone();
+            found.push(WorkflowError {
+                also: Box::new([]),
+                ..e
+            });
+            found.extend(also.into_vec());
         }
-        if let Some(groups) = loose.as_ref().and_then(|l| l.condition_groups.as_ref()) {
-            for (i, group) in groups.iter().enumerate() {
-                if group.span().contains(&offset) {
-                    let id = group.get_ref().get("id").and_then(|v| v.as_str());
-                    return Place::ConditionGroup(id.map(str::to_string).ok_or(i + 1));
-                }
+        let mut found = found.into_iter();
+        match found.next() {
+            None => rest,
+            Some(mut first) => {
+                first.also = found.collect::<Vec<_>>().into_boxed_slice();
+                Err(first)
             }
-        }
-        // Otherwise the last table header before the offset says where we are.
-        let header = self.source[..offset.min(self.source.len())]
-            .lines()
-            .map(str::trim)
-            .rfind(|l| l.starts_with('['));
-        let Some(header) = header else {
-            return Place::Top;
-        };
-        let header = header.split('#').next().unwrap_or("").trim();
-        let inner = header.trim_start_matches('[').trim_end_matches(']').trim();
-        if inner == "defaults" {
-            Place::Defaults
-        } else if inner == "vars" {
-            Place::Vars
-        } else if let Some(name) = inner.strip_prefix("vars.") {
-            Place::Var(name.trim().trim_matches('"').to_string())
-        } else if inner == "tracks" || inner.starts_with("tracks.") {
-            Place::Tracks
-        } else if inner == "groups" {
-            Place::Groups
-        } else if let Some(name) = inner.strip_prefix("groups.") {
-            Place::Group(name.trim().trim_matches('"').to_string())
-        } else if inner == "controller" || inner.starts_with("controller.") {
-            Place::Controller
-        } else {
-            Place::Unknown
         }
     }
 
-    // ---- the model ----------------------------------------------------------------------
-
-    fn workflow(&self, raw: RawWorkflow) -> Result<Workflow> {
-        self.version(raw.version.as_ref())?;
-        let name = self.name(raw.name.as_ref())?;
+    /// [`Self::workflow`] past `version` and `name`.
+    fn workflow_named(&self, raw: RawWorkflow, name: &str) -> Result<Workflow> {
+        let name = name.to_string();
         let description = raw.description.map(Spanned::into_inner).unwrap_or_default();
         let vars = self.vars(raw.vars.as_ref())?;
         let declared: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
@@ -538,7 +519,20 @@ impl Checker<'_> {
             })
             .collect();
         let commit_secrets = self.commit_secrets(raw.commit_secrets.as_ref())?;
+        let warnings = raw
+            .controller
+            .iter()
+            .map(|c| (CONTROLLER, c.get_ref()))
+            .chain(
+                steps[offset..]
+                    .iter()
+                    .zip(all)
+                    .map(|(s, raw)| (s.id.as_str(), raw.get_ref())),
+            )
+            .flat_map(|(id, raw)| self.shell_warnings(id, raw, &declared))
+            .collect();
         Ok(Workflow {
+            warnings,
             name,
             description,
             commit_secrets,
@@ -654,6 +648,45 @@ impl Checker<'_> {
             paths.push(p.clone());
         }
         Ok(paths)
+    }
+
+    /// The placeholders of vars (and `{loop_reason}`, which an agent writes) that step `id`
+    /// pastes inside quotes of a shell script (`run` or `until.run` of the form
+    /// `[<shell>, …, "-c", "<script>", …]`): a value holding the closing quote, `$(…)` or a
+    /// backtick is run as code. Not errors for a run (the file means something), warnings:
+    /// `validate` refuses them, `run` tells them.
+    fn shell_warnings(&self, id: &str, raw: &RawStep, declared: &[&str]) -> Vec<WorkflowError> {
+        let until = raw
+            .loop_
+            .as_ref()
+            .and_then(|l| l.get_ref().until.as_ref())
+            .and_then(|u| u.get_ref().run.as_ref());
+        let mut out = Vec::new();
+        for (key, argv) in [("run", raw.run.as_ref()), ("until.run", until)] {
+            let Some(script) = argv.and_then(|a| shell_script(a.get_ref())) else {
+                continue;
+            };
+            for (name, i, quote) in template::quoted_placeholders(script.get_ref()) {
+                if !declared.contains(&name) && name != "loop_reason" {
+                    continue;
+                }
+                let (quotes, breaks) = match quote {
+                    template::Quote::Single => ("single", "a `'` in its value ends the quotes"),
+                    template::Quote::Double => (
+                        "double",
+                        "a `\"`, `$(…)` or backtick in its value is read by the shell",
+                    ),
+                };
+                let at = self.offset_in(script, i, &format!("{{{name}}}"));
+                let message = format!(
+                    "`{{{name}}}` is pasted inside {quotes} quotes of the shell script in `{key}` of step `{id}`: {breaks}"
+                );
+                out.push(self.err(at, message).with_hint(format!(
+                    r#"pass the value as an argument and quote that: `["sh", "-c", "echo \"$1\"", "sh", "{{{name}}}"]`"#
+                )));
+            }
+        }
+        out
     }
 
     fn version(&self, version: Option<&Spanned<toml::Value>>) -> Result<()> {
@@ -866,7 +899,14 @@ impl Checker<'_> {
         };
         let prompt = self.prompt(s, &id, at, agent.map(String::as_str), declared)?;
         let outputs = match &s.outputs {
-            Some(outputs) => self.templates(outputs, declared)?,
+            Some(outputs) => outputs
+                .get_ref()
+                .iter()
+                .map(|o| {
+                    self.path(o, "outputs", declared)?;
+                    Ok(o.get_ref().clone())
+                })
+                .collect::<Result<_>>()?,
             None => Vec::new(),
         };
         let group = s.group.as_ref().map(|g| self.group_id(g)).transpose()?;
@@ -1148,6 +1188,11 @@ impl Checker<'_> {
                 r#"name a file relative to the workflow file's directory, e.g. `prompt_file = "prompts/design.md"`"#,
             ));
         }
+        if let Some(why) = escape(written) {
+            return Err(self
+                .err(at, format!("`prompt_file` must stay inside the workflow file's directory: `{}` {why}", written.escape_debug()))
+                .with_hint("name a file next to the workflow file or below it, e.g. `prompt_file = \"prompts/design.md\"`"));
+        }
         let inline = "write the prompt inline instead: `prompt = '''...'''`";
         let (shown, text): (PathBuf, String) = match self.prompt_files {
             PromptFiles::Unavailable if self.origin.starts_with("builtin:") => {
@@ -1165,9 +1210,10 @@ impl Checker<'_> {
             }
             PromptFiles::Dir(dir) => {
                 let path = dir.join(written);
-                match std::fs::read_to_string(&path) {
+                match read_text(&path, &path.display().to_string()) {
                     Ok(text) => (path, text),
-                    Err(e) => {
+                    Err(ReadError::Bad(e)) => return Err(e),
+                    Err(ReadError::Io(e)) => {
                         let hint = Path::new(written).is_relative().then(|| {
                             format!(
                                 "`prompt_file` is relative to the directory of the workflow file, {}",
@@ -1442,16 +1488,35 @@ impl Checker<'_> {
                 .err(at, format!("`{key}` is empty"))
                 .with_hint(CONTEXT_HINT));
         }
-        if text.starts_with(['/', '\\']) || text.split(['/', '\\']).any(|part| part == "..") {
+        self.path(value, key, declared)?;
+        Ok(text.clone())
+    }
+
+    /// A path of the worktree a workflow names (a template): it stays inside — no absolute
+    /// path, no `..`, no NUL, and no `{loop_reason}`, which an agent writes — and its
+    /// placeholders are known. A var's value is checked when a run binds it
+    /// ([`Workflow::check_paths`]).
+    fn path(&self, value: &Str, key: &str, declared: &[&str]) -> Result<()> {
+        let text = value.get_ref();
+        if let Some(why) = escape(text) {
+            let shown = text.escape_debug();
             return Err(self
                 .err(
-                    at,
-                    format!("`{key}` must stay inside the worktree: `{text}`"),
+                    value.span().start,
+                    format!("`{key}` must stay inside the worktree: `{shown}` {why}"),
                 )
                 .with_hint("write a path relative to the root of the worktree, without `..`"));
         }
-        self.template(value, declared)?;
-        Ok(text.clone())
+        let agent_said = template::placeholders(text)
+            .into_iter()
+            .find(|(name, _)| *name == "loop_reason");
+        if let Some((name, i)) = agent_said {
+            let at = self.offset_in(value, i, &format!("{{{name}}}"));
+            return Err(self
+                .err(at, format!("`{{{name}}}` can't be part of a path (`{key}`)"))
+                .with_hint("`{loop_reason}` is what an agent wrote, so it could name any file; name the path with vars and built-ins like `{run_id}`"));
+        }
+        self.template(value, declared)
     }
 
     fn loop_spec(
@@ -2274,6 +2339,35 @@ fn looping_back_over(
     Some(outputs)
 }
 
+/// Shells whose `-c` script is checked for quoted placeholders. Other interpreters (`python -c`,
+/// `node -e`, …) are not: their quoting rules differ, and a workflow rarely pastes into them.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
+
+/// The script of a `[<shell>, <options>…, "-c", "<script>", …]` argv (`env` in front allowed):
+/// the argument after the first option cluster holding `c` (`-c`, `-ec`, `-euxc`).
+fn shell_script(argv: &[Str]) -> Option<&Str> {
+    let name = |a: &Str| {
+        a.get_ref()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut args = argv
+        .iter()
+        .skip_while(|a| name(a) == "env" || a.get_ref().contains('='));
+    let shell = args.next()?;
+    if !SHELLS.contains(&name(shell).as_str()) {
+        return None;
+    }
+    let mut args = args.skip_while(|a| {
+        let a = a.get_ref();
+        !(a.starts_with('-') && !a.starts_with("--") && a.contains('c'))
+    });
+    args.next()?;
+    args.next()
+}
+
 /// The first placeholder of a template that is neither a declared var nor a built-in.
 struct BadPlaceholder {
     /// Byte offset of its `{` in the template.
@@ -2380,6 +2474,27 @@ fn parse_size(text: &str) -> Option<usize> {
         _ => return None,
     };
     number.checked_mul(unit)
+}
+
+/// Advice for a TOML syntax error, by what toml's message says.
+fn syntax_hint(message: &str) -> &'static str {
+    let hints = [
+        ("recursion limit", "values and keys nest at most 80 levels deep; a workflow needs four at most"),
+        ("duplicate key", "a key appears once in its table, and a [table] header once in the file; remove or rename one"),
+        ("invalid table header", "a table header is `[name]` on its own line; an entry of a list of tables is `[[name]]`"),
+        ("invalid basic string", "a \"…\" string ends on its own line; write '''…''' for several lines, and control characters as escapes like `\\u0001`"),
+        ("invalid literal string", "a '…' string ends on its own line; write '''…''' for several lines"),
+        ("invalid string", r#"text is quoted: `key = "value"`"#),
+        ("invalid inline table", "an inline table `{ key = \"value\", … }` is written on one line and closed with `}`"),
+        ("invalid array", "an array is `[\"a\", \"b\"]`, its values separated by commas and closed with `]`"),
+    ];
+    hints
+        .iter()
+        .find(|(said, _)| message.contains(said))
+        .map_or(
+            "the file is not valid TOML here (see https://toml.io)",
+            |(_, hint)| hint,
+        )
 }
 
 /// The key names in the tail of serde's "unknown field" message:

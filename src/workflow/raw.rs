@@ -3,7 +3,9 @@
 //! These structs only decide shape (which keys exist, which types they hold); every other rule
 //! lives in `parse`, which turns them into the validated [`super::model`]. Every struct denies
 //! unknown keys, and every key is optional here so that a missing one is reported by `parse`
-//! with a message of ours rather than serde's. Keep the key lists in `parse` in sync.
+//! with a message of ours rather than serde's. `read` fills [`RawWorkflow`] one top-level key
+//! at a time (so that every table's mistakes are found in one pass); keep its `TOP_KEYS` and
+//! the key lists in `parse` in sync.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,7 +18,7 @@ pub type Str = Spanned<String>;
 pub type StrList = Spanned<Vec<Str>>;
 pub type StrMap = BTreeMap<Str, Str>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkflow {
     /// A `Value` so that `version = "1"` gets a message of ours.
@@ -218,12 +220,4 @@ impl<'de> Visitor<'de> for OneOrMany {
         }
         Ok(Err(names))
     }
-}
-
-/// A forgiving second reading of a file whose strict reading failed: just enough structure to
-/// say which step an error offset falls in.
-#[derive(Debug, Deserialize)]
-pub struct LooseWorkflow {
-    pub steps: Option<Vec<Spanned<toml::Table>>>,
-    pub condition_groups: Option<Vec<Spanned<toml::Table>>>,
 }

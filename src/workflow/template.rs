@@ -96,6 +96,65 @@ pub fn placeholders(template: &str) -> Vec<(&str, usize)> {
         .collect()
 }
 
+/// The quotes a placeholder of a shell script sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quote {
+    /// `'…'` (or `$'…'`): a value with a `'` ends them, and what follows is shell code.
+    Single,
+    /// `"…"`: a value with `"`, `` ` `` or `$(` is read by the shell.
+    Double,
+}
+
+/// The placeholders of a shell script (the argument after `sh -c`) that sit inside quotes, as
+/// (name, byte offset of its `{`, quotes). A value pasted there is read as shell code; the safe
+/// way is a positional argument (`"$1"`). An unquoted placeholder is not listed: a script that
+/// is a var (`["sh", "-c", "{test_command}"]`) means the value to be shell code.
+pub fn quoted_placeholders(script: &str) -> Vec<(&str, usize, Quote)> {
+    let quotes = quote_at(script);
+    placeholders(script)
+        .into_iter()
+        .filter_map(|(name, start)| quotes[start].map(|q| (name, start, q)))
+        .collect()
+}
+
+/// For each byte of a POSIX shell script, the quotes it is inside (a light lexer: quotes,
+/// backslashes and comments; enough to tell where a pasted value lands).
+fn quote_at(script: &str) -> Vec<Option<Quote>> {
+    let bytes = script.as_bytes();
+    let mut out = vec![None; bytes.len() + 1];
+    let mut state: Option<Quote> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        out[i] = state;
+        match (state, b) {
+            (None, b'\\') | (Some(Quote::Double), b'\\') => {
+                if i + 1 < bytes.len() {
+                    out[i + 1] = state;
+                }
+                i += 2;
+                continue;
+            }
+            (None, b'\'') => state = Some(Quote::Single),
+            (None, b'"') => state = Some(Quote::Double),
+            (None, b'#') if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                // A comment, to the end of the line.
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    out[i] = None;
+                    i += 1;
+                }
+                continue;
+            }
+            (Some(Quote::Single), b'\'') | (Some(Quote::Double), b'"') => {
+                state = None;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +213,29 @@ mod tests {
         );
         assert_eq!(expand("awk '{print $1}'", &v), "awk '{print $1}'");
         assert_eq!(expand("{\"a\": 1}", &v), "{\"a\": 1}");
+    }
+
+    #[test]
+    fn placeholders_inside_quotes_of_a_script_are_found() {
+        let found = |s| {
+            quoted_placeholders(s)
+                .into_iter()
+                .map(|(n, _, q)| (n, q))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found("echo '{x}'"), [("x", Quote::Single)]);
+        assert_eq!(found("echo \"a {x} b\""), [("x", Quote::Double)]);
+        assert_eq!(found("{test_command}"), []);
+        assert_eq!(found("make {target} && echo 'done'"), []);
+        assert_eq!(found("echo \"it's\" {x}"), []);
+        assert_eq!(
+            found("echo 'a\"b' \"{y}\" '{z}'"),
+            [("y", Quote::Double), ("z", Quote::Single)]
+        );
+        assert_eq!(found("echo \\'{x}"), []);
+        assert_eq!(found("echo \"\\\"{x}\""), [("x", Quote::Double)]);
+        assert_eq!(found("# it's a comment\necho {x}"), []);
+        assert_eq!(found("echo '{{x}}'"), []);
+        assert_eq!(found("echo $'{x}'"), [("x", Quote::Single)]);
     }
 }

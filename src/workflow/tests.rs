@@ -2435,6 +2435,298 @@ fn workspace_keys_are_read_with_trailing_slashes_dropped() {
     );
 }
 
+// ---- paths stay inside ------------------------------------------------------------------
+
+#[test]
+fn paths_written_in_the_file_stay_inside() {
+    let run = "[[steps]]\nid = \"a\"\nrun = [\"x\"]\n";
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"ok.md\", \"../out.md\"]\n")),
+        14,
+        21,
+        "`outputs` must stay inside the worktree: `../out.md` goes up with `..`",
+        "relative to the root of the worktree",
+    );
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"/tmp/x\"]\n")),
+        14,
+        12,
+        "`/tmp/x` is absolute",
+        "without `..`",
+    );
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"a\\u0000b\"]\n")),
+        14,
+        12,
+        "`a\\0b` holds a NUL byte",
+        "",
+    );
+    assert_err(
+        &with_head(&format!("{run}outputs = [\"notes/{{loop_reason}}.md\"]\n")),
+        14,
+        19,
+        "`{loop_reason}` can't be part of a path (`outputs`)",
+        "an agent wrote",
+    );
+    assert_err(
+        &with_head(&format!(
+            "{run}context = [{{ file = \"{{owner}}/../x\" }}]\n"
+        )),
+        14,
+        21,
+        "`file` must stay inside the worktree",
+        "",
+    );
+    let step = "version = 1\nname = \"x\"\n[[steps]]\nid = \"d\"\nengine = \"claude\"\n";
+    for (path, why) in [("../p.md", "goes up"), ("/etc/passwd", "is absolute")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = format!("{step}prompt_file = \"{path}\"\n");
+        let e = parse_with_base("wf.toml", &source, Some(dir.path())).expect_err("refused");
+        assert_eq!((e.line, e.column), (Some(6), Some(15)), "{e}");
+        assert!(e.message.contains("`prompt_file` must stay inside"), "{e}");
+        assert!(e.message.contains(why), "{e}");
+    }
+}
+
+#[test]
+fn a_var_that_takes_a_path_outside_is_refused_when_bound() {
+    let wf = parse_ok(&with_head(
+        "[[steps]]\nid = \"a\"\nrun = [\"x\"]\noutputs = [\"{feature_name}.md\"]\n\n\
+         [[steps]]\nid = \"b\"\nrun = [\"x\"]\ncontext = [{ files = \"{owner}/*\" }]\n",
+    ));
+    let bind = |pairs: &[(&str, &str)]| {
+        let given: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        wf.bind_vars(&given)
+    };
+    assert!(bind(&[("owner", "me"), ("feature_name", "notes/a..b")]).is_ok());
+    let Err(BindError::Escape(e)) = bind(&[("owner", "me"), ("feature_name", "../../escape")])
+    else {
+        panic!("an escaping value is BindError::Escape");
+    };
+    assert_eq!(
+        e.message,
+        "var `feature_name` takes `outputs` of step `a` out of the worktree: \
+         `{feature_name}.md` becomes `../../escape.md`, which goes up with `..`"
+    );
+    assert!(e
+        .hint
+        .as_deref()
+        .unwrap_or_default()
+        .contains("`feature_name`"));
+    assert_eq!(e.origin, "wf.toml");
+    let Err(BindError::Escape(e)) = bind(&[("owner", "/abs")]) else {
+        panic!("an absolute value is refused");
+    };
+    assert!(
+        e.message
+            .starts_with("var `owner` takes `files` of step `b`"),
+        "{e}"
+    );
+    // A path that only becomes `..` from two values together names the first of them.
+    let wf = parse_ok(&with_head(
+        "[[steps]]\nid = \"a\"\nrun = [\"x\"]\noutputs = [\"x/{feature_name}{owner}/y\"]\n",
+    ));
+    let given =
+        [("feature_name", "."), ("owner", ".")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let Err(BindError::Escape(e)) = wf.bind_vars(&given) else {
+        panic!("`.` + `.` is `..`");
+    };
+    assert!(e.message.starts_with("var `feature_name`"), "{e}");
+}
+
+// ---- every mistake of shape in one pass ------------------------------------------------
+
+#[test]
+fn shape_mistakes_of_every_table_are_reported_together() {
+    let source = r#"version = 1
+name = "multi"
+colour = "red"
+
+[vars.who]
+help = 3
+
+[vars.what]
+defualt = "x"
+
+[defaults]
+timeout = 30
+
+[[steps]]
+id = "a"
+run = "make"
+
+[[steps]]
+id = "b"
+run = ["x"]
+checkpoint = "yes"
+
+[[steps]]
+run = ["x"]
+loop = { to = "a", maxx = 3 }
+
+[[condition_groups]]
+id = "c"
+multi = 1
+
+[tracks]
+question = 2
+
+[groups.g]
+on_conflikt = "a"
+
+[controller]
+engin = "claude"
+"#;
+    let e = parse("wf.toml", source).expect_err("many mistakes");
+    let all: Vec<String> = std::iter::once(&e)
+        .chain(e.also.iter())
+        .map(|e| format!("{}  [{}]", e, e.hint.as_deref().unwrap_or_default()))
+        .collect();
+    let expected = [
+        "wf.toml:3:1: unknown key `colour`",
+        "wf.toml:6:8: expected a string for `help`, found integer `3`",
+        "wf.toml:9:1: unknown key `defualt` in var `what`  [did you mean `default`?]",
+        "wf.toml:12:11: expected a string for `timeout`, found integer `30`",
+        "wf.toml:16:7: expected an array for `run`, found string \"make\"",
+        "wf.toml:21:14: expected a boolean for `checkpoint`, found string \"yes\"",
+        "wf.toml:25:20: unknown key `maxx` in `loop` of step #3  [did you mean `max`?]",
+        "wf.toml:29:9: expected a boolean for `multi`, found integer `1`",
+        "wf.toml:32:12: expected a string for `question`, found integer `2`",
+        "wf.toml:35:1: unknown key `on_conflikt` in [groups.g]  [did you mean `on_conflict`?]",
+        "wf.toml:38:1: unknown key `engin` in [controller]  [did you mean `engine`?]",
+    ];
+    assert_eq!(all.len(), expected.len(), "{all:#?}");
+    for (got, want) in all.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got:?} does not start with {want:?}"
+        );
+    }
+}
+
+#[test]
+fn a_syntax_error_is_reported_once_with_its_position() {
+    let e = parse("wf.toml", "version = 1\nname = \"x\"\n[[steps]\nid = 3\n").expect_err("syntax");
+    assert_eq!((e.line, e.column), (Some(3), Some(8)), "{e}");
+    assert!(e.also.is_empty());
+}
+
+// ---- placeholders inside quoted shell ----------------------------------------------------
+
+#[test]
+fn placeholders_inside_quotes_of_a_shell_script_are_warnings() {
+    let wf = parse_ok(&with_head(
+        r#"[[steps]]
+id = "a"
+run = ["sh", "-c", "echo '{feature_name}' \"{owner}\" {run_id} '{run_id}'"]
+loop = { to = "a", until = { run = ["/bin/bash", "-euc", "test '{loop_reason}' = x"] } }
+
+[[steps]]
+id = "b"
+run = ["env", "A=1", "sh", "-c", "echo \"$1\"", "sh", "{owner}"]
+
+[[steps]]
+id = "c"
+run = ["sh", "-c", "{owner}"]
+
+[[steps]]
+id = "d"
+run = ["python3", "-c", "print('{owner}')"]
+"#,
+    ));
+    let got: Vec<String> = wf
+        .warnings
+        .iter()
+        .map(|w| {
+            format!(
+                "{}:{} {}",
+                w.line.unwrap_or(0),
+                w.column.unwrap_or(0),
+                w.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "13:27 `{feature_name}` is pasted inside single quotes of the shell script in `run` of step `a`: a `'` in its value ends the quotes",
+            "13:45 `{owner}` is pasted inside double quotes of the shell script in `run` of step `a`: a `\"`, `$(…)` or backtick in its value is read by the shell",
+            "14:65 `{loop_reason}` is pasted inside single quotes of the shell script in `until.run` of step `a`: a `'` in its value ends the quotes",
+        ]
+    );
+    let hint = wf.warnings[0].hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.contains(r#"["sh", "-c", "echo \"$1\"", "sh", "{feature_name}"]"#),
+        "{hint}"
+    );
+}
+
+// ---- no input breaks the parser -----------------------------------------------------------
+
+/// Every error of `result` (and of its `also`) has a line and a column, and no message runs
+/// over lines; a workflow is fine too.
+#[track_caller]
+fn placed_or_ok(result: std::result::Result<Workflow, WorkflowError>, what: &str) {
+    let Err(e) = result else { return };
+    for e in std::iter::once(&e).chain(e.also.iter()) {
+        assert!(e.line.is_some() && e.column.is_some(), "{what}: {e}");
+        assert!(!e.message.contains('\n'), "{what}: {e}");
+    }
+}
+
+/// Every built-in workflow cut after every 5th character, and with one character replaced by a
+/// quote, a bracket, a brace, `=`, a newline or a NUL (at every 37th character): parsing never
+/// panics, and each mistake it reports has its line and column. About 5,000 inputs.
+#[test]
+fn cut_and_corrupted_builtins_are_errors_with_a_place() {
+    let mut tried = 0;
+    for name in builtin_names() {
+        let text = builtin(name).expect("built in");
+        let cuts: Vec<usize> = (0..=text.len())
+            .filter(|i| text.is_char_boundary(*i))
+            .collect();
+        for &i in cuts.iter().step_by(5) {
+            placed_or_ok(parse(name, &text[..i]), &format!("{name} cut at {i}"));
+            tried += 1;
+        }
+        for (n, &i) in cuts.iter().enumerate().filter(|(n, _)| n % 37 == 0) {
+            let Some(&end) = cuts.get(n + 1) else {
+                continue;
+            };
+            for c in ["\"", "'", "[", "]", "{", "}", "=", "\n", "\0"] {
+                let corrupted = format!("{}{c}{}", &text[..i], &text[end..]);
+                placed_or_ok(parse(name, &corrupted), &format!("{name}: {c:?} at {i}"));
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 4_000, "tried {tried}");
+}
+
+#[test]
+fn every_wrong_key_of_one_step_is_reported() {
+    let e = parse(
+        "wf.toml",
+        "version = 1\nname = \"x\"\n[[steps]]\nid = \"a\"\npromt = \"p\"\ntimeout = 5\nloop = { to = \"a\", maxx = 1, onmax = \"x\" }\n",
+    )
+    .expect_err("three mistakes");
+    let all: Vec<String> = std::iter::once(&e)
+        .chain(e.also.iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "wf.toml:5:1: unknown key `promt` in step `a`",
+            "wf.toml:6:11: expected a string for `timeout`, found integer `5`",
+            "wf.toml:7:20: unknown key `maxx` in `loop` of step `a`",
+        ]
+    );
+}
+
 #[test]
 fn workspace_paths_stay_inside_the_repository() {
     let head = "version = 1\nname = \"t\"\n[workspace]\n";
@@ -2491,5 +2783,27 @@ fn a_workspace_setup_needs_a_program_and_its_key_needs_a_setup() {
         8,
         "both copied and linked",
         "copy",
+    );
+}
+
+#[test]
+fn version_name_and_step_mistakes_are_reported_together() {
+    let e = parse(
+        "wf.toml",
+        "version = 2\nname = \"Bad Name\"\n[[steps]]\nid = \"a\"\nrun = [\"x\"]\ntimeout = \"soon\"\n\n[[steps]]\nid = \"b\"\nengine = \"claud\"\nprompt = \"p\"\n",
+    )
+    .expect_err("four mistakes");
+    let all: Vec<String> = std::iter::once(&e)
+        .chain(e.also.iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "wf.toml:1:11: unsupported version 2; this git machine reads version 1",
+            "wf.toml:2:8: bad workflow name `Bad Name`",
+            "wf.toml:6:11: bad duration `soon`",
+            "wf.toml:10:10: unknown engine `claud`",
+        ]
     );
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::{closest, WorkflowError};
 use super::model::{ContextSource, ResolvedStep, VarDecl, Workflow};
-use super::template::expand;
+use super::paths::escape;
+use super::template::{expand, placeholders};
 
 /// Values of `{loop_reason}` and `{loop_pass}` for one execution of a step, to merge into the
 /// values it is resolved with. `feedback` is (reason, pass) when a loop has just sent the run
@@ -34,12 +35,15 @@ pub enum BindError {
     Unknown(WorkflowError),
     /// Required vars (no default) that were not given: a terminal may ask for them.
     Missing(MissingVars),
+    /// A value that would take a path of the workflow (an output, a context file) out of the
+    /// worktree: see [`Workflow::check_paths`].
+    Escape(WorkflowError),
 }
 
 impl From<BindError> for WorkflowError {
     fn from(e: BindError) -> WorkflowError {
         match e {
-            BindError::Unknown(e) => e,
+            BindError::Unknown(e) | BindError::Escape(e) => e,
             BindError::Missing(m) => m.error(),
         }
     }
@@ -196,6 +200,7 @@ impl Workflow {
             }
         }
         if missing.is_empty() {
+            self.check_paths(&values).map_err(BindError::Escape)?;
             return Ok(values);
         }
         Err(BindError::Missing(MissingVars {
@@ -203,6 +208,50 @@ impl Workflow {
             workflow: self.name.clone(),
             vars: missing,
         }))
+    }
+
+    /// Refuses `values` (the vars') if one takes a path of a step — an `outputs` entry, a
+    /// context `file`, `files` or `output` — out of the worktree: absolute, up with `..`, or with
+    /// a NUL byte once expanded. The file's own text was checked by `parse`; this is what the
+    /// vars put in, checked before a run creates anything. The error names the var, the key
+    /// and the step.
+    pub fn check_paths(&self, values: &BTreeMap<String, String>) -> Result<(), WorkflowError> {
+        for step in &self.steps {
+            let context = step.context.iter().filter_map(|c| match c {
+                ContextSource::Step { output, .. } => output.as_deref().map(|o| ("output", o)),
+                ContextSource::Files { pattern, .. } => Some(("files", pattern.as_str())),
+                ContextSource::File { path, .. } => Some(("file", path.as_str())),
+            });
+            let paths = step.outputs.iter().map(|o| ("outputs", o.as_str()));
+            for (key, template) in paths.chain(context) {
+                let used: Vec<&str> = placeholders(template)
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| values.contains_key(*name))
+                    .collect();
+                if used.is_empty() {
+                    continue;
+                }
+                let path = expand(template, values);
+                let Some(why) = escape(&path) else {
+                    continue;
+                };
+                let culprit = used
+                    .iter()
+                    .find(|name| escape(&values[**name]).is_some())
+                    .or_else(|| used.iter().find(|name| values[**name].contains("..")))
+                    .unwrap_or(&used[0]);
+                let message = format!(
+                    "var `{culprit}` takes `{key}` of step `{}` out of the worktree: `{template}` becomes `{}`, which {why}",
+                    step.id,
+                    path.escape_debug()
+                );
+                return Err(WorkflowError::new(self.origin.clone(), message).with_hint(format!(
+                    "a var used in a path must keep it inside the worktree: give `{culprit}` a relative path without `..`"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Expand placeholders in every step with `values` (vars and built-ins merged by the caller).

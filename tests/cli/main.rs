@@ -14,6 +14,7 @@ mod fake_model;
 mod faults;
 mod flow;
 mod help;
+mod hostile;
 mod machine;
 #[cfg(feature = "test-fakes")]
 mod misbehave;

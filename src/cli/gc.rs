@@ -1,6 +1,7 @@
 //! `git machine gc`: give back the disk that finished runs hold — their worktrees, step logs
 //! and empty session folders, and what is left of runs whose branch was deleted — and say how
-//! much the worktree cache holds. Branches, records and refs are never touched: a run removed
+//! much the worktree cache holds. It also empties the pool of worktrees kept for runs to come
+//! (`store::pool`). Branches, records and refs are never touched: a run removed
 //! here is still in `log`, `show` and `apply`, and `resume`/`rewind` make its worktree again.
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use clap::Args;
 use super::error::CliResult;
 use super::Ctx;
 use crate::git::{Repo, Worktree};
+use crate::store::pool::Pool;
 use crate::store::{self, lock, Paths, RunId, Status};
 
 /// Remove the worktrees and logs of finished runs; show the worktree cache's size
@@ -56,6 +58,16 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
             repo.worktree_remove(path)?;
         }
     }
+    // The pool is a cache of checkouts for runs to come: gc gives all of it back.
+    let pool = Pool::new(&repo, &paths, &ctx.env)?;
+    let pooled = pool.entries()?.len();
+    if !args.dry_run {
+        pool.empty(&repo)?;
+    }
+    let pool_entry = paths
+        .pool_dir()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     let freed: u64 = sizes
         .iter()
         .filter(|(entry, _)| {
@@ -65,12 +77,24 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
                 .unwrap_or("")
                 .trim_end_matches(".logs");
             removed.iter().any(|r| r == run)
+                || pool_entry.as_deref() == Some(entry.as_str())
                 || orphans
                     .iter()
                     .any(|o| o.file_name().is_some_and(|n| n == entry.as_str()))
         })
         .map(|(_, bytes)| bytes)
         .sum();
+    if pooled > 0 {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        ctx.ui.out(&format!(
+            "{verb} {pooled} pooled worktree{}",
+            if pooled == 1 { "" } else { "s" }
+        ));
+    }
     report(ctx, args.dry_run, &removed, &orphans, &dir, (before, freed));
     Ok(())
 }

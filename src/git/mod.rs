@@ -22,6 +22,8 @@ use std::sync::OnceLock;
 
 use thiserror::Error;
 
+pub mod pool;
+
 /// A commit (or tree, or blob) id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Oid(git2::Oid);

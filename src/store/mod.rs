@@ -8,6 +8,7 @@
 
 pub mod lock;
 pub mod mail;
+pub mod pool;
 pub mod summary;
 pub mod txn;
 
@@ -168,6 +169,10 @@ impl Paths {
     /// The folder of this repository's run worktrees (and their logs).
     pub fn worktrees_dir(&self) -> &Path {
         &self.worktrees
+    }
+    /// Where finished worktrees wait for the next run (see [`pool`]).
+    pub fn pool_dir(&self) -> PathBuf {
+        self.worktrees.join("pool")
     }
     /// Worktree of one member of a parallel group.
     pub fn member_worktree(&self, run: &RunId, step: &str) -> PathBuf {

@@ -16,6 +16,7 @@ mod machine;
 mod output;
 mod parallel;
 mod person;
+mod pool;
 mod pty;
 mod snapshots;
 mod vars_input;

@@ -1,0 +1,141 @@
+//! The git mechanics of reusing a worktree: park a finished one (HEAD detached, every file git
+//! does not track removed), move a folder to another path and tell git where it went, and
+//! switch it to another commit by writing only the files that differ.
+//!
+//! Where pooled worktrees live and who gets one is `store::pool`'s business; this module only
+//! knows one worktree at a time.
+//!
+//! Invariant: a worktree whose files or HEAD may not match what its path promises carries the
+//! marker file [`SWITCHING`] in its own git dir (`.git/worktrees/<name>/`). It is written
+//! before anything changes (parking, switching) and removed only once the worktree holds
+//! exactly its commit on its branch, so a process killed in between leaves a worktree that
+//! says so, and whoever finds it resets it instead of trusting it.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use super::{run_git, GitError, Oid, RefName, Repo, Result, Worktree};
+
+/// The marker of a worktree that is being parked or switched (see the module header).
+pub const SWITCHING: &str = "machine-switching";
+
+/// What a switched worktree's HEAD becomes.
+#[derive(Clone, Copy, Debug)]
+pub enum Head<'a> {
+    /// Attached to this branch, which points at the commit switched to.
+    Branch(&'a RefName),
+    /// Detached at the commit switched to.
+    Detached,
+}
+
+impl Worktree {
+    /// The worktree's own git dir (`<common dir>/worktrees/<name>`), read from its `.git` file
+    /// without spawning git. `None` for a main checkout (whose `.git` is a folder) or no
+    /// worktree at all: those are never parked or switched.
+    pub fn admin_dir(&self) -> Option<PathBuf> {
+        let dotgit = std::fs::read_to_string(self.path.join(".git")).ok()?;
+        let admin = PathBuf::from(dotgit.trim().strip_prefix("gitdir: ")?);
+        admin.is_dir().then_some(admin)
+    }
+
+    /// Whether a park or a switch of this worktree was started and not finished.
+    pub fn is_switching(&self) -> bool {
+        self.admin_dir()
+            .is_some_and(|admin| admin.join(SWITCHING).exists())
+    }
+
+    fn mark_switching(&self, on: bool) -> Result<()> {
+        let admin = self.admin_dir().ok_or_else(|| {
+            GitError::Io(format!(
+                "{} is not a linked worktree of git machine's",
+                self.path.display()
+            ))
+        })?;
+        let marker = admin.join(SWITCHING);
+        let done = if on {
+            std::fs::write(&marker, b"")
+        } else {
+            std::fs::remove_file(&marker).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        };
+        done.map_err(|e| GitError::Io(format!("{}: {e}", marker.display())))
+    }
+
+    /// Make a clean, finished worktree ready for another run: marked, HEAD detached where it
+    /// is (no file is written), and every untracked and ignored file removed (`git clean
+    /// -ffdx`: build outputs, copied `.env` files, nested repositories). Returns the bytes of
+    /// the files it still holds, as its index records them. The caller checked that nothing
+    /// uncommitted is in it: tracked changes would survive this.
+    pub fn park(&self) -> Result<u64> {
+        self.mark_switching(true)?;
+        self.git(&["checkout", "-q", "--detach"])?;
+        self.git(&["clean", "-ffdxq"])?;
+        super::configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
+        let index = repo.index()?;
+        Ok(index.iter().map(|e| u64::from(e.file_size)).sum())
+    }
+
+    /// First half of a switch: make this (parked or half-switched) worktree's index and files
+    /// exactly `commit`'s, rewriting only the files that differ (`git read-tree --reset -u`,
+    /// which also drops whatever a half-finished switch left staged). `clean` also removes
+    /// untracked and ignored files, for a worktree whose state is unknown (a parked one has
+    /// none). The worktree stays marked until [`Worktree::finish_switch`].
+    pub fn switch_files(&self, commit: Oid, clean: bool) -> Result<()> {
+        self.mark_switching(true)?;
+        self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
+        if clean {
+            self.git(&["clean", "-ffdxq"])?;
+        }
+        Ok(())
+    }
+
+    /// Second half of a switch to `commit`: HEAD as `head` says, then the marker removed.
+    pub fn finish_switch(&self, commit: Oid, head: Head<'_>) -> Result<()> {
+        match head {
+            Head::Branch(branch) => self.git(&["symbolic-ref", "HEAD", branch.as_str()])?,
+            Head::Detached => {
+                self.git(&["update-ref", "--no-deref", "HEAD", &commit.to_string()])?
+            }
+        };
+        self.mark_switching(false)
+    }
+}
+
+impl Worktree {
+    /// Detach HEAD at `commit`, whose tree the index and files already hold (a member's commit
+    /// is made without moving HEAD); no file is touched.
+    pub fn detach_head_at(&self, commit: Oid) -> Result<()> {
+        self.git(&["update-ref", "--no-deref", "HEAD", &commit.to_string()])?;
+        Ok(())
+    }
+}
+
+impl Repo {
+    /// Move the worktree at `from` to `to` by one `rename` (atomic: of two processes taking
+    /// the same folder, one gets it and the other `Ok(false)`), then tell git its new place
+    /// (`git worktree repair`). `to` must not exist.
+    pub fn move_worktree(&self, from: &Path, to: &Path) -> Result<bool> {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| GitError::Io(e.to_string()))?;
+        }
+        match std::fs::rename(from, to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(GitError::Io(format!(
+                    "cannot move {} to {}: {e}",
+                    from.display(),
+                    to.display()
+                )))
+            }
+        }
+        run_git(to, [OsStr::new("worktree"), OsStr::new("repair")])?;
+        Ok(true)
+    }
+}

@@ -19,6 +19,9 @@ use super::{run_git, GitError, Oid, RefName, Repo, Result, Worktree};
 /// The marker of a worktree that is being parked or switched (see the module header).
 pub const SWITCHING: &str = "machine-switching";
 
+/// The block size the disk estimate of a parked worktree rounds each file up to.
+const BLOCK: u64 = 4096;
+
 /// What a switched worktree's HEAD becomes.
 #[derive(Clone, Copy, Debug)]
 pub enum Head<'a> {
@@ -68,9 +71,9 @@ impl Worktree {
 
     /// Make a clean, finished worktree ready for another run: marked, HEAD detached where it
     /// is (no file is written), and every untracked and ignored file removed (`git clean
-    /// -ffdx`: build outputs, copied `.env` files, nested repositories). Returns the bytes of
-    /// the files it still holds, as its index records them. The caller checked that nothing
-    /// uncommitted is in it: tracked changes would survive this.
+    /// -ffdx`: build outputs, copied `.env` files, nested repositories). Returns the bytes its
+    /// files take on disk, estimated from its index: each file rounded up to a 4 KiB block.
+    /// The caller checked that nothing uncommitted is in it: tracked changes would survive.
     pub fn park(&self) -> Result<u64> {
         self.mark_switching(true)?;
         self.git(&["checkout", "-q", "--detach"])?;
@@ -78,7 +81,10 @@ impl Worktree {
         super::configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
         let index = repo.index()?;
-        Ok(index.iter().map(|e| u64::from(e.file_size)).sum())
+        Ok(index
+            .iter()
+            .map(|e| u64::from(e.file_size).div_ceil(BLOCK).max(1) * BLOCK)
+            .sum())
     }
 
     /// First half of a switch: make this (parked or half-switched) worktree's index and files

@@ -172,7 +172,7 @@ impl Paths {
     }
     /// Where finished worktrees wait for the next run (see [`pool`]).
     pub fn pool_dir(&self) -> PathBuf {
-        self.worktrees.join("pool")
+        self.worktrees.join(POOL_DIR)
     }
     /// Worktree of one member of a parallel group.
     pub fn member_worktree(&self, run: &RunId, step: &str) -> PathBuf {
@@ -251,6 +251,9 @@ impl Paths {
             .join(format!("{record}.log"))
     }
 }
+
+/// The folder of pooled worktrees in a repository's worktree folder (see [`pool`]).
+pub const POOL_DIR: &str = "pool";
 
 /// Size at which a run's event log starts a new file (the previous one kept as `.1`).
 pub const EVENT_LOG_MAX: u64 = 4 << 20;

@@ -22,7 +22,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -31,8 +31,9 @@ use crate::git::{Oid, RefName, Repo, Worktree};
 
 use super::Paths;
 
-/// Worktrees kept when `machine.pool.size` is not set.
-pub const DEFAULT_SIZE: usize = 4;
+/// Worktrees kept when `machine.pool.size` is not set: a run and a group of four members
+/// (`machine.jobs`' default) all start from the pool.
+pub const DEFAULT_SIZE: usize = 5;
 /// Bytes kept in all when `machine.pool.maxBytes` is not set: 4 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 
@@ -92,7 +93,7 @@ pub struct Entry {
     pub path: PathBuf,
     /// When it entered the pool, in nanoseconds since the epoch.
     pub stamp: u128,
-    /// Bytes of its files, as its index records them.
+    /// Its files' bytes on disk, estimated from its index (see [`crate::git::pool`]).
     pub bytes: u64,
 }
 
@@ -242,15 +243,28 @@ impl Pool {
         Ok(())
     }
 
-    /// Remove every pooled worktree (`git machine gc`): how many, and their bytes.
-    pub fn empty(&self, repo: &Repo) -> Result<(usize, u64)> {
+    /// The pooled worktrees that entered the pool at least `age` ago (all of them without one):
+    /// what `git machine gc` removes.
+    pub fn older_than(&self, age: Option<Duration>) -> Result<Vec<Entry>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let age = age.map_or(0, |a| a.as_nanos());
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| now.saturating_sub(e.stamp) >= age)
+            .collect())
+    }
+
+    /// Remove these pooled worktrees (`git machine gc`); the pool's folder goes once empty.
+    pub fn remove(&self, repo: &Repo, entries: &[Entry]) -> Result {
         let _lock = self.locked()?;
-        let entries = self.entries()?;
-        for entry in &entries {
+        for entry in entries {
             repo.worktree_remove(&entry.path)?;
         }
         let _ = std::fs::remove_dir(&self.dir);
-        Ok((entries.len(), entries.iter().map(|e| e.bytes).sum()))
+        Ok(())
     }
 
     /// The pooled worktrees, oldest first. A folder in the pool that git machine did not name

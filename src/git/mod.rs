@@ -1080,7 +1080,13 @@ impl Worktree {
     /// `git status --porcelain` lines.
     pub fn changes(&self) -> Result<Vec<String>> {
         Ok(self
-            .git(&["status", "--porcelain", "--untracked-files=all"])?
+            .git(&[
+                "-c",
+                "core.untrackedCache=true",
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+            ])?
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(str::to_string)

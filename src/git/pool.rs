@@ -76,10 +76,12 @@ impl Worktree {
     /// The caller checked that nothing uncommitted is in it: tracked changes would survive.
     pub fn park(&self) -> Result<u64> {
         self.mark_switching(true)?;
-        self.git(&["checkout", "-q", "--detach"])?;
-        self.git(&["clean", "-ffdxq"])?;
         super::configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
+        // Detached in place by libgit2: `git checkout --detach` would refresh the whole index.
+        let head = repo.head()?.peel_to_commit()?.id();
+        repo.set_head_detached(head)?;
+        self.git(&["clean", "-ffdxq"])?;
         let index = repo.index()?;
         Ok(index
             .iter()
@@ -87,15 +89,20 @@ impl Worktree {
             .sum())
     }
 
-    /// First half of a switch: make this (parked or half-switched) worktree's index and files
-    /// exactly `commit`'s, rewriting only the files that differ (`git read-tree --reset -u`,
-    /// which also drops whatever a half-finished switch left staged). `clean` also removes
-    /// untracked and ignored files, for a worktree whose state is unknown (a parked one has
-    /// none). The worktree stays marked until [`Worktree::finish_switch`].
-    pub fn switch_files(&self, commit: Oid, clean: bool) -> Result<()> {
+    /// First half of a switch: make this worktree's index and files exactly `commit`'s,
+    /// rewriting only the files that differ. A parked worktree (`parked`: its index and files
+    /// are its HEAD's, nothing else is there) moves with a two-way `git read-tree -m -u HEAD
+    /// <commit>`, which looks only at the paths that differ; any other (half-switched by a
+    /// killed process) with `git read-tree --reset -u`, which checks every file and drops
+    /// whatever was left staged, then `git clean -ffdx`. The worktree stays marked until
+    /// [`Worktree::finish_switch`].
+    pub fn switch_files(&self, commit: Oid, parked: bool) -> Result<()> {
         self.mark_switching(true)?;
-        self.git(&["read-tree", "--reset", "-u", &commit.to_string()])?;
-        if clean {
+        let commit = commit.to_string();
+        if parked {
+            self.git(&["read-tree", "-m", "-u", "HEAD", &commit])?;
+        } else {
+            self.git(&["read-tree", "--reset", "-u", &commit])?;
             self.git(&["clean", "-ffdxq"])?;
         }
         Ok(())
@@ -141,7 +148,14 @@ impl Repo {
                 )))
             }
         }
-        run_git(to, [OsStr::new("worktree"), OsStr::new("repair")])?;
+        self.repair_worktree(to)?;
         Ok(true)
+    }
+
+    /// Tell git where the worktree at `path` is now (its admin files still name the folder it
+    /// was moved from): `git worktree repair`, run inside it.
+    pub fn repair_worktree(&self, path: &Path) -> Result<()> {
+        run_git(path, [OsStr::new("worktree"), OsStr::new("repair")])?;
+        Ok(())
     }
 }

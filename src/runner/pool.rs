@@ -23,9 +23,11 @@ impl Runner<'_> {
     }
 
     /// A member's worktree after its commit was published: HEAD moved onto the commit (its
-    /// files already hold it), then to the pool.
+    /// index and files already hold it: the commit's tree was written from the index after
+    /// `git add -A`), then to the pool.
     pub(super) fn release_member(&self, wt: &Worktree, commit: Oid) -> Result<Released> {
         wt.detach_head_at(commit)?;
-        self.pool()?.release(self.repo, &wt.path, IfDirty::Remove)
+        self.pool()?
+            .release(self.repo, &wt.path, IfDirty::KnownClean)
     }
 }

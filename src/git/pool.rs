@@ -93,18 +93,23 @@ impl Worktree {
     /// rewriting only the files that differ. A parked worktree (`parked`: its index and files
     /// are its HEAD's, nothing else is there) moves with a two-way `git read-tree -m -u HEAD
     /// <commit>`, which looks only at the paths that differ; any other (half-switched by a
-    /// killed process) with `git read-tree --reset -u`, which checks every file and drops
-    /// whatever was left staged, then `git clean -ffdx`. The worktree stays marked until
+    /// killed process), or one git refuses to move so, with `git read-tree --reset -u`, which
+    /// checks every file and drops whatever was left staged, then `git clean -ffdx`. The worktree stays marked until
     /// [`Worktree::finish_switch`].
     pub fn switch_files(&self, commit: Oid, parked: bool) -> Result<()> {
         self.mark_switching(true)?;
         let commit = commit.to_string();
-        if parked {
-            self.git(&["read-tree", "-m", "-u", "HEAD", &commit])?;
-        } else {
-            self.git(&["read-tree", "--reset", "-u", &commit])?;
-            self.git(&["clean", "-ffdxq"])?;
+        // A two-way switch that git refuses (a file differs from what the index says after
+        // all) falls back to the full reset: the worktree is the pool's, nothing in it is kept.
+        if parked
+            && self
+                .git(&["read-tree", "-m", "-u", "HEAD", &commit])
+                .is_ok()
+        {
+            return Ok(());
         }
+        self.git(&["read-tree", "--reset", "-u", &commit])?;
+        self.git(&["clean", "-ffdxq"])?;
         Ok(())
     }
 

@@ -382,3 +382,27 @@ fn a_paused_run_with_edits_is_never_pooled() {
         "taken, then back when the run completed"
     );
 }
+
+#[test]
+fn a_pooled_worktree_changed_behind_the_pools_back_is_still_switched_to_exactly_the_base() {
+    let env = repo_with_leftovers();
+    env.machine_ok(&["run", "leave"]);
+    let pool = pooled(&env);
+    assert_eq!(pool.len(), 1, "{pool:?}");
+    // Someone edits a tracked file and drops an untracked one in the pooled worktree: the
+    // two-way switch refuses to overwrite the edit, and the full reset takes over.
+    std::fs::write(pool[0].join("a.txt"), "edited in the pool\n").expect("edit");
+    std::fs::write(pool[0].join("stray.txt"), "stray\n").expect("stray");
+    env.write("a.txt", "two\n");
+    env.git(&["commit", "-qam", "new base"]);
+    let out = env.tmp.path().join("look");
+    look_workflow(&env, &out);
+    let run = new_run(&env, || {
+        env.machine_ok(&["run", "look"]);
+    });
+    let start = format!("machine/{run}~1");
+    let expected = env.git(&["ls-tree", "-r", "--name-only", &start]);
+    let files = std::fs::read_to_string(out.with_extension("files")).expect("files");
+    assert_eq!(files, expected);
+    assert_eq!(env.git(&["show", &format!("machine/{run}:a.txt")]), "two\n");
+}

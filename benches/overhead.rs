@@ -16,8 +16,10 @@
 //!   the run, the same change committed by `git add -A` + `git commit -q -m x` (timed alone).
 //! - run start: from spawning `git machine run` to the first step's process starting (minus the
 //!   latency from spawn to `date` of that command on its own), against `git worktree add <path>
-//!   -b <branch> HEAD`. Also the whole 1-step run minus one step (start + finish), below 50k
-//!   files only.
+//!   -b <branch> HEAD`. Also the whole 1-step run minus one step (start + finish). Runs start
+//!   from the worktree pool, warmed first by an untimed group run (see `store::pool`).
+//! - a group: the whole run of a workflow of one parallel group of four trivial members
+//!   against the whole 1-step run, the pool warm.
 //! - `git machine status` (and `--json`) with 200 runs in a small repository.
 //! - memory: the peak RSS of the `git-machine` process itself (`VmHWM` from
 //!   `/proc/<pid>/status`, polled until it exits, and `ru_maxrss` from `wait4`) and the wall
@@ -258,18 +260,36 @@ fn settle(env: &Env) {
     let _ = env.cmd("sync", Path::new("/")).status();
 }
 
-/// The run's worktree, wherever the tool put it: the one with `machine/<id>` checked out.
+/// The completed run's worktree: it went to the pool (`<worktrees>/pool/<stamp>-<bytes>`),
+/// detached at the run's tip; the newest pooled worktree at that commit.
 fn worktree_of(env: &Env, repo: &Path, id: &str) -> PathBuf {
+    let tip = env.git(repo, &["rev-parse", &format!("machine/{id}")]);
     let list = env.git(repo, &["worktree", "list", "--porcelain"]);
-    let mut path = None;
-    for line in list.lines() {
-        if let Some(p) = line.strip_prefix("worktree ") {
-            path = Some(PathBuf::from(p));
-        } else if line == format!("branch refs/heads/machine/{id}") {
-            return path.expect("porcelain lists the path before the branch");
+    let mut found = None;
+    for block in list.split("\n\n") {
+        let path = block.lines().find_map(|l| l.strip_prefix("worktree "));
+        let head = block.lines().find_map(|l| l.strip_prefix("HEAD "));
+        if let (Some(path), Some(head)) = (path, head) {
+            if head == tip.trim() && path.contains("/pool/") && block.contains("\ndetached") {
+                found = found.max(Some(PathBuf::from(path)));
+            }
         }
     }
-    panic!("no worktree has machine/{id} checked out:\n{list}");
+    found.unwrap_or_else(|| panic!("no pooled worktree holds machine/{id}:\n{list}"))
+}
+
+/// A workflow of one group of four trivial members, each committing a file of its own.
+fn write_group_workflow(repo: &Path, name: &str) {
+    let dir = repo.join(".codemachine/workflows");
+    fs::create_dir_all(&dir).expect("create workflows dir");
+    let mut toml = format!("version = 1\nname = \"{name}\"\n");
+    for i in 1..=4 {
+        let _ = write!(
+            toml,
+            "\n[[steps]]\nid = \"m{i}\"\ngroup = \"g\"\nengine = \"command\"\nrun = [\"sh\", \"-c\", \"echo {i} >> member-{i}.txt\"]\n"
+        );
+    }
+    fs::write(dir.join(format!("{name}.toml")), toml).expect("write workflow");
 }
 
 fn machine_rm(env: &Env, repo: &Path, id: &str) {
@@ -337,6 +357,8 @@ struct SizeResult {
     one_step_total: Stats,
     fixed: Stats,
     worktree_add: Stats,
+    /// Wall time of a run of one group of four trivial members, the pool warm.
+    group_total: Stats,
 }
 
 fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> SizeResult {
@@ -358,6 +380,7 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
     steps.extend((1..=k + 1).map(|i| step_cmd(&stamps, i)));
     write_workflow(&repo, "bench", &steps);
     write_workflow(&repo, "one", &steps[1..2]);
+    write_group_workflow(&repo, "group");
 
     let mut r = SizeResult {
         files,
@@ -370,11 +393,16 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
         one_step_total: Stats::default(),
         fixed: Stats::default(),
         worktree_add: Stats::default(),
+        group_total: Stats::default(),
     };
 
-    // Warm-up, not counted: one run and one `git worktree add`. Skipped for big repositories,
-    // where building the repository has just read everything and a run costs a minute.
+    // Warm-up, not counted: a group run, which fills the worktree pool (the run's worktree and
+    // its four members'), one run, and one `git worktree add` (below 50k files: building the
+    // repository has just read everything there).
     let wt = root.join(format!("wt-{files}"));
+    let (id, _, _) = machine_run(env, &repo, "group");
+    machine_rm(env, &repo, &id);
+    eprintln!("  pool warmed ({:.0}s)", t.elapsed().as_secs_f64());
     if files < 50_000 {
         let (id, _, _) = machine_run(env, &repo, "bench");
         machine_rm(env, &repo, &id);
@@ -458,15 +486,16 @@ fn bench_size(env: &Env, root: &Path, files: usize, k: usize, reps: usize) -> Si
         }
         machine_rm(env, &repo, &id);
 
-        // The 1-step run: start + one step + finish. Skipped for big repositories, where it is
-        // one more checkout of every file and "spawn → first step" already answers.
-        if files < 50_000 {
-            let _ = fs::remove_file(&stamps);
-            let (id, total, _) = machine_run(env, &repo, "one");
-            r.one_step_total.push_d(total);
-            r.fixed.push(total.as_secs_f64() * 1e3 - run_interval);
-            machine_rm(env, &repo, &id);
-        }
+        // The 1-step run: start + one step + finish; then a group of four trivial members.
+        // Both start from the pool.
+        let _ = fs::remove_file(&stamps);
+        let (id, total, _) = machine_run(env, &repo, "one");
+        r.one_step_total.push_d(total);
+        r.fixed.push(total.as_secs_f64() * 1e3 - run_interval);
+        machine_rm(env, &repo, &id);
+        let (id, total, _) = machine_run(env, &repo, "group");
+        r.group_total.push_d(total);
+        machine_rm(env, &repo, &id);
 
         // Baseline: `git worktree add` of HEAD on a new branch.
         settle(env);
@@ -958,6 +987,25 @@ fn main() {
                 r.one_step_total.show(),
                 r.fixed.show(),
                 ratio(&r.fixed, &r.worktree_add)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n### A group of four trivial members against one trivial step\n"
+        );
+        let _ = writeln!(
+            out,
+            "| files | **group of 4, whole run** | **1-step run, whole run** | ratio |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|");
+        for r in &results {
+            let _ = writeln!(
+                out,
+                "| {} | **{}** | **{}** | {} |",
+                r.files,
+                r.group_total.show(),
+                r.one_step_total.show(),
+                ratio(&r.group_total, &r.one_step_total)
             );
         }
     }

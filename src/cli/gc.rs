@@ -1,9 +1,10 @@
 //! `git machine gc`: give back the disk that finished runs hold — their worktrees, step logs
 //! and empty session folders, and what is left of runs whose branch was deleted — and say how
-//! much the worktree cache holds. Branches, records and refs are never touched: a run removed
+//! much the worktree cache holds. It also empties the pool of worktrees kept for runs to come
+//! (`store::pool`). Branches, records and refs are never touched: a run removed
 //! here is still in `log`, `show` and `apply`, and `resume`/`rewind` make its worktree again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -11,15 +12,21 @@ use clap::Args;
 use super::error::CliResult;
 use super::Ctx;
 use crate::git::{Repo, Worktree};
-use crate::store::{self, lock, Paths, RunId, Status};
+use crate::store::pool::Pool;
+use crate::store::{self, lock, Paths, RunId, Status, POOL_DIR as POOL};
 
 /// How long a temporary object file must have been left alone before `gc` takes it as stale.
 const STALE_TEMP_OBJECT: Duration = Duration::from_secs(3600);
 
-/// Remove the worktrees and logs of finished runs; show the worktree cache's size
+/// Remove the worktrees and logs of finished runs and empty the worktree pool; show the
+/// worktree cache's size
+///
+/// Completed runs hand their worktrees to a pool that later runs start from (bounded by
+/// machine.pool.size, default 5, and machine.pool.maxBytes, default 4g); gc removes them.
 #[derive(Args, Debug)]
 pub struct GcArgs {
-    /// Only runs that finished at least this long ago (e.g. "7d", "12h")
+    /// Only runs that finished, and pooled worktrees parked, at least this long ago (e.g.
+    /// "7d", "12h")
     #[arg(long, value_name = "DURATION", value_parser = parse_age)]
     pub older_than: Option<Duration>,
     /// Say what would be removed, and remove nothing
@@ -77,6 +84,14 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
             temps.len()
         ));
     }
+    // The pool is a cache of checkouts for runs to come: gc gives it back (with --older-than,
+    // what entered it that long ago).
+    let pool = Pool::new(&repo, &paths, &ctx.env)?;
+    let expired = pool.older_than(args.older_than)?;
+    if !args.dry_run {
+        pool.remove(&repo, &expired)?;
+    }
+    let pooled = expired.len();
     let freed: u64 = sizes
         .iter()
         .filter(|(entry, _)| {
@@ -91,7 +106,22 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
                     .any(|o| o.file_name().is_some_and(|n| n == entry.as_str()))
         })
         .map(|(_, bytes)| bytes)
-        .sum();
+        .sum::<u64>()
+        + expired
+            .iter()
+            .filter_map(|e| sizes.get(&pool_key(&dir, &e.path)))
+            .sum::<u64>();
+    if pooled > 0 {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        ctx.ui.out(&format!(
+            "{verb} {pooled} pooled worktree{}",
+            if pooled == 1 { "" } else { "s" }
+        ));
+    }
     report(ctx, args.dry_run, &removed, &orphans, &dir, (before, freed));
     Ok(())
 }
@@ -203,7 +233,17 @@ fn looks_like_run(name: &str) -> bool {
             && tail.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// Bytes of the files under `dir`, by the top-level entry of `dir` they are in.
+/// The key of a pooled worktree in [`sizes_by_entry`]: its path under `dir`.
+fn pool_key(dir: &Path, entry: &Path) -> String {
+    entry
+        .strip_prefix(dir)
+        .unwrap_or(entry)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Bytes of the files under `dir`, by the top-level entry of `dir` they are in (by the entry
+/// of the pool, for pooled worktrees).
 fn sizes_by_entry(dir: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut sizes = std::collections::BTreeMap::new();
     for entry in walkdir::WalkDir::new(dir)
@@ -219,15 +259,15 @@ fn sizes_by_entry(dir: &Path) -> std::collections::BTreeMap<String, u64> {
         else {
             continue;
         };
-        let Some(top) = entry
-            .path()
-            .strip_prefix(dir)
-            .ok()
-            .and_then(|p| p.iter().next())
-        else {
+        let Some(rel) = entry.path().strip_prefix(dir).ok() else {
             continue;
         };
-        *sizes.entry(top.to_string_lossy().into_owned()).or_insert(0) += bytes;
+        let mut parts = rel.iter();
+        let mut key = PathBuf::from(parts.next().unwrap_or_default());
+        if key == Path::new(POOL) {
+            key.push(parts.next().unwrap_or_default());
+        }
+        *sizes.entry(key.to_string_lossy().into_owned()).or_insert(0) += bytes;
     }
     sizes
 }

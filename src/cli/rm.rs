@@ -6,6 +6,7 @@ use super::error::{CliError, CliResult};
 use super::{find_run, Ctx};
 use crate::git::{Oid, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
+use crate::store::pool::{IfDirty, Pool};
 use crate::store::{Paths, RunId, ATTEMPTS_PREFIX};
 
 /// Remove runs' worktrees, and with --branch their branches and kept tips
@@ -97,9 +98,12 @@ fn remove(
     let lock = RunLock::acquire(&paths.lock(id), id.as_str())?;
     let kept = keep_changes(ctx, repo, paths, id, tip, args.force)?;
     let wt = paths.worktree(id);
-    repo.worktree_remove(&wt)?;
+    // Clean worktrees go to the pool for the next run; what they held beyond the tip was
+    // refused or kept above.
+    let pool = Pool::new(repo, paths, &ctx.env)?;
+    pool.release(repo, &wt, IfDirty::Remove)?;
     for member in paths.member_worktrees(id) {
-        repo.worktree_remove(&member)?;
+        pool.release(repo, &member, IfDirty::Remove)?;
     }
     if let Some(logs) = paths.log(id, "x").parent() {
         let _ = std::fs::remove_dir_all(logs);

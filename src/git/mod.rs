@@ -25,6 +25,7 @@ use thiserror::Error;
 
 mod workspace;
 pub use workspace::{git_dir_of, Submodule};
+pub mod pool;
 
 /// A commit (or tree, or blob) id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1220,7 +1221,13 @@ impl Worktree {
     /// `git status --porcelain` lines.
     pub fn changes(&self) -> Result<Vec<String>> {
         Ok(self
-            .git(&["status", "--porcelain", "--untracked-files=all"])?
+            .git(&[
+                "-c",
+                "core.untrackedCache=true",
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+            ])?
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(str::to_string)

@@ -180,12 +180,6 @@ impl Worktree {
         ignored_in(&self.path, paths)
     }
 
-    /// The worktree's own admin folder (`<common git dir>/worktrees/<name>`, or the `.git`
-    /// folder of a checkout): what belongs to this worktree alone.
-    pub fn admin_dir(&self) -> Option<PathBuf> {
-        git_dir_of(&self.path)
-    }
-
     /// The submodules the index records, with their names from `.gitmodules` (none without
     /// one: then no process is started).
     pub fn submodules(&self) -> Result<Vec<Submodule>> {

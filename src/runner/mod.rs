@@ -24,6 +24,7 @@ pub mod machine;
 mod messages;
 mod parallel;
 pub mod person;
+mod pool;
 mod reload;
 pub mod settings;
 mod stage;
@@ -40,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
 use crate::store::mail;
+use crate::store::pool::Target;
 use crate::store::secrets::LeftOut;
 use crate::store::txn::{self, trailer};
 use crate::store::{
@@ -226,7 +228,8 @@ impl Runner<'_> {
         // Locked once the run exists: a kill before this leaves no lock of a run that never was.
         let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
         let wt_path = self.paths.worktree(&id);
-        self.repo.worktree_add(&wt_path, &id.branch())?;
+        self.pool()?
+            .acquire(self.repo, &wt_path, Target::Branch(&id.branch(), start))?;
         self.emit(
             &id,
             Kind::RunStarted {
@@ -467,7 +470,7 @@ impl Runner<'_> {
         let path = self.paths.worktree(id);
         let wt = Worktree::new(path.clone());
         let branch = id.branch();
-        if wt.is_valid() {
+        if wt.is_valid() && !wt.is_switching() {
             if wt.head_ref().as_deref() != Some(branch.as_str()) {
                 return Err(Error::failed(format!(
                     "the worktree of run {id} ({}) is not on branch machine/{id}",
@@ -489,13 +492,17 @@ impl Runner<'_> {
                 .with_hint("switch that checkout to another branch; git machine runs steps in its own worktree"));
             }
         }
-        if path.exists() {
-            std::fs::remove_dir_all(&path)?;
+        if !wt.is_switching() {
+            if path.exists() {
+                std::fs::remove_dir_all(&path)?;
+            }
+            // Drop git's entry for the vanished folder: `worktree add --force` misses it when
+            // the folder's parents are gone too, and would register the same path a second time.
+            self.repo.worktree_remove(&path)?;
         }
-        // Drop git's entry for the vanished folder: `worktree add --force` misses it when the
-        // folder's parents are gone too, and would register the same path a second time.
-        self.repo.worktree_remove(&path)?;
-        self.repo.worktree_add(&path, &branch)?;
+        let tip = self.branch_tip(id)?;
+        self.pool()?
+            .acquire(self.repo, &path, Target::Branch(&branch, tip))?;
         Ok(wt)
     }
 
@@ -668,6 +675,10 @@ impl Runner<'_> {
                 break end;
             }
         };
+        if end == RunEnd::Completed {
+            // Nothing needs it any more: the next run starts from it.
+            self.release_worktree(&id)?;
+        }
         let failed_step = (end == RunEnd::Failed)
             .then(|| info.state.failed.clone())
             .flatten();

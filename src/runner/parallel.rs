@@ -28,6 +28,7 @@ use super::{context, Kind, RunEnd, Runner};
 use crate::error::{Error, Result};
 use crate::git::{Oid, RefName, Worktree};
 use crate::store::lock::RunLock;
+use crate::store::pool::Target;
 use crate::store::txn::{self, trailer};
 use crate::store::{self, record_name, to_toml, RecordName, RunInfo, StepRecord, PARALLEL_PREFIX};
 use crate::workflow::{ResolvedStep, StepId};
@@ -157,7 +158,8 @@ impl Runner<'_> {
                 if path.exists() {
                     std::fs::remove_dir_all(&path)?;
                 }
-                self.repo.worktree_add_detached(&path, base)?;
+                self.pool()?
+                    .acquire(self.repo, &path, Target::Detached(base))?;
             }
             let mut notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
             let setup = self.set_up(id, Some(&step.id), (&mwt, &rec), &spec, &mut notes);
@@ -322,8 +324,8 @@ impl Runner<'_> {
         info.tip = checkpoint;
         info.state = t.state;
         let _ = std::fs::remove_file(&slot.session);
-        // A finished member's worktree is disposable; a failed one stays for a look.
-        let _ = self.repo.worktree_remove(&slot.wt.path);
+        // A finished member's worktree goes to the pool; a failed one stays for a look.
+        let _ = self.release_member(&slot.wt, commit);
         self.emit(
             &id,
             Kind::MemberFinished {

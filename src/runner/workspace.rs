@@ -37,8 +37,6 @@ use crate::workflow::{StepId, WorkspaceSpec};
 
 /// Lines of a failed setup's log quoted in the step's error.
 const SETUP_TAIL_LINES: usize = 20;
-/// The stamp of a worktree's setup, in its git admin folder.
-const SETUP_STAMP: &str = "machine-setup";
 
 /// What preparing a worktree did, one line each, for the step record; warnings start with
 /// [`WARNING`].
@@ -487,7 +485,10 @@ pub fn setup(
             "setup `{command}` failed ({why}); the end of its log:\n{tail}"
         ));
     }
-    if let Some(file) = wt.admin_dir().map(|d| d.join(SETUP_STAMP)) {
+    if let Some(file) = wt
+        .admin_dir()
+        .map(|d| d.join(crate::store::layout::SETUP_STAMP))
+    {
         let _ = std::fs::write(file, format!("{}\n", stamp_of(&wt.path, spec)));
     }
     Setup::Ran(format!(
@@ -500,7 +501,7 @@ pub fn setup(
 fn setup_done(wt: &Worktree, spec: &WorkspaceSpec) -> bool {
     let done = wt
         .admin_dir()
-        .and_then(|d| std::fs::read_to_string(d.join(SETUP_STAMP)).ok());
+        .and_then(|d| std::fs::read_to_string(d.join(crate::store::layout::SETUP_STAMP)).ok());
     done.as_deref().map(str::trim) == Some(stamp_of(&wt.path, spec).as_str())
 }
 

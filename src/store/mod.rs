@@ -8,6 +8,7 @@
 
 pub mod lock;
 pub mod mail;
+pub mod pool;
 pub mod secrets;
 pub mod summary;
 pub mod trust;
@@ -171,6 +172,10 @@ impl Paths {
     pub fn worktrees_dir(&self) -> &Path {
         &self.worktrees
     }
+    /// Where finished worktrees wait for the next run (see [`pool`]).
+    pub fn pool_dir(&self) -> PathBuf {
+        self.worktrees.join(POOL_DIR)
+    }
     /// Worktree of one member of a parallel group.
     pub fn member_worktree(&self, run: &RunId, step: &str) -> PathBuf {
         self.worktrees.join(format!("{run}--{step}"))
@@ -255,6 +260,9 @@ impl Paths {
             .join(format!("{record}.log"))
     }
 }
+
+/// The folder of pooled worktrees in a repository's worktree folder (see [`pool`]).
+pub const POOL_DIR: &str = "pool";
 
 /// Size at which a run's event log starts a new file (the previous one kept as `.1`).
 pub const EVENT_LOG_MAX: u64 = 4 << 20;
@@ -540,6 +548,9 @@ pub mod layout {
     pub const GATE_LOG: &str = "gate.log";
     /// The output of the worktree's setup command (`[workspace] setup`), run before the step.
     pub const SETUP_LOG: &str = "setup.log";
+    /// In a worktree's own git dir: what the workspace's `setup` last ran for (a digest of its
+    /// argv and key files). A pooled worktree loses it, as it loses its ignored files.
+    pub const SETUP_STAMP: &str = "machine-setup";
     /// An agent transcript kept with the record.
     pub const TRANSCRIPT: &str = "transcript.jsonl";
     /// The controller's conversation, one turn a line (`who`, `at`, `text`), written as it goes.

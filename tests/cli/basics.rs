@@ -108,8 +108,17 @@ fn a_run_is_a_branch_with_one_commit_per_step() {
         ":(exclude).codemachine",
     ]);
     assert_eq!(files, "env-prompt.txt\nprompt.txt\n");
-    // The worktree exists at the fixed path and the user's checkout is untouched.
-    assert!(env.worktree(&run).join("DESIGN.md").exists());
+    // The completed run's worktree went to the pool for the next run, and the user's checkout
+    // is untouched.
+    assert!(!env.worktree(&run).exists());
+    let pool = env.worktree(&run).with_file_name("pool");
+    let pooled: Vec<_> = std::fs::read_dir(&pool)
+        .expect("the pool")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(pooled.len(), 1, "{pooled:?}");
+    assert!(pooled[0].join("DESIGN.md").exists());
     assert_eq!(env.user_state(), before);
 }
 
@@ -571,12 +580,20 @@ fn rm_removes_the_worktree_and_the_branch_only_when_asked() {
     env.machine_ok(&["resume", &run]);
     env.machine_ok(&["rm", &run[..10], "--branch"]);
     assert!(env.runs().is_empty());
+    // What is left of the run goes with it; the pool stays for runs to come, until `gc`.
+    let left: Vec<_> = std::fs::read_dir(env.worktree(&run).parent().expect("folder"))
+        .expect("the repository's worktree folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["pool"]);
+    env.machine_ok(&["gc"]);
     assert!(
-        std::fs::read_dir(env.tmp.path().join("cache/git-machine/worktrees"))
-            .expect("worktrees root")
+        std::fs::read_dir(env.worktree(&run).parent().expect("folder"))
+            .expect("the repository's worktree folder")
             .next()
             .is_none(),
-        "the repository's worktree folder goes with its last run"
+        "gc empties the pool"
     );
 }
 
@@ -825,18 +842,19 @@ fn a_step_cannot_damage_the_runs_own_files() {
         env.git(&["show", &format!("{branch}:wreck.txt")]),
         "wrecked\n"
     );
-    // the worktree has the folder back, so it stays clean
-    assert!(env
-        .worktree(&run)
+    // the worktree has the folder back, so it stays clean: clean, it went to the pool (a
+    // worktree holding changes stays where it is)
+    assert!(!env.worktree(&run).exists());
+    let pool = env.worktree(&run).with_file_name("pool");
+    let pooled = std::fs::read_dir(&pool)
+        .expect("the pool")
+        .flatten()
+        .next()
+        .expect("the run's worktree, pooled")
+        .path();
+    assert!(pooled
         .join(format!(".codemachine/runs/{run}/run.toml"))
         .exists());
-    let status = env.git(&[
-        "-C",
-        env.worktree(&run).to_str().expect("utf8"),
-        "status",
-        "--porcelain",
-    ]);
-    assert_eq!(status, "");
     let log = env.machine_ok(&["log", &run, "--json"]);
     let v: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
     assert_eq!(v["steps"].as_array().expect("steps").len(), 3);
@@ -1198,25 +1216,30 @@ fn rm_keeps_a_persons_edits_and_takes_several_runs() {
 fn gc_removes_what_finished_runs_hold_and_keeps_what_can_be_resumed() {
     let env = TestEnv::new();
     env.workflow("hello", HELLO);
-    env.machine_ok(&["run", "hello"]);
-    let done = env.last_run();
     env.workflow(
         "fails",
         "version = 1\nname = \"fails\"\n[[steps]]\nid = \"no\"\nrun = [\"false\"]\n",
     );
+    // The failed run first: a run started later would take the completed one's pooled worktree.
     env.machine_code(1, &["run", "fails"]);
-    let failed = env
+    let failed = env.last_run();
+    env.machine_ok(&["run", "hello"]);
+    let done = env
         .runs()
         .into_iter()
-        .find(|r| *r != done)
-        .expect("the failed run");
+        .find(|r| *r != failed)
+        .expect("the completed run");
     let worktree = |run: &str| {
         let s = env.machine_ok(&["status", run, "--json"]);
         let v: serde_json::Value = serde_json::from_str(&s.stdout).expect("json");
         std::path::PathBuf::from(v["worktree"].as_str().expect("a worktree"))
     };
     let (done_wt, failed_wt) = (worktree(&done), worktree(&failed));
-    assert!(done_wt.exists() && failed_wt.exists());
+    // The completed run's worktree went to the pool; the failed one's stays to be resumed.
+    assert!(!done_wt.exists() && failed_wt.exists());
+    let pool = done_wt.with_file_name("pool");
+    let pooled = || std::fs::read_dir(&pool).map_or(0, |d| d.count());
+    assert_eq!(pooled(), 1);
 
     // Runs here were committed on 2026-01-01: not a thousand days ago.
     let young = env.machine_ok(&["gc", "--older-than", "1000d"]);
@@ -1226,13 +1249,20 @@ fn gc_removes_what_finished_runs_hold_and_keeps_what_can_be_resumed() {
             .contains(&format!("kept {done}: it finished too recently")),
         "{young}"
     );
+    // The pooled worktree entered the pool moments ago: kept too.
+    assert!(!young.stdout.contains("pooled"), "{young}");
+    assert_eq!(pooled(), 1);
     let dry = env.machine_ok(&["gc", "--dry-run"]);
     assert!(
         dry.stdout
             .contains(&format!("would remove the worktree and logs of run {done}")),
         "{dry}"
     );
-    assert!(done_wt.exists(), "--dry-run removes nothing");
+    assert!(
+        dry.stdout.contains("would remove 1 pooled worktree"),
+        "{dry}"
+    );
+    assert_eq!(pooled(), 1, "--dry-run removes nothing");
 
     let r = env.machine_ok(&["gc"]);
     assert!(
@@ -1247,7 +1277,8 @@ fn gc_removes_what_finished_runs_hold_and_keeps_what_can_be_resumed() {
     );
     assert!(r.stdout.contains("the worktree cache "), "{r}");
     assert!(r.stdout.contains(" MiB"), "{r}");
-    assert!(!done_wt.exists());
+    assert!(r.stdout.contains("removed 1 pooled worktree"), "{r}");
+    assert_eq!(pooled(), 0, "gc empties the pool");
     assert!(failed_wt.exists());
     // Its history stays, and a rewind makes its worktree again.
     env.machine_ok(&["log", &done]);

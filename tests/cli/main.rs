@@ -21,6 +21,7 @@ mod misbehave;
 mod output;
 mod parallel;
 mod person;
+mod pool;
 mod pty;
 #[cfg(feature = "test-fakes")]
 mod races;

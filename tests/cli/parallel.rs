@@ -75,9 +75,14 @@ fn a_group_of_three_makes_one_merge_commit() {
         .collect();
     assert_eq!(steps, ["design", "unit", "integration", "docs", "final"]);
     assert_eq!(v["steps"][2]["files"][0]["path"], "integration.txt");
-    // member worktrees are gone, the run's own stays
+    // member worktrees and the run's own went to the pool
     let list = env.git(&["worktree", "list"]);
-    assert_eq!(list.lines().count(), 2, "{list}");
+    assert_eq!(list.lines().count(), 5, "{list}");
+    assert_eq!(
+        list.lines().filter(|l| l.contains("/pool/")).count(),
+        4,
+        "{list}"
+    );
     assert_eq!(state(&env, &run)["state"], "completed");
 }
 

@@ -109,14 +109,15 @@ fn submodules_are_checked_out_in_run_and_member_worktrees_from_the_users_clones(
     assert_eq!(show("seen.txt"), "lib text\ndeep text\n", "{r}");
     assert_eq!(show("left.txt"), "deep text\n");
     assert_eq!(show("right.txt"), "lib text\n");
-    // Finished members' worktrees are removed, their submodule clones with them.
+    // Finished members' worktrees left their paths for the pool, their submodule clones with
+    // them; so did the completed run's: the user's checkout and three pooled worktrees.
     assert!(!env.worktree(&format!("{run}--left")).exists());
     assert!(!env.worktree(&format!("{run}--right")).exists());
     assert_eq!(
         env.git(&["worktree", "list", "--porcelain"])
             .matches("worktree ")
             .count(),
-        2
+        4
     );
     // The gitlinks are those of the base: the run changed no submodule.
     let links = |rev: &str| env.git(&["ls-tree", rev, "lib"]);
@@ -128,16 +129,22 @@ fn submodules_are_checked_out_in_run_and_member_worktrees_from_the_users_clones(
     assert_eq!(user_before, env.user_state());
     // The worktree's clone shares the user's object files (hardlinks) instead of copying them.
     use std::os::unix::fs::MetadataExt;
-    let wt = env.worktree(&run);
-    let admin = git_in(&env, &wt.join("lib"), &["rev-parse", "--absolute-git-dir"]);
-    let objects = Path::new(admin.trim()).join("objects");
+    // (Its clone lives in the worktree's own git dir, `<git dir>/worktrees/<name>/modules/`.)
+    let admins = env.common_dir().join("worktrees");
+    let admin = std::fs::read_dir(&admins)
+        .expect("worktree git dirs")
+        .flatten()
+        .map(|e| e.path().join("modules/lib"))
+        .find(|m| m.is_dir())
+        .expect("a submodule clone in a worktree's git dir");
+    let objects = admin.join("objects");
     let shared = walk_files(&objects)
         .iter()
         .any(|f| std::fs::metadata(f).is_ok_and(|m| m.nlink() > 1));
     assert!(shared, "no object file of {} is shared", objects.display());
-    // A worktree with submodules checked out is removed (git itself refuses to).
-    let r = env.machine_ok(&["rm", &run]);
-    assert!(!wt.exists(), "{r}");
+    // Worktrees with submodules checked out are removed (git itself refuses to).
+    let r = env.machine_ok(&["gc"]);
+    assert!(!admin.exists(), "{r}");
     assert_eq!(
         env.git(&["worktree", "list", "--porcelain"])
             .matches("worktree ")
@@ -225,7 +232,7 @@ copy = [".env", "config/local.toml"]
 link = ["node_modules"]
 [[steps]]
 id = "use"
-run = ["sh", "-c", "cat .env config/local.toml > seen.txt && ls node_modules > modules.txt && echo built > node_modules/built.txt && git status --porcelain > status.txt"]
+run = ["sh", "-c", "cat .env config/local.toml > seen.txt && ls node_modules > modules.txt && echo built > node_modules/built.txt && git status --porcelain > status.txt && if test -L node_modules; then echo link > islink.txt; fi && echo SECRET=2 > .env"]
 "#;
 
 #[test]
@@ -252,14 +259,13 @@ fn copy_and_link_bring_ignored_files_into_the_worktree_and_none_is_committed() {
         );
     }
     // The link is the user's folder: what the step wrote there is in the user's checkout.
-    let wt = env.worktree(&run);
-    assert!(std::fs::symlink_metadata(wt.join("node_modules"))
-        .expect("link")
-        .file_type()
-        .is_symlink());
+    assert_eq!(
+        show("islink.txt"),
+        "link\n",
+        "node_modules is a symlink there"
+    );
     assert_eq!(env.read("node_modules/built.txt"), "built\n");
-    // A copy is the worktree's own.
-    std::fs::write(wt.join(".env"), "SECRET=2\n").expect("write");
+    // A copy is the worktree's own: the step's change to it is not the user's.
     assert_eq!(env.read(".env"), "SECRET=1\n");
     let record = step_toml(&env, &run, "01-use");
     assert!(record.contains("copied `.env` (1 file"), "{record}");
@@ -364,9 +370,8 @@ fn setup_runs_once_before_the_first_step_and_not_again_on_resume_with_the_same_k
         env.git(&["show", &format!("machine/{run}:built.txt")]),
         "ok\n"
     );
-    // A worktree made again (its folder deleted) is set up again.
-    let wt = env.worktree(&run);
-    std::fs::remove_dir_all(&wt).expect("removed");
+    // The completed run's worktree went to the pool, its ignored files cleaned: taken again
+    // (a rewind), it is set up again.
     env.machine_ok(&["rewind", &run, "after"]);
     env.machine_ok(&["resume", &run]);
     assert_eq!(setups(), "ran\nran\n");
@@ -546,6 +551,9 @@ fn lfs_files_are_smudged_from_the_local_store_and_skip_smudge_is_respected() {
     if !git_lfs(&env) {
         return;
     }
+    // A pooled worktree keeps the files as the run before smudged them (a two-way switch
+    // writes only what differs): each run here gets a fresh checkout instead.
+    env.git(&["config", "machine.pool.size", "0"]);
     env.git(&["lfs", "install", "--local"]);
     env.git(&["lfs", "track", "*.bin"]);
     env.write("big.bin", "real content\n");

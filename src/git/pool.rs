@@ -1,0 +1,167 @@
+//! The git mechanics of reusing a worktree: park a finished one (HEAD detached, every file git
+//! does not track removed), move a folder to another path and tell git where it went, and
+//! switch it to another commit by writing only the files that differ.
+//!
+//! Where pooled worktrees live and who gets one is `store::pool`'s business; this module only
+//! knows one worktree at a time.
+//!
+//! Invariant: a worktree whose files or HEAD may not match what its path promises carries the
+//! marker file [`SWITCHING`] in its own git dir (`.git/worktrees/<name>/`). It is written
+//! before anything changes (parking, switching) and removed only once the worktree holds
+//! exactly its commit on its branch, so a process killed in between leaves a worktree that
+//! says so, and whoever finds it resets it instead of trusting it.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use super::{run_git, GitError, Oid, RefName, Repo, Result, Worktree};
+
+/// The marker of a worktree that is being parked or switched (see the module header).
+pub const SWITCHING: &str = "machine-switching";
+
+/// The block size the disk estimate of a parked worktree rounds each file up to.
+const BLOCK: u64 = 4096;
+
+/// What a switched worktree's HEAD becomes.
+#[derive(Clone, Copy, Debug)]
+pub enum Head<'a> {
+    /// Attached to this branch, which points at the commit switched to.
+    Branch(&'a RefName),
+    /// Detached at the commit switched to.
+    Detached,
+}
+
+impl Worktree {
+    /// The worktree's own git dir (`<common dir>/worktrees/<name>`), read from its `.git` file
+    /// without spawning git. `None` for a main checkout (whose `.git` is a folder) or no
+    /// worktree at all: those are never parked or switched.
+    pub fn admin_dir(&self) -> Option<PathBuf> {
+        let dotgit = std::fs::read_to_string(self.path.join(".git")).ok()?;
+        let admin = PathBuf::from(dotgit.trim().strip_prefix("gitdir: ")?);
+        admin.is_dir().then_some(admin)
+    }
+
+    /// Whether a park or a switch of this worktree was started and not finished.
+    pub fn is_switching(&self) -> bool {
+        self.admin_dir()
+            .is_some_and(|admin| admin.join(SWITCHING).exists())
+    }
+
+    fn mark_switching(&self, on: bool) -> Result<()> {
+        let admin = self.admin_dir().ok_or_else(|| {
+            GitError::Io(format!(
+                "{} is not a linked worktree of git machine's",
+                self.path.display()
+            ))
+        })?;
+        let marker = admin.join(SWITCHING);
+        let done = if on {
+            std::fs::write(&marker, b"")
+        } else {
+            std::fs::remove_file(&marker).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        };
+        done.map_err(|e| GitError::Io(format!("{}: {e}", marker.display())))
+    }
+
+    /// Make a clean, finished worktree ready for another run: marked, HEAD detached where it
+    /// is (no file is written), and every untracked and ignored file removed (`git clean
+    /// -ffdx`: build outputs, copied `.env` files, nested repositories). Returns the bytes its
+    /// files take on disk, estimated from its index: each file rounded up to a 4 KiB block.
+    /// The caller checked that nothing uncommitted is in it: tracked changes would survive.
+    pub fn park(&self) -> Result<u64> {
+        self.mark_switching(true)?;
+        super::configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
+        // Detached in place by libgit2: `git checkout --detach` would refresh the whole index.
+        let head = repo.head()?.peel_to_commit()?.id();
+        repo.set_head_detached(head)?;
+        self.git(&["clean", "-ffdxq"])?;
+        let index = repo.index()?;
+        Ok(index
+            .iter()
+            .map(|e| u64::from(e.file_size).div_ceil(BLOCK).max(1) * BLOCK)
+            .sum())
+    }
+
+    /// First half of a switch: make this worktree's index and files exactly `commit`'s,
+    /// rewriting only the files that differ. A parked worktree (`parked`: its index and files
+    /// are its HEAD's, nothing else is there) moves with a two-way `git read-tree -m -u HEAD
+    /// <commit>`, which looks only at the paths that differ; any other (half-switched by a
+    /// killed process), or one git refuses to move so, with `git read-tree --reset -u`, which
+    /// checks every file and drops whatever was left staged, then `git clean -ffdx`. The worktree stays marked until
+    /// [`Worktree::finish_switch`].
+    pub fn switch_files(&self, commit: Oid, parked: bool) -> Result<()> {
+        self.mark_switching(true)?;
+        let commit = commit.to_string();
+        // A two-way switch that git refuses (a file differs from what the index says after
+        // all) falls back to the full reset: the worktree is the pool's, nothing in it is kept.
+        let two_way = parked
+            && self
+                .git(&["read-tree", "-m", "-u", "HEAD", &commit])
+                .is_ok();
+        if !two_way {
+            self.git(&["read-tree", "--reset", "-u", &commit])?;
+            self.git(&["clean", "-ffdxq"])?;
+        }
+        // read-tree moves gitlinks, not the submodules checked out at them: those a previous
+        // holder populated are put at the commits the new base records.
+        self.reset_submodules()
+    }
+
+    /// Second half of a switch to `commit`: HEAD as `head` says, then the marker removed.
+    pub fn finish_switch(&self, commit: Oid, head: Head<'_>) -> Result<()> {
+        match head {
+            Head::Branch(branch) => self.git(&["symbolic-ref", "HEAD", branch.as_str()])?,
+            Head::Detached => {
+                self.git(&["update-ref", "--no-deref", "HEAD", &commit.to_string()])?
+            }
+        };
+        self.mark_switching(false)
+    }
+}
+
+impl Worktree {
+    /// Detach HEAD at `commit`, whose tree the index and files already hold (a member's commit
+    /// is made without moving HEAD); no file is touched.
+    pub fn detach_head_at(&self, commit: Oid) -> Result<()> {
+        self.git(&["update-ref", "--no-deref", "HEAD", &commit.to_string()])?;
+        Ok(())
+    }
+}
+
+impl Repo {
+    /// Move the worktree at `from` to `to` by one `rename` (atomic: of two processes taking
+    /// the same folder, one gets it and the other `Ok(false)`), then tell git its new place
+    /// (`git worktree repair`). `to` must not exist.
+    pub fn move_worktree(&self, from: &Path, to: &Path) -> Result<bool> {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| GitError::Io(e.to_string()))?;
+        }
+        match std::fs::rename(from, to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(GitError::Io(format!(
+                    "cannot move {} to {}: {e}",
+                    from.display(),
+                    to.display()
+                )))
+            }
+        }
+        self.repair_worktree(to)?;
+        Ok(true)
+    }
+
+    /// Tell git where the worktree at `path` is now (its admin files still name the folder it
+    /// was moved from): `git worktree repair`, run inside it.
+    pub fn repair_worktree(&self, path: &Path) -> Result<()> {
+        run_git(path, [OsStr::new("worktree"), OsStr::new("repair")])?;
+        Ok(())
+    }
+}

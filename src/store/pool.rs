@@ -1,0 +1,374 @@
+//! The worktree pool: finished worktrees kept for the next run instead of deleted.
+//!
+//! Checking out a big repository is most of what starting a run costs (seconds at 100k files),
+//! and every run and every member of a parallel group used to write the same files again. A
+//! run that completes (or is removed by `rm`) hands its worktree to a small per-repository pool
+//! under `<worktrees>/pool/`; the next run or member takes one, moves it to its own fixed path
+//! and switches it to its base, which writes only the files that differ.
+//!
+//! Invariants:
+//! - a pooled worktree is parked: HEAD detached, nothing uncommitted, no untracked or ignored
+//!   file (`git clean -ffdx`); a worktree with uncommitted changes never enters the pool;
+//! - only linked worktrees under git machine's worktree folder enter it, never the user's own
+//!   checkout;
+//! - an entry is taken by one `rename` to the run's path before it is switched, so two
+//!   processes never get the same one, and a worktree killed while switching is at its run's
+//!   path with the switching marker (see `git::pool`): whoever finds it there resets it;
+//! - entries are named `<nanoseconds>-<bytes>`: the oldest is dropped first once there are more
+//!   than `machine.pool.size` of them or more than `machine.pool.maxBytes` in all.
+//!
+//! Taking and trimming hold an exclusive `flock` on `<common git dir>/machine/pool.lock`, so a
+//! trim never removes an entry that a taker is moving.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::git::pool::Head;
+use crate::git::{Oid, RefName, Repo, Worktree};
+
+use super::{layout, Paths};
+
+/// Worktrees kept when `machine.pool.size` is not set: a run and a group of four members
+/// (`machine.jobs`' default) all start from the pool.
+pub const DEFAULT_SIZE: usize = 5;
+/// Bytes kept in all when `machine.pool.maxBytes` is not set: 4 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+
+/// The pool of one repository, with its bounds.
+pub struct Pool {
+    dir: PathBuf,
+    /// Where runs' worktrees live: only worktrees in there may enter the pool.
+    worktrees: PathBuf,
+    lock: PathBuf,
+    size: usize,
+    max_bytes: u64,
+    /// Test-only: end the process between a switch's files and its HEAD.
+    kill_while_switching: bool,
+}
+
+/// What the worktree to switch to is.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A run's worktree: on its branch, which points at the commit.
+    Branch(&'a RefName, Oid),
+    /// A member's worktree: detached at the commit.
+    Detached(Oid),
+}
+
+/// Where an acquired worktree came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Taken from the pool and switched.
+    Pool,
+    /// Found at its path, half-switched by a killed process, and reset.
+    Recovered,
+    /// Checked out afresh (`git worktree add`).
+    New,
+}
+
+/// What to do with a worktree that holds uncommitted changes when it is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfDirty {
+    /// Leave it where it is (a run's worktree: the changes are someone's).
+    Keep,
+    /// Remove it (its changes were kept elsewhere, or are disposable).
+    Remove,
+    /// The caller knows it holds nothing uncommitted (a member right after its commit, which
+    /// staged everything): not checked again, which at 100k files costs a second.
+    KnownClean,
+}
+
+/// What became of a released worktree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    Pooled,
+    Removed,
+    /// It holds uncommitted changes and stays where it is.
+    Kept,
+}
+
+/// One pooled worktree.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// When it entered the pool, in nanoseconds since the epoch.
+    pub stamp: u128,
+    /// Its files' bytes on disk, estimated from its index (see [`crate::git::pool`]).
+    pub bytes: u64,
+}
+
+impl Pool {
+    /// The pool of `repo`, bounded as `machine.pool.size` and `machine.pool.maxBytes` say.
+    pub fn new(repo: &Repo, paths: &Paths, env: &Env) -> Result<Pool> {
+        let size = match repo.config_str("machine.pool.size") {
+            None => DEFAULT_SIZE,
+            Some(v) => parse_size(&v)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    bad_setting(
+                        "machine.pool.size",
+                        &v,
+                        "a number of worktrees, 0 for no pool",
+                    )
+                })?,
+        };
+        let max_bytes = match repo.config_str("machine.pool.maxBytes") {
+            None => DEFAULT_MAX_BYTES,
+            Some(v) => parse_size(&v).ok_or_else(|| {
+                bad_setting(
+                    "machine.pool.maxBytes",
+                    &v,
+                    "bytes, with an optional k, m or g suffix",
+                )
+            })?,
+        };
+        Ok(Pool {
+            dir: paths.pool_dir(),
+            worktrees: paths.worktrees_dir().to_path_buf(),
+            lock: repo.common_dir().join("machine").join("pool.lock"),
+            size,
+            max_bytes,
+            kill_while_switching: cfg!(feature = "test-fakes")
+                && env.var("MACHINE_TEST_KILL_WHILE_SWITCHING").is_some(),
+        })
+    }
+
+    /// Make `path` a worktree holding exactly the target's commit: finish a switch a killed
+    /// process left there, else take the newest pooled worktree, else check one out afresh.
+    /// Whatever `path` held otherwise is removed first.
+    ///
+    /// Workspace preparation (submodules, copied ignored files, a setup command) must run
+    /// right after this, whatever the source: a pooled worktree comes without ignored files.
+    pub fn acquire(&self, repo: &Repo, path: &Path, target: Target<'_>) -> Result<Source> {
+        let wt = Worktree::new(path.to_path_buf());
+        if wt.is_switching() && wt.is_valid() {
+            // Killed between the move and the end of the switch, perhaps before git was told.
+            repo.repair_worktree(path)?;
+            self.switch(&wt, target, false)?;
+            return Ok(Source::Recovered);
+        }
+        if path.exists() {
+            repo.worktree_remove(path)?;
+        }
+        if self.take(repo, path)? {
+            self.switch(&wt, target, true)?;
+            return Ok(Source::Pool);
+        }
+        match target {
+            Target::Branch(branch, _) => repo.worktree_add(path, branch)?,
+            Target::Detached(commit) => repo.worktree_add_detached(path, commit)?,
+        }
+        Ok(Source::New)
+    }
+
+    fn switch(&self, wt: &Worktree, target: Target<'_>, parked: bool) -> Result {
+        let (commit, head) = match target {
+            Target::Branch(branch, commit) => (commit, Head::Branch(branch)),
+            Target::Detached(commit) => (commit, Head::Detached),
+        };
+        wt.switch_files(commit, parked)?;
+        if self.kill_while_switching {
+            // SAFETY: signalling our own process; SIGKILL cannot be caught, as a real kill.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        Ok(wt.finish_switch(commit, head)?)
+    }
+
+    /// Move the newest pooled worktree to `path`; `false` when the pool is empty.
+    fn take(&self, repo: &Repo, path: &Path) -> Result<bool> {
+        if self.size == 0 {
+            return Ok(false);
+        }
+        let _lock = self.locked()?;
+        for entry in self.entries()?.iter().rev() {
+            if !Worktree::new(entry.path.clone()).is_valid() {
+                // Its folder lost its git files: it can serve no one.
+                repo.worktree_remove(&entry.path)?;
+                continue;
+            }
+            if repo.move_worktree(&entry.path, path)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Hand the worktree at `path` to the pool: parked and moved there, then the pool trimmed
+    /// to its bounds. A worktree with uncommitted changes is kept or removed as `if_dirty`
+    /// says; with the pool off (`machine.pool.size` 0) a clean one is removed.
+    pub fn release(&self, repo: &Repo, path: &Path, if_dirty: IfDirty) -> Result<Released> {
+        let wt = Worktree::new(path.to_path_buf());
+        let ours = path.starts_with(&self.worktrees) && wt.admin_dir().is_some();
+        if !ours || !wt.is_valid() {
+            // Not a linked worktree any more (its folder or git files are gone): drop what is left.
+            repo.worktree_remove(path)?;
+            return Ok(Released::Removed);
+        }
+        if if_dirty != IfDirty::KnownClean && wt.is_dirty()? {
+            if if_dirty == IfDirty::Keep {
+                return Ok(Released::Kept);
+            }
+            repo.worktree_remove(path)?;
+            return Ok(Released::Removed);
+        }
+        if self.size == 0 {
+            repo.worktree_remove(path)?;
+            return Ok(Released::Removed);
+        }
+        // Parked, it holds no ignored file: what its setup made is gone, so is the setup's
+        // stamp (the next holder sets it up again).
+        if let Some(admin) = wt.admin_dir() {
+            let _ = std::fs::remove_file(admin.join(layout::SETUP_STAMP));
+        }
+        let bytes = wt.park()?;
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let to = self.dir.join(format!("{stamp:020}-{bytes}"));
+        repo.move_worktree(path, &to)?;
+        self.trim(repo)?;
+        Ok(Released::Pooled)
+    }
+
+    /// Drop the oldest entries until at most `machine.pool.size` remain and they hold at most
+    /// `machine.pool.maxBytes`.
+    fn trim(&self, repo: &Repo) -> Result {
+        let _lock = self.locked()?;
+        let entries = self.entries()?;
+        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+        let mut count = entries.len();
+        for entry in &entries {
+            if count <= self.size && total <= self.max_bytes {
+                break;
+            }
+            repo.worktree_remove(&entry.path)?;
+            count -= 1;
+            total -= entry.bytes;
+        }
+        Ok(())
+    }
+
+    /// The pooled worktrees that entered the pool at least `age` ago (all of them without one):
+    /// what `git machine gc` removes.
+    pub fn older_than(&self, age: Option<Duration>) -> Result<Vec<Entry>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let age = age.map_or(0, |a| a.as_nanos());
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| now.saturating_sub(e.stamp) >= age)
+            .collect())
+    }
+
+    /// Remove these pooled worktrees (`git machine gc`); the pool's folder goes once empty.
+    pub fn remove(&self, repo: &Repo, entries: &[Entry]) -> Result {
+        let _lock = self.locked()?;
+        for entry in entries {
+            repo.worktree_remove(&entry.path)?;
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+        Ok(())
+    }
+
+    /// The pooled worktrees, oldest first. A folder in the pool that git machine did not name
+    /// is an error, not skipped: something else is writing there.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let parsed = name
+                .split_once('-')
+                .and_then(|(s, b)| Some((s.parse().ok()?, b.parse().ok()?)));
+            let Some((stamp, bytes)) = parsed else {
+                return Err(Error::failed(format!(
+                    "{} is not a worktree git machine pooled",
+                    e.path().display()
+                ))
+                .with_hint(format!(
+                    "move it out of {}; that folder holds only pooled worktrees",
+                    self.dir.display()
+                )));
+            };
+            entries.push(Entry {
+                path: e.path(),
+                stamp,
+                bytes,
+            });
+        }
+        entries.sort_by_key(|e| e.stamp);
+        Ok(entries)
+    }
+
+    fn locked(&self) -> Result<File> {
+        use std::os::fd::AsRawFd;
+        if let Some(dir) = self.lock.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)?;
+        // SAFETY: flock on a file descriptor we own; released when `file` is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::failed(format!(
+                "cannot lock {}: {}",
+                self.lock.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(file)
+    }
+}
+
+fn bad_setting(key: &str, value: &str, want: &str) -> Error {
+    Error::usage(format!("{key} is `{value}`, not {want}")).with_hint(format!(
+        "`git config {key} <value>` sets it, `git config --unset {key}` takes the default"
+    ))
+}
+
+/// A size as git writes integers: digits with an optional `k`, `m` or `g` suffix (×1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, ' '),
+    };
+    let shift = match unit {
+        ' ' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_as_git_reads_integers() {
+        assert_eq!(parse_size("4"), Some(4));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("2k"), Some(2048));
+        assert_eq!(parse_size("3M"), Some(3 << 20));
+        assert_eq!(parse_size(" 1g "), Some(1 << 30));
+        assert_eq!(parse_size("many"), None);
+        assert_eq!(parse_size("-1"), None);
+        assert_eq!(parse_size("5t"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

@@ -1,0 +1,443 @@
+//! The worktree pool through the binary: a finished run's worktree is reused by the next run
+//! and by a group's members, switched to exactly their base; bounds, `gc`, a kill while
+//! switching, and a paused run's edits.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+
+use crate::common::TestEnv;
+
+/// The pool folder of the test's one repository.
+fn pool_dir(env: &TestEnv) -> PathBuf {
+    env.worktree("x")
+        .parent()
+        .expect("the repository's worktree folder")
+        .join("pool")
+}
+
+/// The pooled worktrees, oldest first.
+fn pooled(env: &TestEnv) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = std::fs::read_dir(pool_dir(env))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    list.sort();
+    list
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .ino()
+}
+
+/// The run that `f` created.
+fn new_run(env: &TestEnv, f: impl FnOnce()) -> String {
+    let before = env.runs();
+    f();
+    let mut new: Vec<String> = env
+        .runs()
+        .into_iter()
+        .filter(|r| !before.contains(r))
+        .collect();
+    assert_eq!(new.len(), 1, "one new run: {new:?}");
+    new.remove(0)
+}
+
+/// A repository with tracked files, an ignore rule for `build/`, and a workflow `leave` whose
+/// step adds a tracked file and leaves an ignored one.
+fn repo_with_leftovers() -> TestEnv {
+    let env = TestEnv::new();
+    env.write("keep.txt", "kept\n");
+    env.write("a.txt", "one\n");
+    env.write("old.txt", "old\n");
+    env.write(".gitignore", "build/\n");
+    env.git(&["add", "."]);
+    env.git(&["commit", "-qm", "files"]);
+    env.workflow(
+        "leave",
+        "version = 1\nname = \"leave\"\n[[steps]]\nid = \"mess\"\nrun = [\"sh\", \"-c\", \"echo made > made.txt; mkdir -p build; echo obj > build/out.o\"]\n",
+    );
+    env
+}
+
+/// A workflow whose one step writes, outside the worktree, where it ran, the inode of
+/// `keep.txt` and every file it sees (git's own excepted).
+fn look_workflow(env: &TestEnv, out: &Path) {
+    env.workflow(
+        "look",
+        &format!(
+            "version = 1\nname = \"look\"\n[[steps]]\nid = \"look\"\nrun = [\"sh\", \"-c\", \"pwd > {o}.pwd; stat -c %i keep.txt > {o}.ino; find . -name .git -prune -o -type f -print | sed 's|^./||' | sort > {o}.files\"]\n",
+            o = out.display()
+        ),
+    );
+}
+
+#[test]
+fn a_second_run_takes_the_first_runs_worktree_holding_exactly_its_base() {
+    let env = repo_with_leftovers();
+    let first = new_run(&env, || {
+        env.machine_ok(&["run", "leave"]);
+    });
+    assert!(
+        !env.worktree(&first).exists(),
+        "a completed run's worktree goes to the pool"
+    );
+    let pool = pooled(&env);
+    assert_eq!(pool.len(), 1, "{pool:?}");
+    assert!(
+        !pool[0].join("build").exists(),
+        "ignored files are cleaned when pooled"
+    );
+    let pooled_inode = inode(&pool[0].join("keep.txt"));
+
+    // A new base: one file changed, one deleted.
+    env.write("a.txt", "two\n");
+    env.git(&["rm", "-q", "old.txt"]);
+    env.git(&["commit", "-qam", "new base"]);
+    let out = env.tmp.path().join("look");
+    look_workflow(&env, &out);
+    let second = new_run(&env, || {
+        env.machine_ok(&["run", "look"]);
+    });
+    let read =
+        |ext: &str| std::fs::read_to_string(out.with_extension(ext)).expect("the step's notes");
+    assert_eq!(
+        read("pwd").trim(),
+        env.worktree(&second).display().to_string()
+    );
+    assert_eq!(
+        read("ino").trim(),
+        pooled_inode.to_string(),
+        "an unchanged file was not written again"
+    );
+    let start = format!("machine/{second}~1");
+    let expected = env.git(&["ls-tree", "-r", "--name-only", &start]);
+    assert_eq!(
+        read("files"),
+        expected,
+        "exactly the base's tree: no leftovers"
+    );
+    assert!(!read("files").contains("made.txt") && !read("files").contains("old.txt"));
+    assert_eq!(
+        env.git(&["show", &format!("machine/{second}:a.txt")]),
+        "two\n"
+    );
+    // Only the step's record changed in its commit: nothing of the first run came along.
+    let changed = env.git(&[
+        "diff",
+        "--name-only",
+        &start,
+        &format!("machine/{second}"),
+        "--",
+        ".",
+        ":(exclude).codemachine",
+    ]);
+    assert_eq!(changed, "");
+    // Back in the pool, and git knows it there.
+    let pool = pooled(&env);
+    assert_eq!(pool.len(), 1, "{pool:?}");
+    let list = env.git(&["worktree", "list", "--porcelain"]);
+    assert!(list.contains(&pool[0].display().to_string()), "{list}");
+    assert!(!list.contains(&first) && !list.contains(&second), "{list}");
+    assert_eq!(
+        env.git(&["status", "--porcelain"]).trim(),
+        "?? .codemachine/"
+    );
+}
+
+const GROUP: &str = r#"version = 1
+name = "group"
+[[steps]]
+id = "first"
+run = ["true"]
+[[steps]]
+id = "one"
+group = "g"
+run = ["sh", "-c", "stat -c %i README.md > OUT.one; pwd > OUT.one.pwd; echo 1 > one.txt"]
+[[steps]]
+id = "two"
+group = "g"
+run = ["sh", "-c", "stat -c %i README.md > OUT.two; pwd > OUT.two.pwd; echo 2 > two.txt"]
+[[steps]]
+id = "three"
+group = "g"
+run = ["sh", "-c", "stat -c %i README.md > OUT.three; pwd > OUT.three.pwd; echo 3 > three.txt"]
+"#;
+
+fn group_workflow(env: &TestEnv, out: &Path) {
+    env.workflow("group", &GROUP.replace("OUT", &out.display().to_string()));
+}
+
+#[test]
+fn a_groups_members_come_from_the_pool() {
+    let env = TestEnv::new();
+    let out = env.tmp.path().join("member");
+    group_workflow(&env, &out);
+    // The first run warms the pool: its three members and itself.
+    env.machine_ok(&["run", "group", "--jobs", "1"]);
+    let pool = pooled(&env);
+    assert_eq!(pool.len(), 4, "{pool:?}");
+    let inodes: Vec<u64> = pool.iter().map(|p| inode(&p.join("README.md"))).collect();
+
+    let run = new_run(&env, || {
+        env.machine_ok(&["run", "group", "--jobs", "1"]);
+    });
+    for member in ["one", "two", "three"] {
+        let ino: u64 = std::fs::read_to_string(out.with_extension(member))
+            .expect("the member's note")
+            .trim()
+            .parse()
+            .expect("an inode");
+        assert!(
+            inodes.contains(&ino),
+            "{member} got a fresh checkout: {ino} not in {inodes:?}"
+        );
+        let pwd = std::fs::read_to_string(out.with_extension(format!("{member}.pwd")))
+            .expect("the member's pwd");
+        let own = env.worktree(&format!("{run}--{member}"));
+        assert_eq!(pwd.trim(), own.display().to_string());
+    }
+    assert_eq!(env.git(&["show", &format!("machine/{run}:two.txt")]), "2\n");
+    assert_eq!(pooled(&env).len(), 4);
+}
+
+#[test]
+fn the_pool_keeps_to_its_bounds_and_gc_empties_it() {
+    let env = TestEnv::new();
+    let out = env.tmp.path().join("member");
+    group_workflow(&env, &out);
+    env.git(&["config", "machine.pool.size", "2"]);
+    env.machine_ok(&["run", "group"]);
+    let pool = pooled(&env);
+    assert_eq!(
+        pool.len(),
+        2,
+        "four released, the two newest kept: {pool:?}"
+    );
+    let list = env.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 3, "{list}");
+
+    // A byte bound below one worktree keeps none.
+    env.git(&["config", "machine.pool.maxBytes", "1"]);
+    env.machine_ok(&["run", "group"]);
+    assert_eq!(pooled(&env), Vec::<PathBuf>::new());
+
+    env.git(&["config", "--unset", "machine.pool.maxBytes"]);
+    env.machine_ok(&["run", "group"]);
+    assert_eq!(pooled(&env).len(), 2);
+    let dry = env.machine_ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("would remove 2 pooled worktrees"),
+        "{dry}"
+    );
+    assert_eq!(pooled(&env).len(), 2);
+    let r = env.machine_ok(&["gc"]);
+    assert!(r.stdout.contains("removed 2 pooled worktrees"), "{r}");
+    assert!(
+        r.stdout.contains("(was "),
+        "the cache size counts the pool: {r}"
+    );
+    assert_eq!(pooled(&env), Vec::<PathBuf>::new());
+    let list = env.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
+
+    // A bad bound is the user's mistake, named with its key.
+    env.git(&["config", "machine.pool.size", "many"]);
+    let bad = env.machine_code(2, &["run", "group"]);
+    assert!(bad.stderr.contains("machine.pool.size"), "{bad}");
+    assert!(bad.stderr.contains("hint:"), "{bad}");
+}
+
+#[test]
+fn a_size_of_zero_turns_the_pool_off() {
+    let env = TestEnv::new();
+    let out = env.tmp.path().join("member");
+    group_workflow(&env, &out);
+    env.git(&["config", "machine.pool.size", "0"]);
+    let run = new_run(&env, || {
+        env.machine_ok(&["run", "group"]);
+    });
+    assert_eq!(pooled(&env), Vec::<PathBuf>::new());
+    assert!(!env.worktree(&run).exists());
+    let list = env.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
+}
+
+#[test]
+fn a_run_killed_while_switching_a_pooled_worktree_is_reset_on_resume() {
+    let env = repo_with_leftovers();
+    env.machine_ok(&["run", "leave"]);
+    assert_eq!(pooled(&env).len(), 1);
+    env.write("a.txt", "two\n");
+    env.git(&["commit", "-qam", "new base"]);
+    let out = env.tmp.path().join("look");
+    look_workflow(&env, &out);
+
+    let run = new_run(&env, || {
+        let killed = env
+            .machine_cmd(&["run", "look"])
+            .env("MACHINE_TEST_KILL_WHILE_SWITCHING", "1")
+            .output()
+            .expect("spawn");
+        assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");
+    });
+    // Killed with the files switched and HEAD not: the worktree is at the run's path, marked,
+    // and not in the pool for anyone else.
+    let wt = env.worktree(&run);
+    assert!(wt.join("keep.txt").exists());
+    assert_eq!(pooled(&env), Vec::<PathBuf>::new());
+    let head = env.git(&[
+        "-C",
+        wt.to_str().expect("utf8"),
+        "rev-parse",
+        "--symbolic-full-name",
+        "HEAD",
+    ]);
+    assert_ne!(
+        head.trim(),
+        format!("refs/heads/machine/{run}"),
+        "HEAD was not set yet"
+    );
+    assert!(!out.with_extension("files").exists(), "the step never ran");
+
+    // Another run meanwhile gets a worktree of its own, not the half-switched one.
+    let other = new_run(&env, || {
+        env.machine_ok(&["run", "leave"]);
+    });
+    assert_ne!(other, run);
+    assert!(wt.join("keep.txt").exists());
+
+    env.machine_ok(&["resume", &run]);
+    let start = format!("machine/{run}~1");
+    let expected = env.git(&["ls-tree", "-r", "--name-only", &start]);
+    let files = std::fs::read_to_string(out.with_extension("files")).expect("files");
+    assert_eq!(files, expected);
+    let changed = env.git(&[
+        "diff",
+        "--name-only",
+        &start,
+        &format!("machine/{run}"),
+        "--",
+        ".",
+        ":(exclude).codemachine",
+    ]);
+    assert_eq!(
+        changed, "",
+        "the step's commit holds nothing of the first run"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.with_extension("pwd"))
+            .expect("pwd")
+            .trim(),
+        wt.display().to_string()
+    );
+}
+
+#[test]
+fn a_paused_run_with_edits_is_never_pooled() {
+    let env = TestEnv::new();
+    env.workflow(
+        "gate",
+        "version = 1\nname = \"gate\"\n[[steps]]\nid = \"draft\"\nrun = [\"sh\", \"-c\", \"echo draft > plan.md\"]\ncheckpoint = true\n[[steps]]\nid = \"build\"\nrun = [\"true\"]\n",
+    );
+    let edited = new_run(&env, || {
+        env.machine_code(1, &["run", "gate"]);
+    });
+    let wt = env.worktree(&edited);
+    std::fs::write(wt.join("plan.md"), "a person's edit\n").expect("edit");
+    env.machine_ok(&["gc"]);
+    assert!(wt.join("plan.md").exists(), "gc keeps it");
+    env.machine_code(2, &["rm", &edited]);
+    assert_eq!(
+        std::fs::read_to_string(wt.join("plan.md")).expect("kept"),
+        "a person's edit\n"
+    );
+    assert_eq!(pooled(&env), Vec::<PathBuf>::new());
+    env.machine_ok(&["rm", "--force", &edited]);
+    assert!(!wt.exists());
+    assert_eq!(pooled(&env), Vec::<PathBuf>::new(), "removed, not pooled");
+    assert_eq!(
+        env.git(&[
+            "show",
+            &format!("refs/machine/attempts/{edited}/rm-removed:plan.md")
+        ]),
+        "a person's edit\n"
+    );
+
+    // Paused without edits: rm hands it to the pool, and a resume takes it back.
+    let clean = new_run(&env, || {
+        env.machine_code(1, &["run", "gate"]);
+    });
+    env.machine_ok(&["rm", &clean]);
+    assert_eq!(pooled(&env).len(), 1);
+    env.machine_ok(&["resume", &clean]);
+    assert_eq!(
+        env.git(&["show", &format!("machine/{clean}:plan.md")]),
+        "draft\n"
+    );
+    assert_eq!(
+        pooled(&env).len(),
+        1,
+        "taken, then back when the run completed"
+    );
+}
+
+#[test]
+fn a_pooled_worktree_changed_behind_the_pools_back_is_still_switched_to_exactly_the_base() {
+    let env = repo_with_leftovers();
+    env.machine_ok(&["run", "leave"]);
+    let pool = pooled(&env);
+    assert_eq!(pool.len(), 1, "{pool:?}");
+    // Someone edits a tracked file and drops an untracked one in the pooled worktree: the
+    // two-way switch refuses to overwrite the edit, and the full reset takes over.
+    std::fs::write(pool[0].join("a.txt"), "edited in the pool\n").expect("edit");
+    std::fs::write(pool[0].join("stray.txt"), "stray\n").expect("stray");
+    env.write("a.txt", "two\n");
+    env.git(&["commit", "-qam", "new base"]);
+    let out = env.tmp.path().join("look");
+    look_workflow(&env, &out);
+    let run = new_run(&env, || {
+        env.machine_ok(&["run", "look"]);
+    });
+    let start = format!("machine/{run}~1");
+    let expected = env.git(&["ls-tree", "-r", "--name-only", &start]);
+    let files = std::fs::read_to_string(out.with_extension("files")).expect("files");
+    assert_eq!(files, expected);
+    assert_eq!(env.git(&["show", &format!("machine/{run}:a.txt")]), "two\n");
+}
+
+/// A pooled worktree holds no ignored file (its setup's work is gone), so the next run that
+/// takes it sets it up again, even with an unchanged key.
+#[test]
+fn a_run_that_takes_a_pooled_worktree_runs_its_setup_again() {
+    let env = TestEnv::new();
+    env.write(".gitignore", "installed\n");
+    env.write("package-lock.json", "{\"lockfileVersion\": 3}\n");
+    env.git(&["add", ".gitignore", "package-lock.json"]);
+    env.git(&["commit", "-q", "-m", "lock"]);
+    env.workflow(
+        "setup",
+        "version = 1\nname = \"setup\"\n[workspace]\nsetup = [\"sh\", \"-c\", \"echo ran >> \\\"$HOME/setups\\\"; touch installed\"]\nsetup_key = [\"package-lock.json\"]\n[[steps]]\nid = \"build\"\nrun = [\"sh\", \"-c\", \"test -f installed && echo ok > built.txt\"]\n",
+    );
+    let setups = || std::fs::read_to_string(env.home.join("setups")).unwrap_or_default();
+    env.machine_ok(&["run", "setup"]);
+    assert_eq!(setups(), "ran\n");
+    assert_eq!(
+        pooled(&env).len(),
+        1,
+        "the completed run's worktree is pooled"
+    );
+    let r = env.machine_ok(&["run", "setup"]);
+    assert_eq!(pooled(&env).len(), 1, "taken, then pooled again");
+    assert_eq!(
+        setups(),
+        "ran\nran\n",
+        "set up again in the pooled worktree\n{r}"
+    );
+    let run = env.last_run();
+    assert_eq!(
+        env.git(&["show", &format!("machine/{run}:built.txt")]),
+        "ok\n"
+    );
+}

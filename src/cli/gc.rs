@@ -62,7 +62,15 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
         }
         removed.push(id.to_string());
     }
-    let orphans = orphans(&dir, &runs);
+    let mut orphans = orphans(&dir, &runs);
+    // Pooled worktrees whose folders went (a cache deleted by hand) leave git's entries.
+    let pool = paths.pool_dir();
+    orphans.extend(
+        listed
+            .iter()
+            .filter(|p| p.starts_with(&pool) && !p.exists())
+            .cloned(),
+    );
     // Left by a git machine (or a step's git) killed while writing an object.
     let temps = repo.stale_temp_objects(STALE_TEMP_OBJECT);
     if !args.dry_run {
@@ -86,7 +94,7 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
     }
     // The pool is a cache of checkouts for runs to come: gc gives it back (with --older-than,
     // what entered it that long ago).
-    let pool = Pool::new(&repo, &paths, &ctx.env)?;
+    let pool = Pool::new(&repo, &paths)?;
     let expired = pool.older_than(args.older_than)?;
     if !args.dry_run {
         pool.remove(&repo, &expired)?;

@@ -100,7 +100,7 @@ fn remove(
     let wt = paths.worktree(id);
     // Clean worktrees go to the pool for the next run; what they held beyond the tip was
     // refused or kept above.
-    let pool = Pool::new(repo, paths, &ctx.env)?;
+    let pool = Pool::new(repo, paths)?;
     pool.release(repo, &wt, IfDirty::Remove)?;
     for member in paths.member_worktrees(id) {
         pool.release(repo, &member, IfDirty::Remove)?;

@@ -82,11 +82,34 @@ impl Worktree {
         let head = repo.head()?.peel_to_commit()?.id();
         repo.set_head_detached(head)?;
         self.git(&["clean", "-ffdxq"])?;
+        self.drop_submodules()?;
         let index = repo.index()?;
         Ok(index
             .iter()
             .map(|e| u64::from(e.file_size).div_ceil(BLOCK).max(1) * BLOCK)
             .sum())
+    }
+
+    /// Empty the submodules a holder populated, and their clones in the worktree's git dir:
+    /// a clone records its checkout's path (`core.worktree`), which the next holder's is not,
+    /// and it may lack the commits of the next base. The next holder's preparation populates
+    /// them again from the user's clones (hard links: cheap). The folders stay, empty, as git
+    /// leaves a submodule nobody initialised.
+    fn drop_submodules(&self) -> Result<()> {
+        let subs = self.submodules()?;
+        for sub in &subs {
+            let dir = self.path.join(&sub.path);
+            if dir.join(".git").exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| GitError::Io(e.to_string()))?;
+                std::fs::create_dir_all(&dir).map_err(|e| GitError::Io(e.to_string()))?;
+            }
+        }
+        if let Some(modules) = self.admin_dir().map(|a| a.join("modules")) {
+            if modules.exists() {
+                std::fs::remove_dir_all(&modules).map_err(|e| GitError::Io(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     /// First half of a switch: make this worktree's index and files exactly `commit`'s,

@@ -12,7 +12,7 @@ use crate::store::RunId;
 impl Runner<'_> {
     /// This repository's worktree pool, bounded as configured.
     pub(super) fn pool(&self) -> Result<Pool> {
-        Pool::new(self.repo, &self.paths, self.env)
+        Pool::new(self.repo, &self.paths)
     }
 
     /// A completed run's worktree goes to the pool; one holding changes nobody committed (a

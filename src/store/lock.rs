@@ -166,6 +166,7 @@ fn create(path: &Path, holder: &Holder) -> std::io::Result<bool> {
     // Unique to this process and call, so two threads taking locks never share one.
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    sweep_unlinked(path);
     let tmp = path.with_extension(format!("new-{}-{n}", holder.pid));
     let mut f = fs::File::create(&tmp)?;
     let written = f
@@ -177,6 +178,31 @@ fn create(path: &Path, holder: &Holder) -> std::io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Remove what a process killed between writing a lock beside its place and linking it in
+/// left (`<lock>.new-<pid>-<n>`, its pid gone).
+fn sweep_unlinked(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.new-", name.to_string_lossy());
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -366,5 +392,23 @@ mod holder_tests {
         };
         let err = signal_holder_with(&holder, 0).expect_err("another host");
         assert!(err.to_string().contains("-elsewhere"), "{err}");
+    }
+
+    /// Regression: a process killed between writing its lock beside the lock's place and
+    /// linking it in left `<lock>.new-<pid>-<n>` for ever.
+    #[test]
+    fn a_lock_written_by_a_process_killed_before_linking_it_is_swept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("run");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let stale = dir.path().join(format!("run.new-{dead}-0"));
+        fs::write(&stale, "pid = 1\n").expect("stale temp");
+        let live = dir.path().join(format!("run.new-{}-0", std::process::id()));
+        fs::write(&live, "").expect("a live writer's temp");
+        sweep_unlinked(&path);
+        assert!(!stale.exists(), "the dead writer's temp was swept");
+        assert!(live.exists(), "a live writer's temp is its own");
     }
 }

@@ -24,7 +24,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::git::pool::Head;
 use crate::git::{Oid, RefName, Repo, Worktree};
@@ -45,8 +44,6 @@ pub struct Pool {
     lock: PathBuf,
     size: usize,
     max_bytes: u64,
-    /// Test-only: end the process between a switch's files and its HEAD.
-    kill_while_switching: bool,
 }
 
 /// What the worktree to switch to is.
@@ -102,7 +99,7 @@ pub struct Entry {
 
 impl Pool {
     /// The pool of `repo`, bounded as `machine.pool.size` and `machine.pool.maxBytes` say.
-    pub fn new(repo: &Repo, paths: &Paths, env: &Env) -> Result<Pool> {
+    pub fn new(repo: &Repo, paths: &Paths) -> Result<Pool> {
         let size = match repo.config_str("machine.pool.size") {
             None => DEFAULT_SIZE,
             Some(v) => parse_size(&v)
@@ -131,8 +128,6 @@ impl Pool {
             lock: repo.common_dir().join("machine").join("pool.lock"),
             size,
             max_bytes,
-            kill_while_switching: cfg!(feature = "test-fakes")
-                && env.var("MACHINE_TEST_KILL_WHILE_SWITCHING").is_some(),
         })
     }
 
@@ -155,6 +150,7 @@ impl Pool {
         }
         if self.take(repo, path)? {
             self.switch(&wt, target, true)?;
+            crate::env::crash::point("worktree-added");
             return Ok(Source::Pool);
         }
         match target {
@@ -170,12 +166,7 @@ impl Pool {
             Target::Detached(commit) => (commit, Head::Detached),
         };
         wt.switch_files(commit, parked)?;
-        if self.kill_while_switching {
-            // SAFETY: signalling our own process; SIGKILL cannot be caught, as a real kill.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
+        crate::env::crash::point("switching");
         Ok(wt.finish_switch(commit, head)?)
     }
 

@@ -277,7 +277,7 @@ fn a_run_killed_while_switching_a_pooled_worktree_is_reset_on_resume() {
     let run = new_run(&env, || {
         let killed = env
             .machine_cmd(&["run", "look"])
-            .env("MACHINE_TEST_KILL_WHILE_SWITCHING", "1")
+            .env("MACHINE_TEST_CRASH_AT", "switching:1")
             .output()
             .expect("spawn");
         assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");

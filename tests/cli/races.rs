@@ -104,8 +104,13 @@ fn four_runs_at_once_while_the_user_commits_in_the_main_checkout() {
         assert_eq!(crate::crash::state(&env, run), "completed");
     }
     assert_sound(&env);
+    // Each completed run's worktree went to the pool (or stayed at its path): none prunable,
+    // no member's, and after `gc` none at all.
     let listed = worktrees(&env);
-    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert!(listed.iter().all(|(_, prunable)| !prunable), "{listed:?}");
+    assert!(!listed.iter().any(|(p, _)| p.contains("--")), "{listed:?}");
+    env.machine_ok(&["gc"]);
+    assert_eq!(worktrees(&env).len(), 1, "after gc: {:?}", worktrees(&env));
     let left = leftovers(&env.common_dir());
     assert!(
         left.iter()

@@ -61,19 +61,6 @@ fn with_submodules(env: &TestEnv) {
     assert_eq!(env.read("lib/nested/deep.txt"), "deep text\n");
 }
 
-fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk_files(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 fn step_toml(env: &TestEnv, run: &str, record: &str) -> String {
     env.git(&[
         "show",
@@ -85,7 +72,7 @@ const READ_SUBMODULES: &str = r#"version = 1
 name = "read"
 [[steps]]
 id = "read"
-run = ["sh", "-c", "cat lib/lib.txt lib/nested/deep.txt > seen.txt"]
+run = ["sh", "-c", "cat lib/lib.txt lib/nested/deep.txt > seen.txt && d=$(git -C lib rev-parse --absolute-git-dir) && if find \"$d/objects\" -type f -links +1 | grep -q .; then echo shared > shared.txt; fi"]
 [[steps]]
 id = "left"
 group = "both"
@@ -128,23 +115,17 @@ fn submodules_are_checked_out_in_run_and_member_worktrees_from_the_users_clones(
     assert_eq!(config_before, config_after);
     assert_eq!(user_before, env.user_state());
     // The worktree's clone shares the user's object files (hardlinks) instead of copying them.
-    use std::os::unix::fs::MetadataExt;
-    // (Its clone lives in the worktree's own git dir, `<git dir>/worktrees/<name>/modules/`.)
-    let admins = env.common_dir().join("worktrees");
-    let admin = std::fs::read_dir(&admins)
-        .expect("worktree git dirs")
-        .flatten()
-        .map(|e| e.path().join("modules/lib"))
-        .find(|m| m.is_dir())
-        .expect("a submodule clone in a worktree's git dir");
-    let objects = admin.join("objects");
-    let shared = walk_files(&objects)
-        .iter()
-        .any(|f| std::fs::metadata(f).is_ok_and(|m| m.nlink() > 1));
-    assert!(shared, "no object file of {} is shared", objects.display());
+    // (Seen by the step: an object file of its clone has more than one link.)
+    assert_eq!(show("shared.txt"), "shared\n", "no object file is shared");
     // Worktrees with submodules checked out are removed (git itself refuses to).
     let r = env.machine_ok(&["gc"]);
-    assert!(!admin.exists(), "{r}");
+    assert_eq!(
+        env.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1,
+        "{r}"
+    );
     assert_eq!(
         env.git(&["worktree", "list", "--porcelain"])
             .matches("worktree ")
@@ -667,5 +648,35 @@ fn the_live_view_shows_a_workspace_warning() {
             .contains("warning: `.env` ([workspace] copy) is not in your checkout; not copied"),
         "{}",
         view.text()
+    );
+}
+
+/// A pooled worktree whose submodule a run populated is taken by a run on a newer base that
+/// records another commit of it: the submodule is switched too, not left at the old commit.
+#[test]
+fn a_pooled_worktree_gets_the_submodule_commits_of_its_new_base() {
+    let env = TestEnv::new();
+    with_submodules(&env);
+    let read = "version = 1\nname = \"look\"\n[[steps]]\nid = \"look\"\nrun = [\"sh\", \"-c\", \"cat lib/lib.txt > seen.txt\"]\n";
+    env.workflow("look", read);
+    env.machine_ok(&["run", "look"]);
+    let first = env.last_run();
+    assert_eq!(
+        env.git(&["show", &format!("machine/{first}:seen.txt")]),
+        "lib text\n"
+    );
+    // The user moves the submodule on, in their checkout, and records it.
+    let lib = env.repo.join("lib");
+    std::fs::write(lib.join("lib.txt"), "lib text, version two\n").expect("write");
+    git_in(&env, &lib, &["commit", "-q", "-am", "version two"]);
+    env.git(&["add", "lib"]);
+    env.git(&["commit", "-q", "-m", "lib version two"]);
+    env.machine_ok(&["run", "look"]);
+    let second = env.last_run();
+    assert_ne!(first, second);
+    assert_eq!(
+        env.git(&["show", &format!("machine/{second}:seen.txt")]),
+        "lib text, version two\n",
+        "the pooled worktree's submodule was left at the old commit"
     );
 }

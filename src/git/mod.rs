@@ -262,6 +262,35 @@ where
 }
 
 impl Repo {
+    /// Remove the lock files (`<ref>.lock`) a process killed in the middle of a ref update
+    /// left for the ref `name` and for every ref under the folders `under` (full names, ending
+    /// in `/`): git would refuse to update those refs until someone deleted them. Only for
+    /// refs the caller alone may update (a run's, under its run lock). How many were removed.
+    pub fn remove_stale_ref_locks(&self, name: &RefName, under: &[String]) -> Result<usize> {
+        let common = self.common_dir();
+        let mut locks = vec![common.join(format!("{}.lock", name.as_str()))];
+        for dir in under {
+            let folder = common.join(dir.trim_end_matches('/'));
+            locks.extend(
+                walkdir::WalkDir::new(folder)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.file_type().is_file())
+                    .map(walkdir::DirEntry::into_path)
+                    .filter(|p| p.extension().is_some_and(|x| x == "lock")),
+            );
+        }
+        let mut removed = 0;
+        for lock in locks {
+            match std::fs::remove_file(&lock) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(GitError::Io(format!("{}: {e}", lock.display()))),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Find the repository containing `cwd`, as git would (honouring `GIT_DIR` if the user set it).
     pub fn discover(cwd: &Path, env: &GitEnv) -> Result<Repo> {
         let repo = if env.git_dir {
@@ -1497,6 +1526,43 @@ mod tests {
         assert_eq!(t.get("Machine-Run").map(String::as_str), Some("abc"));
         assert_eq!(t.get("Machine-Step").map(String::as_str), Some("design"));
         assert!(!t.contains_key("body"));
+    }
+
+    /// Regression: a kill in the middle of a ref update left `<ref>.lock`, and every later
+    /// update of that ref failed ("failed to lock file").
+    #[test]
+    fn stale_ref_locks_of_a_run_are_removed_and_its_refs_update_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        init_scratch_repo(dir.path()).expect("repository");
+        let repo = Repo::open(dir.path(), &GitEnv::default()).expect("repo");
+        let head = repo.head_commit().expect("a commit");
+        let branch = RefName::new("refs/heads/machine/r1");
+        let member = RefName::new("refs/machine/parallel/r1/left");
+        let common = repo.common_dir().to_path_buf();
+        std::fs::create_dir_all(common.join("refs/heads/machine")).expect("folder");
+        std::fs::create_dir_all(common.join("refs/machine/parallel/r1")).expect("folder");
+        std::fs::write(common.join("refs/heads/machine/r1.lock"), "").expect("stale lock");
+        std::fs::write(common.join("refs/machine/parallel/r1/left.lock"), "").expect("stale");
+        let update = |name: &RefName| {
+            repo.update_refs(
+                &[RefUpdate {
+                    name: name.clone(),
+                    old: None,
+                    new: Some(head),
+                }],
+                "test",
+            )
+        };
+        assert!(update(&member).is_err(), "the stale lock stops git");
+        let other = common.join("refs/heads/main.lock");
+        std::fs::write(&other, "").expect("another ref's lock");
+        let removed = repo
+            .remove_stale_ref_locks(&branch, &["refs/machine/parallel/r1/".to_string()])
+            .expect("removed");
+        assert_eq!(removed, 2);
+        assert!(other.exists(), "only the run's refs' locks go");
+        update(&branch).expect("the branch updates again");
+        update(&member).expect("the member ref updates again");
     }
 
     /// Regression: a worktree whose `.git` a step had deleted was staged as part of whatever

@@ -559,3 +559,26 @@ fn after_a_reboot_that_lost_every_worktree_resume_finishes_the_run() {
     let listed = worktrees(env);
     assert_eq!(listed.len(), 1, "after gc: {listed:?}");
 }
+
+/// Regression (found by the random kills): a process killed inside a ref update leaves
+/// `<ref>.lock`; the resume failed on it with exit 101 ("failed to lock file"). The run's own
+/// ref locks are stale once its run lock is held: resume removes them and goes on.
+#[test]
+fn a_ref_lock_left_by_a_kill_does_not_stop_the_resume() {
+    let env = TestEnv::new();
+    env.workflow(
+        "flaky",
+        "version = 1\nname = \"flaky\"\n[[steps]]\nid = \"one\"\nrun = [\"sh\", \"-c\", \"test -f \\\"$HOME/pass\\\" && echo one > one.txt\"]\n",
+    );
+    env.machine_code(1, &["run", "flaky"]);
+    let run = env.last_run();
+    let refs = env.common_dir().join("refs");
+    std::fs::write(refs.join(format!("heads/machine/{run}.lock")), "").expect("branch lock");
+    let member = refs.join(format!("machine/parallel/{run}"));
+    std::fs::create_dir_all(&member).expect("folder");
+    std::fs::write(member.join("left.lock"), "").expect("member ref lock");
+    std::fs::write(env.home.join("pass"), "").expect("pass");
+    env.machine_ok(&["resume", &run]);
+    assert_eq!(state(&env, &run), "completed");
+    assert!(leftovers(&refs).is_empty(), "{:?}", leftovers(&refs));
+}

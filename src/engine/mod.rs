@@ -56,6 +56,19 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// A program and its arguments as given (a gate, a setup command): the user's
+    /// environment, nothing on stdin.
+    pub fn plain(program: &str, args: &[String]) -> Invocation {
+        Invocation {
+            program: program.to_string(),
+            args: args.to_vec(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            stdin: Vec::new(),
+            quiet_until_done: false,
+        }
+    }
+
     /// An agent CLI's invocation. `stdin` is the prompt for a CLI that reads it there, else
     /// empty; either way stdin is closed once written (some CLIs wait for an open stdin to end).
     pub fn agent(

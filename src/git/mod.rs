@@ -988,21 +988,25 @@ impl Worktree {
         }
     }
 
+    /// Run a git command here whose output (its own and its hooks') the person sees, as with
+    /// git's own commands; how it ended.
+    fn status_shown(&self, cmd: &mut Command) -> Result<std::process::ExitStatus> {
+        cmd.current_dir(&self.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .status()
+            .map_err(GitError::Spawn)
+    }
+
     /// Run the user's hook `name` as git does (`core.hooksPath` and all), through
     /// `git hook run`; a hook that does not exist is not run. Its output goes to the terminal,
     /// as with git's own commands; a hook that fails is an error.
     pub fn run_hook(&self, name: &str, args: &[&str]) -> Result<()> {
         let mut argv = vec!["hook", "run", "--ignore-missing", name, "--"];
         argv.extend_from_slice(args);
-        let status = git_command()
-            .current_dir(&self.path)
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .status()
-            .map_err(GitError::Spawn)?;
+        let status = self.status_shown(git_command().args(&argv))?;
         if status.success() {
             return Ok(());
         }
@@ -1037,15 +1041,7 @@ impl Worktree {
             cmd.env("GIT_AUTHOR_NAME", name)
                 .env("GIT_AUTHOR_EMAIL", email);
         }
-        let status = cmd
-            .current_dir(&self.path)
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .status()
-            .map_err(GitError::Spawn)?;
+        let status = self.status_shown(cmd.args(argv))?;
         if !status.success() {
             return Err(GitError::Cli {
                 args: "commit".to_string(),

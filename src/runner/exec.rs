@@ -449,14 +449,7 @@ pub fn run_gate(
 ) -> Option<Gate> {
     let argv = &step.loop_spec.as_ref()?.until;
     let (program, args) = argv.split_first()?;
-    let inv = engine::Invocation {
-        program: program.clone(),
-        args: args.to_vec(),
-        env: Vec::new(),
-        env_remove: Vec::new(),
-        stdin: Vec::new(),
-        quiet_until_done: false,
-    };
+    let inv = engine::Invocation::plain(program, args);
     let command = engine::by_name("command", &env.vars).expect("the command engine is built in");
     let mut parser = command.parser();
     let limits = process::Limits {

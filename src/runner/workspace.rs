@@ -449,14 +449,7 @@ pub fn setup(
             "setup `{command}` skipped: done in this worktree already, for the same {same}"
         ));
     }
-    let inv = engine::Invocation {
-        program: program.clone(),
-        args: args.to_vec(),
-        env: Vec::new(),
-        env_remove: Vec::new(),
-        stdin: Vec::new(),
-        quiet_until_done: false,
-    };
+    let inv = engine::Invocation::plain(program, args);
     let plain = engine::by_name("command", &env.vars).expect("the command engine is built in");
     let mut parser = plain.parser();
     let started = std::time::Instant::now();

@@ -62,36 +62,7 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
         }
         removed.push(id.to_string());
     }
-    let mut orphans = orphans(&dir, &runs);
-    // Pooled worktrees whose folders went (a cache deleted by hand) leave git's entries.
-    let pool = paths.pool_dir();
-    orphans.extend(
-        listed
-            .iter()
-            .filter(|p| p.starts_with(&pool) && !p.exists())
-            .cloned(),
-    );
-    // Left by a git machine (or a step's git) killed while writing an object.
-    let temps = repo.stale_temp_objects(STALE_TEMP_OBJECT);
-    if !args.dry_run {
-        for path in &orphans {
-            repo.worktree_remove(path)?;
-        }
-        for path in &temps {
-            std::fs::remove_file(path)?;
-        }
-    }
-    if !temps.is_empty() {
-        let verb = if args.dry_run {
-            "would remove"
-        } else {
-            "removed"
-        };
-        ctx.ui.out(&format!(
-            "{verb} {} temporary object file(s) a killed process left",
-            temps.len()
-        ));
-    }
+    let orphans = leftovers(ctx, args.dry_run, &repo, (&paths, &listed), &runs)?;
     // The pool is a cache of checkouts for runs to come: gc gives it back (with --older-than,
     // what entered it that long ago).
     let pool = Pool::new(&repo, &paths)?;
@@ -99,7 +70,6 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
     if !args.dry_run {
         pool.remove(&repo, &expired)?;
     }
-    let pooled = expired.len();
     let freed: u64 = sizes
         .iter()
         .filter(|(entry, _)| {
@@ -119,19 +89,62 @@ pub fn run(ctx: &mut Ctx, args: &GcArgs) -> CliResult {
             .iter()
             .filter_map(|e| sizes.get(&pool_key(&dir, &e.path)))
             .sum::<u64>();
-    if pooled > 0 {
-        let verb = if args.dry_run {
-            "would remove"
-        } else {
-            "removed"
-        };
+    if !expired.is_empty() {
+        let n = expired.len();
         ctx.ui.out(&format!(
-            "{verb} {pooled} pooled worktree{}",
-            if pooled == 1 { "" } else { "s" }
+            "{} {n} pooled worktree{}",
+            verb(args.dry_run),
+            if n == 1 { "" } else { "s" }
         ));
     }
     report(ctx, args.dry_run, &removed, &orphans, &dir, (before, freed));
     Ok(())
+}
+
+fn verb(dry_run: bool) -> &'static str {
+    if dry_run {
+        "would remove"
+    } else {
+        "removed"
+    }
+}
+
+/// What killed or removed processes left: worktrees of runs whose branch is gone, git's
+/// entries of pooled worktrees whose folders went, and temporary object files. Removed (unless
+/// `dry_run`); the worktrees returned, for the report.
+fn leftovers(
+    ctx: &mut Ctx,
+    dry_run: bool,
+    repo: &Repo,
+    (paths, listed): (&Paths, &[std::path::PathBuf]),
+    runs: &[(RunId, crate::git::Oid)],
+) -> CliResult<Vec<std::path::PathBuf>> {
+    let mut orphans = orphans(paths.worktrees_dir(), runs);
+    let pool = paths.pool_dir();
+    orphans.extend(
+        listed
+            .iter()
+            .filter(|p| p.starts_with(&pool) && !p.exists())
+            .cloned(),
+    );
+    // Left by a git machine (or a step's git) killed while writing an object.
+    let temps = repo.stale_temp_objects(STALE_TEMP_OBJECT);
+    if !dry_run {
+        for path in &orphans {
+            repo.worktree_remove(path)?;
+        }
+        for path in &temps {
+            std::fs::remove_file(path)?;
+        }
+    }
+    if !temps.is_empty() {
+        ctx.ui.out(&format!(
+            "{} {} temporary object file(s) a killed process left",
+            verb(dry_run),
+            temps.len()
+        ));
+    }
+    Ok(orphans)
 }
 
 /// Why a run's files stay.

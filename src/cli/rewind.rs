@@ -40,6 +40,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     let (id, tip) = find_run(&repo, run)?;
     let paths = Paths::new(&repo, &ctx.env);
     let _lock = RunLock::acquire(&paths.lock(&id), id.as_str())?;
+    store::clear_stale_ref_locks(&repo, &id)?;
     let attic = repo.refs_under(&id.attic_prefix())?;
     let number = |name: &RefName| {
         name.as_str()

@@ -96,6 +96,7 @@ fn remove(
     args: &RmArgs,
 ) -> CliResult {
     let lock = RunLock::acquire(&paths.lock(id), id.as_str())?;
+    crate::store::clear_stale_ref_locks(repo, id)?;
     let kept = keep_changes(ctx, repo, paths, id, tip, args.force)?;
     let wt = paths.worktree(id);
     // Clean worktrees go to the pool for the next run; what they held beyond the tip was

@@ -307,6 +307,7 @@ impl super::Runner<'_> {
     /// with that step. `Ok(true)` when the person asked to go on with the run.
     pub fn return_to_controller(&mut self, id: &RunId) -> Result<bool> {
         let mut lock = RunLock::acquire(&self.paths.lock(id), id.as_str())?;
+        store::clear_stale_ref_locks(self.repo, id)?;
         let tip = self.branch_tip(id)?;
         let checkpoint = self.last_machine_commit(id, tip)?;
         let mut info = store::read_run_at(self.repo, id, checkpoint)?;

@@ -251,13 +251,7 @@ impl Runner<'_> {
     /// other unfinished step starts again from a clean checkpoint, its debris kept as an attempt.
     pub fn resume(&mut self, id: &RunId, opts: ResumeOptions) -> Result<RunEnd> {
         let lock = RunLock::acquire(&self.paths.lock(id), id.as_str())?;
-        // Killed in the middle of a ref update, a process leaves `<ref>.lock`: with the run's
-        // lock held, nobody else updates the run's refs, so such a file is stale.
-        let side: Vec<String> = [store::ATTEMPTS_PREFIX, store::PARALLEL_PREFIX]
-            .iter()
-            .map(|p| format!("{p}{id}/"))
-            .collect();
-        self.repo.remove_stale_ref_locks(&id.branch(), &side)?;
+        store::clear_stale_ref_locks(self.repo, id)?;
         let tip = self.repo.ref_target(&id.branch()).ok_or_else(|| {
             Error::usage(format!("run {id} has no branch any more"))
                 .with_hint("`git machine status` lists the runs that have one")

@@ -719,6 +719,17 @@ pub fn read_run_at(repo: &Repo, id: &RunId, commit: Oid) -> Result<RunInfo, Stor
 }
 
 /// Every run in the repository (by its branch), oldest first.
+/// Remove the lock files (`<ref>.lock`) that a process killed inside a ref update left for
+/// run `id`'s refs (its branch, attempts, members, attic), which git would refuse to update
+/// until someone deleted them. Only with the run's lock held: then nobody else updates them.
+pub fn clear_stale_ref_locks(repo: &Repo, id: &RunId) -> Result<usize, StoreError> {
+    let side: Vec<String> = [ATTEMPTS_PREFIX, PARALLEL_PREFIX, ATTIC_PREFIX]
+        .iter()
+        .map(|p| format!("{p}{id}/"))
+        .collect();
+    Ok(repo.remove_stale_ref_locks(&id.branch(), &side)?)
+}
+
 pub fn list_runs(repo: &Repo) -> Result<Vec<(RunId, Oid)>, StoreError> {
     Ok(repo
         .refs_under(BRANCH_PREFIX)?

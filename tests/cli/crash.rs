@@ -562,7 +562,8 @@ fn after_a_reboot_that_lost_every_worktree_resume_finishes_the_run() {
 
 /// Regression (found by the random kills): a process killed inside a ref update leaves
 /// `<ref>.lock`; the resume failed on it with exit 101 ("failed to lock file"). The run's own
-/// ref locks are stale once its run lock is held: resume removes them and goes on.
+/// ref locks are stale once its run lock is held: resume (and rm, rewind, a return to the
+/// controller) removes them and goes on.
 #[test]
 fn a_ref_lock_left_by_a_kill_does_not_stop_the_resume() {
     let env = TestEnv::new();
@@ -581,4 +582,8 @@ fn a_ref_lock_left_by_a_kill_does_not_stop_the_resume() {
     env.machine_ok(&["resume", &run]);
     assert_eq!(state(&env, &run), "completed");
     assert!(leftovers(&refs).is_empty(), "{:?}", leftovers(&refs));
+    // The same for `rm`, which deletes the branch.
+    std::fs::write(refs.join(format!("heads/machine/{run}.lock")), "").expect("branch lock");
+    env.machine_ok(&["rm", &run, "--branch"]);
+    assert!(env.runs().is_empty(), "the run's branch is gone");
 }

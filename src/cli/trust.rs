@@ -145,7 +145,7 @@ fn decide(
     }
     let why = match verdict {
         Verdict::Changed { .. } => "has changed since you trusted it",
-        _ => "is not trusted here yet (it came with the repository)",
+        _ => "is not trusted here yet (a workflow in the repository may have come with a clone or a pull)",
     };
     Err(
         CliError::usage(format!("workflow {key} {why}; nothing was run")).with_hint(format!(

@@ -867,7 +867,13 @@ fn the_live_view_shows_the_steps_and_its_keys_skip_pause_and_stop() {
         view.text()
     );
     view.key(b'p');
-    std::thread::sleep(Duration::from_millis(300));
+    // Opened only once the view took the key: under load, a gate opened first let wait-b
+    // finish before the pause was asked, and the run went on to wait at the next gate.
+    assert!(
+        wait_until(PATIENCE, || view.text().contains("pause asked")),
+        "p was never taken\n{}",
+        view.text()
+    );
     std::fs::write(&gates[1], "").expect("open gate b");
     let code = view.wait(PATIENCE).expect("the run pauses and exits");
     let text = view.text();

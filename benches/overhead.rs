@@ -235,7 +235,7 @@ fn machine_run(env: &Env, repo: &Path, workflow: &str) -> (String, Duration, i12
     let before = machine_branches(env, repo);
     settle(env);
     let mut c = env.cmd(BIN, repo);
-    c.args(["run", workflow]);
+    c.args(["run", workflow, "--trust"]);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let t0 = now_ns();
     let start = Instant::now();
@@ -785,7 +785,7 @@ fn bench_memory(env: &Env, root: &Path, bytes: usize, reps: usize) -> Vec<Memory
             let before = machine_branches(env, &repo);
             settle(env);
             let mut c = env.cmd(BIN, &repo);
-            c.args(["run", name]);
+            c.args(["run", name, "--trust"]);
             let peak = watch_memory(c, &format!("git-machine run {name}"), &stderr_file);
             let id = machine_branches(env, &repo)
                 .into_iter()

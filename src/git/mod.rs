@@ -1296,18 +1296,20 @@ fn new_entries(
     leave_out: &dyn Fn(&str) -> bool,
     base: Oid,
 ) -> Result<Vec<(Vec<u8>, String)>> {
+    // Only the paths the index adds to `base` are judged: one diff of the tree with the index
+    // (in libgit2, comparing ids), not a question per file of the whole index.
     let head = repo.find_commit(base.0)?.tree()?;
+    let diff = repo.diff_tree_to_index(Some(&head), Some(index), None)?;
     // Judged by name as text; removed by the path's own bytes (a name need not be UTF-8).
-    let found: Vec<(Vec<u8>, String)> = index
-        .iter()
-        .filter(|e| (e.flags >> 12) & 0x3 == 0)
-        .map(|e| {
-            let shown = String::from_utf8_lossy(&e.path).into_owned();
-            (e.path, shown)
+    let found = diff
+        .deltas()
+        .filter(|d| d.status() == git2::Delta::Added)
+        .filter_map(|d| d.new_file().path_bytes().map(<[u8]>::to_vec))
+        .map(|raw| {
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            (raw, shown)
         })
-        .filter(|(raw, shown)| {
-            leave_out(shown) && head.get_path(Path::new(OsStr::from_bytes(raw))).is_err()
-        })
+        .filter(|(_, shown)| leave_out(shown))
         .collect();
     Ok(found)
 }

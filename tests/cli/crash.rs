@@ -235,6 +235,17 @@ pub(crate) fn leftovers(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The run locks held in the repository (none once every command has ended).
+pub(crate) fn held_locks(env: &TestEnv) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(env.common_dir().join("machine/locks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name())
+        .collect()
+}
+
 /// Worktrees git knows, as (path, prunable).
 pub(crate) fn worktrees(env: &TestEnv) -> Vec<(String, bool)> {
     env.git(&["worktree", "list", "--porcelain"])
@@ -282,13 +293,7 @@ pub(crate) fn assert_clean_after(env: &TestEnv, runs: &[String]) {
         );
     }
     let locks = env.common_dir().join("machine/locks");
-    let held: Vec<_> = std::fs::read_dir(&locks)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name())
-        .collect();
+    let held = held_locks(env);
     assert!(
         held.is_empty(),
         "locks left in {}: {held:?}",

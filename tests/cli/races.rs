@@ -220,14 +220,7 @@ fn commands_racing_on_one_run_refuse_cleanly_and_leave_it_resumable() {
                 *refusals.entry(name).or_default() += 1;
             }
         }
-        let locks = env.common_dir().join("machine/locks");
-        let held: Vec<_> = std::fs::read_dir(&locks)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name())
-            .collect();
+        let held = crate::crash::held_locks(&env);
         assert!(held.is_empty(), "round {round}: locks left: {held:?}");
         let state = crate::crash::state(&env, &run);
         assert!(

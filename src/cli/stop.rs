@@ -25,17 +25,29 @@ pub fn run(ctx: &mut Ctx, args: &StopArgs) -> CliResult {
     let repo = ctx.repo()?;
     let (id, tip) = find_run(&repo, args.run.as_deref())?;
     let paths = Paths::new(&repo, &ctx.env);
+    let not_running = || {
+        CliError::usage(format!("run {id} is not running"))
+            .with_hint(format!("`git machine status {id}` shows where it stands; `git machine resume {id}` continues it"))
+    };
     let Some(holder) = lock::live_holder(&paths.lock(&id)) else {
-        return Err(CliError::usage(format!("run {id} is not running"))
-            .with_hint(format!("`git machine status {id}` shows where it stands; `git machine resume {id}` continues it")));
+        return Err(not_running());
     };
     let step = store::read_run_at(&repo, &id, tip)
         .ok()
         .and_then(|info| info.state.next)
         .map(|s| format!(" at step `{s}`"))
         .unwrap_or_default();
-    lock::signal_holder(&holder, args.now)
-        .map_err(|e| CliError::failed(format!("cannot stop pid {}: {e}", holder.pid)))?;
+    match lock::signal_holder(&holder, args.now) {
+        Ok(()) => {}
+        // It ended between being found and being told: nothing is running to stop.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(not_running()),
+        Err(e) => {
+            return Err(CliError::failed(format!(
+                "cannot stop pid {}: {e}",
+                holder.pid
+            )))
+        }
+    }
     let deadline = Instant::now() + STOP_WAIT;
     while lock::holder_alive(&holder) {
         if Instant::now() > deadline {

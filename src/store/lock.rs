@@ -411,4 +411,22 @@ mod holder_tests {
         assert!(!stale.exists(), "the dead writer's temp was swept");
         assert!(live.exists(), "a live writer's temp is its own");
     }
+
+    /// A holder that ended between being read and being signalled gives ESRCH, which `stop`
+    /// takes for "not running" (seen racing `stop` against a finishing `resume`).
+    #[test]
+    fn signalling_a_holder_that_ended_says_no_such_process() {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        let holder = Holder {
+            pid,
+            host: host_name(),
+            proc_start: None,
+            since: String::new(),
+            step_pgid: None,
+        };
+        let e = signal_holder(&holder, false).expect_err("gone");
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
+    }
 }

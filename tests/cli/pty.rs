@@ -71,6 +71,8 @@ pub(crate) struct OnPty {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     writer: Writer,
     screen: Arc<Mutex<Vec<u8>>>,
+    /// Set once everything the program wrote has been read (the pty's end).
+    drained: Arc<std::sync::atomic::AtomicBool>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
@@ -147,6 +149,8 @@ impl OnPty {
         let screen = Arc::new(Mutex::new(Vec::new()));
         let mut reader = pair.master.try_clone_reader().expect("pty reader");
         let sink = Arc::clone(&screen);
+        let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&drained);
         let writer = Writer(Arc::new(Mutex::new(
             pair.master.take_writer().expect("pty writer"),
         )));
@@ -162,11 +166,13 @@ impl OnPty {
                     .expect("screen lock")
                     .extend_from_slice(&buf[..n]);
             }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         OnPty {
             child,
             writer,
             screen,
+            drained,
             _master: pair.master,
         }
     }
@@ -248,6 +254,11 @@ impl OnPty {
         if status.is_none() {
             let _ = self.child.kill();
         }
+        // What it wrote just before exiting may still be on its way through the pty: read
+        // it all before the caller looks at the screen.
+        wait_until(Duration::from_secs(5), || {
+            self.drained.load(std::sync::atomic::Ordering::SeqCst)
+        });
         status.map(|s| s.exit_code())
     }
 }

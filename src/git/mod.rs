@@ -26,6 +26,8 @@ use thiserror::Error;
 mod workspace;
 pub use workspace::{git_dir_of, Submodule};
 pub mod pool;
+pub mod treediff;
+mod treemerge;
 
 /// A commit (or tree, or blob) id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,6 +222,16 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    let out = run_git_bytes(dir, args, ceiling)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// As [`run_git_bounded`], git's output as the bytes it wrote (paths need not be UTF-8).
+fn run_git_bytes<I, S>(dir: &Path, args: I, ceiling: Option<&Path>) -> Result<Vec<u8>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     // Its own process group: a Ctrl-C meant for git machine must not kill a `git write-tree`
     // halfway; git machine itself decides when to stop. A Ctrl-C that comes while the child is
@@ -258,7 +270,7 @@ where
             },
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out.stdout)
 }
 
 impl Repo {
@@ -655,30 +667,52 @@ impl Repo {
     ) -> Result<Vec<(String, usize, usize)>> {
         let old_tree = self.repo.find_commit(old.0)?.tree()?;
         let new_tree = self.repo.find_commit(new.0)?.tree()?;
-        let diff = self
-            .repo
-            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None)?;
         let mut out = Vec::new();
-        for (i, delta) in diff.deltas().enumerate() {
-            let path = delta
-                .new_file()
-                .path()
-                .or(delta.old_file().path())
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for c in treediff::changes(&self.repo, &old_tree, &new_tree)? {
+            let path = String::from_utf8_lossy(&c.path).into_owned();
             if skip.is_some_and(|prefix| path.starts_with(prefix)) {
                 continue;
             }
-            let (mut add, mut del) = (0, 0);
-            if let Ok(Some(patch)) = git2::Patch::from_diff(&diff, i) {
-                if let Ok((_, a, d)) = patch.line_stats() {
-                    add = a;
-                    del = d;
-                }
-            }
+            let (add, del) = self.line_stats(&c, &path);
             out.push((path, add, del));
         }
         Ok(out)
+    }
+
+    /// Lines added and removed by one change, as `git diff --numstat` counts them: a
+    /// gitlink is one line a side, a binary file (or one that cannot be read) none.
+    fn line_stats(&self, c: &treediff::Changed, path: &str) -> (usize, usize) {
+        if c.old.is_some_and(|e| e.is_gitlink()) || c.new.is_some_and(|e| e.is_gitlink()) {
+            return (usize::from(c.new.is_some()), usize::from(c.old.is_some()));
+        }
+        let blob = |e: Option<treediff::Entry>| e.and_then(|e| self.repo.find_blob(e.id.0).ok());
+        let path = Some(Path::new(path));
+        let stats = |p: std::result::Result<git2::Patch<'_>, git2::Error>| {
+            p.and_then(|p| p.line_stats())
+                .map_or((0, 0), |(_, a, d)| (a, d))
+        };
+        match (blob(c.old), blob(c.new)) {
+            (Some(old), Some(new)) => stats(git2::Patch::from_blobs(&old, path, &new, path, None)),
+            (Some(old), None) => stats(git2::Patch::from_blob_and_buffer(
+                &old,
+                path,
+                &[],
+                None,
+                None,
+            )),
+            // An added file: the lines a deletion of it would remove.
+            (None, Some(new)) => {
+                let (a, d) = stats(git2::Patch::from_blob_and_buffer(
+                    &new,
+                    path,
+                    &[],
+                    None,
+                    None,
+                ));
+                (d, a)
+            }
+            (None, None) => (0, 0),
+        }
     }
 
     /// Three-way merge of trees; `Ok(Err(paths))` lists conflicting paths.
@@ -695,19 +729,7 @@ impl Repo {
         // pairing them up as renames invents conflicts.
         let mut opts = git2::MergeOptions::new();
         opts.find_renames(false);
-        let mut index = self.repo.merge_trees(&a, &o, &t, Some(&opts))?;
-        if index.has_conflicts() {
-            let mut paths = Vec::new();
-            for c in index.conflicts()? {
-                let c = c?;
-                let entry = c.our.or(c.their).or(c.ancestor);
-                if let Some(e) = entry {
-                    paths.push(String::from_utf8_lossy(&e.path).into_owned());
-                }
-            }
-            return Ok(Err(paths));
-        }
-        Ok(Ok(Oid(index.write_tree_to(&self.repo)?)))
+        treemerge::merge(&self.repo, &a, &o, &t, &opts)
     }
 
     /// Lock files that git or libgit2 leave behind when killed mid-update: of `branch`, of the
@@ -1197,8 +1219,19 @@ impl Worktree {
             args.extend_from_slice(&ignored);
             self.git(&args)?;
         }
-        let mut index = repo.index()?;
-        let found = new_entries(&repo, &index, leave_out, base)?;
+        let changes = self.staged_changes(base)?;
+        // Only the paths added to `base` are judged, not every file of the index.
+        let found: Vec<(Vec<u8>, String)> = changes
+            .iter()
+            .filter(|c| c.change == treediff::Change::Added)
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    String::from_utf8_lossy(&c.path).into_owned(),
+                )
+            })
+            .filter(|(_, shown)| leave_out(shown))
+            .collect();
         if !found.is_empty() {
             // git's own `rm --cached` keeps the index's untracked cache, which a libgit2
             // write would drop (the next `git add -A` would then scan the whole worktree).
@@ -1208,23 +1241,51 @@ impl Worktree {
                 .collect();
             args.extend(found.iter().map(|(raw, _)| OsStr::from_bytes(raw)));
             run_git(&self.path, &args)?;
-            index.read(true)?;
         }
+        let kept = changes
+            .iter()
+            .filter(|c| !found.iter().any(|(raw, _)| *raw == c.path));
+        let tree = updated_tree(&repo, base, kept)?;
         crate::env::crash::point("staged");
         Ok(Staged {
-            tree: Oid(index.write_tree()?),
+            tree,
             left_out: found.into_iter().map(|(_, shown)| shown).collect(),
         })
     }
 
-    /// Stage one more file (even an ignored one) on top of what is staged, and write the index
-    /// as a tree: cheaper than staging everything again when only `path` changed.
-    pub fn stage_one(&self, path: &str) -> Result<Oid> {
+    /// Stage one more file (even an ignored one) on top of what is staged; the staged tree,
+    /// as [`Worktree::stage_all`] gives it, with `base` the commit the staging started from.
+    pub fn stage_one(&self, path: &str, base: Oid) -> Result<Oid> {
         self.git(&["--literal-pathspecs", "add", "-f", "--", path])?;
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        let mut index = repo.index()?;
-        Ok(Oid(index.write_tree()?))
+        updated_tree(&repo, base, self.staged_changes(base)?.iter())
+    }
+
+    /// How the index differs from commit `base`'s tree (`git diff-index --cached`, which skips
+    /// the folders the index's own record of its trees says are unchanged): every file staged
+    /// since, without reading the whole index into git machine.
+    fn staged_changes(&self, base: Oid) -> Result<Vec<treediff::Changed>> {
+        if !self.path.join(".git").exists() {
+            return Err(GitError::WorktreeGone(self.path.clone()));
+        }
+        let base = base.to_string();
+        let out = run_git_bytes(
+            &self.path,
+            [
+                "diff-index",
+                "--cached",
+                "-z",
+                "--no-renames",
+                "--raw",
+                &base,
+            ],
+            self.path.parent(),
+        )?;
+        treediff::parse_raw(&out).map_err(|e| GitError::Cli {
+            args: format!("diff-index --cached {base}"),
+            stderr: e,
+        })
     }
 
     /// Untracked files git does not ignore, each by its path (inside untracked folders too).
@@ -1266,6 +1327,33 @@ impl Worktree {
         self.reset_keeping(commit, &[])
     }
 
+    /// Move a worktree that holds exactly one of the commits `from` (its index is that
+    /// commit's tree) to commit `to`, writing only the files that differ (a two-way `git
+    /// read-tree -m -u`), as a checkout does: files nobody asked to change stay as they are.
+    /// `Ok(false)`, with nothing changed, when the index is none of them or a file to rewrite
+    /// has changes of its own.
+    pub fn advance(&self, from: &[Oid], to: Oid) -> Result<bool> {
+        let mut held = None;
+        for commit in from {
+            if self.staged_changes(*commit)?.is_empty() {
+                held = Some(*commit);
+                break;
+            }
+        }
+        let Some(from) = held else {
+            return Ok(false);
+        };
+        let moved = self.git(&["read-tree", "-m", "-u", &from.to_string(), &to.to_string()]);
+        match moved {
+            Ok(_) => {}
+            Err(GitError::Cli { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        crate::env::crash::point("reset");
+        self.reset_submodules()?;
+        Ok(true)
+    }
+
     /// [`Worktree::reset_hard`], keeping the untracked files `keep` (paths from the root, such
     /// as the files [`Worktree::stage_all`] left out) where they are.
     pub fn reset_keeping(&self, commit: Oid, keep: &[String]) -> Result<()> {
@@ -1288,30 +1376,40 @@ pub struct Staged {
     pub left_out: Vec<String>,
 }
 
-/// The entries of `index` that `leave_out` names and `base`'s tree does not hold, as (the
-/// path's bytes, the path as text).
-fn new_entries(
+/// Commit `base`'s tree with `changes` made to it: the staged tree, written without
+/// reading the index (only the folders on the changed paths are written again).
+fn updated_tree<'c>(
     repo: &git2::Repository,
-    index: &git2::Index,
-    leave_out: &dyn Fn(&str) -> bool,
     base: Oid,
-) -> Result<Vec<(Vec<u8>, String)>> {
-    // Only the paths the index adds to `base` are judged: one diff of the tree with the index
-    // (in libgit2, comparing ids), not a question per file of the whole index.
-    let head = repo.find_commit(base.0)?.tree()?;
-    let diff = repo.diff_tree_to_index(Some(&head), Some(index), None)?;
-    // Judged by name as text; removed by the path's own bytes (a name need not be UTF-8).
-    let found = diff
-        .deltas()
-        .filter(|d| d.status() == git2::Delta::Added)
-        .filter_map(|d| d.new_file().path_bytes().map(<[u8]>::to_vec))
-        .map(|raw| {
-            let shown = String::from_utf8_lossy(&raw).into_owned();
-            (raw, shown)
-        })
-        .filter(|(_, shown)| leave_out(shown))
-        .collect();
-    Ok(found)
+    changes: impl Iterator<Item = &'c treediff::Changed>,
+) -> Result<Oid> {
+    let (removed, upserted): (Vec<_>, Vec<_>) = changes.partition(|c| c.new.is_none());
+    let mut tree = repo.find_commit(base.0)?.tree()?;
+    // A file that became a folder (or the reverse) is removed first: libgit2 refuses to
+    // remove `x` and add `x/y` in one update.
+    let under = |dir: &[u8], path: &[u8]| {
+        path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+    };
+    let clash = removed.iter().any(|r| {
+        upserted
+            .iter()
+            .any(|u| under(&r.path, &u.path) || under(&u.path, &r.path))
+    });
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for r in &removed {
+        update.remove(r.path.clone());
+    }
+    if clash {
+        let id = update.create_updated(repo, &tree)?;
+        tree = repo.find_tree(id)?;
+        update = git2::build::TreeUpdateBuilder::new();
+    }
+    for u in &upserted {
+        if let Some(e) = u.new {
+            update.upsert(u.path.clone(), e.id.0, e.file_mode()?);
+        }
+    }
+    Ok(Oid(update.create_updated(repo, &tree)?))
 }
 
 /// `path` as a gitignore pattern that matches only itself.
@@ -1388,7 +1486,12 @@ pub fn init_scratch_repo(dir: &Path) -> Result<()> {
 /// thousands a step in a large worktree — for objects `git add` has just written.
 fn configure_libgit2() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| git2::opts::strict_object_creation(false));
+    ONCE.call_once(|| {
+        git2::opts::strict_object_creation(false);
+        // git itself trusts the objects it reads (only `fsck` checks them); libgit2 hashing
+        // every tree it reads again was the largest part of comparing two trees.
+        git2::opts::strict_hash_verification(false);
+    });
 }
 
 /// How a `git` whose output was passed on ended.

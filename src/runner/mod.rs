@@ -38,7 +38,7 @@ use std::time::{Instant, SystemTime};
 use crate::engine::{self, Ending};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::git::{Oid, RefName, RefUpdate, Repo, Worktree};
+use crate::git::{GitError, Oid, RefName, RefUpdate, Repo, Worktree};
 use crate::store::lock::RunLock;
 use crate::store::mail;
 use crate::store::pool::Target;
@@ -46,7 +46,7 @@ use crate::store::secrets::LeftOut;
 use crate::store::txn::{self, trailer};
 use crate::store::{
     self, record_name, to_toml, Paths, RunId, RunInfo, RunRecord, SessionRef, State, Status,
-    ATTEMPTS_PREFIX,
+    StoreError, ATTEMPTS_PREFIX,
 };
 use crate::workflow::{ResolvedStep, StepId, Workflow};
 pub use events::{Diffstat, Event, Kind, Sink};
@@ -63,6 +63,36 @@ pub struct StartRequest<'a> {
     pub overrides: BTreeMap<String, String>,
     pub track: Option<String>,
     pub conditions: Vec<String>,
+}
+
+/// Why a new run could not be created: its id was taken by a run created at the same
+/// moment (try another), or anything else.
+enum Taken {
+    Id(StoreError),
+    Other(Error),
+}
+
+impl From<StoreError> for Taken {
+    fn from(e: StoreError) -> Taken {
+        match e {
+            StoreError::Git(GitError::RefMoved { .. }) => Taken::Id(e),
+            e => Taken::Other(e.into()),
+        }
+    }
+}
+
+/// Create a run with `create`, again with a new id while another run created in the same
+/// millisecond took the id (its random part is one character); at most 8 more tries.
+fn first_free<T>(mut create: impl FnMut() -> std::result::Result<T, Taken>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match create() {
+            Ok(t) => return Ok(t),
+            Err(Taken::Id(_)) if tries < 8 => tries += 1,
+            Err(Taken::Id(e)) => return Err(e.into()),
+            Err(Taken::Other(e)) => return Err(e),
+        }
+    }
 }
 
 /// Everything the runner works with.
@@ -177,53 +207,14 @@ impl Runner<'_> {
 
     /// Create the run (branch, start commit, worktree) and execute it.
     pub fn start(&mut self, req: StartRequest<'_>) -> Result<(RunId, RunEnd)> {
-        let now = SystemTime::now();
-        let mut id = RunId::generate(now);
-        while self.repo.ref_target(&id.branch()).is_some() {
-            id = RunId::generate(now);
-        }
-        let record = RunRecord {
-            version: store::FORMAT_VERSION,
-            run_id: id.to_string(),
-            workflow: req.workflow.name.clone(),
-            origin: req.workflow.origin.clone(),
-            base: req.base.to_string(),
-            started: store::now_rfc3339(),
-            vars: req.vars,
-            overrides: req.overrides,
-            track: req.track,
-            conditions: req.conditions,
-        };
-        let mut info = RunInfo {
-            id: id.clone(),
-            tip: req.base,
-            record,
-            state: State::new(None),
-            workflow_source: req.workflow.source.clone(),
-            prompt_files: req.workflow.prompt_files.clone(),
-        };
-        let first = plan_of(req.workflow, &info).first().ok_or_else(|| {
-            Error::usage("no step of this workflow applies to the chosen track and conditions").with_hint("`git machine validate <workflow>` lists each step's track and conditions; choose another with --track or --with")
-        })?;
-        let spec = settings::workspace(&req.workflow.workspace, &info.record.overrides);
+        let spec = settings::workspace(&req.workflow.workspace, &req.overrides);
         workspace::check_before_start(self.repo, &spec)?;
         workspace::check_lfs(self.repo, req.base, self.env.var("PATH"))?;
-        info.state.next = Some(first);
-        let start = txn::start(
-            self.repo,
-            &id,
-            txn::Commit {
-                tree: self.repo.tree_of(req.base)?,
-                files: store::run_files(&info),
-                parents: vec![req.base],
-                message: txn::message(
-                    &format!("start: {} ({})", info.record.workflow, id),
-                    &[(trailer::RUN, id.as_str())],
-                ),
-                author: None,
-                side_refs: Vec::new(),
-            },
-        )?;
+        let (id, mut info, start) = first_free(|| {
+            let (id, info) = self.new_run(&req).map_err(Taken::Other)?;
+            let start = self.create_run(&info, &req).map_err(Taken::from)?;
+            Ok((id, info, start))
+        })?;
         info.tip = start;
         // Locked once the run exists: a kill before this leaves no lock of a run that never was.
         let lock = RunLock::acquire(&self.paths.lock(&id), id.as_str())?;
@@ -244,6 +235,60 @@ impl Runner<'_> {
         );
         let end = self.execute(info, lock, None)?;
         Ok((id, end))
+    }
+
+    /// A new run's id and what its start commit records; the id names no branch yet.
+    fn new_run(&self, req: &StartRequest<'_>) -> Result<(RunId, RunInfo)> {
+        let now = SystemTime::now();
+        let mut id = RunId::generate(now);
+        while self.repo.ref_target(&id.branch()).is_some() {
+            id = RunId::generate(now);
+        }
+        let record = RunRecord {
+            version: store::FORMAT_VERSION,
+            run_id: id.to_string(),
+            workflow: req.workflow.name.clone(),
+            origin: req.workflow.origin.clone(),
+            base: req.base.to_string(),
+            started: store::now_rfc3339(),
+            vars: req.vars.clone(),
+            overrides: req.overrides.clone(),
+            track: req.track.clone(),
+            conditions: req.conditions.clone(),
+        };
+        let mut info = RunInfo {
+            id: id.clone(),
+            tip: req.base,
+            record,
+            state: State::new(None),
+            workflow_source: req.workflow.source.clone(),
+            prompt_files: req.workflow.prompt_files.clone(),
+        };
+        let first = plan_of(req.workflow, &info).first().ok_or_else(|| {
+            Error::usage("no step of this workflow applies to the chosen track and conditions").with_hint("`git machine validate <workflow>` lists each step's track and conditions; choose another with --track or --with")
+        })?;
+        info.state.next = Some(first);
+        Ok((id, info))
+    }
+
+    /// The run's branch, created at its start commit (refused if the branch exists).
+    fn create_run(&self, info: &RunInfo, req: &StartRequest<'_>) -> Result<Oid, StoreError> {
+        let id = &info.id;
+        txn::start(
+            self.repo,
+            id,
+            txn::Commit {
+                tree: self.repo.tree_of(req.base)?,
+                files: store::run_files(info),
+                parents: vec![req.base],
+                message: txn::message(
+                    &format!("start: {} ({})", info.record.workflow, id),
+                    &[(trailer::RUN, id.as_str())],
+                ),
+                author: None,
+                side_refs: Vec::new(),
+            },
+        )
     }
 
     /// Continue a run from its last checkpoint. An agent step that was interrupted mid-flight
@@ -1441,4 +1486,50 @@ impl Prepared {
 
 fn skip_why() -> String {
     "its conditions or tracks were not chosen".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken() -> Taken {
+        Taken::from(StoreError::Git(GitError::RefMoved {
+            name: RefName::new("refs/heads/machine/x".to_string()),
+            expected: "nothing".to_string(),
+            found: "0123456789".to_string(),
+        }))
+    }
+
+    /// Regression: four runs started at once failed one in a few hundred times with "ref
+    /// refs/heads/machine/<id> moved: expected nothing", two of them having drawn the same id
+    /// in the same millisecond. The loser takes another id.
+    #[test]
+    fn a_run_whose_id_was_just_taken_takes_another() {
+        let mut calls = 0;
+        let got = first_free(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(taken())
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(got.expect("created"), 3);
+        let mut calls = 0;
+        let err = first_free::<()>(|| {
+            calls += 1;
+            Err(taken())
+        })
+        .expect_err("gives up");
+        assert_eq!(calls, 9, "eight more tries, then the error");
+        assert!(err.to_string().contains("moved"), "{err}");
+        let mut calls = 0;
+        let err = first_free::<()>(|| {
+            calls += 1;
+            Err(Taken::Other(Error::usage("bad workflow")))
+        })
+        .expect_err("other errors at once");
+        assert_eq!(calls, 1);
+        assert!(err.to_string().contains("bad workflow"));
+    }
 }

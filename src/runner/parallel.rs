@@ -18,6 +18,7 @@
 //!   `conflict`, then leaves the conflicting merge in the run's worktree for a person (or the
 //!   group's `on_conflict` step) to resolve. `resume` goes on once the merge is committed.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,15 @@ impl Runner<'_> {
             },
         );
         let failed = self.run_slots(info, plan, &group, &slots, base)?;
+        // Finished members' worktrees go to the pool; a failed one stays for a look.
+        let done: Vec<(&Path, Oid)> = slots
+            .iter()
+            .filter_map(|s| {
+                let commit = info.state.group_done.get(&s.step.id)?;
+                Some((s.wt.path.as_path(), *commit))
+            })
+            .collect();
+        self.release_members(&done);
         if self.controls.cancel.load(Ordering::SeqCst) {
             return Ok(Some(RunEnd::Interrupted));
         }
@@ -141,26 +151,36 @@ impl Runner<'_> {
             self.repo
                 .worktree_remove(&self.paths.member_worktree(id, &done.id))?;
         }
-        let mut seq = info.state.seq;
-        let mut slots = Vec::new();
-        for step in members
+        let todo: Vec<&ResolvedStep> = members
             .iter()
+            .copied()
             .filter(|m| !info.state.group_done.contains_key(&m.id))
-        {
-            seq += 1;
-            let rec = record_name(seq, &step.id);
-            let path = self.paths.member_worktree(id, &step.id);
+            .collect();
+        let paths: Vec<PathBuf> = todo
+            .iter()
+            .map(|m| self.paths.member_worktree(id, &m.id))
+            .collect();
+        let mut wanted = Vec::new();
+        for path in &paths {
             let mwt = Worktree::new(path.clone());
             if mwt.is_valid() {
                 mwt.detach_at(base)?;
                 mwt.reset_hard(base)?;
             } else {
                 if path.exists() {
-                    std::fs::remove_dir_all(&path)?;
+                    std::fs::remove_dir_all(path)?;
                 }
-                self.pool()?
-                    .acquire(self.repo, &path, Target::Detached(base))?;
+                wanted.push((path.as_path(), Target::Detached(base)));
             }
+        }
+        // The members' worktrees are switched to the base side by side.
+        self.pool()?.acquire_all(self.repo, &wanted)?;
+        let mut seq = info.state.seq;
+        let mut slots = Vec::new();
+        for (step, path) in todo.into_iter().zip(paths) {
+            seq += 1;
+            let rec = record_name(seq, &step.id);
+            let mwt = Worktree::new(path);
             let mut notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
             let setup = self.set_up(id, Some(&step.id), (&mwt, &rec), &spec, &mut notes);
             let (prompt, context, mut prestart) = match context::build(id, &mwt, step, None) {
@@ -324,8 +344,6 @@ impl Runner<'_> {
         info.tip = checkpoint;
         info.state = t.state;
         let _ = std::fs::remove_file(&slot.session);
-        // A finished member's worktree goes to the pool; a failed one stays for a look.
-        let _ = self.release_member(&slot.wt, commit);
         self.emit(
             &id,
             Kind::MemberFinished {
@@ -696,7 +714,12 @@ impl Runner<'_> {
                 side_refs: Vec::new(),
             },
         )?;
-        stage::reset(wt, commit, &self.rules_at(&id, commit)?)?;
+        // The worktree was left at the tip while the members ran: only the files the merge
+        // brings are written, unless something else changed it.
+        let group_base = info.state.group_base.unwrap_or(info.tip);
+        if !wt.advance(&[info.tip, group_base], commit)? {
+            stage::reset(wt, commit, &self.rules_at(&id, commit)?)?;
+        }
         info.tip = commit;
         info.state = state;
         Ok(commit)

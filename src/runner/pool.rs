@@ -1,11 +1,13 @@
 //! The runner's side of the worktree pool (`store::pool`): which worktrees it hands back, and
-//! when. A run's worktree goes back when the run completes; a member's when its commit is
-//! published. Creating them is [`crate::store::pool::Pool::acquire`], called where a run or a
+//! when. A run's worktree goes back when the run completes; members' once the
+//! group's members have all ended, parked side by side. Creating them is [`crate::store::pool::Pool::acquire`], called where a run or a
 //! member gets its worktree.
 
 use super::Runner;
 use crate::error::Result;
-use crate::git::{Oid, Worktree};
+use std::path::Path;
+
+use crate::git::Oid;
 use crate::store::pool::{IfDirty, Pool, Released};
 use crate::store::RunId;
 
@@ -22,12 +24,13 @@ impl Runner<'_> {
             .release(self.repo, &self.paths.worktree(id), IfDirty::Keep)
     }
 
-    /// A member's worktree after its commit was published: HEAD moved onto the commit (its
-    /// index and files already hold it: the commit's tree was written from the index after
-    /// `git add -A`), then to the pool.
-    pub(super) fn release_member(&self, wt: &Worktree, commit: Oid) -> Result<Released> {
-        wt.detach_head_at(commit)?;
-        self.pool()?
-            .release(self.repo, &wt.path, IfDirty::KnownClean)
+    /// Finished members' worktrees after their commits were published: HEAD moved onto each
+    /// one's commit (its index and files already hold it: the commit's tree was staged from
+    /// them), then to the pool, parked side by side. Best effort: a worktree that cannot be
+    /// pooled stays at its member's path, which the next run of the group removes.
+    pub(super) fn release_members(&self, done: &[(&Path, Oid)]) {
+        if let Ok(pool) = self.pool() {
+            let _ = pool.release_members(self.repo, done);
+        }
     }
 }

@@ -99,7 +99,7 @@ pub fn stage_step(
         entry.1 = bytes;
     }
     Ok(Stage {
-        tree: wt.stage_one(&path)?,
+        tree: wt.stage_one(&path, base)?,
         left_out: staged.left_out,
     })
 }

@@ -55,6 +55,45 @@ pub enum Target<'a> {
     Detached(Oid),
 }
 
+impl Target<'_> {
+    fn commit(&self) -> Oid {
+        match self {
+            Target::Branch(_, commit) | Target::Detached(commit) => *commit,
+        }
+    }
+}
+
+/// Run `work` on every item, as many at a time as there are CPUs (each runs git, so the
+/// threads mostly wait on their child processes): the results in order, or the first error
+/// once all have ended.
+pub fn side_by_side<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> crate::git::Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let mut out = Vec::new();
+    for chunk in items.chunks(cpus) {
+        let results: Vec<crate::git::Result<R>> = std::thread::scope(|scope| {
+            let work = &work;
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|item| scope.spawn(move || work(item)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for r in results {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
 /// Where an acquired worktree came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -138,36 +177,64 @@ impl Pool {
     /// Workspace preparation (submodules, copied ignored files, a setup command) must run
     /// right after this, whatever the source: a pooled worktree comes without ignored files.
     pub fn acquire(&self, repo: &Repo, path: &Path, target: Target<'_>) -> Result<Source> {
-        let wt = Worktree::new(path.to_path_buf());
-        if wt.is_switching() && wt.is_valid() {
-            // Killed between the move and the end of the switch, perhaps before git was told.
-            repo.repair_worktree(path)?;
-            self.switch(&wt, target, false)?;
-            return Ok(Source::Recovered);
-        }
-        if path.exists() {
-            repo.worktree_remove(path)?;
-        }
-        if self.take(repo, path)? {
-            self.switch(&wt, target, true)?;
-            crate::env::crash::point("worktree-added");
-            return Ok(Source::Pool);
-        }
-        match target {
-            Target::Branch(branch, _) => repo.worktree_add(path, branch)?,
-            Target::Detached(commit) => repo.worktree_add_detached(path, commit)?,
-        }
-        Ok(Source::New)
+        let sources = self.acquire_all(repo, &[(path, target)])?;
+        Ok(sources[0])
     }
 
-    fn switch(&self, wt: &Worktree, target: Target<'_>, parked: bool) -> Result {
-        let (commit, head) = match target {
-            Target::Branch(branch, commit) => (commit, Head::Branch(branch)),
-            Target::Detached(commit) => (commit, Head::Detached),
-        };
-        wt.switch_files(commit, parked)?;
+    /// [`Pool::acquire`] for several worktrees at once (a parallel group's members): each is
+    /// taken or checked out in turn, then their files are switched side by side, one `git
+    /// read-tree` per worktree running at the same time.
+    pub fn acquire_all(&self, repo: &Repo, wanted: &[(&Path, Target<'_>)]) -> Result<Vec<Source>> {
+        let mut sources = Vec::new();
+        for (path, target) in wanted {
+            let wt = Worktree::new(path.to_path_buf());
+            let source = if wt.is_switching() && wt.is_valid() {
+                // Killed between the move and the end of the switch, perhaps before git was told.
+                repo.repair_worktree(path)?;
+                Source::Recovered
+            } else {
+                if path.exists() {
+                    repo.worktree_remove(path)?;
+                }
+                if self.take(repo, path)? {
+                    Source::Pool
+                } else {
+                    match target {
+                        Target::Branch(branch, _) => repo.worktree_add(path, branch)?,
+                        Target::Detached(commit) => repo.worktree_add_detached(path, *commit)?,
+                    }
+                    Source::New
+                }
+            };
+            sources.push(source);
+        }
+        let switching: Vec<(Worktree, Oid, bool)> = wanted
+            .iter()
+            .zip(&sources)
+            .filter(|(_, s)| **s != Source::New)
+            .map(|((path, target), s)| {
+                let wt = Worktree::new(path.to_path_buf());
+                (wt, target.commit(), *s == Source::Pool)
+            })
+            .collect();
+        side_by_side(&switching, |(wt, commit, parked)| {
+            wt.switch_files(*commit, *parked)
+        })?;
         crate::env::crash::point("switching");
-        Ok(wt.finish_switch(commit, head)?)
+        for ((path, target), source) in wanted.iter().zip(&sources) {
+            if *source == Source::New {
+                continue;
+            }
+            let head = match target {
+                Target::Branch(branch, _) => Head::Branch(branch),
+                Target::Detached(_) => Head::Detached,
+            };
+            Worktree::new(path.to_path_buf()).finish_switch(target.commit(), head)?;
+            if *source == Source::Pool {
+                crate::env::crash::point("worktree-added");
+            }
+        }
+        Ok(sources)
     }
 
     /// Move the newest pooled worktree to `path`; `false` when the pool is empty.
@@ -207,23 +274,63 @@ impl Pool {
             repo.worktree_remove(path)?;
             return Ok(Released::Removed);
         }
+        self.pool_all(repo, &[(wt, None)])?;
+        Ok(if self.size == 0 {
+            Released::Removed
+        } else {
+            Released::Pooled
+        })
+    }
+
+    /// Hand finished members' worktrees to the pool, each with the commit its HEAD is to be
+    /// detached at (its index and files hold that commit already): parked side by side, then
+    /// moved into the pool, which is trimmed once. Worktrees that are not git machine's own
+    /// linked worktrees any more are removed.
+    pub fn release_members(&self, repo: &Repo, done: &[(&Path, Oid)]) -> Result {
+        let mut parking = Vec::new();
+        for (path, commit) in done {
+            let wt = Worktree::new(path.to_path_buf());
+            if path.starts_with(&self.worktrees) && wt.admin_dir().is_some() && wt.is_valid() {
+                parking.push((wt, Some(*commit)));
+            } else {
+                repo.worktree_remove(path)?;
+            }
+        }
+        self.pool_all(repo, &parking)
+    }
+
+    /// Park clean worktrees (HEAD first detached at the commit given, if one is) side by
+    /// side and move them into the pool; with the pool off, remove them.
+    fn pool_all(&self, repo: &Repo, worktrees: &[(Worktree, Option<Oid>)]) -> Result {
         if self.size == 0 {
-            repo.worktree_remove(path)?;
-            return Ok(Released::Removed);
+            for (wt, _) in worktrees {
+                repo.worktree_remove(&wt.path)?;
+            }
+            return Ok(());
         }
-        // Parked, it holds no ignored file: what its setup made is gone, so is the setup's
-        // stamp (the next holder sets it up again).
-        if let Some(admin) = wt.admin_dir() {
-            let _ = std::fs::remove_file(admin.join(layout::SETUP_STAMP));
+        let sizes = side_by_side(worktrees, |(wt, head)| {
+            if let Some(commit) = head {
+                wt.detach_head_at(*commit)?;
+            }
+            // Parked, it holds no ignored file: what its setup made is gone, so is the
+            // setup's stamp (the next holder sets it up again).
+            if let Some(admin) = wt.admin_dir() {
+                let _ = std::fs::remove_file(admin.join(layout::SETUP_STAMP));
+            }
+            wt.park()
+        })?;
+        for ((wt, _), bytes) in worktrees.iter().zip(sizes) {
+            let mut stamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let mut to = self.dir.join(format!("{stamp:020}-{bytes}"));
+            while to.exists() {
+                stamp += 1;
+                to = self.dir.join(format!("{stamp:020}-{bytes}"));
+            }
+            repo.move_worktree(&wt.path, &to)?;
         }
-        let bytes = wt.park()?;
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let to = self.dir.join(format!("{stamp:020}-{bytes}"));
-        repo.move_worktree(path, &to)?;
-        self.trim(repo)?;
-        Ok(Released::Pooled)
+        self.trim(repo)
     }
 
     /// Drop the oldest entries until at most `machine.pool.size` remain and they hold at most

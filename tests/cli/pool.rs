@@ -154,15 +154,15 @@ run = ["true"]
 [[steps]]
 id = "one"
 group = "g"
-run = ["sh", "-c", "stat -c %i README.md > OUT.one; pwd > OUT.one.pwd; echo 1 > one.txt"]
+run = ["sh", "-c", "stat -c %i README.md > OUT.one; pwd > OUT.one.pwd; git ls-files -o > OUT.one.extra; echo 1 > one.txt"]
 [[steps]]
 id = "two"
 group = "g"
-run = ["sh", "-c", "stat -c %i README.md > OUT.two; pwd > OUT.two.pwd; echo 2 > two.txt"]
+run = ["sh", "-c", "stat -c %i README.md > OUT.two; pwd > OUT.two.pwd; git ls-files -o > OUT.two.extra; echo 2 > two.txt"]
 [[steps]]
 id = "three"
 group = "g"
-run = ["sh", "-c", "stat -c %i README.md > OUT.three; pwd > OUT.three.pwd; echo 3 > three.txt"]
+run = ["sh", "-c", "stat -c %i README.md > OUT.three; pwd > OUT.three.pwd; git ls-files -o > OUT.three.extra; echo 3 > three.txt"]
 "#;
 
 fn group_workflow(env: &TestEnv, out: &Path) {
@@ -175,13 +175,13 @@ fn a_groups_members_come_from_the_pool() {
     let out = env.tmp.path().join("member");
     group_workflow(&env, &out);
     // The first run warms the pool: its three members and itself.
-    env.machine_ok(&["run", "group", "--jobs", "1"]);
+    env.machine_ok(&["run", "group"]);
     let pool = pooled(&env);
     assert_eq!(pool.len(), 4, "{pool:?}");
     let inodes: Vec<u64> = pool.iter().map(|p| inode(&p.join("README.md"))).collect();
 
     let run = new_run(&env, || {
-        env.machine_ok(&["run", "group", "--jobs", "1"]);
+        env.machine_ok(&["run", "group"]);
     });
     for member in ["one", "two", "three"] {
         let ino: u64 = std::fs::read_to_string(out.with_extension(member))
@@ -197,9 +197,16 @@ fn a_groups_members_come_from_the_pool() {
             .expect("the member's pwd");
         let own = env.worktree(&format!("{run}--{member}"));
         assert_eq!(pwd.trim(), own.display().to_string());
+        // Switched side by side, each still holds exactly the base: no other member's file.
+        let extra = std::fs::read_to_string(out.with_extension(format!("{member}.extra")))
+            .expect("the member's untracked files");
+        assert_eq!(extra, "", "{member} found files of an earlier holder");
     }
-    assert_eq!(env.git(&["show", &format!("machine/{run}:two.txt")]), "2\n");
-    assert_eq!(pooled(&env).len(), 4);
+    for (member, n) in [("one", "1"), ("two", "2"), ("three", "3")] {
+        let merged = env.git(&["show", &format!("machine/{run}:{member}.txt")]);
+        assert_eq!(merged, format!("{n}\n"));
+    }
+    assert_eq!(pooled(&env).len(), 4, "the members went back to the pool");
 }
 
 #[test]

@@ -8,8 +8,9 @@
 //! - the program runs in a process group of its own, so a timeout, an idle timeout or Ctrl-C
 //!   ends it and everything it started (SIGTERM to the group, SIGKILL after a grace period);
 //! - if git machine itself dies (even by SIGKILL), the whole group dies with it: a guard (a
-//!   tiny `sh`, in a process group of its own, deaf to Ctrl-C and hangups) holds a pipe from git
-//!   machine and kills the group when the pipe closes without a "done"; the program itself also
+//!   tiny `sh`, one per git machine process, in a process group of its own, deaf to Ctrl-C and
+//!   hangups) holds a pipe from git machine, is told each group as it starts and ends, and
+//!   kills the groups still running when the pipe closes; the program itself also
 //!   has `PR_SET_PDEATHSIG` on Linux, and the group id is reported through `on_spawn` so a later
 //!   command that takes the run over kills a group the guard could not;
 //! - stdin is a pipe that gets the invocation's bytes and is then closed;
@@ -106,30 +107,78 @@ impl Log {
     }
 }
 
-/// Start the guard of group `pgid`: it kills the group unless told "done" before its stdin
-/// closes. `None` when no `sh` could be started (the group then relies on PR_SET_PDEATHSIG and
-/// on the next command that takes the run over).
-fn guard(pgid: i32) -> Option<std::process::Child> {
-    let script = format!(
-        "trap '' INT HUP TERM; read -r word; [ \"$word\" = done ] || kill -s KILL -- -{pgid}"
-    );
-    Command::new("sh")
-        .args(["-c", &script])
+/// The guard of this process's program groups (see the module header): one `sh` for the life
+/// of git machine, told each group as it starts (`add <pgid>`) and once it has ended
+/// (`del <pgid>`). When its stdin closes without a `del` — git machine exited or was killed —
+/// it kills every group still listed. One `sh` per step cost a fork, an exec and a wait for
+/// its exit at every step.
+struct Guard {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+}
+
+static GUARD: std::sync::Mutex<Option<Guard>> = std::sync::Mutex::new(None);
+
+/// The guard's script: the listed groups are kept as ` <pgid> ` words, removed without
+/// starting any process.
+const GUARD_SCRIPT: &str = r#"trap '' INT HUP TERM
+groups=' '
+while read -r op g; do
+  case $op in
+    add) groups="$groups$g " ;;
+    del) case $groups in *" $g "*) groups="${groups%% $g *} ${groups#* $g }" ;; esac ;;
+  esac
+done
+for g in $groups; do kill -s KILL -- "-$g"; done"#;
+
+fn start_guard() -> Option<Guard> {
+    let mut child = Command::new("sh")
+        .args(["-c", GUARD_SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .ok()
+        .ok()?;
+    let stdin = child.stdin.take()?;
+    Some(Guard { child, stdin })
 }
 
-/// The group has ended normally: release its guard.
-fn release(guard: Option<std::process::Child>) {
-    if let Some(mut g) = guard {
-        if let Some(mut stdin) = g.stdin.take() {
-            let _ = stdin.write_all(b"done\n");
+/// Tell the guard `line`, starting it (again, if it was killed) when needed; `false` when no
+/// `sh` could be started.
+fn tell_guard(line: &str) -> bool {
+    let mut guard = GUARD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..2 {
+        if guard.is_none() {
+            *guard = start_guard();
         }
-        let _ = g.wait();
+        let Some(g) = guard.as_mut() else {
+            return false;
+        };
+        if g.stdin.write_all(line.as_bytes()).is_ok() {
+            return true;
+        }
+        // Gone (killed from outside): a new guard takes over from here.
+        let _ = g.child.kill();
+        let _ = g.child.wait();
+        *guard = None;
+    }
+    false
+}
+
+/// Have the guard kill group `pgid` if git machine dies. `None` when no `sh` could be started
+/// (the group then relies on PR_SET_PDEATHSIG and on the next command that takes the run
+/// over).
+fn guard(pgid: i32) -> Option<i32> {
+    tell_guard(&format!("add {pgid}\n")).then_some(pgid)
+}
+
+/// The group has ended: the guard forgets it.
+fn release(guarded: Option<i32>) {
+    if let Some(pgid) = guarded {
+        tell_guard(&format!("del {pgid}\n"));
     }
 }
 
@@ -192,11 +241,7 @@ fn finish_line(line: &mut Vec<u8>, cut: &mut usize) -> Vec<u8> {
 }
 
 /// How a supervised program ended: its status, why it was stopped (if it was), its guard.
-type Supervised = (
-    ExitStatus,
-    Option<(Ending, Instant, bool)>,
-    Option<std::process::Child>,
-);
+type Supervised = (ExitStatus, Option<(Ending, Instant, bool)>, Option<i32>);
 
 /// Start the program and follow it on the event loop until it has exited and its pipes closed.
 #[allow(clippy::too_many_arguments)]
@@ -462,5 +507,70 @@ async fn wait_foreground(
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn sleeper() -> std::process::Child {
+        Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep")
+    }
+
+    /// When git machine's end closes the guard's stdin, the guard kills the groups still
+    /// listed, and only those: a group it was told has ended is left alone, even if its id
+    /// were reused.
+    #[test]
+    fn the_guard_kills_the_groups_still_listed_when_its_pipe_closes() {
+        let (mut listed, mut ended) = (sleeper(), sleeper());
+        let mut g = start_guard().expect("a guard");
+        let (a, b) = (listed.id(), ended.id());
+        let told = format!("add {a}\nadd {b}\ndel {b}\ndel 999999\n");
+        g.stdin.write_all(told.as_bytes()).expect("tell");
+        drop(g.stdin);
+        assert!(g.child.wait().expect("guard ends").success());
+        let status = listed.wait().expect("wait");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the listed group was killed"
+        );
+        assert!(
+            ended.try_wait().expect("try_wait").is_none(),
+            "the ended one was not"
+        );
+        ended.kill().expect("kill");
+        let _ = ended.wait();
+    }
+
+    /// Every program run tells the one guard of this process; a killed guard is replaced.
+    #[test]
+    fn a_killed_guard_is_replaced_by_the_next_program_run() {
+        assert!(tell_guard("del 1\n"));
+        let pid = GUARD
+            .lock()
+            .expect("guard lock")
+            .as_ref()
+            .map(|g| g.child.id())
+            .expect("a guard");
+        signal_group(pid as i32, libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut tries = 0;
+        while !tell_guard("del 1\n") && tries < 3 {
+            tries += 1;
+        }
+        let now = GUARD
+            .lock()
+            .expect("guard lock")
+            .as_ref()
+            .map(|g| g.child.id())
+            .expect("a guard again");
+        assert_ne!(now, pid, "a new guard took over");
     }
 }

@@ -129,11 +129,13 @@ fn leftovers(
     );
     // Left by a git machine (or a step's git) killed while writing an object.
     let temps = repo.stale_temp_objects(STALE_TEMP_OBJECT);
+    // Left by a git machine killed while creating a run's branch: that run never existed.
+    let ref_locks = repo.stale_ref_locks(&store::MACHINE_REF_FOLDERS, STALE_TEMP_OBJECT);
     if !dry_run {
         for path in &orphans {
             repo.worktree_remove(path)?;
         }
-        for path in &temps {
+        for path in temps.iter().chain(&ref_locks) {
             std::fs::remove_file(path)?;
         }
     }
@@ -142,6 +144,13 @@ fn leftovers(
             "{} {} temporary object file(s) a killed process left",
             verb(dry_run),
             temps.len()
+        ));
+    }
+    if !ref_locks.is_empty() {
+        ctx.ui.out(&format!(
+            "{} {} ref lock file(s) a killed process left",
+            verb(dry_run),
+            ref_locks.len()
         ));
     }
     Ok(orphans)

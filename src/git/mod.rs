@@ -789,6 +789,29 @@ impl Repo {
         stale
     }
 
+    /// Lock files of refs under the folders `under` (full names, ending in `/`) last written
+    /// at least `older_than` ago: left by a process killed inside a ref update, such as the
+    /// creation of a run's branch, whose run then never existed and whose lock nobody takes
+    /// (a live update holds its lock for a moment, not for that long).
+    pub fn stale_ref_locks(&self, under: &[&str], older_than: std::time::Duration) -> Vec<PathBuf> {
+        let now = std::time::SystemTime::now();
+        under
+            .iter()
+            .flat_map(|dir| walkdir::WalkDir::new(self.common_dir.join(dir.trim_end_matches('/'))))
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(walkdir::DirEntry::into_path)
+            .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+            .filter(|p| {
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= older_than)
+            })
+            .collect()
+    }
+
     // ---- worktrees (git CLI: it owns the worktree admin files and their locking) ----
 
     /// `git worktree add --force <path> <branch>`: force so that a registered worktree whose

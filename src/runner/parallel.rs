@@ -3,13 +3,15 @@
 //! then gets one merge commit joining them.
 //!
 //! Invariants:
-//! - member worktrees are created one after another (concurrent `git worktree add` collides on
-//!   the config lock) beside the run's own, as `<run>--<step>`, detached at the group's base;
-//! - members run on worker threads that only run programs and send their result to the driver
-//!   (this thread) over a channel; the driver decides and publishes each finished member at
-//!   once: its commit under `refs/machine/parallel/<run>/<step>` and a checkpoint commit on the
-//!   run branch listing it in `group_done`, in one transaction — so a member that finished is
-//!   never run again, whatever happens to the others or to git machine;
+//! - member worktrees are taken (from the pool, or by `git worktree add`) one after another
+//!   (concurrent `git worktree add` collides on the config lock) beside the run's own, as
+//!   `<run>--<step>`, then switched to the group's base side by side, detached;
+//! - members' programs run on the command's one event loop; a member that succeeded is staged
+//!   on a thread of its own (its `git add -A` scans its whole worktree) while the loop goes
+//!   on, then the driver (this thread) decides and publishes it at once: its commit under
+//!   `refs/machine/parallel/<run>/<step>` and a checkpoint commit on the run branch listing it
+//!   in `group_done`, in one transaction — so a member that finished is never run again,
+//!   whatever happens to the others or to git machine;
 //! - a member's directive is read out of its worktree (never committed as code) and applies to
 //!   the group once it has merged (`stop`, `pause`); a member cannot `loop`;
 //! - a failure in one member fails the group after the others finish: the run branch gets a
@@ -18,6 +20,7 @@
 //!   `conflict`, then leaves the conflicting merge in the run's worktree for a person (or the
 //!   group's `on_conflict` step) to resolve. `resume` goes on once the merge is committed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -58,26 +61,53 @@ const QUEUED: usize = 64;
 /// The end of a member: its slot, attempt, start time and duration.
 type MemberEnd = (usize, Result<Attempt>, String, Duration);
 
-/// Waits for the first of `running` to finish: its index in `running` and its end. A finished
-/// one must be removed before the next wait.
-struct FirstDone<'a, 'b> {
+/// Waits until at least one of `running` has finished: the indexes in `running` and the ends
+/// of all that have (members that end together are staged side by side). Finished ones must
+/// be removed before the next wait.
+struct AllDone<'a, 'b> {
     running: &'a mut [Member<'b>],
 }
 
-impl std::future::Future for FirstDone<'_, '_> {
-    type Output = (usize, MemberEnd);
+impl std::future::Future for AllDone<'_, '_> {
+    type Output = Vec<(usize, MemberEnd)>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
+        let mut done = Vec::new();
         for (k, member) in self.get_mut().running.iter_mut().enumerate() {
             if let std::task::Poll::Ready(end) = member.as_mut().poll(cx) {
-                return std::task::Poll::Ready((k, end));
+                done.push((k, end));
             }
         }
-        std::task::Poll::Pending
+        if done.is_empty() {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(done)
+        }
     }
+}
+
+/// A member staged on its own thread: its slot, and its record and tree (or the error).
+type Staged = (usize, Result<(StepRecord, Oid)>);
+
+/// A member whose program succeeded, its record written into its worktree: to be staged,
+/// committed and published.
+struct Succeeded {
+    attempt: Attempt,
+    record: StepRecord,
+    directive: Option<machine::Directive>,
+    /// Its worktree's HEAD after the program (which may have committed).
+    head: Oid,
+}
+
+/// What became of a member whose program ended.
+enum Ended {
+    /// Stopped by Ctrl-C: neither done nor failed; resume runs it again.
+    Stopped,
+    Failed(Box<Failed>),
+    Succeeded(Box<Succeeded>),
 }
 
 /// A member that failed, waiting for the group's failure record.
@@ -208,9 +238,10 @@ impl Runner<'_> {
         Ok(slots)
     }
 
-    /// Run the slots' programs on one event loop, at most `jobs` at a time, publishing each
-    /// member that succeeds as its result arrives (publishing blocks the loop briefly; the
-    /// others' output waits in their pipes). Returns the members that failed.
+    /// Run the slots' programs on one event loop, at most `jobs` at a time; a member that
+    /// succeeds is staged on a thread and published once its tree is back (publishing blocks
+    /// the loop briefly; the others' output waits in their pipes). Returns the members that
+    /// failed.
     fn run_slots(
         &mut self,
         info: &mut RunInfo,
@@ -260,48 +291,78 @@ impl Runner<'_> {
         let mut waiting = 0..slots.len();
         let mut running: Vec<Member<'_>> = Vec::new();
         let mut failed = Vec::new();
-        runtime.block_on(async {
-            for i in waiting.by_ref().take(self.jobs.clamp(1, slots.len().max(1))) {
-                running.push(Box::pin(member(i)));
-            }
-            while !running.is_empty() {
-                tokio::select! {
-                    Some((i, line)) = out_rx.recv() => {
-                        self.sink.member_output(&slots[i].step.id, &line);
-                    }
-                    (k, (i, attempt, started_at, duration)) = FirstDone { running: &mut running } => {
-                        drop(running.swap_remove(k));
-                        if let Some(next) = waiting.next() {
-                            running.push(Box::pin(member(next)));
+        let id = info.id.clone();
+        let rules = self.rules_at(&id, base)?;
+        // Members that succeeded are staged on threads of their own (`git add -A` scans the
+        // member's whole worktree) while the loop goes on; each is committed and published
+        // here once its tree is back.
+        let (staged_tx, mut staged_rx) = tokio::sync::mpsc::unbounded_channel::<Staged>();
+        let mut staging: BTreeMap<usize, Box<Succeeded>> = BTreeMap::new();
+        std::thread::scope(|scope| {
+            runtime.block_on(async {
+                for i in waiting
+                    .by_ref()
+                    .take(self.jobs.clamp(1, slots.len().max(1)))
+                {
+                    running.push(Box::pin(member(i)));
+                }
+                while !running.is_empty() || !staging.is_empty() {
+                    tokio::select! {
+                        Some((i, line)) = out_rx.recv() => {
+                            self.sink.member_output(&slots[i].step.id, &line);
                         }
-                        let done = (attempt?, started_at, duration);
-                        if let Some(f) = self.member_done(info, plan, group, &slots[i], i, base, done)? {
-                            failed.push(f);
+                        mut ends = AllDone { running: &mut running }, if !running.is_empty() => {
+                            ends.sort_by_key(|(k, _)| std::cmp::Reverse(*k));
+                            for (k, end) in ends {
+                                drop(running.swap_remove(k));
+                                if let Some(next) = waiting.next() {
+                                    running.push(Box::pin(member(next)));
+                                }
+                                let (i, attempt, started_at, duration) = end;
+                                let done = (attempt?, started_at, duration);
+                                match self.member_ended(info, group, &slots[i], i, base, done)? {
+                                    Ended::Stopped => {}
+                                    Ended::Failed(f) => failed.push(*f),
+                                    Ended::Succeeded(s) => {
+                                        let (tx, slot) = (staged_tx.clone(), &slots[i]);
+                                        let (mut record, rules, id) = (s.record.clone(), &rules, &id);
+                                        scope.spawn(move || {
+                                            let staged = stage_step(&slot.wt, id, &slot.rec, &mut record, &mut [], (rules, base));
+                                            let _ = tx.send((i, staged.map(|st| (record, st.tree))));
+                                        });
+                                        staging.insert(i, s);
+                                    }
+                                }
+                            }
+                        }
+                        Some((i, staged)) = staged_rx.recv() => {
+                            let done = staging.remove(&i).expect("a member being staged");
+                            let (record, tree) = staged?;
+                            self.publish_succeeded(info, plan, group, &slots[i], base, *done, (record, tree))?;
                         }
                     }
                 }
-            }
-            Ok::<(), crate::error::Error>(())
+                Ok::<(), crate::error::Error>(())
+            })
         })?;
         Ok(failed)
     }
 
-    /// A member's result arrived: publish it if it succeeded, else keep its work aside.
+    /// A member's program ended: keep its work aside if it failed, else write its record into
+    /// its worktree for staging and [`Runner::publish_succeeded`].
     #[allow(clippy::too_many_arguments)]
-    fn member_done(
+    fn member_ended(
         &mut self,
-        info: &mut RunInfo,
-        plan: &Plan,
+        info: &RunInfo,
         group: &str,
         slot: &Slot<'_>,
         index: usize,
         base: Oid,
         (a, started_at, duration): (Attempt, String, Duration),
-    ) -> Result<Option<Failed>> {
+    ) -> Result<Ended> {
         let id = info.id.clone();
         if self.controls.cancel.load(Ordering::SeqCst) && !a.outcome.success {
-            // Stopped by Ctrl-C: neither done nor failed; resume runs it again.
-            return Ok(None);
+            return Ok(Ended::Stopped);
         }
         let mut a = a;
         if a.outcome.success {
@@ -324,9 +385,46 @@ impl Runner<'_> {
         }
         if let Some(error) = error {
             let tail = exec::tail_lines(a.outcome.final_message.as_deref(), 10);
-            return self.member_failed(&id, group, slot, index, base, record, (error, tail));
+            let failed =
+                self.member_failed(&id, group, slot, index, base, record, (error, tail))?;
+            return Ok(Ended::Failed(Box::new(failed)));
         }
-        let commit = self.commit_member(&id, slot, &mut record, (&a, base))?;
+        let dir = slot
+            .wt
+            .path
+            .join(id.dir())
+            .join("steps")
+            .join(slot.rec.as_str());
+        exec::write_record(
+            &dir,
+            &mut record,
+            &slot.prompt,
+            a.outcome.final_message.as_deref(),
+            &slot.log,
+        )?;
+        Ok(Ended::Succeeded(Box::new(Succeeded {
+            head: slot.wt.head()?,
+            attempt: a,
+            record,
+            directive,
+        })))
+    }
+
+    /// Commit a member that succeeded, its `tree` staged, and publish it.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_succeeded(
+        &mut self,
+        info: &mut RunInfo,
+        plan: &Plan,
+        group: &str,
+        slot: &Slot<'_>,
+        base: Oid,
+        done: Succeeded,
+        (record, tree): (StepRecord, Oid),
+    ) -> Result {
+        let id = info.id.clone();
+        let commit =
+            self.commit_member(&id, slot, &record, (&done.attempt, base), (done.head, tree))?;
         self.report_left_out(&id, Some(&slot.step.id), &record.left_out);
         crate::env::crash::point("member-committed");
         let t = machine::decide(
@@ -337,7 +435,7 @@ impl Runner<'_> {
                 seq: slot.seq,
                 commit,
                 base,
-                directive,
+                directive: done.directive,
             },
         );
         let checkpoint = self.publish_member(info, plan, group, slot, commit, &t.state)?;
@@ -356,7 +454,7 @@ impl Runner<'_> {
                 summary: record.summary.clone(),
             },
         );
-        Ok(None)
+        Ok(())
     }
 
     /// A member failed (its program, or its directive): keep its work aside, report it; the
@@ -371,7 +469,7 @@ impl Runner<'_> {
         base: Oid,
         mut record: StepRecord,
         (error, tail): (String, Vec<String>),
-    ) -> Result<Option<Failed>> {
+    ) -> Result<Failed> {
         record.status = store::StepStatus::Failed;
         record.summary = format!("failed ({})", exec::first_line(&error));
         record.error = Some(error.clone());
@@ -390,11 +488,11 @@ impl Runner<'_> {
                 tail,
             },
         );
-        Ok(Some(Failed {
+        Ok(Failed {
             slot: index,
             record,
             attempt,
-        }))
+        })
     }
 
     /// Publish a finished member: its commit under `refs/machine/parallel/` and a checkpoint
@@ -430,31 +528,16 @@ impl Runner<'_> {
         Ok(checkpoint)
     }
 
-    /// Commit a finished member in its worktree (not on any branch: the run transaction
-    /// publishes it).
+    /// Commit a finished member's staged `tree` on `head` (its worktree's HEAD after the
+    /// program), not on any branch: the run transaction publishes it.
     fn commit_member(
         &self,
         id: &store::RunId,
         slot: &Slot<'_>,
-        record: &mut StepRecord,
+        record: &StepRecord,
         (a, base): (&Attempt, Oid),
+        (head, tree): (Oid, Oid),
     ) -> Result<Oid> {
-        let dir = slot
-            .wt
-            .path
-            .join(id.dir())
-            .join("steps")
-            .join(slot.rec.as_str());
-        exec::write_record(
-            &dir,
-            record,
-            &slot.prompt,
-            a.outcome.final_message.as_deref(),
-            &slot.log,
-        )?;
-        let head = slot.wt.head()?;
-        let secrets = self.rules_at(id, base)?;
-        let tree = stage_step(&slot.wt, id, &slot.rec, record, &mut [], (&secrets, base))?.tree;
         // The program's own commits holding a left-out file are not kept (see stage.rs).
         let head = match stage::committed_by_program(self.repo, head, &record.left_out)? {
             true => base,

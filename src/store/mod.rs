@@ -32,6 +32,8 @@ pub const BRANCH_PREFIX: &str = "refs/heads/machine/";
 pub const ATTIC_PREFIX: &str = "refs/machine/attic/";
 pub const ATTEMPTS_PREFIX: &str = "refs/machine/attempts/";
 pub const PARALLEL_PREFIX: &str = "refs/machine/parallel/";
+/// Every folder of refs git machine writes.
+pub const MACHINE_REF_FOLDERS: [&str; 2] = [BRANCH_PREFIX, "refs/machine/"];
 
 #[derive(Debug, Error)]
 pub enum StoreError {

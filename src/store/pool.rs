@@ -66,17 +66,17 @@ impl Target<'_> {
 /// Run `work` on every item, as many at a time as there are CPUs (each runs git, so the
 /// threads mostly wait on their child processes): the results in order, or the first error
 /// once all have ended.
-pub fn side_by_side<T: Sync, R: Send>(
-    items: &[T],
-    work: impl Fn(&T) -> crate::git::Result<R> + Sync,
-) -> Result<Vec<R>> {
+pub fn side_by_side<T: Send, R: Send, E: Send>(
+    items: &mut [T],
+    work: impl Fn(&mut T) -> std::result::Result<R, E> + Sync,
+) -> std::result::Result<Vec<R>, E> {
     let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let mut out = Vec::new();
-    for chunk in items.chunks(cpus) {
-        let results: Vec<crate::git::Result<R>> = std::thread::scope(|scope| {
+    for chunk in items.chunks_mut(cpus) {
+        let results: Vec<std::result::Result<R, E>> = std::thread::scope(|scope| {
             let work = &work;
             let handles: Vec<_> = chunk
-                .iter()
+                .iter_mut()
                 .map(|item| scope.spawn(move || work(item)))
                 .collect();
             handles
@@ -208,7 +208,7 @@ impl Pool {
             };
             sources.push(source);
         }
-        let switching: Vec<(Worktree, Oid, bool)> = wanted
+        let mut switching: Vec<(Worktree, Oid, bool)> = wanted
             .iter()
             .zip(&sources)
             .filter(|(_, s)| **s != Source::New)
@@ -217,7 +217,7 @@ impl Pool {
                 (wt, target.commit(), *s == Source::Pool)
             })
             .collect();
-        side_by_side(&switching, |(wt, commit, parked)| {
+        side_by_side(&mut switching, |(wt, commit, parked)| {
             wt.switch_files(*commit, *parked)
         })?;
         crate::env::crash::point("switching");
@@ -274,7 +274,7 @@ impl Pool {
             repo.worktree_remove(path)?;
             return Ok(Released::Removed);
         }
-        self.pool_all(repo, &[(wt, None)])?;
+        self.pool_all(repo, &mut [(wt, None)])?;
         Ok(if self.size == 0 {
             Released::Removed
         } else {
@@ -296,12 +296,12 @@ impl Pool {
                 repo.worktree_remove(path)?;
             }
         }
-        self.pool_all(repo, &parking)
+        self.pool_all(repo, &mut parking)
     }
 
     /// Park clean worktrees (HEAD first detached at the commit given, if one is) side by
     /// side and move them into the pool; with the pool off, remove them.
-    fn pool_all(&self, repo: &Repo, worktrees: &[(Worktree, Option<Oid>)]) -> Result {
+    fn pool_all(&self, repo: &Repo, worktrees: &mut [(Worktree, Option<Oid>)]) -> Result {
         if self.size == 0 {
             for (wt, _) in worktrees {
                 repo.worktree_remove(&wt.path)?;

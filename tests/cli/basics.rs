@@ -1528,3 +1528,51 @@ fn apply_signs_its_commits_when_commit_gpgsign_says_so() {
     assert!(r.stderr.contains("gpg"), "{r}");
     assert_eq!(env.git(&["rev-parse", "HEAD"]), head);
 }
+
+/// A git machine killed while creating a run's branch leaves `<branch>.lock` of a run that
+/// never existed (found by the random kills of crash.rs), and one killed while writing an
+/// object its temporary file: `gc` removes those an hour old, and leaves a younger lock alone
+/// (a live process may be creating that branch now).
+#[test]
+fn gc_removes_what_a_kill_left_in_the_git_dir_once_it_is_old() {
+    let env = TestEnv::new();
+    let git = env.common_dir();
+    let dir = git.join("refs/heads/machine");
+    std::fs::create_dir_all(&dir).expect("refs dir");
+    let (old, young) = (
+        dir.join("261130-101010-abc.lock"),
+        dir.join("261130-101011-abd.lock"),
+    );
+    let temp = git.join("objects/ab/tmp_obj_killed");
+    std::fs::create_dir_all(temp.parent().expect("a parent")).expect("objects dir");
+    for f in [&old, &young, &temp] {
+        std::fs::write(f, "").expect("write");
+    }
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for f in [&old, &temp] {
+        let file = std::fs::File::options().append(true).open(f).expect("open");
+        file.set_modified(past).expect("age");
+    }
+    let dry = env.machine_ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains("would remove 1 ref lock file(s) a killed process left"),
+        "{dry}"
+    );
+    assert!(old.exists(), "--dry-run removes nothing");
+    let r = env.machine_ok(&["gc"]);
+    assert!(
+        r.stdout
+            .contains("removed 1 ref lock file(s) a killed process left"),
+        "{r}"
+    );
+    assert!(
+        r.stdout.contains("removed 1 temporary object file(s)"),
+        "{r}"
+    );
+    assert!(!old.exists() && !temp.exists());
+    assert!(
+        young.exists(),
+        "a lock younger than an hour may be a live process's"
+    );
+}

@@ -299,11 +299,17 @@ pub(crate) fn assert_clean_after(env: &TestEnv, runs: &[String]) {
         "locks left in {}: {held:?}",
         locks.display()
     );
-    // A process killed while writing an object leaves its temp file; `gc` removes those an
-    // hour old (a live writer's is younger): here they are made that old.
-    let (temps, left): (Vec<PathBuf>, Vec<PathBuf>) = leftovers(&env.common_dir())
-        .into_iter()
-        .partition(|p| p.starts_with(env.common_dir().join("objects")));
+    // A process killed while writing an object leaves its temp file, one killed while
+    // creating a run's branch the branch's lock (that run never existed, so no command of it
+    // removes the lock); `gc` removes those an hour old (a live writer's is younger): here
+    // they are made that old.
+    let (temps, left): (Vec<PathBuf>, Vec<PathBuf>) =
+        leftovers(&env.common_dir()).into_iter().partition(|p| {
+            let never_created = p.extension().is_some_and(|x| x == "lock")
+                && p.starts_with(env.common_dir().join("refs/heads/machine"))
+                && !p.with_extension("").exists();
+            p.starts_with(env.common_dir().join("objects")) || never_created
+        });
     assert!(left.is_empty(), "left in the git dir: {left:?}");
     let cache = env.tmp.path().join("cache/git-machine");
     let left = leftovers(&cache);
@@ -313,13 +319,13 @@ pub(crate) fn assert_clean_after(env: &TestEnv, runs: &[String]) {
         let f = std::fs::File::options()
             .append(true)
             .open(t)
-            .expect("temp object");
-        f.set_modified(past).expect("age the temp object");
+            .expect("temp file");
+        f.set_modified(past).expect("age the temp file");
     }
     let gc = env.machine_ok(&["gc"]);
     if !temps.is_empty() {
-        eprintln!("temporary object files left by kills: {}", temps.len());
-        assert!(gc.stdout.contains("temporary object file"), "{gc}");
+        eprintln!("temporary files left by kills: {temps:?}");
+        assert!(gc.stdout.contains("file(s) a killed process left"), "{gc}");
     }
     let left = leftovers(&env.common_dir());
     assert!(left.is_empty(), "left in the git dir after gc: {left:?}");

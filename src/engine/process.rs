@@ -549,28 +549,26 @@ mod tests {
         let _ = ended.wait();
     }
 
-    /// Every program run tells the one guard of this process; a killed guard is replaced.
-    #[test]
-    fn a_killed_guard_is_replaced_by_the_next_program_run() {
-        assert!(tell_guard("del 1\n"));
-        let pid = GUARD
+    fn guard_pid() -> Option<u32> {
+        GUARD
             .lock()
             .expect("guard lock")
             .as_ref()
             .map(|g| g.child.id())
-            .expect("a guard");
+    }
+
+    /// Every program run tells the one guard of this process; a killed guard is replaced.
+    #[test]
+    fn a_killed_guard_is_replaced_by_the_next_program_run() {
+        assert!(tell_guard("del 1\n"));
+        let pid = guard_pid().expect("a guard");
         signal_group(pid as i32, libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(50));
         let mut tries = 0;
         while !tell_guard("del 1\n") && tries < 3 {
             tries += 1;
         }
-        let now = GUARD
-            .lock()
-            .expect("guard lock")
-            .as_ref()
-            .map(|g| g.child.id())
-            .expect("a guard again");
+        let now = guard_pid().expect("a guard again");
         assert_ne!(now, pid, "a new guard took over");
     }
 }

@@ -15,14 +15,17 @@ use crate::git::{Repo, Worktree};
 use crate::store::pool::Pool;
 use crate::store::{self, lock, Paths, RunId, Status, POOL_DIR as POOL};
 
-/// How long a temporary object file must have been left alone before `gc` takes it as stale.
+/// How long a temporary object file or a ref lock must have been left alone before `gc` takes
+/// it as stale.
 const STALE_TEMP_OBJECT: Duration = Duration::from_secs(3600);
 
 /// Remove the worktrees and logs of finished runs and empty the worktree pool; show the
 /// worktree cache's size
 ///
 /// Completed runs hand their worktrees to a pool that later runs start from (bounded by
-/// machine.pool.size, default 5, and machine.pool.maxBytes, default 4g); gc removes them.
+/// machine.pool.size, default 5, and machine.pool.maxBytes, default 4g); gc removes them. It
+/// also removes what killed processes left in the git dir an hour ago or more: temporary object
+/// files and ref lock files of git machine's refs.
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// Only runs that finished, and pooled worktrees parked, at least this long ago (e.g.
@@ -110,7 +113,8 @@ fn verb(dry_run: bool) -> &'static str {
 }
 
 /// What killed or removed processes left: worktrees of runs whose branch is gone, git's
-/// entries of pooled worktrees whose folders went, and temporary object files. Removed (unless
+/// entries of pooled worktrees whose folders went, temporary object files and ref locks.
+/// Removed (unless
 /// `dry_run`); the worktrees returned, for the report.
 fn leftovers(
     ctx: &mut Ctx,

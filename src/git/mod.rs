@@ -1300,6 +1300,8 @@ impl Worktree {
                 "--cached",
                 "-z",
                 "--no-renames",
+                // `ignore = all` for a submodule would hide its staged gitlink change.
+                "--ignore-submodules=none",
                 "--raw",
                 &base,
             ],

@@ -247,6 +247,32 @@ mod tests {
         assert_eq!(again.tree, staged.tree);
     }
 
+    /// A staged gitlink change is in the staged tree even when the repository tells git's
+    /// diffs to ignore that submodule (`ignore = all` in `.gitmodules`).
+    #[test]
+    fn a_staged_gitlink_change_is_seen_even_when_the_submodule_is_ignored() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        init_scratch_repo(root).expect("repo");
+        let first = run_git(root, ["rev-parse", "HEAD"]).expect("head");
+        let link = format!("160000,{},sub", first.trim());
+        run_git(root, ["update-index", "--add", "--cacheinfo", &link]).expect("gitlink");
+        run_git(root, ["commit", "-q", "-m", "sub"]).expect("commit");
+        let wt = Worktree::new(root.to_path_buf());
+        let base = wt.head().expect("head");
+        let modules = "[submodule \"sub\"]\n\tpath = sub\n\turl = ./sub\n\tignore = all\n";
+        std::fs::write(root.join(".gitmodules"), modules).expect("gitmodules");
+        run_git(root, ["config", "diff.ignoreSubmodules", "all"]).expect("config");
+        let moved = format!("160000,{},sub", base);
+        run_git(root, ["update-index", "--cacheinfo", &moved]).expect("move gitlink");
+        let changes = wt.staged_changes(base).expect("changes");
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].path, b"sub");
+        assert!(changes[0]
+            .new
+            .is_some_and(|e| e.is_gitlink() && e.id == base));
+    }
+
     /// A left-out new file is in neither the tree nor the index; the rest is staged.
     #[test]
     fn a_left_out_file_is_in_neither_the_tree_nor_the_index() {

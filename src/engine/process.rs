@@ -366,6 +366,37 @@ async fn supervise(
     Ok((status, stopping, guard))
 }
 
+/// Run `futures` side by side on the current event loop, at most `n` at a time (the next
+/// starts as one ends): their outputs, in order.
+pub async fn at_most<F: std::future::Future>(n: usize, futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut waiting = futures.into_iter().enumerate();
+    let mut running: Vec<(usize, std::pin::Pin<Box<F>>)> = Vec::new();
+    for (i, f) in waiting.by_ref().take(n.max(1)) {
+        running.push((i, Box::pin(f)));
+    }
+    while !running.is_empty() {
+        let (k, value) = std::future::poll_fn(|cx| {
+            for (k, (_, f)) in running.iter_mut().enumerate() {
+                if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                    return Poll::Ready((k, v));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        let (i, _) = running.swap_remove(k);
+        out[i] = Some(value);
+        if let Some((i, f)) = waiting.next() {
+            running.push((i, Box::pin(f)));
+        }
+    }
+    out.into_iter()
+        .map(|o| o.expect("every future ran to its end"))
+        .collect()
+}
+
 /// The one event loop of a command: a single thread with I/O and timers, on which the steps'
 /// programs, a parallel group's members and the live view's redraw and keys all run. The
 /// runner's own work (git) happens between its turns, on the same thread.
@@ -547,6 +578,32 @@ mod tests {
         );
         ended.kill().expect("kill");
         let _ = ended.wait();
+    }
+
+    /// `at_most` runs the futures side by side, never more than `n` at once, and gives their
+    /// outputs in the order the futures were given.
+    #[test]
+    fn at_most_bounds_how_many_run_at_once_and_keeps_the_order() {
+        use std::cell::Cell;
+        let (now, most) = (Cell::new(0), Cell::new(0));
+        let futures: Vec<_> = (0..7)
+            .map(|i| {
+                let (now, most) = (&now, &most);
+                async move {
+                    now.set(now.get() + 1);
+                    most.set(most.get().max(now.get()));
+                    for _ in 0..(7 - i) {
+                        tokio::task::yield_now().await;
+                    }
+                    now.set(now.get() - 1);
+                    i * 10
+                }
+            })
+            .collect();
+        let rt = event_loop().expect("event loop");
+        let out = rt.block_on(at_most(3, futures));
+        assert_eq!(out, [0, 10, 20, 30, 40, 50, 60]);
+        assert_eq!(most.get(), 3, "three at once, never more");
     }
 
     fn guard_pid() -> Option<u32> {

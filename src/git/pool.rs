@@ -177,6 +177,7 @@ impl Repo {
                 )))
             }
         }
+        crate::env::crash::point("moved");
         self.repair_worktree(to)?;
         Ok(true)
     }

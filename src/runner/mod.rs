@@ -308,6 +308,8 @@ impl Runner<'_> {
             reload.check(&info)?;
         }
         if info.state.status == Status::Completed {
+            // Killed while handing its worktree to the pool: finish that.
+            self.finish_release(id)?;
             self.emit(
                 id,
                 Kind::RunFinished {

@@ -206,13 +206,25 @@ impl Runner<'_> {
         // The members' worktrees are switched to the base side by side.
         self.pool()?.acquire_all(self.repo, &wanted)?;
         let mut seq = info.state.seq;
-        let mut slots = Vec::new();
+        let mut prepared = Vec::new();
         for (step, path) in todo.into_iter().zip(paths) {
             seq += 1;
             let rec = record_name(seq, &step.id);
             let mwt = Worktree::new(path);
-            let mut notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
-            let setup = self.set_up(id, Some(&step.id), (&mwt, &rec), &spec, &mut notes);
+            let notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
+            prepared.push((step, seq, rec, mwt, notes));
+        }
+        // Every member's setup at once, as their programs will run.
+        let members: Vec<(&StepId, &Worktree, &str)> = prepared
+            .iter()
+            .map(|(step, _, rec, mwt, _)| (&step.id, mwt, rec.as_str()))
+            .collect();
+        let mut notes: Vec<_> = prepared.iter().map(|p| p.4.clone()).collect();
+        let setups = self.set_up_members(id, &members, &spec, &mut notes);
+        let mut slots = Vec::new();
+        for (((step, seq, rec, mwt, _), notes), setup) in
+            prepared.into_iter().zip(notes).zip(setups)
+        {
             let (prompt, context, mut prestart) = match context::build(id, &mwt, step, None) {
                 Ok((p, c)) => (p, c, None),
                 Err(e) => (step.prompt.clone().unwrap_or_default(), Vec::new(), Some(e)),

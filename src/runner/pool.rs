@@ -24,6 +24,16 @@ impl Runner<'_> {
             .release(self.repo, &self.paths.worktree(id), IfDirty::Keep)
     }
 
+    /// What a completed run's release left undone when the process was killed in the middle
+    /// of it: its worktree, still at its path, goes to the pool; one already moved into the
+    /// pool is made known to git there.
+    pub(super) fn finish_release(&self, id: &RunId) -> Result {
+        if self.paths.worktree(id).exists() {
+            self.release_worktree(id)?;
+        }
+        self.pool()?.heal(self.repo)
+    }
+
     /// Finished members' worktrees after their commits were published: HEAD moved onto each
     /// one's commit (its index and files already hold it: the commit's tree was staged from
     /// them), then to the pool, parked side by side. Best effort: a worktree that cannot be

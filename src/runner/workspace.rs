@@ -17,7 +17,8 @@
 //!
 //! [`setup`] runs the setup command before the first program runs in a worktree, unless the
 //! worktree's stamp (in its own git admin folder, so it goes with the worktree) says it ran
-//! already for the same command and the same content of the `setup_key` files.
+//! already for the same command and the same content of the `setup_key` files. A group's
+//! members run theirs side by side, at most `machine.jobs` at a time.
 //!
 //! Paths come checked by the workflow parser (relative, no `..`); [`check_before_start`]
 //! refuses, before a run is created, a path the user's checkout has but does not ignore: it
@@ -77,13 +78,67 @@ impl Runner<'_> {
         spec: &WorkspaceSpec,
         notes: &mut Notes,
     ) -> std::result::Result<bool, String> {
+        self.setup_starts(id, member, wt, spec);
+        let log = self.paths.setup_log(id, rec);
+        let done = setup(self.rt, wt, spec, self.env, &log, &self.controls.cancel);
+        self.setup_ended(id, member, done, notes)
+    }
+
+    /// [`Runner::set_up`] for a group's members, `(member, worktree, record)` each: their
+    /// setups run side by side on the event loop, at most `machine.jobs` at a time (a setup
+    /// such as `npm ci` takes as long in every member's worktree). One outcome per member.
+    pub(super) fn set_up_members(
+        &mut self,
+        id: &RunId,
+        members: &[(&StepId, &Worktree, &str)],
+        spec: &WorkspaceSpec,
+        notes: &mut [Notes],
+    ) -> Vec<std::result::Result<bool, String>> {
+        for (member, wt, _) in members {
+            self.setup_starts(id, Some(member), wt, spec);
+        }
+        let logs: Vec<PathBuf> = members
+            .iter()
+            .map(|(_, _, rec)| self.paths.setup_log(id, rec))
+            .collect();
+        let (env, cancel) = (self.env, &*self.controls.cancel);
+        let setups: Vec<_> = members
+            .iter()
+            .zip(&logs)
+            .map(|((_, wt, _), log)| setup_async(wt, spec, env, log, cancel))
+            .collect();
+        let done = self.rt.block_on(process::at_most(self.jobs.max(1), setups));
+        done.into_iter()
+            .zip(members)
+            .zip(notes.iter_mut())
+            .map(|((done, (member, _, _)), notes)| self.setup_ended(id, Some(member), done, notes))
+            .collect()
+    }
+
+    /// Say that the setup is about to run in `wt`, unless it is done there already.
+    fn setup_starts(
+        &mut self,
+        id: &RunId,
+        member: Option<&StepId>,
+        wt: &Worktree,
+        spec: &WorkspaceSpec,
+    ) {
         if !spec.setup.is_empty() && !setup_done(wt, spec) {
             let note = format!("running setup `{}`", spec.setup.join(" "));
             self.workspace_event(id, member, &note);
         }
-        let log = self.paths.setup_log(id, rec);
-        let (note, outcome) = match setup(self.rt, wt, spec, self.env, &log, &self.controls.cancel)
-        {
+    }
+
+    /// Report how a setup ended, its note added to `notes`: `Err` with the step's error when
+    /// it failed, `Ok(false)` when Ctrl-C stopped it.
+    fn setup_ended(
+        &mut self,
+        id: &RunId,
+        member: Option<&StepId>,
+        done: Setup,
+        notes: &mut Notes,
+    ) -> std::result::Result<bool, String> {
+        let (note, outcome) = match done {
             Setup::None => return Ok(true),
             Setup::Cancelled => return Ok(false),
             Setup::Skipped(note) | Setup::Ran(note) => (note, Ok(true)),
@@ -435,6 +490,17 @@ pub fn setup(
     log: &Path,
     cancel: &AtomicBool,
 ) -> Setup {
+    rt.block_on(setup_async(wt, spec, env, log, cancel))
+}
+
+/// [`setup`] as a future, for a loop that runs several (a group's members').
+pub async fn setup_async(
+    wt: &Worktree,
+    spec: &WorkspaceSpec,
+    env: &Env,
+    log: &Path,
+    cancel: &AtomicBool,
+) -> Setup {
     let Some((program, args)) = spec.setup.split_first() else {
         return Setup::None;
     };
@@ -453,7 +519,7 @@ pub fn setup(
     let plain = engine::by_name("command", &env.vars).expect("the command engine is built in");
     let mut parser = plain.parser();
     let started = std::time::Instant::now();
-    let ending = rt.block_on(process::run_async(
+    let ending = process::run_async(
         &inv,
         &wt.path,
         &env.vars,
@@ -463,7 +529,8 @@ pub fn setup(
         &mut |_| {},
         parser.as_mut(),
         None,
-    ));
+    )
+    .await;
     let why = match ending {
         Ok(Ending::Exited(0)) => None,
         Ok(Ending::Cancelled) => return Setup::Cancelled,

@@ -333,6 +333,25 @@ impl Pool {
         self.trim(repo)
     }
 
+    /// Tell git where each pooled worktree is, where it still names the path the worktree
+    /// was moved from: a process killed between the `rename` into the pool and `git worktree
+    /// repair` leaves git listing the old path (prunable) and the entry's folder unknown to
+    /// it. Cheap: one small file read per entry.
+    pub fn heal(&self, repo: &Repo) -> Result {
+        let _lock = self.locked()?;
+        for entry in self.entries()? {
+            let wt = Worktree::new(entry.path.clone());
+            let Some(admin) = wt.admin_dir() else {
+                continue;
+            };
+            let known = std::fs::read_to_string(admin.join("gitdir")).unwrap_or_default();
+            if std::path::Path::new(known.trim()) != entry.path.join(".git") {
+                repo.repair_worktree(&entry.path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drop the oldest entries until at most `machine.pool.size` remain and they hold at most
     /// `machine.pool.maxBytes`.
     fn trim(&self, repo: &Repo) -> Result {
@@ -460,7 +479,50 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    fn listed(repo: &Path) -> String {
+        let out = std::process::Command::new("git")
+            .args(["worktree", "list", "--porcelain"])
+            .current_dir(repo)
+            .output()
+            .expect("git worktree list");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Regression (random kills of crash.rs): killed between moving a completed run's
+    /// worktree into the pool and telling git, the run's path stayed listed by git as
+    /// prunable, and the pooled folder unknown to git. `heal` (which resuming the completed
+    /// run calls) tells git where it is.
+    #[test]
+    fn a_pooled_worktree_git_still_knows_by_its_old_path_is_made_known_where_it_is() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).expect("repo dir");
+        crate::git::init_scratch_repo(&root).expect("repo");
+        let repo = Repo::open(&root, &crate::git::GitEnv::default()).expect("open");
+        let worktrees = tmp.path().join("worktrees");
+        let run = worktrees.join("run");
+        let head = repo.head_commit().expect("head");
+        repo.worktree_add_detached(&run, head).expect("worktree");
+        let pool = Pool {
+            dir: worktrees.join("pool"),
+            worktrees: worktrees.clone(),
+            lock: root.join(".git/machine/pool.lock"),
+            size: 5,
+            max_bytes: DEFAULT_MAX_BYTES,
+        };
+        std::fs::create_dir_all(&pool.dir).expect("pool dir");
+        std::fs::create_dir_all(root.join(".git/machine")).expect("machine dir");
+        let entry = pool.dir.join("00000000000000000001-4096");
+        std::fs::rename(&run, &entry).expect("moved, and killed before git was told");
+        assert!(listed(&root).contains("prunable"), "{}", listed(&root));
+        pool.heal(&repo).expect("heal");
+        let after = listed(&root);
+        assert!(!after.contains("prunable"), "{after}");
+        assert!(after.contains(&entry.display().to_string()), "{after}");
+        pool.heal(&repo).expect("nothing to do the second time");
+    }
 
     #[test]
     fn sizes_read_as_git_reads_integers() {

@@ -85,6 +85,7 @@ const POINTS: &[(&str, u32)] = &[
     ("merged", 1),
     ("looped", 3),
     ("refs-moved", 2),
+    ("moved", 6),
 ];
 
 pub(crate) fn seed() -> u64 {

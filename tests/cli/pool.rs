@@ -448,3 +448,46 @@ fn a_run_that_takes_a_pooled_worktree_runs_its_setup_again() {
         "ok\n"
     );
 }
+
+/// Killed between moving a completed run's worktree into the pool and telling git where it
+/// went, git listed the run's path (prunable) and not the pooled folder (found by the random
+/// kills of crash.rs). Resuming the completed run finishes the hand-over; the next run takes
+/// the pooled worktree.
+#[test]
+fn a_run_killed_while_its_worktree_moves_into_the_pool_is_finished_by_resume() {
+    let env = repo_with_leftovers();
+    let run = new_run(&env, || {
+        let killed = env
+            .machine_cmd(&["run", "leave"])
+            .env("MACHINE_TEST_CRASH_AT", "moved:1")
+            .output()
+            .expect("spawn");
+        assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");
+    });
+    let list = || env.git(&["worktree", "list", "--porcelain"]);
+    assert!(list().contains("prunable"), "{}", list());
+    assert_eq!(pooled(&env).len(), 1, "moved, git not told yet");
+
+    env.machine_ok(&["resume", &run]);
+    assert!(!list().contains("prunable"), "{}", list());
+    let pool = pooled(&env);
+    assert_eq!(pool.len(), 1, "{pool:?}");
+    assert!(
+        list().contains(&pool[0].display().to_string()),
+        "{}",
+        list()
+    );
+    let inode_pooled = inode(&pool[0].join("keep.txt"));
+
+    let out = env.tmp.path().join("look");
+    look_workflow(&env, &out);
+    new_run(&env, || {
+        env.machine_ok(&["run", "look"]);
+    });
+    let ino = std::fs::read_to_string(out.with_extension("ino")).expect("ino");
+    assert_eq!(
+        ino.trim(),
+        inode_pooled.to_string(),
+        "the pooled worktree served"
+    );
+}

@@ -680,3 +680,48 @@ fn a_pooled_worktree_gets_the_submodule_commits_of_its_new_base() {
         "the pooled worktree's submodule was left at the old commit"
     );
 }
+
+/// The members' setups run side by side: each waits until all three have started (a setup
+/// such as `npm ci` takes as long in every member's worktree). One after another, the first
+/// would wait in vain and fail its member. With `--jobs 1` they take turns, and a setup that
+/// fails fails only its own member.
+#[test]
+fn members_setups_run_side_by_side() {
+    let env = TestEnv::new();
+    let barrier = env.tmp.path().join("barrier");
+    std::fs::create_dir_all(&barrier).expect("barrier dir");
+    let setup = format!(
+        "touch {b}/$(basename \"$PWD\"); n=0; while [ $(ls {b} | wc -l) -lt 3 ]; do n=$((n+1)); [ $n -gt 60 ] && exit 7; sleep 0.05; done",
+        b = barrier.display()
+    );
+    let members: String = ["a", "b", "c"]
+        .iter()
+        .map(|m| format!("[[steps]]\nid = \"{m}\"\ngroup = \"g\"\nrun = [\"sh\", \"-c\", \"echo {m} > {m}.txt\"]\n"))
+        .collect();
+    env.workflow(
+        "together",
+        &format!("version = 1\nname = \"together\"\n[workspace]\nsetup = [\"sh\", \"-c\", {setup:?}]\n{members}"),
+    );
+    let r = env.machine_ok(&["run", "together", "--jobs", "3"]);
+    let run = env.last_run();
+    for m in ["a", "b", "c"] {
+        assert_eq!(
+            env.git(&["show", &format!("machine/{run}:{m}.txt")]),
+            format!("{m}\n"),
+            "{r}"
+        );
+        assert!(barrier.join(format!("{run}--{m}")).exists());
+    }
+
+    // One at a time, the barrier is never reached: every member fails with its setup's exit
+    // code, none waits for another's.
+    for f in std::fs::read_dir(&barrier).expect("barrier").flatten() {
+        std::fs::remove_file(f.path()).expect("empty the barrier");
+    }
+    let r = env.machine_code(1, &["run", "together", "--jobs", "1"]);
+    assert!(r.stderr.contains("setup `sh -c"), "{r}");
+    assert!(
+        r.stderr.contains("exit code 7") || r.stderr.contains("exited with 7"),
+        "{r}"
+    );
+}

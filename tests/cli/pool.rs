@@ -44,6 +44,16 @@ fn new_run(env: &TestEnv, f: impl FnOnce()) -> String {
     new.remove(0)
 }
 
+/// `git machine run <workflow>`, killed at the crash window `point` (`<name>:<pass>`).
+fn run_killed_at(env: &TestEnv, workflow: &str, point: &str) {
+    let killed = env
+        .machine_cmd(&["run", workflow])
+        .env("MACHINE_TEST_CRASH_AT", point)
+        .output()
+        .expect("spawn");
+    assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");
+}
+
 /// A repository with tracked files, an ignore rule for `build/`, and a workflow `leave` whose
 /// step adds a tracked file and leaves an ignored one.
 fn repo_with_leftovers() -> TestEnv {
@@ -281,14 +291,7 @@ fn a_run_killed_while_switching_a_pooled_worktree_is_reset_on_resume() {
     let out = env.tmp.path().join("look");
     look_workflow(&env, &out);
 
-    let run = new_run(&env, || {
-        let killed = env
-            .machine_cmd(&["run", "look"])
-            .env("MACHINE_TEST_CRASH_AT", "switching:1")
-            .output()
-            .expect("spawn");
-        assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");
-    });
+    let run = new_run(&env, || run_killed_at(&env, "look", "switching:1"));
     // Killed with the files switched and HEAD not: the worktree is at the run's path, marked,
     // and not in the pool for anyone else.
     let wt = env.worktree(&run);
@@ -456,14 +459,7 @@ fn a_run_that_takes_a_pooled_worktree_runs_its_setup_again() {
 #[test]
 fn a_run_killed_while_its_worktree_moves_into_the_pool_is_finished_by_resume() {
     let env = repo_with_leftovers();
-    let run = new_run(&env, || {
-        let killed = env
-            .machine_cmd(&["run", "leave"])
-            .env("MACHINE_TEST_CRASH_AT", "moved:1")
-            .output()
-            .expect("spawn");
-        assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");
-    });
+    let run = new_run(&env, || run_killed_at(&env, "leave", "moved:1"));
     let list = || env.git(&["worktree", "list", "--porcelain"]);
     assert!(list().contains("prunable"), "{}", list());
     assert_eq!(pooled(&env).len(), 1, "moved, git not told yet");

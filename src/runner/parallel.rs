@@ -145,15 +145,23 @@ impl Runner<'_> {
                 jobs: self.jobs,
             },
         );
-        let failed = self.run_slots(info, plan, &group, &slots, base)?;
-        // Finished members' worktrees go to the pool; a failed one stays for a look.
-        let done: Vec<(&Path, Oid)> = slots
-            .iter()
-            .filter_map(|s| {
-                let commit = info.state.group_done.get(&s.step.id)?;
-                Some((s.wt.path.as_path(), *commit))
-            })
-            .collect();
+        let (failed, holding) = self.run_slots(info, plan, &group, &slots, base)?;
+        // Finished members' worktrees go to the pool; a failed one stays for a look, and so
+        // does one holding files its commit left out (secrets: they exist only there, until
+        // `rm` or `gc`).
+        let mut done: Vec<(&Path, Oid)> = Vec::new();
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(commit) = info.state.group_done.get(&slot.step.id).copied() else {
+                continue;
+            };
+            if holding.contains(&i) {
+                // HEAD on the member's commit all the same: the program's own commits, which
+                // may hold what was left out, are then reachable from no worktree's HEAD.
+                slot.wt.detach_head_at(commit)?;
+            } else {
+                done.push((slot.wt.path.as_path(), commit));
+            }
+        }
         self.release_members(&done);
         if self.controls.cancel.load(Ordering::SeqCst) {
             return Ok(Some(RunEnd::Interrupted));
@@ -253,7 +261,7 @@ impl Runner<'_> {
     /// Run the slots' programs on one event loop, at most `jobs` at a time; a member that
     /// succeeds is staged on a thread and published once its tree is back (publishing blocks
     /// the loop briefly; the others' output waits in their pipes). Returns the members that
-    /// failed.
+    /// failed, and the slots of those whose worktree holds files their commit left out.
     fn run_slots(
         &mut self,
         info: &mut RunInfo,
@@ -261,7 +269,7 @@ impl Runner<'_> {
         group: &str,
         slots: &[Slot<'_>],
         base: Oid,
-    ) -> Result<Vec<Failed>> {
+    ) -> Result<(Vec<Failed>, Vec<usize>)> {
         let runtime = self.rt;
         let (env, cancel) = (self.env, &*self.controls.cancel);
         let path_var = env.var("PATH").map(std::ffi::OsString::from);
@@ -310,6 +318,8 @@ impl Runner<'_> {
         // here once its tree is back.
         let (staged_tx, mut staged_rx) = tokio::sync::mpsc::unbounded_channel::<Staged>();
         let mut staging: BTreeMap<usize, Box<Succeeded>> = BTreeMap::new();
+        // Members whose worktree holds files their commit left out.
+        let mut holding = Vec::new();
         std::thread::scope(|scope| {
             runtime.block_on(async {
                 for i in waiting
@@ -350,6 +360,9 @@ impl Runner<'_> {
                         Some((i, staged)) = staged_rx.recv() => {
                             let done = staging.remove(&i).expect("a member being staged");
                             let (record, tree) = staged?;
+                            if !record.left_out.is_empty() {
+                                holding.push(i);
+                            }
                             self.publish_succeeded(info, plan, group, &slots[i], base, *done, (record, tree))?;
                         }
                     }
@@ -357,7 +370,7 @@ impl Runner<'_> {
                 Ok::<(), crate::error::Error>(())
             })
         })?;
-        Ok(failed)
+        Ok((failed, holding))
     }
 
     /// A member's program ended: keep its work aside if it failed, else write its record into

@@ -137,6 +137,12 @@ fn secret_files_reach_no_ref_and_the_record_lists_them() {
         !wt.join("half.txt").exists(),
         "the failed step's work is reset"
     );
+    // A member's worktree holding what its commit left out stays where it is, not parked (a
+    // parked worktree is emptied of untracked files); rm removes it with the run's.
+    for (member, file) in [("members-a", "a.key"), ("members-b", "b.p12")] {
+        let mwt = env.worktree(&format!("{run}--{member}"));
+        assert!(mwt.join(file).exists(), "{member}'s {file} is gone");
+    }
     // Reported as the run goes, and by `log` and `show`.
     assert!(r.stderr.contains("left out of `write`'s commit"), "{r}");
     assert!(r.stderr.contains("server.pem"), "{r}");
@@ -154,6 +160,7 @@ fn secret_files_reach_no_ref_and_the_record_lists_them() {
     // Edits kept when the worktree is removed leave them out too.
     std::fs::write(wt.join("more.txt"), "more").expect("write");
     env.machine_ok(&["rm", &run, "--force"]);
+    assert!(!env.worktree(&format!("{run}--members-a")).exists());
     let paths = all_paths(&env);
     assert!(paths.iter().any(|p| p == "more.txt"), "{paths:?}");
     assert!(

@@ -12,12 +12,16 @@
 //! says so, and whoever finds it resets it instead of trusting it.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{run_git, GitError, Oid, RefName, Repo, Result, Worktree};
 
 /// The marker of a worktree that is being parked or switched (see the module header).
 pub const SWITCHING: &str = "machine-switching";
+
+/// The most paths [`Worktree::switch_paths`] checks out; beyond, a two-way `read-tree`.
+const SWITCH_PATHS: usize = 64;
 
 /// The block size the disk estimate of a parked worktree rounds each file up to.
 const BLOCK: u64 = 4096;
@@ -114,20 +118,23 @@ impl Worktree {
 
     /// First half of a switch: make this worktree's index and files exactly `commit`'s,
     /// rewriting only the files that differ. A parked worktree (`parked`: its index and files
-    /// are its HEAD's, nothing else is there) moves with a two-way `git read-tree -m -u HEAD
-    /// <commit>`, which looks only at the paths that differ; any other (half-switched by a
-    /// killed process), or one git refuses to move so, with `git read-tree --reset -u`, which
-    /// checks every file and drops whatever was left staged, then `git clean -ffdx`. The worktree stays marked until
-    /// [`Worktree::finish_switch`].
+    /// are its HEAD's, nothing else is there) is moved by a checkout of only the paths where
+    /// the two commits' trees differ (see [`Worktree::switch_paths`]), or, with many of them,
+    /// by a two-way `git read-tree -m -u HEAD <commit>`; any other (half-switched by a killed
+    /// process), or one git refuses to move so, with `git read-tree --reset -u`, which checks
+    /// every file and drops whatever was left staged, then `git clean -ffdx`. The worktree
+    /// stays marked until [`Worktree::finish_switch`].
     pub fn switch_files(&self, commit: Oid, parked: bool) -> Result<()> {
         self.mark_switching(true)?;
+        let moved = parked && self.switch_paths(commit)?;
         let commit = commit.to_string();
         // A two-way switch that git refuses (a file differs from what the index says after
         // all) falls back to the full reset: the worktree is the pool's, nothing in it is kept.
-        let two_way = parked
-            && self
-                .git(&["read-tree", "-m", "-u", "HEAD", &commit])
-                .is_ok();
+        let two_way = moved
+            || parked
+                && self
+                    .git(&["read-tree", "-m", "-u", "HEAD", &commit])
+                    .is_ok();
         if !two_way {
             self.git(&["read-tree", "--reset", "-u", &commit])?;
             self.git(&["clean", "-ffdxq"])?;
@@ -135,6 +142,67 @@ impl Worktree {
         // read-tree moves gitlinks, not the submodules checked out at them: those a previous
         // holder populated are put at the commits the new base records.
         self.reset_submodules()
+    }
+
+    /// Switch a parked worktree by checking out only the paths where HEAD's tree and
+    /// `commit`'s differ (`git checkout --no-overlay <commit> -- <paths>`; a folder only one
+    /// side has is one path): a two-way `read-tree` walks all the index and both trees,
+    /// 165 ms at 100k files against ~60 ms. `false`, with nothing changed, when there are
+    /// more than [`SWITCH_PATHS`] paths (git matches every index entry against every path),
+    /// or a file to rewrite differs from the index (the pooled worktree was changed behind
+    /// the pool's back: the caller's way finds out what to do).
+    fn switch_paths(&self, commit: Oid) -> Result<bool> {
+        super::configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
+        let head = repo.head()?.peel_to_tree()?;
+        self.checkout_changed(&repo, &head, commit)
+    }
+
+    /// Check out of `commit` only the paths where its tree and `from` differ, in a worktree
+    /// whose index is `from`: see [`Worktree::switch_paths`].
+    pub(super) fn checkout_changed(
+        &self,
+        repo: &git2::Repository,
+        from: &git2::Tree<'_>,
+        commit: Oid,
+    ) -> Result<bool> {
+        let target = repo.find_commit(commit.0)?.tree()?;
+        let Some(paths) = super::treediff::changed_paths(repo, from, &target, SWITCH_PATHS)? else {
+            return Ok(false);
+        };
+        if paths.is_empty() {
+            return Ok(true);
+        }
+        // At most SWITCH_PATHS paths: given as arguments.
+        let named = paths.iter().map(|p| OsStr::from_bytes(p));
+        let mut diff: Vec<&OsStr> = [
+            "--literal-pathspecs",
+            "diff-files",
+            "--name-only",
+            "-z",
+            "--",
+        ]
+        .map(OsStr::new)
+        .to_vec();
+        diff.extend(named.clone());
+        let changed = super::run_git_bytes(&self.path, &diff, self.path.parent())?;
+        if !changed.is_empty() {
+            return Ok(false);
+        }
+        let target = commit.to_string();
+        let mut checkout: Vec<&OsStr> = [
+            "--literal-pathspecs",
+            "checkout",
+            "-q",
+            "--no-overlay",
+            &target,
+            "--",
+        ]
+        .map(OsStr::new)
+        .to_vec();
+        checkout.extend(named);
+        // git checks every path before it writes any file: refused, nothing changed.
+        Ok(super::run_git_bytes(&self.path, &checkout, self.path.parent()).is_ok())
     }
 
     /// Second half of a switch to `commit`: HEAD as `head` says, then the marker removed.

@@ -110,6 +110,68 @@ pub fn changes(repo: &git2::Repository, old: &Tree<'_>, new: &Tree<'_>) -> Resul
     Ok(out)
 }
 
+/// The fewest paths that cover every difference between trees `old` and `new`: a folder only
+/// one side has is one path, not each file in it (as pathspecs for a checkout of exactly
+/// those paths). `None` once there would be more than `most`.
+pub fn changed_paths(
+    repo: &git2::Repository,
+    old: &Tree<'_>,
+    new: &Tree<'_>,
+    most: usize,
+) -> Result<Option<Vec<Vec<u8>>>> {
+    let mut out = Vec::new();
+    let fits = outline(repo, old, new, &mut Vec::new(), &mut out, most)?;
+    Ok(fits.then_some(out))
+}
+
+/// [`changed_paths`] of two folders whose path is `prefix`; `false` once `out` is full.
+fn outline(
+    repo: &git2::Repository,
+    old: &Tree<'_>,
+    new: &Tree<'_>,
+    prefix: &mut Vec<u8>,
+    out: &mut Vec<Vec<u8>>,
+    most: usize,
+) -> Result<bool> {
+    let mut names: Vec<Vec<u8>> = [old, new]
+        .iter()
+        .flat_map(|t| t.iter().map(|e| e.name_bytes().to_vec()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in &names {
+        let (o, n) = (old.get_name_bytes(name), new.get_name_bytes(name));
+        if let (Some(o), Some(n)) = (&o, &n) {
+            if o.id() == n.id() && o.filemode() == n.filemode() {
+                continue;
+            }
+        }
+        let len = prefix.len();
+        prefix.extend_from_slice(name);
+        let folders = match (&o, &n) {
+            (Some(o), Some(n)) if is_tree(o) && is_tree(n) => {
+                Some((repo.find_tree(o.id())?, repo.find_tree(n.id())?))
+            }
+            _ => None,
+        };
+        let fits = match folders {
+            Some((o, n)) => {
+                prefix.push(b'/');
+                outline(repo, &o, &n, prefix, out, most)?
+            }
+            None => {
+                out.push(prefix.clone());
+                out.len() <= most
+            }
+        };
+        prefix.truncate(len);
+        if !fits {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn is_tree(e: &TreeEntry<'_>) -> bool {
     e.kind() == Some(ObjectType::Tree)
 }
@@ -331,6 +393,44 @@ mod tests {
         );
     }
 
+    /// The paths a switch checks out: a folder only one side has is one path, a changed file
+    /// its own; more than asked for is `None`.
+    #[test]
+    fn changed_paths_name_a_folder_once_and_stop_past_the_limit() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        init_scratch_repo(root).expect("repo");
+        for p in ["old/run/1", "old/run/2", "keep/a", "keep/b", "top"] {
+            write(root, p, p);
+        }
+        run_git(root, ["add", "-A"]).expect("add");
+        let old = run_git(root, ["write-tree"]).expect("tree");
+        std::fs::remove_dir_all(root.join("old")).expect("rm");
+        write(root, "keep/b", "changed");
+        write(root, "new/deep/x", "x");
+        write(root, "new/deep/y", "y");
+        run_git(root, ["add", "-A"]).expect("add");
+        let new = run_git(root, ["write-tree"]).expect("tree");
+        let repo = git2::Repository::open(root).expect("open");
+        let tree = |id: &str| repo.find_tree(git2::Oid::from_str(id.trim()).expect("oid"));
+        let (old, new) = (tree(&old).expect("old"), tree(&new).expect("new"));
+        let paths = changed_paths(&repo, &old, &new, 10)
+            .expect("paths")
+            .expect("fits");
+        let shown: Vec<String> = paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        assert_eq!(shown, ["keep/b", "new", "old"]);
+        assert!(changed_paths(&repo, &old, &new, 2)
+            .expect("paths")
+            .is_none());
+        assert_eq!(
+            changed_paths(&repo, &old, &old, 2).expect("paths"),
+            Some(vec![])
+        );
+    }
+
     #[test]
     fn raw_records_are_read_and_bad_ones_refused() {
         let zero = "0".repeat(40);
@@ -420,5 +520,58 @@ mod advance_tests {
         );
         let files = run_git(root, ["diff", "--name-only"]).expect("diff");
         assert_eq!(files, "", "and so are the files");
+    }
+}
+
+#[cfg(test)]
+mod checkout_tests {
+    use crate::git::{init_scratch_repo, run_git, Worktree};
+
+    /// Moving by a checkout of the changed paths gives exactly the target: a file that became
+    /// a folder, a folder gone with its last file, a new file deep in new folders.
+    #[test]
+    fn a_checkout_of_the_changed_paths_leaves_exactly_the_target() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        init_scratch_repo(root).expect("repo");
+        let write = |p: &str, text: &str| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+            std::fs::write(path, text).expect("write");
+        };
+        write("x", "a file");
+        write("d/only", "d");
+        write("same/kept", "k");
+        run_git(root, ["add", "-A"]).expect("add");
+        run_git(root, ["commit", "-q", "-m", "from"]).expect("commit");
+        let wt = Worktree::new(root.to_path_buf());
+        let from = wt.head().expect("head");
+        std::fs::remove_file(root.join("x")).expect("rm");
+        write("x/inside", "now a folder");
+        std::fs::remove_dir_all(root.join("d")).expect("rm");
+        write("n/e/w", "new");
+        run_git(root, ["add", "-A"]).expect("add");
+        run_git(root, ["commit", "-q", "-m", "to"]).expect("commit");
+        let to = wt.head().expect("head");
+        run_git(root, ["reset", "-q", "--hard", &from.to_string()]).expect("back");
+        let kept = std::fs::metadata(root.join("same/kept")).expect("kept");
+
+        assert!(wt.advance(&[from], to).expect("advance"));
+        let staged = run_git(
+            root,
+            ["diff-index", "--cached", "--name-only", &to.to_string()],
+        );
+        assert_eq!(staged.expect("diff-index"), "");
+        assert_eq!(run_git(root, ["diff", "--name-only"]).expect("diff"), "");
+        let others = run_git(root, ["ls-files", "-o", "--exclude-standard"]).expect("ls");
+        assert_eq!(others, "", "nothing left over");
+        assert!(!root.join("d").exists(), "an emptied folder goes");
+        assert_eq!(
+            std::fs::read_to_string(root.join("x/inside")).expect("x"),
+            "now a folder"
+        );
+        let again = std::fs::metadata(root.join("same/kept")).expect("kept");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(kept.ino(), again.ino(), "an unchanged file is not written");
     }
 }

@@ -824,8 +824,9 @@ impl Runner<'_> {
         )?;
         // The worktree was left at the tip while the members ran: only the files the merge
         // brings are written, unless something else changed it.
+        // Where the worktree was left: the group's base, or the tip after a resolver's commit.
         let group_base = info.state.group_base.unwrap_or(info.tip);
-        if !wt.advance(&[info.tip, group_base], commit)? {
+        if !wt.advance(&[group_base, info.tip], commit)? {
             stage::reset(wt, commit, &self.rules_at(&id, commit)?)?;
         }
         info.tip = commit;

@@ -252,7 +252,7 @@ mod tests {
     use super::*;
     use crate::git::{init_scratch_repo, run_git, Worktree};
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn write(root: &std::path::Path, path: &str, text: &str) {
         let p = root.join(path);
@@ -451,11 +451,6 @@ mod tests {
         assert!(parse_raw(b":100644 100644 zz\0p\0").is_err());
         assert!(parse_raw(format!(":000000 100644 {zero} {one} A\0").as_bytes()).is_err());
     }
-}
-
-#[cfg(test)]
-mod advance_tests {
-    use crate::git::{init_scratch_repo, run_git, Worktree};
 
     /// A worktree at one commit moves to another by writing only what differs; one that holds
     /// something else (staged work, or a change to a file the move rewrites) is not touched.
@@ -521,11 +516,6 @@ mod advance_tests {
         let files = run_git(root, ["diff", "--name-only"]).expect("diff");
         assert_eq!(files, "", "and so are the files");
     }
-}
-
-#[cfg(test)]
-mod checkout_tests {
-    use crate::git::{init_scratch_repo, run_git, Worktree};
 
     /// Moving by a checkout of the changed paths gives exactly the target: a file that became
     /// a folder, a folder gone with its last file, a new file deep in new folders.
@@ -534,22 +524,17 @@ mod checkout_tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let root = tmp.path();
         init_scratch_repo(root).expect("repo");
-        let write = |p: &str, text: &str| {
-            let path = root.join(p);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
-            std::fs::write(path, text).expect("write");
-        };
-        write("x", "a file");
-        write("d/only", "d");
-        write("same/kept", "k");
+        write(root, "x", "a file");
+        write(root, "d/only", "d");
+        write(root, "same/kept", "k");
         run_git(root, ["add", "-A"]).expect("add");
         run_git(root, ["commit", "-q", "-m", "from"]).expect("commit");
         let wt = Worktree::new(root.to_path_buf());
         let from = wt.head().expect("head");
         std::fs::remove_file(root.join("x")).expect("rm");
-        write("x/inside", "now a folder");
+        write(root, "x/inside", "now a folder");
         std::fs::remove_dir_all(root.join("d")).expect("rm");
-        write("n/e/w", "new");
+        write(root, "n/e/w", "new");
         run_git(root, ["add", "-A"]).expect("add");
         run_git(root, ["commit", "-q", "-m", "to"]).expect("commit");
         let to = wt.head().expect("head");
@@ -571,7 +556,6 @@ mod checkout_tests {
             "now a folder"
         );
         let again = std::fs::metadata(root.join("same/kept")).expect("kept");
-        use std::os::unix::fs::MetadataExt;
         assert_eq!(kept.ino(), again.ino(), "an unchanged file is not written");
     }
 }

@@ -1353,9 +1353,9 @@ impl Worktree {
     }
 
     /// Move a worktree that holds exactly one of the commits `from` (its index is that
-    /// commit's tree) to commit `to`, writing only the files that differ (a checkout of the
-    /// paths that differ, or with many of them a two-way `git read-tree -m -u`), as a checkout
-    /// does: files nobody asked to change stay as they are.
+    /// commit's tree) to commit `to`, writing only the files that differ
+    /// ([`Worktree::move_between`]), as a checkout does: files nobody asked to change stay as
+    /// they are.
     /// `Ok(false)`, with nothing changed, when the index is none of them or a file to rewrite
     /// has changes of its own.
     pub fn advance(&self, from: &[Oid], to: Oid) -> Result<bool> {
@@ -1369,16 +1369,8 @@ impl Worktree {
         let Some(from) = held else {
             return Ok(false);
         };
-        configure_libgit2();
-        let repo = git2::Repository::open(&self.path)?;
-        let from_tree = repo.find_commit(from.0)?.tree()?;
-        if !self.checkout_changed(&repo, &from_tree, to)? {
-            let moved = self.git(&["read-tree", "-m", "-u", &from.to_string(), &to.to_string()]);
-            match moved {
-                Ok(_) => {}
-                Err(GitError::Cli { .. }) => return Ok(false),
-                Err(e) => return Err(e),
-            }
+        if !self.move_between(Some(from), to)? {
+            return Ok(false);
         }
         crate::env::crash::point("reset");
         self.reset_submodules()?;

@@ -20,7 +20,7 @@ use super::{run_git, GitError, Oid, RefName, Repo, Result, Worktree};
 /// The marker of a worktree that is being parked or switched (see the module header).
 pub const SWITCHING: &str = "machine-switching";
 
-/// The most paths [`Worktree::switch_paths`] checks out; beyond, a two-way `read-tree`.
+/// The most paths [`Worktree::checkout_changed`] checks out; beyond, a two-way `read-tree`.
 const SWITCH_PATHS: usize = 64;
 
 /// The block size the disk estimate of a parked worktree rounds each file up to.
@@ -168,24 +168,17 @@ impl Worktree {
 
     /// First half of a switch: make this worktree's index and files exactly `commit`'s,
     /// rewriting only the files that differ. A parked worktree (`parked`: its index and files
-    /// are its HEAD's, nothing else is there) is moved by a checkout of only the paths where
-    /// the two commits' trees differ (see [`Worktree::switch_paths`]), or, with many of them,
-    /// by a two-way `git read-tree -m -u HEAD <commit>`; any other (half-switched by a killed
+    /// are its HEAD's, nothing else is there) is moved writing only what differs
+    /// ([`Worktree::move_between`]); any other (half-switched by a killed
     /// process), or one git refuses to move so, with `git read-tree --reset -u`, which checks
     /// every file and drops whatever was left staged, then `git clean -ffdx`. The worktree
     /// stays marked until [`Worktree::finish_switch`].
     pub fn switch_files(&self, commit: Oid, parked: bool) -> Result<()> {
         self.mark_switching(true)?;
-        let moved = parked && self.switch_paths(commit)?;
-        let commit = commit.to_string();
-        // A two-way switch that git refuses (a file differs from what the index says after
-        // all) falls back to the full reset: the worktree is the pool's, nothing in it is kept.
-        let two_way = moved
-            || parked
-                && self
-                    .git(&["read-tree", "-m", "-u", "HEAD", &commit])
-                    .is_ok();
-        if !two_way {
+        // A switch that git refuses (a file differs from what the index says after all) falls
+        // back to the full reset: the worktree is the pool's, nothing in it is kept.
+        if !(parked && self.move_between(None, commit)?) {
+            let commit = commit.to_string();
             self.git(&["read-tree", "--reset", "-u", &commit])?;
             self.git(&["clean", "-ffdxq"])?;
         }
@@ -201,16 +194,36 @@ impl Worktree {
     /// more than [`SWITCH_PATHS`] paths (git matches every index entry against every path),
     /// or a file to rewrite differs from the index (the pooled worktree was changed behind
     /// the pool's back: the caller's way finds out what to do).
-    fn switch_paths(&self, commit: Oid) -> Result<bool> {
+    /// Move a worktree whose index and files are commit `from`'s (HEAD's when `None`) to
+    /// commit `to`, writing only what differs: a checkout of the paths that differ (see
+    /// [`Worktree::checkout_changed`]), or with many of them a two-way `git read-tree -m -u`.
+    /// `Ok(false)`, with nothing changed, when git refuses: a file to rewrite has changes of
+    /// its own.
+    pub(super) fn move_between(&self, from: Option<Oid>, to: Oid) -> Result<bool> {
         super::configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        let head = repo.head()?.peel_to_tree()?;
-        self.checkout_changed(&repo, &head, commit)
+        let from = match from {
+            Some(commit) => repo.find_commit(commit.0)?,
+            None => repo.head()?.peel_to_commit()?,
+        };
+        if self.checkout_changed(&repo, &from.tree()?, to)? {
+            return Ok(true);
+        }
+        let (from, to) = (from.id().to_string(), to.to_string());
+        match self.git(&["read-tree", "-m", "-u", &from, &to]) {
+            Ok(_) => Ok(true),
+            Err(GitError::Cli { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Check out of `commit` only the paths where its tree and `from` differ, in a worktree
-    /// whose index is `from`: see [`Worktree::switch_paths`].
-    pub(super) fn checkout_changed(
+    /// whose index is `from` (`git checkout --no-overlay <commit> -- <paths>`; a folder only
+    /// one side has is one path): a two-way `read-tree` walks all the index and both trees,
+    /// 165 ms at 100k files against ~70 ms. `false`, with nothing changed, when there are
+    /// more than [`SWITCH_PATHS`] paths (git matches every index entry against every path),
+    /// or a file to rewrite differs from the index (changed behind git machine's back).
+    fn checkout_changed(
         &self,
         repo: &git2::Repository,
         from: &git2::Tree<'_>,
@@ -235,9 +248,9 @@ impl Worktree {
         .map(OsStr::new)
         .to_vec();
         diff.extend(named.clone());
-        let changed = super::run_git_bytes(&self.path, &diff, self.path.parent())?;
-        if !changed.is_empty() {
-            return Ok(false);
+        match super::run_git_bytes(&self.path, &diff, self.path.parent()) {
+            Ok(changed) if changed.is_empty() => {}
+            _ => return Ok(false),
         }
         let target = commit.to_string();
         let mut checkout: Vec<&OsStr> = [

@@ -133,18 +133,10 @@ fn outline(
     out: &mut Vec<Vec<u8>>,
     most: usize,
 ) -> Result<bool> {
-    let mut names: Vec<Vec<u8>> = [old, new]
-        .iter()
-        .flat_map(|t| t.iter().map(|e| e.name_bytes().to_vec()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    for name in &names {
+    for name in &names([old, new]) {
         let (o, n) = (old.get_name_bytes(name), new.get_name_bytes(name));
-        if let (Some(o), Some(n)) = (&o, &n) {
-            if o.id() == n.id() && o.filemode() == n.filemode() {
-                continue;
-            }
+        if same(o.as_ref(), n.as_ref()) {
+            continue;
         }
         let len = prefix.len();
         prefix.extend_from_slice(name);
@@ -172,6 +164,22 @@ fn outline(
     Ok(true)
 }
 
+/// Every name in any of `trees`, sorted, once.
+pub(super) fn names<'a, 'r: 'a>(trees: impl IntoIterator<Item = &'a Tree<'r>>) -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = trees
+        .into_iter()
+        .flat_map(|t| t.iter().map(|e| e.name_bytes().to_vec()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Whether two entries for one name are the same (id and mode): nothing under it differs.
+fn same(o: Option<&TreeEntry<'_>>, n: Option<&TreeEntry<'_>>) -> bool {
+    matches!((o, n), (Some(o), Some(n)) if o.id() == n.id() && o.filemode() == n.filemode())
+}
+
 fn is_tree(e: &TreeEntry<'_>) -> bool {
     e.kind() == Some(ObjectType::Tree)
 }
@@ -192,20 +200,11 @@ fn compare(
     prefix: &mut Vec<u8>,
     out: &mut Vec<Changed>,
 ) -> Result<()> {
-    let mut names: Vec<Vec<u8>> = old
-        .into_iter()
-        .chain(new)
-        .flat_map(|t| t.iter().map(|e| e.name_bytes().to_vec()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    for name in &names {
+    for name in &names(old.into_iter().chain(new)) {
         let o = old.and_then(|t| t.get_name_bytes(name));
         let n = new.and_then(|t| t.get_name_bytes(name));
-        if let (Some(o), Some(n)) = (&o, &n) {
-            if o.id() == n.id() && o.filemode() == n.filemode() {
-                continue;
-            }
+        if same(o.as_ref(), n.as_ref()) {
+            continue;
         }
         let len = prefix.len();
         prefix.extend_from_slice(name);

@@ -67,13 +67,7 @@ impl Folders<'_> {
                 return Ok(Ok(Oid(ours.id())));
             }
         }
-        let mut names: Vec<Vec<u8>> = base
-            .into_iter()
-            .chain([ours, theirs])
-            .flat_map(|t| t.iter().map(|e| e.name_bytes().to_vec()))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
+        let names = super::treediff::names(base.into_iter().chain([ours, theirs]));
         let mut out = self.repo.treebuilder(None)?;
         let mut conflicts = Vec::new();
         for name in &names {

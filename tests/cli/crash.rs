@@ -277,6 +277,15 @@ fn cache_entries(env: &TestEnv) -> Vec<String> {
     found
 }
 
+/// The user's checkout is as it was (`user`, its state before), and every run, the reference
+/// run too, left nothing behind ([`assert_clean_after`]).
+fn assert_all_clean(env: &TestEnv, user: &str) {
+    assert_eq!(env.user_state(), user, "the user's checkout changed");
+    let mut all = env.runs();
+    all.sort();
+    assert_clean_after(env, &all);
+}
+
 /// Nothing is left behind by a finished run: only its own worktree (no member's, none
 /// prunable), no lock, no temp file; and after `gc`, not even its worktree.
 pub(crate) fn assert_clean_after(env: &TestEnv, runs: &[String]) {
@@ -456,11 +465,7 @@ fn sigkill_at_seeded_random_moments_then_resume_until_done() {
         "faults injected: {kills} kills at random moments in {chain} runs, window {window} ms"
     );
     assert!(kills >= 30, "only {kills} kills landed in {chain} runs");
-    assert_eq!(env.user_state(), user, "the user's checkout changed");
-    // The reference run is done too: every run has its worktree until gc.
-    let mut all = env.runs();
-    all.sort();
-    assert_clean_after(env, &all);
+    assert_all_clean(env, &user);
 }
 
 /// Every named crash window, hit at seeded passes: each invocation is armed with the next
@@ -519,10 +524,7 @@ fn sigkill_at_every_named_crash_window_then_resume_until_done() {
         kills.len()
     );
     assert!(kills.len() >= 30, "only {} kills", kills.len());
-    assert_eq!(env.user_state(), user, "the user's checkout changed");
-    let mut all = env.runs();
-    all.sort();
-    assert_clean_after(env, &all);
+    assert_all_clean(env, &user);
 }
 
 /// A "reboot": git machine killed mid-run with everything it started, then the whole worktree

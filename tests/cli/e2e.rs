@@ -950,19 +950,16 @@ fn an_interactive_step_uses_the_clis_own_interface(cli: &'static Cli) {
     let cmd = lab.cmd(&["run", "inter", "--plain"]);
     let mut view = crate::pty::OnPty::spawn_command(&lab.env, &cmd, 160);
     let patience = Duration::from_secs(60);
-    // A full-screen interface moves the cursor between words: look for each word.
+    // A full-screen interface redraws lines in pieces: look at the screen a person sees.
     let shown = |view: &crate::pty::OnPty, text: &str| {
-        crate::common::wait_until(patience, || {
-            let t = view.text();
-            text.split(' ').all(|w| t.contains(w))
-        })
+        crate::common::wait_until(patience, || view.visible().contains(text))
     };
     // Codex may first offer a newer model than the one configured: keep the configured one.
     let first = crate::common::wait_until(patience, || {
-        let t = view.text();
+        let t = view.visible();
         t.contains("written.") || t.contains("Try new model")
     });
-    if first && !view.text().contains("written.") {
+    if first && !view.visible().contains("written.") {
         eprintln!(
             "{}: the newer-model notice came up; keeping the configured model",
             cli.engine
@@ -975,12 +972,7 @@ fn an_interactive_step_uses_the_clis_own_interface(cli: &'static Cli) {
         shown(&view, "DONE: written."),
         "{}: the agent never finished its first turn\n{}\n--- model requests\n{}",
         cli.engine,
-        view.text()
-            .lines()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        view.visible(),
         lab.requests()
     );
     std::thread::sleep(Duration::from_millis(500));

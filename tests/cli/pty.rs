@@ -73,6 +73,8 @@ pub(crate) struct OnPty {
     screen: Arc<Mutex<Vec<u8>>>,
     /// Set once everything the program wrote has been read (the pty's end).
     drained: Arc<std::sync::atomic::AtomicBool>,
+    /// The terminal's width now (a resize changes it).
+    cols: std::sync::atomic::AtomicU16,
     _master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
@@ -173,6 +175,7 @@ impl OnPty {
             writer,
             screen,
             drained,
+            cols: std::sync::atomic::AtomicU16::new(cols),
             _master: pair.master,
         }
     }
@@ -183,6 +186,7 @@ impl OnPty {
 
     /// Make the terminal `cols` wide, as a person resizing the window does.
     pub(crate) fn resize(&self, cols: u16) {
+        self.cols.store(cols, std::sync::atomic::Ordering::SeqCst);
         self._master
             .resize(portable_pty::PtySize {
                 rows: 24,
@@ -203,6 +207,17 @@ impl OnPty {
     pub(crate) fn key(&mut self, key: u8) {
         self.writer.write_all(&[key]).expect("type a key");
         self.writer.flush().expect("flush");
+    }
+
+    /// What a person sees on the terminal now: everything written so far played through a
+    /// terminal emulator of the pty's size, its visible rows as text. A full-screen interface
+    /// that redraws a line in pieces shows it whole here.
+    pub(crate) fn visible(&self) -> String {
+        let cols = self.cols.load(std::sync::atomic::Ordering::SeqCst);
+        let size = |n: u16| std::num::NonZeroU16::new(n).expect("a terminal is never 0 wide");
+        let mut terminal = vt100::Parser::new(size(24), size(cols), 0);
+        terminal.process(&self.screen.lock().expect("screen lock"));
+        terminal.screen().contents()
     }
 
     /// The screen without colours and cursor moves, as text.

@@ -263,6 +263,7 @@ pub fn with_runner<T>(
         jobs,
         rt: &rt,
         person: Some(&mut person),
+        secrets_seen: Default::default(),
     };
     Ok(f(&mut runner)?)
 }

@@ -54,6 +54,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
     let mut runner = Runner {
         rt: &rt,
         person: None,
+        secrets_seen: Default::default(),
         repo: &repo,
         paths: paths.clone(),
         sink: &mut progress,

@@ -78,6 +78,7 @@ fn keep_changes(
         jobs: 1,
         rt: &rt,
         person: None,
+        secrets_seen: Default::default(),
     };
     let kept = runner.keep_before_removing(id, &wt, tip)?;
     if let Some(name) = &kept {

@@ -553,6 +553,47 @@ impl Repo {
         Ok(Oid(builder.create_updated(&self.repo, &base_tree)?))
     }
 
+    /// Whether folder `dir` of `tree` is folder `dir` of tree `base` with `files` (paths from
+    /// the root, all under `dir`) written into it, as [`Repo::tree_with_files`] writes them.
+    /// Found without writing an object: the files are hashed, the folders compared.
+    pub fn folder_is_with_files(
+        &self,
+        tree: Oid,
+        base: Oid,
+        dir: &str,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<bool> {
+        let (Some(new), Some(old)) = (self.subtree(tree, dir)?, self.subtree(base, dir)?) else {
+            return Ok(false);
+        };
+        let (new, old) = (self.repo.find_tree(new.0)?, self.repo.find_tree(old.0)?);
+        let mut wanted = std::collections::BTreeMap::new();
+        for (path, bytes) in files {
+            let Some(inside) = path.strip_prefix(dir).and_then(|p| p.strip_prefix('/')) else {
+                return Ok(false);
+            };
+            let id = git2::Oid::hash_object(git2::ObjectType::Blob, bytes)?;
+            let held = new.get_path(Path::new(inside)).ok();
+            if held.is_none_or(|e| e.id() != id || e.filemode() != i32::from(git2::FileMode::Blob))
+            {
+                return Ok(false);
+            }
+            wanted.insert(inside.as_bytes().to_vec(), id);
+        }
+        let changes = treediff::changes(&self.repo, &old, &new)?;
+        Ok(changes.iter().all(|c| wanted.contains_key(&c.path)))
+    }
+
+    /// The id of the file at `path` in `commit`'s tree, `None` if there is none.
+    pub fn blob_id_at(&self, commit: Oid, path: &str) -> Result<Option<Oid>> {
+        let tree = self.repo.find_commit(commit.0)?.tree()?;
+        Ok(tree
+            .get_path(Path::new(path))
+            .ok()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .map(|e| Oid(e.id())))
+    }
+
     /// Whether `tree` holds an entry at `path`.
     pub fn has_path(&self, tree: Oid, path: &str) -> Result<bool> {
         let tree = self.repo.find_tree(tree.0)?;
@@ -1242,7 +1283,7 @@ impl Worktree {
             args.extend_from_slice(&ignored);
             self.git(&args)?;
         }
-        let changes = self.staged_changes(base)?;
+        let changes = self.staged_changes(&repo, base)?;
         // Only the paths added to `base` are judged, not every file of the index.
         let found: Vec<(Vec<u8>, String)> = changes
             .iter()
@@ -1282,16 +1323,29 @@ impl Worktree {
         self.git(&["--literal-pathspecs", "add", "-f", "--", path])?;
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        updated_tree(&repo, base, self.staged_changes(base)?.iter())
+        updated_tree(&repo, base, self.staged_changes(&repo, base)?.iter())
     }
 
-    /// How the index differs from commit `base`'s tree (`git diff-index --cached`, which skips
-    /// the folders the index's own record of its trees says are unchanged): every file staged
-    /// since, without reading the whole index into git machine.
-    fn staged_changes(&self, base: Oid) -> Result<Vec<treediff::Changed>> {
+    /// How the index differs from commit `base`'s tree: every file staged since. A small
+    /// index is read here, which saves a git process a step; a big one is left to
+    /// `git diff-index --cached`, which skips the folders the index's own record of its trees
+    /// says are unchanged instead of reading every entry into git machine. An index libgit2
+    /// cannot read (a split or sparse one) goes to git too.
+    fn staged_changes(&self, repo: &git2::Repository, base: Oid) -> Result<Vec<treediff::Changed>> {
         if !self.path.join(".git").exists() {
             return Err(GitError::WorktreeGone(self.path.clone()));
         }
+        let bytes = std::fs::metadata(repo.path().join("index")).map_or(u64::MAX, |m| m.len());
+        if bytes <= READ_INDEX_BYTES {
+            if let Ok(changes) = staged_changes_read(repo, base) {
+                return Ok(changes);
+            }
+        }
+        self.staged_changes_listed(base)
+    }
+
+    /// [`Worktree::staged_changes`] as `git diff-index --cached` lists them.
+    fn staged_changes_listed(&self, base: Oid) -> Result<Vec<treediff::Changed>> {
         let base = base.to_string();
         let out = run_git_bytes(
             &self.path,
@@ -1359,9 +1413,11 @@ impl Worktree {
     /// `Ok(false)`, with nothing changed, when the index is none of them or a file to rewrite
     /// has changes of its own.
     pub fn advance(&self, from: &[Oid], to: Oid) -> Result<bool> {
+        configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
         let mut held = None;
         for commit in from {
-            if self.staged_changes(*commit)?.is_empty() {
+            if self.staged_changes(&repo, *commit)?.is_empty() {
                 held = Some(*commit);
                 break;
             }
@@ -1401,6 +1457,68 @@ pub struct Staged {
 
 /// Commit `base`'s tree with `changes` made to it: the staged tree, written without
 /// reading the index (only the folders on the changed paths are written again).
+/// The biggest index [`Worktree::staged_changes`] reads itself (about 2k files). Measured
+/// per step: at 1k files reading takes 1.2–1.9 ms against 3.4–4.3 ms for `git diff-index`; at
+/// 10k, 14–16 ms against 5–7 ms (libgit2 walks every folder, git skips the unchanged ones).
+const READ_INDEX_BYTES: u64 = 160 << 10;
+
+/// How the index of `repo` differs from commit `base`'s tree, read by libgit2: the same list
+/// `git diff-index --cached --no-renames --ignore-submodules=none` gives.
+fn staged_changes_read(repo: &git2::Repository, base: Oid) -> Result<Vec<treediff::Changed>> {
+    let index = repo.index()?;
+    let tree = repo.find_commit(base.0)?.tree()?;
+    let mut opts = git2::DiffOptions::new();
+    opts.include_typechange(true)
+        .ignore_submodules(false)
+        .skip_binary_check(true);
+    let diff = repo.diff_tree_to_index(Some(&tree), Some(&index), Some(&mut opts))?;
+    let side = |file: git2::DiffFile<'_>| {
+        (!file.id().is_zero()).then(|| treediff::Entry {
+            id: Oid(file.id()),
+            mode: i32::from(file.mode()),
+        })
+    };
+    let mut changes = Vec::new();
+    for delta in diff.deltas() {
+        let path = delta
+            .new_file()
+            .path_bytes()
+            .or_else(|| delta.old_file().path_bytes())
+            .unwrap_or_default()
+            .to_vec();
+        let change = match delta.status() {
+            git2::Delta::Added => treediff::Change::Added,
+            git2::Delta::Deleted => treediff::Change::Deleted,
+            git2::Delta::Modified | git2::Delta::Typechange => treediff::Change::Modified,
+            git2::Delta::Conflicted => {
+                return Err(GitError::Cli {
+                    args: "read the index".into(),
+                    stderr: format!(
+                        "{} is unmerged: resolve it and stage it",
+                        String::from_utf8_lossy(&path)
+                    ),
+                })
+            }
+            other => {
+                return Err(GitError::Cli {
+                    args: "read the index".into(),
+                    stderr: format!(
+                        "unexpected change {other:?} for {}",
+                        String::from_utf8_lossy(&path)
+                    ),
+                })
+            }
+        };
+        changes.push(treediff::Changed {
+            path,
+            change,
+            old: side(delta.old_file()),
+            new: side(delta.new_file()),
+        });
+    }
+    Ok(changes)
+}
+
 fn updated_tree<'c>(
     repo: &git2::Repository,
     base: Oid,
@@ -1786,6 +1904,69 @@ mod tests {
         wt.reset_keeping(head, &staged.left_out).expect("reset");
         assert!(tmp.path().join("k/.env").exists(), "kept");
         assert!(!tmp.path().join("a.txt").exists(), "cleaned");
+    }
+
+    /// A run folder is recognised as the base's with the step's files written in only when
+    /// it is exactly that: not with a file's bytes changed, a file missing, or one more file.
+    #[test]
+    fn a_folder_is_the_base_with_files_only_when_exactly_so() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        init_scratch_repo(tmp.path()).expect("repo");
+        let repo = Repo::open(tmp.path(), &GitEnv::default()).expect("open");
+        let empty = repo
+            .tree_of(repo.head_commit().expect("head"))
+            .expect("tree");
+        let file = |p: &str, b: &str| (p.to_string(), b.as_bytes().to_vec());
+        let base = repo
+            .tree_with_files(
+                empty,
+                &[file("r/run.toml", "run"), file("r/old.txt", "old")],
+            )
+            .expect("base");
+        let files = [
+            file("r/steps/01/step.toml", "step"),
+            file("r/state.toml", "s"),
+        ];
+        let with = repo.tree_with_files(base, &files).expect("with");
+        assert!(repo
+            .folder_is_with_files(with, base, "r", &files)
+            .expect("check"));
+        let outside = repo
+            .tree_with_files(with, &[file("code.rs", "x")])
+            .expect("outside");
+        assert!(repo
+            .folder_is_with_files(outside, base, "r", &files)
+            .expect("check"));
+        for (what, tree) in [
+            (
+                "bytes differ",
+                repo.tree_with_files(with, &[file("r/state.toml", "t")]),
+            ),
+            (
+                "one more",
+                repo.tree_with_files(with, &[file("r/steps/02/x", "x")]),
+            ),
+            (
+                "old changed",
+                repo.tree_with_files(with, &[file("r/old.txt", "new")]),
+            ),
+            ("a file missing", repo.tree_with_files(base, &files[..1])),
+            ("nothing", Ok(base)),
+        ] {
+            let tree = tree.expect(what);
+            assert!(
+                !repo
+                    .folder_is_with_files(tree, base, "r", &files)
+                    .expect("check"),
+                "{what}"
+            );
+        }
+        assert!(
+            !repo
+                .folder_is_with_files(empty, base, "r", &files)
+                .expect("check"),
+            "no folder"
+        );
     }
 
     #[test]

@@ -253,6 +253,16 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+    /// What the index of `wt` has staged since `base`, read by libgit2, after checking that
+    /// `git diff-index` lists exactly the same.
+    fn staged_both_ways(wt: &Worktree, base: Oid) -> Vec<Changed> {
+        let repo = git2::Repository::open(&wt.path).expect("open");
+        let read = crate::git::staged_changes_read(&repo, base).expect("read the index");
+        let listed = wt.staged_changes_listed(base).expect("diff-index");
+        assert_eq!(read, listed, "libgit2 and git diff-index disagree");
+        read
+    }
+
     fn write(root: &std::path::Path, path: &str, text: &str) {
         let p = root.join(path);
         std::fs::create_dir_all(p.parent().expect("a parent")).expect("dirs");
@@ -302,6 +312,7 @@ mod tests {
         let git_tree = run_git(root, ["write-tree"]).expect("write-tree");
         assert_eq!(staged.tree.to_string(), git_tree.trim());
         assert!(staged.left_out.is_empty());
+        assert_eq!(staged_both_ways(&wt, base).len(), 10);
 
         // Nothing changed since: the same tree again.
         let again = wt.stage_all(&[], &|_| false, base).expect("stage again");
@@ -326,12 +337,48 @@ mod tests {
         run_git(root, ["config", "diff.ignoreSubmodules", "all"]).expect("config");
         let moved = format!("160000,{},sub", base);
         run_git(root, ["update-index", "--cacheinfo", &moved]).expect("move gitlink");
-        let changes = wt.staged_changes(base).expect("changes");
+        let changes = staged_both_ways(&wt, base);
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].path, b"sub");
         assert!(changes[0]
             .new
             .is_some_and(|e| e.is_gitlink() && e.id == base));
+    }
+
+    /// An index with an unmerged file is an error both ways, naming the file.
+    #[test]
+    fn an_unmerged_index_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        init_scratch_repo(root).expect("repo");
+        let wt = Worktree::new(root.to_path_buf());
+        let base = wt.head().expect("head");
+        let blob = run_git(root, ["hash-object", "-w", "--stdin"]).expect("blob");
+        let stages: String = (1..=3)
+            .map(|n| format!("100644 {} {n}\tclash.txt\n", blob.trim()))
+            .collect();
+        let mut feed = std::process::Command::new("git")
+            .args(["update-index", "--index-info"])
+            .current_dir(root)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("update-index");
+        use std::io::Write as _;
+        feed.stdin
+            .take()
+            .expect("stdin")
+            .write_all(stages.as_bytes())
+            .expect("feed");
+        assert!(feed.wait().expect("wait").success());
+        let repo = git2::Repository::open(root).expect("open");
+        for err in [
+            crate::git::staged_changes_read(&repo, base).expect_err("read"),
+            wt.staged_changes_listed(base).expect_err("listed"),
+            wt.staged_changes(&repo, base).expect_err("either"),
+        ] {
+            let shown = err.to_string();
+            assert!(shown.contains("clash.txt is unmerged"), "{shown}");
+        }
     }
 
     /// A left-out new file is in neither the tree nor the index; the rest is staged.

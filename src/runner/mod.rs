@@ -111,6 +111,8 @@ pub struct Runner<'a> {
     pub rt: &'a tokio::runtime::Runtime,
     /// The person at the terminal, when there is one to hand it to or to talk with.
     pub person: Option<&'a mut dyn person::Person>,
+    /// The secret rules of the workflow version last read ([`Runner::rules_at`]).
+    pub secrets_seen: std::cell::RefCell<Option<(Oid, crate::store::secrets::Secrets)>>,
 }
 
 /// An attempt kept aside: its commit, and the side ref that keeps it.
@@ -1394,7 +1396,14 @@ impl Runner<'_> {
         files: &[(String, Vec<u8>)],
     ) -> Result<(Oid, bool)> {
         let dir = id.dir();
-        let expected_root = self.repo.tree_with_files(self.repo.tree_of(tip)?, files)?;
+        let tip_tree = self.repo.tree_of(tip)?;
+        if self
+            .repo
+            .folder_is_with_files(staged, tip_tree, &dir, files)?
+        {
+            return Ok((staged, false));
+        }
+        let expected_root = self.repo.tree_with_files(tip_tree, files)?;
         let expected = self
             .repo
             .subtree(expected_root, &dir)?

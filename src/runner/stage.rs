@@ -121,12 +121,24 @@ impl Runner<'_> {
     /// What the run's commits leave out, as of run commit `commit`: the secret files its
     /// workflow allows (none, the strict default, when that commit holds no readable run) and
     /// the repository's limits (`machine.maxFileSize`).
+    /// The workflow is parsed once for each version of it the run holds (steps follow each
+    /// other on one, so most steps reuse the last one's rules).
     pub(super) fn rules_at(&self, id: &RunId, commit: Oid) -> Result<Rules> {
-        let secrets = store::read_run_at(self.repo, id, commit)
-            .ok()
-            .and_then(|info| info.workflow().ok())
-            .map(|wf| Secrets::new(&wf.commit_secrets))
-            .unwrap_or_default();
+        let source = format!("{}/{}", id.dir(), store::layout::WORKFLOW);
+        let version = self.repo.blob_id_at(commit, &source)?;
+        let known = self.secrets_seen.borrow().clone();
+        let secrets = match (version, known) {
+            (Some(v), Some((seen, secrets))) if v == seen => secrets,
+            _ => {
+                let secrets = store::read_run_at(self.repo, id, commit)
+                    .ok()
+                    .and_then(|info| info.workflow().ok())
+                    .map(|wf| Secrets::new(&wf.commit_secrets))
+                    .unwrap_or_default();
+                *self.secrets_seen.borrow_mut() = version.map(|v| (v, secrets.clone()));
+                secrets
+            }
+        };
         Ok(Rules {
             secrets,
             limits: Limits::of(self.repo)?,

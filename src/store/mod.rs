@@ -432,7 +432,7 @@ pub fn run_files(info: &RunInfo) -> Vec<(String, Vec<u8>)> {
         ),
         (state_path(&info.id), to_toml(&info.state).into_bytes()),
         (
-            format!("{dir}/workflow.toml"),
+            format!("{dir}/{}", layout::WORKFLOW),
             info.workflow_source.clone().into_bytes(),
         ),
     ];
@@ -563,6 +563,8 @@ pub mod layout {
     pub const RUNS_DIR: &str = ".codemachine/runs/";
     /// git machine's own folder in a worktree.
     pub const OWN_DIR: &str = ".codemachine/";
+    /// A run's workflow as it started (in the run's folder).
+    pub const WORKFLOW: &str = "workflow.toml";
 }
 
 /// `steps/<record>` of a run, in the tree.
@@ -699,7 +701,7 @@ pub fn read_run_at(repo: &Repo, id: &RunId, commit: Oid) -> Result<RunInfo, Stor
         });
     }
     let state: State = upgrade(id, "state.toml", &read("state.toml")?)?;
-    let workflow_source = String::from_utf8_lossy(&read("workflow.toml")?).into_owned();
+    let workflow_source = String::from_utf8_lossy(&read(layout::WORKFLOW)?).into_owned();
     let prompt_files = match repo.read_file(commit, &format!("{dir}/{PROMPT_FILES}"))? {
         Some(bytes) => {
             toml::from_str(&String::from_utf8_lossy(&bytes)).map_err(|e| StoreError::Corrupt {

@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 
 use thiserror::Error;
 
+mod folders;
 mod workspace;
 pub use workspace::{git_dir_of, Submodule};
 pub mod pool;
@@ -1379,6 +1380,9 @@ impl Worktree {
 
     /// Whether anything differs from HEAD (tracked changes or untracked files, not ignored ones).
     pub fn is_dirty(&self) -> Result<bool> {
+        if self.clean_by_record().unwrap_or(false) {
+            return Ok(false);
+        }
         Ok(!self.changes()?.is_empty())
     }
 

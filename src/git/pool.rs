@@ -1,5 +1,5 @@
 //! The git mechanics of reusing a worktree: park a finished one (HEAD detached, every file git
-//! does not track removed), move a folder to another path and tell git where it went, and
+//! does not track removed, its folders recorded), move a folder to another path and tell git where it went, and
 //! switch it to another commit by writing only the files that differ.
 //!
 //! Where pooled worktrees live and who gets one is `store::pool`'s business; this module only
@@ -83,7 +83,9 @@ impl Worktree {
 
     /// Make a clean, finished worktree ready for another run: marked, HEAD detached where it
     /// is (no file is written), and every untracked and ignored file removed (`git clean
-    /// -ffdx`: build outputs, copied `.env` files, nested repositories). Returns the bytes its
+    /// -ffdx`: build outputs, copied `.env` files, nested repositories), unless the folders
+    /// recorded at the last parking show there is none (see `folders.rs`); its folders are
+    /// recorded again for the next. Returns the bytes its
     /// files take on disk, estimated from its index: each file rounded up to a 4 KiB block.
     /// The caller checked that nothing uncommitted is in it: tracked changes would survive.
     pub fn park(&self) -> Result<u64> {
@@ -93,7 +95,9 @@ impl Worktree {
         // Detached in place by libgit2: `git checkout --detach` would refresh the whole index.
         let head = repo.head()?.peel_to_commit()?.id();
         repo.set_head_detached(head)?;
-        self.git(&["clean", "-ffdxq"])?;
+        if !self.holds_only_tracked(&repo, Oid(head)).unwrap_or(false) {
+            self.git(&["clean", "-ffdxq"])?;
+        }
         self.drop_submodules()?;
         let bytes = match self.bytes_since_last_park(&repo, Oid(head))? {
             Some(bytes) => bytes,
@@ -105,6 +109,9 @@ impl Worktree {
         };
         if let Some(admin) = self.admin_dir() {
             let _ = std::fs::write(admin.join(BYTES), format!("{bytes} {head}\n"));
+        }
+        if self.record_folders(&repo, Oid(head)).is_err() {
+            self.forget_folders();
         }
         Ok(bytes)
     }

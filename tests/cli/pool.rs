@@ -487,3 +487,46 @@ fn a_run_killed_while_its_worktree_moves_into_the_pool_is_finished_by_resume() {
         "the pooled worktree served"
     );
 }
+
+/// Parking reads only the folders that may hold something new (see `git/folders.rs`); one
+/// whose time did not change is trusted. A file the step stopped tracking stays on disk
+/// without changing its folder's time: it is still cleaned before the worktree is reused.
+#[test]
+fn a_file_a_step_stops_tracking_is_not_handed_to_the_next_run() {
+    let env = repo_with_leftovers();
+    env.write("lib/keep.txt", "kept\n");
+    env.write("lib/gen.o", "generated\n");
+    env.write(".gitignore", "build/\n*.o\n");
+    env.git(&["add", "-f", "."]);
+    env.git(&["commit", "-qm", "a generated file, tracked"]);
+    env.machine_ok(&["run", "leave"]);
+    assert_eq!(pooled(&env).len(), 1);
+    // Past the window in which a folder's time is too recent to be trusted, a parking that
+    // records `lib/` as trusted.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    env.machine_ok(&["run", "leave"]);
+    env.workflow(
+        "untrack",
+        "version = 1\nname = \"untrack\"\n[[steps]]\nid = \"untrack\"\nrun = [\"git\", \"rm\", \"-q\", \"--cached\", \"lib/gen.o\"]\n",
+    );
+    let untrack = new_run(&env, || {
+        env.machine_ok(&["run", "untrack"]);
+    });
+    let kept = env.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        &format!("machine/{untrack}"),
+    ]);
+    assert!(!kept.contains("lib/gen.o"), "{kept}");
+    env.git(&["rm", "-q", "--cached", "lib/gen.o"]);
+    env.git(&["commit", "-qm", "untrack the generated file"]);
+    let out = env.tmp.path().join("look");
+    look_workflow(&env, &out);
+    let look = new_run(&env, || {
+        env.machine_ok(&["run", "look"]);
+    });
+    let seen = std::fs::read_to_string(out.with_extension("files")).expect("the step's notes");
+    let expected = env.git(&["ls-tree", "-r", "--name-only", &format!("machine/{look}~1")]);
+    assert_eq!(seen, expected, "exactly the base's tree: no lib/gen.o");
+}

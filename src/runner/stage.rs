@@ -121,6 +121,7 @@ impl Runner<'_> {
     /// What the run's commits leave out, as of run commit `commit`: the secret files its
     /// workflow allows (none, the strict default, when that commit holds no readable run) and
     /// the repository's limits (`machine.maxFileSize`).
+    ///
     /// The workflow is parsed once for each version of it the run holds (steps follow each
     /// other on one, so most steps reuse the last one's rules).
     pub(super) fn rules_at(&self, id: &RunId, commit: Oid) -> Result<Rules> {

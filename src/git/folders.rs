@@ -270,17 +270,10 @@ mod tests {
         run_git(&main, ["add", "-A"]).expect("add");
         run_git(&main, ["commit", "-q", "-m", "folders"]).expect("commit");
         let path = tmp.path().join("wt");
-        run_git(
-            &main,
-            [
-                "worktree",
-                "add",
-                "-q",
-                "--detach",
-                path.to_str().expect("utf-8"),
-            ],
-        )
-        .expect("worktree add");
+        let owner = crate::git::Repo::open(&main, &crate::git::GitEnv::default()).expect("open");
+        owner
+            .worktree_add_detached(&path, owner.head_commit().expect("head"))
+            .expect("worktree add");
         let wt = Worktree::new(path.clone());
         let repo = git2::Repository::open(&path).expect("open");
         wt.record_folders(&repo, head(&repo)).expect("record");

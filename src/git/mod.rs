@@ -1490,28 +1490,21 @@ fn staged_changes_read(repo: &git2::Repository, base: Oid) -> Result<Vec<treedif
             .or_else(|| delta.old_file().path_bytes())
             .unwrap_or_default()
             .to_vec();
+        let shown = String::from_utf8_lossy(&path);
+        let refuse = |why: String| GitError::Cli {
+            args: "read the index".into(),
+            stderr: why,
+        };
         let change = match delta.status() {
             git2::Delta::Added => treediff::Change::Added,
             git2::Delta::Deleted => treediff::Change::Deleted,
             git2::Delta::Modified | git2::Delta::Typechange => treediff::Change::Modified,
             git2::Delta::Conflicted => {
-                return Err(GitError::Cli {
-                    args: "read the index".into(),
-                    stderr: format!(
-                        "{} is unmerged: resolve it and stage it",
-                        String::from_utf8_lossy(&path)
-                    ),
-                })
+                return Err(refuse(format!(
+                    "{shown} is unmerged: resolve it and stage it"
+                )))
             }
-            other => {
-                return Err(GitError::Cli {
-                    args: "read the index".into(),
-                    stderr: format!(
-                        "unexpected change {other:?} for {}",
-                        String::from_utf8_lossy(&path)
-                    ),
-                })
-            }
+            other => return Err(refuse(format!("unexpected change {other:?} for {shown}"))),
         };
         changes.push(treediff::Changed {
             path,

@@ -47,7 +47,7 @@ pub fn run(ctx: &mut Ctx, args: &ApplyArgs) -> CliResult {
         })?
         .to_path_buf();
     let paths = Paths::new(&repo, &ctx.env);
-    let user = Worktree::new(workdir);
+    let user = Worktree::users(workdir);
     if args.abort {
         return super::apply_conflict::abort(ctx, &paths, &user);
     }

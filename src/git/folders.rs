@@ -187,9 +187,7 @@ impl Worktree {
         if !self.holds_only_tracked(&repo, Oid(head.id()))? {
             return Ok(false);
         }
-        let none = |args: &[&str]| {
-            super::run_git_bytes(&self.path, args, None).is_ok_and(|out| out.is_empty())
-        };
+        let none = |args: &[&str]| self.git_bytes(args).is_ok_and(|out| out.is_empty());
         Ok(
             none(&["diff-index", "--cached", "--name-only", "HEAD", "--"])
                 && none(&["diff-files", "--name-only", "--"]),

@@ -255,7 +255,7 @@ impl Worktree {
         .map(OsStr::new)
         .to_vec();
         diff.extend(named.clone());
-        match super::run_git_bytes(&self.path, &diff, self.path.parent()) {
+        match self.git_bytes(&diff) {
             Ok(changed) if changed.is_empty() => {}
             _ => return Ok(false),
         }
@@ -272,7 +272,7 @@ impl Worktree {
         .to_vec();
         checkout.extend(named);
         // git checks every path before it writes any file: refused, nothing changed.
-        Ok(super::run_git_bytes(&self.path, &checkout, self.path.parent()).is_ok())
+        Ok(self.git_bytes(&checkout).is_ok())
     }
 
     /// Second half of a switch to `commit`: HEAD as `head` says, then the marker removed.

@@ -12,7 +12,7 @@
 //! - `git` children never inherit `GIT_DIR`, `GIT_WORK_TREE` or `GIT_INDEX_FILE` from our caller
 //!   (they are set explicitly where needed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -29,6 +29,7 @@ pub use workspace::{git_dir_of, Submodule};
 pub mod pool;
 pub mod treediff;
 mod treemerge;
+mod watch;
 
 /// A commit (or tree, or blob) id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1029,17 +1030,27 @@ pub struct Worktree {
     /// git machine's own worktree (not the user's checkout): its index is written without
     /// its trailing hash (see [`Worktree::git_bytes`]).
     own: bool,
+    /// What changed since the worktree last held a known tree ([`Worktree::watch_from`]).
+    watch: std::sync::Mutex<Option<watch::Watch>>,
 }
 
 impl Worktree {
     /// One of git machine's worktrees (a run's, a member's, a pooled one).
     pub fn new(path: PathBuf) -> Worktree {
-        Worktree { path, own: true }
+        Worktree {
+            path,
+            own: true,
+            watch: Default::default(),
+        }
     }
 
     /// The user's own checkout: git runs there with the user's settings only.
     pub fn users(path: PathBuf) -> Worktree {
-        Worktree { path, own: false }
+        Worktree {
+            path,
+            own: false,
+            watch: Default::default(),
+        }
     }
 
     /// `git <args>` in this worktree, and only there: a worktree whose `.git` file is gone
@@ -1060,16 +1071,20 @@ impl Worktree {
         if !self.path.join(".git").exists() {
             return Err(GitError::WorktreeGone(self.path.clone()));
         }
+        run_git_bytes(&self.path, self.with_own_settings(args), self.path.parent())
+    }
+
+    /// `args` after the settings git machine gives git in its own worktrees.
+    fn with_own_settings<'a, S: AsRef<OsStr>>(&self, args: &'a [S]) -> Vec<&'a OsStr> {
         let skip: &[&str] = if self.own {
             &["-c", "index.skipHash=true"]
         } else {
             &[]
         };
-        let argv = skip
-            .iter()
+        skip.iter()
             .map(OsStr::new)
-            .chain(args.iter().map(AsRef::as_ref));
-        run_git_bytes(&self.path, argv, self.path.parent())
+            .chain(args.iter().map(AsRef::as_ref))
+            .collect()
     }
 
     /// The commit checked out.
@@ -1300,9 +1315,12 @@ impl Worktree {
         leave_out: &dyn Fn(&str) -> bool,
         base: Oid,
     ) -> Result<Staged> {
-        self.git(&["-c", "core.untrackedCache=true", "add", "-A"])?;
+        if !self.path.join(".git").exists() {
+            return Err(GitError::WorktreeGone(self.path.clone()));
+        }
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
+        let watch = self.stage_changed(&repo, base)?;
         let ignored: Vec<&str> = force
             .iter()
             .copied()
@@ -1339,11 +1357,91 @@ impl Worktree {
         let kept = changes
             .iter()
             .filter(|c| !found.iter().any(|(raw, _)| *raw == c.path));
-        let tree = updated_tree(&repo, base, kept)?;
+        let tree = updated_tree(&repo, base, kept.clone())?;
+        if let Some(mut watch) = watch {
+            let added: Vec<&[u8]> = kept
+                .filter(|c| c.change == treediff::Change::Added)
+                .map(|c| c.path.as_slice())
+                .collect();
+            let carry = found.iter().map(|(raw, _)| raw.clone()).collect();
+            if watch.settle(self, tree, &added, carry).is_ok() {
+                *self.watch.lock().expect("the watch's lock") = Some(watch);
+            }
+        }
         crate::env::crash::point("staged");
         Ok(Staged {
             tree,
             left_out: found.into_iter().map(|(_, shown)| shown).collect(),
+        })
+    }
+
+    /// From now on, stage by what the kernel says changed instead of reading every folder
+    /// ([`watch`]): the worktree holds exactly `commit` (index and files), nothing untracked.
+    /// Where a watch cannot serve, stagings read everything as before.
+    pub fn watch_from(&self, commit: Oid) -> Result<()> {
+        configure_libgit2();
+        let repo = git2::Repository::open(&self.path)?;
+        let watch = watch::Watch::start(self, &repo, commit)?;
+        *self.watch.lock().expect("the watch's lock") = watch;
+        Ok(())
+    }
+
+    /// Stage what changed since the worktree last held a known tree: only the paths the
+    /// watch names when there is one that can tell, else everything (`git add -A`). The watch,
+    /// when it is still good, to settle on the staged tree.
+    fn stage_changed(&self, repo: &git2::Repository, base: Oid) -> Result<Option<watch::Watch>> {
+        let mut watch = self.watch.lock().expect("the watch's lock").take();
+        let to_stage = match watch.as_mut() {
+            Some(w) => w.what_to_stage(self, repo, base)?,
+            None => watch::ToStage::All,
+        };
+        let done = match to_stage {
+            watch::ToStage::Paths(paths) => self.stage_paths(&paths)?,
+            watch::ToStage::All => Targeted::NotDone,
+            watch::ToStage::Lost => Targeted::Unwatchable,
+        };
+        if done != Targeted::Done {
+            self.git(&["add", "-A"])?;
+        }
+        Ok(watch.filter(|_| done != Targeted::Unwatchable))
+    }
+
+    /// Stage `paths` (files and folders) as `git add -A` would: `git ls-files` lists the
+    /// tracked files among them and the untracked ones git does not ignore, `git update-index`
+    /// stages those. Nothing is staged when `git add -A` must do it after all: a nested
+    /// repository among them (staged as a gitlink, which no watch follows), or one git refuses
+    /// (a file where a folder was).
+    fn stage_paths(&self, paths: &BTreeSet<Vec<u8>>) -> Result<Targeted> {
+        if paths.is_empty() {
+            return Ok(Targeted::Done);
+        }
+        let mut args: Vec<&OsStr> = [
+            "--literal-pathspecs",
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+        ]
+        .map(OsStr::new)
+        .to_vec();
+        args.extend(paths.iter().map(|p| OsStr::from_bytes(p)));
+        let listed = self.git_bytes(&args)?;
+        let names = listed.split(|b| *b == 0).filter(|n| !n.is_empty());
+        if names.clone().any(|n| n.ends_with(b"/")) {
+            return Ok(Targeted::Unwatchable);
+        }
+        if names.count() == 0 {
+            return Ok(Targeted::Done);
+        }
+        let update = ["update-index", "--add", "--remove", "-z", "--stdin"];
+        let (code, _, _) =
+            workspace::git_code(&self.path, &self.with_own_settings(&update), &listed)?;
+        Ok(if code == 0 {
+            Targeted::Done
+        } else {
+            Targeted::NotDone
         })
     }
 
@@ -1477,6 +1575,16 @@ impl Worktree {
     }
 }
 
+/// How a staging of the paths a watch named went.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Targeted {
+    Done,
+    /// `git add -A` is to do it; the watch stays good.
+    NotDone,
+    /// `git add -A` is to do it, and the watch can no longer tell.
+    Unwatchable,
+}
+
 /// What [`Worktree::stage_all`] staged: the tree, and the paths it left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Staged {
@@ -1494,7 +1602,9 @@ const READ_INDEX_BYTES: u64 = 160 << 10;
 /// How the index of `repo` differs from commit `base`'s tree, read by libgit2: the same list
 /// `git diff-index --cached --no-renames --ignore-submodules=none` gives.
 fn staged_changes_read(repo: &git2::Repository, base: Oid) -> Result<Vec<treediff::Changed>> {
-    let index = repo.index()?;
+    let mut index = repo.index()?;
+    // The repository keeps the index it read last; git may have written a newer one since.
+    index.read(true)?;
     let tree = repo.find_commit(base.0)?.tree()?;
     let mut opts = git2::DiffOptions::new();
     opts.include_typechange(true)

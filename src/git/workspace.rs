@@ -34,7 +34,7 @@ const EXCLUDE_HEADING: &str =
     "# git machine: folders its worktrees link to yours ([workspace] link)";
 
 /// Run `git` in `dir` with `input` on its stdin; (exit code, stdout, stderr) whatever the code.
-fn git_code<S: AsRef<OsStr>>(
+pub(super) fn git_code<S: AsRef<OsStr>>(
     dir: &Path,
     args: &[S],
     input: &[u8],

@@ -223,6 +223,8 @@ impl Runner<'_> {
         let wt_path = self.paths.worktree(&id);
         self.pool()?
             .acquire(self.repo, &wt_path, Target::Branch(&id.branch(), start))?;
+        let wt = Worktree::new(wt_path.clone());
+        wt.watch_from(start)?;
         self.emit(
             &id,
             Kind::RunStarted {
@@ -235,7 +237,7 @@ impl Runner<'_> {
                 controller: req.workflow.controller.is_some(),
             },
         );
-        let end = self.execute(info, lock, None)?;
+        let end = self.execute(info, lock, None, wt)?;
         Ok((id, end))
     }
 
@@ -370,7 +372,7 @@ impl Runner<'_> {
                 controller: info.workflow().is_ok_and(|wf| wf.controller.is_some()),
             },
         );
-        self.execute(info, lock, inflight)
+        self.execute(info, lock, inflight, wt)
     }
 
     /// The session of the step a killed git machine left in flight, if it can continue.
@@ -553,6 +555,7 @@ impl Runner<'_> {
         let tip = self.branch_tip(id)?;
         self.pool()?
             .acquire(self.repo, &path, Target::Branch(&branch, tip))?;
+        wt.watch_from(tip)?;
         Ok(wt)
     }
 
@@ -672,6 +675,7 @@ impl Runner<'_> {
         mut info: RunInfo,
         mut lock: RunLock,
         mut inflight: Option<SessionRef>,
+        wt: Worktree,
     ) -> Result<RunEnd> {
         let id = info.id.clone();
         let wf = info.workflow().map_err(|e| {
@@ -682,7 +686,6 @@ impl Runner<'_> {
                 "`git machine resume {id} --reload` adopts the workflow as it is now"
             ))
         })?;
-        let wt = Worktree::new(self.paths.worktree(&id));
         let spec = settings::workspace(&wf.workspace, &info.record.overrides);
         let notes = self.ready(&id, None, &wt, &spec)?;
         // The first step run in the run's worktree sets it up and records how it was prepared.

@@ -215,10 +215,14 @@ impl Runner<'_> {
         self.pool()?.acquire_all(self.repo, &wanted)?;
         let mut seq = info.state.seq;
         let mut prepared = Vec::new();
+        let acquired: Vec<PathBuf> = wanted.iter().map(|(p, _)| p.to_path_buf()).collect();
         for (step, path) in todo.into_iter().zip(paths) {
             seq += 1;
             let rec = record_name(seq, &step.id);
             let mwt = Worktree::new(path);
+            if acquired.contains(&mwt.path) {
+                mwt.watch_from(base)?;
+            }
             let notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
             prepared.push((step, seq, rec, mwt, notes));
         }

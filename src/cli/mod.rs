@@ -165,6 +165,24 @@ pub fn jobs(repo: &Repo, given: Option<usize>) -> CliResult<usize> {
 
 pub const DEFAULT_JOBS: usize = 4;
 
+/// Which worktrees' stagings go by a watch of their folders: `git config machine.watch`,
+/// `auto` (the default: big ones), `true` or `false`.
+pub fn watching(repo: &Repo) -> CliResult<crate::git::WatchWhen> {
+    use crate::git::WatchWhen;
+    let Some(v) = repo.config_str("machine.watch") else {
+        return Ok(WatchWhen::Big);
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(WatchWhen::Big),
+        "true" | "yes" | "on" | "1" => Ok(WatchWhen::Always),
+        "false" | "no" | "off" | "0" => Ok(WatchWhen::Never),
+        _ => Err(CliError::usage(format!(
+            "git config machine.watch is `{v}`, not auto, true or false"
+        ))
+        .with_hint("set it with `git config machine.watch auto` (the default)")),
+    }
+}
+
 /// How a run's events are shown: the live view when stdout and stderr are a terminal (and
 /// neither `--plain` nor `--json` was asked), else progress lines or JSON lines.
 pub enum View<'a> {
@@ -264,6 +282,7 @@ pub fn with_runner<T>(
         rt: &rt,
         person: Some(&mut person),
         secrets_seen: Default::default(),
+        watch: watching(repo)?,
     };
     Ok(f(&mut runner)?)
 }

@@ -55,6 +55,7 @@ pub fn run(ctx: &mut Ctx, args: &RewindArgs) -> CliResult {
         rt: &rt,
         person: None,
         secrets_seen: Default::default(),
+        watch: Default::default(),
         repo: &repo,
         paths: paths.clone(),
         sink: &mut progress,

@@ -79,6 +79,7 @@ fn keep_changes(
         rt: &rt,
         person: None,
         secrets_seen: Default::default(),
+        watch: Default::default(),
     };
     let kept = runner.keep_before_removing(id, &wt, tip)?;
     if let Some(name) = &kept {

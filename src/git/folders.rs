@@ -28,10 +28,16 @@ const FOLDERS: &str = "machine-folders";
 const RACY_NS: i128 = 2_000_000_000;
 
 /// The recorded folders: the commit they were of, when, and each folder's ctime.
-struct Recorded {
+pub(crate) struct Recorded {
     commit: Oid,
     when: i128,
     ctimes: BTreeMap<Vec<u8>, i128>,
+}
+
+fn now() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 fn ctime(meta: &std::fs::Metadata) -> i128 {
@@ -59,9 +65,6 @@ impl Worktree {
     /// Record the ctime of every folder of commit `head`'s tree (the root included), for
     /// [`Worktree::holds_only_tracked`]. The worktree holds exactly `head`'s files.
     pub(crate) fn record_folders(&self, repo: &git2::Repository, head: Oid) -> Result<()> {
-        let Some(admin) = self.admin_dir() else {
-            return Ok(());
-        };
         let mut folders = vec![Vec::new()];
         repo.find_commit(head.0)?
             .tree()?
@@ -71,19 +74,33 @@ impl Worktree {
                 }
                 git2::TreeWalkResult::Ok
             })?;
-        let when = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        let mut out = format!("v1 {head} {when}\0").into_bytes();
+        let when = now();
+        let mut ctimes = BTreeMap::new();
         for folder in folders {
             let Ok(meta) = std::fs::symlink_metadata(self.on_disk(&folder)) else {
                 continue;
             };
             if meta.is_dir() {
-                out.extend_from_slice(format!("{}\0", ctime(&meta)).as_bytes());
-                out.extend_from_slice(&folder);
-                out.push(0);
+                ctimes.insert(folder, ctime(&meta));
             }
+        }
+        self.write_record(&Recorded {
+            commit: head,
+            when,
+            ctimes,
+        })
+    }
+
+    /// Write `rec` as the worktree's record.
+    pub(crate) fn write_record(&self, rec: &Recorded) -> Result<()> {
+        let Some(admin) = self.admin_dir() else {
+            return Ok(());
+        };
+        let mut out = format!("v1 {} {}\0", rec.commit, rec.when).into_bytes();
+        for (folder, time) in &rec.ctimes {
+            out.extend_from_slice(format!("{time}\0").as_bytes());
+            out.extend_from_slice(folder);
+            out.push(0);
         }
         let file = admin.join(FOLDERS);
         let tmp = admin.join(format!("{FOLDERS}.tmp"));
@@ -127,48 +144,75 @@ impl Worktree {
     /// when there is no usable record, or something untracked or ignored is there: then the
     /// caller cleans.
     pub(crate) fn holds_only_tracked(&self, repo: &git2::Repository, head: Oid) -> Result<bool> {
-        self.holds_only_tracked_within(repo, head, RACY_NS)
+        Ok(self.tracked_folders(repo, head)?.is_some())
     }
 
-    /// [`Worktree::holds_only_tracked`], trusting a folder whose ctime is more than `racy`
+    /// [`Worktree::holds_only_tracked`], and when it does, the record brought up to date for
+    /// `head` from the folders it read (no walk of the whole tree).
+    pub(crate) fn tracked_folders(
+        &self,
+        repo: &git2::Repository,
+        head: Oid,
+    ) -> Result<Option<Recorded>> {
+        self.tracked_folders_within(repo, head, RACY_NS)
+    }
+
+    /// [`Worktree::tracked_folders`], trusting a folder whose ctime is more than `racy`
     /// nanoseconds older than the recording.
-    fn holds_only_tracked_within(
+    fn tracked_folders_within(
         &self,
         repo: &git2::Repository,
         head: Oid,
         racy: i128,
-    ) -> Result<bool> {
+    ) -> Result<Option<Recorded>> {
         let Some(rec) = self.recorded_folders() else {
-            return Ok(false);
+            return Ok(None);
         };
         let Ok(then) = repo.find_commit(rec.commit.0) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let now = repo.find_commit(head.0)?.tree()?;
+        let now_tree = repo.find_commit(head.0)?.tree()?;
+        let when = now();
+        let mut ctimes = rec.ctimes.clone();
         let mut to_read = BTreeSet::new();
         for (folder, time) in &rec.ctimes {
             match std::fs::symlink_metadata(self.on_disk(folder)) {
                 Ok(meta) if ctime(&meta) == *time && *time < rec.when - racy => {}
-                Ok(_) => {
+                // Its ctime is taken before it is read: a change after that shows next time.
+                Ok(meta) => {
                     to_read.insert(folder.clone());
+                    ctimes.insert(folder.clone(), ctime(&meta));
                 }
                 // Gone: its parent's ctime changed, the parent is read.
-                Err(_) => {}
+                Err(_) => {
+                    ctimes.remove(folder);
+                }
             }
         }
-        for c in treediff::changes(repo, &then.tree()?, &now)? {
+        for c in treediff::changes(repo, &then.tree()?, &now_tree)? {
             if c.change == Change::Deleted {
                 to_read.insert(parent(&c.path).to_vec());
             }
         }
         let mut queue: Vec<Vec<u8>> = to_read.into_iter().collect();
         while let Some(folder) = queue.pop() {
-            match self.foreign_or_new(repo, &now, &folder, &rec.ctimes)? {
-                None => return Ok(false),
-                Some(new) => queue.extend(new),
+            match self.foreign_or_new(repo, &now_tree, &folder, &rec.ctimes)? {
+                None => return Ok(None),
+                Some(new) => {
+                    for folder in new {
+                        if let Ok(meta) = std::fs::symlink_metadata(self.on_disk(&folder)) {
+                            ctimes.insert(folder.clone(), ctime(&meta));
+                        }
+                        queue.push(folder);
+                    }
+                }
             }
         }
-        Ok(true)
+        Ok(Some(Recorded {
+            commit: head,
+            when,
+            ctimes,
+        }))
     }
 
     /// Whether the worktree is known to hold exactly HEAD's commit without `git status`
@@ -289,8 +333,9 @@ mod tests {
 
     /// What the record says, trusting every folder whose ctime did not change.
     fn only_tracked(wt: &Worktree, repo: &git2::Repository) -> bool {
-        wt.holds_only_tracked_within(repo, head(repo), 0)
+        wt.tracked_folders_within(repo, head(repo), 0)
             .expect("check")
+            .is_some()
     }
 
     #[test]

@@ -1378,12 +1378,47 @@ impl Worktree {
     /// From now on, stage by what the kernel says changed instead of reading every folder
     /// ([`watch`]): the worktree holds exactly `commit` (index and files), nothing untracked.
     /// Where a watch cannot serve, stagings read everything as before.
-    pub fn watch_from(&self, commit: Oid) -> Result<()> {
+    pub fn watch_from(&self, commit: Oid, when: WatchWhen) -> Result<()> {
+        Worktree::watch_all(&[self], commit, when)
+    }
+
+    /// [`Worktree::watch_from`] for several worktrees at the same commit (a group's members),
+    /// its tree read once; as `when` says.
+    pub fn watch_all(worktrees: &[&Worktree], commit: Oid, when: WatchWhen) -> Result<()> {
+        let worktrees: Vec<&Worktree> = worktrees
+            .iter()
+            .copied()
+            .filter(|wt| match when {
+                WatchWhen::Never => false,
+                WatchWhen::Always => true,
+                WatchWhen::Big => wt.index_bytes() > WATCH_FROM_BYTES,
+            })
+            .collect();
+        let Some(first) = worktrees.first() else {
+            return Ok(());
+        };
         configure_libgit2();
-        let repo = git2::Repository::open(&self.path)?;
-        let watch = watch::Watch::start(self, &repo, commit)?;
-        *self.watch.lock().expect("the watch's lock") = watch;
+        let repo = git2::Repository::open(&first.path)?;
+        let Some(folders) = watch::Watch::folders_of(&repo, commit)? else {
+            return Ok(());
+        };
+        for wt in worktrees {
+            *wt.watch.lock().expect("the watch's lock") = watch::Watch::start(wt, &folders);
+        }
         Ok(())
+    }
+
+    /// The size of the worktree's index file (`u64::MAX` when it cannot be told).
+    fn index_bytes(&self) -> u64 {
+        self.admin_dir()
+            .and_then(|a| std::fs::metadata(a.join("index")).ok())
+            .map_or(u64::MAX, |m| m.len())
+    }
+
+    /// Whether stagings here go by a watch ([`Worktree::watch_from`]).
+    #[cfg(test)]
+    pub fn is_watched(&self) -> bool {
+        self.watch.lock().expect("the watch's lock").is_some()
     }
 
     /// Stage what changed since the worktree last held a known tree: only the paths the
@@ -1574,6 +1609,22 @@ impl Worktree {
         self.reset_submodules()
     }
 }
+
+/// Which worktrees git machine watches (`git config machine.watch`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum WatchWhen {
+    /// Every one (`true`).
+    Always,
+    /// None: every staging reads every folder (`false`).
+    Never,
+    /// Those whose index is over [`WATCH_FROM_BYTES`] (`auto`, the default).
+    #[default]
+    Big,
+}
+
+/// From this index size (~2k files) a watch pays: below it, `git add -A` reads every folder
+/// in a few milliseconds, less than the two processes a watched staging starts.
+const WATCH_FROM_BYTES: u64 = READ_INDEX_BYTES;
 
 /// How a staging of the paths a watch named went.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -95,7 +95,8 @@ impl Worktree {
         // Detached in place by libgit2: `git checkout --detach` would refresh the whole index.
         let head = repo.head()?.peel_to_commit()?.id();
         repo.set_head_detached(head)?;
-        if !self.holds_only_tracked(&repo, Oid(head)).unwrap_or(false) {
+        let known = self.tracked_folders(&repo, Oid(head)).unwrap_or(None);
+        if known.is_none() {
             self.git(&["clean", "-ffdxq"])?;
         }
         self.drop_submodules()?;
@@ -110,7 +111,11 @@ impl Worktree {
         if let Some(admin) = self.admin_dir() {
             let _ = std::fs::write(admin.join(BYTES), format!("{bytes} {head}\n"));
         }
-        if self.record_folders(&repo, Oid(head)).is_err() {
+        let recorded = match &known {
+            Some(rec) => self.write_record(rec),
+            None => self.record_folders(&repo, Oid(head)),
+        };
+        if recorded.is_err() {
             self.forget_folders();
         }
         Ok(bytes)

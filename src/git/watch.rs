@@ -61,6 +61,12 @@ pub(crate) enum ToStage {
     Lost,
 }
 
+/// The folders of a tree, to watch.
+pub(crate) struct Folders {
+    tree: Oid,
+    folders: Vec<Vec<u8>>,
+}
+
 /// A worktree's folders watched since it last held a known tree.
 pub(crate) struct Watch {
     #[cfg(target_os = "linux")]
@@ -107,14 +113,9 @@ fn outermost(paths: BTreeSet<Vec<u8>>) -> BTreeSet<Vec<u8>> {
 }
 
 impl Watch {
-    /// Watch every folder of commit `commit`'s tree in `wt`, which holds exactly that commit
-    /// and nothing untracked. `None` where a watch cannot serve: not Linux, a submodule in the
-    /// tree, too many folders, or the kernel refused (its limits on watches and instances).
-    pub(crate) fn start(
-        wt: &Worktree,
-        repo: &git2::Repository,
-        commit: Oid,
-    ) -> Result<Option<Watch>> {
+    /// The folders of commit `commit`'s tree (the root first), to watch in worktrees holding
+    /// it: `None` when a watch cannot serve there (a submodule, too many folders).
+    pub(crate) fn folders_of(repo: &git2::Repository, commit: Oid) -> Result<Option<Folders>> {
         let tree = repo.find_commit(commit.0)?.tree()?;
         let mut folders = vec![Vec::new()];
         let mut submodule = false;
@@ -128,29 +129,33 @@ impl Watch {
             }
             git2::TreeWalkResult::Ok
         })?;
-        if submodule || folders.len() > MAX_FOLDERS {
-            return Ok(None);
-        }
-        Ok(Watch::open(wt, Oid(tree.id()), folders))
+        Ok(
+            (!submodule && folders.len() <= MAX_FOLDERS).then(|| Folders {
+                tree: Oid(tree.id()),
+                folders,
+            }),
+        )
     }
 
+    /// Watch `folders` in `wt`, which holds exactly their tree and nothing untracked. `None`
+    /// where the kernel refuses (its limits on watches and instances) or there is no inotify.
     #[cfg(not(target_os = "linux"))]
-    fn open(_: &Worktree, _: Oid, _: Vec<Vec<u8>>) -> Option<Watch> {
+    pub(crate) fn start(_: &Worktree, _: &Folders) -> Option<Watch> {
         None
     }
 
     #[cfg(target_os = "linux")]
-    fn open(wt: &Worktree, tree: Oid, folders: Vec<Vec<u8>>) -> Option<Watch> {
+    pub(crate) fn start(wt: &Worktree, folders: &Folders) -> Option<Watch> {
         let mut watch = Watch {
             inotify: inotify::Inotify::init().ok()?,
             folders: HashMap::new(),
             watched: HashSet::new(),
-            tree,
+            tree: folders.tree,
             carry: BTreeSet::new(),
             index: Stamp::of(wt),
         };
-        for folder in folders {
-            watch.add(wt, folder).ok()?;
+        for folder in &folders.folders {
+            watch.add(wt, folder.clone()).ok()?;
         }
         Some(watch)
     }
@@ -293,8 +298,6 @@ impl Watch {
     fn heard(&mut self, wt: &Worktree, repo: &git2::Repository) -> Option<BTreeSet<Vec<u8>>> {
         use inotify::EventMask as E;
         let mut paths = BTreeSet::new();
-        // A folder renamed within the worktree: from where (by the kernel's cookie).
-        let mut moved_from: HashMap<u32, Vec<u8>> = HashMap::new();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
             let events = match self.inotify.read_events(&mut buffer) {
@@ -332,38 +335,16 @@ impl Watch {
                 let path = join(&dir, name);
                 if event.mask.contains(E::ISDIR) {
                     if event.mask.contains(E::MOVED_FROM) {
-                        moved_from.insert(event.cookie, path.clone());
-                    } else if event.mask.contains(E::MOVED_TO) {
-                        if let Some(from) = moved_from.remove(&event.cookie) {
-                            self.rename(&from, &path);
-                        }
-                        // Its folders may not all have been watched where they came from.
-                        self.add_new(wt, repo, &path).ok()?;
-                    } else if event.mask.contains(E::CREATE) {
+                        // Its watches would name paths where it no longer is.
+                        self.forget_within(&path);
+                    } else if event.mask.intersects(E::MOVED_TO | E::CREATE) {
                         self.add_new(wt, repo, &path).ok()?;
                     }
                 }
                 paths.insert(path);
             }
         }
-        // Folders moved out of the worktree: their watches would name paths wrongly.
-        for (_, from) in moved_from {
-            self.forget_within(&from);
-        }
         Some(paths)
-    }
-
-    /// A watched folder (and those in it) now lives at `to`.
-    #[cfg(target_os = "linux")]
-    fn rename(&mut self, from: &[u8], to: &[u8]) {
-        for path in self.folders.values_mut() {
-            if within(path, from) {
-                let moved = [to, &path[from.len()..]].concat();
-                self.watched.remove(path.as_slice());
-                self.watched.insert(moved.clone());
-                *path = moved;
-            }
-        }
     }
 
     /// Stop watching `folder` and the folders in it.
@@ -387,6 +368,7 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::{init_scratch_repo, run_git, Repo};
 
     fn set(paths: &[&str]) -> BTreeSet<Vec<u8>> {
         paths.iter().map(|p| p.as_bytes().to_vec()).collect()
@@ -398,5 +380,221 @@ mod tests {
         assert_eq!(kept, set(&["a", "ab", "c/d", "c/e"]));
         assert!(within(b"a/b", b"a") && within(b"a", b"a") && within(b"x", b""));
         assert!(!within(b"ab", b"a") && !within(b"a", b"a/b"));
+    }
+
+    /// Two worktrees of one repository at the same commit: one watched, one staged by a
+    /// scan of everything. Every change is made in both; their staged trees must be equal.
+    struct Twins {
+        _tmp: tempfile::TempDir,
+        main: std::path::PathBuf,
+        watched: Worktree,
+        scanned: Worktree,
+        base: Oid,
+    }
+
+    impl Twins {
+        fn new(files: &[(&str, &str)]) -> Twins {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let main = tmp.path().join("main");
+            std::fs::create_dir(&main).expect("mkdir");
+            init_scratch_repo(&main).expect("repo");
+            for (path, text) in files {
+                let full = main.join(path);
+                std::fs::create_dir_all(full.parent().expect("parent")).expect("dirs");
+                std::fs::write(full, text).expect("write");
+            }
+            run_git(&main, ["add", "-A"]).expect("add");
+            run_git(&main, ["commit", "-q", "-m", "files"]).expect("commit");
+            let owner = Repo::open(&main, &crate::git::GitEnv::default()).expect("open");
+            let base = owner.head_commit().expect("head");
+            let mut twins = Vec::new();
+            for name in ["watched", "scanned"] {
+                let path = tmp.path().join(name);
+                owner
+                    .worktree_add_detached(&path, base)
+                    .expect("worktree add");
+                twins.push(Worktree::new(path));
+            }
+            let scanned = twins.pop().expect("scanned");
+            let watched = twins.pop().expect("watched");
+            watched
+                .watch_from(base, crate::git::WatchWhen::Always)
+                .expect("watch");
+            assert!(watched.is_watched(), "a watch starts on Linux");
+            Twins {
+                _tmp: tmp,
+                main,
+                watched,
+                scanned,
+                base,
+            }
+        }
+
+        /// Run `script` (sh) in both worktrees.
+        fn both(&self, script: &str) {
+            for wt in [&self.watched, &self.scanned] {
+                let ok = std::process::Command::new("sh")
+                    .args(["-c", script])
+                    .current_dir(&wt.path)
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .status()
+                    .expect("sh");
+                assert!(ok.success(), "{script}");
+            }
+        }
+
+        /// Stage both from `base` as a step would, commit, and check the trees agree. The new
+        /// base.
+        fn stage(&mut self, what: &str) -> Oid {
+            let none = |_: &str| false;
+            let watched = self
+                .watched
+                .stage_all(&[], &none, self.base)
+                .expect("stage");
+            let scanned = self
+                .scanned
+                .stage_all(&[], &none, self.base)
+                .expect("stage");
+            let listed = |tree: Oid| run_git(&self.main, ["ls-tree", "-r", &tree.to_string()]);
+            assert_eq!(
+                listed(watched.tree).expect("ls-tree"),
+                listed(scanned.tree).expect("ls-tree"),
+                "{what}"
+            );
+            let commit = |wt: &Worktree, tree: Oid| {
+                let out = run_git(
+                    &self.main,
+                    [
+                        "commit-tree",
+                        &tree.to_string(),
+                        "-p",
+                        &self.base.to_string(),
+                        "-m",
+                        what,
+                    ],
+                )
+                .expect("commit-tree");
+                let commit = Oid::parse(out.trim()).expect("oid");
+                wt.detach_head_at(commit).expect("head");
+                commit
+            };
+            commit(&self.scanned, scanned.tree);
+            self.base = commit(&self.watched, watched.tree);
+            self.base
+        }
+    }
+
+    #[test]
+    fn a_watched_worktree_stages_what_a_scan_of_everything_stages() {
+        let mut t = Twins::new(&[
+            (".gitignore", "*.o\nbuild/\n"),
+            ("a/b/one.txt", "one\n"),
+            ("a/two.txt", "two\n"),
+            ("c/three.txt", "three\n"),
+            ("gone/x.txt", "x\n"),
+            ("top.txt", "top\n"),
+        ]);
+        for (what, script) in [
+            ("edit, delete, create", "echo more >> a/b/one.txt && rm a/two.txt && echo n > new.txt"),
+            ("new folders, ignored files", "mkdir -p d/e/f && echo f > d/e/f/f.txt && echo o > d/x.o && mkdir -p build/x && echo b > build/x/b.txt"),
+            ("a folder deleted, a mode changed, a symlink", "rm -r gone && chmod +x top.txt && ln -s top.txt link"),
+            ("a folder renamed", "mv a moved"),
+            ("a folder moved out, another made in its place", "mv c ../c-$(basename $PWD) && mkdir c && echo n > c/new.txt"),
+            ("in the folder made in its place", "echo m >> c/new.txt && echo o > c/other.txt"),
+            ("in the renamed folder", "echo later > moved/b/later.txt && echo again >> moved/b/one.txt"),
+            ("in the folder made two steps ago", "echo g > d/e/g.txt && rm d/e/f/f.txt"),
+            ("an untracked folder of ignored files gets a file", "mkdir -p objs && echo o > objs/a.o"),
+            ("then a file git sees", "echo n > objs/notes.txt"),
+            ("a file replaced by a folder", "rm top.txt && mkdir top.txt && echo t > top.txt/inner.txt"),
+            ("nothing", "true"),
+        ] {
+            t.both(script);
+            t.stage(what);
+        }
+        assert!(t.watched.is_watched(), "the watch served every step");
+    }
+
+    /// A step's own git commands change the index without touching a file: what they did
+    /// is staged as `git add -A` would.
+    #[test]
+    fn what_a_step_did_with_git_itself_is_staged_too() {
+        let mut t = Twins::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+        t.both("git rm -q --cached a.txt");
+        t.stage("untracked by git rm --cached");
+        t.both("echo c > c.txt && git add c.txt && git -c user.name=A -c user.email=a@x commit -qm c && echo d > d.txt");
+        t.stage("a commit of the step's own");
+        t.both("git rm -q b.txt");
+        t.stage("git rm");
+        assert!(t.watched.is_watched());
+    }
+
+    /// Where the watch cannot tell, the staging reads everything and the watch is dropped.
+    #[test]
+    fn an_ignore_file_changed_or_a_nested_repository_ends_the_watch() {
+        let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("a.txt", "a\n")]);
+        t.both("echo old > old.log");
+        t.stage("an ignored file");
+        t.both("echo '*.tmp' > .gitignore");
+        t.stage("un-ignored: the old file counts now");
+        assert!(
+            !t.watched.is_watched(),
+            "a changed .gitignore ends the watch"
+        );
+
+        let mut t = Twins::new(&[("a.txt", "a\n")]);
+        t.both("mkdir inner && cd inner && git init -q && echo x > x.txt && git add x.txt && git -c user.name=A -c user.email=a@x commit -qm x");
+        t.stage("a nested repository");
+        assert!(
+            !t.watched.is_watched(),
+            "a nested repository ends the watch"
+        );
+    }
+
+    /// More events than the kernel queues: the watch cannot tell, and says so.
+    #[test]
+    fn an_overflowing_queue_ends_the_watch() {
+        let mut t = Twins::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(16384);
+        for i in 0..=max {
+            let path = if i % 2 == 0 { "a.txt" } else { "b.txt" };
+            std::fs::write(t.watched.path.join(path), format!("{i}\n")).expect("write");
+        }
+        t.both(&format!("echo {max} > a.txt && echo {} > b.txt", max - 1));
+        t.stage("after an overflow");
+        assert!(!t.watched.is_watched());
+    }
+
+    /// Many paths: one scan instead of a pathspec each, and the watch goes on.
+    #[test]
+    fn many_changed_paths_are_scanned_and_the_watch_goes_on() {
+        let mut t = Twins::new(&[("a.txt", "a\n")]);
+        t.both("for i in $(seq 1 300); do echo $i > f$i.txt; done");
+        t.stage("300 new files");
+        t.both("echo b >> f7.txt");
+        t.stage("one more change");
+        assert!(t.watched.is_watched());
+    }
+
+    /// A tree with a submodule is not watched: its commits happen in its own git dir.
+    #[test]
+    fn a_tree_with_a_submodule_is_not_watched() {
+        let t = Twins::new(&[("a.txt", "a\n")]);
+        let sub = t.main.join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        init_scratch_repo(&sub).expect("sub");
+        run_git(&t.main, ["add", "sub"]).expect("add");
+        run_git(&t.main, ["commit", "-q", "-m", "sub"]).expect("commit");
+        let head = Oid::parse(
+            run_git(&t.main, ["rev-parse", "HEAD"])
+                .expect("head")
+                .trim(),
+        )
+        .expect("oid");
+        let repo = git2::Repository::open(&t.main).expect("open");
+        assert!(Watch::folders_of(&repo, head).expect("folders").is_none());
+        assert!(Watch::folders_of(&repo, t.base).expect("folders").is_some());
     }
 }

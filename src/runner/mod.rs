@@ -111,6 +111,8 @@ pub struct Runner<'a> {
     pub rt: &'a tokio::runtime::Runtime,
     /// The person at the terminal, when there is one to hand it to or to talk with.
     pub person: Option<&'a mut dyn person::Person>,
+    /// Which worktrees are watched (`git config machine.watch`).
+    pub watch: crate::git::WatchWhen,
     /// The secret rules of the workflow version last read ([`Runner::rules_at`]).
     pub secrets_seen: std::cell::RefCell<Option<(Oid, crate::store::secrets::Secrets)>>,
 }
@@ -224,7 +226,7 @@ impl Runner<'_> {
         self.pool()?
             .acquire(self.repo, &wt_path, Target::Branch(&id.branch(), start))?;
         let wt = Worktree::new(wt_path.clone());
-        wt.watch_from(start)?;
+        wt.watch_from(start, self.watch)?;
         self.emit(
             &id,
             Kind::RunStarted {
@@ -555,7 +557,7 @@ impl Runner<'_> {
         let tip = self.branch_tip(id)?;
         self.pool()?
             .acquire(self.repo, &path, Target::Branch(&branch, tip))?;
-        wt.watch_from(tip)?;
+        wt.watch_from(tip, self.watch)?;
         Ok(wt)
     }
 

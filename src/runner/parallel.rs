@@ -215,14 +215,17 @@ impl Runner<'_> {
         self.pool()?.acquire_all(self.repo, &wanted)?;
         let mut seq = info.state.seq;
         let mut prepared = Vec::new();
+        // Watched from the moment they hold the base, before anything is copied in.
         let acquired: Vec<PathBuf> = wanted.iter().map(|(p, _)| p.to_path_buf()).collect();
-        for (step, path) in todo.into_iter().zip(paths) {
+        let worktrees: Vec<Worktree> = paths.into_iter().map(Worktree::new).collect();
+        let fresh: Vec<&Worktree> = worktrees
+            .iter()
+            .filter(|mwt| acquired.contains(&mwt.path))
+            .collect();
+        Worktree::watch_all(&fresh, base, self.watch)?;
+        for (step, mwt) in todo.into_iter().zip(worktrees) {
             seq += 1;
             let rec = record_name(seq, &step.id);
-            let mwt = Worktree::new(path);
-            if acquired.contains(&mwt.path) {
-                mwt.watch_from(base)?;
-            }
             let notes = self.ready(id, Some(&step.id), &mwt, &spec)?;
             prepared.push((step, seq, rec, mwt, notes));
         }

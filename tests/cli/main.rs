@@ -30,4 +30,5 @@ mod snapshots;
 mod trust;
 mod vars_input;
 mod watch;
+mod watched;
 mod workspace;

@@ -1,0 +1,122 @@
+//! Stagings that go by a watch of the worktree's folders (`machine.watch`): the same commits
+//! as stagings that read every folder, without `git add -A`.
+
+use crate::common::TestEnv;
+
+/// Steps that change a worktree in the ways a watch must follow: a folder renamed and then
+/// written in, a folder of ignored files that later gets a file git sees, a file the step
+/// untracks with git itself, an ignore rule changed so an old ignored file counts.
+const STEPS: &str = r#"version = 1
+name = "changes"
+[[steps]]
+id = "one"
+run = ["sh", "-c", "mkdir -p lib/deep && echo a > lib/deep/a.txt && mkdir objs && echo o > objs/x.o && echo l > old.log && echo e >> README.md"]
+[[steps]]
+id = "two"
+run = ["sh", "-c", "mv lib src && echo b > src/deep/b.txt && git rm -q --cached README.md"]
+[[steps]]
+id = "three"
+run = ["sh", "-c", "echo n > objs/notes.txt && echo c >> src/deep/a.txt && rm -r src/deep/b.txt"]
+[[steps]]
+id = "four"
+run = ["sh", "-c", "printf '*.o\\n' > .gitignore"]
+"#;
+
+/// A repository with `.gitignore` ignoring `*.o` and `*.log`, `machine.watch` as given, that
+/// ran STEPS: its run's commits, one `ls-tree -r` a step, and the git commands it ran.
+fn ran_with(watch: &str) -> (Vec<String>, String) {
+    let env = TestEnv::new();
+    env.write(".gitignore", "*.o\n*.log\n");
+    env.git(&["add", ".gitignore"]);
+    env.git(&["commit", "-q", "-m", "ignore"]);
+    env.git(&["config", "machine.watch", watch]);
+    env.workflow("changes", STEPS);
+    let trace = env.tmp.path().join("trace");
+    let out = env
+        .machine_cmd(&["run", "changes"])
+        .env("GIT_TRACE", &trace)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = env.last_run();
+    let trees = (0..4)
+        .rev()
+        .map(|back| {
+            env.git(&["ls-tree", "-r", &format!("machine/{run}~{back}")])
+                .lines()
+                .filter(|l| !l.contains("\t.codemachine/"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        })
+        .collect();
+    (trees, std::fs::read_to_string(trace).unwrap_or_default())
+}
+
+#[test]
+fn a_watched_run_commits_what_a_run_reading_every_folder_commits() {
+    let (watched, watched_git) = ran_with("true");
+    let (scanned, scanned_git) = ran_with("false");
+    for (step, (w, s)) in watched.iter().zip(&scanned).enumerate() {
+        assert_eq!(w, s, "step {} commits the same tree", step + 1);
+    }
+    let last = &watched[3];
+    assert!(
+        last.contains("\told.log\n"),
+        "un-ignored by step four:\n{last}"
+    );
+    assert!(
+        last.contains("\tobjs/notes.txt\n") && !last.contains("objs/x.o"),
+        "{last}"
+    );
+    assert!(
+        last.contains("\tsrc/deep/a.txt\n") && !last.contains("lib/"),
+        "{last}"
+    );
+    assert!(
+        last.contains("\tREADME.md\n"),
+        "untracked by git rm --cached, added back"
+    );
+    let adds = |trace: &str| {
+        trace
+            .lines()
+            .filter(|l| l.contains("built-in: git add -A"))
+            .count()
+    };
+    // Step four changed .gitignore: that staging reads everything, and the watch ends.
+    assert_eq!(adds(&watched_git), 1, "{watched_git}");
+    assert_eq!(adds(&scanned_git), 4, "{scanned_git}");
+}
+
+#[test]
+fn by_default_a_small_worktree_is_scanned_and_a_bad_setting_is_refused() {
+    let env = TestEnv::new();
+    env.git(&["config", "--unset", "--global", "machine.watch"]);
+    env.workflow(
+        "one",
+        "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo x > x.txt\"]\n",
+    );
+    let trace = env.tmp.path().join("trace");
+    let out = env
+        .machine_cmd(&["run", "one"])
+        .env("GIT_TRACE", &trace)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let git = std::fs::read_to_string(trace).expect("trace");
+    assert!(
+        git.contains("built-in: git add -A"),
+        "a small index: scanned\n{git}"
+    );
+    env.git(&["config", "machine.watch", "sometimes"]);
+    let r = env.machine_code(2, &["run", "one"]);
+    assert!(
+        r.stderr
+            .contains("machine.watch is `sometimes`, not auto, true or false"),
+        "{r}"
+    );
+    assert_eq!(env.runs().len(), 1, "the refused run was not created");
+}

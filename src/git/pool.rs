@@ -189,7 +189,7 @@ impl Worktree {
         self.mark_switching(true)?;
         // A switch that git refuses (a file differs from what the index says after all) falls
         // back to the full reset: the worktree is the pool's, nothing in it is kept.
-        if !(parked && self.move_between(None, commit)?) {
+        if !(parked && self.move_between(None, commit, false)?) {
             let commit = commit.to_string();
             self.git(&["read-tree", "--reset", "-u", &commit])?;
             self.git(&["clean", "-ffdxq"])?;
@@ -199,26 +199,20 @@ impl Worktree {
         self.reset_submodules()
     }
 
-    /// Switch a parked worktree by checking out only the paths where HEAD's tree and
-    /// `commit`'s differ (`git checkout --no-overlay <commit> -- <paths>`; a folder only one
-    /// side has is one path): a two-way `read-tree` walks all the index and both trees,
-    /// 165 ms at 100k files against ~60 ms. `false`, with nothing changed, when there are
-    /// more than [`SWITCH_PATHS`] paths (git matches every index entry against every path),
-    /// or a file to rewrite differs from the index (the pooled worktree was changed behind
-    /// the pool's back: the caller's way finds out what to do).
     /// Move a worktree whose index and files are commit `from`'s (HEAD's when `None`) to
     /// commit `to`, writing only what differs: a checkout of the paths that differ (see
     /// [`Worktree::checkout_changed`]), or with many of them a two-way `git read-tree -m -u`.
     /// `Ok(false)`, with nothing changed, when git refuses: a file to rewrite has changes of
-    /// its own.
-    pub(super) fn move_between(&self, from: Option<Oid>, to: Oid) -> Result<bool> {
+    /// its own. `untouched`: a watch knows nothing changed since the worktree held `from`,
+    /// so the files to rewrite are not checked first.
+    pub(super) fn move_between(&self, from: Option<Oid>, to: Oid, untouched: bool) -> Result<bool> {
         super::configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
         let from = match from {
             Some(commit) => repo.find_commit(commit.0)?,
             None => repo.head()?.peel_to_commit()?,
         };
-        if self.checkout_changed(&repo, &from.tree()?, to)? {
+        if self.checkout_changed(&repo, &from.tree()?, to, untouched)? {
             return Ok(true);
         }
         let (from, to) = (from.id().to_string(), to.to_string());
@@ -234,12 +228,14 @@ impl Worktree {
     /// one side has is one path): a two-way `read-tree` walks all the index and both trees,
     /// 165 ms at 100k files against ~70 ms. `false`, with nothing changed, when there are
     /// more than [`SWITCH_PATHS`] paths (git matches every index entry against every path),
-    /// or a file to rewrite differs from the index (changed behind git machine's back).
+    /// or a file to rewrite differs from the index (changed behind git machine's back; not
+    /// checked when `untouched`).
     fn checkout_changed(
         &self,
         repo: &git2::Repository,
         from: &git2::Tree<'_>,
         commit: Oid,
+        untouched: bool,
     ) -> Result<bool> {
         let target = repo.find_commit(commit.0)?.tree()?;
         let Some(paths) = super::treediff::changed_paths(repo, from, &target, SWITCH_PATHS)? else {
@@ -260,9 +256,11 @@ impl Worktree {
         .map(OsStr::new)
         .to_vec();
         diff.extend(named.clone());
-        match self.git_bytes(&diff) {
-            Ok(changed) if changed.is_empty() => {}
-            _ => return Ok(false),
+        if !untouched {
+            match self.git_bytes(&diff) {
+                Ok(changed) if changed.is_empty() => {}
+                _ => return Ok(false),
+            }
         }
         let target = commit.to_string();
         let mut checkout: Vec<&OsStr> = [

@@ -78,7 +78,8 @@ pub(crate) struct Watch {
     /// The tree the worktree held when last known: what no event and no carried path names
     /// still holds it.
     tree: Oid,
-    /// Paths the last staging left out of its tree (they are still in the worktree).
+    /// Paths to read at the next staging whatever is heard: those the last staging left out
+    /// of its tree (still in the worktree), and those heard since but not staged yet.
     carry: BTreeSet<Vec<u8>>,
     /// The index as the last staging left it; another one means git ran in the worktree.
     index: Option<Stamp>,
@@ -252,6 +253,20 @@ impl Watch {
         } else {
             ToStage::Paths(paths)
         })
+    }
+
+    /// The tree the worktree holds exactly when nothing happened since it was last known
+    /// (no event, no path left out, the same index), else `Some(None)`; `None` when the watch
+    /// cannot tell. What was heard is kept for the next staging.
+    pub(crate) fn untouched(
+        &mut self,
+        wt: &Worktree,
+        repo: &git2::Repository,
+    ) -> Option<Option<Oid>> {
+        let heard = self.heard(wt, repo)?;
+        self.carry.extend(heard);
+        let same = self.carry.is_empty() && self.index.is_some() && Stamp::of(wt) == self.index;
+        Some(Some(self.tree).filter(|_| same))
     }
 
     /// The worktree was staged: it holds tree `tree` (index and files) but for `carry`, the
@@ -576,6 +591,40 @@ mod tests {
         t.both("echo b >> f7.txt");
         t.stage("one more change");
         assert!(t.watched.is_watched());
+    }
+
+    /// Moving a watched worktree to another commit skips checking the files it rewrites only
+    /// while nothing at all changed: an edit, heard, makes the move check them, and one in a
+    /// file the move would rewrite refuses it.
+    #[test]
+    fn a_watched_worktree_moves_unchecked_only_while_untouched() {
+        let mut t = Twins::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+        let start = t.base;
+        t.both("echo a2 > a.txt");
+        let next = t.stage("a.txt changed");
+        let repo = git2::Repository::open(&t.watched.path).expect("open");
+        let untouched = |commit| t.watched.untouched_at(&repo, &[commit]).expect("untouched");
+        assert_eq!(
+            untouched(next),
+            Some(next),
+            "staged and committed, nothing since"
+        );
+        std::fs::write(t.watched.path.join("a.txt"), "edited by a person\n").expect("edit");
+        assert_eq!(untouched(next), None);
+        assert!(
+            !t.watched.advance(&[next], start).expect("advance"),
+            "refused"
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.watched.path.join("a.txt")).expect("read"),
+            "edited by a person\n"
+        );
+        assert!(
+            t.watched.is_watched(),
+            "what was heard waits for the next staging"
+        );
+        t.both("echo edited by a person > a.txt");
+        t.stage("the person's edit is the next step's");
     }
 
     /// A tree with a submodule is not watched: its commits happen in its own git dir.

@@ -1686,8 +1686,9 @@ const READ_INDEX_BYTES: u64 = 160 << 10;
 /// `git diff-index --cached --no-renames --ignore-submodules=none` gives.
 fn staged_changes_read(repo: &git2::Repository, base: Oid) -> Result<Vec<treediff::Changed>> {
     let mut index = repo.index()?;
-    // The repository keeps the index it read last; git may have written a newer one since.
-    index.read(true)?;
+    // The repository keeps the index it read last; git may have written a newer one since
+    // (a new file: git renames it into place), which this reads if so.
+    index.read(false)?;
     let tree = repo.find_commit(base.0)?.tree()?;
     let mut opts = git2::DiffOptions::new();
     opts.include_typechange(true)

@@ -269,6 +269,26 @@ mod tests {
         std::fs::write(p, text).expect("write");
     }
 
+    /// One repository handle reads the index twice, git writing it in between: the second
+    /// read sees what git wrote (libgit2 keeps the index it loaded first).
+    #[test]
+    fn a_second_read_in_one_repository_sees_what_git_staged_since() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        init_scratch_repo(root).expect("repo");
+        let wt = Worktree::new(root.to_path_buf());
+        let base = wt.head().expect("head");
+        let repo = git2::Repository::open(root).expect("open");
+        assert!(crate::git::staged_changes_read(&repo, base)
+            .expect("read")
+            .is_empty());
+        write(root, "new.txt", "n");
+        run_git(root, ["add", "new.txt"]).expect("add");
+        let second = crate::git::staged_changes_read(&repo, base).expect("read");
+        assert_eq!(second.len(), 1, "{second:?}");
+        assert_eq!(second[0].path, b"new.txt");
+    }
+
     /// The tree staging builds from `git diff-index` and the base tree is the tree `git
     /// write-tree` makes of the same index, whatever the step did: files added deep in new
     /// folders, changed, deleted (a folder's last file too), made executable, turned into a

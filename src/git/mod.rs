@@ -1685,10 +1685,10 @@ const READ_INDEX_BYTES: u64 = 160 << 10;
 /// How the index of `repo` differs from commit `base`'s tree, read by libgit2: the same list
 /// `git diff-index --cached --no-renames --ignore-submodules=none` gives.
 fn staged_changes_read(repo: &git2::Repository, base: Oid) -> Result<Vec<treediff::Changed>> {
-    let mut index = repo.index()?;
-    // The repository keeps the index it read last; git may have written a newer one since
-    // (a new file: git renames it into place), which this reads if so.
-    index.read(false)?;
+    // The file as it is now, read once: the repository's own index object is the one it
+    // read first (git may have written a newer one since), and asking it to reread when
+    // changed reads a hashless index (`index.skipHash`) twice, its checksum never matching.
+    let index = git2::Index::open(&repo.path().join("index"))?;
     let tree = repo.find_commit(base.0)?.tree()?;
     let mut opts = git2::DiffOptions::new();
     opts.include_typechange(true)

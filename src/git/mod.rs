@@ -1302,9 +1302,9 @@ impl Worktree {
     }
 
     /// Stage everything (ignored files excluded, except `force` paths) and write the index as a
-    /// tree. Only `git add -A` is spawned (with the untracked cache: the worktree is scanned
-    /// every step); whether a `force` path is ignored is asked of libgit2, and the tree is
-    /// written from the index by libgit2, so the common case costs one git process.
+    /// tree. A watched worktree stages only the paths its watch heard (`git ls-files` and
+    /// `git update-index`, see [`watch`]), any other runs `git add -A`; whether a `force` path
+    /// is ignored is asked of libgit2, and the tree is written by libgit2 from the changes.
     ///
     /// A staged path that `leave_out` names and that commit `base` does not hold is taken out
     /// of the index again (the file stays in the worktree, untracked): it is in neither the
@@ -1606,20 +1606,20 @@ impl Worktree {
     pub fn advance(&self, from: &[Oid], to: Oid) -> Result<bool> {
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        let mut held = self.untouched_at(&repo, from)?;
-        let untouched = held.is_some();
-        for commit in from {
-            if held.is_some() {
-                break;
-            }
-            if self.staged_changes(&repo, *commit)?.is_empty() {
-                held = Some(*commit);
+        let untouched = self.untouched_at(&repo, from)?;
+        let mut held = untouched;
+        if held.is_none() {
+            for commit in from {
+                if self.staged_changes(&repo, *commit)?.is_empty() {
+                    held = Some(*commit);
+                    break;
+                }
             }
         }
         let Some(from) = held else {
             return Ok(false);
         };
-        if !self.move_between(Some(from), to, untouched)? {
+        if !self.move_between(Some(from), to, untouched.is_some())? {
             return Ok(false);
         }
         crate::env::crash::point("reset");

@@ -20,6 +20,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
+use super::folders::join;
 use super::{Oid, Result, Worktree};
 
 /// More changed paths than this and `git add -A` is cheaper: git matches every index entry
@@ -83,13 +84,6 @@ pub(crate) struct Watch {
     carry: BTreeSet<Vec<u8>>,
     /// The index as the last staging left it; another one means git ran in the worktree.
     index: Option<Stamp>,
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    if dir.is_empty() {
-        return name.to_vec();
-    }
-    [dir, b"/", name].concat()
 }
 
 /// `path` is `dir` or inside it.

@@ -120,3 +120,50 @@ fn by_default_a_small_worktree_is_scanned_and_a_bad_setting_is_refused() {
     );
     assert_eq!(env.runs().len(), 1, "the refused run was not created");
 }
+
+/// A worktree of ~2,500 files is over the default's threshold (an index of 160 KiB): by
+/// default its stagings go by the watch, and no `git add -A` runs.
+#[test]
+fn by_default_a_big_worktree_is_watched() {
+    let env = TestEnv::new();
+    env.git(&["config", "--unset", "--global", "machine.watch"]);
+    for d in 0..25 {
+        for f in 0..100 {
+            env.write(&format!("d{d:02}/file-{f:03}.txt"), &format!("{d} {f}\n"));
+        }
+    }
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-q", "-m", "many files"]);
+    env.workflow(
+        "one",
+        "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo x > d07/new.txt && echo y >> d03/file-001.txt\"]\n",
+    );
+    let trace = env.tmp.path().join("trace");
+    let out = env
+        .machine_cmd(&["run", "one"])
+        .env("GIT_TRACE", &trace)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let git = std::fs::read_to_string(trace).expect("trace");
+    assert!(
+        !git.contains("built-in: git add -A"),
+        "watched, not scanned\n{git}"
+    );
+    assert!(git.contains("built-in: git update-index"), "{git}");
+    let run = env.last_run();
+    let changed = env.git(&[
+        "diff",
+        "--name-only",
+        &format!("machine/{run}~1"),
+        &format!("machine/{run}"),
+        "--",
+        "d03",
+        "d07",
+    ]);
+    assert_eq!(changed, "d03/file-001.txt\nd07/new.txt\n");
+}

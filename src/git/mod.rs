@@ -1320,11 +1320,11 @@ impl Worktree {
         }
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        let watch = self.stage_changed(&repo, base)?;
+        let watch = self.stage_changed(&repo, base, force)?;
         let ignored: Vec<&str> = force
             .iter()
             .copied()
-            .filter(|p| repo.is_path_ignored(p).unwrap_or(true))
+            .filter(|p| self.holds_ignored(&repo, p))
             .collect();
         if !ignored.is_empty() {
             let mut args = vec!["add", "-f", "--"];
@@ -1373,6 +1373,23 @@ impl Worktree {
             tree,
             left_out: found.into_iter().map(|(_, shown)| shown).collect(),
         })
+    }
+
+    /// Whether `path` (a folder of the worktree) is ignored or holds a file that is: a user's
+    /// `*.log` rule must not keep git machine's own `output.log` out of a `force` path.
+    fn holds_ignored(&self, repo: &git2::Repository, path: &str) -> bool {
+        if repo.is_path_ignored(path).unwrap_or(true) {
+            return true;
+        }
+        walkdir::WalkDir::new(self.path.join(path))
+            .follow_links(false)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_type().is_dir())
+            .any(|e| {
+                let rel = e.path().strip_prefix(&self.path).unwrap_or(e.path());
+                repo.is_path_ignored(rel).unwrap_or(true)
+            })
     }
 
     /// From now on, stage by what the kernel says changed instead of reading every folder
@@ -1453,14 +1470,22 @@ impl Worktree {
     /// Stage what changed since the worktree last held a known tree: only the paths the
     /// watch names when there is one that can tell, else everything (`git add -A`). The watch,
     /// when it is still good, to settle on the staged tree.
-    fn stage_changed(&self, repo: &git2::Repository, base: Oid) -> Result<Option<watch::Watch>> {
+    fn stage_changed(
+        &self,
+        repo: &git2::Repository,
+        base: Oid,
+        force: &[&str],
+    ) -> Result<Option<watch::Watch>> {
         let mut watch = self.watch.lock().expect("the watch's lock").take();
         let to_stage = match watch.as_mut() {
             Some(w) => w.what_to_stage(self, repo, base)?,
             None => watch::ToStage::All,
         };
         let done = match to_stage {
-            watch::ToStage::Paths(paths) => self.stage_paths(&paths)?,
+            watch::ToStage::Paths { paths, index } => {
+                let known = Known { repo, index, force };
+                self.stage_paths(&paths, &known)?
+            }
             watch::ToStage::All => Targeted::NotDone,
             watch::ToStage::Lost => Targeted::Unwatchable,
         };
@@ -1470,33 +1495,46 @@ impl Worktree {
         Ok(watch.filter(|_| done != Targeted::Unwatchable))
     }
 
-    /// Stage `paths` (files and folders) as `git add -A` would: `git ls-files` lists the
-    /// tracked files among them and the untracked ones git does not ignore, `git update-index`
-    /// stages those. Nothing is staged when `git add -A` must do it after all: a nested
-    /// repository among them (staged as a gitlink, which no watch follows), or one git refuses
-    /// (a file where a folder was).
-    fn stage_paths(&self, paths: &BTreeSet<Vec<u8>>) -> Result<Targeted> {
-        if paths.is_empty() {
-            return Ok(Targeted::Done);
+    /// Stage `paths` (files and folders) as `git add -A` would: the files among them whose
+    /// fate needs no ignore rule (see [`Known::files`]) directly, the others as `git ls-files`
+    /// lists them (tracked, or untracked and not ignored); `git update-index` stages the lot.
+    /// Nothing is staged when `git add -A` must do it after all: a nested repository among
+    /// them (staged as a gitlink, which no watch follows), or one git refuses (a file where a
+    /// folder was).
+    fn stage_paths(&self, paths: &BTreeSet<Vec<u8>>, known: &Known<'_>) -> Result<Targeted> {
+        let mut listed: Vec<u8> = Vec::new();
+        let mut asked: Vec<&OsStr> = Vec::new();
+        for path in paths {
+            match known.files(&self.path, path)? {
+                Some(files) => {
+                    for file in files {
+                        listed.extend_from_slice(&file);
+                        listed.push(0);
+                    }
+                }
+                None => asked.push(OsStr::from_bytes(path)),
+            }
         }
-        let mut args: Vec<&OsStr> = [
-            "--literal-pathspecs",
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-            "--",
-        ]
-        .map(OsStr::new)
-        .to_vec();
-        args.extend(paths.iter().map(|p| OsStr::from_bytes(p)));
-        let listed = self.git_bytes(&args)?;
-        let names = listed.split(|b| *b == 0).filter(|n| !n.is_empty());
-        if names.clone().any(|n| n.ends_with(b"/")) {
-            return Ok(Targeted::Unwatchable);
+        if !asked.is_empty() {
+            let mut args: Vec<&OsStr> = [
+                "--literal-pathspecs",
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+            ]
+            .map(OsStr::new)
+            .to_vec();
+            args.extend(asked);
+            let out = self.git_bytes(&args)?;
+            if out.split(|b| *b == 0).any(|n| n.ends_with(b"/")) {
+                return Ok(Targeted::Unwatchable);
+            }
+            listed.extend_from_slice(&out);
         }
-        if names.count() == 0 {
+        if listed.iter().all(|b| *b == 0) {
             return Ok(Targeted::Done);
         }
         let update = ["update-index", "--add", "--remove", "-z", "--stdin"];
@@ -1657,6 +1695,71 @@ pub enum WatchWhen {
 /// From this index size (~2k files) a watch pays: below it, `git add -A` reads every folder
 /// in a few milliseconds, less than the two processes a watched staging starts.
 const WATCH_FROM_BYTES: u64 = READ_INDEX_BYTES;
+
+/// What a watched staging knows without asking git which paths it tracks and ignores.
+struct Known<'a> {
+    repo: &'a git2::Repository,
+    /// The tree the index holds exactly, when known.
+    index: Option<Oid>,
+    /// Paths staged even when ignored (the run's own folder).
+    force: &'a [&'a str],
+}
+
+impl Known<'_> {
+    /// The files to hand `git update-index` for `path` when no ignore rule can change what
+    /// `git add -A` does with them, else `None` (git is asked): every file in or under a
+    /// `force` path (staged whatever the rules), with those the index has there; or `path`
+    /// itself when the index tracks it as a file and it is not a folder now (tracked files
+    /// are staged, ignored or not; a missing one is removed).
+    fn files(&self, root: &Path, path: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
+        let Some(index) = self.index else {
+            return Ok(None);
+        };
+        let tree = self.repo.find_tree(index.0)?;
+        let on_disk = root.join(OsStr::from_bytes(path));
+        let meta = std::fs::symlink_metadata(&on_disk).ok();
+        let forced = self
+            .force
+            .iter()
+            .any(|f| watch::within(path, f.trim_end_matches('/').as_bytes()));
+        if !forced {
+            let tracked = tree
+                .get_path(Path::new(OsStr::from_bytes(path)))
+                .ok()
+                .is_some_and(|e| matches!(e.filemode(), 0o100644 | 0o100755 | 0o120000));
+            let folder = meta.is_some_and(|m| m.is_dir());
+            return Ok((tracked && !folder).then(|| vec![path.to_vec()]));
+        }
+        let mut files = BTreeSet::new();
+        if meta.is_some() {
+            for entry in walkdir::WalkDir::new(&on_disk).follow_links(false) {
+                let entry = entry.map_err(|e| GitError::Io(e.to_string()))?;
+                if !entry.file_type().is_dir() {
+                    let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+                    files.insert(rel.as_os_str().as_bytes().to_vec());
+                }
+            }
+        }
+        match tree.get_path(Path::new(OsStr::from_bytes(path))) {
+            Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => {
+                self.repo
+                    .find_tree(e.id())?
+                    .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                        if entry.kind() == Some(git2::ObjectType::Blob) {
+                            let inner = [dir.as_bytes(), entry.name_bytes()].concat();
+                            files.insert(folders::join(path, &inner));
+                        }
+                        git2::TreeWalkResult::Ok
+                    })?;
+            }
+            Ok(_) => {
+                files.insert(path.to_vec());
+            }
+            Err(_) => {}
+        }
+        Ok(Some(files.into_iter().collect()))
+    }
+}
 
 /// How a staging of the paths a watch named went.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

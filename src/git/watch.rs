@@ -54,8 +54,12 @@ impl Stamp {
 
 /// What a staging is to read.
 pub(crate) enum ToStage {
-    /// Only these paths (files or folders) may differ from the index.
-    Paths(BTreeSet<Vec<u8>>),
+    /// Only these paths (files or folders) may differ from the index; `index`: the tree the
+    /// index holds exactly, when the watch knows it (git did not write the index since).
+    Paths {
+        paths: BTreeSet<Vec<u8>>,
+        index: Option<Oid>,
+    },
     /// Too many to name: read everything, the watch stays good.
     All,
     /// The watch cannot tell: read everything and forget the watch.
@@ -87,7 +91,7 @@ pub(crate) struct Watch {
 }
 
 /// `path` is `dir` or inside it.
-fn within(path: &[u8], dir: &[u8]) -> bool {
+pub(super) fn within(path: &[u8], dir: &[u8]) -> bool {
     dir.is_empty()
         || path == dir
         || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
@@ -238,14 +242,18 @@ impl Watch {
             };
             paths.extend(moved);
         }
-        if Stamp::of(wt) != self.index || self.index.is_none() {
+        let same_index = self.index.is_some() && Stamp::of(wt) == self.index;
+        if !same_index {
             paths.extend(wt.staged_changes(repo, base)?.into_iter().map(|c| c.path));
         }
         let paths = outermost(paths);
         Ok(if paths.len() > MAX_PATHS {
             ToStage::All
         } else {
-            ToStage::Paths(paths)
+            ToStage::Paths {
+                paths,
+                index: same_index.then_some(self.tree),
+            }
         })
     }
 
@@ -455,15 +463,15 @@ mod tests {
         /// Stage both from `base` as a step would, commit, and check the trees agree. The new
         /// base.
         fn stage(&mut self, what: &str) -> Oid {
+            self.stage_forcing(what, &[])
+        }
+
+        /// [`Twins::stage`] with `force`: paths staged even when ignored.
+        fn stage_forcing(&mut self, what: &str, force: &[&str]) -> Oid {
             let none = |_: &str| false;
-            let watched = self
-                .watched
-                .stage_all(&[], &none, self.base)
-                .expect("stage");
-            let scanned = self
-                .scanned
-                .stage_all(&[], &none, self.base)
-                .expect("stage");
+            let watched = self.watched.stage_all(force, &none, self.base);
+            let scanned = self.scanned.stage_all(force, &none, self.base);
+            let (watched, scanned) = (watched.expect("stage"), scanned.expect("stage"));
             let listed = |tree: Oid| run_git(&self.main, ["ls-tree", "-r", &tree.to_string()]);
             assert_eq!(
                 listed(watched.tree).expect("ls-tree"),
@@ -521,6 +529,23 @@ mod tests {
             t.stage(what);
         }
         assert!(t.watched.is_watched(), "the watch served every step");
+    }
+
+    /// A forced folder (the run's own records) is staged whole, files an ignore rule names
+    /// included, whether the folder is new, changed or loses a file.
+    #[test]
+    fn a_forced_folder_is_staged_whole_watched_or_not() {
+        let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("rec/run.toml", "v1\n")]);
+        t.both("mkdir -p rec/steps/01 && echo o > rec/steps/01/output.log && echo s > rec/steps/01/step.toml");
+        t.stage_forcing("a new record with an ignored name", &["rec"]);
+        t.both("echo v2 > rec/run.toml && mkdir rec/steps/02 && echo o > rec/steps/02/output.log && rm rec/steps/01/step.toml");
+        let tree = t.stage_forcing("a changed record", &["rec"]);
+        let listed =
+            run_git(&t.main, ["ls-tree", "-r", "--name-only", &tree.to_string()]).expect("ls");
+        assert!(
+            listed.contains("rec/steps/02/output.log\n") && !listed.contains("01/step.toml"),
+            "{listed}"
+        );
     }
 
     /// A step's own git commands change the index without touching a file: what they did

@@ -167,3 +167,31 @@ fn by_default_a_big_worktree_is_watched() {
     ]);
     assert_eq!(changed, "d03/file-001.txt\nd07/new.txt\n");
 }
+
+/// A user's rule that ignores `*.log` does not keep git machine's own `output.log` out of a
+/// step's record: no step is said to have changed git machine's files, watched or not.
+#[test]
+fn an_ignore_rule_matching_record_files_does_not_trip_the_record_check() {
+    for watch in ["true", "false"] {
+        let env = TestEnv::new();
+        env.write(".gitignore", "*.log\n");
+        env.git(&["add", ".gitignore"]);
+        env.git(&["commit", "-q", "-m", "ignore logs"]);
+        env.git(&["config", "machine.watch", watch]);
+        env.workflow(
+            "two",
+            "version = 1\nname = \"two\"\n[[steps]]\nid = \"a\"\nrun = [\"sh\", \"-c\", \"echo a > a.txt\"]\n[[steps]]\nid = \"b\"\nrun = [\"sh\", \"-c\", \"echo b > b.txt\"]\n",
+        );
+        let r = env.machine_ok(&["run", "two"]);
+        assert!(
+            !r.stderr.contains("git machine's own files"),
+            "watch {watch}\n{r}"
+        );
+        let run = env.last_run();
+        let files = env.git(&["ls-tree", "-r", "--name-only", &format!("machine/{run}")]);
+        assert!(
+            files.contains("/steps/02-b/output.log\n"),
+            "watch {watch}\n{files}"
+        );
+    }
+}

@@ -22,6 +22,23 @@ id = "four"
 run = ["sh", "-c", "printf '*.o\\n' > .gitignore"]
 "#;
 
+/// Run `git machine run <workflow>` in `env` (it must succeed); every git command it ran, as
+/// `GIT_TRACE` wrote them.
+fn run_traced(env: &TestEnv, workflow: &str) -> String {
+    let trace = env.tmp.path().join(format!("trace-{workflow}"));
+    let out = env
+        .machine_cmd(&["run", workflow])
+        .env("GIT_TRACE", &trace)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(trace).unwrap_or_default()
+}
+
 /// A repository with `.gitignore` ignoring `*.o` and `*.log`, `machine.watch` as given, that
 /// ran STEPS: its run's commits, one `ls-tree -r` a step, and the git commands it ran.
 fn ran_with(watch: &str) -> (Vec<String>, String) {
@@ -31,17 +48,7 @@ fn ran_with(watch: &str) -> (Vec<String>, String) {
     env.git(&["commit", "-q", "-m", "ignore"]);
     env.git(&["config", "machine.watch", watch]);
     env.workflow("changes", STEPS);
-    let trace = env.tmp.path().join("trace");
-    let out = env
-        .machine_cmd(&["run", "changes"])
-        .env("GIT_TRACE", &trace)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let git = run_traced(&env, "changes");
     let run = env.last_run();
     let trees = (0..4)
         .rev()
@@ -53,7 +60,7 @@ fn ran_with(watch: &str) -> (Vec<String>, String) {
                 .collect::<String>()
         })
         .collect();
-    (trees, std::fs::read_to_string(trace).unwrap_or_default())
+    (trees, git)
 }
 
 #[test]
@@ -99,14 +106,7 @@ fn by_default_a_small_worktree_is_scanned_and_a_bad_setting_is_refused() {
         "one",
         "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo x > x.txt\"]\n",
     );
-    let trace = env.tmp.path().join("trace");
-    let out = env
-        .machine_cmd(&["run", "one"])
-        .env("GIT_TRACE", &trace)
-        .output()
-        .expect("run");
-    assert!(out.status.success());
-    let git = std::fs::read_to_string(trace).expect("trace");
+    let git = run_traced(&env, "one");
     assert!(
         git.contains("built-in: git add -A"),
         "a small index: scanned\n{git}"
@@ -138,18 +138,7 @@ fn by_default_a_big_worktree_is_watched() {
         "one",
         "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo x > d07/new.txt && echo y >> d03/file-001.txt\"]\n",
     );
-    let trace = env.tmp.path().join("trace");
-    let out = env
-        .machine_cmd(&["run", "one"])
-        .env("GIT_TRACE", &trace)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let git = std::fs::read_to_string(trace).expect("trace");
+    let git = run_traced(&env, "one");
     assert!(
         !git.contains("built-in: git add -A"),
         "watched, not scanned\n{git}"

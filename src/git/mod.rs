@@ -1375,21 +1375,23 @@ impl Worktree {
         })
     }
 
-    /// Whether `path` (a folder of the worktree) is ignored or holds a file that is: a user's
-    /// `*.log` rule must not keep git machine's own `output.log` out of a `force` path.
+    /// Whether `path` (a folder of the worktree) is ignored or holds a file directly in it
+    /// that is: a user's `*.log` rule must not keep git machine's own `output.log` out of a
+    /// `force` path. Only the folder's own files are looked at (a handful; the caller names
+    /// each folder whose new files matter), not every file below it, which grows with a run.
     fn holds_ignored(&self, repo: &git2::Repository, path: &str) -> bool {
         if repo.is_path_ignored(path).unwrap_or(true) {
             return true;
         }
-        walkdir::WalkDir::new(self.path.join(path))
-            .follow_links(false)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| !e.file_type().is_dir())
-            .any(|e| {
-                let rel = e.path().strip_prefix(&self.path).unwrap_or(e.path());
-                repo.is_path_ignored(rel).unwrap_or(true)
-            })
+        let Ok(entries) = std::fs::read_dir(self.path.join(path)) else {
+            return false;
+        };
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let file = e.file_type().is_ok_and(|t| !t.is_dir());
+            file && repo
+                .is_path_ignored(Path::new(path).join(e.file_name()))
+                .unwrap_or(true)
+        })
     }
 
     /// From now on, stage by what the kernel says changed instead of reading every folder

@@ -531,15 +531,18 @@ mod tests {
         assert!(t.watched.is_watched(), "the watch served every step");
     }
 
-    /// A forced folder (the run's own records) is staged whole, files an ignore rule names
-    /// included, whether the folder is new, changed or loses a file.
+    /// Forced folders (the run's folder and the step's new record, as the runner names them)
+    /// are staged whole, files an ignore rule names included, whether new, changed or gone.
     #[test]
     fn a_forced_folder_is_staged_whole_watched_or_not() {
         let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("rec/run.toml", "v1\n")]);
         t.both("mkdir -p rec/steps/01 && echo o > rec/steps/01/output.log && echo s > rec/steps/01/step.toml");
-        t.stage_forcing("a new record with an ignored name", &["rec"]);
+        t.stage_forcing(
+            "a new record with an ignored name",
+            &["rec", "rec/steps/01"],
+        );
         t.both("echo v2 > rec/run.toml && mkdir rec/steps/02 && echo o > rec/steps/02/output.log && rm rec/steps/01/step.toml");
-        let tree = t.stage_forcing("a changed record", &["rec"]);
+        let tree = t.stage_forcing("a changed record", &["rec", "rec/steps/02"]);
         let listed =
             run_git(&t.main, ["ls-tree", "-r", "--name-only", &tree.to_string()]).expect("ls");
         assert!(

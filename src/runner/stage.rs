@@ -85,7 +85,9 @@ pub fn stage_step(
     files: &mut [(String, Vec<u8>)],
     (rules, base): (&Rules, Oid),
 ) -> Result<Stage> {
-    let force = [id.dir()];
+    // The run's folder, and the step's new record in it: git machine's own files, committed
+    // whatever the user's ignore rules say of their names (`output.log` under `*.log`).
+    let force = [id.dir(), store::record_dir(id, rec)];
     let force: Vec<&str> = force.iter().map(String::as_str).collect();
     let staged = stage(wt, &force, rules, base)?;
     if staged.left_out.is_empty() {

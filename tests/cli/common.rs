@@ -28,9 +28,9 @@ impl TestEnv {
         std::fs::create_dir_all(&repo).expect("repo");
         std::fs::write(
             home.join(".gitconfig"),
-            // Every test's small repository is watched (by default only big ones are), so
-            // the whole suite runs through watched stagings; watched.rs tests the others.
-            "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[machine]\n\twatch = true\n",
+            // `machine.watch` as by default: the suite's small repositories are staged inside
+            // git machine, as a user's are; watched.rs runs the same steps watched.
+            "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n",
         )
         .expect("gitconfig");
         let env = TestEnv { tmp, home, repo };

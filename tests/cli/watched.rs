@@ -1,5 +1,6 @@
 //! Stagings that go by a watch of the worktree's folders (`machine.watch`): the same commits
-//! as stagings that read every folder, without `git add -A`.
+//! as stagings that read every folder, without `git add -A`. Small worktrees are read inside
+//! git machine (no git process at all); `src/git/scan.rs` holds that to `git add -A`.
 
 use crate::common::TestEnv;
 
@@ -87,30 +88,43 @@ fn a_watched_run_commits_what_a_run_reading_every_folder_commits() {
         last.contains("\tREADME.md\n"),
         "untracked by git rm --cached, added back"
     );
-    let adds = |trace: &str| {
-        trace
-            .lines()
-            .filter(|l| l.contains("built-in: git add -A"))
-            .count()
-    };
-    // Step four changed .gitignore: that staging reads everything, and the watch ends.
-    assert_eq!(adds(&watched_git), 1, "{watched_git}");
-    assert_eq!(adds(&scanned_git), 4, "{scanned_git}");
+    // Watched, the stagings run `git update-index` on what was heard; step four changed
+    // .gitignore, which ends the watch: that staging reads everything, as every staging of
+    // the run that is not watched does, inside git machine (the index is small).
+    assert!(
+        count(&watched_git, "git update-index") >= 3,
+        "{watched_git}"
+    );
+    for trace in [&watched_git, &scanned_git] {
+        assert_eq!(count(trace, "git add -A"), 0, "{trace}");
+    }
+    assert_eq!(count(&scanned_git, "git update-index"), 0, "{scanned_git}");
 }
 
+/// How many of the git commands in `trace` start with `command` (`git add -A`).
+fn count(trace: &str, command: &str) -> usize {
+    trace
+        .lines()
+        .filter(|l| l.contains(&format!("built-in: {command}")))
+        .count()
+}
+
+/// By default a small worktree is not watched, and its stagings start no git process: the
+/// step's commit holds its file all the same.
 #[test]
-fn by_default_a_small_worktree_is_scanned_and_a_bad_setting_is_refused() {
+fn by_default_a_small_worktree_is_staged_inside_and_a_bad_setting_is_refused() {
     let env = TestEnv::new();
-    env.git(&["config", "--unset", "--global", "machine.watch"]);
     env.workflow(
         "one",
         "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo x > x.txt\"]\n",
     );
     let git = run_traced(&env, "one");
-    assert!(
-        git.contains("built-in: git add -A"),
-        "a small index: scanned\n{git}"
-    );
+    for command in ["git add", "git update-index", "git ls-files"] {
+        assert_eq!(count(&git, command), 0, "{command}\n{git}");
+    }
+    let run = env.last_run();
+    let files = env.git(&["ls-tree", "--name-only", &format!("machine/{run}")]);
+    assert!(files.contains("x.txt\n"), "{files}");
     env.git(&["config", "machine.watch", "sometimes"]);
     let r = env.machine_code(2, &["run", "one"]);
     assert!(
@@ -126,7 +140,6 @@ fn by_default_a_small_worktree_is_scanned_and_a_bad_setting_is_refused() {
 #[test]
 fn by_default_a_big_worktree_is_watched() {
     let env = TestEnv::new();
-    env.git(&["config", "--unset", "--global", "machine.watch"]);
     for d in 0..25 {
         for f in 0..100 {
             env.write(&format!("d{d:02}/file-{f:03}.txt"), &format!("{d} {f}\n"));
@@ -139,11 +152,8 @@ fn by_default_a_big_worktree_is_watched() {
         "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo x > d07/new.txt && echo y >> d03/file-001.txt\"]\n",
     );
     let git = run_traced(&env, "one");
-    assert!(
-        !git.contains("built-in: git add -A"),
-        "watched, not scanned\n{git}"
-    );
-    assert!(git.contains("built-in: git update-index"), "{git}");
+    assert_eq!(count(&git, "git add -A"), 0, "watched, not scanned\n{git}");
+    assert!(count(&git, "git update-index") > 0, "{git}");
     let run = env.last_run();
     let changed = env.git(&[
         "diff",

@@ -36,7 +36,8 @@
 //! them; `steps` is per-step overhead and run start, for every size).
 //! `OVERHEAD_SIZES=1000,10000` chooses sizes (default 1000,10000,100000),
 //! `OVERHEAD_REPS` repetitions (default 5; `OVERHEAD_REPS_BIG`, default 2, from 50k files),
-//! `OVERHEAD_STEPS` K (default 15), `OVERHEAD_RUNS`
+//! `OVERHEAD_STEPS` K (default 15), `OVERHEAD_WATCH` git machine's `machine.watch` (default:
+//! unset, as a user has it), `OVERHEAD_RUNS`
 //! the number of runs for the status measurement (default 200), `OVERHEAD_PRINT_BYTES` what the
 //! memory steps print (default 1 GiB), `OVERHEAD_MEMORY_REPS` (default 3),
 //! `OVERHEAD_STARTUP_N` calls timed for start-up (default 50). Temp files go under `TMPDIR`.
@@ -68,11 +69,13 @@ impl Env {
         let home = root.join("home");
         fs::create_dir_all(&home).expect("create temp HOME");
         let gitconfig = home.join(".gitconfig");
-        fs::write(
-            &gitconfig,
-            "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n",
-        )
-        .expect("write .gitconfig");
+        let mut config =
+            "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n"
+                .to_string();
+        if let Ok(watch) = std::env::var("OVERHEAD_WATCH") {
+            config.push_str(&format!("[machine]\n\twatch = {watch}\n"));
+        }
+        fs::write(&gitconfig, config).expect("write .gitconfig");
         Env {
             home,
             gitconfig,

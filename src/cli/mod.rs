@@ -166,15 +166,14 @@ pub fn jobs(repo: &Repo, given: Option<usize>) -> CliResult<usize> {
 pub const DEFAULT_JOBS: usize = 4;
 
 /// Which worktrees' stagings go by a watch of their folders: `git config machine.watch`,
-/// `auto` (the default: big ones), `true` or `false`.
+/// `auto` (the default) or `true`: every one the system allows; `false`: none.
 pub fn watching(repo: &Repo) -> CliResult<crate::git::WatchWhen> {
     use crate::git::WatchWhen;
     let Some(v) = repo.config_str("machine.watch") else {
-        return Ok(WatchWhen::Big);
+        return Ok(WatchWhen::Always);
     };
     match v.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(WatchWhen::Big),
-        "true" | "yes" | "on" | "1" => Ok(WatchWhen::Always),
+        "auto" | "true" | "yes" | "on" | "1" => Ok(WatchWhen::Always),
         "false" | "no" | "off" | "0" => Ok(WatchWhen::Never),
         _ => Err(CliError::usage(format!(
             "git config machine.watch is `{v}`, not auto, true or false"

@@ -1303,9 +1303,10 @@ impl Worktree {
     }
 
     /// Stage everything (ignored files excluded, except `force` paths) and write the index as a
-    /// tree. A watched worktree stages only the paths its watch heard (`git ls-files` and
-    /// `git update-index`, see [`watch`]), any other runs `git add -A`; whether a `force` path
-    /// is ignored is asked of libgit2, and the tree is written by libgit2 from the changes.
+    /// tree. A watched worktree stages only the paths its watch heard ([`watch`]), any other
+    /// every path. A small index is staged inside git machine ([`scan`]), a big one (or what
+    /// libgit2 would store otherwise) by git: `git ls-files` and `git update-index` of the
+    /// paths heard, else `git add -A`. The tree is written by libgit2 from the changes.
     ///
     /// A staged path that `leave_out` names and that commit `base` does not hold is taken out
     /// of the index again (the file stays in the worktree, untracked): it is in neither the
@@ -1321,17 +1322,16 @@ impl Worktree {
         }
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        let (watch, mut index) = self.stage_changed(&repo, base, force)?;
+        let (watch, index) = self.stage_changed(&repo, base, force)?;
         let ignored: Vec<&str> = force
             .iter()
             .copied()
-            .filter(|p| self.holds_ignored(&repo, p))
+            .filter(|p| index.is_none() && self.holds_ignored(&repo, p))
             .collect();
         if !ignored.is_empty() {
             let mut args = vec!["add", "-f", "--"];
             args.extend_from_slice(&ignored);
             self.git(&args)?;
-            index = None;
         }
         let changes = match index {
             Some(index) => index_changes(&repo, &index, base)?,
@@ -1409,16 +1409,7 @@ impl Worktree {
     /// [`Worktree::watch_from`] for several worktrees at the same commit (a group's members),
     /// its tree read once; as `when` says.
     pub fn watch_all(worktrees: &[&Worktree], commit: Oid, when: WatchWhen) -> Result<()> {
-        let worktrees: Vec<&Worktree> = worktrees
-            .iter()
-            .copied()
-            .filter(|wt| match when {
-                WatchWhen::Never => false,
-                WatchWhen::Always => true,
-                WatchWhen::Big => wt.index_bytes() > WATCH_FROM_BYTES,
-            })
-            .collect();
-        let Some(first) = worktrees.first() else {
+        let Some(first) = worktrees.first().filter(|_| when == WatchWhen::Always) else {
             return Ok(());
         };
         configure_libgit2();
@@ -1431,6 +1422,7 @@ impl Worktree {
         std::thread::scope(|scope| {
             for wt in worktrees {
                 let folders = &folders;
+                let wt = *wt;
                 scope.spawn(move || {
                     *wt.watch.lock().expect("the watch's lock") = watch::Watch::start(wt, folders);
                 });
@@ -1489,18 +1481,33 @@ impl Worktree {
             Some(w) => w.what_to_stage(self, repo, base)?,
             None => watch::ToStage::All,
         };
+        let small = self.index_bytes() <= SCAN_IN_PROCESS_BYTES;
+        let mut index = None;
         let done = match to_stage {
-            watch::ToStage::Paths { paths, index } => {
-                let known = Known { repo, index, force };
-                self.stage_paths(&paths, &known)?
+            watch::ToStage::Paths { paths, .. } if small && paths.is_empty() => Targeted::Done,
+            watch::ToStage::Paths { paths, index: tree } => {
+                index = if small {
+                    scan::stage(repo, Some(&paths), force)?
+                } else {
+                    None
+                };
+                if index.is_some() {
+                    Targeted::Done
+                } else {
+                    let known = Known {
+                        repo,
+                        index: tree,
+                        force,
+                    };
+                    self.stage_paths(&paths, &known)?
+                }
             }
             watch::ToStage::All => Targeted::NotDone,
             watch::ToStage::Lost => Targeted::Unwatchable,
         };
-        let mut index = None;
         if done != Targeted::Done {
-            if self.index_bytes() <= SCAN_IN_PROCESS_BYTES {
-                index = scan::stage(repo)?;
+            if small {
+                index = scan::stage(repo, None, force)?;
             }
             if index.is_none() {
                 self.git(&["add", "-A"])?;
@@ -1697,23 +1704,19 @@ impl Worktree {
 /// Which worktrees git machine watches (`git config machine.watch`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum WatchWhen {
-    /// Every one (`true`).
+    /// Every one the system lets it watch (`auto`, the default, or `true`): a watched
+    /// staging compares only the paths heard, inside git machine for a small index, with
+    /// `git ls-files` and `git update-index` for a big one.
+    #[default]
     Always,
     /// None: every staging reads every folder (`false`).
     Never,
-    /// Those whose index is over [`WATCH_FROM_BYTES`] (`auto`, the default).
-    #[default]
-    Big,
 }
 
 /// Up to this index size (~2k files) a staging without a watch goes inside git machine
 /// ([`scan`]): the git process it spares is most of the cost. Above it, `git add -A` reads
 /// the folders faster (its untracked cache, its threads) than libgit2.
 const SCAN_IN_PROCESS_BYTES: u64 = READ_INDEX_BYTES;
-
-/// From this index size (~2k files) a watch pays: below it, `git add -A` reads every folder
-/// in a few milliseconds, less than the two processes a watched staging starts.
-const WATCH_FROM_BYTES: u64 = READ_INDEX_BYTES;
 
 /// What a watched staging knows without asking git which paths it tracks and ignores.
 struct Known<'a> {

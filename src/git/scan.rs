@@ -17,16 +17,25 @@
 //!
 //! Only the index is written here, and only once everything is staged in memory: when git is
 //! to do it after all, nothing was changed.
+//!
+//! A watched worktree ([`super::watch`]) names the paths that changed: only they are compared
+//! (files, or folders with all they hold), which spares reading every folder.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::Result;
 
-/// Stage every change of the worktree of `repo` as `git add -A` would; the index as written
-/// (the one on disk when nothing changed), or `None` when git is to do it.
-pub(super) fn stage(repo: &git2::Repository) -> Result<Option<git2::Index>> {
+/// Stage every change of the worktree of `repo` as `git add -A` would, or only those within
+/// `paths` (files or folders, from the root) when given; the index as written, or `None` when
+/// git is to do it.
+pub(super) fn stage(
+    repo: &git2::Repository,
+    paths: Option<&BTreeSet<Vec<u8>>>,
+    force: &[&str],
+) -> Result<Option<git2::Index>> {
     let Ok(mut index) = repo.index() else {
         return Ok(None);
     };
@@ -34,10 +43,20 @@ pub(super) fn stage(repo: &git2::Repository) -> Result<Option<git2::Index>> {
         return Ok(None);
     }
     let mut opts = git2::DiffOptions::new();
+    // `update_index`: a file read because its stat data could not tell (checked out in the
+    // second the index was written) gets its stat data refreshed, as `git add` does, so the
+    // next staging need not read it again.
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
         .include_typechange(true)
-        .skip_binary_check(true);
+        .skip_binary_check(true)
+        .update_index(true);
+    if let Some(paths) = paths {
+        opts.disable_pathspec_match(true);
+        for path in paths {
+            opts.pathspec(path.as_slice());
+        }
+    }
     let Ok(diff) = repo.diff_index_to_workdir(Some(&index), Some(&mut opts)) else {
         return Ok(None);
     };
@@ -66,9 +85,6 @@ pub(super) fn stage(repo: &git2::Repository) -> Result<Option<git2::Index>> {
             _ => return Ok(None),
         }
     }
-    if gone.is_empty() && upsert.is_empty() {
-        return Ok(Some(index));
-    }
     // Removals first: a file that became a folder (or the reverse) is never both at once.
     for path in gone {
         if index.remove_path(as_path(path)).is_err() {
@@ -80,8 +96,36 @@ pub(super) fn stage(repo: &git2::Repository) -> Result<Option<git2::Index>> {
             return Ok(None);
         }
     }
+    if !add_forced(repo, &mut index, force)? {
+        return Ok(None);
+    }
     index.write()?;
     Ok(Some(index))
+}
+
+/// Add the files of the `force` folders that an ignore rule names, as `git add -f` would:
+/// every file under a folder that is itself ignored, the files directly in the others (the
+/// caller names each folder whose new files matter: a user's `*.log` must not keep git
+/// machine's own `output.log` out). `false` when libgit2 refuses one.
+fn add_forced(repo: &git2::Repository, index: &mut git2::Index, force: &[&str]) -> Result<bool> {
+    let Some(root) = repo.workdir() else {
+        return Ok(false);
+    };
+    for folder in force {
+        let whole = repo.is_path_ignored(folder)?;
+        let depth = if whole { usize::MAX } else { 1 };
+        let walk = walkdir::WalkDir::new(root.join(folder)).max_depth(depth);
+        for entry in walk.into_iter().filter_map(|e| e.ok()) {
+            let Ok(path) = entry.path().strip_prefix(root) else {
+                continue;
+            };
+            let file = !entry.file_type().is_dir();
+            if file && (whole || repo.is_path_ignored(path)?) && index.add_path(path).is_err() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn as_path(bytes: &[u8]) -> &Path {
@@ -186,7 +230,7 @@ mod tests {
         /// Stage both and compare; whether the staging went inside git machine.
         fn stage(&self, what: &str) -> bool {
             let repo = git2::Repository::open(&self.inside).expect("open");
-            let inside = stage(&repo).expect("stage").is_some();
+            let inside = stage(&repo, None, &[]).expect("stage").is_some();
             if !inside {
                 run_git(&self.inside, ["add", "-A"]).expect("add");
             }

@@ -399,8 +399,8 @@ mod tests {
         assert!(!within(b"ab", b"a") && !within(b"a", b"a/b"));
     }
 
-    /// Two worktrees of one repository at the same commit: one watched, one staged by a
-    /// scan of everything. Every change is made in both; their staged trees must be equal.
+    /// Two worktrees of one repository at the same commit: one watched, one staged by
+    /// `git add -A` itself. Every change is made in both; their staged trees must be equal.
     struct Twins {
         _tmp: tempfile::TempDir,
         main: std::path::PathBuf,
@@ -460,8 +460,25 @@ mod tests {
             }
         }
 
-        /// Stage both from `base` as a step would, commit, and check the trees agree. The new
-        /// base.
+        /// What git itself stages in the scanned twin: `git add -A`, the `force` paths that
+        /// are there with `git add -f`; the index as a tree.
+        fn staged_by_git(&self, force: &[&str]) -> Oid {
+            let dir = &self.scanned.path;
+            run_git(dir, ["add", "-A"]).expect("add");
+            let forced: Vec<&str> = force
+                .iter()
+                .copied()
+                .filter(|p| dir.join(p).exists())
+                .collect();
+            if !forced.is_empty() {
+                run_git(dir, ["add", "-f", "--"].iter().chain(&forced)).expect("add -f");
+            }
+            let tree = run_git(dir, ["write-tree"]).expect("write-tree");
+            Oid::parse(tree.trim()).expect("tree")
+        }
+
+        /// Stage the watched twin from `base` as a step would and the scanned one by git
+        /// itself, commit, and check the trees agree. The new base.
         fn stage(&mut self, what: &str) -> Oid {
             self.stage_forcing(what, &[])
         }
@@ -469,13 +486,15 @@ mod tests {
         /// [`Twins::stage`] with `force`: paths staged even when ignored.
         fn stage_forcing(&mut self, what: &str, force: &[&str]) -> Oid {
             let none = |_: &str| false;
-            let watched = self.watched.stage_all(force, &none, self.base);
-            let scanned = self.scanned.stage_all(force, &none, self.base);
-            let (watched, scanned) = (watched.expect("stage"), scanned.expect("stage"));
+            let watched = self
+                .watched
+                .stage_all(force, &none, self.base)
+                .expect("stage");
+            let scanned = self.staged_by_git(force);
             let listed = |tree: Oid| run_git(&self.main, ["ls-tree", "-r", &tree.to_string()]);
             assert_eq!(
                 listed(watched.tree).expect("ls-tree"),
-                listed(scanned.tree).expect("ls-tree"),
+                listed(scanned).expect("ls-tree"),
                 "{what}"
             );
             let commit = |wt: &Worktree, tree: Oid| {
@@ -495,7 +514,7 @@ mod tests {
                 wt.detach_head_at(commit).expect("head");
                 commit
             };
-            commit(&self.scanned, scanned.tree);
+            commit(&self.scanned, scanned);
             self.base = commit(&self.watched, watched.tree);
             self.base
         }

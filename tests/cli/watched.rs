@@ -191,3 +191,31 @@ fn an_ignore_rule_matching_record_files_does_not_trip_the_record_check() {
         );
     }
 }
+
+/// A file under a clean filter the user configured is stored as git stores it (filtered):
+/// libgit2 runs no filter driver, so that staging is git's, watched or not.
+#[test]
+fn a_file_under_a_configured_filter_is_committed_filtered() {
+    for watch in ["true", "false"] {
+        let env = TestEnv::new();
+        env.write(".gitattributes", "*.up filter=upper\n");
+        env.git(&["add", ".gitattributes"]);
+        env.git(&["commit", "-q", "-m", "attributes"]);
+        env.git(&["config", "filter.upper.clean", "tr a-z A-Z"]);
+        env.git(&["config", "filter.upper.smudge", "cat"]);
+        env.git(&["config", "machine.watch", watch]);
+        env.workflow(
+            "one",
+            "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo lower > x.up && echo plain > y.txt\"]\n",
+        );
+        let git = run_traced(&env, "one");
+        let run = env.last_run();
+        let show = |path: &str| env.git(&["show", &format!("machine/{run}:{path}")]);
+        assert_eq!(show("x.up"), "LOWER\n", "watch {watch}");
+        assert_eq!(show("y.txt"), "plain\n", "watch {watch}");
+        assert!(
+            count(&git, "git add") + count(&git, "git update-index") > 0,
+            "git staged it, watch {watch}\n{git}"
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub mod pool;
 mod scan;
 pub mod treediff;
 mod treemerge;
+#[cfg(test)]
+mod twins;
 mod watch;
 
 /// A commit (or tree, or blob) id.

@@ -170,61 +170,32 @@ fn unfiltered(repo: &git2::Repository, path: &[u8]) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::{run_git, Repo};
+    use crate::git::run_git;
+    use crate::git::twins::{run_in_each, Scratch};
     use std::path::PathBuf;
 
     /// Two worktrees of one repository at the same commit, given the same changes: one
     /// staged here, one by `git add -A` itself. Git must find the same tree in both indexes
     /// and the same status in both worktrees.
     struct Twins {
-        _tmp: tempfile::TempDir,
+        _scratch: Scratch,
         inside: PathBuf,
         git: PathBuf,
     }
 
     impl Twins {
         fn new(config: &[(&str, &str)], files: &[(&str, &str)]) -> Twins {
-            let tmp = tempfile::tempdir().expect("tmp");
-            let main = tmp.path().join("main");
-            std::fs::create_dir(&main).expect("mkdir");
-            run_git(&main, ["init", "-q", "-b", "main"]).expect("init");
-            for (key, value) in [("user.name", "A"), ("user.email", "a@example.com")]
-                .iter()
-                .chain(config)
-            {
-                run_git(&main, ["config", key, value]).expect("config");
-            }
-            for (path, text) in files {
-                let full = main.join(path);
-                std::fs::create_dir_all(full.parent().expect("parent")).expect("dirs");
-                std::fs::write(full, text).expect("write");
-            }
-            run_git(&main, ["add", "-A"]).expect("add");
-            run_git(&main, ["commit", "-q", "-m", "files"]).expect("commit");
-            let owner = Repo::open(&main, &crate::git::GitEnv::default()).expect("open");
-            let base = owner.head_commit().expect("head");
-            let [inside, git] = ["inside", "git"].map(|name| tmp.path().join(name));
-            for path in [&inside, &git] {
-                owner.worktree_add_detached(path, base).expect("worktree");
-            }
+            let scratch = Scratch::new(config, files);
             Twins {
-                _tmp: tmp,
-                inside,
-                git,
+                inside: scratch.worktree("inside"),
+                git: scratch.worktree("git"),
+                _scratch: scratch,
             }
         }
 
         /// Run `script` (sh) in both worktrees.
         fn both(&self, script: &str) {
-            for dir in [&self.inside, &self.git] {
-                let ok = std::process::Command::new("sh")
-                    .args(["-c", script])
-                    .current_dir(dir)
-                    .env("GIT_CONFIG_NOSYSTEM", "1")
-                    .status()
-                    .expect("sh");
-                assert!(ok.success(), "{script}");
-            }
+            run_in_each(&[&self.inside, &self.git], script);
         }
 
         /// Stage both and compare; whether the staging went inside git machine.

@@ -385,7 +385,8 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::{init_scratch_repo, run_git, Repo};
+    use crate::git::twins::{run_in_each, Scratch};
+    use crate::git::{init_scratch_repo, run_git};
 
     fn set(paths: &[&str]) -> BTreeSet<Vec<u8>> {
         paths.iter().map(|p| p.as_bytes().to_vec()).collect()
@@ -402,7 +403,7 @@ mod tests {
     /// Two worktrees of one repository at the same commit: one watched, one staged by
     /// `git add -A` itself. Every change is made in both; their staged trees must be equal.
     struct Twins {
-        _tmp: tempfile::TempDir,
+        _scratch: Scratch,
         main: std::path::PathBuf,
         watched: Worktree,
         scanned: Worktree,
@@ -411,53 +412,25 @@ mod tests {
 
     impl Twins {
         fn new(files: &[(&str, &str)]) -> Twins {
-            let tmp = tempfile::tempdir().expect("tmp");
-            let main = tmp.path().join("main");
-            std::fs::create_dir(&main).expect("mkdir");
-            init_scratch_repo(&main).expect("repo");
-            for (path, text) in files {
-                let full = main.join(path);
-                std::fs::create_dir_all(full.parent().expect("parent")).expect("dirs");
-                std::fs::write(full, text).expect("write");
-            }
-            run_git(&main, ["add", "-A"]).expect("add");
-            run_git(&main, ["commit", "-q", "-m", "files"]).expect("commit");
-            let owner = Repo::open(&main, &crate::git::GitEnv::default()).expect("open");
-            let base = owner.head_commit().expect("head");
-            let mut twins = Vec::new();
-            for name in ["watched", "scanned"] {
-                let path = tmp.path().join(name);
-                owner
-                    .worktree_add_detached(&path, base)
-                    .expect("worktree add");
-                twins.push(Worktree::new(path));
-            }
-            let scanned = twins.pop().expect("scanned");
-            let watched = twins.pop().expect("watched");
+            let scratch = Scratch::new(&[], files);
+            let watched = Worktree::new(scratch.worktree("watched"));
+            let scanned = Worktree::new(scratch.worktree("scanned"));
             watched
-                .watch_from(base, crate::git::WatchWhen::Always)
+                .watch_from(scratch.base, crate::git::WatchWhen::Always)
                 .expect("watch");
             assert!(watched.is_watched(), "a watch starts on Linux");
             Twins {
-                _tmp: tmp,
-                main,
+                main: scratch.main.clone(),
+                base: scratch.base,
+                _scratch: scratch,
                 watched,
                 scanned,
-                base,
             }
         }
 
         /// Run `script` (sh) in both worktrees.
         fn both(&self, script: &str) {
-            for wt in [&self.watched, &self.scanned] {
-                let ok = std::process::Command::new("sh")
-                    .args(["-c", script])
-                    .current_dir(&wt.path)
-                    .env("GIT_CONFIG_NOSYSTEM", "1")
-                    .status()
-                    .expect("sh");
-                assert!(ok.success(), "{script}");
-            }
+            run_in_each(&[&self.watched.path, &self.scanned.path], script);
         }
 
         /// What git itself stages in the scanned twin: `git add -A`, the `force` paths that

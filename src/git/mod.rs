@@ -1715,9 +1715,10 @@ pub enum WatchWhen {
     Never,
 }
 
-/// Up to this index size (~2k files) a staging without a watch goes inside git machine
-/// ([`scan`]): the git process it spares is most of the cost. Above it, `git add -A` reads
-/// the folders faster (its untracked cache, its threads) than libgit2.
+/// Up to this index size (~2k files) a staging goes inside git machine ([`scan`]), watched or
+/// not: the git process it spares is most of the cost. Above it git stages: `git add -A`
+/// reads the folders faster than libgit2 (its untracked cache, its threads), and libgit2
+/// reading and writing the whole index would cost more than git's process.
 const SCAN_IN_PROCESS_BYTES: u64 = READ_INDEX_BYTES;
 
 /// What a watched staging knows without asking git which paths it tracks and ignores.

@@ -6,7 +6,8 @@
 //! once, compared with the files, changed where they differ, written, and handed on for the
 //! step's tree, so the step starts no git process to stage.
 //!
-//! Where libgit2 would stage otherwise than git, git does it (the caller runs `git add -A`):
+//! Where libgit2 would stage otherwise than git, git does it (the caller runs `git add -A`,
+//! or for a watched worktree `git ls-files` and `git update-index` of the paths heard):
 //! - a changed path whose `filter` attribute names a driver the user configured
 //!   (`filter.<name>.clean` or `.process`, as Git LFS installs): libgit2 runs none of them;
 //! - a changed path with a `working-tree-encoding` attribute;

@@ -37,6 +37,11 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
             || wanted.parse::<u32>().is_ok_and(|n| n == c.record.seq)
     });
     let Some(c) = found else {
+        if run.is_none() {
+            if let Ok((named, named_tip)) = find_run(&repo, Some(wanted)) {
+                return Err(a_run_not_a_step(&repo, &named, named_tip)?);
+            }
+        }
         let known: Vec<String> = commits.iter().map(|c| c.record_name.to_string()).collect();
         return Err(
             CliError::usage(format!("run {id} has no executed step `{wanted}`")).with_hint(
@@ -86,4 +91,22 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
         ))
         .with_hint("its message above says why")),
     }
+}
+
+/// The error for `show <run>` alone: the word names a run, and a step must be named too.
+fn a_run_not_a_step(repo: &git::Repo, id: &store::RunId, tip: git::Oid) -> CliResult<CliError> {
+    let info = store::read_run_at(repo, id, tip)?;
+    let (_, commits) = store::step_commits(repo, &info)?;
+    let error = CliError::usage(format!("`{id}` is a run: name one of its steps too"));
+    Ok(match commits.last() {
+        Some(last) => {
+            let known: Vec<String> = commits.iter().map(|c| c.record_name.to_string()).collect();
+            error.with_hint(format!(
+                "git machine show {id} {}  (its executed steps: {})",
+                last.record_name,
+                known.join(", ")
+            ))
+        }
+        None => error.with_hint("no step of this run has run yet"),
+    })
 }

@@ -266,6 +266,16 @@ fn status_log_and_show_review_a_run() {
     assert!(all.stdout.contains("state.toml"), "{all}");
     let bad = env.machine_code(2, &["show", &run, "nope"]);
     assert!(bad.stderr.contains("design"), "{bad}");
+    let run_alone = env.machine_code(2, &["show", &run]);
+    assert!(
+        run_alone
+            .stderr
+            .contains("is a run: name one of its steps too")
+            && run_alone
+                .stderr
+                .contains(&format!("git machine show {run} ")),
+        "a run id alone names the run and how to show its last step: {run_alone}"
+    );
 }
 
 #[test]

@@ -37,7 +37,7 @@ pub fn run(ctx: &mut Ctx, args: &StopArgs) -> CliResult {
         .and_then(|info| info.state.next)
         .map(|s| format!(" at step `{s}`"))
         .unwrap_or_default();
-    match lock::signal_holder(&holder, args.now) {
+    match lock::signal_holder(&paths.lock(&id), &holder, args.now) {
         Ok(()) => {}
         // It ended between being found and being told: nothing is running to stop.
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(not_running()),

@@ -11,6 +11,12 @@
 //! a lock being written and takes it for a stale one. A stale lock is removed only under an
 //! exclusive `flock` of the locks folder, after reading it again there: two processes that
 //! both found the same dead holder cannot remove each other's fresh lock.
+//!
+//! The step's process group changes twice a step. It is written in place, through the lock's
+//! own open file, as the last line padded to a fixed width: the file keeps its length, so a
+//! reader always sees the holder whole, and no file is created a step (on some disks a new
+//! file costs half a millisecond). Only a process that has found the holder dead acts on the
+//! group, and a dead holder writes nothing more.
 
 use std::fs;
 use std::io::Write;
@@ -26,9 +32,28 @@ pub struct Holder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proc_start: Option<u64>,
     pub since: String,
-    /// Process group of the step process the holder is running, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Process group of the step process the holder is running, if any. Written by
+    /// [`render`] as the last line, `0` for none.
+    #[serde(default, skip_serializing, deserialize_with = "pgid_or_none")]
     pub step_pgid: Option<i32>,
+}
+
+/// The width the step's process group is padded to: any `i32` fits.
+const PGID_WIDTH: usize = 11;
+
+/// A holder as the lock file holds it: the step's group last, padded, so that a new group
+/// rewrites the file to the same length.
+fn render(holder: &Holder) -> String {
+    let pgid = holder.step_pgid.unwrap_or(0);
+    format!(
+        "{}step_pgid = {pgid:<PGID_WIDTH$}\n",
+        crate::store::to_toml(holder)
+    )
+}
+
+fn pgid_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let pgid = i32::deserialize(d)?;
+    Ok((pgid != 0).then_some(pgid))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +73,9 @@ pub enum LockError {
 pub struct RunLock {
     path: PathBuf,
     holder: Holder,
+    /// The lock file, open: the step's group is written through it, into this lock's own
+    /// file even if another process has replaced the file at `path`.
+    file: fs::File,
 }
 
 pub fn host_name() -> String {
@@ -121,10 +149,11 @@ impl RunLock {
             step_pgid: None,
         };
         for _ in 0..3 {
-            if create(path, &holder).map_err(io)? {
+            if let Some(file) = create(path, &holder).map_err(io)? {
                 return Ok(RunLock {
                     path: path.to_path_buf(),
                     holder,
+                    file,
                 });
             }
             match read(path) {
@@ -146,22 +175,18 @@ impl RunLock {
         }
     }
 
-    /// Record the process group of the step now running (or none).
+    /// Record the process group of the step now running (or none), in place.
     pub fn set_step_pgid(&mut self, pgid: Option<i32>) {
+        use std::os::unix::fs::FileExt;
         self.holder.step_pgid = pgid;
-        let tmp = self.path.with_extension("tmp");
-        let written = fs::write(&tmp, crate::store::to_toml(&self.holder))
-            .and_then(|()| fs::rename(&tmp, &self.path));
-        if written.is_err() {
-            // Only the orphan clean-up of a later takeover depends on this; the lock still holds.
-            let _ = fs::remove_file(&tmp);
-        }
+        // Only the orphan clean-up of a later takeover depends on this; the lock holds anyway.
+        let _ = self.file.write_all_at(render(&self.holder).as_bytes(), 0);
     }
 }
 
 /// Create the lock file at `path` holding `holder`, whole: written beside it, then linked
-/// into place. `false` when a lock is there already.
-fn create(path: &Path, holder: &Holder) -> std::io::Result<bool> {
+/// into place. The file, open, or `None` when a lock is there already.
+fn create(path: &Path, holder: &Holder) -> std::io::Result<Option<fs::File>> {
     use std::sync::atomic::{AtomicU64, Ordering};
     // Unique to this process and call, so two threads taking locks never share one.
     static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -170,13 +195,13 @@ fn create(path: &Path, holder: &Holder) -> std::io::Result<bool> {
     let tmp = path.with_extension(format!("new-{}-{n}", holder.pid));
     let mut f = fs::File::create(&tmp)?;
     let written = f
-        .write_all(crate::store::to_toml(holder).as_bytes())
+        .write_all(render(holder).as_bytes())
         .and_then(|()| f.sync_all());
     let linked = written.and_then(|()| fs::hard_link(&tmp, path));
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Ok(()) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -269,12 +294,20 @@ pub fn signal_holder_with(holder: &Holder, signal: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Ask the holder to stop: `SIGTERM` (it stops its step and leaves the run resumable), or with
-/// `now`, `SIGKILL` to it and its step's process group.
-pub fn signal_holder(holder: &Holder, now: bool) -> std::io::Result<()> {
+/// Ask the holder of the lock at `path` to stop: `SIGTERM` (it stops its step and leaves the
+/// run resumable), or with `now`, `SIGKILL` to it and then to the process group of its step.
+/// The group is read once the holder is dead: it writes no more, so the group is its last
+/// (one it started after `holder` was read included).
+pub fn signal_holder(path: &Path, holder: &Holder, now: bool) -> std::io::Result<()> {
+    use std::time::{Duration, Instant};
     signal_holder_with(holder, if now { libc::SIGKILL } else { libc::SIGTERM })?;
     if now {
-        if let Some(pgid) = holder.step_pgid {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while holder_alive(holder) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let last = read(path).filter(|h| h.pid == holder.pid && h.host == holder.host);
+        if let Some(pgid) = last.and_then(|h| h.step_pgid) {
             kill_group(pgid);
         }
     }
@@ -381,6 +414,89 @@ mod holder_tests {
         ));
     }
 
+    /// The step's group is written in place: the lock keeps its length, reads whole at every
+    /// step, and says "none" again between steps.
+    #[test]
+    fn the_steps_group_is_rewritten_in_place_at_one_length() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("run");
+        let mut lock = RunLock::acquire(&path, "run").expect("lock");
+        let len = || fs::metadata(&path).expect("lock file").len();
+        let first = len();
+        for pgid in [Some(7), Some(i32::MAX), None, Some(123_456)] {
+            lock.set_step_pgid(pgid);
+            assert_eq!(len(), first, "after {pgid:?}");
+            let read = read(&path).expect("a whole lock");
+            assert_eq!(read.step_pgid, pgid);
+            assert_eq!(read.pid, std::process::id());
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).expect("dir").flatten().collect();
+        assert_eq!(names.len(), 1, "no file beside the lock");
+    }
+
+    /// A lock that was replaced behind its holder's back (taken over as stale) is not
+    /// written over: the holder writes into its own file.
+    #[test]
+    fn a_replaced_lock_is_not_written_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("run");
+        let mut lock = RunLock::acquire(&path, "run").expect("lock");
+        fs::remove_file(&path).expect("taken away");
+        let other = "pid = 1\nhost = \"elsewhere\"\nsince = \"2026-11-30T00:00:00Z\"\n";
+        fs::write(&path, other).expect("another holder's lock");
+        lock.set_step_pgid(Some(4242));
+        assert_eq!(fs::read_to_string(&path).expect("lock"), other);
+        std::mem::forget(lock);
+    }
+
+    /// Locks written before the group was padded (a group or none, anywhere) still read.
+    #[test]
+    fn an_older_lock_still_reads() {
+        let head = "pid = 9\nhost = \"h\"\nsince = \"2026-11-30T00:00:00Z\"\n";
+        let with: Holder = toml::from_str(&format!("{head}step_pgid = 77\n")).expect("toml");
+        assert_eq!(with.step_pgid, Some(77));
+        let without: Holder = toml::from_str(head).expect("toml");
+        assert_eq!(without.step_pgid, None);
+    }
+
+    /// `stop --now` kills the group the lock names once the holder is dead, not the one it
+    /// named when it was read: the holder may have started a step since.
+    #[test]
+    fn stopping_now_kills_the_group_the_dead_holder_named_last() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("run");
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .spawn()
+                .expect("spawn sleep")
+        };
+        let (mut holder_process, mut step) = (spawn(), spawn());
+        let read_before = Holder {
+            pid: holder_process.id(),
+            host: host_name(),
+            proc_start: proc_start(holder_process.id()),
+            since: "2026-11-30T00:00:00Z".into(),
+            step_pgid: None,
+        };
+        let last = Holder {
+            step_pgid: Some(step.id() as i32),
+            ..read_before.clone()
+        };
+        fs::write(&path, render(&last)).expect("lock");
+        signal_holder(&path, &read_before, true).expect("signalled");
+        let ended = |child: &mut std::process::Child| {
+            (0..500).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                child.try_wait().expect("try_wait").is_some()
+            })
+        };
+        assert!(ended(&mut holder_process), "the holder was killed");
+        assert!(ended(&mut step), "the step's group was killed");
+    }
+
     #[test]
     fn a_holder_on_another_host_is_never_signalled() {
         let holder = Holder {
@@ -426,7 +542,7 @@ mod holder_tests {
             since: String::new(),
             step_pgid: None,
         };
-        let e = signal_holder(&holder, false).expect_err("gone");
+        let e = signal_holder(Path::new("/nonexistent/lock"), &holder, false).expect_err("gone");
         assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
     }
 }

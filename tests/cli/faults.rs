@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::common::{wait_until, TestEnv};
+use crate::common::{processes_with, wait_until, TestEnv};
 use crate::pty::OnPty;
 
 /// How long to wait for anything that should happen "soon" on a loaded machine.
@@ -110,35 +110,6 @@ fn sleeper(env: &TestEnv) -> String {
         std::os::unix::fs::symlink(sleep, &link).expect("symlink sleep");
     }
     link.display().to_string()
-}
-
-/// Live (non-zombie) processes whose command line contains `marker`: (pid, argv[0]).
-fn processes_with(marker: &str) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        if !String::from_utf8_lossy(&cmdline).contains(marker) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().chars().next());
-        if matches!(state, Some(Some('Z' | 'X')) | None) {
-            continue;
-        }
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        found.push((pid, String::from_utf8_lossy(argv0).into_owned()));
-    }
-    found
 }
 
 /// Wait until no process matches `marker`; panics naming the survivors.
@@ -287,8 +258,10 @@ fn resume_kills_the_orphaned_step_of_a_killed_run() {
     );
     let run = env.last_run();
     assert!(
-        wait_until(PATIENCE, || lock_value(&env, &run)
-            .is_some_and(|l| l.get("step_pgid").is_some())),
+        wait_until(PATIENCE, || lock_value(&env, &run).is_some_and(|l| l
+            .get("step_pgid")
+            .and_then(toml::Value::as_integer)
+            .is_some_and(|pgid| pgid != 0))),
         "the lock never named the step's process group: {:?}",
         std::fs::read_to_string(lock_path(&env, &run))
     );

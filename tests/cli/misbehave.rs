@@ -400,7 +400,9 @@ fn an_agent_killed_mid_turn_fails_the_step_clearly_and_resume_reruns_it() {
             .first()
             .and_then(|run| std::fs::read_to_string(lock_of(run)).ok())
             .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
-            .and_then(|v| v.get("step_pgid").and_then(toml::Value::as_integer));
+            .and_then(|v| v.get("step_pgid").and_then(toml::Value::as_integer))
+            // 0: between steps.
+            .filter(|pgid| *pgid != 0);
         pgid.is_some()
     });
     assert!(found, "the agent never started");

@@ -120,7 +120,22 @@ fn stop_stops_a_running_run_resumably_and_refuses_one_that_is_not_running() {
 #[test]
 fn stop_now_kills_the_run_and_its_step() {
     let env = TestEnv::new();
-    waiting(&env);
+    // What the step started (a shell that names a marker) dies with the run.
+    let marker = env.path("marker").display().to_string();
+    env.workflow(
+        "slow",
+        &format!(
+            r#"version = 1
+name = "slow"
+[[steps]]
+id = "one"
+run = ["sh", "-c", "echo 1 > one.txt"]
+[[steps]]
+id = "wait"
+run = ["sh", "-c", "sh -c 'sleep 60; : {marker}' & wait"]
+"#
+        ),
+    );
     let run = env
         .machine_ok(&["run", "slow", "--detach"])
         .stdout
@@ -131,6 +146,13 @@ fn stop_now_kills_the_run_and_its_step() {
     assert!(stopped.stdout.contains("killed"), "{stopped}");
     let status = env.machine_ok(&["status", &run]);
     assert!(status.stdout.contains("interrupted"), "{status}");
+    assert!(
+        crate::common::wait_until(Duration::from_secs(10), || {
+            crate::common::processes_with(&marker).is_empty()
+        }),
+        "the step outlived `stop --now`: {:?}",
+        crate::common::processes_with(&marker)
+    );
 }
 
 #[test]

@@ -930,10 +930,10 @@ fn a_one_mib_prompt_reaches_every_agent_whole() {
                 .unwrap_or_else(|| panic!("cursor: no prompt file named in {got:?}"));
             let wt = f.env.worktree(&f.env.last_run());
             assert!(!path.starts_with(&wt), "{}", path.display());
-            let kept = std::fs::read_to_string(&path).expect("prompt file");
+            let read = start["named_files"][path.to_str().expect("utf-8")].as_str();
             assert!(
-                kept == prompt,
-                "cursor: the prompt file holds the whole prompt"
+                read == Some(prompt.as_str()),
+                "cursor: the prompt file held the whole prompt when the agent read it"
             );
         } else {
             assert_eq!(got.len(), prompt.len(), "{engine}");

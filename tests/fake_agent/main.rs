@@ -32,7 +32,8 @@
 //! new session gets the id of gemini's `--session-id`, else of `FAKE_SESSION`, else a fresh one
 //! (a version 7 UUID for codex, `ses_…` for opencode). `--version` prints a version line. With
 //! `FAKE_AGENT_LOG` set, one JSON line per start is appended to that file: `{"cli", "argv",
-//! "cwd", "prompt", "session", "resumed", "stdin"}`, plus `"interactive": true` for an
+//! "cwd", "prompt", "session", "resumed", "stdin", "named_files"}` (what the files the prompt
+//! names by an absolute path held when it started), plus `"interactive": true` for an
 //! interactive start. Sessions are kept on disk where the real CLIs keep them (see `Store`);
 //! `opencode session list --format json` lists the fake OpenCode's.
 //!
@@ -1048,9 +1049,13 @@ fn headless(cli: Cli, argv: &[String], terminal: bool) -> i32 {
         .or_else(|| script.session.clone())
         .unwrap_or_else(|| new_id(cli));
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let named: serde_json::Map<String, serde_json::Value> = files_named(&args.prompt)
+        .into_iter()
+        .map(|(path, content)| (path, content.into()))
+        .collect();
     log_start(json!({"cli": cli.name(), "argv": argv, "cwd": cwd,
         "prompt": args.prompt, "session": session, "resumed": args.resume.is_some(), "stdin": stdin,
-        "forked_from": forked_from}));
+        "forked_from": forked_from, "named_files": named}));
     let dir = args.dir.clone().unwrap_or_else(|| cwd.clone());
     if let Some(original) = &forked_from {
         fork_session(
@@ -1653,6 +1658,22 @@ impl Terminal {
     }
 }
 
+/// The files a message names by an absolute path, with what they hold (as an agent reads a
+/// prompt file it is pointed at).
+fn files_named(message: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for word in message.split_whitespace() {
+        let word = word.trim_matches(|c: char| "()\"'`,;:".contains(c));
+        let word = word.trim_end_matches('.');
+        if word.starts_with('/') && Path::new(word).is_file() {
+            if let Ok(content) = std::fs::read_to_string(word) {
+                files.push((word.to_string(), content));
+            }
+        }
+    }
+    files
+}
+
 /// An interactive session in progress.
 struct Chat {
     tui: Tui,
@@ -1666,15 +1687,9 @@ impl Chat {
     /// absolute path (as an agent reads a prompt file it is pointed at).
     fn turn_text(message: &str) -> String {
         let mut text = message.to_string();
-        for word in message.split_whitespace() {
-            let word = word.trim_matches(|c: char| "()\"'`,;:".contains(c));
-            let word = word.trim_end_matches('.');
-            if word.starts_with('/') && Path::new(word).is_file() {
-                if let Ok(content) = std::fs::read_to_string(word) {
-                    text.push('\n');
-                    text.push_str(&content);
-                }
-            }
+        for (_, content) in files_named(message) {
+            text.push('\n');
+            text.push_str(&content);
         }
         text
     }

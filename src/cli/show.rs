@@ -37,7 +37,8 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
             || wanted.parse::<u32>().is_ok_and(|n| n == c.record.seq)
     });
     let Some(c) = found else {
-        if run.is_none() {
+        // A step number is never taken for a run, though every run id starts with digits.
+        if run.is_none() && wanted.parse::<u32>().is_err() {
             if let Ok((named, named_tip)) = find_run(&repo, Some(wanted)) {
                 return Err(a_run_not_a_step(&repo, &named, named_tip)?);
             }

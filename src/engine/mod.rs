@@ -112,8 +112,8 @@ pub struct StepInput<'a> {
     pub fork_session: bool,
     /// Where the prompt goes for a program that reads it from a file: beside the step's log,
     /// outside the worktree (so the step never commits it), one per step attempt. Nothing is
-    /// there until an engine calls [`StepInput::write_prompt_file`]; it is left for
-    /// `git machine rm`, like the log.
+    /// there until an engine calls [`StepInput::write_prompt_file`]; once the step ends, it
+    /// moves into the step's record as `prompt.md` when it holds the prompt recorded there.
     pub prompt_file: &'a Path,
 }
 

@@ -325,6 +325,9 @@ impl Repo {
 
     fn from_git2(repo: git2::Repository, env: &GitEnv) -> Result<Repo> {
         configure_libgit2();
+        if env.config_parameters.is_some() {
+            GIT_DASH_C.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let common_dir = repo.commondir().to_path_buf();
         let workdir = repo.workdir().map(Path::to_path_buf);
         Ok(Repo {
@@ -1483,16 +1486,18 @@ impl Worktree {
             Some(w) => w.what_to_stage(self, repo, base)?,
             None => watch::ToStage::All,
         };
-        let small = self.index_bytes() <= SCAN_IN_PROCESS_BYTES;
+        let mut inside = self.index_bytes() <= SCAN_IN_PROCESS_BYTES
+            && !GIT_DASH_C.load(std::sync::atomic::Ordering::Relaxed)
+            && !staged_as_big();
         let mut index = None;
         let done = match to_stage {
-            watch::ToStage::Paths { paths, .. } if small && paths.is_empty() => Targeted::Done,
+            watch::ToStage::Paths { paths, .. } if inside && paths.is_empty() => Targeted::Done,
             watch::ToStage::Paths { paths, index: tree } => {
-                index = if small {
-                    scan::stage(repo, Some(&paths), force)?
-                } else {
-                    None
-                };
+                if inside {
+                    index = scan::stage(repo, Some(&paths), force)?;
+                    // Declined once, declined again: what it met is still there.
+                    inside = index.is_some();
+                }
                 if index.is_some() {
                     Targeted::Done
                 } else {
@@ -1508,7 +1513,7 @@ impl Worktree {
             watch::ToStage::Lost => Targeted::Unwatchable,
         };
         if done != Targeted::Done {
-            if small {
+            if inside {
                 index = scan::stage(repo, None, force)?;
             }
             if index.is_none() {
@@ -1974,6 +1979,25 @@ pub fn init_scratch_repo(dir: &Path) -> Result<()> {
     run_git(dir, ["commit", "-q", "-m", "initial commit"])?;
     Ok(())
 }
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: on this thread, stage every index as a big one (by git's processes), so the
+    /// twin tests hold both ways of staging to git.
+    pub(super) static STAGE_AS_BIG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn staged_as_big() -> bool {
+    #[cfg(test)]
+    return STAGE_AS_BIG.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    false
+}
+
+/// Whether git machine runs with `git -c` settings (`GIT_CONFIG_PARAMETERS`, set once a
+/// repository is opened with them). libgit2 reads none of them, so stagings are then git's
+/// (`core.autocrlf`, a filter, an excludes file given that way all change what is staged).
+static GIT_DASH_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Process-wide libgit2 settings, applied once. Strict object creation is off: with it,
 /// writing a tree checks that every blob it names exists, one file lookup per index entry —

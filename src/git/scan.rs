@@ -14,10 +14,13 @@
 //! - submodules (gitlinks) in the index, or a nested repository among the new files;
 //! - entries git marks assume-unchanged, skip-worktree (sparse checkouts) or intent-to-add,
 //!   and unmerged entries;
-//! - an index libgit2 cannot read (split, sparse), or any path libgit2 refuses.
+//! - an index libgit2 cannot read (split, sparse), or any path libgit2 refuses;
+//! - any `git -c` setting (the caller checks: libgit2 reads none of them);
+//! - in a forced folder, an ignored file under a filter driver, or a folder it cannot read.
 //!
-//! Only the index is written here, and only once everything is staged in memory: when git is
-//! to do it after all, nothing was changed.
+//! Nothing is staged here before everything is staged in memory: when git is to do it after
+//! all, at most the stat data of files libgit2 read was refreshed (`update_index` may write
+//! the index while comparing).
 //!
 //! A watched worktree ([`super::watch`]) names the paths that changed: only they are compared
 //! (files, or folders with all they hold), which spares reading every folder.
@@ -104,10 +107,12 @@ pub(super) fn stage(
     Ok(Some(index))
 }
 
-/// Add the files of the `force` folders that an ignore rule names, as `git add -f` would:
-/// every file under a folder that is itself ignored, the files directly in the others (the
-/// caller names each folder whose new files matter: a user's `*.log` must not keep git
-/// machine's own `output.log` out). `false` when libgit2 refuses one.
+/// Add the untracked files of the `force` folders that an ignore rule names, as `git add -f`
+/// would: every file under a folder that is itself ignored, the files directly in the others
+/// (the caller names each folder whose new files matter: a user's `*.log` must not keep git
+/// machine's own `output.log` out). Tracked files are the diff's already, so the records of
+/// earlier steps are not read again. `false` when git is to do it: a folder that cannot be
+/// read, a filter of the user's on a file, a file libgit2 refuses.
 fn add_forced(repo: &git2::Repository, index: &mut git2::Index, force: &[&str]) -> Result<bool> {
     let Some(root) = repo.workdir() else {
         return Ok(false);
@@ -116,12 +121,30 @@ fn add_forced(repo: &git2::Repository, index: &mut git2::Index, force: &[&str]) 
         let whole = repo.is_path_ignored(folder)?;
         let depth = if whole { usize::MAX } else { 1 };
         let walk = walkdir::WalkDir::new(root.join(folder)).max_depth(depth);
-        for entry in walk.into_iter().filter_map(|e| e.ok()) {
+        for entry in walk {
+            let entry = match entry {
+                Ok(entry) => entry,
+                // A folder the step did not make has nothing to add.
+                Err(e)
+                    if e.depth() == 0
+                        && e.io_error()
+                            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    break
+                }
+                Err(_) => return Ok(false),
+            };
             let Ok(path) = entry.path().strip_prefix(root) else {
                 continue;
             };
-            let file = !entry.file_type().is_dir();
-            if file && (whole || repo.is_path_ignored(path)?) && index.add_path(path).is_err() {
+            let bytes = path.as_os_str().as_bytes();
+            if entry.file_type().is_dir() || index.get_path(path, 0).is_some() {
+                continue;
+            }
+            if !(whole || repo.is_path_ignored(path)?) {
+                continue;
+            }
+            if !unfiltered(repo, bytes)? || index.add_path(path).is_err() {
                 return Ok(false);
             }
         }
@@ -318,6 +341,34 @@ mod tests {
         assert!(!t.stage("an intent to add"), "git stages it");
         t.both("git update-index --assume-unchanged a.txt && echo changed > a.txt");
         assert!(!t.stage("an entry assumed unchanged"), "git stages it");
+    }
+
+    /// A forced folder's ignored files are added here only as git would store them; a folder
+    /// the step did not make adds nothing.
+    #[test]
+    fn forced_files_under_a_filter_go_to_git() {
+        let scratch = Scratch::new(
+            &[
+                ("filter.upper.clean", "tr a-z A-Z"),
+                ("filter.upper.smudge", "cat"),
+            ],
+            &[
+                (".gitignore", "rec/\n"),
+                (".gitattributes", "*.up filter=upper\n"),
+            ],
+        );
+        let wt = scratch.worktree("wt");
+        let repo = git2::Repository::open(&wt).expect("open");
+        std::fs::create_dir_all(wt.join("rec/deep")).expect("mkdir");
+        std::fs::write(wt.join("rec/deep/plain.txt"), "p\n").expect("write");
+        let index = stage(&repo, None, &["rec", "absent"]).expect("stage");
+        let index = index.expect("an ignored forced folder is added inside");
+        assert!(index.get_path(Path::new("rec/deep/plain.txt"), 0).is_some());
+        std::fs::write(wt.join("rec/x.up"), "lower\n").expect("write");
+        assert!(
+            stage(&repo, None, &["rec"]).expect("stage").is_none(),
+            "a filtered forced file is git's"
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! pay it all at once. From a moment the worktree is known to hold exactly one tree (just
 //! taken from the pool, or just staged), a watch on each of its folders (Linux's inotify)
 //! hears every name created, removed or renamed there, and every file written, closed after
-//! writing or changed in mode. The next staging hands only those paths to git: `git ls-files`
-//! sorts them into tracked, untracked and ignored as `git add -A` would, and
-//! `git update-index` stages them — two processes that read the index but no folder.
+//! writing or changed in mode. The next staging compares only those paths: inside git machine
+//! for a small index ([`super::scan`]), else `git ls-files` sorts them into tracked,
+//! untracked and ignored as `git add -A` would, and `git update-index` stages them — two
+//! processes that read the index but no folder.
 //!
 //! The watch gives up (the staging reads everything, as before) whenever it cannot be sure:
 //! the kernel's queue overflowed; a `.gitignore` or `.gitmodules` changed (files never watched
@@ -493,8 +494,22 @@ mod tests {
         }
     }
 
+    /// Run `test` twice: worktrees staged as small ones (inside git machine), then as big ones
+    /// (`git ls-files` and `git update-index` of the paths heard).
+    fn small_and_big(test: impl Fn()) {
+        for big in [false, true] {
+            crate::git::STAGE_AS_BIG.with(|b| b.set(big));
+            test();
+        }
+        crate::git::STAGE_AS_BIG.with(|b| b.set(false));
+    }
+
     #[test]
     fn a_watched_worktree_stages_what_a_scan_of_everything_stages() {
+        small_and_big(a_watched_worktree_stages_what_git_stages);
+    }
+
+    fn a_watched_worktree_stages_what_git_stages() {
         let mut t = Twins::new(&[
             (".gitignore", "*.o\nbuild/\n"),
             ("a/b/one.txt", "one\n"),
@@ -527,56 +542,62 @@ mod tests {
     /// are staged whole, files an ignore rule names included, whether new, changed or gone.
     #[test]
     fn a_forced_folder_is_staged_whole_watched_or_not() {
-        let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("rec/run.toml", "v1\n")]);
-        t.both("mkdir -p rec/steps/01 && echo o > rec/steps/01/output.log && echo s > rec/steps/01/step.toml");
-        t.stage_forcing(
-            "a new record with an ignored name",
-            &["rec", "rec/steps/01"],
-        );
-        t.both("echo v2 > rec/run.toml && mkdir rec/steps/02 && echo o > rec/steps/02/output.log && rm rec/steps/01/step.toml");
-        let tree = t.stage_forcing("a changed record", &["rec", "rec/steps/02"]);
-        let listed =
-            run_git(&t.main, ["ls-tree", "-r", "--name-only", &tree.to_string()]).expect("ls");
-        assert!(
-            listed.contains("rec/steps/02/output.log\n") && !listed.contains("01/step.toml"),
-            "{listed}"
-        );
+        small_and_big(|| {
+            let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("rec/run.toml", "v1\n")]);
+            t.both("mkdir -p rec/steps/01 && echo o > rec/steps/01/output.log && echo s > rec/steps/01/step.toml");
+            t.stage_forcing(
+                "a new record with an ignored name",
+                &["rec", "rec/steps/01"],
+            );
+            t.both("echo v2 > rec/run.toml && mkdir rec/steps/02 && echo o > rec/steps/02/output.log && rm rec/steps/01/step.toml");
+            let tree = t.stage_forcing("a changed record", &["rec", "rec/steps/02"]);
+            let listed =
+                run_git(&t.main, ["ls-tree", "-r", "--name-only", &tree.to_string()]).expect("ls");
+            assert!(
+                listed.contains("rec/steps/02/output.log\n") && !listed.contains("01/step.toml"),
+                "{listed}"
+            );
+        });
     }
 
     /// A step's own git commands change the index without touching a file: what they did
     /// is staged as `git add -A` would.
     #[test]
     fn what_a_step_did_with_git_itself_is_staged_too() {
-        let mut t = Twins::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
-        t.both("git rm -q --cached a.txt");
-        t.stage("untracked by git rm --cached");
-        t.both("echo c > c.txt && git add c.txt && git -c user.name=A -c user.email=a@x commit -qm c && echo d > d.txt");
-        t.stage("a commit of the step's own");
-        t.both("git rm -q b.txt");
-        t.stage("git rm");
-        assert!(t.watched.is_watched());
+        small_and_big(|| {
+            let mut t = Twins::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+            t.both("git rm -q --cached a.txt");
+            t.stage("untracked by git rm --cached");
+            t.both("echo c > c.txt && git add c.txt && git -c user.name=A -c user.email=a@x commit -qm c && echo d > d.txt");
+            t.stage("a commit of the step's own");
+            t.both("git rm -q b.txt");
+            t.stage("git rm");
+            assert!(t.watched.is_watched());
+        });
     }
 
     /// Where the watch cannot tell, the staging reads everything and the watch is dropped.
     #[test]
     fn an_ignore_file_changed_or_a_nested_repository_ends_the_watch() {
-        let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("a.txt", "a\n")]);
-        t.both("echo old > old.log");
-        t.stage("an ignored file");
-        t.both("echo '*.tmp' > .gitignore");
-        t.stage("un-ignored: the old file counts now");
-        assert!(
-            !t.watched.is_watched(),
-            "a changed .gitignore ends the watch"
-        );
+        small_and_big(|| {
+            let mut t = Twins::new(&[(".gitignore", "*.log\n"), ("a.txt", "a\n")]);
+            t.both("echo old > old.log");
+            t.stage("an ignored file");
+            t.both("echo '*.tmp' > .gitignore");
+            t.stage("un-ignored: the old file counts now");
+            assert!(
+                !t.watched.is_watched(),
+                "a changed .gitignore ends the watch"
+            );
 
-        let mut t = Twins::new(&[("a.txt", "a\n")]);
-        t.both("mkdir inner && cd inner && git init -q && echo x > x.txt && git add x.txt && git -c user.name=A -c user.email=a@x commit -qm x");
-        t.stage("a nested repository");
-        assert!(
-            !t.watched.is_watched(),
-            "a nested repository ends the watch"
-        );
+            let mut t = Twins::new(&[("a.txt", "a\n")]);
+            t.both("mkdir inner && cd inner && git init -q && echo x > x.txt && git add x.txt && git -c user.name=A -c user.email=a@x commit -qm x");
+            t.stage("a nested repository");
+            assert!(
+                !t.watched.is_watched(),
+                "a nested repository ends the watch"
+            );
+        });
     }
 
     /// More events than the kernel queues: the watch cannot tell, and says so.
@@ -599,12 +620,14 @@ mod tests {
     /// Many paths: one scan instead of a pathspec each, and the watch goes on.
     #[test]
     fn many_changed_paths_are_scanned_and_the_watch_goes_on() {
-        let mut t = Twins::new(&[("a.txt", "a\n")]);
-        t.both("for i in $(seq 1 300); do echo $i > f$i.txt; done");
-        t.stage("300 new files");
-        t.both("echo b >> f7.txt");
-        t.stage("one more change");
-        assert!(t.watched.is_watched());
+        small_and_big(|| {
+            let mut t = Twins::new(&[("a.txt", "a\n")]);
+            t.both("for i in $(seq 1 300); do echo $i > f$i.txt; done");
+            t.stage("300 new files");
+            t.both("echo b >> f7.txt");
+            t.stage("one more change");
+            assert!(t.watched.is_watched());
+        });
     }
 
     /// Moving a watched worktree to another commit skips checking the files it rewrites only

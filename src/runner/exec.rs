@@ -20,7 +20,8 @@ pub const DEFAULT_AGENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration:
 /// Logs above this size are kept gzip-compressed in the record.
 const LOG_COMPRESS_ABOVE: u64 = 256 << 10;
 
-/// Copy the step's log into its record folder; returns the file name used.
+/// Move the step's log into its record folder (copy and pack it when large); returns the
+/// file name used.
 pub fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
     let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
     // A small log (an empty one too) moves into the record: same file system, no copy and no

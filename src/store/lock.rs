@@ -124,10 +124,15 @@ pub fn holder_alive(holder: &Holder) -> bool {
     }
 }
 
-/// Read the lock of a run, if any.
+/// Read the lock of a run, if any. A lock that does not parse is read once more a moment
+/// later: a read that met the holder rewriting its step's group (one `pwrite` of a line of
+/// the same length) may have seen half of each.
 pub fn read(path: &Path) -> Option<Holder> {
     let text = fs::read_to_string(path).ok()?;
-    toml::from_str(&text).ok()
+    toml::from_str(&text).ok().or_else(|| {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        toml::from_str(&fs::read_to_string(path).ok()?).ok()
+    })
 }
 
 impl RunLock {
@@ -296,8 +301,8 @@ pub fn signal_holder_with(holder: &Holder, signal: i32) -> std::io::Result<()> {
 
 /// Ask the holder of the lock at `path` to stop: `SIGTERM` (it stops its step and leaves the
 /// run resumable), or with `now`, `SIGKILL` to it and then to the process group of its step.
-/// The group is read once the holder is dead: it writes no more, so the group is its last
-/// (one it started after `holder` was read included).
+/// The group is read once the holder is dead (or after 2 s, if it is slow to die): it writes
+/// no more, so the group is its last (one it started after `holder` was read included).
 pub fn signal_holder(path: &Path, holder: &Holder, now: bool) -> std::io::Result<()> {
     use std::time::{Duration, Instant};
     signal_holder_with(holder, if now { libc::SIGKILL } else { libc::SIGTERM })?;

@@ -276,6 +276,15 @@ fn status_log_and_show_review_a_run() {
                 .contains(&format!("git machine show {run} ")),
         "a run id alone names the run and how to show its last step: {run_alone}"
     );
+    // Every run id starts with digits; a step number is still a step number.
+    let digits = &run[..2];
+    let no_such_step = env.machine_code(2, &["show", digits]);
+    assert!(
+        no_such_step
+            .stderr
+            .contains(&format!("has no executed step `{digits}`")),
+        "{no_such_step}"
+    );
 }
 
 #[test]

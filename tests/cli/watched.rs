@@ -219,3 +219,33 @@ fn a_file_under_a_configured_filter_is_committed_filtered() {
         );
     }
 }
+
+/// `git -c` settings reach git, not libgit2: with any, git stages. `core.autocrlf=true` given
+/// that way stores a new file's CRLF line endings as LF, as `git add` does.
+#[test]
+fn settings_given_with_git_dash_c_stage_as_git_would() {
+    for watch in ["true", "false"] {
+        let env = TestEnv::new();
+        env.git(&["config", "machine.watch", watch]);
+        env.workflow(
+            "crlf",
+            "version = 1\nname = \"crlf\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"printf 'one\\\\r\\\\ntwo\\\\r\\\\n' > dos.txt\"]\n",
+        );
+        let out = env
+            .machine_cmd(&["run", "crlf"])
+            .env("GIT_CONFIG_PARAMETERS", "'core.autocrlf'='true'")
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = env.last_run();
+        assert_eq!(
+            env.git(&["cat-file", "-p", &format!("machine/{run}:dos.txt")]),
+            "one\ntwo\n",
+            "watch {watch}"
+        );
+    }
+}

@@ -45,13 +45,17 @@ impl Scratch {
     }
 }
 
-/// Run `script` (sh) in each of `dirs`; it must succeed in each.
+/// Run `script` (sh) in each of `dirs`; it must succeed in each. Commits it makes carry a
+/// fixed date, so the same script makes the same commit in each (a nested repository's
+/// commit is its gitlink) whatever second each ran in.
 pub(super) fn run_in_each(dirs: &[&Path], script: &str) {
     for dir in dirs {
         let ok = std::process::Command::new("sh")
             .args(["-c", script])
             .current_dir(dir)
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_DATE", "2026-11-30T12:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-11-30T12:00:00Z")
             .status()
             .expect("sh");
         assert!(ok.success(), "{script}");

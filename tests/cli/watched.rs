@@ -27,10 +27,16 @@ run = ["sh", "-c", "printf '*.o\\n' > .gitignore"]
 /// Run `git machine run <workflow>` in `env` (it must succeed); every git command it ran, as
 /// `GIT_TRACE` wrote them.
 fn run_traced(env: &TestEnv, workflow: &str) -> String {
+    run_traced_with(env, workflow, &[])
+}
+
+/// [`run_traced`] with environment variables `vars` set for git machine.
+fn run_traced_with(env: &TestEnv, workflow: &str, vars: &[(&str, &str)]) -> String {
     let trace = env.tmp.path().join(format!("trace-{workflow}"));
     let out = env
         .machine_cmd(&["run", workflow])
         .env("GIT_TRACE", &trace)
+        .envs(vars.iter().copied())
         .output()
         .expect("run");
     assert!(
@@ -164,16 +170,22 @@ fn by_default_a_big_worktree_is_watched() {
     assert_eq!(changed, "d03/file-001.txt\nd07/new.txt\n");
 }
 
+/// A test repository with `path` holding `text` committed, and `machine.watch` set to `watch`.
+fn committed_with(watch: &str, path: &str, text: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.write(path, text);
+    env.git(&["add", path]);
+    env.git(&["commit", "-q", "-m", path]);
+    env.git(&["config", "machine.watch", watch]);
+    env
+}
+
 /// A user's rule that ignores `*.log` does not keep git machine's own `output.log` out of a
 /// step's record: no step is said to have changed git machine's files, watched or not.
 #[test]
 fn an_ignore_rule_matching_record_files_does_not_trip_the_record_check() {
     for watch in ["true", "false"] {
-        let env = TestEnv::new();
-        env.write(".gitignore", "*.log\n");
-        env.git(&["add", ".gitignore"]);
-        env.git(&["commit", "-q", "-m", "ignore logs"]);
-        env.git(&["config", "machine.watch", watch]);
+        let env = committed_with(watch, ".gitignore", "*.log\n");
         env.workflow(
             "two",
             "version = 1\nname = \"two\"\n[[steps]]\nid = \"a\"\nrun = [\"sh\", \"-c\", \"echo a > a.txt\"]\n[[steps]]\nid = \"b\"\nrun = [\"sh\", \"-c\", \"echo b > b.txt\"]\n",
@@ -197,13 +209,9 @@ fn an_ignore_rule_matching_record_files_does_not_trip_the_record_check() {
 #[test]
 fn a_file_under_a_configured_filter_is_committed_filtered() {
     for watch in ["true", "false"] {
-        let env = TestEnv::new();
-        env.write(".gitattributes", "*.up filter=upper\n");
-        env.git(&["add", ".gitattributes"]);
-        env.git(&["commit", "-q", "-m", "attributes"]);
+        let env = committed_with(watch, ".gitattributes", "*.up filter=upper\n");
         env.git(&["config", "filter.upper.clean", "tr a-z A-Z"]);
         env.git(&["config", "filter.upper.smudge", "cat"]);
-        env.git(&["config", "machine.watch", watch]);
         env.workflow(
             "one",
             "version = 1\nname = \"one\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"echo lower > x.up && echo plain > y.txt\"]\n",
@@ -231,15 +239,10 @@ fn settings_given_with_git_dash_c_stage_as_git_would() {
             "crlf",
             "version = 1\nname = \"crlf\"\n[[steps]]\nid = \"s\"\nrun = [\"sh\", \"-c\", \"printf 'one\\\\r\\\\ntwo\\\\r\\\\n' > dos.txt\"]\n",
         );
-        let out = env
-            .machine_cmd(&["run", "crlf"])
-            .env("GIT_CONFIG_PARAMETERS", "'core.autocrlf'='true'")
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_traced_with(
+            &env,
+            "crlf",
+            &[("GIT_CONFIG_PARAMETERS", "'core.autocrlf'='true'")],
         );
         let run = env.last_run();
         assert_eq!(

@@ -13,10 +13,11 @@
 //! both found the same dead holder cannot remove each other's fresh lock.
 //!
 //! The step's process group changes twice a step. It is written in place, through the lock's
-//! own open file, as the last line padded to a fixed width: the file keeps its length, so a
-//! reader always sees the holder whole, and no file is created a step (on some disks a new
-//! file costs half a millisecond). Only a process that has found the holder dead acts on the
-//! group, and a dead holder writes nothing more.
+//! own open file, as the last line padded to a fixed width: the file keeps its length and
+//! every byte of the holder, and no file is created a step (on some disks a new file costs
+//! half a millisecond). A read that meets the rewrite may see half of each group and not
+//! parse; it is read again a moment later. Only a process that has found the holder dead acts
+//! on the group, and a dead holder writes nothing more.
 
 use std::fs;
 use std::io::Write;

@@ -43,13 +43,11 @@ pub fn run(ctx: &mut Ctx, args: &ShowArgs) -> CliResult {
                 return Err(a_run_not_a_step(&repo, &named, named_tip)?);
             }
         }
-        let known: Vec<String> = commits.iter().map(|c| c.record_name.to_string()).collect();
         return Err(
             CliError::usage(format!("run {id} has no executed step `{wanted}`")).with_hint(
-                if known.is_empty() {
-                    "no step of this run has run yet".to_string()
-                } else {
-                    format!("executed steps: {}", known.join(", "))
+                match executed(&commits) {
+                    Some(known) => format!("executed steps: {known}"),
+                    None => NONE_RAN.to_string(),
                 },
             ),
         );
@@ -99,15 +97,19 @@ fn a_run_not_a_step(repo: &git::Repo, id: &store::RunId, tip: git::Oid) -> CliRe
     let info = store::read_run_at(repo, id, tip)?;
     let (_, commits) = store::step_commits(repo, &info)?;
     let error = CliError::usage(format!("`{id}` is a run: name one of its steps too"));
-    Ok(match commits.last() {
-        Some(last) => {
-            let known: Vec<String> = commits.iter().map(|c| c.record_name.to_string()).collect();
-            error.with_hint(format!(
-                "git machine show {id} {}  (its executed steps: {})",
-                last.record_name,
-                known.join(", ")
-            ))
-        }
-        None => error.with_hint("no step of this run has run yet"),
+    Ok(match (commits.last(), executed(&commits)) {
+        (Some(last), Some(known)) => error.with_hint(format!(
+            "git machine show {id} {}  (its executed steps: {known})",
+            last.record_name
+        )),
+        _ => error.with_hint(NONE_RAN),
     })
+}
+
+const NONE_RAN: &str = "no step of this run has run yet";
+
+/// The record names of a run's executed steps, comma-separated; `None` when none ran.
+fn executed(commits: &[store::StepCommit]) -> Option<String> {
+    let names: Vec<String> = commits.iter().map(|c| c.record_name.to_string()).collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }

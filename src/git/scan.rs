@@ -137,14 +137,13 @@ fn add_forced(repo: &git2::Repository, index: &mut git2::Index, force: &[&str]) 
             let Ok(path) = entry.path().strip_prefix(root) else {
                 continue;
             };
-            let bytes = path.as_os_str().as_bytes();
             if entry.file_type().is_dir() || index.get_path(path, 0).is_some() {
                 continue;
             }
             if !(whole || repo.is_path_ignored(path)?) {
                 continue;
             }
-            if !unfiltered(repo, bytes)? || index.add_path(path).is_err() {
+            if !unfiltered(repo, path.as_os_str().as_bytes())? || index.add_path(path).is_err() {
                 return Ok(false);
             }
         }

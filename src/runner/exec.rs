@@ -40,7 +40,8 @@ pub fn keep_log(log: &Path, dir: &Path) -> std::io::Result<String> {
 /// when it holds the same text: no new file, which on some disks costs half a millisecond.
 fn keep_prompt(log: &Path, to: &Path, prompt: &str) -> std::io::Result<()> {
     let file = log.with_extension("prompt");
-    let same = std::fs::read(&file).is_ok_and(|bytes| bytes == prompt.as_bytes());
+    let same = std::fs::metadata(&file).is_ok_and(|m| m.len() == prompt.len() as u64)
+        && std::fs::read(&file).is_ok_and(|bytes| bytes == prompt.as_bytes());
     if same && std::fs::rename(&file, to).is_ok() {
         return Ok(());
     }

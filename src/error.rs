@@ -86,14 +86,8 @@ impl From<GitError> for Error {
             GitError::RefMoved { name, .. } => Error::refused(e.to_string()).with_hint(format!(
                 "something else changed {name} while git machine was working; look at `git reflog {name}` and try again"
             )),
-            GitError::Cli { stderr, .. }
-                if ["No space left on device", "File too large", "Disk quota exceeded"]
-                    .iter()
-                    .any(|m| stderr.contains(m)) =>
-            {
-                disk_full(e.to_string())
-            }
-            GitError::Lib(err) if err.message().contains("No space left") => disk_full(e.to_string()),
+            GitError::Cli { stderr, .. } if says_disk_full(stderr) => disk_full(e.to_string()),
+            GitError::Lib(err) if says_disk_full(err.message()) => disk_full(e.to_string()),
             // The user's LFS filter could not give a file's content (not fetched, offline).
             GitError::Cli { stderr, .. } if stderr.contains("smudge filter lfs failed") => {
                 Error::failed(e.to_string()).with_hint(
@@ -131,6 +125,17 @@ impl From<LockError> for Error {
     }
 }
 
+/// Whether git's or libgit2's message says the disk (or a file-size or quota limit) is full.
+fn says_disk_full(message: &str) -> bool {
+    [
+        "No space left on device",
+        "File too large",
+        "Disk quota exceeded",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// Whether an error means the disk (or a file-size or quota limit) is full.
 pub fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(
@@ -151,5 +156,36 @@ impl From<std::io::Error> for Error {
             return disk_full(e.to_string());
         }
         Error::bug(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a pack written under a file-size limit failed with libgit2's "File too
+    /// large", which was taken for a bug (exit 101) instead of a full disk.
+    #[test]
+    fn a_full_disk_in_libgit2_or_git_is_a_failure_with_a_hint() {
+        let said = [
+            "could not write to '…/pack_git2_x': File too large",
+            "failed to write: No space left on device",
+            "Disk quota exceeded",
+        ];
+        for message in said {
+            let lib: Error = GitError::Lib(git2::Error::from_str(message)).into();
+            let cli: Error = GitError::Cli {
+                args: "add -A".to_string(),
+                stderr: message.to_string(),
+            }
+            .into();
+            for e in [lib, cli] {
+                assert_eq!(e.kind, Kind::Failed, "{message}");
+                assert!(e.message.starts_with("out of disk space"), "{}", e.message);
+                assert!(e.hint.is_some_and(|h| h.contains("resume")), "{message}");
+            }
+        }
+        let other: Error = GitError::Lib(git2::Error::from_str("object not found")).into();
+        assert_eq!(other.kind, Kind::Bug);
     }
 }

@@ -26,6 +26,7 @@ use thiserror::Error;
 mod folders;
 mod workspace;
 pub use workspace::{git_dir_of, Submodule};
+mod packs;
 pub mod pool;
 mod scan;
 pub mod treediff;
@@ -809,7 +810,8 @@ impl Repo {
     }
 
     /// Temporary object files a killed writer left in the object store (libgit2's
-    /// `tmp_object_git2_*`, git's `tmp_obj_*`), not modified for `older_than`. A live writer
+    /// `tmp_object_git2_*`, and `pack_git2_*` and `*.idx.lock` for a pack, git's `tmp_obj_*`),
+    /// not modified for `older_than`. A live writer
     /// keeps its file for the moments between writing it and renaming it into place, so only
     /// old ones are stale; git's own `gc` waits two weeks for them.
     pub fn stale_temp_objects(&self, older_than: std::time::Duration) -> Vec<PathBuf> {
@@ -827,7 +829,10 @@ impl Repo {
             };
             stale.extend(inner.into_iter().filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                let temp = name.starts_with("tmp_object_git2_") || name.starts_with("tmp_obj_");
+                let temp = ["tmp_object_git2_", "tmp_obj_", "pack_git2_"]
+                    .iter()
+                    .any(|t| name.starts_with(t))
+                    || (name.starts_with("pack-") && name.ends_with(".idx.lock"));
                 let age = std::fs::metadata(p)
                     .and_then(|m| m.modified())
                     .ok()
@@ -978,7 +983,19 @@ impl Repo {
                 e => Err(e),
             })?;
         } else if path.exists() {
+            // Moved here and killed before git was told (see `move_worktree`): git lists it
+            // at the path it left, which no longer exists; its admin entry goes with it.
+            let admin = Worktree::new(path.to_path_buf())
+                .admin_dir()
+                .filter(|a| a.starts_with(self.common_dir.join("worktrees")));
             std::fs::remove_dir_all(path).map_err(|e| GitError::Io(e.to_string()))?;
+            if let Some(admin) = admin {
+                let named = std::fs::read_to_string(admin.join("gitdir")).unwrap_or_default();
+                let left = Path::new(named.trim()).parent();
+                if left.is_some_and(|l| !l.exists()) {
+                    std::fs::remove_dir_all(&admin).map_err(|e| GitError::Io(e.to_string()))?;
+                }
+            }
         }
         Ok(())
     }
@@ -1327,7 +1344,9 @@ impl Worktree {
         }
         configure_libgit2();
         let repo = git2::Repository::open(&self.path)?;
-        let (watch, index) = self.stage_changed(&repo, base, force)?;
+        let odb = repo.odb()?;
+        let batch = packs::Batch::start(&repo, &odb)?;
+        let (watch, mut index) = self.stage_changed(&repo, base, force)?;
         let ignored: Vec<&str> = force
             .iter()
             .copied()
@@ -1338,8 +1357,8 @@ impl Worktree {
             args.extend_from_slice(&ignored);
             self.git(&args)?;
         }
-        let changes = match index {
-            Some(index) => index_changes(&repo, &index, base)?,
+        let changes = match &index {
+            Some(index) => index_changes(&repo, index, base)?,
             None => self.staged_changes(&repo, base)?,
         };
         // Only the paths added to `base` are judged, not every file of the index.
@@ -1355,6 +1374,11 @@ impl Worktree {
             .filter(|(_, shown)| leave_out(shown))
             .collect();
         if !found.is_empty() {
+            // git reads the index from disk, and the objects it names with it.
+            if let Some(mut index) = index.take() {
+                batch.flush(&written_for(&repo, changes.iter(), true, None)?)?;
+                index.write()?;
+            }
             // git's own `rm --cached` keeps the index's untracked cache, which a libgit2
             // write would drop (the next `git add -A` would then scan the whole worktree).
             let mut args: Vec<&OsStr> = ["--literal-pathspecs", "rm", "--cached", "-q", "--"]
@@ -1368,6 +1392,16 @@ impl Worktree {
             .iter()
             .filter(|c| !found.iter().any(|(raw, _)| *raw == c.path));
         let tree = updated_tree(&repo, base, kept.clone())?;
+        // The new objects on disk, then the index that names them.
+        batch.flush(&written_for(
+            &repo,
+            kept.clone(),
+            index.is_some(),
+            Some(tree),
+        )?)?;
+        if let Some(mut index) = index {
+            index.write()?;
+        }
         if let Some(mut watch) = watch {
             let added: Vec<&[u8]> = kept
                 .filter(|c| c.change == treediff::Change::Added)
@@ -1911,6 +1945,45 @@ fn updated_tree<'c>(
     Ok(Oid(update.create_updated(repo, &tree)?))
 }
 
+/// The objects a staging may have written that its index and tree name: the blobs of
+/// `changes` when git machine staged them (`blobs`; git writes its own), and the folders of
+/// `tree` that hold a change, the root included. Submodules' commits are no objects of ours.
+fn written_for<'c>(
+    repo: &git2::Repository,
+    changes: impl Iterator<Item = &'c treediff::Changed>,
+    blobs: bool,
+    tree: Option<Oid>,
+) -> Result<BTreeSet<git2::Oid>> {
+    let mut objects = BTreeSet::new();
+    let mut folders: BTreeSet<&[u8]> = BTreeSet::new();
+    let mut any = false;
+    for c in changes {
+        any = true;
+        if let Some(e) = c.new.filter(|e| blobs && e.mode != 0o160000) {
+            objects.insert(e.id.0);
+        }
+        let mut path = c.path.as_slice();
+        while let Some(at) = path.iter().rposition(|b| *b == b'/') {
+            path = &path[..at];
+            if !folders.insert(path) {
+                break;
+            }
+        }
+    }
+    // Without a change the tree is the base's, on disk already.
+    if let Some(tree) = tree.filter(|_| any) {
+        let root = repo.find_tree(tree.0)?;
+        objects.insert(root.id());
+        for folder in folders {
+            // A folder all of whose files went is in no tree.
+            if let Ok(entry) = root.get_path(Path::new(OsStr::from_bytes(folder))) {
+                objects.insert(entry.id());
+            }
+        }
+    }
+    Ok(objects)
+}
+
 /// `path` as a gitignore pattern that matches only itself.
 fn literal(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -2246,6 +2319,66 @@ mod tests {
         });
         let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
         assert_eq!(repo.worktrees().expect("list").len(), 1);
+    }
+
+    /// Regression (four runs at once): `git worktree repair` of a moved worktree rewrote the
+    /// `.git` file of a worktree another process was adding, whose `git worktree add` then
+    /// failed with "invalid gitfile format".
+    #[test]
+    fn worktrees_added_while_others_are_repaired_never_fail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo_dir = dir.path().join("repo");
+        std::fs::create_dir_all(&repo_dir).expect("repo dir");
+        init_scratch_repo(&repo_dir).expect("repository");
+        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        let head = repo.head_commit().expect("a commit");
+        let moved = dir.path().join("moved");
+        repo.worktree_add_detached(&moved, head).expect("add");
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (dir, repo_dir) = (dir.path(), repo_dir.as_path());
+                s.spawn(move || {
+                    let repo = Repo::open(repo_dir, &GitEnv::from_vars(&[])).expect("open");
+                    for i in 0..12 {
+                        let wt = dir.join(format!("wt-{t}-{i}"));
+                        repo.worktree_add_detached(&wt, head).expect("add");
+                        repo.worktree_remove(&wt).expect("remove");
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let (moved, repo_dir) = (moved.as_path(), repo_dir.as_path());
+                s.spawn(move || {
+                    let repo = Repo::open(repo_dir, &GitEnv::from_vars(&[])).expect("open");
+                    for _ in 0..24 {
+                        repo.repair_worktree(moved).expect("repair");
+                    }
+                });
+            }
+        });
+        assert_eq!(repo.worktrees().expect("list").len(), 2);
+    }
+
+    /// Regression: a worktree moved out of the pool by a process killed before `git worktree
+    /// repair` was removed as a plain folder, and git listed it at its old path (prunable)
+    /// for good.
+    #[test]
+    fn a_worktree_moved_and_not_repaired_is_removed_with_its_admin_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo_dir = dir.path().join("repo");
+        std::fs::create_dir_all(&repo_dir).expect("repo dir");
+        init_scratch_repo(&repo_dir).expect("repository");
+        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        let (pooled, taken) = (dir.path().join("pooled"), dir.path().join("taken"));
+        repo.worktree_add_detached(&pooled, repo.head_commit().expect("head"))
+            .expect("add");
+        std::fs::rename(&pooled, &taken).expect("moved, git not told");
+        let list = || run_git(&repo_dir, ["worktree", "list", "--porcelain"]).expect("list");
+        assert!(list().contains("prunable"), "{}", list());
+        repo.worktree_remove(&taken).expect("remove");
+        assert!(!taken.exists());
+        assert_eq!(repo.worktrees().expect("list").len(), 1, "{}", list());
+        assert!(!list().contains("prunable"), "{}", list());
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl Worktree {
         admin.is_dir().then_some(admin)
     }
 
+    /// Where git's lock on this worktree's index is taken (`None` for no linked worktree).
+    pub fn index_lock(&self) -> Option<PathBuf> {
+        self.admin_dir().map(|admin| admin.join("index.lock"))
+    }
+
     /// Whether a park or a switch of this worktree was started and not finished.
     pub fn is_switching(&self) -> bool {
         self.admin_dir()
@@ -324,8 +329,11 @@ impl Repo {
     }
 
     /// Tell git where the worktree at `path` is now (its admin files still name the folder it
-    /// was moved from): `git worktree repair`, run inside it.
+    /// was moved from): `git worktree repair`, run inside it. That also rewrites the `.git`
+    /// file of every other worktree it finds wanting, one another process is adding among
+    /// them ("invalid gitfile format" for its `git worktree add`): it holds the admin lock.
     pub fn repair_worktree(&self, path: &Path) -> Result<()> {
+        let _admin = self.worktree_admin_lock(true)?;
         run_git(path, [OsStr::new("worktree"), OsStr::new("repair")])?;
         Ok(())
     }

@@ -16,7 +16,9 @@
 //!   and unmerged entries;
 //! - an index libgit2 cannot read (split, sparse), or any path libgit2 refuses;
 //! - any `git -c` setting (the caller checks: libgit2 reads none of them);
-//! - in a forced folder, an ignored file under a filter driver, or a folder it cannot read.
+//! - in a forced folder, an ignored file under a filter driver, or a folder it cannot read;
+//! - a file of [`HELD_BELOW`] bytes or more, which git streams to disk where git machine
+//!   would hold it in memory until the staging's pack is written.
 //!
 //! Nothing is staged here before everything is staged in memory: when git is to do it after
 //! all, at most the stat data of files libgit2 read was refreshed (`update_index` may write
@@ -32,8 +34,14 @@ use std::path::Path;
 
 use super::Result;
 
+/// Files staged here are held in memory until the staging's pack is written
+/// ([`super::packs`]); a file this big is left to git, which streams it to disk. A step's
+/// whole output log (8 MiB and its last 256 KiB) stays below it.
+pub(super) const HELD_BELOW: u64 = 16 << 20;
+
 /// Stage every change of the worktree of `repo` as `git add -A` would, or only those within
-/// `paths` (files or folders, from the root) when given; the index as written, or `None` when
+/// `paths` (files or folders, from the root) when given; the index, not yet written (the
+/// caller writes it once the blobs it names are on disk, see [`super::packs`]), or `None` when
 /// git is to do it.
 pub(super) fn stage(
     repo: &git2::Repository,
@@ -81,7 +89,8 @@ pub(super) fn stage(
             | git2::Delta::Typechange
             | git2::Delta::Untracked => {
                 // A folder is named only when it holds a repository of its own.
-                if path.ends_with(b"/") || !unfiltered(repo, path)? {
+                let big = delta.new_file().size() >= HELD_BELOW;
+                if big || path.ends_with(b"/") || !unfiltered(repo, path)? {
                     return Ok(None);
                 }
                 upsert.push(path);
@@ -103,7 +112,6 @@ pub(super) fn stage(
     if !add_forced(repo, &mut index, force)? {
         return Ok(None);
     }
-    index.write()?;
     Ok(Some(index))
 }
 
@@ -143,7 +151,11 @@ fn add_forced(repo: &git2::Repository, index: &mut git2::Index, force: &[&str]) 
             if !(whole || repo.is_path_ignored(path)?) {
                 continue;
             }
-            if !unfiltered(repo, path.as_os_str().as_bytes())? || index.add_path(path).is_err() {
+            let big = entry.metadata().map_or(true, |m| m.len() >= HELD_BELOW);
+            if big
+                || !unfiltered(repo, path.as_os_str().as_bytes())?
+                || index.add_path(path).is_err()
+            {
                 return Ok(false);
             }
         }
@@ -224,8 +236,11 @@ mod tests {
         /// Stage both and compare; whether the staging went inside git machine.
         fn stage(&self, what: &str) -> bool {
             let repo = git2::Repository::open(&self.inside).expect("open");
-            let inside = stage(&repo, None, &[]).expect("stage").is_some();
-            if !inside {
+            let staged = stage(&repo, None, &[]).expect("stage");
+            let inside = staged.is_some();
+            if let Some(mut index) = staged {
+                index.write().expect("write the index");
+            } else {
                 run_git(&self.inside, ["add", "-A"]).expect("add");
             }
             run_git(&self.git, ["add", "-A"]).expect("add");
@@ -340,6 +355,12 @@ mod tests {
         assert!(!t.stage("an intent to add"), "git stages it");
         t.both("git update-index --assume-unchanged a.txt && echo changed > a.txt");
         assert!(!t.stage("an entry assumed unchanged"), "git stages it");
+
+        let t = Twins::new(&[], &[("a.txt", "a\n")]);
+        t.both(&format!("head -c {HELD_BELOW} /dev/zero > big.bin"));
+        assert!(!t.stage("a file too big to hold"), "git streams it");
+        t.both(&format!("head -c {} /dev/zero > big.bin", HELD_BELOW - 1));
+        assert!(t.stage("a file just small enough"));
     }
 
     /// A forced folder's ignored files are added here only as git would store them; a folder

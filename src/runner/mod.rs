@@ -580,6 +580,22 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Remove the lock on `wt`'s index a killed process left (a member's worktree, which
+    /// [`Runner::clear_stale_git_locks`] does not cover); the caller holds the run's lock.
+    pub fn clear_stale_index_lock(&mut self, id: &RunId, wt: &Worktree) -> Result {
+        let Some(lock) = wt.index_lock().filter(|p| p.exists()) else {
+            return Ok(());
+        };
+        std::fs::remove_file(&lock)?;
+        self.emit(
+            id,
+            Kind::StaleLockRemoved {
+                path: exec::shown(&lock),
+            },
+        );
+        Ok(())
+    }
+
     /// What differs from the checkpoint (files in `wt`, commits above it), as a commit not yet
     /// referenced, with the side ref that would keep it: `refs/machine/attempts/<run>/<rec>-<label>`.
     /// Secret files are left out of it (and listed), as from a step's commit.

@@ -202,6 +202,9 @@ impl Runner<'_> {
         for path in &paths {
             let mwt = Worktree::new(path.clone());
             if mwt.is_valid() {
+                // The run's lock is held and a killed holder's step groups are gone: a lock
+                // on the member's index is what a kill inside its staging left.
+                self.clear_stale_index_lock(id, &mwt)?;
                 mwt.detach_at(base)?;
                 mwt.reset_hard(base)?;
             } else {

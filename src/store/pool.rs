@@ -330,6 +330,9 @@ impl Pool {
             }
             repo.move_worktree(&wt.path, &to)?;
         }
+        // An entry moved in by a process killed before it told git is made known here, not
+        // only when its run is resumed: a member's run need never be.
+        self.heal(repo)?;
         self.trim(repo)
     }
 
@@ -522,6 +525,16 @@ mod tests {
         assert!(!after.contains("prunable"), "{after}");
         assert!(after.contains(&entry.display().to_string()), "{after}");
         pool.heal(&repo).expect("nothing to do the second time");
+        // Regression (named crash windows): a member's worktree, taken from the pool by a
+        // process killed before it told git, was moved back into the pool by the next one,
+        // killed again before telling git; the run then completed and nothing healed it.
+        std::fs::rename(&entry, pool.dir.join("00000000000000000002-4096")).expect("moved");
+        let member = worktrees.join("run--m");
+        repo.worktree_add_detached(&member, head).expect("worktree");
+        pool.release_members(&repo, &[(&member, head)])
+            .expect("released");
+        let after = listed(&root);
+        assert!(!after.contains("prunable"), "{after}");
     }
 
     #[test]

@@ -78,6 +78,8 @@ const POINTS: &[(&str, u32)] = &[
     ("worktree-added", 3),
     ("step-ran", 9),
     ("staged", 10),
+    ("packed", 10),
+    ("packs-merged", 1),
     ("committed", 14),
     ("published", 14),
     ("reset", 3),
@@ -230,6 +232,7 @@ pub(crate) fn leftovers(root: &Path) -> Vec<PathBuf> {
             // Two lock files are for flock and stay: worktree additions, the pool.
             (name.ends_with(".lock") && name != "worktree-add.lock" && name != "pool.lock")
                 || name.starts_with("tmp_")
+                || name.starts_with("pack_git2_")
                 || name.contains(".stale-")
                 || name.ends_with(".tmp")
         })

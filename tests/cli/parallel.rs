@@ -1,6 +1,7 @@
 //! Parallel groups through the real binary: one merge commit, conflicts paused and resumed or
 //! handed to a resolver step, a failed member rerun alone, kill -9 inside a group.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::common::TestEnv;
@@ -287,7 +288,14 @@ run = ["sh", "-c", "cat one.txt two.txt > three.txt"]
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let run = env.last_run();
-    env.machine_ok(&["resume", &run]);
+    // A kill inside the slow member's staging leaves git's lock on its index. Regression:
+    // resume stopped at "Unable to create '…/index.lock': File exists".
+    let member = env.worktree(&format!("{run}--two"));
+    let dotgit = std::fs::read_to_string(member.join(".git")).expect("the member's .git");
+    let admin = PathBuf::from(dotgit.trim().strip_prefix("gitdir: ").expect("gitdir"));
+    std::fs::write(admin.join("index.lock"), "").expect("a lock left by a kill");
+    let resumed = env.machine_ok(&["resume", &run]);
+    assert!(resumed.stderr.contains("index.lock"), "{resumed}");
     let branch = format!("machine/{run}");
     assert_eq!(
         env.git(&["show", &format!("{branch}:three.txt")]),

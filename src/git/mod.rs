@@ -974,9 +974,12 @@ impl Repo {
             .or_else(|e| match e {
                 // A folder deleted by hand leaves only git's admin entry; remove that one.
                 _ if !path.exists() => self.remove_worktree_admin(path),
-                // Git refuses to remove a worktree with submodules checked out: their clones
-                // live in the worktree's admin folder, which goes with it.
-                GitError::Cli { ref stderr, .. } if stderr.contains("submodules") => {
+                // Git refuses to remove a worktree with submodules checked out (their clones
+                // live in the worktree's admin folder, which goes with it), or one whose `.git`
+                // file no longer names its admin folder ("validation failed").
+                GitError::Cli { ref stderr, .. }
+                    if stderr.contains("submodules") || stderr.contains("validation failed") =>
+                {
                     std::fs::remove_dir_all(path).map_err(|e| GitError::Io(e.to_string()))?;
                     self.remove_worktree_admin(path)
                 }
@@ -1379,14 +1382,7 @@ impl Worktree {
                 batch.flush(&written_for(&repo, changes.iter(), true, None)?)?;
                 index.write()?;
             }
-            // git's own `rm --cached` keeps the index's untracked cache, which a libgit2
-            // write would drop (the next `git add -A` would then scan the whole worktree).
-            let mut args: Vec<&OsStr> = ["--literal-pathspecs", "rm", "--cached", "-q", "--"]
-                .into_iter()
-                .map(OsStr::new)
-                .collect();
-            args.extend(found.iter().map(|(raw, _)| OsStr::from_bytes(raw)));
-            self.git_bytes(&args)?;
+            self.unstage(found.iter().map(|(raw, _)| raw.as_slice()))?;
         }
         let kept = changes
             .iter()
@@ -1417,6 +1413,19 @@ impl Worktree {
             tree,
             left_out: found.into_iter().map(|(_, shown)| shown).collect(),
         })
+    }
+
+    /// Take `paths` out of the index written on disk; the files stay, untracked. git's own
+    /// `rm --cached` keeps the index's untracked cache, which a libgit2 write would drop (the
+    /// next `git add -A` would then scan the whole worktree).
+    fn unstage<'p>(&self, paths: impl Iterator<Item = &'p [u8]>) -> Result<()> {
+        let mut args: Vec<&OsStr> = ["--literal-pathspecs", "rm", "--cached", "-q", "--"]
+            .into_iter()
+            .map(OsStr::new)
+            .collect();
+        args.extend(paths.map(OsStr::from_bytes));
+        self.git_bytes(&args)?;
+        Ok(())
     }
 
     /// Whether `path` (a folder of the worktree) is ignored or holds a file directly in it
@@ -2357,6 +2366,24 @@ mod tests {
             }
         });
         assert_eq!(repo.worktrees().expect("list").len(), 2);
+    }
+
+    /// Regression: a pooled worktree whose `.git` file named an admin folder that was gone
+    /// ("validation failed, cannot remove working tree") failed every later run at the pool.
+    #[test]
+    fn a_worktree_whose_git_file_is_broken_is_removed_all_the_same() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo_dir = dir.path().join("repo");
+        std::fs::create_dir_all(&repo_dir).expect("repo dir");
+        init_scratch_repo(&repo_dir).expect("repository");
+        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        let wt = dir.path().join("wt");
+        repo.worktree_add_detached(&wt, repo.head_commit().expect("head"))
+            .expect("add");
+        std::fs::write(wt.join(".git"), "gitdir: /nowhere/worktrees/wt\n").expect("break it");
+        repo.worktree_remove(&wt).expect("removed");
+        assert!(!wt.exists());
+        assert_eq!(repo.worktrees().expect("list").len(), 1);
     }
 
     /// Regression: a worktree moved out of the pool by a process killed before `git worktree

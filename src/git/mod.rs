@@ -2330,16 +2330,22 @@ mod tests {
         assert_eq!(repo.worktrees().expect("list").len(), 1);
     }
 
-    /// Regression (four runs at once): `git worktree repair` of a moved worktree rewrote the
-    /// `.git` file of a worktree another process was adding, whose `git worktree add` then
-    /// failed with "invalid gitfile format".
-    #[test]
-    fn worktrees_added_while_others_are_repaired_never_fail() {
+    /// A temporary folder holding a scratch repository `repo/`, opened.
+    fn scratch_repo() -> (tempfile::TempDir, PathBuf, Repo) {
         let dir = tempfile::tempdir().expect("temp dir");
         let repo_dir = dir.path().join("repo");
         std::fs::create_dir_all(&repo_dir).expect("repo dir");
         init_scratch_repo(&repo_dir).expect("repository");
         let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        (dir, repo_dir, repo)
+    }
+
+    /// Regression (four runs at once): `git worktree repair` of a moved worktree rewrote the
+    /// `.git` file of a worktree another process was adding, whose `git worktree add` then
+    /// failed with "invalid gitfile format".
+    #[test]
+    fn worktrees_added_while_others_are_repaired_never_fail() {
+        let (dir, repo_dir, repo) = scratch_repo();
         let head = repo.head_commit().expect("a commit");
         let moved = dir.path().join("moved");
         repo.worktree_add_detached(&moved, head).expect("add");
@@ -2372,11 +2378,7 @@ mod tests {
     /// ("validation failed, cannot remove working tree") failed every later run at the pool.
     #[test]
     fn a_worktree_whose_git_file_is_broken_is_removed_all_the_same() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let repo_dir = dir.path().join("repo");
-        std::fs::create_dir_all(&repo_dir).expect("repo dir");
-        init_scratch_repo(&repo_dir).expect("repository");
-        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        let (dir, _, repo) = scratch_repo();
         let wt = dir.path().join("wt");
         repo.worktree_add_detached(&wt, repo.head_commit().expect("head"))
             .expect("add");
@@ -2391,11 +2393,7 @@ mod tests {
     /// for good.
     #[test]
     fn a_worktree_moved_and_not_repaired_is_removed_with_its_admin_entry() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let repo_dir = dir.path().join("repo");
-        std::fs::create_dir_all(&repo_dir).expect("repo dir");
-        init_scratch_repo(&repo_dir).expect("repository");
-        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+        let (dir, repo_dir, repo) = scratch_repo();
         let (pooled, taken) = (dir.path().join("pooled"), dir.path().join("taken"));
         repo.worktree_add_detached(&pooled, repo.head_commit().expect("head"))
             .expect("add");

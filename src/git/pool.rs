@@ -324,8 +324,12 @@ impl Repo {
             }
         }
         crate::env::crash::point("moved");
-        self.repair_worktree(to)?;
-        Ok(true)
+        match self.repair_worktree(to) {
+            // Moved into the pool and taken out of it by another process before git was told
+            // here (the repair waits for the admin lock): the taker tells git where it is.
+            Err(_) if !to.exists() => Ok(true),
+            done => done.map(|()| true),
+        }
     }
 
     /// Tell git where the worktree at `path` is now (its admin files still name the folder it
@@ -343,6 +347,43 @@ impl Repo {
 mod tests {
     use super::*;
     use crate::git::{init_scratch_repo, run_git, GitEnv};
+
+    /// Regression (four runs at once): a worktree moved into the pool was taken out of it by
+    /// another process while this one waited to tell git, whose `git worktree repair` then
+    /// failed in a folder that was gone, and the members' release was given up.
+    #[test]
+    fn a_worktree_taken_on_before_git_is_told_is_moved_all_the_same() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).expect("dir");
+        init_scratch_repo(&root).expect("repo");
+        let repo = Repo::open(&root, &GitEnv::from_vars(&[])).expect("open");
+        let (member, pooled, taken) = (
+            tmp.path().join("member"),
+            tmp.path().join("pooled"),
+            tmp.path().join("taken"),
+        );
+        repo.worktree_add_detached(&member, repo.head_commit().expect("head"))
+            .expect("add");
+        let admin = repo.worktree_admin_lock(true).expect("hold the admin lock");
+        std::thread::scope(|s| {
+            let mover = s.spawn(|| {
+                let repo = Repo::open(&root, &GitEnv::from_vars(&[])).expect("open");
+                repo.move_worktree(&member, &pooled)
+            });
+            while !pooled.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // Another process takes it from the pool (its own repair waits too).
+            std::fs::rename(&pooled, &taken).expect("taken");
+            drop(admin);
+            assert!(mover.join().expect("joined").expect("moved"));
+        });
+        repo.repair_worktree(&taken).expect("the taker tells git");
+        let listed = run_git(&root, ["worktree", "list", "--porcelain"]).expect("list");
+        assert!(!listed.contains("prunable"), "{listed}");
+        assert!(listed.contains(&taken.display().to_string()), "{listed}");
+    }
 
     /// The estimate kept up to date from what changed since the last parking is the one a
     /// full read of the index gives.

@@ -568,7 +568,22 @@ impl Runner<'_> {
     pub fn clear_stale_git_locks(&mut self, id: &RunId, wt: &Worktree) -> Result {
         let prefixes = [format!("{ATTEMPTS_PREFIX}{id}/"), id.attic_prefix()];
         let stale = self.repo.stale_locks(&id.branch(), &prefixes, wt);
-        for path in stale.into_iter().filter(|p| p.exists()) {
+        self.remove_stale_locks(id, stale)
+    }
+
+    /// Remove the lock on `wt`'s index a killed process left (a member's worktree, which
+    /// [`Runner::clear_stale_git_locks`] does not cover); the caller holds the run's lock.
+    pub fn clear_stale_index_lock(&mut self, id: &RunId, wt: &Worktree) -> Result {
+        self.remove_stale_locks(id, wt.index_lock())
+    }
+
+    /// Remove those of `locks` that exist, each said.
+    fn remove_stale_locks(
+        &mut self,
+        id: &RunId,
+        locks: impl IntoIterator<Item = std::path::PathBuf>,
+    ) -> Result {
+        for path in locks.into_iter().filter(|p| p.exists()) {
             std::fs::remove_file(&path)?;
             self.emit(
                 id,
@@ -577,22 +592,6 @@ impl Runner<'_> {
                 },
             );
         }
-        Ok(())
-    }
-
-    /// Remove the lock on `wt`'s index a killed process left (a member's worktree, which
-    /// [`Runner::clear_stale_git_locks`] does not cover); the caller holds the run's lock.
-    pub fn clear_stale_index_lock(&mut self, id: &RunId, wt: &Worktree) -> Result {
-        let Some(lock) = wt.index_lock().filter(|p| p.exists()) else {
-            return Ok(());
-        };
-        std::fs::remove_file(&lock)?;
-        self.emit(
-            id,
-            Kind::StaleLockRemoved {
-                path: exec::shown(&lock),
-            },
-        );
         Ok(())
     }
 

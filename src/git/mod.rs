@@ -2047,6 +2047,17 @@ pub fn parse_trailers(message: &str) -> BTreeMap<String, String> {
     map
 }
 
+/// For tests: a temporary folder holding a scratch repository `repo/`, opened.
+#[cfg(test)]
+pub(crate) fn scratch_repo() -> (tempfile::TempDir, PathBuf, Repo) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo_dir = dir.path().join("repo");
+    std::fs::create_dir_all(&repo_dir).expect("repo dir");
+    init_scratch_repo(&repo_dir).expect("repository");
+    let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
+    (dir, repo_dir, repo)
+}
+
 /// Make `dir` a repository with one commit and a local identity (for `git machine demo`).
 pub fn init_scratch_repo(dir: &Path) -> Result<()> {
     run_git(dir, ["init", "-q", "-b", "main"])?;
@@ -2328,16 +2339,6 @@ mod tests {
         });
         let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
         assert_eq!(repo.worktrees().expect("list").len(), 1);
-    }
-
-    /// A temporary folder holding a scratch repository `repo/`, opened.
-    fn scratch_repo() -> (tempfile::TempDir, PathBuf, Repo) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let repo_dir = dir.path().join("repo");
-        std::fs::create_dir_all(&repo_dir).expect("repo dir");
-        init_scratch_repo(&repo_dir).expect("repository");
-        let repo = Repo::open(&repo_dir, &GitEnv::from_vars(&[])).expect("open");
-        (dir, repo_dir, repo)
     }
 
     /// Regression (four runs at once): `git worktree repair` of a moved worktree rewrote the

@@ -315,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn special_and_big_packs_are_left_to_git() {
+    fn kept_packs_and_any_with_a_multi_pack_index_are_left_to_git() {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = git2::Repository::init(dir.path()).expect("init");
         let odb = repo.odb().expect("odb");
@@ -339,6 +339,26 @@ mod tests {
         std::fs::remove_file(folder.join("multi-pack-index")).expect("no midx");
         blobs(&repo, &batch, 300, 3);
         assert_eq!(packs_in(&repo).len(), 1, "then the ten of tier 0 are one");
+    }
+
+    #[test]
+    fn packs_of_many_objects_are_left_to_git() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Only the sizes count here: an index of n objects is 1,112 + 28 n bytes.
+        for (name, objects) in [("pack-small", MERGED_BELOW - 1), ("pack-big", MERGED_BELOW)] {
+            let stem = dir.path().join(name);
+            std::fs::write(stem.with_extension("pack"), "").expect("pack");
+            let idx = std::fs::File::create(stem.with_extension("idx")).expect("idx");
+            idx.set_len(1112 + 28 * objects).expect("size");
+        }
+        let found = mergeable(dir.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].objects, MERGED_BELOW - 1);
+        std::fs::remove_file(dir.path().join("pack-small.pack")).expect("rm");
+        assert!(
+            mergeable(dir.path()).is_empty(),
+            "an index without its pack"
+        );
     }
 
     #[test]

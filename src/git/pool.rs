@@ -346,18 +346,14 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::{init_scratch_repo, run_git, GitEnv};
+    use crate::git::{run_git, GitEnv};
 
     /// Regression (four runs at once): a worktree moved into the pool was taken out of it by
     /// another process while this one waited to tell git, whose `git worktree repair` then
     /// failed in a folder that was gone, and the members' release was given up.
     #[test]
     fn a_worktree_taken_on_before_git_is_told_is_moved_all_the_same() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let root = tmp.path().join("repo");
-        std::fs::create_dir_all(&root).expect("dir");
-        init_scratch_repo(&root).expect("repo");
-        let repo = Repo::open(&root, &GitEnv::from_vars(&[])).expect("open");
+        let (tmp, root, repo) = crate::git::scratch_repo();
         let (member, pooled, taken) = (
             tmp.path().join("member"),
             tmp.path().join("pooled"),
@@ -389,11 +385,7 @@ mod tests {
     /// full read of the index gives.
     #[test]
     fn a_second_parking_estimates_from_what_changed_as_the_index_would() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let root = tmp.path().join("repo");
-        std::fs::create_dir_all(&root).expect("dir");
-        init_scratch_repo(&root).expect("repo");
-        let repo = Repo::open(&root, &GitEnv::default()).expect("open");
+        let (tmp, _, repo) = crate::git::scratch_repo();
         let path = tmp.path().join("wt");
         repo.worktree_add_detached(&path, repo.head_commit().expect("head"))
             .expect("worktree");

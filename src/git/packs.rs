@@ -103,26 +103,35 @@ impl Pack {
 /// The packs of `folder` git machine may merge (see the module's header); none when the
 /// folder has a multi-pack index.
 fn mergeable(folder: &Path) -> Vec<Pack> {
-    if folder.join("multi-pack-index").exists() {
-        return Vec::new();
-    }
+    // One read of the folder a staging: its names answer which files a pack has.
     let Ok(entries) = std::fs::read_dir(folder) else {
         return Vec::new();
     };
+    let names: BTreeSet<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
+    if names.contains(std::ffi::OsStr::new("multi-pack-index")) {
+        return Vec::new();
+    }
+    let has = |stem: &Path, ext: &str| {
+        stem.with_extension(ext)
+            .file_name()
+            .is_some_and(|n| names.contains(n))
+    };
     let mut packs = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
+    for name in &names {
+        let path = folder.join(name);
         if path.extension().is_none_or(|x| x != "idx") {
             continue;
         }
         let stem = path.with_extension("");
         let special = ["keep", "promisor", "mtimes", "bitmap"]
             .iter()
-            .any(|x| stem.with_extension(x).exists());
-        if special || !stem.with_extension("pack").exists() {
+            .any(|x| has(&stem, x));
+        if special || !has(&stem, "pack") {
             continue;
         }
-        let Ok(meta) = entry.metadata() else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
         // A version 2 index: 1,072 bytes of header and fan-out and 40 of checksums, 28 an
         // object (name, CRC, offset). An estimate is enough to sort packs into tiers.
         let objects = meta.len().saturating_sub(1112) / 28;
@@ -130,7 +139,6 @@ fn mergeable(folder: &Path) -> Vec<Pack> {
             packs.push(Pack { stem, objects });
         }
     }
-    packs.sort_by(|a, b| a.stem.cmp(&b.stem));
     packs
 }
 

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::TestEnv;
 
-/// A workflow whose middle step waits until `gate` exists (at most 60 s).
+/// A workflow whose middle step waits, in a shell it starts (which names the gate), until
+/// `gate` exists (at most 60 s).
 fn waiting(env: &TestEnv) -> std::path::PathBuf {
     let gate = env.path("gate");
     env.workflow(
@@ -19,7 +20,7 @@ id = "one"
 run = ["sh", "-c", "echo 1 > one.txt"]
 [[steps]]
 id = "wait"
-run = ["sh", "-c", "i=0; while [ ! -e '{g}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo w > w.txt"]
+run = ["sh", "-c", "sh -c 'i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done' & wait; echo w > w.txt"]
 [[steps]]
 id = "three"
 run = ["sh", "-c", "echo 3 > three.txt"]
@@ -120,22 +121,9 @@ fn stop_stops_a_running_run_resumably_and_refuses_one_that_is_not_running() {
 #[test]
 fn stop_now_kills_the_run_and_its_step() {
     let env = TestEnv::new();
-    // What the step started (a shell that names a marker) dies with the run.
-    let marker = env.path("marker").display().to_string();
-    env.workflow(
-        "slow",
-        &format!(
-            r#"version = 1
-name = "slow"
-[[steps]]
-id = "one"
-run = ["sh", "-c", "echo 1 > one.txt"]
-[[steps]]
-id = "wait"
-run = ["sh", "-c", "sh -c 'sleep 60; : {marker}' & wait"]
-"#
-        ),
-    );
+    // The step waits in a shell it started, which names the gate: it dies with the run.
+    let gate = waiting(&env);
+    let marker = gate.display().to_string();
     let run = env
         .machine_ok(&["run", "slow", "--detach"])
         .stdout
